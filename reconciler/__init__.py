@@ -1,0 +1,3 @@
+"""reconciler: a declarative plan/apply loop for federated users and roles."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""The one error root of reconciler and its tree.
+
+The CLI catches only :class:`ReconcilerError`, prints ``error: <message>`` (plus the
+``hint``: what to do next) and exits with ``exit_code``::
+
+    ReconcilerError                      exit 1
+    ├── UsageError                       bad command line
+    ├── ConfigError                      missing/invalid environment setting
+    ├── InputError                       desired-state files unreadable or hostile
+    │   └── ValidationFailed             schema and API-rule problems, all of them, located
+    ├── StateError                       recorded state
+    │   ├── StateCorrupt                 unreadable, invalid or newer format: never overwritten
+    │   ├── StateConflict                lineage/serial changed under us (compare-and-swap failed)
+    │   ├── StateLocked                  another process holds the lock (names the holder)
+    │   └── BackendUnavailable           backend library missing or database unreachable
+    ├── PlanError
+    │   └── StalePlan                    saved plan no longer matches state or input
+    ├── GuardRailBlocked                 exit 3: too many disables / protected account
+    ├── ApiError                         a provider call failed
+    │   ├── TransportError               network failure, timeout, unusable response
+    │   ├── FederationError              federation-user API resultCode != "0"
+    │   └── CloudIdentityError           CloudIdentity error envelope
+    └── ApplyIncomplete                  apply finished with failed accounts/events
+
+Messages never contain secrets: clients build them from codes and account names only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_BLOCKED = 3
+
+
+class ReconcilerError(Exception):
+    """Root of every error reconciler reports to its user."""
+
+    exit_code: int = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ReconcilerError):
+    """The command line asks for something that cannot be done."""
+
+
+class ConfigError(ReconcilerError):
+    """A required environment setting is missing or invalid."""
+
+
+class InputError(ReconcilerError):
+    """The desired-state input cannot be read (missing, binary, too large, hostile)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One validation problem, located at ``file:line:col`` (1-based; 0 = unknown)."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    path: tuple[str | int, ...] = ()
+    rule: str = "schema"
+
+    def render(self) -> str:
+        """Format as ``file:line:col: message``."""
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class ValidationFailed(InputError):
+    """The desired state has problems; all of them are in ``problems``."""
+
+    def __init__(self, problems: tuple[Problem, ...]) -> None:
+        count = len(problems)
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in the desired state",
+            hint="fix the problems listed above, then run `reconciler validate` again",
+        )
+        self.problems = problems
+
+
+class StateError(ReconcilerError):
+    """The recorded state cannot be read, written or locked."""
+
+
+class StateCorrupt(StateError):
+    """The recorded state is unreadable, invalid, or written by a newer reconciler."""
+
+
+class StateConflict(StateError):
+    """Someone else wrote the state since we read it; nothing was written."""
+
+
+class StateLocked(StateError):
+    """Another process holds the state lock."""
+
+    def __init__(self, message: str, *, lock_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.lock_id = lock_id
+
+
+class BackendUnavailable(StateError):
+    """The state backend cannot be used (missing extra, unreachable server)."""
+
+
+class PlanError(ReconcilerError):
+    """A saved plan cannot be read or used."""
+
+
+class StalePlan(PlanError):
+    """The saved plan was made against another state or input than the current one."""
+
+
+class GuardRailBlocked(ReconcilerError):
+    """The plan breaks a guard rail of the policy."""
+
+    exit_code = EXIT_BLOCKED
+
+
+class ApiError(ReconcilerError):
+    """A provider API call failed."""
+
+
+class TransportError(ApiError):
+    """The request failed on the network, timed out, or got an unusable response.
+
+    ``maybe_sent`` is True when the server may have processed the request (a lost
+    response): such a request must never be resent blindly.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.maybe_sent = maybe_sent
+
+
+class FederationError(ApiError):
+    """The federation-user API answered with a ``resultCode`` other than ``"0"``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        http_status: int,
+        account: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.http_status = http_status
+        self.account = account
+
+
+class CloudIdentityError(ApiError):
+    """The CloudIdentity API answered with an error envelope."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        http_status: int,
+        request_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class ApplyIncomplete(ReconcilerError):
+    """Apply ran to the end but some changes or retries failed."""

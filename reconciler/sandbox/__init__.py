@@ -1,0 +1,1 @@
+"""A faithful local fake of the federation-user and CloudIdentity APIs."""
