@@ -1,0 +1,244 @@
+"""The recorded state: what was last applied, as frozen values, and its JSON codec.
+
+The document is versioned (``format_version``), has a ``lineage`` fixed at creation and
+a ``serial`` that every write increases by one. Both backends store exactly this
+document, so a state moves between them unchanged (``state pull`` / ``state push``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reconciler import schemas
+from reconciler.errors import StateCorrupt
+
+FORMAT_VERSION = 1
+
+
+def utc_now() -> str:
+    """The current UTC time as an RFC 3339 string (seconds precision)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountRecord:
+    """What was last applied to one federated account."""
+
+    account: str
+    name: str
+    email: str
+    role_ids: tuple[str, ...]  # sorted, numeric strings: never numbers
+    enabled: bool
+    last_task_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    source_commit: str | None = None  # the git commit the entry was last applied from
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingEntry:
+    """One user change inside a batch that may have been sent but has no recorded result."""
+
+    action: str  # CREATE | MODIFY | DISABLE
+    account: str
+    wire: Mapping[str, Any]  # the federationUserList entry exactly as sent
+    target: AccountRecord  # the record to store when the entry succeeds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingBatch:
+    """A createTask batch recorded before sending (intent) and after (task id)."""
+
+    batch_id: str
+    entries: tuple[PendingEntry, ...]
+    task_id: str | None = None  # None: the request may or may not have reached the API
+    recorded_at: str = ""
+    sent_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRecord:
+    """What reconciler knows of one failed provisioning event (attempts survive runs)."""
+
+    event_id: str
+    account: str
+    attempts: int = 0
+    last_attempt_at: str | None = None
+    last_reason: str | None = None
+    target_id: str | None = None
+    status: str | None = None  # open | resolved | retrying
+    seen_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State:
+    """The whole recorded state."""
+
+    lineage: str
+    serial: int
+    accounts: Mapping[str, AccountRecord] = field(default_factory=dict)
+    pending: tuple[PendingBatch, ...] = ()
+    events: Mapping[str, EventRecord] = field(default_factory=dict)
+    updated_at: str | None = None
+
+    @staticmethod
+    def empty() -> State:
+        """A new state with a fresh lineage that has never been written (serial 0)."""
+        return State(lineage=str(uuid.uuid4()), serial=0)
+
+    def successor(self, **changes: Any) -> State:
+        """The next version of this state: same lineage, serial + 1."""
+        return replace(self, serial=self.serial + 1, updated_at=utc_now(), **changes)
+
+
+# -- codec ------------------------------------------------------------------------
+
+
+def _record_to_json(record: AccountRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": record.name,
+        "email": record.email,
+        "role_ids": list(record.role_ids),
+        "enabled": record.enabled,
+    }
+    for key in ("last_task_id", "created_at", "updated_at", "source_commit"):
+        value = getattr(record, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _record_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord:
+    return AccountRecord(
+        account=account,
+        name=data["name"],
+        email=data["email"],
+        role_ids=tuple(data["role_ids"]),
+        enabled=data["enabled"],
+        last_task_id=data.get("last_task_id"),
+        created_at=data.get("created_at"),
+        updated_at=data.get("updated_at"),
+        source_commit=data.get("source_commit"),
+    )
+
+
+def _pending_to_json(batch: PendingBatch) -> dict[str, Any]:
+    return {
+        "batch_id": batch.batch_id,
+        "task_id": batch.task_id,
+        "recorded_at": batch.recorded_at,
+        "sent_at": batch.sent_at,
+        "entries": [
+            {
+                "action": entry.action,
+                "account": entry.account,
+                "wire": dict(entry.wire),
+                "target": _record_to_json(entry.target),
+            }
+            for entry in batch.entries
+        ],
+    }
+
+
+def _pending_from_json(data: Mapping[str, Any]) -> PendingBatch:
+    return PendingBatch(
+        batch_id=data["batch_id"],
+        task_id=data.get("task_id"),
+        recorded_at=data.get("recorded_at", ""),
+        sent_at=data.get("sent_at"),
+        entries=tuple(
+            PendingEntry(
+                action=entry["action"],
+                account=entry["account"],
+                wire=entry["wire"],
+                target=_record_from_json(entry["account"], entry["target"]),
+            )
+            for entry in data["entries"]
+        ),
+    )
+
+
+def _event_to_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        key: getattr(event, key)
+        for key in (
+            "account",
+            "attempts",
+            "last_attempt_at",
+            "last_reason",
+            "target_id",
+            "status",
+            "seen_at",
+        )
+        if getattr(event, key) is not None
+    }
+
+
+def _event_from_json(event_id: str, data: Mapping[str, Any]) -> EventRecord:
+    return EventRecord(
+        event_id=event_id,
+        account=data["account"],
+        attempts=data.get("attempts", 0),
+        last_attempt_at=data.get("last_attempt_at"),
+        last_reason=data.get("last_reason"),
+        target_id=data.get("target_id"),
+        status=data.get("status"),
+        seen_at=data.get("seen_at"),
+    )
+
+
+def to_json(state: State) -> dict[str, Any]:
+    """The state as the JSON document both backends store (accounts sorted)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "lineage": state.lineage,
+        "serial": state.serial,
+        "updated_at": state.updated_at,
+        "accounts": {
+            account: _record_to_json(state.accounts[account]) for account in sorted(state.accounts)
+        },
+        "pending": [_pending_to_json(batch) for batch in state.pending],
+        "events": {
+            event_id: _event_to_json(state.events[event_id]) for event_id in sorted(state.events)
+        },
+    }
+
+
+def from_json(data: Any, *, where: str) -> State:
+    """Parse a state document; anything unexpected raises StateCorrupt naming ``where``."""
+    if not isinstance(data, dict):
+        raise StateCorrupt(
+            f"state {where} is not a JSON object",
+            hint="restore it from its backup or fix it by hand; it was not modified",
+        )
+    version = data.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise StateCorrupt(
+            f"state {where} has format_version {version}, newer than this reconciler "
+            f"understands ({FORMAT_VERSION})",
+            hint="upgrade reconciler; the state was not modified",
+        )
+    problems = schemas.check("state", data)
+    if problems:
+        raise StateCorrupt(
+            f"state {where} does not match schemas/state.schema.json: {problems[0]}",
+            hint="restore it from its backup or fix it by hand; it was not modified",
+        )
+    return State(
+        lineage=data["lineage"],
+        serial=data["serial"],
+        updated_at=data.get("updated_at"),
+        accounts={
+            account: _record_from_json(account, record)
+            for account, record in data["accounts"].items()
+        },
+        pending=tuple(_pending_from_json(batch) for batch in data.get("pending", [])),
+        events={
+            event_id: _event_from_json(event_id, event)
+            for event_id, event in data.get("events", {}).items()
+        },
+    )
