@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import re
 import urllib.parse
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -115,14 +115,15 @@ def sign(
     service: str,
     x_date: str,
     session_token: str | None = None,
+    signed_headers: Sequence[str] = DEFAULT_SIGNED_HEADERS,
 ) -> dict[str, str]:
     """The headers to add so that the request is signed: X-Date, X-Content-Sha256, Authorization.
 
-    ``headers`` must hold Content-Type and Host; X-Security-Token is added (and signed) when
-    ``session_token`` is given.
+    ``headers`` must hold every other header in ``signed_headers`` (Content-Type and Host by
+    default); X-Security-Token is added, and signed, when ``session_token`` is given.
     """
     added = {"X-Date": x_date, "X-Content-Sha256": hashlib.sha256(body).hexdigest()}
-    names = list(DEFAULT_SIGNED_HEADERS)
+    names = [name.lower() for name in signed_headers]
     if session_token:
         added["X-Security-Token"] = session_token
         names.append("x-security-token")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -40,15 +40,24 @@ class FederationSettings:
     def __post_init__(self) -> None:
         if self.error_http_status not in (200, 500):
             raise ValueError("error_http_status must be 200 or 500")
-        for name in ("pending_task_limit", "max_roles_per_user", "role_id_max_digits",
-                     "account_max_len", "name_max_len", "max_token_ttl", "default_token_ttl"):
+        for name in (
+            "pending_task_limit",
+            "max_roles_per_user",
+            "role_id_max_digits",
+            "account_max_len",
+            "name_max_len",
+            "max_token_ttl",
+            "default_token_ttl",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.todo_seconds < 0 or self.doing_seconds < 0:
             raise ValueError("task timings must not be negative")
 
 
-def updated_settings(settings: FederationSettings, changes: Mapping[str, Any]) -> FederationSettings:
+def updated_settings(
+    settings: FederationSettings, changes: Mapping[str, Any]
+) -> FederationSettings:
     """``settings`` with ``changes`` (JSON values) applied; ValueError names a bad key or value."""
     current = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
     for key, value in changes.items():
@@ -57,10 +66,11 @@ def updated_settings(settings: FederationSettings, changes: Mapping[str, Any]) -
         old = current[key]
         # bool is an int in Python: compare exact types so `true` cannot become a limit of 1
         if isinstance(old, float) and type(value) in (int, float):
-            value = float(value)
-        elif type(value) is not type(old):
+            current[key] = float(value)
+        elif type(value) is type(old):
+            current[key] = value
+        else:
             raise ValueError(f"setting {key!r} must be {type(old).__name__}")
-        current[key] = value
     return FederationSettings(**current)
 
 
@@ -162,7 +172,9 @@ EMAIL_DOMAIN_MAX = 255
 EMAIL_LABEL_MAX = 63
 
 
-def validate_batch(body: Any, settings: FederationSettings) -> tuple[Entry, ...] | Rejection | Malformed:
+def validate_batch(
+    body: Any, settings: FederationSettings
+) -> tuple[Entry, ...] | Rejection | Malformed:
     """Check a createTask body all-or-nothing; the entries as sent, or the first failure."""
     if not isinstance(body, dict):
         return Malformed(reason="body must be a JSON object")
@@ -182,7 +194,7 @@ def validate_batch(body: Any, settings: FederationSettings) -> tuple[Entry, ...]
     return tuple(entries)
 
 
-def first_unknown_role(entries: Sequence[Entry], catalogue: frozenset[str] | set[str]) -> str | None:
+def first_unknown_role(entries: Sequence[Entry], catalogue: Set[str]) -> str | None:
     """The first role id used by a CREATE/MODIFY entry that the tenant does not have."""
     for entry in entries:
         if entry.get("action") == Action.DISABLE:
@@ -202,7 +214,9 @@ def _check_entry(entry: Entry, settings: FederationSettings) -> Rejection | Malf
         if entry.get(key) is not None and not isinstance(entry[key], str):
             return Malformed(reason=f"{key} must be a string")
     roles = entry.get("roleIds")
-    if roles is not None and not (isinstance(roles, list) and all(isinstance(r, str) for r in roles)):
+    if roles is not None and not (
+        isinstance(roles, list) and all(isinstance(role, str) for role in roles)
+    ):
         return Malformed(reason="roleIds must be an array of strings")
     if not isinstance(entry.get("action"), str) or entry["action"] not in tuple(Action):
         return _reject(Code.BAD_ACTION)

@@ -1,18 +1,23 @@
-"""What each documented createTask ``resultCode`` means, in English, and whom it blames.
+"""What the federation API's answers mean: createTask result codes and queryTask states.
 
-The API names the code but never the entry that broke the rule (except 100-217, which
-gives the role id). Validation is all-or-nothing, so the first entry breaking the rule,
-checked locally against the documented limits, is the one to name. Messages are built
-from codes, limits and account names only: never from the server's text or a header.
+Each documented createTask ``resultCode`` gets an English message and, where possible,
+the entry it blames. The API names the code but never the entry that broke the rule
+(except 100-217, which gives the role id). Validation is all-or-nothing, so the first
+entry breaking the rule, checked locally against the documented limits, is the one to
+name. Messages are built from codes, limits and account names only: never from the
+server's text or a header.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
-from reconciler.errors import FederationError
+from reconciler.errors import FederationError, TransportError
 
 Entry = Mapping[str, object]
 
@@ -27,7 +32,9 @@ ACTIONS = frozenset({"CREATE", "MODIFY", "DISABLE"})
 _ACCOUNT_CHARS = re.compile(r"[A-Za-z0-9@._-]*")
 _USER_NAME_FORBIDDEN = frozenset("\"[]'&()=;<>,")
 _EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_ROLE_ID_IN_MESSAGE = re.compile(r"(\d+)\s*$")
+# The API writes "租间不存在该角色,角色Id: {roleId}"; fall back to the last long digit run.
+_ROLE_ID_LABELLED = re.compile(r"(?:角色\s*Id|role\s*id)\s*[:：]?\s*(\d+)", re.IGNORECASE)
+_LONG_DIGITS = re.compile(r"\d{5,}")
 
 FIX_ENTRY = "fix that entry in the desired state (or the input it came from), then apply again"
 
@@ -105,8 +112,9 @@ RESULT_CODES: Mapping[str, ResultCode] = {
             code="100-202",
             meaning=f"a roleId is longer than {MAX_ROLE_ID_DIGITS} digits",
             hint=FIX_ENTRY,
-            culprit=lambda e: _uses_details(e)
-            and any(len(r) > MAX_ROLE_ID_DIGITS for r in _role_ids(e)),
+            culprit=lambda e: (
+                _uses_details(e) and any(len(r) > MAX_ROLE_ID_DIGITS for r in _role_ids(e))
+            ),
         ),
         ResultCode(
             code="100-204",
@@ -130,8 +138,9 @@ RESULT_CODES: Mapping[str, ResultCode] = {
             code="100-208",
             meaning="a roleId is not numeric",
             hint=FIX_ENTRY,
-            culprit=lambda e: _uses_details(e)
-            and any(not (r.isascii() and r.isdigit()) for r in _role_ids(e)),
+            culprit=lambda e: (
+                _uses_details(e) and any(not (r.isascii() and r.isdigit()) for r in _role_ids(e))
+            ),
         ),
         ResultCode(
             code="100-209",
@@ -143,8 +152,10 @@ RESULT_CODES: Mapping[str, ResultCode] = {
             code="100-210",
             meaning="a userName contains one of the forbidden characters \" [ ] ' & ( ) = ; < > ,",
             hint=FIX_ENTRY,
-            culprit=lambda e: _uses_details(e)
-            and bool(_USER_NAME_FORBIDDEN.intersection(_text(e, "userName") or "")),
+            culprit=lambda e: (
+                _uses_details(e)
+                and bool(_USER_NAME_FORBIDDEN.intersection(_text(e, "userName") or ""))
+            ),
         ),
         ResultCode(
             code="100-211",
@@ -156,16 +167,19 @@ RESULT_CODES: Mapping[str, ResultCode] = {
             code="100-212",
             meaning="an email is malformed",
             hint=FIX_ENTRY,
-            culprit=lambda e: _uses_details(e)
-            and bool(_text(e, "email"))
-            and not _EMAIL_SHAPE.fullmatch(_text(e, "email") or ""),
+            culprit=lambda e: (
+                _uses_details(e)
+                and bool(_text(e, "email"))
+                and not _EMAIL_SHAPE.fullmatch(_text(e, "email") or "")
+            ),
         ),
         ResultCode(
             code="100-213",
             meaning=f"a userName is longer than {MAX_USER_NAME_LENGTH} characters",
             hint=FIX_ENTRY,
-            culprit=lambda e: _uses_details(e)
-            and len(_text(e, "userName") or "") > MAX_USER_NAME_LENGTH,
+            culprit=lambda e: (
+                _uses_details(e) and len(_text(e, "userName") or "") > MAX_USER_NAME_LENGTH
+            ),
         ),
         ResultCode(
             code="100-214",
@@ -237,10 +251,14 @@ def _unknown_role(
     message: str, entries: Sequence[Entry], result_message: str
 ) -> tuple[str, str | None]:
     """Name the role id the API reported (``角色Id: {roleId}``) and every account using it."""
-    found = _ROLE_ID_IN_MESSAGE.search(result_message)
-    if found is None:
+    labelled = _ROLE_ID_LABELLED.search(result_message)
+    candidates = _LONG_DIGITS.findall(result_message)
+    if labelled is not None:
+        role_id = labelled.group(1)
+    elif candidates:
+        role_id = candidates[-1]
+    else:
         return message, None
-    role_id = found.group(1)
     users = [
         _name(entries, i)
         for i, entry in enumerate(entries)
@@ -250,3 +268,86 @@ def _unknown_role(
     if users:
         message += " is used by " + ", ".join(described for described, _ in users)
     return message, users[0][1] if users else None
+
+
+class TaskState(enum.Enum):
+    """Where an asynchronous createTask task is."""
+
+    TODO = "TODO"
+    DOING = "DOING"
+    DONE = "DONE"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFailure:
+    """One entry of a task that failed at run time; codes and messages are opaque strings."""
+
+    account: str
+    fail_code: str
+    fail_message: str
+    entry: Mapping[str, object]  # the entry as sent, read-only (lists become tuples)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStatus:
+    """What queryTask reports; when DONE, every entry not in ``failures`` succeeded."""
+
+    task_id: str
+    status: TaskState
+    remark: str
+    failures: tuple[TaskFailure, ...] = ()
+
+
+def _opaque(value: object) -> str:
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, dict):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def task_status(task_id: str, body: Mapping[str, Any]) -> TaskStatus:
+    """Read a successful queryTask body; anything missing makes it unusable."""
+
+    def unusable(what: str) -> TransportError:
+        return TransportError(
+            f"queryTask for task {task_id} answered resultCode 0 but {what}",
+            maybe_sent=False,
+            hint="the federation API's answer is not what its documentation describes",
+        )
+
+    info = body.get("taskInfo")
+    try:
+        state = TaskState(info.get("status") if isinstance(info, dict) else None)
+    except ValueError:
+        raise unusable("taskInfo.status is not TODO, DOING or DONE") from None
+    fail_list = body.get("failDataList") or []
+    if not isinstance(fail_list, list):
+        raise unusable("failDataList is not a list")
+    failures = []
+    for item in fail_list:
+        entry = item.get("federationUser") if isinstance(item, dict) else None
+        account = entry.get("userAccount") if isinstance(entry, dict) else None
+        if not isinstance(account, str) or not account:
+            raise unusable("a failDataList item has no federationUser.userAccount")
+        frozen = _freeze(entry)
+        assert isinstance(frozen, Mapping)  # a dict freezes to a mapping
+        failures.append(
+            TaskFailure(
+                account=account,
+                fail_code=_opaque(item.get("failCode")),
+                fail_message=_opaque(item.get("failMessage")),
+                entry=frozen,
+            )
+        )
+    remark = info.get("remark") if isinstance(info, dict) else None
+    return TaskStatus(
+        task_id=task_id,
+        status=state,
+        remark=remark if isinstance(remark, str) else "",
+        failures=tuple(failures),
+    )

@@ -1,0 +1,107 @@
+"""The desired state as frozen values: what validation hands to the planner."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_MAX_DISABLE_COUNT = 10
+DEFAULT_MAX_DISABLE_PERCENT = 10.0
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """Where an entry was declared: ``file:line`` (line 0 when unknown)."""
+
+    file: str
+    line: int = 0
+
+    def render(self) -> str:
+        """``file:line``."""
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Role:
+    """A role of the tenant, by the name the YAML uses."""
+
+    name: str
+    id: str
+    description: str = ""
+    sensitive: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """A desired federated user."""
+
+    account: str
+    name: str
+    email: str
+    roles: tuple[str, ...]  # role names, as written
+    role_ids: tuple[str, ...]  # resolved and sorted
+    enabled: bool
+    source: Source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """Guard rails."""
+
+    max_disable_count: int | None = None
+    max_disable_percent: float | None = None
+    protected_accounts: frozenset[str] = frozenset()
+
+    def disable_limit(self, managed: int) -> int:
+        """How many disables one plan may carry, given ``managed`` enabled accounts."""
+        count, percent = self.max_disable_count, self.max_disable_percent
+        if count is None and percent is None:
+            by_percent = math.floor(managed * DEFAULT_MAX_DISABLE_PERCENT / 100)
+            return max(DEFAULT_MAX_DISABLE_COUNT, by_percent)
+        limits = []
+        if count is not None:
+            limits.append(count)
+        if percent is not None:
+            limits.append(math.floor(managed * percent / 100))
+        return min(limits)
+
+    def describe_limit(self, managed: int) -> str:
+        """The rule behind :meth:`disable_limit`, in words."""
+        count, percent = self.max_disable_count, self.max_disable_percent
+        if count is None and percent is None:
+            return (
+                f"default: {DEFAULT_MAX_DISABLE_COUNT} accounts or "
+                f"{DEFAULT_MAX_DISABLE_PERCENT:g}% of {managed} managed, whichever is larger"
+            )
+        parts = []
+        if count is not None:
+            parts.append(f"count {count}")
+        if percent is not None:
+            parts.append(f"{percent:g}% of {managed} managed")
+        return "policy.max_disable: " + " and ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provisioning:
+    """Settings for retrying failed provisioning events."""
+
+    retry_failed: bool = True
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DesiredState:
+    """Everything the YAML asks for, merged across files."""
+
+    roles: Mapping[str, Role] = field(default_factory=dict)  # by name
+    users: Mapping[str, User] = field(default_factory=dict)  # by account
+    policy: Policy = Policy()
+    provisioning: Provisioning = Provisioning()
+    digest: str = ""
+    files: tuple[str, ...] = ()
+
+    def role_names_by_id(self) -> dict[str, str]:
+        """Role id -> role name."""
+        return {role.id: role.name for role in self.roles.values()}

@@ -1,0 +1,307 @@
+"""From parsed files to a DesiredState, or every problem at once (pure).
+
+Layers: the JSON Schema (structure and the API's per-field rules, with friendly
+messages kept in the schema), then rules the schema cannot say: merged roles, role
+references, unique accounts (also case-insensitively) and emails across files, email
+part lengths (API 100-214), one policy and one provisioning block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import loading, schemas, yamlsafe
+from reconciler.desired import DesiredState, Policy, Provisioning, Role, Source, User
+from reconciler.errors import Problem, ValidationFailed
+
+SCHEMA = "desired-state"
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Pending:
+    """A problem before it is located in its file."""
+
+    file: int  # index into the files
+    path: Path_
+    message: str
+    on_key: bool = False
+    rule: str = "rule"
+
+
+def validate(files: tuple[loading.SourceFile, ...], *, digest: str) -> DesiredState:
+    """The merged desired state; ValidationFailed listing every problem."""
+    located: list[Problem] = []
+    pending: list[_Pending] = []
+    for index, source in enumerate(files):
+        located.extend(source.problems)
+        if source.data is None:
+            continue
+        for error in schemas.errors(SCHEMA, source.data):
+            pending.append(
+                _Pending(
+                    file=index,
+                    path=error.path,
+                    message=error.message,
+                    on_key=error.on_key,
+                    rule="schema",
+                )
+            )
+    desired, rule_problems = _merge(files)
+    pending.extend(rule_problems)
+    located.extend(_locate(files, pending))
+    if located:
+        located.sort(key=lambda p: (p.file, p.line, p.col, p.message))
+        raise ValidationFailed(tuple(located))
+    return DesiredState(
+        roles=desired.roles,
+        users=desired.users,
+        policy=desired.policy,
+        provisioning=desired.provisioning,
+        digest=digest,
+        files=tuple(f.display for f in files),
+    )
+
+
+def _locate(files: tuple[loading.SourceFile, ...], pending: Iterable[_Pending]) -> list[Problem]:
+    out = []
+    for item in pending:
+        source = files[item.file]
+        mark = yamlsafe.node_at(source.text, item.path, item.on_key)
+        out.append(
+            Problem(
+                file=source.display,
+                line=mark.line,
+                col=mark.col,
+                message=item.message,
+                path=item.path,
+                rule=item.rule,
+            )
+        )
+    return out
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _merge(files: tuple[loading.SourceFile, ...]) -> tuple[DesiredState, list[_Pending]]:
+    problems: list[_Pending] = []
+    roles = _merge_roles(files, problems)
+    policy, provisioning = _merge_settings(files, problems)
+    users = _merge_users(files, roles, problems)
+    merged = DesiredState(roles=roles, users=users, policy=policy, provisioning=provisioning)
+    return merged, problems
+
+
+def _merge_roles(
+    files: tuple[loading.SourceFile, ...], problems: list[_Pending]
+) -> dict[str, Role]:
+    roles: dict[str, Role] = {}
+    where: dict[str, int] = {}
+    by_id: dict[str, tuple[str, int]] = {}
+    for index, source in enumerate(files):
+        for name, raw_spec in _dict(_dict(source.data).get("roles")).items():
+            spec = _dict(raw_spec)
+            role_id = spec.get("id")
+            if not isinstance(name, str) or not isinstance(role_id, str):
+                continue
+            role = Role(
+                name=name,
+                id=role_id,
+                description=str(spec.get("description") or ""),
+                sensitive=spec.get("sensitive") is True,
+            )
+            if name in roles and roles[name] != role:
+                other = files[where[name]].display
+                problems.append(
+                    _Pending(
+                        file=index,
+                        path=("roles", name),
+                        on_key=True,
+                        message=f"role {name!r} is defined differently in {other}; "
+                        "define each role once",
+                    )
+                )
+                continue
+            if role_id in by_id and by_id[role_id][0] != name:
+                other_name, other_file = by_id[role_id]
+                problems.append(
+                    _Pending(
+                        file=index,
+                        path=("roles", name, "id"),
+                        message=f"role id {role_id} is also used by role {other_name!r} "
+                        f"({files[other_file].display}); one id, one role",
+                    )
+                )
+                continue
+            roles[name], where[name], by_id[role_id] = role, index, (name, index)
+    return roles
+
+
+def _merge_settings(
+    files: tuple[loading.SourceFile, ...], problems: list[_Pending]
+) -> tuple[Policy, Provisioning]:
+    policy, provisioning = Policy(), Provisioning()
+    seen: dict[str, int] = {}
+    for index, source in enumerate(files):
+        data = _dict(source.data)
+        for key in ("policy", "provisioning"):
+            if key not in data:
+                continue
+            if key in seen:
+                problems.append(
+                    _Pending(
+                        file=index,
+                        path=(key,),
+                        on_key=True,
+                        message=f"`{key}` is already set in {files[seen[key]].display}; "
+                        "keep it in one file",
+                    )
+                )
+                continue
+            seen[key] = index
+        if seen.get("policy") == index:
+            spec = _dict(data["policy"])
+            limit = _dict(spec.get("max_disable"))
+            count, percent = limit.get("count"), limit.get("percent")
+            policy = Policy(
+                max_disable_count=count if isinstance(count, int) else None,
+                max_disable_percent=float(percent) if isinstance(percent, (int, float)) else None,
+                protected_accounts=frozenset(
+                    a for a in _list(spec.get("protected_accounts")) if isinstance(a, str)
+                ),
+            )
+        if seen.get("provisioning") == index:
+            spec = _dict(data["provisioning"])
+            attempts = spec.get("max_attempts")
+            provisioning = Provisioning(
+                retry_failed=spec.get("retry_failed", True) is not False,
+                max_attempts=attempts if isinstance(attempts, int) else Provisioning().max_attempts,
+            )
+    return policy, provisioning
+
+
+def _email_problem(email: str) -> str | None:
+    local, _, domain = email.rpartition("@")
+    if len(local) > 64:
+        return f"email {email!r}: the part before @ is longer than 64 characters (API 100-214)"
+    if len(domain) > 255:
+        return f"email {email!r}: the domain is longer than 255 characters (API 100-214)"
+    if len(domain.split(".")[0]) > 63:
+        return f"email {email!r}: the first domain label is longer than 63 characters (API 100-214)"
+    return None
+
+
+def _merge_users(
+    files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[_Pending]
+) -> dict[str, User]:
+    users: dict[str, User] = {}
+    first_account: dict[str, tuple[int, int, str]] = {}  # lower(account) -> (file, index, exact)
+    first_email: dict[str, tuple[int, int]] = {}
+    for file_index, source in enumerate(files):
+        lines = source.account_lines
+        for index, entry in enumerate(_list(_dict(source.data).get("users"))):
+            if not isinstance(entry, dict):
+                continue
+            account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
+            if not (isinstance(account, str) and isinstance(name, str) and isinstance(email, str)):
+                continue
+            here = ("users", index)
+            folded = account.lower()
+            if folded in first_account:
+                other_file, other_index, other_exact = first_account[folded]
+                other = f"{files[other_file].display} (users[{other_index}])"
+                same = "" if other_exact == account else " (accounts differ only in case)"
+                problems.append(
+                    _Pending(
+                        file=file_index,
+                        path=(*here, "account"),
+                        message=f"account {account!r} is also declared at {other}{same}",
+                    )
+                )
+                problems.append(
+                    _Pending(
+                        file=other_file,
+                        path=("users", other_index, "account"),
+                        message=f"account {other_exact!r} is also declared at "
+                        f"{source.display} (users[{index}]){same}",
+                    )
+                )
+            else:
+                first_account[folded] = (file_index, index, account)
+            if "@" in email:
+                if (message := _email_problem(email)) is not None:
+                    problems.append(
+                        _Pending(file=file_index, path=(*here, "email"), message=message)
+                    )
+                folded_email = email.lower()
+                if folded_email in first_email:
+                    other_file, other_index = first_email[folded_email]
+                    problems.append(
+                        _Pending(
+                            file=file_index,
+                            path=(*here, "email"),
+                            message=f"email {email!r} is also used by "
+                            f"{files[other_file].display} (users[{other_index}])",
+                        )
+                    )
+                    problems.append(
+                        _Pending(
+                            file=other_file,
+                            path=("users", other_index, "email"),
+                            message=f"email {email!r} is also used by "
+                            f"{source.display} (users[{index}])",
+                        )
+                    )
+                else:
+                    first_email[folded_email] = (file_index, index)
+            names = [r for r in _list(entry.get("roles")) if isinstance(r, str)]
+            role_ids: set[str] = set()
+            for role_index, role_name in enumerate(names):
+                role = roles.get(role_name)
+                if role is None:
+                    known = ", ".join(sorted(roles)) or "none defined"
+                    problems.append(
+                        _Pending(
+                            file=file_index,
+                            path=(*here, "roles", role_index),
+                            message=f"role {role_name!r} is not defined under `roles` "
+                            f"(defined: {known})",
+                        )
+                    )
+                elif role.id in role_ids:
+                    problems.append(
+                        _Pending(
+                            file=file_index,
+                            path=(*here, "roles", role_index),
+                            message=f"role {role_name!r} is listed twice",
+                        )
+                    )
+                else:
+                    role_ids.add(role.id)
+            if first_account[folded][:2] != (file_index, index):
+                continue  # a duplicate: reported above, never planned
+            users[account] = User(
+                account=account,
+                name=name,
+                email=email,
+                roles=tuple(names),
+                role_ids=tuple(sorted(role_ids)),
+                enabled=entry.get("enabled", True) is not False,
+                source=Source(file=source.display, line=lines.get(id(entry), 0)),
+            )
+    return users
+
+
+def load_desired(path: Any, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) -> DesiredState:
+    """Read, parse and validate the input at ``path`` (the one I/O entry point)."""
+    raw = loading.read_files(path, max_bytes=max_bytes)
+    parsed = tuple(loading.parse_file(file) for file in raw)
+    return validate(parsed, digest=loading.digest(raw))

@@ -1,0 +1,264 @@
+"""Safe YAML parsing for hostile input: the only module that imports PyYAML.
+
+- Only the safe loader (libyaml's C parser when present): no object tags.
+- Duplicate mapping keys are reported, not silently collapsed as PyYAML does.
+- Alias bombs are measured before construction (expanded size of the node graph) and
+  refused; recursive aliases too.
+- Nesting is bounded before parsing: libyaml's composer recurses in C and crashes the
+  process on tens of thousands of levels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+try:
+    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _BaseLoader = yaml.SafeLoader
+
+MAX_FLOW_DEPTH = 256
+MAX_EXPANDED_NODES = 2_000_000
+_DEEP_INDENT = re.compile(rb"^[ \t]{1024}", re.MULTILINE)
+_COMPACT_NESTING = re.compile(rb"(?:[-?][ \t]+){256}")
+_ALIAS = re.compile(rb"(?:^|[\s\[{,:-])\*[^\s\]},]")
+_FLOW_CHARS = bytes(range(256)).translate(None, b"[]{}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mark:
+    """A 1-based line and column."""
+
+    line: int
+    col: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class YamlProblem:
+    """A problem found while parsing, with its position when known."""
+
+    message: str
+    mark: Mark
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parsed:
+    """The data of one YAML document, the line of each mapping with an ``account``
+    key (by ``id`` of the dict), and problems that did not stop parsing."""
+
+    data: Any
+    account_lines: dict[int, int]
+    problems: tuple[YamlProblem, ...]
+
+
+class HostileInput(Exception):
+    """The text is refused before or while parsing (carries a position)."""
+
+    def __init__(self, message: str, mark: Mark) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+def _mark(raw: Any) -> Mark:
+    return Mark(line=raw.line + 1, col=raw.column + 1)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe loader that records duplicate keys and where user entries start."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[YamlProblem] = []
+        self.account_lines: dict[int, int] = {}
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping node, but found {node.id}", node.start_mark
+            )
+        if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
+            self._check_duplicates(node, deep)
+            merged: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+            return merged
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in mapping
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found an unhashable key (a list or mapping used as a key)",
+                    key_node.start_mark,
+                ) from None
+            if duplicate:
+                self._report_duplicate(key, key_node)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def _check_duplicates(self, node: yaml.MappingNode, deep: bool) -> None:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                self._report_duplicate(key, key_node)
+            seen.add(key)
+
+    def _report_duplicate(self, key: Any, key_node: yaml.Node) -> None:
+        self.duplicates.append(
+            YamlProblem(
+                message=f"duplicate key {key!r}: the later value would silently win; keep one",
+                mark=_mark(key_node.start_mark),
+            )
+        )
+
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+        data: dict[Any, Any] = {}
+        yield data
+        data.update(self.construct_mapping(node))
+        if "account" in data:
+            self.account_lines[id(data)] = node.start_mark.line + 1
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+
+
+def _check_nesting(raw: bytes) -> None:
+    flow = raw.translate(None, _FLOW_CHARS)
+    depth = deepest = 0
+    for char in flow:
+        depth = depth + 1 if char in (0x5B, 0x7B) else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+        if deepest > MAX_FLOW_DEPTH:
+            break
+    match = _DEEP_INDENT.search(raw) or _COMPACT_NESTING.search(raw)
+    if deepest > MAX_FLOW_DEPTH or match:
+        offset = match.start() if match else 0
+        line = raw.count(b"\n", 0, offset) + 1
+        raise HostileInput(
+            "nesting is too deep for a desired-state file (refused before parsing)",
+            Mark(line=line, col=1),
+        )
+
+
+def _check_aliases(text: str) -> None:
+    """Refuse alias bombs and recursive aliases by measuring the expanded node graph."""
+    root = yaml.compose(text, Loader=_BaseLoader)
+    if root is None:
+        return
+    distinct = 0
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_EXPANDED_NODES:
+                raise HostileInput(
+                    "aliases expand to more than "
+                    f"{MAX_EXPANDED_NODES:,} nodes: refusing a possible alias bomb",
+                    _mark(node.start_mark),
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise HostileInput("recursive alias: a node contains itself", _mark(node.start_mark))
+        distinct += 1
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise HostileInput(
+                    "recursive alias: a node contains itself", _mark(child.start_mark)
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def parse(raw: bytes, text: str) -> Parsed | None:
+    """Parse one YAML document; None when it has no content. Raises HostileInput."""
+    _check_nesting(raw)
+    if _ALIAS.search(raw):
+        try:
+            _check_aliases(text)
+        except yaml.MarkedYAMLError as exc:
+            raise _to_hostile(exc) from None
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        raise _to_hostile(exc) from None
+    except yaml.YAMLError as exc:
+        raise HostileInput(f"not valid YAML: {exc}", Mark(line=1, col=1)) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        return None
+    return Parsed(data=data, account_lines=loader.account_lines, problems=tuple(loader.duplicates))
+
+
+def _to_hostile(exc: yaml.MarkedYAMLError) -> HostileInput:
+    mark = exc.problem_mark or exc.context_mark
+    position = _mark(mark) if mark is not None else Mark(line=1, col=1)
+    problem = exc.problem or "invalid YAML"
+    if "could not determine a constructor for the tag" in problem:
+        tag = re.search(r"'([^']*)'", problem)
+        problem = (
+            f"tag {tag.group(1) if tag else ''} is not allowed: only plain YAML "
+            "(mappings, lists, strings, numbers, booleans) is loaded"
+        )
+    elif "single document" in f"{problem} {exc.context}":
+        problem = "more than one YAML document (---) in one file; use one file per document"
+    context = f" ({exc.context})" if exc.context and exc.context not in problem else ""
+    return HostileInput(f"YAML syntax error: {problem}{context}", position)
+
+
+def node_at(text: str, path: tuple[str | int, ...], on_key: bool) -> Mark:
+    """The position of ``path`` inside ``text`` (deepest existing part when not found)."""
+    try:
+        node: yaml.Node | None = yaml.compose(text, Loader=_BaseLoader)
+    except yaml.YAMLError:
+        return Mark(line=1, col=1)
+    if node is None:
+        return Mark(line=1, col=1)
+    mark = _mark(node.start_mark)
+    for index, part in enumerate(path):
+        last = index == len(path) - 1
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                    child = key_node if (last and on_key) else value_node
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+        if child is None:
+            break
+        node, mark = child, _mark(child.start_mark)
+    return mark
