@@ -1,11 +1,13 @@
-"""The federation-user API client: settings, token, createTask and queryTask.
+"""The federation-user API client: token, createTask and queryTask.
 
-This is the only module that talks to the federation API. httpx exceptions become
-reconciler errors in :meth:`FederationClient._send` and nowhere else. createTask is not
-idempotent, so it is resent only when the server certainly did not act on it (connection
-refused, 429/502/503, 401, resultCode 100-216); queryTask and the token call are safe to
-repeat and are retried on every transient failure. The app secret and tokens never reach
-a message, a repr or a log line: messages are built from codes, paths and account names.
+Settings live in ``federation_settings`` and the meaning of answers in
+``federation_replies``; both are re-exported here. This is the only module that talks
+to the federation API. httpx exceptions become reconciler errors in
+:meth:`FederationClient._send` and nowhere else. createTask is not idempotent, so it is
+resent only when the server certainly did not act on it (connection refused,
+429/502/503, 401, resultCode 100-216); queryTask and the token call are safe to repeat
+and are retried on every transient failure. The app secret and tokens never reach a
+message, a repr or a log line: messages are built from codes, paths and account names.
 """
 
 from __future__ import annotations
@@ -342,7 +344,7 @@ class FederationClient:
             )
         except TransportError as exc:
             raise _TokenUnavailable(
-                f"no federation API token: {exc.message}; the call that needed it was not sent",
+                f"could not get a federation API token, so nothing else was sent: {exc.message}",
                 maybe_sent=False,
                 hint=exc.hint,
             ) from exc

@@ -28,7 +28,6 @@ VERSION = "2023-01-01"
 DEFAULT_REGION = "cn-beijing"
 DEFAULT_CREDENTIALS = {"AKLTsandbox": "sandbox-secret-key"}
 READ_ACTIONS = frozenset({"ListUserProvisioningEvents", "ListUserProvisionings"})
-ACTIONS = READ_ACTIONS | {"RetryUserProvisioningEvent", "DeleteUserProvisioningEvent"}
 _GATEWAY_ERRORS = {
     signing.Verdict.MISSING: (401, "MissingAuthenticationToken", "no Authorization header"),
     signing.Verdict.MALFORMED: (400, "InvalidAuthorization", "Authorization header is malformed"),
@@ -36,6 +35,7 @@ _GATEWAY_ERRORS = {
     signing.Verdict.BAD_TIMESTAMP: (403, "InvalidTimestamp", "X-Date is invalid or expired"),
     signing.Verdict.MISMATCH: (401, "SignatureDoesNotMatch", "the signature does not match"),
 }
+_ACTION_NAMES = READ_ACTIONS | {"RetryUserProvisioningEvent", "DeleteUserProvisioningEvent"}
 _THROTTLES = {"FlowLimitExceeded": 429, "RequestLimitExceeded": 429,
               "OperateTooFrequentlyException": 400}
 
@@ -125,7 +125,7 @@ class CloudIdentitySandbox:
             if verification.verdict is not signing.Verdict.OK:
                 raise _ApiError(*_GATEWAY_ERRORS[verification.verdict])
             version = request.query["Version"][0]
-            if action not in ACTIONS or version != VERSION:
+            if action not in _ACTION_NAMES or version != VERSION:
                 raise _ApiError(404, "InvalidActionOrVersion", f"{action}/{version}")
             read_by_get = request.method == "GET" and action in READ_ACTIONS
             if request.method != "POST" and not read_by_get:
@@ -133,7 +133,13 @@ class CloudIdentitySandbox:
             self.calls[action] += 1
             self._throttle()
             params = self._params(request)
-            result = getattr(self, "_" + action)(params)
+            actions = {
+                "ListUserProvisioningEvents": self._list_events,
+                "ListUserProvisionings": self._list_provisionings,
+                "RetryUserProvisioningEvent": self._retry_event,
+                "DeleteUserProvisioningEvent": self._delete_event,
+            }
+            result = actions[action](params)
             if self._lose_response:
                 self._lose_response = False
                 return Response(status=200, drop_connection=True)
@@ -181,8 +187,9 @@ class CloudIdentitySandbox:
     @staticmethod
     def _page(params: Mapping[str, Any], items: list[dict[str, Any]], key: str) -> dict[str, Any]:
         try:
-            number = int(params.get("PageNumber") or 1)
-            size = int(params.get("PageSize") or 10)
+            # An explicit 0 is an error, not "use the default": only absence defaults.
+            number = int(params["PageNumber"]) if params.get("PageNumber") is not None else 1
+            size = int(params["PageSize"]) if params.get("PageSize") is not None else 10
         except (TypeError, ValueError) as exc:
             raise _ApiError(400, "InvalidParameter", "PageNumber/PageSize: integers") from exc
         if number < 1 or not 1 <= size <= 100:
@@ -191,7 +198,7 @@ class CloudIdentitySandbox:
         return {"Total": len(items), "PageNumber": number, "PageSize": size,
                 key: items[start:start + size]}
 
-    def _ListUserProvisioningEvents(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _list_events(self, params: Mapping[str, Any]) -> dict[str, Any]:
         statuses = params.get("EventStatus") or []
         query = str(params.get("QueryString") or "").lower()
         items = [
@@ -207,7 +214,7 @@ class CloudIdentitySandbox:
         ]
         return page
 
-    def _ListUserProvisionings(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _list_provisionings(self, params: Mapping[str, Any]) -> dict[str, Any]:
         # Provisionings are derived from the events: each event names one.
         account = params.get("AccountId")
         found: dict[str, dict[str, Any]] = {}
@@ -230,13 +237,13 @@ class CloudIdentitySandbox:
             raise _ApiError(400, "ParamMissing", "Missing parameter UserProvisioningEventId")
         return str(event_id)
 
-    def _RetryUserProvisioningEvent(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _retry_event(self, params: Mapping[str, Any]) -> dict[str, Any]:
         event_id = self._event_id(params)
         self.retries[event_id] += 1
         self._apply(event_id, self.outcomes.get(event_id, self.default_outcome))
         return {}
 
-    def _DeleteUserProvisioningEvent(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _delete_event(self, params: Mapping[str, Any]) -> dict[str, Any]:
         event_id = self._event_id(params)
         self.deletes[event_id] += 1
         outcome = self.outcomes.get(event_id, self.default_outcome)

@@ -4,8 +4,9 @@ One lock guards the whole model (the server is threaded). Task status is derived
 the injected clock: TODO for ``todo_seconds``, DOING for ``doing_seconds``, then DONE,
 and a task's effects are applied when it becomes DONE, in creation order per tenant.
 Before any request is handled every due task is brought to DONE, so effects land in
-order even when nobody polls. Rules are in ``federation_rules``, faults in
-``federation_faults``, the test-only control endpoints in ``control``.
+order even when nobody polls. Rules are in ``federation_rules``, tenants and tasks in
+``federation_model``, faults in ``federation_faults``, the test-only control endpoints
+in ``control``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ class FederationSandbox:
     def update_settings(self, changes: Mapping[str, Any]) -> FederationSettings:
         """Change settings at run time (ValueError if bad); accepted tasks keep their timing."""
         with self._lock:
+            self._advance()  # tasks already due run under the settings they were due under
             self._settings = rules.updated_settings(self._settings, changes)
             return self._settings
 
