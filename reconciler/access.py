@@ -1,0 +1,51 @@
+"""Access changes per role: who gains and who loses each role (for review).
+
+Grants of ``sensitive`` roles are privilege escalations and come first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.changes import Action, Plan
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleAccess:
+    """One role's gains and losses in a plan."""
+
+    role_id: str
+    role: str
+    sensitive: bool
+    gains: tuple[str, ...]
+    loses: tuple[str, ...]
+
+
+def by_role(plan: Plan) -> tuple[RoleAccess, ...]:
+    """Per role: accounts that gain it and accounts that lose it; sensitive grants first."""
+    gains: dict[str, list[str]] = {}
+    loses: dict[str, list[str]] = {}
+    for change in plan.changes:
+        if change.action is Action.DISABLE:
+            removed: tuple[str, ...] = change.before.role_ids if change.before else ()
+            added: tuple[str, ...] = ()
+        else:
+            added, removed = change.roles_added, change.roles_removed
+        for role_id in added:
+            gains.setdefault(role_id, []).append(change.account)
+        for role_id in removed:
+            loses.setdefault(role_id, []).append(change.account)
+    rows = []
+    for role_id in sorted(set(gains) | set(loses)):
+        info = plan.roles.get(role_id)
+        rows.append(
+            RoleAccess(
+                role_id=role_id,
+                role=info.name if info else role_id,
+                sensitive=bool(info and info.sensitive),
+                gains=tuple(sorted(gains.get(role_id, ()))),
+                loses=tuple(sorted(loses.get(role_id, ()))),
+            )
+        )
+    rows.sort(key=lambda r: (not (r.sensitive and r.gains), not r.sensitive, r.role))
+    return tuple(rows)

@@ -1,0 +1,196 @@
+"""The plan as a value: a closed set of change types, batches, guard-rail verdict.
+
+A plan is data. It is rendered (text, JSON, Markdown), saved (JSON), and executed by
+apply; nothing here talks to the outside world.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.desired import Source
+from reconciler.state import AccountRecord
+
+PLAN_FORMAT_VERSION = 1
+BATCH_SIZE = 100
+
+
+class Action(enum.Enum):
+    """What a change does to one federated account (the API's action names)."""
+
+    CREATE = "CREATE"
+    MODIFY = "MODIFY"
+    DISABLE = "DISABLE"
+
+    @property
+    def symbol(self) -> str:
+        """Terraform-like marker."""
+        return {"CREATE": "+", "MODIFY": "~", "DISABLE": "-"}[self.value]
+
+
+class Reason(enum.Enum):
+    """Why a change is planned."""
+
+    NEW = "new account"
+    REENABLE = "re-enabled (CREATE of a disabled account)"
+    CHANGED = "attributes changed"
+    DISABLED_IN_YAML = "enabled: false in the desired state"
+    REMOVED = "removed from the desired state"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldChange:
+    """One attribute's before → after."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """One account's change."""
+
+    action: Action
+    account: str
+    reason: Reason
+    before: AccountRecord | None  # recorded state (None: never managed)
+    after: AccountRecord  # the record apply stores when the change succeeds
+    fields: tuple[FieldChange, ...] = ()  # name/email changes (MODIFY)
+    roles_added: tuple[str, ...] = ()  # role ids
+    roles_removed: tuple[str, ...] = ()
+    source: Source | None = None  # where the desired entry is (None for removed accounts)
+
+    def wire(self) -> dict[str, Any]:
+        """The ``federationUserList`` entry for createTask."""
+        entry: dict[str, Any] = {"action": self.action.value, "userAccount": self.account}
+        match self.action:
+            case Action.CREATE:
+                entry["userName"] = self.after.name
+                entry["email"] = self.after.email
+                entry["roleIds"] = list(self.after.role_ids)
+            case Action.MODIFY:
+                for change in self.fields:
+                    entry["userName" if change.field == "name" else "email"] = change.after
+                if self.roles_added or self.roles_removed:
+                    entry["roleIds"] = list(self.after.role_ids)
+            case Action.DISABLE:
+                pass
+        return entry
+
+    def as_tuple(self) -> tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """A plain tuple for tests: action, account, changed fields, roles +, roles -."""
+        return (
+            self.action.value,
+            self.account,
+            tuple(f.field for f in self.fields),
+            self.roles_added,
+            self.roles_removed,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleInfo:
+    """How a role id is shown."""
+
+    id: str
+    name: str
+    sensitive: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guard:
+    """The guard-rail verdict of a plan."""
+
+    disables: int
+    limit: int
+    rule: str
+    protected_hits: tuple[str, ...] = ()
+    override: int | None = None  # --allow-disables N, recorded so apply honours it
+
+    @property
+    def over_limit(self) -> bool:
+        """More disables than the policy allows (and no matching override)."""
+        return self.disables > self.limit and self.override != self.disables
+
+    @property
+    def blocked(self) -> bool:
+        """Whether apply must refuse this plan."""
+        return self.over_limit or bool(self.protected_hits)
+
+
+class Decision(enum.Enum):
+    """What apply will do with a failed provisioning event."""
+
+    RETRY = "retry"
+    REPORT = "report only"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventDecision:
+    """One failed provisioning event and what the plan decided for it."""
+
+    event_id: str
+    account: str
+    target: str
+    reason: str
+    created_at: str
+    updated_at: str
+    attempts: int
+    decision: Decision
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """A complete, saveable plan."""
+
+    lineage: str | None  # None: no state written yet
+    serial: int
+    input_digest: str
+    changes: tuple[Change, ...]
+    batches: tuple[tuple[str, ...], ...]  # accounts per createTask, in send order
+    roles: Mapping[str, RoleInfo]  # by id
+    managed: int  # enabled accounts in the recorded state
+    guard: Guard
+    events: tuple[EventDecision, ...] = ()
+    events_refreshed: bool = False
+    outstanding: tuple[str, ...] = ()  # batch ids of unfinished tasks in the state
+    notes: tuple[str, ...] = ()
+    format_version: int = PLAN_FORMAT_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def count(self, action: Action) -> int:
+        """How many changes of ``action``."""
+        return sum(1 for change in self.changes if change.action is action)
+
+    @property
+    def retries(self) -> tuple[EventDecision, ...]:
+        """Events apply will retry."""
+        return tuple(e for e in self.events if e.decision is Decision.RETRY)
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether apply would do anything."""
+        return bool(self.changes) or bool(self.retries)
+
+    def role_name(self, role_id: str) -> str:
+        """The YAML name of ``role_id`` (the id itself when unknown)."""
+        info = self.roles.get(role_id)
+        return info.name if info else role_id
+
+    def change_for(self, account: str) -> Change | None:
+        """The change of ``account``, if any."""
+        for change in self.changes:
+            if change.account == account:
+                return change
+        return None
+
+
+def batch(changes: tuple[Change, ...], size: int = BATCH_SIZE) -> tuple[tuple[str, ...], ...]:
+    """Group changes, in order, into createTask batches of at most ``size`` accounts."""
+    accounts = [change.account for change in changes]
+    return tuple(tuple(accounts[i : i + size]) for i in range(0, len(accounts), size))

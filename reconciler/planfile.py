@@ -1,0 +1,244 @@
+"""The plan's JSON form (``schemas/plan.schema.json``): write, read back, refuse when stale."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler import __version__, access, schemas
+from reconciler.changes import (
+    Action,
+    Change,
+    Decision,
+    EventDecision,
+    FieldChange,
+    Guard,
+    Plan,
+    Reason,
+    RoleInfo,
+)
+from reconciler.desired import Source
+from reconciler.errors import PlanError, StalePlan
+from reconciler.state import AccountRecord, State
+
+
+def _record(record: AccountRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "name": record.name,
+        "email": record.email,
+        "role_ids": list(record.role_ids),
+        "enabled": record.enabled,
+    }
+
+
+def _record_back(account: str, data: dict[str, Any] | None) -> AccountRecord | None:
+    if data is None:
+        return None
+    return AccountRecord(
+        account=account,
+        name=data["name"],
+        email=data["email"],
+        role_ids=tuple(data["role_ids"]),
+        enabled=data["enabled"],
+    )
+
+
+def summary(plan: Plan) -> dict[str, Any]:
+    """Counts by kind."""
+    return {
+        "create": plan.count(Action.CREATE),
+        "modify": plan.count(Action.MODIFY),
+        "disable": plan.count(Action.DISABLE),
+        "retry": len(plan.retries),
+        "report_only": len(plan.events) - len(plan.retries),
+        "batches": len(plan.batches),
+        "blocked": plan.guard.blocked,
+    }
+
+
+def to_json(plan: Plan) -> dict[str, Any]:
+    """The plan as its JSON document."""
+    return {
+        "format_version": plan.format_version,
+        "tool": {"name": "reconciler", "version": __version__},
+        "state": {"lineage": plan.lineage, "serial": plan.serial},
+        "input_digest": plan.input_digest,
+        "summary": summary(plan),
+        "guard": {
+            "disables": plan.guard.disables,
+            "limit": plan.guard.limit,
+            "rule": plan.guard.rule,
+            "protected_hits": list(plan.guard.protected_hits),
+            "override": plan.guard.override,
+            "blocked": plan.guard.blocked,
+        },
+        "access": [
+            {
+                "role_id": row.role_id,
+                "role": row.role,
+                "sensitive": row.sensitive,
+                "gains": list(row.gains),
+                "loses": list(row.loses),
+            }
+            for row in access.by_role(plan)
+        ],
+        "changes": [_change(change) for change in plan.changes],
+        "batches": [
+            {"index": index, "accounts": list(accounts)}
+            for index, accounts in enumerate(plan.batches, start=1)
+        ],
+        "events": {
+            "refreshed": plan.events_refreshed,
+            "items": [
+                {
+                    "event_id": e.event_id,
+                    "account": e.account,
+                    "target": e.target,
+                    "reason": e.reason,
+                    "created_at": e.created_at,
+                    "updated_at": e.updated_at,
+                    "attempts": e.attempts,
+                    "decision": e.decision.value,
+                    "why": e.why,
+                }
+                for e in plan.events
+            ],
+        },
+        "roles": {
+            role_id: {"name": info.name, "sensitive": info.sensitive}
+            for role_id, info in plan.roles.items()
+        },
+        "outstanding": list(plan.outstanding),
+        "notes": list(plan.notes),
+    }
+
+
+def _change(change: Change) -> dict[str, Any]:
+    return {
+        "action": change.action.value,
+        "account": change.account,
+        "reason": change.reason.name.lower(),
+        "source": {"file": change.source.file, "line": change.source.line}
+        if change.source
+        else None,
+        "before": _record(change.before),
+        "after": _record(change.after),
+        "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in change.fields],
+        "roles_added": list(change.roles_added),
+        "roles_removed": list(change.roles_removed),
+        "wire": change.wire(),
+    }
+
+
+def dumps(plan: Plan) -> str:
+    """Canonical JSON text (sorted keys, stable): identical input, identical bytes."""
+    return json.dumps(to_json(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def loads(text: str, *, where: str) -> Plan:
+    """Read a saved plan; PlanError when it is not one this version can use."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            f"{where} is not a saved plan (not JSON: {exc})",
+            hint="save plans with `reconciler plan --out FILE`",
+        ) from exc
+    if isinstance(data, dict) and isinstance(data.get("format_version"), int):
+        if data["format_version"] > 1:
+            raise PlanError(
+                f"{where} was written by a newer reconciler (plan format "
+                f"{data['format_version']})",
+                hint="upgrade reconciler or plan again",
+            )
+    problems = schemas.check("plan", data)
+    if problems:
+        raise PlanError(
+            f"{where} is not a valid saved plan: {problems[0]}",
+            hint="save plans with `reconciler plan --out FILE`, and do not edit them",
+        )
+    roles = {
+        role_id: RoleInfo(id=role_id, name=info["name"], sensitive=info["sensitive"])
+        for role_id, info in data["roles"].items()
+    }
+    changes = []
+    for item in data["changes"]:
+        after = _record_back(item["account"], item["after"])
+        assert after is not None  # the schema requires it
+        source = item["source"]
+        changes.append(
+            Change(
+                action=Action(item["action"]),
+                account=item["account"],
+                reason=Reason[item["reason"].upper()],
+                before=_record_back(item["account"], item["before"]),
+                after=after,
+                fields=tuple(
+                    FieldChange(field=f["field"], before=f["before"], after=f["after"])
+                    for f in item["fields"]
+                ),
+                roles_added=tuple(item["roles_added"]),
+                roles_removed=tuple(item["roles_removed"]),
+                source=Source(file=source["file"], line=source["line"]) if source else None,
+            )
+        )
+    guard = data["guard"]
+    return Plan(
+        lineage=data["state"]["lineage"],
+        serial=data["state"]["serial"],
+        input_digest=data["input_digest"],
+        changes=tuple(changes),
+        batches=tuple(tuple(b["accounts"]) for b in data["batches"]),
+        roles=roles,
+        managed=0,
+        guard=Guard(
+            disables=guard["disables"],
+            limit=guard["limit"],
+            rule=guard["rule"],
+            protected_hits=tuple(guard["protected_hits"]),
+            override=guard["override"],
+        ),
+        events=tuple(
+            EventDecision(
+                event_id=e["event_id"],
+                account=e["account"],
+                target=e["target"],
+                reason=e["reason"],
+                created_at=e["created_at"],
+                updated_at=e["updated_at"],
+                attempts=e["attempts"],
+                decision=Decision(e["decision"]),
+                why=e["why"],
+            )
+            for e in data["events"]["items"]
+        ),
+        events_refreshed=data["events"]["refreshed"],
+        outstanding=tuple(data["outstanding"]),
+        notes=tuple(data["notes"]),
+    )
+
+
+def check_fresh(plan: Plan, current: State | None, input_digest: str | None) -> None:
+    """Refuse ``plan`` when the state or the desired input changed since it was made."""
+    lineage = current.lineage if current and current.serial else None
+    serial = current.serial if current else 0
+    if plan.lineage != lineage:
+        raise StalePlan(
+            f"stale plan: it was made against state lineage {plan.lineage or '(none)'}, "
+            f"but the state now has lineage {lineage or '(none)'}",
+            hint="run `reconciler plan --out FILE` again and review the new plan",
+        )
+    if plan.serial != serial:
+        raise StalePlan(
+            f"stale plan: it was made against state serial {plan.serial}, but the state "
+            f"is now at serial {serial} (something was applied since)",
+            hint="run `reconciler plan --out FILE` again and review the new plan",
+        )
+    if input_digest is not None and plan.input_digest != input_digest:
+        raise StalePlan(
+            "stale plan: the desired-state files changed since the plan was made "
+            f"({plan.input_digest[:19]}… → {input_digest[:19]}…)",
+            hint="run `reconciler plan --out FILE` again and review the new plan",
+        )

@@ -1,0 +1,182 @@
+"""plan(desired, recorded) → Plan: a pure function, deterministic to the byte.
+
+CREATE for new accounts and for re-enabling a disabled one (the API's assumed way),
+MODIFY with only the changed fields, DISABLE for ``enabled: false`` and for managed
+accounts removed from the YAML. Changes are ordered by action then account and cut
+into the ≤100-account batches apply sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler import diffing
+from reconciler.changes import (
+    Action,
+    Change,
+    EventDecision,
+    Guard,
+    Plan,
+    Reason,
+    RoleInfo,
+    batch,
+)
+from reconciler.desired import DesiredState, User
+from reconciler.state import AccountRecord, State
+
+_ORDER = {Action.CREATE: 0, Action.MODIFY: 1, Action.DISABLE: 2}
+
+
+def _target(user: User, before: AccountRecord | None) -> AccountRecord:
+    return AccountRecord(
+        account=user.account,
+        name=user.name,
+        email=user.email,
+        role_ids=user.role_ids,
+        enabled=True,
+        last_task_id=before.last_task_id if before else None,
+        created_at=before.created_at if before else None,
+        updated_at=before.updated_at if before else None,
+    )
+
+
+def _user_change(user: User, before: AccountRecord | None) -> Change | None:
+    if not user.enabled:
+        if before is None or not before.enabled:
+            return None
+        return Change(
+            action=Action.DISABLE,
+            account=user.account,
+            reason=Reason.DISABLED_IN_YAML,
+            before=before,
+            after=replace(before, enabled=False),
+            roles_removed=before.role_ids,
+            source=user.source,
+        )
+    after = _target(user, before)
+    if before is None or not before.enabled:
+        return Change(
+            action=Action.CREATE,
+            account=user.account,
+            reason=Reason.NEW if before is None else Reason.REENABLE,
+            before=before,
+            after=after,
+            roles_added=tuple(sorted(set(user.role_ids) - set(before.role_ids if before else ()))),
+            roles_removed=tuple(sorted(set(before.role_ids) - set(user.role_ids)))
+            if before
+            else (),
+            source=user.source,
+        )
+    if (before.name, before.email, before.role_ids) == (user.name, user.email, user.role_ids):
+        return None
+    fields, added, removed = diffing.field_changes(before, after)
+    return Change(
+        action=Action.MODIFY,
+        account=user.account,
+        reason=Reason.CHANGED,
+        before=before,
+        after=after,
+        fields=fields,
+        roles_added=added,
+        roles_removed=removed,
+        source=user.source,
+    )
+
+
+def changes(desired: DesiredState, recorded: State | None) -> tuple[Change, ...]:
+    """Every change needed to bring ``recorded`` to ``desired``, in send order."""
+    accounts = recorded.accounts if recorded else {}
+    found: list[Change] = []
+    for account, user in desired.users.items():
+        change = _user_change(user, accounts.get(account))
+        if change is not None:
+            found.append(change)
+    for account, record in accounts.items():
+        if account not in desired.users and record.enabled:
+            found.append(
+                Change(
+                    action=Action.DISABLE,
+                    account=account,
+                    reason=Reason.REMOVED,
+                    before=record,
+                    after=replace(record, enabled=False),
+                    roles_removed=record.role_ids,
+                )
+            )
+    found.sort(key=lambda c: (_ORDER[c.action], c.account))
+    return tuple(found)
+
+
+def guard(
+    desired: DesiredState,
+    recorded: State | None,
+    planned: tuple[Change, ...],
+    allow_disables: int | None,
+) -> Guard:
+    """The guard-rail verdict for ``planned``."""
+    managed = sum(1 for r in (recorded.accounts.values() if recorded else ()) if r.enabled)
+    disabled = [c.account for c in planned if c.action is Action.DISABLE]
+    policy = desired.policy
+    return Guard(
+        disables=len(disabled),
+        limit=policy.disable_limit(managed),
+        rule=policy.describe_limit(managed),
+        protected_hits=tuple(a for a in disabled if a in policy.protected_accounts),
+        override=allow_disables,
+    )
+
+
+def roles_index(desired: DesiredState, recorded: State | None) -> dict[str, RoleInfo]:
+    """Role id → how to show it, for every id the plan may mention."""
+    index = {
+        role.id: RoleInfo(id=role.id, name=role.name, sensitive=role.sensitive)
+        for role in desired.roles.values()
+    }
+    for record in recorded.accounts.values() if recorded else ():
+        for role_id in record.role_ids:
+            index.setdefault(role_id, RoleInfo(id=role_id, name=role_id))
+    return dict(sorted(index.items()))
+
+
+def plan(
+    desired: DesiredState,
+    recorded: State | None,
+    *,
+    allow_disables: int | None = None,
+    events: tuple[EventDecision, ...] = (),
+    events_refreshed: bool = False,
+) -> Plan:
+    """The plan that brings ``recorded`` to ``desired``."""
+    planned = changes(desired, recorded)
+    notes = []
+    outstanding = tuple(b.batch_id for b in recorded.pending) if recorded else ()
+    if outstanding:
+        notes.append(
+            f"{len(outstanding)} batch(es) of an earlier apply have no recorded result; "
+            "`reconciler refresh` (or apply) finishes them first, which changes the state "
+            "this plan was made against"
+        )
+    skipped = sorted(
+        u.account
+        for u in desired.users.values()
+        if not u.enabled and (recorded is None or u.account not in recorded.accounts)
+    )
+    if skipped:
+        notes.append(
+            f"{len(skipped)} account(s) marked enabled: false are not managed yet; "
+            "nothing is sent for them"
+        )
+    return Plan(
+        lineage=recorded.lineage if recorded and recorded.serial else None,
+        serial=recorded.serial if recorded else 0,
+        input_digest=desired.digest,
+        changes=planned,
+        batches=batch(planned),
+        roles=roles_index(desired, recorded),
+        managed=sum(1 for r in (recorded.accounts.values() if recorded else ()) if r.enabled),
+        guard=guard(desired, recorded, planned, allow_disables),
+        events=events,
+        events_refreshed=events_refreshed,
+        outstanding=outstanding,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,80 @@
+"""Small pieces every rendering shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from reconciler.changes import Action, Change, EventDecision, Plan
+
+VERB = {Action.CREATE: "created", Action.MODIFY: "modified", Action.DISABLE: "disabled"}
+
+
+def roles_text(plan: Plan, role_ids: tuple[str, ...]) -> str:
+    """Role ids as their names, comma-separated."""
+    return ", ".join(plan.role_name(role_id) for role_id in role_ids) or "(none)"
+
+
+def summary_line(plan: Plan) -> str:
+    """``Plan: 2 to create, 1 to modify, 0 to disable, 1 event to retry; 1 batch.``"""
+    retries = len(plan.retries)
+    parts = [
+        f"{plan.count(Action.CREATE)} to create",
+        f"{plan.count(Action.MODIFY)} to modify",
+        f"{plan.count(Action.DISABLE)} to disable",
+    ]
+    if plan.events:
+        parts.append(f"{retries} event{'s' if retries != 1 else ''} to retry")
+    batches = len(plan.batches)
+    return f"Plan: {', '.join(parts)}; {batches} batch{'es' if batches != 1 else ''}."
+
+
+def age(timestamp: str, now: dt.datetime | None = None) -> str:
+    """A short age like ``3d`` or ``5h`` for an RFC 3339 time ('?' when unparsable)."""
+    try:
+        then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "?"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.UTC)
+    seconds = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def event_line(event: EventDecision, max_attempts_note: str = "") -> str:
+    """One provisioning event as a line of text."""
+    return (
+        f"{event.event_id} {event.account} → {event.target}: {event.reason} "
+        f"(age {age(event.created_at)}, attempts {event.attempts}{max_attempts_note}) — "
+        f"{event.decision.value}: {event.why}"
+    )
+
+
+def guard_messages(plan: Plan) -> list[str]:
+    """Why the plan is blocked (empty when it is not)."""
+    guard, out = plan.guard, []
+    if guard.protected_hits:
+        out.append(
+            "would disable protected account(s) "
+            f"{', '.join(guard.protected_hits)}; remove them from policy.protected_accounts "
+            "in a reviewed change first (this guard rail has no override)"
+        )
+    if guard.over_limit:
+        override = (
+            f" --allow-disables {guard.override} does not match the plan's {guard.disables}."
+            if guard.override is not None
+            else ""
+        )
+        out.append(
+            f"would disable {guard.disables} accounts, over the limit of {guard.limit} "
+            f"({guard.rule}).{override} If intended, run again with "
+            f"--allow-disables {guard.disables}"
+        )
+    return out
+
+
+def change_heading(change: Change) -> str:
+    """``alice will be created (new account)``."""
+    return f"{change.account} will be {VERB[change.action]} ({change.reason.value})"

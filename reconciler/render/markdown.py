@@ -1,0 +1,168 @@
+"""The plan as Markdown for a pull-request comment.
+
+Opens with the summary table and access changes per role (sensitive grants first),
+then the changes in collapsed sections. GitHub refuses comments over 65,536
+characters, so long lists are cut to fewer rows until the comment fits.
+"""
+
+from __future__ import annotations
+
+from reconciler import access
+from reconciler.changes import Action, Change, Plan
+from reconciler.render import common
+
+GITHUB_COMMENT_LIMIT = 65_536
+_ROW_BUDGETS = (None, 500, 200, 50, 10, 0)
+_ICON = {Action.CREATE: "➕", Action.MODIFY: "✏️", Action.DISABLE: "⛔"}
+
+
+def render(plan: Plan, *, show_batches: bool = False, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+    """The whole plan as Markdown, under ``limit`` characters."""
+    text = ""
+    for rows in _ROW_BUDGETS:
+        text = _render(plan, show_batches=show_batches, max_rows=rows)
+        if len(text) <= limit:
+            return text
+    return text[: limit - 200] + "\n\n… (cut to fit the comment limit; see the saved plan)\n"
+
+
+def _esc(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(items: list[str], max_rows: int | None, what: str) -> list[str]:
+    if max_rows is None or len(items) <= max_rows:
+        return items
+    return [*items[:max_rows], f"| … | {len(items) - max_rows} more {what} in the saved plan | | |"]
+
+
+def _names(accounts: tuple[str, ...], max_rows: int | None) -> str:
+    shown = list(accounts) if max_rows is None else list(accounts[: max(max_rows, 3)])
+    more = len(accounts) - len(shown)
+    return ", ".join(f"`{a}`" for a in shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _render(plan: Plan, *, show_batches: bool, max_rows: int | None) -> str:
+    out: list[str] = []
+    headline = common.summary_line(plan).removeprefix("Plan: ").rstrip(".")
+    out.append(f"### reconciler plan: {headline}")
+    out.append("")
+    if plan.guard.blocked:
+        for message in common.guard_messages(plan):
+            out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")
+            out.append("")
+    out.append("| | accounts |")
+    out.append("|---|---:|")
+    for action in Action:
+        out.append(f"| {_ICON[action]} {action.value.lower()} | {plan.count(action)} |")
+    if plan.events:
+        out.append(f"| 🔁 provisioning retries | {len(plan.retries)} |")
+        out.append(f"| 👀 events reported only | {len(plan.events) - len(plan.retries)} |")
+    out.append(f"| 📦 createTask batches | {len(plan.batches)} |")
+    out.append("")
+    lineage = f"`{plan.lineage[:8]}`" if plan.lineage else "(new)"
+    out.append(
+        f"State {lineage} serial {plan.serial} · input `{plan.input_digest[7:19]}` · "
+        f"disables {plan.guard.disables}/{plan.guard.limit} allowed"
+    )
+    out.append("")
+    out.extend(_access(plan, max_rows))
+    if plan.changes:
+        out.extend(_changes(plan, max_rows))
+    if plan.events or plan.events_refreshed:
+        out.extend(_events(plan, max_rows))
+    if show_batches and plan.batches:
+        out.append(f"<details><summary>createTask batches ({len(plan.batches)})</summary>")
+        out.append("")
+        rows = [
+            f"{i}. {len(accounts)} users: {_names(accounts, max_rows)}"
+            for i, accounts in enumerate(plan.batches, start=1)
+        ]
+        out.extend(rows if max_rows is None else rows[: max(max_rows, 1)])
+        out.append("")
+        out.append("</details>")
+        out.append("")
+    for note in plan.notes:
+        out.append(f"> [!NOTE]\n> {_esc(note)}")
+        out.append("")
+    if not plan.has_changes:
+        out.append("No changes. The recorded state matches the desired state.")
+        out.append("")
+    return "\n".join(out)
+
+
+def _access(plan: Plan, max_rows: int | None) -> list[str]:
+    rows = access.by_role(plan)
+    if not rows:
+        return []
+    out = ["#### Access changes by role", "", "| role | gains | loses |", "|---|---|---|"]
+    lines = []
+    for row in rows:
+        role = f"**{_esc(row.role)}**"
+        if row.sensitive:
+            role = f"⚠️ {role} (sensitive{': privilege escalation' if row.gains else ''})"
+        lines.append(
+            f"| {role} | {_names(row.gains, max_rows) or '—'} | "
+            f"{_names(row.loses, max_rows) or '—'} |"
+        )
+    out.extend(_cut(lines, max_rows, "roles"))
+    out.append("")
+    return out
+
+
+def _change_row(plan: Plan, change: Change) -> str:
+    match change.action:
+        case Action.CREATE:
+            detail = (
+                f"name {_esc(change.after.name)!r}, email {_esc(change.after.email)}, "
+                f"roles {_esc(common.roles_text(plan, change.after.role_ids))}"
+            )
+        case Action.MODIFY:
+            parts = [
+                f"{f.field}: {_esc(str(f.before))} → {_esc(str(f.after))}" for f in change.fields
+            ]
+            parts += [f"+{_esc(plan.role_name(r))}" for r in change.roles_added]
+            parts += [f"−{_esc(plan.role_name(r))}" for r in change.roles_removed]
+            detail = "; ".join(parts)
+        case Action.DISABLE:
+            detail = change.reason.value
+    source = f"`{change.source.render()}`" if change.source else ""
+    return f"| {_ICON[change.action]} | `{change.account}` | {detail} | {source} |"
+
+
+def _changes(plan: Plan, max_rows: int | None) -> list[str]:
+    out = [
+        f"<details><summary>Changes ({len(plan.changes)})</summary>",
+        "",
+        "| | account | change | source |",
+        "|---|---|---|---|",
+    ]
+    out.extend(_cut([_change_row(plan, c) for c in plan.changes], max_rows, "changes"))
+    out.extend(["", "</details>", ""])
+    return out
+
+
+def _events(plan: Plan, max_rows: int | None) -> list[str]:
+    out = [
+        f"<details><summary>Failed provisioning events ({len(plan.events)})</summary>",
+        "",
+    ]
+    if not plan.events_refreshed:
+        out.append("_Not refreshed: planned with `--refresh=false`._")
+        out.append("")
+    if plan.events:
+        out.extend(
+            [
+                "| decision | event | account | target | reason | age | attempts | why |",
+                "|---|---|---|---|---|---|---:|---|",
+            ]
+        )
+        rows = [
+            f"| {'🔁 retry' if e.decision.value == 'retry' else '👀 report only'} | "
+            f"`{e.event_id}` | `{e.account}` | {_esc(e.target)} | {_esc(e.reason)} | "
+            f"{common.age(e.created_at)} | {e.attempts} | {_esc(e.why)} |"
+            for e in plan.events
+        ]
+        out.extend(_cut(rows, max_rows, "events"))
+    out.extend(["", "</details>", ""])
+    return out
