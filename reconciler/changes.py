@@ -160,6 +160,7 @@ class Plan:
     events_refreshed: bool = False
     outstanding: tuple[str, ...] = ()  # batch ids of unfinished tasks in the state
     notes: tuple[str, ...] = ()
+    input_path: str = ""  # the desired-state path the plan was made from
     format_version: int = PLAN_FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -159,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", parents=[debug], help="serve the local fake APIs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8780)
+    p.add_argument(
+        "--roles-from",
+        type=Path,
+        metavar="PATH",
+        help="seed the sandbox tenant with the role ids of this desired state",
+    )
     return parser
 
 
@@ -195,7 +201,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "why":
             return commands_apply.why(args, _common(args))
         case "sandbox":
-            return commands_apply.sandbox(args.host, args.port)
+            return commands_apply.sandbox(args.host, args.port, args.roles_from)
         case "state":
             common = _common(args)
             match args.state_command:

@@ -158,8 +158,13 @@ class ProvisioningEvent:
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> ProvisioningEvent:
         """Build from one item of ``Result.UserProvisioningEvent``."""
-        return cls(**_fields(item, {"event_id": "UserProvisioningEventId",
-                                    "provisioning_id": "UserProvisioningId"}, cls.__slots__))
+        return cls(
+            **_fields(
+                item,
+                {"event_id": "UserProvisioningEventId", "provisioning_id": "UserProvisioningId"},
+                cls.__slots__,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,8 +199,9 @@ def _fields(
     def api_key(name: str) -> str:
         return renamed.get(name) or "".join(part.capitalize() for part in name.split("_"))
 
-    return {name: "" if item.get(api_key(name)) is None else str(item[api_key(name)])
-            for name in names}
+    return {
+        name: "" if item.get(api_key(name)) is None else str(item[api_key(name)]) for name in names
+    }
 
 
 @dataclass(slots=True)

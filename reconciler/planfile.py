@@ -65,6 +65,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "tool": {"name": "reconciler", "version": __version__},
         "state": {"lineage": plan.lineage, "serial": plan.serial},
         "input_digest": plan.input_digest,
+        "input_path": plan.input_path,
         "summary": summary(plan),
         "guard": {
             "disables": plan.guard.disables,
@@ -146,13 +147,12 @@ def loads(text: str, *, where: str) -> Plan:
             f"{where} is not a saved plan (not JSON: {exc})",
             hint="save plans with `reconciler plan --out FILE`",
         ) from exc
-    if isinstance(data, dict) and isinstance(data.get("format_version"), int):
-        if data["format_version"] > 1:
-            raise PlanError(
-                f"{where} was written by a newer reconciler (plan format "
-                f"{data['format_version']})",
-                hint="upgrade reconciler or plan again",
-            )
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > 1:
+        raise PlanError(
+            f"{where} was written by a newer reconciler (plan format {version})",
+            hint="upgrade reconciler or plan again",
+        )
     problems = schemas.check("plan", data)
     if problems:
         raise PlanError(
@@ -217,6 +217,7 @@ def loads(text: str, *, where: str) -> Plan:
         events_refreshed=data["events"]["refreshed"],
         outstanding=tuple(data["outstanding"]),
         notes=tuple(data["notes"]),
+        input_path=data.get("input_path", ""),
     )
 
 

@@ -145,6 +145,7 @@ def plan(
     allow_disables: int | None = None,
     events: tuple[EventDecision, ...] = (),
     events_refreshed: bool = False,
+    input_path: str = "",
 ) -> Plan:
     """The plan that brings ``recorded`` to ``desired``."""
     planned = changes(desired, recorded)
@@ -179,4 +180,5 @@ def plan(
         events_refreshed=events_refreshed,
         outstanding=outstanding,
         notes=tuple(notes),
+        input_path=input_path,
     )

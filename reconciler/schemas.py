@@ -82,9 +82,7 @@ def _message(error: jsonschema.ValidationError) -> str:
         return str(template).format(value=error.instance)
     if error.validator == "additionalProperties":
         extra = sorted(
-            str(key)
-            for key in error.instance
-            if key not in error.schema.get("properties", {})
+            str(key) for key in error.instance if key not in error.schema.get("properties", {})
         )
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"unknown key {', '.join(repr(k) for k in extra)} (allowed: {allowed})"

@@ -89,8 +89,14 @@ def _signature(
     lowered["host"] = canonical_host(lowered.get("host", ""))
     header_lines = "".join(f"{name}:{lowered[name]}\n" for name in names)
     canonical_request = "\n".join(
-        (method.upper(), path or "/", canonical_query(query), header_lines, ";".join(names),
-         body_sha256)
+        (
+            method.upper(),
+            path or "/",
+            canonical_query(query),
+            header_lines,
+            ";".join(names),
+            body_sha256,
+        )
     )
     string_to_sign = "\n".join(
         (ALGORITHM, x_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest())
@@ -179,8 +185,10 @@ class V4Auth(httpx.Auth):
                 method=request.method,
                 path=request.url.path or "/",
                 query=query,
-                headers={"content-type": request.headers["content-type"],
-                         "host": request.headers["host"]},
+                headers={
+                    "content-type": request.headers["content-type"],
+                    "host": request.headers["host"],
+                },
                 body=request.content,
                 access_key=self._credentials.access_key,
                 secret_key=self._credentials.secret_key,
@@ -237,9 +245,7 @@ def verify(
     match = _AUTHORIZATION.match(authorization)
     if match is None:
         return Verification(verdict=Verdict.MALFORMED)
-    named = {
-        "access_key": match["ak"], "region": match["region"], "service": match["service"]
-    }
+    named = {"access_key": match["ak"], "region": match["region"], "service": match["service"]}
     signed = match["headers"].split(";")
     x_date = headers.get("x-date", "")
     if (

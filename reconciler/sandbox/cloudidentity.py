@@ -36,8 +36,11 @@ _GATEWAY_ERRORS = {
     signing.Verdict.MISMATCH: (401, "SignatureDoesNotMatch", "the signature does not match"),
 }
 _ACTION_NAMES = READ_ACTIONS | {"RetryUserProvisioningEvent", "DeleteUserProvisioningEvent"}
-_THROTTLES = {"FlowLimitExceeded": 429, "RequestLimitExceeded": 429,
-              "OperateTooFrequentlyException": 400}
+_THROTTLES = {
+    "FlowLimitExceeded": 429,
+    "RequestLimitExceeded": 429,
+    "OperateTooFrequentlyException": 400,
+}
 
 
 class Outcome(enum.StrEnum):
@@ -97,7 +100,7 @@ class CloudIdentitySandbox:
     def handle(self, request: Request) -> Response | None:
         """Answer CloudIdentity API and control requests; None for anything else."""
         if request.path.startswith(CONTROL):
-            return self._control(request.method, request.path[len(CONTROL):].strip("/"), request)
+            return self._control(request.method, request.path[len(CONTROL) :].strip("/"), request)
         if "Action" not in request.query and "Version" not in request.query:
             return None
         with self._lock:
@@ -152,8 +155,13 @@ class CloudIdentitySandbox:
         return json_response(200, {"ResponseMetadata": meta, "Result": result})
 
     def _meta(self, action: str, region: str) -> dict[str, Any]:
-        return {"RequestId": uuid.UUID(int=self._rng.getrandbits(128)).hex.upper(),
-                "Action": action, "Version": VERSION, "Service": SERVICE, "Region": region}
+        return {
+            "RequestId": uuid.UUID(int=self._rng.getrandbits(128)).hex.upper(),
+            "Action": action,
+            "Version": VERSION,
+            "Service": SERVICE,
+            "Region": region,
+        }
 
     def _throttle(self) -> None:
         by_rate = self.throttle_rate > 0 and self._rng.random() < self.throttle_rate
@@ -195,17 +203,25 @@ class CloudIdentitySandbox:
         if number < 1 or not 1 <= size <= 100:
             raise _ApiError(400, "InvalidParameter", "PageNumber >= 1 and PageSize 1..100")
         start = (number - 1) * size
-        return {"Total": len(items), "PageNumber": number, "PageSize": size,
-                key: items[start:start + size]}
+        return {
+            "Total": len(items),
+            "PageNumber": number,
+            "PageSize": size,
+            key: items[start : start + size],
+        }
 
     def _list_events(self, params: Mapping[str, Any]) -> dict[str, Any]:
         statuses = params.get("EventStatus") or []
         query = str(params.get("QueryString") or "").lower()
         items = [
-            event for event in self.events.values()
+            event
+            for event in self.events.values()
             if (not statuses or event["EventStatus"] in statuses)
-            and (not query or query in event["UserName"].lower()
-                 or query in event.get("DisplayName", "").lower())
+            and (
+                not query
+                or query in event["UserName"].lower()
+                or query in event.get("DisplayName", "").lower()
+            )
         ]
         page = self._page(params, items, "UserProvisioningEvent")
         page["UserProvisioningEvent"] = [
@@ -221,14 +237,24 @@ class CloudIdentitySandbox:
         for event in self.events.values():
             if account and event["TargetId"] != account:
                 continue
-            found.setdefault(event["UserProvisioningId"], {
-                "UserProvisioningId": event["UserProvisioningId"], "PrincipalType": "User",
-                "PrincipalId": event["UserId"], "PrincipalName": event["UserName"],
-                "TargetId": event["TargetId"], "ProvisionStatus": "Failed",
-                "IdentitySourceStrategy": "Ignore", "DuplicationStrategy": "KeepBoth",
-                "DuplicationSuffix": "", "DeletionStrategy": "Keep", "Description": "",
-                "CreatedTime": event["CreatedTime"], "UpdatedTime": event["UpdatedTime"],
-            })
+            found.setdefault(
+                event["UserProvisioningId"],
+                {
+                    "UserProvisioningId": event["UserProvisioningId"],
+                    "PrincipalType": "User",
+                    "PrincipalId": event["UserId"],
+                    "PrincipalName": event["UserName"],
+                    "TargetId": event["TargetId"],
+                    "ProvisionStatus": "Failed",
+                    "IdentitySourceStrategy": "Ignore",
+                    "DuplicationStrategy": "KeepBoth",
+                    "DuplicationSuffix": "",
+                    "DeletionStrategy": "Keep",
+                    "Description": "",
+                    "CreatedTime": event["CreatedTime"],
+                    "UpdatedTime": event["UpdatedTime"],
+                },
+            )
         return self._page(params, list(found.values()), "UserProvisionings")
 
     def _event_id(self, params: Mapping[str, Any]) -> str:
@@ -258,8 +284,11 @@ class CloudIdentitySandbox:
             self.events.pop(event_id, None)
             raise _ApiError(404, "UserProvisionEventNotFound", "User provision event is not found")
         if outcome is Outcome.CONFLICT:
-            raise _ApiError(409, "UserProvisionEventRetryConflict",
-                            "User provision event retry task already exists")
+            raise _ApiError(
+                409,
+                "UserProvisionEventRetryConflict",
+                "User provision event retry task already exists",
+            )
         self._lose_response = outcome is Outcome.LOST
         if outcome is Outcome.FAIL:
             event["FailureReason"] = f"retry {self.retries[event_id]} failed: target rejected user"
@@ -339,9 +368,13 @@ class CloudIdentitySandbox:
     def stats(self) -> dict[str, Any]:
         """Calls per action, retries and deletes per event, rejections per error code."""
         with self._lock:
-                return {"calls": dict(self.calls), "retries": dict(self.retries),
-                    "deletes": dict(self.deletes), "rejected": dict(self.rejected),
-                    "events": len(self.events)}
+            return {
+                "calls": dict(self.calls),
+                "retries": dict(self.retries),
+                "deletes": dict(self.deletes),
+                "rejected": dict(self.rejected),
+                "events": len(self.events),
+            }
 
 
 def build_cloudidentity(
@@ -350,4 +383,3 @@ def build_cloudidentity(
 ) -> CloudIdentitySandbox:
     """A fresh CloudIdentity sandbox handler (real UTC clock unless ``clock`` is given)."""
     return CloudIdentitySandbox(clock=clock or signing.utc_now, credentials=credentials)
-

@@ -59,7 +59,7 @@ except ImportError:  # the optional extra is missing: from_dsn says how to insta
 else:
     _PSYCOPG_MISSING = False
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # _CREATE_TABLES records it
 DEFAULT_WORKSPACE = "default"
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _POLL_SECONDS = 0.2
@@ -77,20 +77,13 @@ _SCHEMA_LOCK_KEY = _key("reconciler:create-schema")
 
 _CREATE_META = """
 CREATE TABLE IF NOT EXISTS reconciler_meta (key text PRIMARY KEY, value text NOT NULL)"""
-_CREATE_STATES = """
-CREATE TABLE IF NOT EXISTS reconciler_states (
-    workspace text PRIMARY KEY,
-    lineage text NOT NULL,
-    serial bigint NOT NULL,
-    document text NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now())"""
-_CREATE_LOCKS = """
-CREATE TABLE IF NOT EXISTS reconciler_locks (
-    workspace text PRIMARY KEY,
-    lock_id text NOT NULL,
-    holder jsonb NOT NULL,
-    backend_pid integer NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now())"""
+_CREATE_TABLES = """
+CREATE TABLE IF NOT EXISTS reconciler_states (workspace text PRIMARY KEY, lineage text NOT NULL,
+    serial bigint NOT NULL, document text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS reconciler_locks (workspace text PRIMARY KEY, lock_id text NOT NULL,
+    holder jsonb NOT NULL, backend_pid integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO reconciler_meta (key, value) VALUES ('schema_version', '1')"""
 _HOLDER_BACKEND = """
 SELECT pid FROM pg_locks
 WHERE locktype = 'advisory' AND granted AND objsubid = 1
@@ -230,12 +223,7 @@ class PostgresStore:
                 conn.execute(_CREATE_META)
                 version = self._schema_version(conn)
                 if version is None:
-                    conn.execute(_CREATE_STATES)
-                    conn.execute(_CREATE_LOCKS)
-                    conn.execute(
-                        "INSERT INTO reconciler_meta (key, value) VALUES ('schema_version', %s)",
-                        (str(SCHEMA_VERSION),),
-                    )
+                    conn.execute(_CREATE_TABLES)
                 # Migrations from older schema versions go here once there is a version 2.
         row = conn.execute("SELECT current_schema()").fetchone()
         self._schema = str(row[0]) if row else ""
@@ -430,7 +418,8 @@ class PostgresStore:
         if holder is None or holder_pid != pid:
             # The holder has not recorded itself yet, or the row belongs to an older holder.
             return StateLocked(
-                f"state {where} is locked by another process (PostgreSQL backend pid {pid})",
+                f"state {where} is locked by another process"
+                + (f" (PostgreSQL backend pid {pid})" if pid else ""),
                 lock_id="",
                 hint="wait for it to finish, or pass --lock-timeout SECONDS to wait",
             )

@@ -1,0 +1,342 @@
+"""Apply: plan changes → createTask batches → queryTask until DONE → recorded state.
+
+Per batch: record the intent → createTask → record the task id → follow it to DONE →
+record per account. The state is written after each step, under the lock the caller
+holds, so a crash at any moment leaves a truthful, uncorrupted state:
+
+- a batch with a recorded task id is followed on the next run, never resent;
+- a batch whose request may have reached the API without its id being recorded is
+  settled by a probe (``ledger.probe_batch``), never by a blind CREATE.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from reconciler import ledger
+from reconciler.changes import Change, Plan
+from reconciler.errors import FederationError, TransportError
+from reconciler.federation import TaskState, TaskStatus
+from reconciler.ledger import Failure
+from reconciler.state import PendingBatch, PendingEntry, State, utc_now
+from reconciler.stores import Store
+
+PENDING_LIMIT_CODE = "100-113"
+
+
+class TaskApi(Protocol):
+    """The two federation calls apply needs."""
+
+    def create_task(self, entries: Sequence[Mapping[str, object]]) -> str:
+        """Start a task; returns its id."""
+        ...
+
+    def query_task(self, task_id: str) -> TaskStatus:
+        """A task's status."""
+        ...
+
+
+class Progress(Protocol):
+    """Receives progress of a long apply."""
+
+    def update(self, counters: Counters, message: str | None = None) -> None:
+        """Counters changed (and maybe a line worth showing)."""
+        ...
+
+
+@dataclass(slots=True)
+class Counters:
+    """Running totals of an apply."""
+
+    batches_total: int = 0
+    batches_sent: int = 0
+    tasks_done: int = 0
+    users_total: int = 0
+    users_applied: int = 0
+    users_failed: int = 0
+    create_calls: int = 0
+    query_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplySettings:
+    """How apply paces itself."""
+
+    parallel: int = 8  # tasks in flight; the tenant's limit is 10 [ASSUME]
+    poll_initial: float = 0.05
+    poll_max: float = 2.0
+    max_wait: float = 1800.0  # overall seconds to wait for tasks before giving up (resumable)
+    limit_backoff: float = 0.5  # first wait when the tenant's task limit is reached
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    """What an apply did, per account."""
+
+    applied: list[tuple[str, str]] = field(default_factory=list)  # (account, action)
+    failed: list[Failure] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)  # messages about batches left pending
+    notes: list[str] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def ok(self) -> bool:
+        """Everything applied."""
+        return not self.failed and not self.unresolved
+
+
+class _Quiet:
+    def update(self, counters: Counters, message: str | None = None) -> None:
+        """Ignore."""
+
+
+class Applier:
+    """Drives batches through the federation API, recording each step in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        api: TaskApi,
+        *,
+        settings: ApplySettings | None = None,
+        progress: Progress | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], str] = utc_now,
+    ) -> None:
+        self.store = store
+        self.api = api
+        self.settings = settings or ApplySettings()
+        self.progress = progress or _Quiet()
+        self.sleep, self.monotonic, self.now = sleep, monotonic, now
+        self.state: State = store.read() or State.empty()
+        self.report = ApplyReport()
+
+    # -- state ------------------------------------------------------------------
+
+    def _write(self, changed: State) -> None:
+        new_state = replace(changed, serial=self.state.serial + 1, updated_at=self.now())
+        self.store.write(new_state)
+        self.state = new_state
+
+    def _tell(self, message: str | None = None) -> None:
+        self.progress.update(self.report.counters, message)
+
+    # -- public -----------------------------------------------------------------
+
+    def resume(self) -> ApplyReport:
+        """Finish batches an earlier run left pending (follow ids; probe lost sends)."""
+        if not self.state.pending:
+            return self.report
+        followed = {b.batch_id: b for b in self.state.pending if b.task_id is not None}
+        lost = [b for b in self.state.pending if b.task_id is None]
+        counters = self.report.counters
+        counters.batches_total += len(self.state.pending)
+        counters.users_total += sum(len(b.entries) for b in self.state.pending)
+        if followed:
+            self._tell(f"following {len(followed)} task(s) of an earlier run")
+        self._drive(deque(), followed)
+        self._settle_lost(lost)
+        return self.report
+
+    def run(self, plan: Plan, *, source_commit: str | None = None) -> ApplyReport:
+        """Apply ``plan``'s changes in its batches."""
+        changes = {change.account: change for change in plan.changes}
+        batches = [
+            ledger.new_batch((changes[a] for a in accounts), self.now(), source_commit)
+            for accounts in plan.batches
+        ]
+        counters = self.report.counters
+        counters.batches_total += len(batches)
+        counters.users_total += sum(len(b.entries) for b in batches)
+        self._tell()
+        lost = self._drive(deque((b, False) for b in batches), {})
+        self._settle_lost(lost)
+        return self.report
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _settle_lost(self, lost: list[PendingBatch]) -> None:
+        for batch in lost:
+            probe = ledger.probe_batch(self.state, batch, self.now())
+            # Swap lost → probe in one write: the probe is recorded before it is sent.
+            pending = tuple(
+                probe if b.batch_id == batch.batch_id else b for b in self.state.pending
+            )
+            self._write(replace(self.state, pending=pending))
+            self._tell(
+                f"batch {batch.batch_id[:8]}: its request may have reached the API without a "
+                "recorded task id; settling it with a probe task (no blind CREATE)"
+            )
+            self.report.counters.batches_total += 1
+            still_lost = self._drive(deque([(probe, True)]), {})
+            for gone in still_lost:
+                self.report.unresolved.append(
+                    f"batch {gone.batch_id[:8]} ({len(gone.entries)} users): the API may or "
+                    "may not have received it; run `reconciler refresh` to settle it"
+                )
+
+    def _drive(
+        self,
+        queue: deque[tuple[PendingBatch, bool]],
+        in_flight: dict[str, PendingBatch],
+    ) -> list[PendingBatch]:
+        """Send queued batches (≤ parallel in flight) and follow tasks; returns lost ones."""
+        counters = self.report.counters
+        lost: list[PendingBatch] = []
+        deadline = self.monotonic() + self.settings.max_wait
+        delay = self.settings.poll_initial
+        limit_wait = self.settings.limit_backoff
+        sending = True
+        while (queue and sending) or in_flight:
+            waiting_for_slot = False
+            if queue and sending and len(in_flight) < self.settings.parallel:
+                round_: list[tuple[PendingBatch, bool]] = []
+                while queue and len(in_flight) + len(round_) < self.settings.parallel:
+                    round_.append(queue.popleft())
+                fresh = [b for b, recorded in round_ if not recorded]
+                if fresh:
+                    self._write(ledger.with_intents(self.state, fresh))
+                sent: dict[str, str] = {}
+                forget: list[str] = []  # intents of batches that were not created
+                for index, (batch, _) in enumerate(round_):
+                    outcome = self._send(batch)
+                    if outcome not in ("lost", "limit", "refused"):
+                        sent[batch.batch_id] = outcome
+                        in_flight[batch.batch_id] = replace(batch, task_id=outcome)
+                        counters.batches_sent += 1
+                    elif outcome == "refused":
+                        forget.append(batch.batch_id)
+                    else:
+                        # Stop this round; "lost" keeps its intent (settled by a probe).
+                        untouched = round_[index + 1 :] if outcome == "lost" else round_[index:]
+                        if outcome == "lost":
+                            lost.append(batch)
+                            sending = False
+                        else:
+                            waiting_for_slot = True
+                        forget.extend(b.batch_id for b, _ in untouched)
+                        queue.extendleft((b, False) for b, _ in reversed(untouched))
+                        break
+                if sent or forget:
+                    recorded = ledger.with_task_ids(self.state, sent, self.now())
+                    self._write(ledger.without(recorded, forget))
+                    self._tell()
+            if in_flight and self._poll(in_flight):
+                delay = self.settings.poll_initial
+                continue
+            if self.monotonic() >= deadline:
+                for batch in in_flight.values():
+                    self.report.unresolved.append(
+                        f"task {batch.task_id} still running after {self.settings.max_wait:g}s; "
+                        "`reconciler refresh` follows it later"
+                    )
+                break
+            if waiting_for_slot and not in_flight:
+                # The tenant's limit is full of tasks that are not ours: back off and resend.
+                self._tell("tenant task limit reached (100-113); waiting before resending")
+                self.sleep(limit_wait)
+                limit_wait = min(limit_wait * 2, 30.0)
+            elif in_flight:
+                self.sleep(delay)
+                delay = min(delay * 1.5, self.settings.poll_max)
+        if queue:
+            self.report.unresolved.append(
+                f"{len(queue)} batch(es) were not sent in this run; run `reconciler apply` again"
+            )
+        return lost
+
+    def _send(self, batch: PendingBatch) -> str:
+        """createTask for ``batch``: the task id, or "lost" / "limit" / "refused"."""
+        counters = self.report.counters
+        counters.create_calls += 1
+        try:
+            return self.api.create_task([dict(e.wire) for e in batch.entries])
+        except FederationError as error:
+            if error.code == PENDING_LIMIT_CODE:
+                return "limit"
+            for entry in batch.entries:
+                self.report.failed.append(
+                    Failure(
+                        account=entry.account,
+                        action=entry.action,
+                        code=error.code,
+                        message=f"batch refused by createTask: {error.message}",
+                    )
+                )
+            counters.users_failed += len(batch.entries)
+            self._tell(f"createTask refused a batch of {len(batch.entries)}: {error.message}")
+            return "refused"
+        except TransportError as error:
+            if error.maybe_sent:
+                self._tell(f"createTask response lost: {error.message}")
+                return "lost"
+            for entry in batch.entries:
+                self.report.failed.append(
+                    Failure(
+                        account=entry.account,
+                        action=entry.action,
+                        code="transport",
+                        message=f"not sent: {error.message}",
+                    )
+                )
+            counters.users_failed += len(batch.entries)
+            return "refused"
+
+    def _poll(self, in_flight: dict[str, PendingBatch]) -> bool:
+        """Query every task in flight once; record DONE ones. True when any finished."""
+        counters = self.report.counters
+        done: list[tuple[PendingBatch, Mapping[str, Failure]]] = []
+        for batch_id, batch in list(in_flight.items()):
+            assert batch.task_id is not None
+            counters.query_calls += 1
+            try:
+                status = self.api.query_task(batch.task_id)
+            except TransportError:
+                continue  # the client already retried; try again next round
+            except FederationError as error:
+                del in_flight[batch_id]
+                self.report.unresolved.append(
+                    f"task {batch.task_id}: queryTask failed ({error.message}); it stays "
+                    "recorded, `reconciler refresh` follows it later"
+                )
+                continue
+            if status.status is not TaskState.DONE:
+                continue
+            del in_flight[batch_id]
+            actions = {entry.account: entry.action for entry in batch.entries}
+            failures = {
+                f.account: Failure(
+                    account=f.account,
+                    action=actions.get(f.account, "?"),
+                    code=f.fail_code,
+                    message=f.fail_message,
+                )
+                for f in status.failures
+            }
+            done.append((batch, failures))
+        if not done:
+            return False
+        new_state, applied, failed = ledger.with_results(self.state, done, self.now())
+        self._write(new_state)
+        counters.tasks_done += len(done)
+        counters.users_applied += len(applied)
+        counters.users_failed += len(failed)
+        self.report.applied.extend((e.account, e.action) for e in applied)
+        self.report.failed.extend(failed)
+        self._tell()
+        return True
+
+
+def changes_of(plan: Plan) -> tuple[Change, ...]:
+    """The plan's changes (for callers that only hold a plan)."""
+    return plan.changes
+
+
+def entries_of(batch: PendingBatch) -> tuple[PendingEntry, ...]:
+    """The entries of a pending batch."""
+    return batch.entries

@@ -1,0 +1,328 @@
+"""Commands that talk to the providers: plan (with refresh), show, apply, refresh, why, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reconciler import applying, commands, loading, planfile, progress, provenance
+from reconciler.applying import ApplyReport, ApplySettings
+from reconciler.changes import Plan
+from reconciler.commands import Common, out
+from reconciler.desired import DesiredState
+from reconciler.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    ApplyIncomplete,
+    PlanError,
+    UsageError,
+)
+from reconciler.state import State
+from reconciler.stores import Store
+
+EventsSource = Callable[[DesiredState, State | None], tuple[Any, ...]]
+
+
+def _events_source(notes: list[str]) -> EventsSource | None:
+    """The CloudIdentity refresher, or None (with a note) when it is not configured."""
+    from reconciler import drift  # noqa: PLC0415 - CloudIdentity loads only when used
+
+    return drift.events_source(os.environ, notes)
+
+
+def _redact(plan: Plan, spec: str) -> Plan:
+    if not spec:
+        return plan
+    from reconciler import redaction  # noqa: PLC0415
+
+    return redaction.redact(plan, spec)
+
+
+def plan(args: argparse.Namespace, common: Common) -> int:
+    """``reconciler plan``."""
+    notes: list[str] = []
+    source = _events_source(notes) if args.refresh else None
+    store = commands.store_for(args.path, common)
+    made, _, _ = commands.make_plan(
+        args.path,
+        store,
+        allow_disables=args.allow_disables,
+        refresh=args.refresh,
+        events_source=source,
+    )
+    made = provenance.annotate(_with_path(made, args.path, notes), args.path)
+    shown = _redact(made, args.redact)
+    sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
+    commands.check_guard(made)
+    if args.out is not None:
+        commands.write_atomic(args.out, planfile.dumps(made))
+        if args.format == "text":
+            out(
+                f"Saved the plan to {args.out}. Apply exactly this plan with: "
+                f"reconciler apply {args.out}"
+            )
+    if args.detailed_exitcode and made.has_changes:
+        return 2
+    return EXIT_OK
+
+
+def _with_path(made: Plan, path: Path, notes: list[str]) -> Plan:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(made, input_path=str(path), notes=(*made.notes, *notes))
+
+
+def show(args: argparse.Namespace) -> int:
+    """``reconciler show FILE``."""
+    saved = commands.read_plan(args.file)
+    shown = _redact(saved, args.redact)
+    sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
+    return 3 if saved.guard.blocked else EXIT_OK
+
+
+def _progress(fmt: str) -> applying.Progress:
+    if fmt == "json":
+        return progress.LineProgress(sys.stderr)
+    if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
+        return progress.BarProgress(sys.stderr)
+    return progress.LineProgress(sys.stderr)
+
+
+def _federation_client() -> Any:
+    from reconciler import federation  # noqa: PLC0415
+
+    return federation.FederationClient(federation.settings_from_env(os.environ))
+
+
+def _is_plan_file(target: Path) -> bool:
+    if not target.is_file():
+        return False
+    with target.open("rb") as handle:
+        head = handle.read(64).lstrip()
+    return head.startswith(b"{")
+
+
+def _confirm(plan_: Plan, auto_approve: bool) -> bool:
+    if auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "apply needs confirmation, and there is no terminal to ask on",
+            hint="review the plan, then pass --auto-approve (or apply a saved plan file)",
+        )
+    sys.stdout.write("\nDo you want to apply these changes? Only 'yes' will be accepted: ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip() == "yes"
+
+
+def apply(args: argparse.Namespace, common: Common) -> int:
+    """``reconciler apply [PLANFILE | PATH]``."""
+    settings = ApplySettings(parallel=args.parallel) if args.parallel else ApplySettings()
+    if _is_plan_file(args.target):
+        return _apply_saved(args, common, settings)
+    path = args.target
+    notes: list[str] = []
+    source = _events_source(notes) if args.refresh else None
+    desired = commands.load(path)
+    store = commands.store_for(path, common)
+    with _client_and_lock(store, common) as (client, _lock):
+        applier = applying.Applier(
+            store, client, settings=settings, progress=_progress(args.format)
+        )
+        resumed = applier.resume() if applier.state.pending else None
+        from reconciler import planning  # noqa: PLC0415
+
+        events = source(desired, applier.state) if source else ()
+        made = planning.plan(
+            desired,
+            applier.state if applier.state.serial else None,
+            allow_disables=args.allow_disables,
+            events=events,
+            events_refreshed=source is not None,
+            input_path=str(path),
+        )
+        made = provenance.annotate(_with_path(made, path, notes), path)
+        if args.format == "text":
+            sys.stdout.write(commands.render_plan(made, fmt="text", show_batches=args.show_batches))
+        commands.check_guard(made)
+        if not made.has_changes:
+            report = resumed or applier.report
+            return _finish(report, args.format, made, nothing=True)
+        if not _confirm(made, args.auto_approve):
+            out("Apply cancelled.")
+            return EXIT_ERROR
+        report = applier.run(made, source_commit=provenance.head_commit(path))
+        _retry_events(made, applier, report)
+    return _finish(report, args.format, made)
+
+
+def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettings) -> int:
+    saved = commands.read_plan(args.target)
+    path = Path(saved.input_path or ".")
+    raw = loading.read_files(path, max_bytes=commands.max_bytes())
+    store = commands.store_for(path, common)
+    commands.check_guard(saved)
+    with _client_and_lock(store, common) as (client, _lock):
+        current = store.read()
+        if current is not None and current.pending:
+            raise PlanError(
+                "the state has batches of an interrupted apply without recorded results",
+                hint="run `reconciler refresh` to settle them, then plan again",
+            )
+        planfile.check_fresh(saved, current, loading.digest(raw))
+        if args.format == "text":
+            sys.stdout.write(
+                commands.render_plan(saved, fmt="text", show_batches=args.show_batches)
+            )
+        applier = applying.Applier(
+            store, client, settings=settings, progress=_progress(args.format)
+        )
+        report = applier.run(saved, source_commit=provenance.head_commit(path))
+        _retry_events(saved, applier, report)
+    return _finish(report, args.format, saved)
+
+
+def _retry_events(plan_: Plan, applier: applying.Applier, report: ApplyReport) -> None:
+    if not plan_.retries:
+        return
+    from reconciler import drift  # noqa: PLC0415
+
+    drift.retry_events(plan_, applier, report, os.environ)
+
+
+class _client_and_lock:
+    """Open the federation client (configuration checked first), then take the lock."""
+
+    def __init__(self, store: Store, common: Common) -> None:
+        self.store, self.common = store, common
+
+    def __enter__(self) -> tuple[Any, Any]:
+        self.client = _federation_client()  # a missing setting fails before the lock
+        self.lock = self.store.lock("apply", timeout=self.common.lock_timeout)
+        info = self.lock.__enter__()
+        return self.client, info
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.lock.__exit__(*exc)  # type: ignore[arg-type]
+        finally:
+            self.client.close()
+
+
+def _finish(report: ApplyReport, fmt: str, plan_: Plan | None, *, nothing: bool = False) -> int:
+    if fmt == "json":
+        out(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        if nothing and not report.applied and not report.failed:
+            out("No changes. The recorded state matches the desired state.")
+        _print_report(report)
+    if not report.ok:
+        raise ApplyIncomplete(
+            f"apply incomplete: {len(report.failed)} failed, {len(report.unresolved)} unresolved",
+            hint="fix what the failures say, then plan and apply again; applied changes are "
+            "recorded in the state",
+        )
+    return EXIT_OK
+
+
+def report_json(report: ApplyReport) -> dict[str, Any]:
+    """The machine-readable apply report."""
+    counters = report.counters
+    return {
+        "ok": report.ok,
+        "applied": [{"account": a, "action": act} for a, act in report.applied],
+        "failed": [
+            {"account": f.account, "action": f.action, "code": f.code, "message": f.message}
+            for f in report.failed
+        ],
+        "unresolved": report.unresolved,
+        "notes": report.notes,
+        "counters": {
+            "batches_total": counters.batches_total,
+            "batches_sent": counters.batches_sent,
+            "tasks_done": counters.tasks_done,
+            "users_applied": counters.users_applied,
+            "users_failed": counters.users_failed,
+            "create_task_calls": counters.create_calls,
+            "query_task_calls": counters.query_calls,
+        },
+    }
+
+
+def _print_report(report: ApplyReport) -> None:
+    for account, action in report.applied:
+        out(f"  ✓ {action:<7} {account}")
+    for failure in report.failed:
+        out(f"  ✗ {failure.action:<7} {failure.account}: {failure.code} {failure.message}")
+    for message in report.unresolved:
+        out(f"  ? {message}")
+    for note in report.notes:
+        out(f"  · {note}")
+    counters = report.counters
+    out(
+        f"Apply {'complete' if report.ok else 'incomplete'}: {len(report.applied)} applied, "
+        f"{len(report.failed)} failed; {counters.create_calls} createTask, "
+        f"{counters.query_calls} queryTask calls."
+    )
+
+
+def refresh(path: Path, common: Common, *, fmt: str) -> int:
+    """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
+    store = commands.store_for(path, common)
+    with _client_and_lock(store, common) as (client, _lock):
+        applier = applying.Applier(store, client, progress=_progress(fmt))
+        report = applier.resume()
+        from reconciler import drift  # noqa: PLC0415
+
+        drift.refresh_events(applier, report, os.environ)
+    if fmt == "text" and not report.applied and not report.failed and not report.unresolved:
+        out("Nothing outstanding: every recorded task has its result.")
+    return _finish(report, fmt, None)
+
+
+def why(args: argparse.Namespace, common: Common) -> int:
+    """``reconciler why ACCOUNT``: YAML entry → roles → planned change → batch."""
+    store = commands.store_for(args.path, common)
+    made, recorded, desired = commands.make_plan(
+        args.path, store, allow_disables=None, refresh=False
+    )
+    made = provenance.annotate(made, args.path)
+    for line in provenance.explain(args.account, made, desired, recorded):
+        out(line)
+    return EXIT_OK
+
+
+def sandbox(host: str, port: int, roles_from: Path | None = None) -> int:
+    """``reconciler sandbox``: serve the fake APIs until interrupted."""
+    from reconciler.sandbox import app  # noqa: PLC0415
+
+    role_ids: list[str] = []
+    if roles_from is not None:
+        role_ids = [role.id for role in commands.load(roles_from).roles.values()]
+    box = app.build(role_ids=role_ids)
+    server = app.serve(box, host, port)
+    out(f"reconciler sandbox listening on {server.url}", stream=sys.stdout)
+    out(f"  RECONCILER_FEDERATION_URL={server.url}")
+    out(f"  RECONCILER_FEDERATION_APP_KEY={app.SANDBOX_APP_KEY}")
+    out("  RECONCILER_FEDERATION_APP_SECRET=<the sandbox secret, see README>")
+    out(f"  RECONCILER_CLOUDIDENTITY_URL={server.url}")
+    out(f"  VOLCENGINE_ACCESS_KEY={app.SANDBOX_ACCESS_KEY}")
+    out(f"  roles seeded: {len(role_ids)}; control endpoints under {server.url}/_sandbox/")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def unused(report: ApplyReport) -> ApplyReport:
+    """Keep type checkers aware of ApplyReport use."""
+    return report

@@ -1,0 +1,143 @@
+"""Pure state transitions of an apply: intents, task ids, results (no I/O).
+
+They keep the serial: the applier bumps it once per write.
+
+The applier writes the state after each transition, so the recorded state is always
+the truth: an entry becomes "applied" only when its task is DONE and the entry is
+not in ``failDataList``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from reconciler.changes import Change
+from reconciler.state import AccountRecord, PendingBatch, PendingEntry, State
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """An entry that failed, and why (codes are the API's)."""
+
+    account: str
+    action: str
+    code: str
+    message: str
+
+
+def new_batch(
+    changes: Iterable[Change], now: str, source_commit: str | None = None
+) -> PendingBatch:
+    """A batch intent for ``changes`` (no task id yet)."""
+    return PendingBatch(
+        batch_id=str(uuid.uuid4()),
+        recorded_at=now,
+        entries=tuple(
+            PendingEntry(
+                action=change.action.value,
+                account=change.account,
+                wire=change.wire(),
+                target=replace(
+                    change.after, source_commit=source_commit or change.after.source_commit
+                ),
+            )
+            for change in changes
+        ),
+    )
+
+
+def with_intents(state: State, batches: Iterable[PendingBatch]) -> State:
+    """Record batches that are about to be sent."""
+    return replace(state, pending=(*state.pending, *batches))
+
+
+def with_task_ids(state: State, sent: Mapping[str, str], now: str) -> State:
+    """Record the task ids createTask returned (batch id → task id)."""
+    return replace(
+        state,
+        pending=tuple(
+            replace(batch, task_id=sent[batch.batch_id], sent_at=now)
+            if batch.batch_id in sent
+            else batch
+            for batch in state.pending
+        ),
+    )
+
+
+def without(state: State, batch_ids: Iterable[str]) -> State:
+    """Forget batches that were refused (no task was created)."""
+    gone = set(batch_ids)
+    return replace(state, pending=tuple(b for b in state.pending if b.batch_id not in gone))
+
+
+def with_results(
+    state: State,
+    results: Iterable[tuple[PendingBatch, Mapping[str, Failure]]],
+    now: str,
+) -> tuple[State, list[PendingEntry], list[Failure]]:
+    """Apply DONE tasks: entries not failed become the recorded truth."""
+    accounts = dict(state.accounts)
+    applied: list[PendingEntry] = []
+    failed: list[Failure] = []
+    done: set[str] = set()
+    for batch, failures in results:
+        done.add(batch.batch_id)
+        for entry in batch.entries:
+            failure = failures.get(entry.account)
+            if failure is not None:
+                failed.append(failure)
+                continue
+            before = accounts.get(entry.account)
+            accounts[entry.account] = replace(
+                entry.target,
+                last_task_id=batch.task_id,
+                created_at=(before.created_at if before and before.created_at else now),
+                updated_at=now,
+            )
+            applied.append(entry)
+    new_state = replace(
+        state,
+        accounts=accounts,
+        pending=tuple(b for b in state.pending if b.batch_id not in done),
+    )
+    return new_state, applied, failed
+
+
+def probe_batch(state: State, lost: PendingBatch, now: str) -> PendingBatch:
+    """The batch that settles ``lost`` (sent, task id never recorded) without blind CREATEs.
+
+    - CREATE of a new account → MODIFY with every attribute: it succeeds only if the
+      lost task created the account (tasks run in order), and then sets exactly the
+      desired attributes; if it fails, the account does not exist and the next plan
+      creates it.
+    - CREATE re-enabling a disabled account → DISABLE: afterwards the account is known
+      to be disabled, and the next plan re-enables it.
+    - MODIFY and DISABLE set absolute values: resent as they are.
+    """
+    entries = []
+    for entry in lost.entries:
+        before = state.accounts.get(entry.account)
+        if entry.action != "CREATE":
+            entries.append(entry)
+        elif before is None:
+            wire: dict[str, Any] = dict(entry.wire)
+            wire["action"] = "MODIFY"
+            entries.append(replace(entry, action="MODIFY", wire=wire))
+        else:
+            entries.append(
+                replace(
+                    entry,
+                    action="DISABLE",
+                    wire={"action": "DISABLE", "userAccount": entry.account},
+                    target=replace(before, enabled=False),
+                )
+            )
+    return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))
+
+
+def record_for(entry: PendingEntry) -> AccountRecord:
+    """The record an entry stores on success."""
+    return entry.target
