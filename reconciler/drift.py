@@ -1,37 +1,208 @@
-"""Provisioning drift: failed CloudIdentity events → plan decisions → retries on apply."""
+"""Provisioning drift: failed CloudIdentity events → plan decisions → retries on apply.
+
+An event names a CloudIdentity user (``UserName``); reconciler takes that name to be
+the federated account it manages (exact match first, then case-insensitive).
+``decide`` is pure; listing and retrying happen at the edges below.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from reconciler.applying import Applier, ApplyReport
-from reconciler.changes import Plan
+from reconciler.changes import Decision, EventDecision, Plan
 from reconciler.desired import DesiredState
-from reconciler.state import State
+from reconciler.errors import CloudIdentityError, ConfigError, TransportError
+from reconciler.ledger import Failure
+from reconciler.state import EventRecord, State, utc_now
 
-EventsSource = Callable[[DesiredState, State | None], tuple[Any, ...]]
+EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
+NOT_FOUND = "UserProvisionEventNotFound"
+CONFLICT = "UserProvisionEventRetryConflict"
 
 
 def configured(env: Mapping[str, str]) -> bool:
-    """Whether CloudIdentity credentials are set."""
+    """Whether CloudIdentity credentials are set at all."""
     return bool(env.get("VOLCENGINE_ACCESS_KEY") or env.get("VOLCENGINE_SECRET_KEY"))
 
 
+def _client(env: Mapping[str, str]) -> Any:
+    from reconciler import cloudidentity  # noqa: PLC0415 - loaded only when configured
+
+    return cloudidentity.CloudIdentityClient(cloudidentity.CloudIdentitySettings.from_env(env))
+
+
+def _account_of(user_name: str, known: Mapping[str, str]) -> str:
+    return known.get(user_name) or known.get(user_name.lower()) or user_name
+
+
+def decide(
+    events: tuple[Any, ...], desired: DesiredState, recorded: State | None
+) -> tuple[EventDecision, ...]:
+    """What apply does with each failed event, and why (pure)."""
+    names: dict[str, str] = {}
+    for account in (*desired.users, *(recorded.accounts if recorded else {})):
+        names.setdefault(account, account)
+        names.setdefault(account.lower(), account)
+    settings = desired.provisioning
+    known = recorded.events if recorded else {}
+    decisions = []
+    for event in sorted(events, key=lambda e: (e.created_time, e.event_id)):
+        account = _account_of(event.user_name, names)
+        attempts = known[event.event_id].attempts if event.event_id in known else 0
+        user = desired.users.get(account)
+        managed = account in desired.users or bool(recorded and account in recorded.accounts)
+        if not managed:
+            decision, why = Decision.REPORT, "account is not managed by reconciler"
+        elif user is None:
+            decision, why = Decision.REPORT, "account was removed from the desired state"
+        elif not user.enabled:
+            decision, why = Decision.REPORT, "account is disabled in the desired state"
+        elif not settings.retry_failed:
+            decision, why = Decision.REPORT, "provisioning.retry_failed is false"
+        elif attempts >= settings.max_attempts:
+            decision = Decision.REPORT
+            why = f"attempts exhausted ({attempts}/{settings.max_attempts}); investigate the reason"
+        else:
+            decision = Decision.RETRY
+            why = f"managed and enabled; attempt {attempts + 1} of {settings.max_attempts}"
+        decisions.append(
+            EventDecision(
+                event_id=event.event_id,
+                account=account,
+                target=event.target_name or event.target_id,
+                reason=event.failure_reason,
+                created_at=event.created_time,
+                updated_at=event.updated_time,
+                attempts=attempts,
+                decision=decision,
+                why=why,
+            )
+        )
+    return tuple(decisions)
+
+
 def events_source(env: Mapping[str, str], notes: list[str]) -> EventsSource | None:
-    """A function listing failed events, or None (noted) when CloudIdentity is not configured."""
+    """A function listing and deciding failed events; None (noted) when not configured."""
     if not configured(env):
         notes.append(
             "provisioning events not refreshed: CloudIdentity is not configured "
-            "(set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY)"
+            "(set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, or pass --refresh=false)"
         )
         return None
-    return None
+
+    def source(desired: DesiredState, recorded: State | None) -> tuple[EventDecision, ...]:
+        with _client(env) as client:
+            events = client.list_provisioning_events()
+        return decide(events, desired, recorded)
+
+    return source
+
+
+def _record(applier: Applier, event: EventDecision, **changes: Any) -> None:
+    state = applier.state
+    current = state.events.get(event.event_id) or EventRecord(
+        event_id=event.event_id, account=event.account, target_id=event.target
+    )
+    updated = dict(state.events)
+    updated[event.event_id] = replace(current, **changes)
+    applier._write(replace(state, events=updated))
 
 
 def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
-    """Retry the events the plan chose, one at a time."""
+    """Retry the events the plan chose, one at a time, recording attempts durably."""
+    try:
+        client = _client(env)
+    except ConfigError as error:
+        for event in plan.retries:
+            report.failed.append(
+                Failure(account=event.account, action="RETRY", code="config", message=str(error))
+            )
+        return
+    with client:
+        for event in plan.retries:
+            previous = applier.state.events.get(event.event_id)
+            attempts = (previous.attempts if previous else event.attempts) + 1
+            now = utc_now()
+            try:
+                client.retry_provisioning_event(event.event_id)
+            except CloudIdentityError as error:
+                if error.code == NOT_FOUND:
+                    _record(applier, event, status="resolved", last_attempt_at=now)
+                    report.notes.append(
+                        f"event {event.event_id} ({event.account}): already resolved"
+                    )
+                    continue
+                if error.code == CONFLICT:
+                    _record(applier, event, status="retrying", last_attempt_at=now)
+                    report.notes.append(
+                        f"event {event.event_id} ({event.account}): a retry is already under way"
+                    )
+                    continue
+                _record(
+                    applier,
+                    event,
+                    attempts=attempts,
+                    last_attempt_at=now,
+                    last_reason=f"{error.code}: {error.message}",
+                    status="open",
+                )
+                report.failed.append(
+                    Failure(
+                        account=event.account,
+                        action="RETRY",
+                        code=error.code,
+                        message=f"retry of event {event.event_id} failed: {error.message}",
+                    )
+                )
+                continue
+            except TransportError as error:
+                _record(applier, event, attempts=attempts, last_attempt_at=now, status="unknown")
+                report.failed.append(
+                    Failure(
+                        account=event.account,
+                        action="RETRY",
+                        code="transport",
+                        message=f"retry of event {event.event_id}: {error.message}",
+                    )
+                )
+                continue
+            _record(applier, event, attempts=attempts, last_attempt_at=now, status="retried")
+            report.notes.append(
+                f"event {event.event_id} ({event.account} → {event.target}): retry requested "
+                f"(attempt {attempts})"
+            )
 
 
 def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
-    """Update what the state knows of failed events."""
+    """List current failed events and update what the state knows of them."""
+    if not configured(env):
+        report.notes.append("provisioning events not refreshed: CloudIdentity is not configured")
+        return
+    with _client(env) as client:
+        events = client.list_provisioning_events()
+    state = applier.state
+    now = utc_now()
+    names = {a.lower(): a for a in state.accounts}
+    updated: dict[str, EventRecord] = {}
+    for event in events:
+        account = _account_of(event.user_name, {**names, **{a: a for a in state.accounts}})
+        known = state.events.get(event.event_id)
+        base = known or EventRecord(event_id=event.event_id, account=account)
+        updated[event.event_id] = replace(
+            base,
+            account=account,
+            target_id=event.target_id,
+            last_reason=event.failure_reason,
+            status="open",
+            seen_at=now,
+        )
+    resolved = [e for e in state.events if e not in updated]
+    if updated != dict(state.events):
+        applier._write(replace(state, events=updated))
+    report.notes.append(
+        f"{len(events)} failed provisioning event(s) open"
+        + (f"; {len(resolved)} no longer listed (resolved)" if resolved else "")
+    )
