@@ -35,15 +35,14 @@ def _run(cmd: list[str], **kwargs: object) -> int:
 
 def ensure_venv() -> None:
     """Create .venv and install reconciler[test] when missing or out of date."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on any python3 the user has
         sys.exit(f"reconciler needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted and PYTHON.exists():
         return
     print("==> setting up .venv (first run only)", flush=True)
-    if not PYTHON.exists():
-        if _run([sys.executable, "-m", "venv", str(VENV)]) != 0:
-            sys.exit("could not create .venv (on Debian/Ubuntu: apt-get install python3-venv)")
+    if not PYTHON.exists() and _run([sys.executable, "-m", "venv", str(VENV)]) != 0:
+        sys.exit("could not create .venv (on Debian/Ubuntu: apt-get install python3-venv)")
     quiet = ["-q", "--disable-pip-version-check"]
     if _run([str(PYTHON), "-m", "pip", "install", *quiet, "--upgrade", "pip"]) != 0:
         sys.exit("could not upgrade pip in .venv")
@@ -107,8 +106,16 @@ def demo() -> int:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     sandbox = subprocess.Popen(
-        [str(PYTHON), "-m", "reconciler", "sandbox", "--port", str(port),
-         "--roles-from", str(desired)],
+        [
+            str(PYTHON),
+            "-m",
+            "reconciler",
+            "sandbox",
+            "--port",
+            str(port),
+            "--roles-from",
+            str(desired),
+        ],
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
     )
@@ -130,22 +137,37 @@ def demo() -> int:
         _step("plan against an empty state", ["plan", rel, "--show-batches"], env)
         _step("apply it to the sandbox tenant", ["apply", rel, "--auto-approve"], env)
         team = desired / "team-support.yaml"
-        team.write_text(team.read_text().replace("roles: [agent]\n", "roles: [agent, reporting]\n", 1))
+        edited = team.read_text().replace("roles: [agent]\n", "roles: [agent, reporting]\n", 1)
+        team.write_text(edited)
         print("\n==> edit: li.wei gains the reporting role (team-support.yaml)")
         plan_file = str((DEMO / "plan.json").relative_to(ROOT))
-        _step("plan the change and save it", ["plan", rel, "--out", plan_file,
-                                              "--detailed-exitcode"], env, ok=(2,))
+        _step(
+            "plan the change and save it",
+            ["plan", rel, "--out", plan_file, "--detailed-exitcode"],
+            env,
+            ok=(2,),
+        )
         _step("apply exactly the saved plan", ["apply", plan_file], env)
-        event = _control(url, "/_sandbox/cloudidentity/events", [
-            {"UserName": "maria.garcia", "TargetId": "2100000001", "TargetName": "prod-account",
-             "FailureReason": "member account quota exceeded"},
-        ])
+        event = _control(
+            url,
+            "/_sandbox/cloudidentity/events",
+            [
+                {
+                    "UserName": "maria.garcia",
+                    "TargetId": "2100000001",
+                    "TargetName": "prod-account",
+                    "FailureReason": "member account quota exceeded",
+                },
+            ],
+        )
         print(f"\n==> the sandbox records a failed provisioning event: {json.dumps(event)[:120]}")
         _step("plan finds the failed provisioning event", ["plan", rel], env)
         _step("apply retries it", ["apply", rel, "--auto-approve"], env)
         _step("nothing left to do", ["plan", rel, "--detailed-exitcode"], env)
-        print("\n\033[1mDemo complete.\033[0m State: .demo/state.json; "
-              "`.venv/bin/reconciler --help` for more.")
+        print(
+            "\n\033[1mDemo complete.\033[0m State: .demo/state.json; "
+            "`.venv/bin/reconciler --help` for more."
+        )
         return 0
     finally:
         sandbox.terminate()

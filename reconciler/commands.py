@@ -17,8 +17,6 @@ from reconciler import state as state_codec
 from reconciler.changes import Plan
 from reconciler.desired import DesiredState
 from reconciler.errors import (
-    EXIT_BLOCKED,
-    EXIT_CHANGES,
     EXIT_OK,
     GuardRailBlocked,
     InputError,
@@ -185,34 +183,6 @@ def make_plan(
     return plan, recorded, desired
 
 
-def plan(
-    path: Path,
-    common: Common,
-    *,
-    fmt: str,
-    out_file: Path | None,
-    detailed_exitcode: bool,
-    allow_disables: int | None,
-    show_batches: bool,
-    refresh: bool,
-    events_source: Any = None,
-) -> int:
-    """``reconciler plan``."""
-    store = store_for(path, common)
-    made, _, _ = make_plan(
-        path, store, allow_disables=allow_disables, refresh=refresh, events_source=events_source
-    )
-    sys.stdout.write(render_plan(made, fmt=fmt, show_batches=show_batches))
-    check_guard(made)
-    if out_file is not None:
-        write_atomic(out_file, planfile.dumps(made))
-        if fmt == "text":
-            out(f"Saved the plan to {out_file}. Apply exactly it with: reconciler apply {out_file}")
-    if detailed_exitcode and made.has_changes:
-        return EXIT_CHANGES
-    return EXIT_OK
-
-
 def read_plan(path: Path) -> Plan:
     """Read a saved plan file."""
     try:
@@ -220,13 +190,6 @@ def read_plan(path: Path) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"cannot read plan {path}: {exc}") from exc
     return planfile.loads(content, where=str(path))
-
-
-def show(path: Path, *, fmt: str, show_batches: bool) -> int:
-    """``reconciler show FILE``."""
-    saved = read_plan(path)
-    sys.stdout.write(render_plan(saved, fmt=fmt, show_batches=show_batches))
-    return EXIT_BLOCKED if saved.guard.blocked else EXIT_OK
 
 
 # -- state ---------------------------------------------------------------------------

@@ -219,7 +219,7 @@ def _finish(report: ApplyReport, fmt: str, plan_: Plan | None, *, nothing: bool 
         out(json.dumps(report_json(report), indent=2, ensure_ascii=False))
     else:
         if nothing and not report.applied and not report.failed:
-            out("No changes. The recorded state matches the desired state.")
+            out("Nothing to apply.")
         _print_report(report)
     if not report.ok:
         raise ApplyIncomplete(
@@ -321,8 +321,3 @@ def sandbox(host: str, port: int, roles_from: Path | None = None) -> int:
     finally:
         server.stop()
     return EXIT_OK
-
-
-def unused(report: ApplyReport) -> ApplyReport:
-    """Keep type checkers aware of ApplyReport use."""
-    return report

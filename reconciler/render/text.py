@@ -27,6 +27,9 @@ def render(plan: Plan, *, color: bool = False, show_batches: bool = False) -> st
         for change in plan.changes:
             lines.extend(_change(plan, change, paint))
             lines.append("")
+    elif plan.retries:
+        lines.append("No user changes. The recorded state matches the desired state.")
+        lines.append("")
     else:
         lines.append("No changes. The recorded state matches the desired state.")
         lines.append("")

@@ -10,7 +10,6 @@ import getpass
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,14 +144,3 @@ def open_store(location: str | None, *, base_dir: Path, workspace: str | None = 
 
     path = Path(location) if location else base_dir / DEFAULT_STATE
     return LocalStore(path)
-
-
-def holding(store: Store, operation: str, timeout: float) -> AbstractContextManager[LockInfo]:
-    """Shorthand used by commands: ``with holding(store, "apply", 0): ...``."""
-    return store.lock(operation, timeout=timeout)
-
-
-def iter_accounts(state: State | None) -> Iterator[str]:
-    """Managed accounts of ``state`` in order."""
-    if state is not None:
-        yield from sorted(state.accounts)
