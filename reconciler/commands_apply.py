@@ -47,6 +47,8 @@ def plan(args: argparse.Namespace, common: Common) -> int:
     """``reconciler plan``."""
     notes: list[str] = []
     source = _events_source(notes) if args.refresh else None
+    if not args.refresh:
+        notes.append("provisioning events not refreshed (--refresh=false): planned offline")
     store = commands.store_for(args.path, common)
     made, _, _ = commands.make_plan(
         args.path,
@@ -286,13 +288,19 @@ def refresh(path: Path, common: Common, *, fmt: str) -> int:
 
 
 def why(args: argparse.Namespace, common: Common) -> int:
-    """``reconciler why ACCOUNT``: YAML entry → roles → planned change → batch."""
+    """``reconciler why ACCOUNT``: YAML entry → roles → planned change → batch → state."""
     store = commands.store_for(args.path, common)
     made, recorded, desired = commands.make_plan(
         args.path, store, allow_disables=None, refresh=False
     )
-    made = provenance.annotate(made, args.path)
-    for line in provenance.explain(args.account, made, desired, recorded):
+    user = desired.users.get(args.account)
+    if user is None and (recorded is None or args.account not in recorded.accounts):
+        raise UsageError(
+            f"account {args.account!r} is neither in the desired state nor in the recorded state",
+            hint="`reconciler state list` shows the managed accounts",
+        )
+    entry = provenance.locate(user.source, args.path) if user is not None else None
+    for line in provenance.explain(args.account, made, desired, recorded, entry=entry):
         out(line)
     return EXIT_OK
 

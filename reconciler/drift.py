@@ -42,10 +42,11 @@ def decide(
     events: tuple[Any, ...], desired: DesiredState, recorded: State | None
 ) -> tuple[EventDecision, ...]:
     """What apply does with each failed event, and why (pure)."""
-    names: dict[str, str] = {}
-    for account in (*desired.users, *(recorded.accounts if recorded else {})):
-        names.setdefault(account, account)
-        names.setdefault(account.lower(), account)
+    exact = {a: a for a in (*desired.users, *(recorded.accounts if recorded else {}))}
+    folded: dict[str, str] = {}
+    for account in exact:
+        folded.setdefault(account.lower(), account)
+    names = {**folded, **exact}  # an exact name wins over another account's folded one
     settings = desired.provisioning
     known = recorded.events if recorded else {}
     decisions = []
@@ -121,6 +122,7 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
                 Failure(account=event.account, action="RETRY", code="config", message=str(error))
             )
         return
+    requested: list[EventDecision] = []
     with client:
         for event in plan.retries:
             previous = applier.state.events.get(event.event_id)
@@ -170,10 +172,46 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
                 )
                 continue
             _record(applier, event, attempts=attempts, last_attempt_at=now, status="retried")
+            requested.append(event)
+        # The retry answers {} whether or not the provisioning then went through; the
+        # outcome shows in the list: a resolved event is gone, a failed one stays.
+        _settle_retried(client, requested, applier, report)
+
+
+def _settle_retried(
+    client: Any, requested: list[EventDecision], applier: Applier, report: ApplyReport
+) -> None:
+    """Check each requested retry against a fresh listing: gone → resolved, listed → failed."""
+    if not requested:
+        return
+    try:
+        listed = {e.event_id: e for e in client.list_provisioning_events()}
+    except (CloudIdentityError, TransportError) as error:
+        report.unresolved.append(
+            f"{len(requested)} event retr{'y' if len(requested) == 1 else 'ies'} requested, but "
+            f"their outcome could not be listed ({error.message}); run `reconciler refresh`"
+        )
+        return
+    for event in requested:
+        attempts = applier.state.events[event.event_id].attempts
+        still = listed.get(event.event_id)
+        if still is None:
+            _record(applier, event, status="resolved")
             report.notes.append(
-                f"event {event.event_id} ({event.account} → {event.target}): retry requested "
+                f"event {event.event_id} ({event.account} → {event.target}): retry succeeded "
                 f"(attempt {attempts})"
             )
+            continue
+        _record(applier, event, status="open", last_reason=still.failure_reason)
+        report.failed.append(
+            Failure(
+                account=event.account,
+                action="RETRY",
+                code="RetryFailed",
+                message=f"retry of event {event.event_id} (attempt {attempts}) failed: "
+                f"{still.failure_reason}",
+            )
+        )
 
 
 def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:

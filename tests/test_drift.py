@@ -1,0 +1,228 @@
+"""drift.decide as a pure function: every decision branch, name matching, ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from reconciler import drift
+from reconciler.changes import Decision
+from reconciler.cloudidentity import ProvisioningEvent
+from reconciler.desired import DesiredState, Provisioning, Source, User
+from reconciler.state import AccountRecord, EventRecord, State
+
+RETRY, REPORT = Decision.RETRY, Decision.REPORT
+
+
+def _event(
+    user_name: str,
+    event_id: str = "upe-1",
+    *,
+    created: str = "2025-03-10T10:00:00Z",
+    target_id: str = "2100000001",
+    target_name: str = "prod-account",
+    reason: str = "member account quota exceeded",
+) -> ProvisioningEvent:
+    return ProvisioningEvent(
+        event_id=event_id,
+        provisioning_id=f"up-{event_id}",
+        user_id=f"u-{event_id}",
+        user_name=user_name,
+        failure_reason=reason,
+        target_id=target_id,
+        target_name=target_name,
+        description="",
+        created_time=created,
+        updated_time=created,
+        principal_type="User",
+        event_status="ProvisionFailed",
+    )
+
+
+def _user(account: str, enabled: bool = True) -> User:
+    return User(
+        account=account,
+        name=account.title(),
+        email=f"{account.lower()}@example.com",
+        roles=("agent",),
+        role_ids=("1",),
+        enabled=enabled,
+        source=Source(file="users.yaml", line=1),
+    )
+
+
+def _desired(
+    users: Iterable[tuple[str, bool]] = (), *, retry_failed: bool = True, max_attempts: int = 3
+) -> DesiredState:
+    return DesiredState(
+        users={account: _user(account, enabled) for account, enabled in users},
+        provisioning=Provisioning(retry_failed=retry_failed, max_attempts=max_attempts),
+    )
+
+
+def _recorded(accounts: Iterable[str] = (), attempts: dict[str, int] | None = None) -> State:
+    return State(
+        lineage="lineage-1",
+        serial=3,
+        accounts={
+            a: AccountRecord(account=a, name=a, email=f"{a}@example.com", role_ids=(), enabled=True)
+            for a in accounts
+        },
+        events={
+            event_id: EventRecord(event_id=event_id, account="alice", attempts=n)
+            for event_id, n in (attempts or {}).items()
+        },
+    )
+
+
+# One case per row reads as a table; the formatter would spread each over nine lines.
+# fmt: off
+CASES = [
+    # id, desired users, recorded accounts, attempts of upe-1, settings, event user, expected
+    ("managed enabled", [("alice", True)], ["alice"], 0, {}, "alice",
+     (RETRY, "alice", "managed and enabled; attempt 1 of 3")),
+    ("declared, not yet applied", [("alice", True)], None, 0, {}, "alice",
+     (RETRY, "alice", "managed and enabled; attempt 1 of 3")),
+    ("last attempt left", [("alice", True)], ["alice"], 2, {}, "alice",
+     (RETRY, "alice", "managed and enabled; attempt 3 of 3")),
+    ("attempts exhausted", [("alice", True)], ["alice"], 3, {}, "alice",
+     (REPORT, "alice", "attempts exhausted (3/3); investigate the reason")),
+    ("attempts beyond a lowered max", [("alice", True)], ["alice"], 5, {"max_attempts": 2},
+     "alice", (REPORT, "alice", "attempts exhausted (5/2); investigate the reason")),
+    ("max_attempts 1, never tried", [("alice", True)], ["alice"], 0, {"max_attempts": 1},
+     "alice", (RETRY, "alice", "managed and enabled; attempt 1 of 1")),
+    ("unmanaged account", [("alice", True)], ["alice"], 0, {}, "mallory",
+     (REPORT, "mallory", "account is not managed by reconciler")),
+    ("unmanaged, no state at all", [], None, 0, {}, "mallory",
+     (REPORT, "mallory", "account is not managed by reconciler")),
+    ("removed from the desired state", [], ["alice"], 0, {}, "alice",
+     (REPORT, "alice", "account was removed from the desired state")),
+    ("disabled in the desired state", [("alice", False)], ["alice"], 0, {}, "alice",
+     (REPORT, "alice", "account is disabled in the desired state")),
+    ("disabled, never applied", [("alice", False)], None, 0, {}, "alice",
+     (REPORT, "alice", "account is disabled in the desired state")),
+    ("retry_failed false", [("alice", True)], ["alice"], 0, {"retry_failed": False}, "alice",
+     (REPORT, "alice", "provisioning.retry_failed is false")),
+    ("disabled wins over retry_failed false", [("alice", False)], ["alice"], 0,
+     {"retry_failed": False}, "alice",
+     (REPORT, "alice", "account is disabled in the desired state")),
+    ("retry_failed false wins over exhausted", [("alice", True)], ["alice"], 9,
+     {"retry_failed": False}, "alice", (REPORT, "alice", "provisioning.retry_failed is false")),
+    ("upper-case user name", [("alice", True)], ["alice"], 0, {}, "ALICE",
+     (RETRY, "alice", "managed and enabled; attempt 1 of 3")),
+    ("mixed-case user name, removed account", [], ["alice"], 0, {}, "Alice",
+     (REPORT, "alice", "account was removed from the desired state")),
+    ("mixed-case declared account", [("Li.Wei", True)], None, 0, {}, "li.wei",
+     (RETRY, "Li.Wei", "managed and enabled; attempt 1 of 3")),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("users", "accounts", "attempts", "settings", "user_name", "expected"),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+def test_decide_branches(
+    *,
+    users: list[tuple[str, bool]],
+    accounts: list[str] | None,
+    attempts: int,
+    settings: dict[str, Any],
+    user_name: str,
+    expected: tuple[Decision, str, str],
+) -> None:
+    """Each branch of the decision table yields its decision, account and why."""
+    recorded = None
+    if accounts is not None:
+        recorded = _recorded(accounts, {"upe-1": attempts} if attempts else None)
+    (decision,) = drift.decide((_event(user_name),), _desired(users, **settings), recorded)
+    assert (decision.decision, decision.account, decision.why) == expected
+    assert decision.attempts == attempts
+
+
+@pytest.mark.parametrize("order", [("alice", "Alice"), ("Alice", "alice")])
+@pytest.mark.parametrize(("user_name", "account"), [("alice", "alice"), ("Alice", "Alice")])
+def test_exact_name_wins_over_case_insensitive(
+    order: tuple[str, str], user_name: str, account: str
+) -> None:
+    """With both ``alice`` and ``Alice`` managed, an exact match picks its own account."""
+    desired = _desired([(name, True) for name in order])
+    (decision,) = drift.decide((_event(user_name),), desired, None)
+    assert decision.account == account
+
+
+def test_folded_match_against_recorded_accounts() -> None:
+    """A user name differing only in case finds an account known only to the state."""
+    (decision,) = drift.decide((_event("SAM.OKAFOR"),), _desired(), _recorded(["sam.okafor"]))
+    assert (decision.account, decision.decision) == ("sam.okafor", REPORT)
+    assert decision.why == "account was removed from the desired state"
+
+
+def test_decision_carries_event_fields() -> None:
+    """Target (name, else id), reason and times are copied from the event."""
+    named = _event("alice", "upe-1", reason="quota", target_name="prod")
+    unnamed = _event("alice", "upe-2", created="2025-03-11T00:00:00Z", target_name="")
+    first, second = drift.decide((unnamed, named), _desired([("alice", True)]), None)
+    assert (first.event_id, first.target, first.reason, first.created_at) == (
+        "upe-1",
+        "prod",
+        "quota",
+        "2025-03-10T10:00:00Z",
+    )
+    assert (second.event_id, second.target, second.updated_at) == (
+        "upe-2",
+        "2100000001",
+        "2025-03-11T00:00:00Z",
+    )
+
+
+def test_decisions_sorted_by_creation_then_id() -> None:
+    """Output order is stable: oldest first, ties broken by event id."""
+    events = (
+        _event("a", "upe-3", created="2025-03-10T10:00:00Z"),
+        _event("a", "upe-1", created="2025-03-12T10:00:00Z"),
+        _event("a", "upe-2", created="2025-03-10T10:00:00Z"),
+    )
+    ids = [d.event_id for d in drift.decide(events, _desired(), None)]
+    assert ids == ["upe-2", "upe-3", "upe-1"]
+
+
+def test_attempts_are_per_event() -> None:
+    """Attempts come from the state's record of that event id only."""
+    recorded = _recorded(["alice"], {"upe-1": 3})
+    events = (_event("alice", "upe-1"), _event("alice", "upe-2"))
+    decisions = drift.decide(events, _desired([("alice", True)]), recorded)
+    assert [(d.event_id, d.decision, d.attempts) for d in decisions] == [
+        ("upe-1", REPORT, 3),
+        ("upe-2", RETRY, 0),
+    ]
+
+
+def test_no_events_no_decisions() -> None:
+    """Nothing listed, nothing decided."""
+    assert drift.decide((), _desired([("alice", True)]), _recorded(["alice"])) == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "configured"),
+    [
+        ({}, False),
+        ({"VOLCENGINE_ACCESS_KEY": ""}, False),
+        ({"VOLCENGINE_ACCESS_KEY": "AKLT1"}, True),
+        ({"VOLCENGINE_SECRET_KEY": "sk"}, True),
+    ],
+)
+def test_configured(env: dict[str, str], configured: bool) -> None:
+    """CloudIdentity counts as configured once either key is set (a half set errors later)."""
+    assert drift.configured(env) is configured
+
+
+def test_events_source_without_credentials_notes_why() -> None:
+    """No credentials: no source, and a note that says how to fix or skip it."""
+    notes: list[str] = []
+    assert drift.events_source({}, notes) is None
+    assert len(notes) == 1
+    assert "--refresh=false" in notes[0]
+    assert "VOLCENGINE_ACCESS_KEY" in notes[0]
