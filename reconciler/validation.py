@@ -204,7 +204,10 @@ def _merge_users(
 ) -> dict[str, User]:
     users: dict[str, User] = {}
     first_account: dict[str, tuple[int, int, str]] = {}  # lower(account) -> (file, index, exact)
-    first_email: dict[str, tuple[int, int]] = {}
+    first_email: dict[str, tuple[int, int, str]] = {}  # lower(email) -> (file, index, exact)
+    # Roles declared but refused (bad id, conflict): their own problem is reported; a
+    # reference to them must not add a misleading "not defined".
+    declared = {name for source in files for name in _dict(_dict(source.data).get("roles"))}
     for file_index, source in enumerate(files):
         lines = source.account_lines
         for index, entry in enumerate(_list(_dict(source.data).get("users"))):
@@ -243,7 +246,7 @@ def _merge_users(
                     )
                 folded_email = email.lower()
                 if folded_email in first_email:
-                    other_file, other_index = first_email[folded_email]
+                    other_file, other_index, other_email = first_email[folded_email]
                     problems.append(
                         _Pending(
                             file=file_index,
@@ -256,16 +259,18 @@ def _merge_users(
                         _Pending(
                             file=other_file,
                             path=("users", other_index, "email"),
-                            message=f"email {email!r} is also used by "
+                            message=f"email {other_email!r} is also used by "
                             f"{source.display} (users[{index}])",
                         )
                     )
                 else:
-                    first_email[folded_email] = (file_index, index)
+                    first_email[folded_email] = (file_index, index, email)
             names = [r for r in _list(entry.get("roles")) if isinstance(r, str)]
             role_ids: set[str] = set()
             for role_index, role_name in enumerate(names):
                 role = roles.get(role_name)
+                if role is None and role_name in declared:
+                    continue
                 if role is None:
                     known = ", ".join(sorted(roles)) or "none defined"
                     problems.append(

@@ -1,0 +1,86 @@
+"""Small constructors of frozen values for table-driven tests of the pure layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler import loading, validation
+from reconciler.desired import DesiredState, Policy, Role, Source, User
+from reconciler.errors import Problem, ValidationFailed
+from reconciler.state import AccountRecord, State
+
+LINEAGE = "0f0e0d0c-0b0a-4909-8807-060504030201"
+DIGEST = "sha256:" + "ab" * 32
+ROLES = {
+    "agent": Role(name="agent", id="101"),
+    "supervisor": Role(name="supervisor", id="102"),
+    "reporting": Role(name="reporting", id="103"),
+    "admin": Role(name="admin", id="109", sensitive=True),
+}
+
+
+def user(
+    account: str,
+    *roles: str,
+    name: str | None = None,
+    email: str | None = None,
+    enabled: bool = True,
+    line: int = 1,
+) -> User:
+    """A desired user holding ``roles`` (names from ROLES)."""
+    return User(
+        account=account,
+        name=name or account.title(),
+        email=email or f"{account}@example.com",
+        roles=roles,
+        role_ids=tuple(sorted(ROLES[r].id for r in roles)),
+        enabled=enabled,
+        source=Source(file="users.yaml", line=line),
+    )
+
+
+def record(
+    account: str,
+    *roles: str,
+    name: str | None = None,
+    email: str | None = None,
+    enabled: bool = True,
+) -> AccountRecord:
+    """A recorded account holding ``roles`` (names from ROLES)."""
+    return AccountRecord(
+        account=account,
+        name=name or account.title(),
+        email=email or f"{account}@example.com",
+        role_ids=tuple(sorted(ROLES[r].id for r in roles)),
+        enabled=enabled,
+    )
+
+
+def desired(*users: User, policy: Policy | None = None) -> DesiredState:
+    """A desired state of ``users`` with the standard roles."""
+    return DesiredState(
+        roles=ROLES,
+        users={u.account: u for u in users},
+        policy=policy or Policy(),
+        digest=DIGEST,
+        files=("users.yaml",),
+    )
+
+
+def state(*records: AccountRecord, serial: int = 3) -> State:
+    """A recorded state of ``records``."""
+    return State(lineage=LINEAGE, serial=serial, accounts={r.account: r for r in records})
+
+
+def problems_of(path: Path, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) -> list[Problem]:
+    """Every problem validation reports for ``path`` (empty when it is valid)."""
+    try:
+        validation.load_desired(path, max_bytes=max_bytes)
+    except ValidationFailed as failed:
+        return list(failed.problems)
+    return []
+
+
+def rendered(problems: list[Problem]) -> list[str]:
+    """Problems as ``file:line:col: message`` with the file reduced to its name."""
+    return [f"{Path(p.file).name}:{p.line}:{p.col}: {p.message}" for p in problems]

@@ -1,0 +1,182 @@
+"""Renderings of a plan: text, JSON and Markdown against golden files; colour; access by role."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+import pytest
+from builders import desired, record, state, user
+
+from reconciler import access, planfile, planning
+from reconciler.changes import Decision, EventDecision, Plan
+from reconciler.desired import Policy
+from reconciler.render import markdown, text
+
+Golden = Callable[[str, str], None]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+EVENT = EventDecision(
+    event_id="evt-1",
+    account="bob",
+    target="crm",
+    reason="quota exceeded",
+    created_at="unknown",  # unparsable on purpose: the age is "?" and the golden stays stable
+    updated_at="unknown",
+    attempts=1,
+    decision=Decision.RETRY,
+    why="attempt 2 of 3",
+)
+
+SMALL = planning.plan(
+    desired(
+        user("alice", "agent", "admin", line=3),
+        user("bob", "agent", "reporting", name="Robert", line=7),
+        user("carol", "agent", email="carol@new.example.com", line=11),
+        user("dave", "reporting", enabled=False, line=15),
+        user("erin", "supervisor", line=19),
+    ),
+    state(
+        record("bob", "agent", "supervisor"),
+        record("carol", "agent"),
+        record("dave", "reporting"),
+        record("erin", "agent", enabled=False),
+        record("frank", "admin"),
+    ),
+    events=(EVENT,),
+    events_refreshed=True,
+    input_path="desired/",
+)
+
+BLOCKED = planning.plan(
+    desired(
+        user("keep", "agent"),
+        policy=Policy(max_disable_count=1, protected_accounts=frozenset({"boss"})),
+    ),
+    state(record("keep", "agent"), record("boss", "admin"), record("temp", "agent")),
+    allow_disables=3,
+)
+
+NOTHING = planning.plan(desired(user("a", "agent")), state(record("a", "agent")))
+
+
+def _large() -> Plan:
+    """3000 changes: 2000 creates, 600 modifies, 400 disables."""
+    users = [
+        user(f"new{i:04d}", "agent", "admin" if i % 7 == 0 else "reporting", line=i + 1)
+        for i in range(2000)
+    ]
+    users += [user(f"mod{i:04d}", "supervisor", line=i + 1) for i in range(600)]
+    records = [record(f"mod{i:04d}", "agent") for i in range(600)]
+    records += [record(f"old{i:04d}", "reporting") for i in range(400)]
+    return planning.plan(desired(*users), state(*records), allow_disables=400)
+
+
+LARGE = _large()
+PLANS = {"small": SMALL, "blocked": BLOCKED, "nothing": NOTHING}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+@pytest.mark.parametrize(
+    ("kind", "render"),
+    [
+        ("txt", text.render),
+        ("batches.txt", lambda p: text.render(p, show_batches=True)),
+        ("md", markdown.render),
+        ("batches.md", lambda p: markdown.render(p, show_batches=True)),
+        ("json", planfile.dumps),
+    ],
+)
+def test_golden(golden: Golden, name: str, kind: str, render: Callable[[Plan], str]) -> None:
+    """Each rendering of each sample plan matches its reviewed golden file."""
+    golden(f"plan-{name}.{kind}", render(PLANS[name]))
+
+
+def test_golden_large_markdown(golden: Golden) -> None:
+    """A 3000-change plan's Markdown fits one GitHub comment and matches its golden file."""
+    rendered = markdown.render(LARGE, show_batches=True)
+    assert len(rendered) <= markdown.GITHUB_COMMENT_LIMIT
+    assert "more changes in the saved plan" in rendered
+    golden("plan-large.md", rendered)
+
+
+def test_large_markdown_is_summarised_under_a_small_limit() -> None:
+    """Under any limit the comment is cut to fit and says so."""
+    rendered = markdown.render(LARGE, limit=5_000)
+    assert len(rendered) <= 5_000
+    assert "cut to fit the comment limit" in rendered or "more changes" in rendered
+
+
+def test_large_text_and_json_cover_every_change() -> None:
+    """Text and JSON of a 3000-change plan list every account and all 30 batches."""
+    rendered = text.render(LARGE, show_batches=True)
+    assert rendered.count("  # ") == 3000
+    assert "Plan: 2000 to create, 600 to modify, 400 to disable; 30 batches." in rendered
+    assert "batch 30/30: 100 users (DISABLE 100)" in rendered
+    document = json.loads(planfile.dumps(LARGE))
+    assert len(document["changes"]) == 3000
+    assert [len(b["accounts"]) for b in document["batches"]] == [100] * 30
+    assert document["summary"] == {
+        "create": 2000,
+        "modify": 600,
+        "disable": 400,
+        "retry": 0,
+        "report_only": 0,
+        "batches": 30,
+        "blocked": False,
+    }
+
+
+def test_json_rendering_is_a_valid_saved_plan() -> None:
+    """The JSON rendering is exactly the saved-plan document and reads back."""
+    assert planfile.dumps(planfile.loads(planfile.dumps(SMALL), where="x")) == planfile.dumps(SMALL)
+
+
+def test_text_has_no_colour_unless_asked() -> None:
+    """Plain text has no escape codes; colour=True paints markers, and only adds codes."""
+    plain = text.render(SMALL)
+    painted = text.render(SMALL, color=True)
+    assert "\x1b[" not in plain
+    assert "\x1b[32m  + account alice\x1b[0m" in painted
+    assert "\x1b[31m  - account frank\x1b[0m" in painted
+    assert ANSI.sub("", painted) == plain
+
+
+def test_blocked_plan_says_why_in_every_format() -> None:
+    """Both guard rails of a blocked plan are named in text, Markdown and JSON."""
+    assert BLOCKED.guard.blocked
+    plain = text.render(BLOCKED)
+    assert "would disable protected account(s) boss" in plain
+    assert "--allow-disables 3 does not match the plan's 2" in plain
+    assert "**Blocked by guard rail:**" in markdown.render(BLOCKED)
+    assert json.loads(planfile.dumps(BLOCKED))["guard"]["protected_hits"] == ["boss"]
+
+
+def test_access_by_role_puts_sensitive_grants_first() -> None:
+    """Rows: sensitive roles gained, then sensitive roles only lost, then the rest by name."""
+    made = planning.plan(
+        desired(user("a", "agent", "admin"), user("b", "reporting", "supervisor")),
+        state(record("b", "agent"), record("c", "admin")),
+    )
+    rows = [(r.role, r.sensitive, r.gains, r.loses) for r in access.by_role(made)]
+    assert rows == [
+        ("admin", True, ("a",), ("c",)),
+        ("agent", False, ("a",), ("b",)),
+        ("reporting", False, ("b",), ()),
+        ("supervisor", False, ("b",), ()),
+    ]
+
+
+def test_access_by_role_sensitive_loss_comes_before_plain_roles() -> None:
+    """A sensitive role only lost is listed after sensitive grants but before other roles."""
+    made = planning.plan(desired(user("a", "agent")), state(record("c", "admin")))
+    assert [r.role for r in access.by_role(made)] == ["admin", "agent"]
+
+
+def test_markdown_escapes_table_breaking_characters() -> None:
+    """A | or < in a name cannot break the table or inject HTML."""
+    made = planning.plan(desired(user("a", "agent", name="x|y<b>")), state(record("a", "agent")))
+    rendered = markdown.render(made)
+    assert "x\\|y&lt;b&gt;" in rendered
+    assert "<b>" not in rendered

@@ -1,0 +1,442 @@
+"""Validation: every schema rule and cross-file rule, with its message and file:line:col."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from builders import problems_of, rendered
+
+from reconciler import validation
+from reconciler.errors import InputError
+
+ROLE_NAMES = [f"r{i}" for i in range(11)]
+ROLES_BLOCK = "".join(f'  {name}:\n    id: "{100 + i}"\n' for i, name in enumerate(ROLE_NAMES))
+
+
+def one_user(
+    *,
+    account: str = "alice",
+    name: str = "Alice",
+    email: str = "alice@example.com",
+    roles: str = "[r0]",
+    extra: str = "",
+) -> str:
+    """A desired-state file of 11 roles (lines 2-24) and one user starting at line 26."""
+    return (
+        f"version: 1\nroles:\n{ROLES_BLOCK}users:\n"
+        f"  - account: {account}\n"  # line 26, value at col 14
+        f"    name: {name}\n"  # line 27, value at col 11
+        f"    email: {email}\n"  # line 28, value at col 12
+        f"    roles: {roles}\n"  # line 29, value at col 12
+        f"{extra}"
+    )
+
+
+LONG_DOMAIN = ".".join(["d" * 60] * 5)  # 304 characters
+USER_RULES = [
+    pytest.param(
+        {"account": "'bad acc!'"},
+        [
+            "26:14: account 'bad acc!' has characters the API refuses; allowed: "
+            "A-Z a-z 0-9 @ . _ - (API 100-207)"
+        ],
+        id="account-chars",
+    ),
+    pytest.param(
+        {"account": "a" * 51},
+        [f"26:14: account '{'a' * 51}' is longer than 50 characters (API 100-205)"],
+        id="account-length",
+    ),
+    pytest.param(
+        {"account": "''"},
+        None,  # the exact set is checked below: empty is at least "must not be empty"
+        id="account-empty",
+    ),
+    pytest.param(
+        {"name": "'has \"quote'"},
+        [
+            "27:11: name 'has \"quote' contains a character the API refuses: one of "
+            "\" [ ] ' & ( ) = ; < > , or a control character (API 100-210)"
+        ],
+        id="name-chars",
+    ),
+    pytest.param(
+        {"name": "n" * 21},
+        [f"27:11: name '{'n' * 21}' is longer than 20 characters (API 100-213)"],
+        id="name-length",
+    ),
+    pytest.param(
+        {"email": "not-an-email"},
+        ["28:12: email 'not-an-email' is not a valid address (API 100-212)"],
+        id="email-malformed",
+    ),
+    pytest.param(
+        {"email": "l" * 65 + "@example.com"},
+        [
+            f"28:12: email '{'l' * 65}@example.com': the part before @ is longer than "
+            "64 characters (API 100-214)"
+        ],
+        id="email-local-65",
+    ),
+    pytest.param(
+        {"email": f"x@{LONG_DOMAIN}"},
+        [f"28:12: email 'x@{LONG_DOMAIN}': the domain is longer than 255 characters (API 100-214)"],
+        id="email-domain-256+",
+    ),
+    pytest.param(
+        {"email": "x@" + "d" * 64 + ".com"},
+        [
+            "28:12: email 'x@" + "d" * 64 + ".com': the first domain label is longer than "
+            "63 characters (API 100-214)"
+        ],
+        id="email-label-64",
+    ),
+    pytest.param(
+        {"roles": "[" + ", ".join(ROLE_NAMES) + "]"},
+        ["29:12: more than 10 roles for one user (API 100-215)"],
+        id="eleven-roles",
+    ),
+    pytest.param(
+        {"roles": "[r0, nope]"},
+        [
+            "29:17: role 'nope' is not defined under `roles` (defined: "
+            + ", ".join(sorted(ROLE_NAMES))
+            + ")"
+        ],
+        id="unknown-role",
+    ),
+    pytest.param(
+        {"roles": "[r0, r1, r0]"},
+        ["29:21: role 'r0' is listed twice"],
+        id="role-twice",
+    ),
+    pytest.param(
+        {"extra": "    shoe_size: 44\n"},
+        ["30:5: unknown key 'shoe_size' (allowed: account, email, enabled, name, roles)"],
+        id="unknown-user-key",
+    ),
+    pytest.param(
+        {"extra": "    enabled: 'no'\n"},
+        ["30:14: expected boolean, got string 'no'"],
+        id="enabled-not-boolean",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), USER_RULES)
+def test_user_rule(tmp_path: Path, overrides: dict[str, str], expected: list[str] | None) -> None:
+    """Each per-user rule reports its message at the offending value."""
+    file = tmp_path / "users.yaml"
+    file.write_text(one_user(**overrides), encoding="utf-8")
+    found = rendered(problems_of(file))
+    if expected is None:
+        assert "users.yaml:26:14: account must not be empty (API 100-204)" in found
+        assert all(line.startswith("users.yaml:26:14:") for line in found)
+    else:
+        assert found == [f"users.yaml:{line}" for line in expected]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"account": "a" * 50}, id="account-50"),
+        pytest.param({"account": "a.b_c-d@e"}, id="account-all-allowed-chars"),
+        pytest.param({"name": "n" * 20}, id="name-20"),
+        pytest.param({"name": "李 伟"}, id="name-unicode"),
+        pytest.param({"email": "l" * 64 + "@example.com"}, id="email-local-64"),
+        pytest.param({"email": "x@" + "d" * 63 + ".com"}, id="email-label-63"),
+        pytest.param({"email": "x@" + ".".join(["d" * 63] * 4)}, id="email-domain-255"),
+        pytest.param({"roles": "[" + ", ".join(ROLE_NAMES[:10]) + "]"}, id="ten-roles"),
+        pytest.param({"roles": "[]"}, id="no-roles"),
+    ],
+)
+def test_values_at_the_limits_are_valid(tmp_path: Path, overrides: dict[str, str]) -> None:
+    """Values exactly at each API limit are accepted."""
+    file = tmp_path / "users.yaml"
+    file.write_text(one_user(**overrides), encoding="utf-8")
+    assert problems_of(file) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("users: []\n", ["1:1: 'version' is required"], id="version-missing"),
+        pytest.param("version: 2\n", ["1:10: version must be 1 (got 2)"], id="version-wrong"),
+        pytest.param(
+            "version: 1\nteams: []\n",
+            ["2:1: unknown key 'teams' (allowed: policy, provisioning, roles, users, version)"],
+            id="unknown-top-key",
+        ),
+        pytest.param(
+            "version: 1\nroles:\n  agent:\n    id: 1672380646005741601\n",
+            [
+                '4:9: role id must be a quoted string of digits, e.g. "1672380646005741634" '
+                "(got 1672380646005741601); unquoted numbers lose precision"
+            ],
+            id="role-id-not-string",
+        ),
+        pytest.param(
+            'version: 1\nroles:\n  agent:\n    id: "12a"\n',
+            ["4:9: role id '12a' must be 1 to 19 digits (the API rejects it: 100-202/100-208)"],
+            id="role-id-non-digit",
+        ),
+        pytest.param(
+            'version: 1\nroles:\n  agent:\n    id: "12345678901234567890"\n',
+            [
+                "4:9: role id '12345678901234567890' must be 1 to 19 digits "
+                "(the API rejects it: 100-202/100-208)"
+            ],
+            id="role-id-20-digits",
+        ),
+        pytest.param(
+            'version: 1\nroles:\n  "bad name":\n    id: "1"\n',
+            [
+                "3:3: role name 'bad name' must start with a letter or digit and use only "
+                "A-Z a-z 0-9 . _ - (at most 64)"
+            ],
+            id="role-name-chars",
+        ),
+        pytest.param(
+            "version: 1\nroles:\n  agent:\n    description: x\n",
+            ["4:5: 'id' is required"],
+            id="role-id-missing",
+        ),
+        pytest.param(
+            "version: 1\nusers:\n  - name: N\n    email: n@example.com\n    roles: []\n",
+            ["3:5: 'account' is required"],
+            id="account-missing",
+        ),
+        pytest.param(
+            "version: 1\npolicy:\n  max_disable: {}\n",
+            ["3:16: max_disable needs `count` and/or `percent`"],
+            id="max-disable-empty",
+        ),
+        pytest.param(
+            "version: 1\nprovisioning:\n  max_attempts: 0\n",
+            ["3:17: 0 is less than the minimum of 1"],
+            id="max-attempts-zero",
+        ),
+        pytest.param(
+            "- version: 1\n",
+            ["1:1: expected object, got a list"],
+            id="top-level-list",
+        ),
+    ],
+)
+def test_document_rule(tmp_path: Path, text: str, expected: list[str]) -> None:
+    """Document-level schema rules report their message at the offending node."""
+    file = tmp_path / "state.yaml"
+    file.write_text(text, encoding="utf-8")
+    assert rendered(problems_of(file)) == [f"state.yaml:{line}" for line in expected]
+
+
+USER = "  - account: {account}\n    name: N\n    email: {email}\n    roles: [agent]\n"
+
+
+def _users(*pairs: tuple[str, str]) -> str:
+    """A users file (no roles) with (account, email) pairs; entry i starts at line 3 + 4i."""
+    return "version: 1\nusers:\n" + "".join(
+        USER.format(account=account, email=email) for account, email in pairs
+    )
+
+
+ROLES_FILE = 'version: 1\nroles:\n  agent:\n    id: "101"\n'
+CROSS_FILE = [
+    pytest.param(
+        {
+            "a.yaml": _users(("alice", "a@example.com")),
+            "b.yaml": _users(("alice", "b@example.com")),
+        },
+        [
+            "a.yaml:3:14: account 'alice' is also declared at {b} (users[0])",
+            "b.yaml:3:14: account 'alice' is also declared at {a} (users[0])",
+        ],
+        id="duplicate-account",
+    ),
+    pytest.param(
+        {
+            "a.yaml": _users(("Alice", "a@example.com")),
+            "b.yaml": _users(("alice", "b@example.com")),
+        },
+        [
+            "a.yaml:3:14: account 'Alice' is also declared at {b} (users[0]) "
+            "(accounts differ only in case)",
+            "b.yaml:3:14: account 'alice' is also declared at {a} (users[0]) "
+            "(accounts differ only in case)",
+        ],
+        id="duplicate-account-case-insensitive",
+    ),
+    pytest.param(
+        {"a.yaml": _users(("alice", "same@example.com"), ("bob", "SAME@example.com"))},
+        [
+            "a.yaml:5:12: email 'same@example.com' is also used by {a} (users[1])",
+            "a.yaml:9:12: email 'SAME@example.com' is also used by {a} (users[0])",
+        ],
+        id="duplicate-email-one-file",
+    ),
+    pytest.param(
+        {"a.yaml": _users(("alice", "x@example.com")), "b.yaml": _users(("bob", "x@example.com"))},
+        [
+            "a.yaml:5:12: email 'x@example.com' is also used by {b} (users[0])",
+            "b.yaml:5:12: email 'x@example.com' is also used by {a} (users[0])",
+        ],
+        id="duplicate-email-two-files",
+    ),
+]
+
+
+@pytest.mark.parametrize(("files", "expected"), CROSS_FILE)
+def test_cross_file_duplicates_flag_both_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], expected: list[str]
+) -> None:
+    """Duplicate accounts and emails are flagged where each copy is, naming the other."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "roles.yaml").write_text(ROLES_FILE, encoding="utf-8")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    found = [f"{p.file}:{p.line}:{p.col}: {p.message}" for p in problems_of(Path("."))]
+    assert found == [line.format(a="a.yaml", b="b.yaml") for line in expected]
+
+
+ROLE_CONFLICTS = [
+    pytest.param(
+        'version: 1\nroles:\n  agent:\n    id: "999"\n',
+        "b.yaml:3:3: role 'agent' is defined differently in a.yaml; define each role once",
+        id="role-defined-differently",
+    ),
+    pytest.param(
+        'version: 1\nroles:\n  helper:\n    id: "101"\n',
+        "b.yaml:4:9: role id 101 is also used by role 'agent' (a.yaml); one id, one role",
+        id="two-roles-one-id",
+    ),
+    pytest.param(
+        "version: 1\npolicy:\n  protected_accounts: []\n",
+        "b.yaml:2:1: `policy` is already set in a.yaml; keep it in one file",
+        id="policy-twice",
+    ),
+    pytest.param(
+        "version: 1\nprovisioning:\n  retry_failed: false\n",
+        "b.yaml:2:1: `provisioning` is already set in a.yaml; keep it in one file",
+        id="provisioning-twice",
+    ),
+]
+
+
+@pytest.mark.parametrize(("second", "expected"), ROLE_CONFLICTS)
+def test_settings_and_roles_conflict_across_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second: str, expected: str
+) -> None:
+    """A role, policy or provisioning block that a second file contradicts is reported there."""
+    monkeypatch.chdir(tmp_path)
+    first = ROLES_FILE + "policy:\n  protected_accounts: [x]\nprovisioning:\n  max_attempts: 2\n"
+    (tmp_path / "a.yaml").write_text(first, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(second, encoding="utf-8")
+    found = [f"{p.file}:{p.line}:{p.col}: {p.message}" for p in problems_of(Path("."))]
+    assert found == [expected]
+
+
+def test_identical_role_in_two_files_is_allowed(tmp_path: Path) -> None:
+    """The same role definition repeated in two files is not a conflict."""
+    (tmp_path / "a.yaml").write_text(ROLES_FILE, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(ROLES_FILE, encoding="utf-8")
+    desired = validation.load_desired(tmp_path)
+    assert [(r.name, r.id) for r in desired.roles.values()] == [("agent", "101")]
+
+
+def test_all_problems_across_files_are_reported_at_once(tmp_path: Path) -> None:
+    """Problems of several files (syntax, schema, rules) come in one report, sorted."""
+    (tmp_path / "a.yaml").write_text(ROLES_FILE + "bogus: 1\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("version: 1\nusers: [\n", encoding="utf-8")
+    (tmp_path / "c.yml").write_text(_users(("bad!", "x@example.com")), encoding="utf-8")
+    (tmp_path / "d.yaml").write_bytes(b"version: 1\n\xff\n")
+    found = rendered(problems_of(tmp_path))
+    assert [line.split(": ", 1)[0] for line in found] == [
+        "a.yaml:5:1",
+        "b.yaml:3:1",
+        "c.yml:3:14",
+        "d.yaml:2:1",
+    ]
+    assert "unknown key 'bogus'" in found[0]
+    assert "YAML syntax error" in found[1]
+    assert "characters the API refuses" in found[2]
+    assert "not UTF-8" in found[3]
+
+
+def test_directory_merges_yaml_and_yml_and_skips_hidden_and_other_files(tmp_path: Path) -> None:
+    """*.yaml and *.yml are merged; hidden files and other suffixes are ignored."""
+    (tmp_path / "roles.yaml").write_text(ROLES_FILE, encoding="utf-8")
+    (tmp_path / "team.yml").write_text(_users(("alice", "a@example.com")), encoding="utf-8")
+    (tmp_path / ".hidden.yaml").write_text("not: [valid\n", encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not: [valid\n", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.yaml").write_text("not: [valid\n", encoding="utf-8")
+    desired = validation.load_desired(tmp_path)
+    assert list(desired.users) == ["alice"]
+    assert desired.users["alice"].role_ids == ("101",)
+    assert [Path(f).name for f in desired.files] == ["roles.yaml", "team.yml"]
+    assert desired.users["alice"].source.line == 3
+
+
+def test_directory_without_yaml_is_an_input_error(tmp_path: Path) -> None:
+    """A directory with no *.yaml/*.yml files is refused with a hint."""
+    (tmp_path / "readme.md").write_text("hello\n", encoding="utf-8")
+    (tmp_path / ".only-hidden.yaml").write_text("version: 1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"no \*\.yaml or \*\.yml files") as raised:
+        validation.load_desired(tmp_path)
+    assert raised.value.hint
+
+
+def test_valid_state_is_merged_into_frozen_values(tmp_path: Path) -> None:
+    """A valid input yields users with resolved, sorted role ids, policy and digest."""
+    (tmp_path / "all.yaml").write_text(
+        ROLES_FILE
+        + '  boss:\n    id: "050"\n    sensitive: true\n'
+        + "policy:\n  max_disable: {count: 3, percent: 5}\n  protected_accounts: [alice]\n"
+        + "users:\n  - account: alice\n    name: Alice\n    email: a@example.com\n"
+        + "    roles: [agent, boss]\n    enabled: false\n",
+        encoding="utf-8",
+    )
+    desired = validation.load_desired(tmp_path)
+    alice = desired.users["alice"]
+    assert (alice.roles, alice.role_ids, alice.enabled) == (
+        ("agent", "boss"),
+        ("050", "101"),
+        False,
+    )
+    assert desired.roles["boss"].sensitive is True
+    assert desired.policy.max_disable_count == 3
+    assert desired.policy.max_disable_percent == 5.0
+    assert desired.policy.protected_accounts == frozenset({"alice"})
+    assert desired.digest.startswith("sha256:")
+    assert len(desired.digest) == 71
+
+
+@pytest.mark.parametrize(
+    ("roles", "expected"),
+    [
+        pytest.param(
+            '  agent:\n    id: 101\n  helper:\n    id: "102"\n',
+            "4:9: role id must be a quoted string of digits",
+            id="role-with-unquoted-id",
+        ),
+        pytest.param(
+            '  agent:\n    id: "101"\n  helper:\n    id: "101"\n',
+            "6:9: role id 101 is also used by role 'agent'",
+            id="role-sharing-an-id",
+        ),
+    ],
+)
+def test_reference_to_a_refused_role_reports_only_the_role(
+    tmp_path: Path, roles: str, expected: str
+) -> None:
+    """A user of a role refused for its own reason gets no extra "not defined" problem."""
+    file = tmp_path / "all.yaml"
+    file.write_text(
+        f"version: 1\nroles:\n{roles}users:\n  - account: a\n    name: A\n"
+        "    email: a@example.com\n    roles: [agent, helper]\n",
+        encoding="utf-8",
+    )
+    found = rendered(problems_of(file))
+    assert len(found) == 1
+    assert found[0].startswith(f"all.yaml:{expected}")
