@@ -21,6 +21,7 @@ from reconciler.errors import (
     GuardRailBlocked,
     InputError,
     PlanError,
+    Problem,
     StateError,
     UsageError,
     ValidationFailed,
@@ -82,6 +83,8 @@ def load(path: Path) -> DesiredState:
 
 def validate(path: Path, *, fmt: str) -> int:
     """``reconciler validate``: every problem, located; exit 1 if any."""
+    if fmt in ("github", "sarif"):
+        return _validate_for_review(path, fmt=fmt)
     try:
         desired = load(path)
     except ValidationFailed as failed:
@@ -98,6 +101,27 @@ def validate(path: Path, *, fmt: str) -> int:
             f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
             f"in {len(desired.files)} file(s)."
         )
+    return EXIT_OK
+
+
+def _validate_for_review(path: Path, *, fmt: str) -> int:
+    """SARIF or GitHub annotations, with paths relative to the repository's top."""
+    from reconciler import provenance  # noqa: PLC0415 - git runs only for these formats
+    from reconciler.render import findings  # noqa: PLC0415
+
+    def emit(problems: tuple[Problem, ...]) -> None:
+        root = provenance.repo_root(path)
+        if fmt == "sarif":
+            out(json.dumps(findings.sarif(problems, root=root), indent=2, ensure_ascii=False))
+        else:
+            sys.stdout.write(findings.github(problems, root=root))
+
+    try:
+        load(path)
+    except ValidationFailed as failed:
+        emit(failed.problems)
+        raise
+    emit(())
     return EXIT_OK
 
 

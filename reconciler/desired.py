@@ -12,11 +12,32 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    """The git commit that last touched an entry (``hash`` empty: uncommitted lines)."""
+
+    hash: str = ""  # short hash
+    author: str = ""
+    date: str = ""  # author date, ISO 8601 with the author's UTC offset
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether the entry has lines no commit holds yet."""
+        return not self.hash
+
+    def render(self) -> str:
+        """``1a2b3c4 Ada Lovelace 2024-03-01`` or ``uncommitted``."""
+        if self.uncommitted:
+            return "uncommitted"
+        return f"{self.hash} {self.author} {self.date[:10]}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
-    """Where an entry was declared: ``file:line`` (line 0 when unknown)."""
+    """Where an entry was declared: ``file:line`` (line 0 when unknown), and its commit."""
 
     file: str
     line: int = 0
+    commit: Commit | None = None  # None: not in a git work tree (or not looked up)
 
     def render(self) -> str:
         """``file:line``."""

@@ -17,7 +17,7 @@ from reconciler.changes import (
     Reason,
     RoleInfo,
 )
-from reconciler.desired import Source
+from reconciler.desired import Commit, Source
 from reconciler.errors import PlanError, StalePlan
 from reconciler.state import AccountRecord, State
 
@@ -60,7 +60,7 @@ def summary(plan: Plan) -> dict[str, Any]:
 
 def to_json(plan: Plan) -> dict[str, Any]:
     """The plan as its JSON document."""
-    return {
+    document: dict[str, Any] = {
         "format_version": plan.format_version,
         "tool": {"name": "reconciler", "version": __version__},
         "state": {"lineage": plan.lineage, "serial": plan.serial},
@@ -114,6 +114,10 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "outstanding": list(plan.outstanding),
         "notes": list(plan.notes),
     }
+    redacted = plan.extra.get("redacted")
+    if redacted:  # only in --redact output, which apply refuses
+        document["redacted"] = list(redacted)
+    return document
 
 
 def _change(change: Change) -> dict[str, Any]:
@@ -121,9 +125,7 @@ def _change(change: Change) -> dict[str, Any]:
         "action": change.action.value,
         "account": change.account,
         "reason": change.reason.name.lower(),
-        "source": {"file": change.source.file, "line": change.source.line}
-        if change.source
-        else None,
+        "source": _source(change.source),
         "before": _record(change.before),
         "after": _record(change.after),
         "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in change.fields],
@@ -131,6 +133,37 @@ def _change(change: Change) -> dict[str, Any]:
         "roles_removed": list(change.roles_removed),
         "wire": change.wire(),
     }
+
+
+def _source(source: Source | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    out: dict[str, Any] = {"file": source.file, "line": source.line}
+    commit = source.commit
+    if commit is not None:  # absent outside git, so such plans are unchanged
+        out["commit"] = (
+            {"uncommitted": True}
+            if commit.uncommitted
+            else {"hash": commit.hash, "author": commit.author, "date": commit.date}
+        )
+    return out
+
+
+def _source_back(data: dict[str, Any] | None) -> Source | None:
+    if data is None:
+        return None
+    commit = data.get("commit")
+    return Source(
+        file=data["file"],
+        line=data["line"],
+        commit=None
+        if commit is None
+        else Commit(
+            hash=commit.get("hash", ""),
+            author=commit.get("author", ""),
+            date=commit.get("date", ""),
+        ),
+    )
 
 
 def dumps(plan: Plan) -> str:
@@ -167,7 +200,6 @@ def loads(text: str, *, where: str) -> Plan:
     for item in data["changes"]:
         after = _record_back(item["account"], item["after"])
         assert after is not None  # the schema requires it
-        source = item["source"]
         changes.append(
             Change(
                 action=Action(item["action"]),
@@ -181,7 +213,7 @@ def loads(text: str, *, where: str) -> Plan:
                 ),
                 roles_added=tuple(item["roles_added"]),
                 roles_removed=tuple(item["roles_removed"]),
-                source=Source(file=source["file"], line=source["line"]) if source else None,
+                source=_source_back(item["source"]),
             )
         )
     guard = data["guard"]
@@ -218,11 +250,21 @@ def loads(text: str, *, where: str) -> Plan:
         outstanding=tuple(data["outstanding"]),
         notes=tuple(data["notes"]),
         input_path=data.get("input_path", ""),
+        extra={"redacted": tuple(data["redacted"])} if data.get("redacted") else {},
     )
 
 
 def check_fresh(plan: Plan, current: State | None, input_digest: str | None) -> None:
-    """Refuse ``plan`` when the state or the desired input changed since it was made."""
+    """Refuse ``plan`` when the state or the desired input changed since it was made.
+
+    Also refuse a ``--redact`` rendering saved as a plan: its values are hashes.
+    """
+    redacted = plan.extra.get("redacted")
+    if redacted:
+        raise PlanError(
+            f"this plan has redacted values ({', '.join(redacted)}) and cannot be applied",
+            hint="apply the plan saved with `reconciler plan --out FILE` (never redacted)",
+        )
     lineage = current.lineage if current and current.serial else None
     serial = current.serial if current else 0
     if plan.lineage != lineage:

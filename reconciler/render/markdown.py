@@ -69,7 +69,7 @@ def _render(plan: Plan, *, show_batches: bool, max_rows: int | None) -> str:
     out.extend(_access(plan, max_rows))
     if plan.changes:
         out.extend(_changes(plan, max_rows))
-    if plan.events or plan.events_refreshed:
+    if plan.events:
         out.extend(_events(plan, max_rows))
     if show_batches and plan.batches:
         out.append(f"<details><summary>createTask batches ({len(plan.batches)})</summary>")
@@ -126,8 +126,19 @@ def _change_row(plan: Plan, change: Change) -> str:
             detail = "; ".join(parts)
         case Action.DISABLE:
             detail = change.reason.value
-    source = f"`{change.source.render()}`" if change.source else ""
+    source = _source(change)
     return f"| {_ICON[change.action]} | `{change.account}` | {detail} | {source} |"
+
+
+def _source(change: Change) -> str:
+    if change.source is None:
+        return ""
+    where, commit = f"`{change.source.render()}`", change.source.commit
+    if commit is None:
+        return where
+    if commit.uncommitted:
+        return f"{where} · uncommitted"
+    return f"{where} · `{commit.hash}` {_esc(commit.author)}, {commit.date[:10]}"
 
 
 def _changes(plan: Plan, max_rows: int | None) -> list[str]:

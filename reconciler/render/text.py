@@ -54,7 +54,10 @@ def render(plan: Plan, *, color: bool = False, show_batches: bool = False) -> st
 
 def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
     color = _COLORS[change.action]
-    where = f"  [{change.source.render()}]" if change.source else ""
+    where = ""
+    if change.source is not None:
+        commit = change.source.commit
+        where = f"  [{change.source.render()}{f', {commit.render()}' if commit else ''}]"
     out = [
         paint(_DIM, f"  # {common.change_heading(change)}{where}"),
         paint(color, f"  {change.action.symbol} account {change.account}"),
