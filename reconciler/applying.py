@@ -1,8 +1,10 @@
 """Apply: plan changes → createTask batches → queryTask until DONE → recorded state.
 
 Per batch: record the intent → createTask → record the task id → follow it to DONE →
-record per account. The state is written after each step, under the lock the caller
-holds, so a crash at any moment leaves a truthful, uncorrupted state:
+record per account. The state is written under the lock the caller holds: an intent
+before its createTask is sent, task ids and results before the applier next waits (or
+returns), grouped into as few full-state writes as that allows. So a crash at any moment
+leaves a truthful, uncorrupted state:
 
 - a batch with a recorded task id is followed on the next run, never resent;
 - a batch whose request may have reached the API without its id being recorded is
@@ -115,6 +117,13 @@ class Applier:
         self.sleep, self.monotonic, self.now = sleep, monotonic, now
         self.state: State = store.read() or State.empty()
         self.report = ApplyReport()
+        self._staged = False  # self.state holds task ids/results not yet written
+        # Polling pace: when each of this run's tasks was accepted, and the shortest time
+        # one took to be seen DONE, so the next poll can wait until a task is likely done.
+        self._accepted_at: dict[str, float] = {}
+        self._task_seconds: float | None = None
+        self._probes: set[str] = set()  # batch ids of this run's probe tasks
+        self._resuming = False  # settling an earlier run: a plan is made afterwards
 
     # -- state ------------------------------------------------------------------
 
@@ -122,6 +131,20 @@ class Applier:
         new_state = replace(changed, serial=self.state.serial + 1, updated_at=self.now())
         self.store.write(new_state)
         self.state = new_state
+        self._staged = False
+
+    def _stage(self, changed: State) -> None:
+        """Keep ``changed`` for the next write: the next intent's, or the one before a wait.
+
+        Only task ids and results are staged. Losing them in a crash is safe: a recorded
+        task is queried again, and an intent without its id is settled by a probe.
+        """
+        self.state = changed
+        self._staged = True
+
+    def _flush(self) -> None:
+        if self._staged:
+            self._write(self.state)
 
     def _tell(self, message: str | None = None) -> None:
         self.progress.update(self.report.counters, message)
@@ -132,6 +155,7 @@ class Applier:
         """Finish batches an earlier run left pending (follow ids; probe lost sends)."""
         if not self.state.pending:
             return self.report
+        self._resuming = True
         followed = {b.batch_id: b for b in self.state.pending if b.task_id is not None}
         lost = [b for b in self.state.pending if b.task_id is None]
         counters = self.report.counters
@@ -141,6 +165,7 @@ class Applier:
             self._tell(f"following {len(followed)} task(s) of an earlier run")
         self._drive(deque(), followed)
         self._settle_lost(lost)
+        self._resuming = False
         return self.report
 
     def run(self, plan: Plan, *, source_commit: str | None = None) -> ApplyReport:
@@ -163,6 +188,7 @@ class Applier:
     def _settle_lost(self, lost: list[PendingBatch]) -> None:
         for batch in lost:
             probe = ledger.probe_batch(self.state, batch, self.now())
+            self._probes.add(probe.batch_id)
             # Swap lost → probe in one write: the probe is recorded before it is sent.
             pending = tuple(
                 probe if b.batch_id == batch.batch_id else b for b in self.state.pending
@@ -192,9 +218,13 @@ class Applier:
         delay = self.settings.poll_initial
         limit_wait = self.settings.limit_backoff
         sending = True
+        # After a 100-113 while our own tasks run, the tenant's limit is known to be full:
+        # send again only once one of ours is DONE, instead of one refused call per poll.
+        held = False
         while (queue and sending) or in_flight:
             waiting_for_slot = False
-            if queue and sending and len(in_flight) < self.settings.parallel:
+            held = held and bool(in_flight)
+            if queue and sending and not held and len(in_flight) < self.settings.parallel:
                 round_: list[tuple[PendingBatch, bool]] = []
                 while queue and len(in_flight) + len(round_) < self.settings.parallel:
                     round_.append(queue.popleft())
@@ -207,6 +237,7 @@ class Applier:
                     outcome = self._send(batch)
                     if outcome not in ("lost", "limit", "refused"):
                         sent[batch.batch_id] = outcome
+                        self._accepted_at[batch.batch_id] = self.monotonic()
                         in_flight[batch.batch_id] = replace(batch, task_id=outcome)
                         counters.batches_sent += 1
                     elif outcome == "refused":
@@ -219,16 +250,19 @@ class Applier:
                             sending = False
                         else:
                             waiting_for_slot = True
+                            held = bool(in_flight)
                         forget.extend(b.batch_id for b, _ in untouched)
                         queue.extendleft((b, False) for b, _ in reversed(untouched))
                         break
                 if sent or forget:
                     recorded = ledger.with_task_ids(self.state, sent, self.now())
-                    self._write(ledger.without(recorded, forget))
+                    self._stage(ledger.without(recorded, forget))
                     self._tell()
             if in_flight and self._poll(in_flight):
                 delay = self.settings.poll_initial
+                held = False
                 continue
+            self._flush()  # before waiting: a kill during the wait loses nothing
             if self.monotonic() >= deadline:
                 for batch in in_flight.values():
                     self.report.unresolved.append(
@@ -242,13 +276,27 @@ class Applier:
                 self.sleep(limit_wait)
                 limit_wait = min(limit_wait * 2, 30.0)
             elif in_flight:
-                self.sleep(delay)
-                delay = min(delay * 1.5, self.settings.poll_max)
+                due = self._until_likely_done(in_flight)
+                if due > delay:
+                    self.sleep(due)  # then poll closely: the task is due about now
+                    delay = self.settings.poll_initial
+                else:
+                    self.sleep(delay)
+                    delay = min(delay * 1.5, self.settings.poll_max)
+        self._flush()
         if queue:
             self.report.unresolved.append(
                 f"{len(queue)} batch(es) were not sent in this run; run `reconciler apply` again"
             )
         return lost
+
+    def _until_likely_done(self, in_flight: Mapping[str, PendingBatch]) -> float:
+        """Seconds until the oldest task in flight is as old as the quickest one seen DONE."""
+        accepted = [self._accepted_at[b] for b in in_flight if b in self._accepted_at]
+        if self._task_seconds is None or not accepted:
+            return 0.0
+        due = min(accepted) + self._task_seconds - self.monotonic()
+        return min(due, self.settings.poll_max)
 
     def _send(self, batch: PendingBatch) -> str:
         """createTask for ``batch``: the task id, or "lost" / "limit" / "refused"."""
@@ -308,6 +356,10 @@ class Applier:
             if status.status is not TaskState.DONE:
                 continue
             del in_flight[batch_id]
+            accepted_at = self._accepted_at.pop(batch_id, None)
+            if accepted_at is not None:
+                took = self.monotonic() - accepted_at
+                self._task_seconds = min(took, self._task_seconds or took)
             actions = {entry.account: entry.action for entry in batch.entries}
             failures = {
                 f.account: Failure(
@@ -322,7 +374,20 @@ class Applier:
         if not done:
             return False
         new_state, applied, failed = ledger.with_results(self.state, done, self.now())
-        self._write(new_state)
+        self._stage(new_state)
+        probed = {e.account for b, _ in done if b.batch_id in self._probes for e in b.entries}
+        unconfirmed = [f for f in failed if f.account in probed]
+        if unconfirmed:
+            # A failed probe is an answer, not an error: the interrupted request did not
+            # leave the account as desired, so it stays unrecorded and is planned again
+            # (by the plan that follows a resume, or by the next apply).
+            failed = [f for f in failed if f.account not in probed]
+            counters.users_total -= len(unconfirmed)
+            (self.report.notes if self._resuming else self.report.unresolved).append(
+                f"{len(unconfirmed)} account(s) of an interrupted request were not confirmed "
+                f"by the probe ({unconfirmed[0].code} {unconfirmed[0].message}); they stay "
+                "unrecorded and the next plan sends them again"
+            )
         counters.tasks_done += len(done)
         counters.users_applied += len(applied)
         counters.users_failed += len(failed)

@@ -1,0 +1,571 @@
+"""The apply engine (``applying.Applier``) against the sandbox handlers in-process.
+
+The sandbox runs on a manual clock and the applier's and client's ``sleep`` advance it, so
+task lifecycles, polling and retry backoffs take no real time. Crashes are simulated by
+raising a ``BaseException`` at a chosen write or call, then resuming with a new applier.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler import applying, planning, validation
+from reconciler.applying import ApplyReport, ApplySettings
+from reconciler.changes import Action, Change, Guard, Plan, Reason
+from reconciler.errors import FederationError
+from reconciler.federation import FederationClient, FederationSettings, TaskState, TaskStatus
+from reconciler.sandbox import app
+from reconciler.sandbox.control import ManualClock, build_federation
+from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
+from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
+from reconciler.sandbox.federation_rules import FederationSettings as SandboxSettings
+from reconciler.state import AccountRecord, PendingBatch, State
+from reconciler.stores import LockInfo
+from reconciler.stores.local import LocalStore
+from tests import sandbox_fixture as fx
+
+START = 1_700_000_000.0
+
+
+class Crash(BaseException):
+    """The process dies here (not an Exception: nothing in the engine may catch it)."""
+
+
+@dataclass
+class World:
+    """A sandbox on a manual clock, a client wired to it in-process, a local store."""
+
+    box: app.Sandbox
+    clock: ManualClock
+    store: LocalStore
+    path: Path
+    client: FederationClient
+    sleeps: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep by moving the sandbox's clock."""
+        self.sleeps.append(seconds)
+        self.clock.advance(seconds)
+
+    def applier(
+        self, api: applying.TaskApi | None = None, store: Any = None, **settings: Any
+    ) -> applying.Applier:
+        """An applier on this world's clock."""
+        return applying.Applier(
+            store or self.store,
+            api or self.client,
+            settings=ApplySettings(**settings),
+            sleep=self.sleep,
+            monotonic=self.clock,
+        )
+
+    def plan(self, store: Any = None) -> Plan:
+        """Plan the desired folder against the recorded state."""
+        desired = validation.load_desired(self.path)
+        return planning.plan(desired, (store or self.store).read())
+
+    def converge(self, store: Any = None, api: Any = None, rounds: int = 3) -> list[ApplyReport]:
+        """resume + plan + run until nothing is left (at most ``rounds`` times)."""
+        reports = []
+        for _ in range(rounds):
+            applier = self.applier(api, store)
+            applier.resume()
+            made = self.plan(store)
+            if not made.changes:
+                break
+            reports.append(applier.run(made))
+        return reports
+
+
+def _transport(
+    box: app.Sandbox, refuse_connect: Callable[[httpx.Request], bool] | None = None
+) -> httpx.BaseTransport:
+    inner = fx.in_process_transport(box)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if refuse_connect is not None and refuse_connect(request):
+            raise httpx.ConnectError("connection refused", request=request)
+        return inner.handle_request(request)
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.fixture
+def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
+    """Build worlds; every client is closed afterwards."""
+    clients: list[FederationClient] = []
+    counter = itertools.count()
+
+    def build(
+        specs: Sequence[fx.UserSpec] = (),
+        *,
+        settings: SandboxSettings | None = None,
+        tenant_users: Mapping[str, FederatedUser] | None = None,
+        refuse_connect: Callable[[httpx.Request], bool] | None = None,
+    ) -> World:
+        clock = ManualClock(START)
+        federation, control = build_federation(
+            settings or SandboxSettings(todo_seconds=1.0, doing_seconds=2.0), clock
+        )
+        federation.seed_tenant(
+            TenantSeed(
+                app_key=fx.APP_KEY,
+                app_secret=fx.APP_SECRET,
+                role_ids=tuple(fx.ROLES.values()),
+                users=dict(tenant_users or {}),
+            )
+        )
+        box = app.Sandbox(
+            federation=federation, control=control, cloudidentity=app.build_cloudidentity()
+        )
+        root = tmp_path / f"world{next(counter)}"
+        path = fx.write_desired(root / "desired", specs)
+        world = World(
+            box=box,
+            clock=clock,
+            store=LocalStore(root / "state.json"),
+            path=path,
+            client=None,  # type: ignore[arg-type]
+        )
+        world.client = FederationClient(
+            FederationSettings(
+                base_url="http://127.0.0.1:9", app_key=fx.APP_KEY, app_secret=fx.APP_SECRET
+            ),
+            transport=_transport(box, refuse_connect),
+            sleep=world.sleep,
+            clock=clock,
+        )
+        clients.append(world.client)
+        return world
+
+    yield build
+    for client in clients:
+        client.close()
+
+
+def _check_converged(world: World, specs: Sequence[fx.UserSpec]) -> None:
+    state = world.store.read()
+    assert state is not None
+    assert state.pending == ()
+    desired = fx.desired_view(specs)
+    assert fx.tenant_view(world.box) == desired
+    recorded = {
+        a: {"name": r.name, "email": r.email, "role_ids": sorted(r.role_ids), "enabled": r.enabled}
+        for a, r in state.accounts.items()
+    }
+    assert recorded == desired
+    created = world.box.federation.stats().created_per_account
+    assert set(created.values()) <= {1}, f"created twice: {created}"
+
+
+# -- the happy path ----------------------------------------------------------------------
+
+
+def test_run_applies_every_batch_without_real_sleeps(make_world: Callable[..., World]) -> None:
+    """250 users: 3 tasks, followed to DONE on the manual clock; counters and state agree."""
+    specs = fx.users(250)
+    world = make_world(specs)
+    report = world.applier().run(world.plan())
+    assert report.ok
+    counters = report.counters
+    assert (counters.batches_total, counters.batches_sent, counters.tasks_done) == (3, 3, 3)
+    assert (counters.users_total, counters.users_applied, counters.create_calls) == (250, 250, 3)
+    assert counters.query_calls == world.box.federation.stats().query_task_calls
+    assert sorted(a for a, _ in report.applied) == [s.account for s in specs]
+    _check_converged(world, specs)
+    state = world.store.read()
+    assert state is not None
+    assert all(r.last_task_id and r.created_at for r in state.accounts.values())
+
+
+def test_every_write_is_a_successor(make_world: Callable[..., World]) -> None:
+    """The serial goes up by one per write; intents precede task ids precede results."""
+    world = make_world(fx.users(150))
+    seen: list[State] = []
+    store = _Recording(world.store, seen)
+    world.applier(store=store).run(world.plan(store))
+    assert [s.serial for s in seen] == list(range(1, len(seen) + 1))
+    first_pending = next(s for s in seen if s.pending)
+    assert all(b.task_id is None for b in first_pending.pending)  # the intent comes first
+    assert seen[-1].pending == ()
+
+
+# -- retries and failures at the engine level --------------------------------------------
+
+
+def test_connect_error_before_send_is_retried(make_world: Callable[..., World]) -> None:
+    """A refused connection sends nothing, so createTask is retried: converges, one task each."""
+    refusals = iter([True, True, False] * 10)
+    specs = fx.users(150)
+    world = make_world(
+        specs, refuse_connect=lambda r: r.url.path.endswith("createTask") and next(refusals)
+    )
+    report = world.applier().run(world.plan())
+    assert report.ok
+    assert world.box.federation.stats().create_task_accepted == 2
+    _check_converged(world, specs)
+
+
+def test_connect_error_forever_fails_the_batch_and_forgets_its_intent(
+    make_world: Callable[..., World],
+) -> None:
+    """The client gives up on a refused connection: accounts failed, nothing left pending."""
+    specs = fx.users(3)
+    world = make_world(specs, refuse_connect=lambda r: r.url.path.endswith("createTask"))
+    report = world.applier().run(world.plan())
+    assert not report.ok
+    assert sorted(f.account for f in report.failed) == [s.account for s in specs]
+    assert {f.code for f in report.failed} == {"transport"}
+    state = world.store.read()
+    assert state is not None
+    assert (state.pending, dict(state.accounts)) == ((), {})
+
+
+def test_role_service_failure_retried_with_injected_sleep(
+    make_world: Callable[..., World],
+) -> None:
+    """100-216 is resent after a backoff taken on the injected sleep."""
+    specs = fx.users(2)
+    world = make_world(specs)
+    world.box.federation.configure_faults(role_service_failures=3)
+    report = world.applier().run(world.plan())
+    assert report.ok
+    assert world.box.federation.stats().rejected_codes["100-216"] == 3
+    _check_converged(world, specs)
+
+
+def test_tenant_full_of_foreign_tasks_backs_off_exponentially() -> None:
+    """100-113 with none of our tasks in flight: waits limit_backoff, doubling, then sends."""
+    api = _FakeApi(limit_first=3)
+    sleeps: list[float] = []
+    store = _MemoryStore()
+    applier = applying.Applier(
+        store, api, settings=ApplySettings(limit_backoff=0.5), sleep=sleeps.append
+    )
+    report = applier.run(_plan_for_accounts(["a", "b"]))
+    assert report.ok
+    assert sleeps[:3] == [0.5, 1.0, 2.0]
+    assert api.created == 1
+    assert report.counters.create_calls == 4
+
+
+def test_task_limit_with_our_tasks_in_flight_waits_for_them(
+    make_world: Callable[..., World],
+) -> None:
+    """parallel 5 over a limit of 2: at most one refused createTask per task of ours finishing."""
+    specs = fx.users(500)
+    world = make_world(
+        specs, settings=SandboxSettings(pending_task_limit=2, todo_seconds=1, doing_seconds=2)
+    )
+    report = world.applier(parallel=5).run(world.plan())
+    assert report.ok
+    stats = world.box.federation.stats()
+    assert stats.create_task_accepted == 5
+    assert stats.max_pending_observed == 2
+    assert stats.rejected_codes["100-113"] <= 5
+    _check_converged(world, specs)
+
+
+def test_task_still_running_at_max_wait_is_left_for_refresh(
+    make_world: Callable[..., World],
+) -> None:
+    """A task not DONE by max_wait stays recorded; a later resume records its result."""
+    specs = fx.users(2)
+    world = make_world(specs, settings=SandboxSettings(todo_seconds=100, doing_seconds=100))
+    report = world.applier(max_wait=30).run(world.plan())
+    assert not report.ok
+    assert "still running" in report.unresolved[0]
+    state = world.store.read()
+    assert state is not None
+    assert len(state.pending) == 1
+    assert state.pending[0].task_id is not None
+    world.clock.advance(200)
+    resumed = world.applier().resume()
+    assert resumed.ok
+    _check_converged(world, specs)
+
+
+def test_unknown_task_id_is_reported_and_kept(make_world: Callable[..., World]) -> None:
+    """queryTask refusing a recorded id: unresolved, the batch stays in the state."""
+    world = make_world(fx.users(1))
+    entry_state = world.applier().state
+    plan = world.plan()
+    batch = applying.ledger.new_batch(plan.changes, "2024-01-01T00:00:00Z")
+    world.store.write(entry_state.successor(pending=(PendingBatch(**_fields(batch), task_id="1"),)))
+    report = world.applier().resume()
+    assert not report.ok
+    assert "queryTask failed" in report.unresolved[0]
+    state = world.store.read()
+    assert state is not None
+    assert [b.task_id for b in state.pending] == ["1"]
+
+
+def test_run_time_failures_keep_the_old_record(make_world: Callable[..., World]) -> None:
+    """failDataList entries: reported with failCode, the previous record stays."""
+    specs = fx.users(3)
+    world = make_world(
+        specs, tenant_users={"user00002": FederatedUser(name="Other", email="o@example.com")}
+    )
+    report = world.applier().run(world.plan())
+    [failure] = report.failed
+    assert (failure.account, failure.action, failure.code) == ("user00002", "CREATE", "100-301")
+    state = world.store.read()
+    assert state is not None
+    assert sorted(state.accounts) == ["user00000", "user00001"]
+
+
+# -- lost responses and crashes ----------------------------------------------------------
+
+
+def test_lost_create_is_settled_by_a_modify_probe(make_world: Callable[..., World]) -> None:
+    """The first createTask is processed but its answer dropped: probe, never a second CREATE."""
+    specs = fx.users(250)
+    world = make_world(specs)
+    world.box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults(drop_after_next=1)})
+    first = world.applier().run(world.plan())
+    assert first.unresolved  # the rest of the batches wait for the next run
+    state = world.store.read()
+    assert state is not None
+    assert state.pending == ()
+    assert len(state.accounts) == 100  # the probe confirmed what the lost task created
+    world.converge()
+    _check_converged(world, specs)
+    assert sum(world.box.federation.stats().created_per_account.values()) == 250
+
+
+def test_lost_create_that_never_ran_is_unresolved_not_failed(
+    make_world: Callable[..., World],
+) -> None:
+    """A 504 on createTask (not processed): the probe says so, not as a failure; not ok."""
+    specs = fx.users(120)
+    world = make_world(specs)
+    world.box.federation.configure_faults(
+        {Endpoint.CREATE_TASK: EndpointFaults(fail_next=1, fail_status=504)}
+    )
+    report = world.applier(parallel=1).run(world.plan())
+    assert not report.ok
+    assert report.failed == []
+    assert any("not confirmed by the probe" in line for line in report.unresolved)
+    state = world.store.read()
+    assert state is not None
+    assert (state.pending, dict(state.accounts)) == ((), {})
+    world.converge()
+    _check_converged(world, specs)
+
+
+def test_resume_turns_unsent_intents_into_a_note(make_world: Callable[..., World]) -> None:
+    """Intents written but never sent: resume probes them, notes it, and reports ok."""
+    specs = fx.users(3)
+    world = make_world(specs)
+    store = _CrashingStore(world.store, 0, False)
+    api = _CrashingApi(world.client, "create", 1, False)
+    with pytest.raises(Crash):
+        world.applier(api, store).run(world.plan())
+    report = world.applier().resume()
+    assert report.ok
+    assert report.failed == []
+    assert "next plan sends them again" in report.notes[0]
+    world.converge()
+    _check_converged(world, specs)
+
+
+def test_lost_reenable_is_settled_by_a_disable_probe(make_world: Callable[..., World]) -> None:
+    """A lost CREATE that re-enables an account is settled by DISABLE, then re-enabled."""
+    specs = fx.users(1)
+    world = make_world(specs)
+    world.converge()
+    fx.write_desired(world.path, [fx.UserSpec(**{**_spec(specs[0]), "enabled": False})])
+    world.converge()
+    assert fx.tenant_view(world.box)["user00000"]["enabled"] is False
+    fx.write_desired(world.path, specs)
+    world.box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults(drop_after_next=1)})
+    report = world.applier().run(world.plan())
+    assert [(a, f) for a, f in report.applied] == [("user00000", "DISABLE")]
+    state = world.store.read()
+    assert state is not None
+    assert state.accounts["user00000"].enabled is False  # truthful: the probe disabled it
+    world.converge()
+    state = world.store.read()
+    assert state is not None
+    assert fx.tenant_view(world.box)["user00000"]["enabled"] is True
+    assert state.accounts["user00000"].enabled is True
+
+
+def _steps(make_world: Callable[..., World], specs: Sequence[fx.UserSpec]) -> dict[str, int]:
+    """How many writes, createTask and queryTask calls an uninterrupted apply makes."""
+    world = make_world(specs)
+    store = _CrashingStore(world.store, 0, False)
+    api = _CrashingApi(world.client, "", 0, False)
+    assert world.applier(api, store, parallel=1).run(world.plan(store)).ok
+    return {"write": store.count, **api.calls}
+
+
+@pytest.mark.parametrize("what", ["write", "create", "query"])
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+def test_crash_at_any_step_converges_without_double_create(
+    make_world: Callable[..., World], what: str, after: bool
+) -> None:
+    """Die before or after each write or call in turn; resume + replan converges, no re-CREATE."""
+    specs = fx.users(150)
+    steps = _steps(make_world, specs)[what]
+    assert steps >= 2
+    for at in range(1, steps + 1):
+        world = make_world(specs)
+        store = _CrashingStore(world.store, at if what == "write" else 0, after)
+        api = _CrashingApi(world.client, what, at, after)
+        with pytest.raises(Crash):
+            world.applier(api, store, parallel=1).run(world.plan())
+        world.converge()
+        _check_converged(world, specs)
+        assert sum(world.box.federation.stats().created_per_account.values()) == 150
+
+
+# -- fakes and wrappers ------------------------------------------------------------------
+
+
+@dataclass
+class _FakeApi:
+    """createTask answers 100-113 ``limit_first`` times; every task is DONE at once."""
+
+    limit_first: int = 0
+    created: int = 0
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def create_task(self, entries: Sequence[Mapping[str, object]]) -> str:
+        """Refuse with 100-113 at first, then accept."""
+        if self.limit_first:
+            self.limit_first -= 1
+            raise FederationError("limit", code="100-113", http_status=200)
+        self.created += 1
+        return str(next(self.ids))
+
+    def query_task(self, task_id: str) -> TaskStatus:
+        """DONE without failures."""
+        return TaskStatus(task_id=task_id, status=TaskState.DONE, remark="", failures=())
+
+
+class _MemoryStore:
+    """A store in memory (the engine only needs read and write here)."""
+
+    def __init__(self) -> None:
+        self.state: State | None = None
+
+    def read(self) -> State | None:
+        """The last write."""
+        return self.state
+
+    def write(self, state: State, *, force: bool = False) -> None:
+        """Keep ``state``."""
+        self.state = state
+
+    def lock(self, operation: str, *, timeout: float = 0.0) -> AbstractContextManager[LockInfo]:
+        """Not needed by the engine."""
+        raise NotImplementedError
+
+
+class _Recording:
+    """A store that remembers every state written."""
+
+    def __init__(self, inner: LocalStore, seen: list[State]) -> None:
+        self.inner, self.seen = inner, seen
+
+    def read(self) -> State | None:
+        """Delegate."""
+        return self.inner.read()
+
+    def write(self, state: State, *, force: bool = False) -> None:
+        """Delegate and remember."""
+        self.inner.write(state, force=force)
+        self.seen.append(state)
+
+
+class _CrashingStore(_Recording):
+    """Dies on write number ``at``: before it lands, or right after."""
+
+    def __init__(self, inner: LocalStore, at: int, after: bool) -> None:
+        super().__init__(inner, [])
+        self.at, self.after, self.count = at, after, 0
+
+    def write(self, state: State, *, force: bool = False) -> None:
+        """Write, dying at the chosen one."""
+        self.count += 1
+        if self.count == self.at and not self.after:
+            raise Crash
+        super().write(state, force=force)
+        if self.count == self.at:
+            raise Crash
+
+
+class _CrashingApi:
+    """Dies on the ``at``-th call of ``what`` (create/query), before or after it is made."""
+
+    def __init__(self, inner: FederationClient, what: str, at: int, after: bool) -> None:
+        self.inner, self.what, self.at, self.after = inner, what, at, after
+        self.calls = {"create": 0, "query": 0}
+
+    def _maybe_crash(self, what: str, call: Callable[[], Any]) -> Any:
+        self.calls[what] += 1
+        hit = what == self.what and self.calls[what] == self.at
+        if hit and not self.after:
+            raise Crash
+        result = call()
+        if hit:
+            raise Crash
+        return result
+
+    def create_task(self, entries: Sequence[Mapping[str, object]]) -> str:
+        """createTask, maybe dying."""
+        result: str = self._maybe_crash("create", lambda: self.inner.create_task(entries))
+        return result
+
+    def query_task(self, task_id: str) -> TaskStatus:
+        """queryTask, maybe dying."""
+        result: TaskStatus = self._maybe_crash("query", lambda: self.inner.query_task(task_id))
+        return result
+
+
+def _plan_for_accounts(accounts: list[str]) -> Plan:
+    changes = tuple(
+        Change(
+            action=Action.CREATE,
+            account=a,
+            reason=Reason.NEW,
+            before=None,
+            after=AccountRecord(
+                account=a, name=a, email=f"{a}@example.com", role_ids=(), enabled=True
+            ),
+        )
+        for a in accounts
+    )
+    return Plan(
+        lineage=None,
+        serial=0,
+        input_digest="x",
+        changes=changes,
+        batches=(tuple(accounts),),
+        roles={},
+        managed=0,
+        guard=Guard(disables=0, limit=10, rule=""),
+    )
+
+
+def _fields(batch: PendingBatch) -> dict[str, Any]:
+    return {"batch_id": batch.batch_id, "entries": batch.entries, "recorded_at": batch.recorded_at}
+
+
+def _spec(spec: fx.UserSpec) -> dict[str, Any]:
+    return {
+        "account": spec.account,
+        "name": spec.name,
+        "email": spec.email,
+        "roles": spec.roles,
+        "enabled": spec.enabled,
+    }
