@@ -50,14 +50,14 @@ def plan(args: argparse.Namespace, common: Common) -> int:
     if not args.refresh:
         notes.append("provisioning events not refreshed (--refresh=false): planned offline")
     store = commands.store_for(args.path, common)
-    made, _, _ = commands.make_plan(
+    made, _, desired = commands.make_plan(
         args.path,
         store,
         allow_disables=args.allow_disables,
         refresh=args.refresh,
         events_source=source,
     )
-    made = provenance.annotate(_with_path(made, args.path, notes), args.path)
+    made = provenance.annotate(_with_path(made, args.path, notes), args.path, desired)
     shown = _redact(made, args.redact)
     sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
     commands.check_guard(made)
@@ -148,7 +148,7 @@ def apply(args: argparse.Namespace, common: Common) -> int:
             events_refreshed=source is not None,
             input_path=str(path),
         )
-        made = provenance.annotate(_with_path(made, path, notes), path)
+        made = provenance.annotate(_with_path(made, path, notes), path, desired)
         if args.format == "text":
             sys.stdout.write(commands.render_plan(made, fmt="text", show_batches=args.show_batches))
         commands.check_guard(made)

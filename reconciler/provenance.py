@@ -235,9 +235,16 @@ def commits(sources: Iterable[Source], path: Path) -> dict[tuple[str, int], Comm
     }
 
 
-def annotate(plan: Plan, path: Path) -> Plan:
-    """The plan with git provenance on each change's source (unchanged outside git)."""
-    found = commits((c.source for c in plan.changes if c.source is not None), path)
+def annotate(plan: Plan, path: Path, desired: DesiredState | None = None) -> Plan:
+    """The plan with git provenance on each change's source (unchanged outside git).
+
+    With ``desired``, every user entry bounds its neighbours' spans, not only the
+    changed ones (matters for entries written in flow style).
+    """
+    sources = [c.source for c in plan.changes if c.source is not None]
+    if desired is not None and plan.changes:
+        sources.extend(user.source for user in desired.users.values())
+    found = commits(dict.fromkeys(sources), path)
     if not found:
         return plan
     return replace(plan, changes=tuple(_with_commit(change, found) for change in plan.changes))
