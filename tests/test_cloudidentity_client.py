@@ -32,14 +32,23 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def _ok(action: str, result: dict[str, Any]) -> httpx.Response:
-    meta = {"RequestId": "req-1", "Action": action, "Version": "2023-01-01",
-            "Service": "cloudidentity", "Region": "cn-beijing"}
+    meta = {
+        "RequestId": "req-1",
+        "Action": action,
+        "Version": "2023-01-01",
+        "Service": "cloudidentity",
+        "Region": "cn-beijing",
+    }
     return httpx.Response(200, json={"ResponseMetadata": meta, "Result": result})
 
 
 def _error(status: int, code: str, message: str = "boom") -> httpx.Response:
-    meta = {"RequestId": "req-err", "Action": "X", "Version": "2023-01-01",
-            "Error": {"Code": code, "Message": message, "CodeN": 1}}
+    meta = {
+        "RequestId": "req-err",
+        "Action": "X",
+        "Version": "2023-01-01",
+        "Error": {"Code": code, "Message": message, "CodeN": 1},
+    }
     return httpx.Response(status, json={"ResponseMetadata": meta})
 
 
@@ -77,11 +86,20 @@ def _client(recorder: Recorder, sleeps: list[float] | None = None) -> CloudIdent
 
 
 def _event(n: int) -> dict[str, Any]:
-    return {"UserProvisioningEventId": f"e{n}", "UserProvisioningId": f"p{n}", "UserId": f"u{n}",
-            "UserName": f"user{n}", "FailureReason": "why", "TargetId": "21", "TargetName": "acct",
-            "Description": "", "CreatedTime": "2025-03-10T10:10:42Z",
-            "UpdatedTime": "2025-03-10T10:10:42Z", "PrincipalType": "User",
-            "EventStatus": "ProvisionFailed"}
+    return {
+        "UserProvisioningEventId": f"e{n}",
+        "UserProvisioningId": f"p{n}",
+        "UserId": f"u{n}",
+        "UserName": f"user{n}",
+        "FailureReason": "why",
+        "TargetId": "21",
+        "TargetName": "acct",
+        "Description": "",
+        "CreatedTime": "2025-03-10T10:10:42Z",
+        "UpdatedTime": "2025-03-10T10:10:42Z",
+        "PrincipalType": "User",
+        "EventStatus": "ProvisionFailed",
+    }
 
 
 def _paged_events(total: int) -> Handler:
@@ -90,9 +108,11 @@ def _paged_events(total: int) -> Handler:
     def answer(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         size, number = body["PageSize"], body["PageNumber"]
-        page = events[(number - 1) * size: number * size]
-        return _ok("ListUserProvisioningEvents", {"Total": total, "PageNumber": number,
-                                                  "PageSize": size, "UserProvisioningEvent": page})
+        page = events[(number - 1) * size : number * size]
+        return _ok(
+            "ListUserProvisioningEvents",
+            {"Total": total, "PageNumber": number, "PageSize": size, "UserProvisioningEvent": page},
+        )
 
     return answer
 
@@ -103,7 +123,8 @@ def _paged_events(total: int) -> Handler:
 def test_settings_from_env_defaults() -> None:
     """Only the key pair is required; URL and region have the documented defaults."""
     settings = CloudIdentitySettings.from_env(
-        {"VOLCENGINE_ACCESS_KEY": "AK", "VOLCENGINE_SECRET_KEY": "SK"})
+        {"VOLCENGINE_ACCESS_KEY": "AK", "VOLCENGINE_SECRET_KEY": "SK"}
+    )
     assert settings.url == "https://open.volcengineapi.com"
     assert settings.region == "cn-beijing"
     assert settings.credentials.session_token is None
@@ -132,9 +153,13 @@ def test_settings_name_every_missing_key() -> None:
 )
 def test_plain_http_only_on_loopback(url: str, ok: bool) -> None:
     """http is accepted only for loopback hosts; anything else must be https."""
-    env = {"VOLCENGINE_ACCESS_KEY": "AK", "VOLCENGINE_SECRET_KEY": "SK",
-           "RECONCILER_CLOUDIDENTITY_URL": url, "VOLCENGINE_SESSION_TOKEN": "t",
-           "VOLCENGINE_REGION": "cn-shanghai"}
+    env = {
+        "VOLCENGINE_ACCESS_KEY": "AK",
+        "VOLCENGINE_SECRET_KEY": "SK",
+        "RECONCILER_CLOUDIDENTITY_URL": url,
+        "VOLCENGINE_SESSION_TOKEN": "t",
+        "VOLCENGINE_REGION": "cn-shanghai",
+    }
     if ok:
         settings = CloudIdentitySettings.from_env(env)
         assert not settings.url.endswith("/")
@@ -155,15 +180,21 @@ def test_every_call_is_a_signed_post_with_action_and_version() -> None:
     (request,) = recorder.requests
     assert request.method == "POST"
     assert request.url.path == "/"
-    assert dict(request.url.params) == {"Action": "RetryUserProvisioningEvent",
-                                        "Version": "2023-01-01"}
+    assert dict(request.url.params) == {
+        "Action": "RetryUserProvisioningEvent",
+        "Version": "2023-01-01",
+    }
     assert request.headers["content-type"] == "application/json; charset=utf-8"
     assert json.loads(request.content) == {"UserProvisioningEventId": "e1"}
     verdict = signing.verify(
-        method="POST", path="/",
+        method="POST",
+        path="/",
         query=urllib.parse.parse_qsl(request.url.query.decode()),
         headers={k.lower(): v for k, v in request.headers.items()},
-        body=request.content, secrets={"AKLT1": SECRET}, now=NOW, service="cloudidentity",
+        body=request.content,
+        secrets={"AKLT1": SECRET},
+        now=NOW,
+        service="cloudidentity",
     ).verdict
     assert verdict is signing.Verdict.OK
     assert request.headers["x-security-token"] == TOKEN
@@ -180,10 +211,19 @@ def test_lists_every_page() -> None:
     assert recorder.bodies()[0]["PageSize"] == 100
     assert client.calls == 3
     assert events[7] == ProvisioningEvent(
-        event_id="e7", provisioning_id="p7", user_id="u7", user_name="user7",
-        failure_reason="why", target_id="21", target_name="acct", description="",
-        created_time="2025-03-10T10:10:42Z", updated_time="2025-03-10T10:10:42Z",
-        principal_type="User", event_status="ProvisionFailed")
+        event_id="e7",
+        provisioning_id="p7",
+        user_id="u7",
+        user_name="user7",
+        failure_reason="why",
+        target_id="21",
+        target_name="acct",
+        description="",
+        created_time="2025-03-10T10:10:42Z",
+        updated_time="2025-03-10T10:10:42Z",
+        principal_type="User",
+        event_status="ProvisionFailed",
+    )
 
 
 def test_an_exact_multiple_of_the_page_size_stops_without_an_empty_page() -> None:
@@ -205,8 +245,14 @@ def test_a_shrinking_total_ends_on_an_empty_page() -> None:
 
 def test_lists_user_provisionings_for_an_account() -> None:
     """ListUserProvisionings sends AccountId and reads UserProvisionings."""
-    item = {"UserProvisioningId": "p1", "PrincipalId": "u1", "PrincipalType": "User",
-            "TargetId": "21", "IdentitySourceStrategy": "Create", "DeletionStrategy": "Keep"}
+    item = {
+        "UserProvisioningId": "p1",
+        "PrincipalId": "u1",
+        "PrincipalType": "User",
+        "TargetId": "21",
+        "IdentitySourceStrategy": "Create",
+        "DeletionStrategy": "Keep",
+    }
     recorder = Recorder(_ok("ListUserProvisionings", {"Total": 1, "UserProvisionings": [item]}))
     (provisioning,) = _client(recorder).list_user_provisionings(account_id="21")
     assert recorder.bodies() == [{"AccountId": "21", "PageNumber": 1, "PageSize": 100}]
@@ -230,7 +276,10 @@ def test_error_envelope_becomes_cloudidentity_error() -> None:
         _client(recorder).retry_provisioning_event("e1")
     error = info.value
     assert (error.code, error.http_status, error.request_id) == (
-        "UserProvisionEventNotFound", 404, "req-err")
+        "UserProvisionEventNotFound",
+        404,
+        "req-err",
+    )
     assert "RetryUserProvisioningEvent" in str(error)
     assert "UserProvisionEventNotFound" in str(error)
     assert error.hint is not None
@@ -301,8 +350,9 @@ def test_jitter_scales_the_delay() -> None:
 
 def test_a_non_json_gateway_error_is_retried() -> None:
     """A 502 with an HTML body is a transient error with a synthetic code."""
-    recorder = Recorder(httpx.Response(502, text="<html>bad gateway</html>"),
-                        _ok("RetryUserProvisioningEvent", {}))
+    recorder = Recorder(
+        httpx.Response(502, text="<html>bad gateway</html>"), _ok("RetryUserProvisioningEvent", {})
+    )
     _client(recorder).retry_provisioning_event("e1")
     assert len(recorder.requests) == 2
 
@@ -347,8 +397,12 @@ def test_a_lost_response_to_a_list_is_retried() -> None:
 def test_secrets_never_appear_in_errors_or_reprs() -> None:
     """No error, hint, cause, client or settings text contains the secret key or token."""
     failures: list[BaseException] = []
-    for answer in (_error(401, "SignatureDoesNotMatch"), httpx.ConnectError("refused"),
-                   httpx.ReadTimeout("slow"), httpx.Response(200, text="nope")):
+    for answer in (
+        _error(401, "SignatureDoesNotMatch"),
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(200, text="nope"),
+    ):
         try:
             _client(Recorder(answer)).delete_provisioning_event("e1")
         except (CloudIdentityError, TransportError) as error:
@@ -356,8 +410,12 @@ def test_secrets_never_appear_in_errors_or_reprs() -> None:
     assert len(failures) == 4
     texts = [repr(SETTINGS), str(SETTINGS), repr(_client(Recorder(_ok("X", {}))))]
     for failure in failures:
-        texts += [str(failure), repr(failure), str(getattr(failure, "hint", "")),
-                  repr(failure.__cause__)]
+        texts += [
+            str(failure),
+            repr(failure),
+            str(getattr(failure, "hint", "")),
+            repr(failure.__cause__),
+        ]
     for text in texts:
         assert SECRET not in text
         assert TOKEN not in text

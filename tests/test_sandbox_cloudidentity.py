@@ -56,24 +56,48 @@ def _request(
     body = json.dumps(params or {}).encode() if method == "POST" else b""
     headers = {"content-type": "application/json; charset=utf-8", "host": HOST}
     if not unsigned:
-        added = signing.sign(method=method, path="/", query=query, headers=headers, body=body,
-                             access_key=ak, secret_key=sk, region="cn-beijing",
-                             service="cloudidentity", x_date=signing.format_x_date(x_date),
-                             signed_headers=signed_headers)
+        added = signing.sign(
+            method=method,
+            path="/",
+            query=query,
+            headers=headers,
+            body=body,
+            access_key=ak,
+            secret_key=sk,
+            region="cn-beijing",
+            service="cloudidentity",
+            x_date=signing.format_x_date(x_date),
+            signed_headers=signed_headers,
+        )
         headers |= {name.lower(): value for name, value in added.items()}
     headers |= dict(change or {})
     raw_query = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
     parsed: dict[str, tuple[str, ...]] = {}
     for key, value in query:
         parsed[key] = (*parsed.get(key, ()), value)
-    return Request(method=method, path="/", query=parsed, raw_query=raw_query, headers=headers,
-                   body=body, host=HOST)
+    return Request(
+        method=method,
+        path="/",
+        query=parsed,
+        raw_query=raw_query,
+        headers=headers,
+        body=body,
+        host=HOST,
+    )
 
 
 def _control(sandbox: CloudIdentitySandbox, method: str, route: str, body: Any = None) -> Any:
-    response = sandbox.handle(Request(
-        method=method, path=f"/_sandbox/cloudidentity/{route}", query={}, raw_query="",
-        headers={}, body=b"" if body is None else json.dumps(body).encode(), host=HOST))
+    response = sandbox.handle(
+        Request(
+            method=method,
+            path=f"/_sandbox/cloudidentity/{route}",
+            query={},
+            raw_query="",
+            headers={},
+            body=b"" if body is None else json.dumps(body).encode(),
+            host=HOST,
+        )
+    )
     assert response is not None
     assert response.status == 200, response.body
     return json.loads(response.body)
@@ -101,12 +125,22 @@ def clock() -> Clock:
 def sandbox(clock: Clock) -> CloudIdentitySandbox:
     """A sandbox with three events e1..e3 (e3 a deletion failure)."""
     sandbox = build_cloudidentity(clock=clock)
-    _control(sandbox, "POST", "events", {"events": [
-        {"UserProvisioningEventId": "e1", "UserName": "alice"},
-        {"UserProvisioningEventId": "e2", "UserName": "bob"},
-        {"UserProvisioningEventId": "e3", "UserName": "carol",
-         "EventStatus": "DeleteProvisionFailed"},
-    ]})
+    _control(
+        sandbox,
+        "POST",
+        "events",
+        {
+            "events": [
+                {"UserProvisioningEventId": "e1", "UserName": "alice"},
+                {"UserProvisioningEventId": "e2", "UserName": "bob"},
+                {
+                    "UserProvisioningEventId": "e3",
+                    "UserName": "carol",
+                    "EventStatus": "DeleteProvisionFailed",
+                },
+            ]
+        },
+    )
     return sandbox
 
 
@@ -121,12 +155,18 @@ RETRY = "RetryUserProvisioningEvent"
     ("request_", "expected"),
     [
         (_request(LIST, unsigned=True), (401, "MissingAuthenticationToken")),
-        (_request(LIST, change={"authorization": "HMAC-SHA256 nonsense"}),
-         (400, "InvalidAuthorization")),
-        (_request(LIST, signed_headers=("content-type", "x-content-sha256", "x-date")),
-         (400, "InvalidAuthorization")),
-        (_request(LIST, signed_headers=("content-type", "host", "x-content-sha256")),
-         (400, "InvalidAuthorization")),
+        (
+            _request(LIST, change={"authorization": "HMAC-SHA256 nonsense"}),
+            (400, "InvalidAuthorization"),
+        ),
+        (
+            _request(LIST, signed_headers=("content-type", "x-content-sha256", "x-date")),
+            (400, "InvalidAuthorization"),
+        ),
+        (
+            _request(LIST, signed_headers=("content-type", "host", "x-content-sha256")),
+            (400, "InvalidAuthorization"),
+        ),
         (_request(LIST, ak="AKLTunknown"), (401, "InvalidAccessKey")),
         (_request(LIST, sk="wrong"), (401, "SignatureDoesNotMatch")),
         (_request(LIST, change={"host": "evil.example"}), (401, "SignatureDoesNotMatch")),
@@ -136,8 +176,10 @@ RETRY = "RetryUserProvisioningEvent"
         (_request("", version="2023-01-01"), (400, "MissingParameter")),
         (_request(LIST, version="2020-01-01"), (404, "InvalidActionOrVersion")),
         (_request("GetUserProvisioningEvent"), (404, "InvalidActionOrVersion")),
-        (_request(RETRY, method="GET", extra_query=[("UserProvisioningEventId", "e1")]),
-         (400, "InvalidParameter")),
+        (
+            _request(RETRY, method="GET", extra_query=[("UserProvisioningEventId", "e1")]),
+            (400, "InvalidParameter"),
+        ),
     ],
 )
 def test_gateway_errors(
@@ -151,23 +193,33 @@ def test_gateway_errors(
 def test_a_tampered_body_does_not_verify(sandbox: CloudIdentitySandbox) -> None:
     """The sandbox hashes the body it received, not the one the client claims."""
     signed = _request(RETRY, {"UserProvisioningEventId": "e1"})
-    forged = Request(method="POST", path="/", query=signed.query, raw_query=signed.raw_query,
-                     headers=signed.headers, body=b'{"UserProvisioningEventId":"e2"}', host=HOST)
+    forged = Request(
+        method="POST",
+        path="/",
+        query=signed.query,
+        raw_query=signed.raw_query,
+        headers=signed.headers,
+        body=b'{"UserProvisioningEventId":"e2"}',
+        host=HOST,
+    )
     assert _code(sandbox, forged) == (401, "SignatureDoesNotMatch")
 
 
 @pytest.mark.parametrize("skew", [-900, -1, 0, 899, 900])
-def test_clock_skew_up_to_900_seconds_is_accepted(
-    sandbox: CloudIdentitySandbox, skew: int
-) -> None:
+def test_clock_skew_up_to_900_seconds_is_accepted(sandbox: CloudIdentitySandbox, skew: int) -> None:
     """X-Date within 900 s of the sandbox clock (either side) passes."""
     status, _ = _call(sandbox, _request(LIST, x_date=NOW + dt.timedelta(seconds=skew)))
     assert status == 200
 
 
 @pytest.mark.parametrize(
-    "names", [("host", "x-date"), ("host", "x-content-sha256", "x-date"),
-              ("content-type", "host", "x-content-sha256", "x-date")])
+    "names",
+    [
+        ("host", "x-date"),
+        ("host", "x-content-sha256", "x-date"),
+        ("content-type", "host", "x-content-sha256", "x-date"),
+    ],
+)
 def test_any_signed_header_list_with_host_and_x_date(
     sandbox: CloudIdentitySandbox, names: tuple[str, ...]
 ) -> None:
@@ -177,8 +229,15 @@ def test_any_signed_header_list_with_host_and_x_date(
 
 def test_other_requests_are_not_ours(sandbox: CloudIdentitySandbox) -> None:
     """Requests without Action (and outside the control prefix) are left to other handlers."""
-    other = Request(method="POST", path="/rest/v1/users", query={}, raw_query="", headers={},
-                    body=b"", host=HOST)
+    other = Request(
+        method="POST",
+        path="/rest/v1/users",
+        query={},
+        raw_query="",
+        headers={},
+        body=b"",
+        host=HOST,
+    )
     assert sandbox.handle(other) is None
 
 
@@ -189,8 +248,11 @@ def test_envelope(sandbox: CloudIdentitySandbox) -> None:
     assert payload["Result"] == {}
     meta = payload["ResponseMetadata"]
     assert {k: meta[k] for k in ("Action", "Version", "Service", "Region")} == {
-        "Action": RETRY, "Version": "2023-01-01", "Service": "cloudidentity",
-        "Region": "cn-beijing"}
+        "Action": RETRY,
+        "Version": "2023-01-01",
+        "Service": "cloudidentity",
+        "Region": "cn-beijing",
+    }
     assert len(meta["RequestId"]) == 32
     status, payload = _call(sandbox, _request(RETRY, {"UserProvisioningEventId": "nope"}))
     assert status == 404
@@ -224,9 +286,19 @@ def test_list_fields_filters_and_bounds(sandbox: CloudIdentitySandbox) -> None:
     """Every documented field is present; EventStatus and QueryString filter; sizes checked."""
     event = _list(sandbox)["UserProvisioningEvent"][0]
     assert set(event) == {
-        "UserProvisioningEventId", "UserProvisioningId", "UserId", "UserName", "FailureReason",
-        "TargetId", "TargetName", "Description", "CreatedTime", "UpdatedTime", "PrincipalType",
-        "EventStatus"}
+        "UserProvisioningEventId",
+        "UserProvisioningId",
+        "UserId",
+        "UserName",
+        "FailureReason",
+        "TargetId",
+        "TargetName",
+        "Description",
+        "CreatedTime",
+        "UpdatedTime",
+        "PrincipalType",
+        "EventStatus",
+    }
     assert event["CreatedTime"] == "2025-03-10T10:10:42Z"
     assert _list(sandbox, EventStatus=["DeleteProvisionFailed"])["Total"] == 1
     assert _list(sandbox, EventStatus=["ProvisionFailed"])["Total"] == 2
@@ -237,8 +309,11 @@ def test_list_fields_filters_and_bounds(sandbox: CloudIdentitySandbox) -> None:
 
 def test_get_with_query_parameters_for_reads(sandbox: CloudIdentitySandbox) -> None:
     """Read actions also work as GET, with arrays as EventStatus.N."""
-    request = _request(LIST, method="GET", extra_query=[
-        ("EventStatus.1", "DeleteProvisionFailed"), ("PageSize", "5")])
+    request = _request(
+        LIST,
+        method="GET",
+        extra_query=[("EventStatus.1", "DeleteProvisionFailed"), ("PageSize", "5")],
+    )
     status, payload = _call(sandbox, request)
     assert status == 200
     assert payload["Result"]["Total"] == 1
@@ -250,8 +325,10 @@ def test_list_user_provisionings(sandbox: CloudIdentitySandbox) -> None:
     status, payload = _call(sandbox, _request("ListUserProvisionings", {"AccountId": "2100000001"}))
     assert status == 200
     assert payload["Result"]["Total"] == 3
-    assert _call(sandbox, _request("ListUserProvisionings", {"AccountId": "9"}))[1][
-        "Result"]["Total"] == 0
+    assert (
+        _call(sandbox, _request("ListUserProvisionings", {"AccountId": "9"}))[1]["Result"]["Total"]
+        == 0
+    )
 
 
 # -- mutations, outcomes, throttling -------------------------------------------------------
@@ -271,10 +348,14 @@ def test_retry_outcomes(sandbox: CloudIdentitySandbox, clock: Clock) -> None:
     assert sandbox.events["e2"]["UpdatedTime"] == "2025-03-10T10:15:42Z"
     assert sandbox.events["e2"]["FailureReason"].startswith("retry 1 failed")
     assert _code(sandbox, _request(RETRY, {"UserProvisioningEventId": "e3"})) == (
-        409, "UserProvisionEventRetryConflict")
+        409,
+        "UserProvisionEventRetryConflict",
+    )
     _control(sandbox, "POST", "outcomes", {"e3": "not_found"})
     assert _code(sandbox, _request(RETRY, {"UserProvisioningEventId": "e3"})) == (
-        404, "UserProvisionEventNotFound")
+        404,
+        "UserProvisionEventNotFound",
+    )
     assert set(sandbox.events) == {"e2"}
     assert _code(sandbox, _request(RETRY, {})) == (400, "ParamMissing")
     stats = _control(sandbox, "GET", "stats")
@@ -301,7 +382,8 @@ def test_delete(sandbox: CloudIdentitySandbox) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "status"), [("FlowLimitExceeded", 429), ("OperateTooFrequentlyException", 400)])
+    ("code", "status"), [("FlowLimitExceeded", 429), ("OperateTooFrequentlyException", 400)]
+)
 def test_throttle_next_calls(sandbox: CloudIdentitySandbox, code: str, status: int) -> None:
     """The next N calls are throttled with the chosen code, then calls pass again."""
     _control(sandbox, "POST", "throttle", {"count": 2, "code": code})
@@ -330,9 +412,17 @@ def test_control_endpoints(sandbox: CloudIdentitySandbox) -> None:
     _control(sandbox, "POST", "reset")
     assert _control(sandbox, "GET", "events")["events"] == []
     assert _code(sandbox, _request(LIST, ak="AK2", sk="SK2"))[1] == "InvalidAccessKey"
-    bad = sandbox.handle(Request(method="POST", path="/_sandbox/cloudidentity/outcomes",
-                                 query={}, raw_query="", headers={}, host=HOST,
-                                 body=b'{"e1": "explode"}'))
+    bad = sandbox.handle(
+        Request(
+            method="POST",
+            path="/_sandbox/cloudidentity/outcomes",
+            query={},
+            raw_query="",
+            headers={},
+            host=HOST,
+            body=b'{"e1": "explode"}',
+        )
+    )
     assert bad is not None
     assert bad.status == 400
 
@@ -340,8 +430,12 @@ def test_control_endpoints(sandbox: CloudIdentitySandbox) -> None:
 def test_generate_ten_thousand_events(clock: Clock) -> None:
     """The benchmark seed: 10,000 events in one control call."""
     sandbox = build_cloudidentity(clock=clock)
-    _control(sandbox, "POST", "events/generate",
-             {"count": 10_000, "EventStatus": "DeleteProvisionFailed"})
+    _control(
+        sandbox,
+        "POST",
+        "events/generate",
+        {"count": 10_000, "EventStatus": "DeleteProvisionFailed"},
+    )
     assert _control(sandbox, "GET", "stats")["events"] == 10_000
     assert _list(sandbox, EventStatus=["DeleteProvisionFailed"], PageSize=100)["Total"] == 10_000
 
@@ -360,7 +454,8 @@ def served() -> Iterator[tuple[str, CloudIdentitySandbox]]:
 
 def _our_client(url: str, sleeps: list[float]) -> CloudIdentityClient:
     settings = CloudIdentitySettings(
-        url=url, credentials=signing.Credentials(access_key=AK, secret_key=SK))
+        url=url, credentials=signing.Credentials(access_key=AK, secret_key=SK)
+    )
     return CloudIdentityClient(settings, sleep=sleeps.append)
 
 
@@ -411,13 +506,17 @@ def test_the_vendor_sdk_against_the_sandbox(served: tuple[str, CloudIdentitySand
     """The official CloudIdentity SDK's signed calls verify: proof the sandbox checks real V4."""
     url, sandbox = served
     api = _vendor_api(url)
-    page = api.list_user_provisioning_events(vendor.ListUserProvisioningEventsRequest(
-        event_status=["ProvisionFailed"], page_number=2, page_size=100))
+    page = api.list_user_provisioning_events(
+        vendor.ListUserProvisioningEventsRequest(
+            event_status=["ProvisionFailed"], page_number=2, page_size=100
+        )
+    )
     assert page.total == 150
     assert len(page.user_provisioning_event) == 50
     event_id = page.user_provisioning_event[0].user_provisioning_event_id
     api.retry_user_provisioning_event(
-        vendor.RetryUserProvisioningEventRequest(user_provisioning_event_id=event_id))
+        vendor.RetryUserProvisioningEventRequest(user_provisioning_event_id=event_id)
+    )
     assert event_id not in sandbox.events
     assert sandbox.stats()["calls"] == {LIST: 1, RETRY: 1}
 
@@ -429,6 +528,7 @@ def test_the_vendor_sdk_with_a_wrong_secret_is_rejected(
     url, sandbox = served
     with pytest.raises(ApiException) as info:
         _vendor_api(url, sk="wrong").list_user_provisioning_events(
-            vendor.ListUserProvisioningEventsRequest(page_size=1))
+            vendor.ListUserProvisioningEventsRequest(page_size=1)
+        )
     assert info.value.status == 401
     assert sandbox.stats()["rejected"] == {"SignatureDoesNotMatch": 1}

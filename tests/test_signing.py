@@ -25,10 +25,16 @@ def test_published_vector_gives_the_published_signature() -> None:
     added = signing.sign(
         method="GET",
         path="/",
-        query=[("Action", "ListUsers"), ("Version", "2018-01-01"), ("Limit", "10"),
-               ("Offset", "0")],
-        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
-                 "Host": "iam.volcengineapi.com"},
+        query=[
+            ("Action", "ListUsers"),
+            ("Version", "2018-01-01"),
+            ("Limit", "10"),
+            ("Offset", "0"),
+        ],
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "Host": "iam.volcengineapi.com",
+        },
         body=b"",
         access_key=VECTOR_AK,
         secret_key=VECTOR_SK,
@@ -60,13 +66,22 @@ def _case(rng: random.Random) -> dict[str, object]:
         "method": rng.choice(["GET", "POST", "PUT"]),
         "query": query,
         "body": json.dumps({"Name": _text(rng, 0, 40)}, ensure_ascii=rng.random() < 0.5)
-        if rng.random() < 0.8 else "",
+        if rng.random() < 0.8
+        else "",
         "region": rng.choice(["cn-beijing", "cn-shanghai", "ap-southeast-1", "cn-north-1"]),
         "service": rng.choice(["cloudidentity", "iam", "sts"]),
-        "host": rng.choice(["open.volcengineapi.com", "open.volcengineapi.com:443",
-                            "127.0.0.1:80", "127.0.0.1:8443", "[::1]:9000"]),
-        "content_type": rng.choice(["application/json; charset=utf-8",
-                                    "application/x-www-form-urlencoded; charset=utf-8"]),
+        "host": rng.choice(
+            [
+                "open.volcengineapi.com",
+                "open.volcengineapi.com:443",
+                "127.0.0.1:80",
+                "127.0.0.1:8443",
+                "[::1]:9000",
+            ]
+        ),
+        "content_type": rng.choice(
+            ["application/json; charset=utf-8", "application/x-www-form-urlencoded; charset=utf-8"]
+        ),
         # Tokens are base64-like; header values are trimmed by the spec, not by the SDK.
         "token": rng.choice([None, "STS2" + "".join(rng.choices("Aa0+/=_-", k=24))]),
         "ak": "AKLT" + "".join(rng.choices("ABCDEFabcdef0123456789", k=20)),
@@ -80,10 +95,23 @@ def test_agrees_with_the_vendor_signer(seed: int) -> None:
     case = _case(random.Random(seed))
     body = str(case["body"])
     query = dict(case["query"])  # type: ignore[call-overload]
-    vendor_headers: dict[str, str] = {"Content-Type": str(case["content_type"]),
-                                      "Host": str(case["host"])}
-    SignerV4.sign("/", case["method"], vendor_headers, body, [], query, case["ak"], case["sk"],
-                  case["region"], case["service"], case["token"])
+    vendor_headers: dict[str, str] = {
+        "Content-Type": str(case["content_type"]),
+        "Host": str(case["host"]),
+    }
+    SignerV4.sign(
+        "/",
+        case["method"],
+        vendor_headers,
+        body,
+        [],
+        query,
+        case["ak"],
+        case["sk"],
+        case["region"],
+        case["service"],
+        case["token"],
+    )
     ours = signing.sign(
         method=str(case["method"]),
         path="/",
@@ -120,8 +148,9 @@ def _capture(credentials: signing.Credentials) -> tuple[httpx.Client, list[httpx
         seen.append(request)
         return httpx.Response(200, json={})
 
-    auth = signing.V4Auth(credentials, region="cn-beijing", service="cloudidentity",
-                          clock=lambda: NOW)
+    auth = signing.V4Auth(
+        credentials, region="cn-beijing", service="cloudidentity", clock=lambda: NOW
+    )
     return httpx.Client(transport=httpx.MockTransport(handler), auth=auth), seen
 
 
@@ -142,15 +171,18 @@ def _verify_received(request: httpx.Request, secrets: dict[str, str]) -> signing
 def test_v4auth_signs_the_bytes_actually_sent() -> None:
     """The body hash and signature cover exactly the bytes httpx put on the wire."""
     client, seen = _capture(signing.Credentials(access_key="AK1", secret_key=SECRET))
-    client.post("https://open.volcengineapi.com/",
-                params={"Action": "ListUserProvisioningEvents", "Version": "2023-01-01",
-                        "Q": "a b+c/é&=~"},
-                json={"QueryString": "张三 & co", "PageSize": 100})
+    client.post(
+        "https://open.volcengineapi.com/",
+        params={"Action": "ListUserProvisioningEvents", "Version": "2023-01-01", "Q": "a b+c/é&=~"},
+        json={"QueryString": "张三 & co", "PageSize": 100},
+    )
     (request,) = seen
     assert request.headers["x-content-sha256"] == hashlib.sha256(request.content).hexdigest()
     assert request.headers["x-date"] == "20250310T101042Z"
-    assert "SignedHeaders=content-type;host;x-content-sha256;x-date," in (
-        request.headers["authorization"])
+    assert (
+        "SignedHeaders=content-type;host;x-content-sha256;x-date,"
+        in (request.headers["authorization"])
+    )
     assert "x-security-token" not in request.headers
     assert _verify_received(request, {"AK1": SECRET}) is signing.Verdict.OK
 
@@ -171,8 +203,9 @@ def test_signature_covers_the_body() -> None:
     client, seen = _capture(signing.Credentials(access_key="AK1", secret_key=SECRET))
     client.post("https://h/?Action=X&Version=1", content=b'{"a":1}')
     (request,) = seen
-    tampered = httpx.Request(request.method, request.url, headers=request.headers,
-                             content=b'{"a":2}')
+    tampered = httpx.Request(
+        request.method, request.url, headers=request.headers, content=b'{"a":2}'
+    )
     assert _verify_received(tampered, {"AK1": SECRET}) is signing.Verdict.MISMATCH
 
 
@@ -188,9 +221,20 @@ def test_secrets_stay_out_of_repr() -> None:
 
 def _headers(**changes: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json", "host": "h"}
-    headers.update(signing.sign(method="POST", path="/", query=[], headers=headers, body=b"{}",
-                                access_key="AK1", secret_key=SECRET, region="r",
-                                service="cloudidentity", x_date="20250310T101042Z"))
+    headers.update(
+        signing.sign(
+            method="POST",
+            path="/",
+            query=[],
+            headers=headers,
+            body=b"{}",
+            access_key="AK1",
+            secret_key=SECRET,
+            region="r",
+            service="cloudidentity",
+            x_date="20250310T101042Z",
+        )
+    )
     headers = {name.lower(): value for name, value in headers.items()}
     for name, value in changes.items():
         if value is None:
@@ -209,10 +253,18 @@ def _headers(**changes: str | None) -> dict[str, str]:
         (_headers(authorization="Bearer x"), {"AK1": SECRET}, NOW, signing.Verdict.MALFORMED),
         (_headers(x_date=None), {"AK1": SECRET}, NOW, signing.Verdict.MALFORMED),
         (_headers(), {"AK2": SECRET}, NOW, signing.Verdict.UNKNOWN_KEY),
-        (_headers(), {"AK1": SECRET}, NOW + dt.timedelta(seconds=901),
-         signing.Verdict.BAD_TIMESTAMP),
-        (_headers(), {"AK1": SECRET}, NOW - dt.timedelta(seconds=901),
-         signing.Verdict.BAD_TIMESTAMP),
+        (
+            _headers(),
+            {"AK1": SECRET},
+            NOW + dt.timedelta(seconds=901),
+            signing.Verdict.BAD_TIMESTAMP,
+        ),
+        (
+            _headers(),
+            {"AK1": SECRET},
+            NOW - dt.timedelta(seconds=901),
+            signing.Verdict.BAD_TIMESTAMP,
+        ),
         (_headers(x_date="2025-03-10"), {"AK1": SECRET}, NOW, signing.Verdict.BAD_TIMESTAMP),
         (_headers(), {"AK1": "other"}, NOW, signing.Verdict.MISMATCH),
         (_headers(host="h:8080"), {"AK1": SECRET}, NOW, signing.Verdict.MISMATCH),
@@ -223,8 +275,16 @@ def test_verify_verdicts(
     headers: dict[str, str], secrets: dict[str, str], now: dt.datetime, verdict: signing.Verdict
 ) -> None:
     """verify() tells missing, malformed, unknown-key, stale and forged requests apart."""
-    result = signing.verify(method="POST", path="/", query=[], headers=headers, body=b"{}",
-                            secrets=secrets, now=now, service="cloudidentity")
+    result = signing.verify(
+        method="POST",
+        path="/",
+        query=[],
+        headers=headers,
+        body=b"{}",
+        secrets=secrets,
+        now=now,
+        service="cloudidentity",
+    )
     assert result.verdict is verdict
 
 
@@ -242,11 +302,27 @@ def test_verify_accepts_any_list_with_host_and_x_date(
 ) -> None:
     """A server accepts any SignedHeaders list that includes host and x-date."""
     headers = {"content-type": "application/json", "host": "h"}
-    added = signing.sign(method="POST", path="/", query=[("A", "1")], headers=headers,
-                         body=b"", access_key="AK1", secret_key=SECRET, region="r",
-                         service="cloudidentity", x_date="20250310T101042Z",
-                         signed_headers=names)
+    added = signing.sign(
+        method="POST",
+        path="/",
+        query=[("A", "1")],
+        headers=headers,
+        body=b"",
+        access_key="AK1",
+        secret_key=SECRET,
+        region="r",
+        service="cloudidentity",
+        x_date="20250310T101042Z",
+        signed_headers=names,
+    )
     headers |= {name.lower(): value for name, value in added.items()}
-    result = signing.verify(method="POST", path="/", query=[("A", "1")], headers=headers,
-                            body=b"", secrets={"AK1": SECRET}, now=NOW)
+    result = signing.verify(
+        method="POST",
+        path="/",
+        query=[("A", "1")],
+        headers=headers,
+        body=b"",
+        secrets={"AK1": SECRET},
+        now=NOW,
+    )
     assert result.verdict is verdict
