@@ -53,14 +53,13 @@ def _user_change(user: User, before: AccountRecord | None) -> Change | None:
             roles_removed=before.role_ids,
             source=user.source,
         )
-    after = _target(user, before)
     if before is None or not before.enabled:
         return Change(
             action=Action.CREATE,
             account=user.account,
             reason=Reason.NEW if before is None else Reason.REENABLE,
             before=before,
-            after=after,
+            after=_target(user, before),
             roles_added=tuple(sorted(set(user.role_ids) - set(before.role_ids if before else ()))),
             roles_removed=tuple(sorted(set(before.role_ids) - set(user.role_ids)))
             if before
@@ -68,7 +67,8 @@ def _user_change(user: User, before: AccountRecord | None) -> Change | None:
             source=user.source,
         )
     if (before.name, before.email, before.role_ids) == (user.name, user.email, user.role_ids):
-        return None
+        return None  # the common case: no record built for it
+    after = _target(user, before)
     fields, added, removed = diffing.field_changes(before, after)
     return Change(
         action=Action.MODIFY,
@@ -132,9 +132,13 @@ def roles_index(desired: DesiredState, recorded: State | None) -> dict[str, Role
         role.id: RoleInfo(id=role.id, name=role.name, sensitive=role.sensitive)
         for role in desired.roles.values()
     }
-    for record in recorded.accounts.values() if recorded else ():
-        for role_id in record.role_ids:
-            index.setdefault(role_id, RoleInfo(id=role_id, name=role_id))
+    recorded_ids = {
+        role_id
+        for record in (recorded.accounts.values() if recorded else ())
+        for role_id in record.role_ids
+    }
+    for role_id in recorded_ids - index.keys():
+        index[role_id] = RoleInfo(id=role_id, name=role_id)
     return dict(sorted(index.items()))
 
 

@@ -307,6 +307,8 @@ def _merge_users(
 
 def load_desired(path: Any, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) -> DesiredState:
     """Read, parse and validate the input at ``path`` (the one I/O entry point)."""
-    raw = loading.read_files(path, max_bytes=max_bytes)
-    parsed = tuple(loading.parse_file(file) for file in raw)
-    return validate(parsed, digest=loading.digest(raw))
+    # Loading only allocates, and nothing cyclic: each collection would rescan it for nothing.
+    with yamlsafe.gc_paused():
+        raw = loading.read_files(path, max_bytes=max_bytes)
+        parsed = tuple(loading.parse_file(file) for file in raw)
+        return validate(parsed, digest=loading.digest(raw))

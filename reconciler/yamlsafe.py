@@ -6,11 +6,21 @@
   refused; recursive aliases too.
 - Nesting is bounded before parsing: libyaml's composer recurses in C and crashes the
   process on tens of thousands of levels.
+
+Speed (100k users, 14 MB): libyaml composes the node graph in C; PyYAML's constructor
+then spends as long again on per-node bookkeeping (memo dicts, generators) that only
+aliases and merge keys need. Documents of plain mappings, lists and scalars are built by
+a direct breadth-first walk that yields the same values and problems in the same order;
+anything else goes through PyYAML's constructor. The cyclic GC is paused while parsing:
+it would rescan the growing node graph over and over, and the graph has no cycles to find.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +36,19 @@ MAX_FLOW_DEPTH = 256
 MAX_EXPANDED_NODES = 2_000_000
 _DEEP_INDENT = re.compile(rb"^[ \t]{1024}", re.MULTILINE)
 _COMPACT_NESTING = re.compile(rb"(?:[-?][ \t]+){256}")
+# Cheap necessary conditions for the two patterns above, which no literal prefix speeds
+# up: on 14 MB they take a third of a second, and almost never match.
+_TABS_AS_SPACES = bytes.maketrans(b"\t", b" ")
+_COMPACT_PAIR = re.compile(rb"[-?][ \t]+[-?]")
 _ALIAS = re.compile(rb"(?:^|[\s\[{,:-])\*[^\s\]},]")
 _FLOW_CHARS = bytes(range(256)).translate(None, b"[]{}")
+_OPEN_CLOSE = bytes.maketrans(b"[]{}", b"()()")
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+# Scalar tags whose SafeConstructor functions are pure (a value from one node, no state).
+_PURE_SCALARS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp")
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +86,10 @@ class HostileInput(Exception):
         self.mark = mark
 
 
+class _Unusual(Exception):
+    """The document needs PyYAML's general constructor (shared nodes, merge keys, tags)."""
+
+
 def _mark(raw: Any) -> Mark:
     return Mark(line=raw.line + 1, col=raw.column + 1)
 
@@ -76,6 +101,17 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
         super().__init__(stream)
         self.duplicates: list[YamlProblem] = []
         self.account_lines: dict[int, int] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        # Called by the C composer for every node: BaseResolver.resolve's answer (this
+        # loader has no path resolvers), without rebuilding the candidate list each time.
+        if kind is yaml.ScalarNode and implicit[0]:
+            for tag, regexp in _IMPLICIT.get(value[:1], _WILDCARD):
+                if regexp.match(value):
+                    return tag
+            return _STR
+        resolved: str = super().resolve(kind, value, implicit)
+        return resolved
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, yaml.MappingNode):
@@ -128,19 +164,107 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
         if "account" in data:
             self.account_lines[id(data)] = node.start_mark.line + 1
 
+    def construct_plain(self, root: yaml.Node) -> Any:
+        """What ``construct_document(root)`` returns, for documents of plain mappings, lists
+        and scalars; raises _Unusual (having reported nothing) for any other document.
+
+        PyYAML fills containers breadth-first (each level's generators run after the level
+        above), so a FIFO queue visits them, and reports duplicates, in the same order.
+        """
+        queue: deque[tuple[yaml.Node, Any]] = deque()
+        seen: set[int] = set()
+
+        def value(node: yaml.Node) -> Any:
+            tag, kind = node.tag, type(node)
+            if kind is yaml.ScalarNode:
+                if tag == _STR:
+                    return node.value
+                if tag in _PURE_SCALARS:
+                    return self.yaml_constructors[tag](self, node)
+                raise _Unusual
+            if id(node) in seen:  # an alias the text scan missed: PyYAML shares the value
+                raise _Unusual
+            seen.add(id(node))
+            made: Any
+            if kind is yaml.MappingNode and tag == _MAP:
+                made = {}
+            elif kind is yaml.SequenceNode and tag == _SEQ:
+                made = []
+            else:
+                raise _Unusual
+            queue.append((node, made))
+            return made
+
+        data = value(root)
+        while queue:
+            node, made = queue.popleft()
+            if type(made) is list:
+                made.extend([value(child) for child in node.value])
+                continue
+            if any(key_node.tag == _MERGE for key_node, _ in node.value):
+                raise _Unusual
+            for key_node, value_node in node.value:
+                if type(key_node) is not yaml.ScalarNode:
+                    raise _Unusual
+                key = value(key_node)  # str, number, bool, None, bytes or date: hashable
+                if key in made:
+                    self._report_duplicate(key, key_node)
+                made[key] = value(value_node)
+            if "account" in made:
+                self.account_lines[id(made)] = node.start_mark.line + 1
+        return data
+
+    def construct_root(self, root: yaml.Node, *, plain: bool) -> Any:
+        """The document of ``root``: the direct walk when ``plain``, else PyYAML's."""
+        if plain:
+            try:
+                return self.construct_plain(root)
+            except _Unusual:
+                self.duplicates, self.account_lines = [], {}
+        return self.construct_document(root)
+
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+assert not _Loader.yaml_path_resolvers  # _Loader.resolve relies on it
+_WILDCARD: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    _Loader.yaml_implicit_resolvers.get(None, ())
+)
+_IMPLICIT: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: (*resolvers, *_WILDCARD)
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+    if first is not None
+}
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC (when it runs) while loading a large, acyclic document."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _check_nesting(raw: bytes) -> None:
     flow = raw.translate(None, _FLOW_CHARS)
     depth = deepest = 0
-    for char in flow:
+    # An innermost pair adds at most one level to what is left without it, so only a
+    # remainder as long as the limit can be too deep (``[a, b]`` lists leave nothing).
+    innermost = flow.translate(_OPEN_CLOSE).replace(b"()", b"")
+    for char in flow if len(innermost) >= MAX_FLOW_DEPTH else b"":
         depth = depth + 1 if char in (0x5B, 0x7B) else max(depth - 1, 0)
         deepest = max(deepest, depth)
         if deepest > MAX_FLOW_DEPTH:
             break
-    match = _DEEP_INDENT.search(raw) or _COMPACT_NESTING.search(raw)
+    match = None
+    if b" " * 1024 in raw.translate(_TABS_AS_SPACES):
+        match = _DEEP_INDENT.search(raw)
+    if match is None and _COMPACT_PAIR.search(raw):
+        match = _COMPACT_NESTING.search(raw)
     if deepest > MAX_FLOW_DEPTH or match:
         offset = match.start() if match else 0
         line = raw.count(b"\n", 0, offset) + 1
@@ -199,15 +323,22 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def parse(raw: bytes, text: str) -> Parsed | None:
     """Parse one YAML document; None when it has no content. Raises HostileInput."""
+    with gc_paused():
+        return _parse(raw, text)
+
+
+def _parse(raw: bytes, text: str) -> Parsed | None:
     _check_nesting(raw)
-    if _ALIAS.search(raw):
+    aliases = b"*" in raw and _ALIAS.search(raw) is not None
+    if aliases:
         try:
             _check_aliases(text)
         except yaml.MarkedYAMLError as exc:
             raise _to_hostile(exc) from None
     loader = _Loader(text)
     try:
-        data = loader.get_single_data()
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_root(root, plain=not aliases)
     except yaml.MarkedYAMLError as exc:
         raise _to_hostile(exc) from None
     except yaml.YAMLError as exc:
