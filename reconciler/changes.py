@@ -35,7 +35,7 @@ class Reason(enum.Enum):
     """Why a change is planned."""
 
     NEW = "new account"
-    REENABLE = "re-enabled (CREATE of a disabled account)"
+    REENABLE = "re-enable: CREATE of a disabled account"
     CHANGED = "attributes changed"
     DISABLED_IN_YAML = "enabled: false in the desired state"
     REMOVED = "removed from the desired state"

@@ -6,6 +6,7 @@ The only place that catches ReconcilerError. ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from collections.abc import Sequence
@@ -21,6 +22,9 @@ environment: RECONCILER_STATE (state location: a path or postgresql://...),
 RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID,
 RECONCILER_CLOUDIDENTITY_URL, VOLCENGINE_ACCESS_KEY / _SECRET_KEY / _SESSION_TOKEN / _REGION,
 NO_COLOR."""
+
+
+_LONG_RUNNING = frozenset({"apply", "refresh", "sandbox"})
 
 
 def _bool(text: str) -> bool:
@@ -220,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    # Short, bounded commands run with the cyclic GC off: the desired state is a large
+    # acyclic graph that every full collection would rescan (~20% of a 100k-user plan).
+    # Long-running ones (apply, refresh, sandbox) keep it.
+    pause_gc = args.command not in _LONG_RUNNING and gc.isenabled()
+    if pause_gc:
+        gc.disable()
     try:
         return _dispatch(args)
     except ReconcilerError as error:
@@ -239,3 +249,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_ERROR
+    finally:
+        if pause_gc:
+            gc.enable()

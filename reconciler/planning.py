@@ -66,7 +66,8 @@ def _user_change(user: User, before: AccountRecord | None) -> Change | None:
             else (),
             source=user.source,
         )
-    if (before.name, before.email, before.role_ids) == (user.name, user.email, user.role_ids):
+    same_roles = before.role_ids == user.role_ids or sorted(before.role_ids) == list(user.role_ids)
+    if same_roles and (before.name, before.email) == (user.name, user.email):
         return None  # the common case: no record built for it
     after = _target(user, before)
     fields, added, removed = diffing.field_changes(before, after)

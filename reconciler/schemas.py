@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-import jsonschema
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _DRAFT07 = "http://json-schema.org/draft-07/schema#"
 
@@ -76,6 +78,9 @@ def _compiled(name: str) -> Callable[[Any], Any]:
 
 @functools.cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
+    # Imported only when a document is invalid: the fast path never needs it.
+    import jsonschema  # noqa: PLC0415
+
     schema = load(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)

@@ -208,6 +208,8 @@ def _merge_users(
     # Roles declared but refused (bad id, conflict): their own problem is reported; a
     # reference to them must not add a misleading "not defined".
     declared = {name for source in files for name in _dict(_dict(source.data).get("roles"))}
+    # Most users share a few role combinations: resolve each clean combination once.
+    resolved_roles: dict[tuple[str, ...], tuple[str, ...]] = {}
     for file_index, source in enumerate(files):
         lines = source.account_lines
         for index, entry in enumerate(_list(_dict(source.data).get("users"))):
@@ -240,7 +242,8 @@ def _merge_users(
             else:
                 first_account[folded] = (file_index, index, account)
             if "@" in email:
-                if (message := _email_problem(email)) is not None:
+                # Any address of at most 64 characters has every part within the limits.
+                if len(email) > 64 and (message := _email_problem(email)) is not None:
                     problems.append(
                         _Pending(file=file_index, path=(*here, "email"), message=message)
                     )
@@ -266,43 +269,72 @@ def _merge_users(
                 else:
                     first_email[folded_email] = (file_index, index, email)
             names = [r for r in _list(entry.get("roles")) if isinstance(r, str)]
-            role_ids: set[str] = set()
-            for role_index, role_name in enumerate(names):
-                role = roles.get(role_name)
-                if role is None and role_name in declared:
-                    continue
-                if role is None:
-                    known = ", ".join(sorted(roles)) or "none defined"
-                    problems.append(
-                        _Pending(
-                            file=file_index,
-                            path=(*here, "roles", role_index),
-                            message=f"role {role_name!r} is not defined under `roles` "
-                            f"(defined: {known})",
-                        )
-                    )
-                elif role.id in role_ids:
-                    problems.append(
-                        _Pending(
-                            file=file_index,
-                            path=(*here, "roles", role_index),
-                            message=f"role {role_name!r} is listed twice",
-                        )
-                    )
-                else:
-                    role_ids.add(role.id)
+            key = tuple(names)
+            resolved = resolved_roles.get(key)
+            if resolved is None:
+                resolved = _resolve_roles(
+                    names,
+                    roles,
+                    declared=declared,
+                    file_index=file_index,
+                    here=here,
+                    problems=problems,
+                )
+                if resolved is not None:
+                    resolved_roles[key] = resolved
             if first_account[folded][:2] != (file_index, index):
                 continue  # a duplicate: reported above, never planned
             users[account] = User(
                 account=account,
                 name=name,
                 email=email,
-                roles=tuple(names),
-                role_ids=tuple(sorted(role_ids)),
+                roles=key,
+                role_ids=resolved or (),
                 enabled=entry.get("enabled", True) is not False,
                 source=Source(file=source.display, line=lines.get(id(entry), 0)),
             )
     return users
+
+
+def _resolve_roles(
+    names: list[str],
+    roles: dict[str, Role],
+    *,
+    declared: set[str],
+    file_index: int,
+    here: tuple[str | int, ...],
+    problems: list[_Pending],
+) -> tuple[str, ...] | None:
+    """The sorted role ids of ``names``; None (problems reported) when one is wrong."""
+    role_ids: set[str] = set()
+    clean = True
+    for role_index, role_name in enumerate(names):
+        role = roles.get(role_name)
+        if role is None and role_name in declared:
+            clean = False  # the role's own definition is reported
+            continue
+        if role is None:
+            known = ", ".join(sorted(roles)) or "none defined"
+            problems.append(
+                _Pending(
+                    file=file_index,
+                    path=(*here, "roles", role_index),
+                    message=f"role {role_name!r} is not defined under `roles` (defined: {known})",
+                )
+            )
+            clean = False
+        elif role.id in role_ids:
+            problems.append(
+                _Pending(
+                    file=file_index,
+                    path=(*here, "roles", role_index),
+                    message=f"role {role_name!r} is listed twice",
+                )
+            )
+            clean = False
+        else:
+            role_ids.add(role.id)
+    return tuple(sorted(role_ids)) if clean else None
 
 
 def load_desired(path: Any, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) -> DesiredState:

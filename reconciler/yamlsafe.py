@@ -164,6 +164,19 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
         if "account" in data:
             self.account_lines[id(data)] = node.start_mark.line + 1
 
+    def _scalar(self, tag: str, node: yaml.Node) -> Any:
+        try:
+            return self.yaml_constructors[tag](self, node)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise _unreadable(node, exc) from None
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """PyYAML's, with a located error for values its constructors cannot read."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise _unreadable(node, exc) from None
+
     def construct_plain(self, root: yaml.Node) -> Any:
         """What ``construct_document(root)`` returns, for documents of plain mappings, lists
         and scalars; raises _Unusual (having reported nothing) for any other document.
@@ -180,7 +193,7 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
                 if tag == _STR:
                     return node.value
                 if tag in _PURE_SCALARS:
-                    return self.yaml_constructors[tag](self, node)
+                    return self._scalar(tag, node)
                 raise _Unusual
             if id(node) in seen:  # an alias the text scan missed: PyYAML shares the value
                 raise _Unusual
@@ -236,6 +249,18 @@ _IMPLICIT: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
 }
 
 
+def _unreadable(node: yaml.Node, exc: Exception) -> yaml.constructor.ConstructorError:
+    """A located error for a scalar like ``2024-13-45`` (a date that is no date)."""
+    kind = str(node.tag).rsplit(":", 1)[-1]
+    shown = node.value if isinstance(node.value, str) else "this value"
+    return yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"cannot read {shown!r} as {kind} ({exc}); quote it to keep it as text",
+        node.start_mark,
+    )
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic GC (when it runs) while loading a large, acyclic document."""
@@ -272,6 +297,24 @@ def _check_nesting(raw: bytes) -> None:
             "nesting is too deep for a desired-state file (refused before parsing)",
             Mark(line=line, col=1),
         )
+
+
+def _check_depth_exactly(text: str) -> None:
+    """Refuse ``text`` when its collections nest deeper than MAX_FLOW_DEPTH."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_FLOW_DEPTH:
+                    raise HostileInput(
+                        "nesting is too deep for a desired-state file (refused before parsing)",
+                        _mark(event.start_mark),
+                    )
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        raise _to_hostile(exc) from None
 
 
 def _check_aliases(text: str) -> None:
@@ -328,7 +371,12 @@ def parse(raw: bytes, text: str) -> Parsed | None:
 
 
 def _parse(raw: bytes, text: str) -> Parsed | None:
-    _check_nesting(raw)
+    try:
+        _check_nesting(raw)
+    except HostileInput:
+        # The byte scan also counts brackets inside quotes and comments: let libyaml's
+        # (non-recursive) parser measure the real depth before refusing.
+        _check_depth_exactly(text)
     aliases = b"*" in raw and _ALIAS.search(raw) is not None
     if aliases:
         try:

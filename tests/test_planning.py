@@ -171,10 +171,6 @@ def test_wire_carries_only_what_changed(
     assert change.wire() == wire
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG planning.py _user_change: recorded role_ids out of order plan an empty MODIFY",
-)
 def test_recorded_roles_in_another_order_are_not_a_change() -> None:
     """A recorded state whose role ids are unsorted (hand-pushed) plans no MODIFY."""
     recorded = state(replace(record("a", "agent", "reporting"), role_ids=("103", "101")))

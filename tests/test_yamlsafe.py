@@ -47,10 +47,10 @@ REFUSED = [
     pytest.param(_laughs(), None, "alias bomb", id="billion-laughs"),
     pytest.param(b"a: &a [*a]\n", (1, 4), "recursive alias", id="recursive-alias"),
     pytest.param(b"a: &a {b: *a}\n", None, "recursive alias", id="recursive-alias-mapping"),
-    pytest.param(b"[" * 100_000, (1, 1), "nesting is too deep", id="flow-sequence-100k"),
-    pytest.param(b"{a: " * 100_000, (1, 1), "nesting is too deep", id="flow-mapping-100k"),
-    pytest.param(b"- " * 100_000 + b"x\n", (1, 1), "nesting is too deep", id="block-dash-100k"),
-    pytest.param(b"? " * 100_000 + b"x\n", (1, 1), "nesting is too deep", id="block-key-100k"),
+    pytest.param(b"[" * 100_000, (1, 257), "nesting is too deep", id="flow-sequence-100k"),
+    pytest.param(b"{a: " * 100_000, (1, 1025), "nesting is too deep", id="flow-mapping-100k"),
+    pytest.param(b"- " * 100_000 + b"x\n", (1, 513), "nesting is too deep", id="block-dash-100k"),
+    pytest.param(b"? " * 100_000 + b"x\n", (1, 513), "nesting is too deep", id="block-key-100k"),
     pytest.param(
         b"a: !!python/object/apply:os.system ['true']\n",
         (1, 4),
@@ -232,3 +232,23 @@ def test_hostile_folder_reports_every_file_once(
         "two-documents.yaml:2:1: YAML syntax error: more than one YAML document (---) in one "
         "file; use one file per document (expected a single document in the stream)",
     ]
+
+
+def test_brackets_inside_quotes_and_comments_are_not_nesting(tmp_path: Path) -> None:
+    """Hundreds of brackets in a quoted value or a comment do not trip the depth guard."""
+    deep = "[" * 400
+    source = tmp_path / "d.yaml"
+    source.write_text(f"version: 1\n# {deep}\nroles:\n  r: {{id: '1', description: '{deep}'}}\n")
+    parsed = loading.parse_file(loading.read_files(source)[0])
+    assert parsed.problems == ()
+    assert parsed.data["roles"]["r"]["description"] == deep
+
+
+def test_unreadable_scalars_are_located_problems(tmp_path: Path) -> None:
+    """A date that is no date, or a bad !!int, is a located problem, not a crash."""
+    for text, expected in (("a: 2024-13-45\n", "as timestamp"), ("a: !!int 0x\n", "as int")):
+        source = tmp_path / "s.yaml"
+        source.write_text(text)
+        parsed = loading.parse_file(loading.read_files(source)[0])
+        assert [(p.line, p.col) for p in parsed.problems] == [(1, 4)]
+        assert expected in parsed.problems[0].message
