@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from reconciler import ledger
-from reconciler.changes import Change, Plan
+from reconciler.changes import Plan
 from reconciler.errors import FederationError, TransportError
 from reconciler.federation import TaskState, TaskStatus
 from reconciler.ledger import Failure
-from reconciler.state import PendingBatch, PendingEntry, State, utc_now
+from reconciler.state import PendingBatch, State, utc_now
 from reconciler.stores import Store
 
 PENDING_LIMIT_CODE = "100-113"
@@ -127,7 +127,8 @@ class Applier:
 
     # -- state ------------------------------------------------------------------
 
-    def _write(self, changed: State) -> None:
+    def write_state(self, changed: State) -> None:
+        """Write ``changed`` as the next serial (also for callers recording event attempts)."""
         new_state = replace(changed, serial=self.state.serial + 1, updated_at=self.now())
         self.store.write(new_state)
         self.state = new_state
@@ -144,7 +145,7 @@ class Applier:
 
     def _flush(self) -> None:
         if self._staged:
-            self._write(self.state)
+            self.write_state(self.state)
 
     def _tell(self, message: str | None = None) -> None:
         self.progress.update(self.report.counters, message)
@@ -193,7 +194,7 @@ class Applier:
             pending = tuple(
                 probe if b.batch_id == batch.batch_id else b for b in self.state.pending
             )
-            self._write(replace(self.state, pending=pending))
+            self.write_state(replace(self.state, pending=pending))
             self._tell(
                 f"batch {batch.batch_id[:8]}: its request may have reached the API without a "
                 "recorded task id; settling it with a probe task (no blind CREATE)"
@@ -230,7 +231,7 @@ class Applier:
                     round_.append(queue.popleft())
                 fresh = [b for b, recorded in round_ if not recorded]
                 if fresh:
-                    self._write(ledger.with_intents(self.state, fresh))
+                    self.write_state(ledger.with_intents(self.state, fresh))
                 sent: dict[str, str] = {}
                 forget: list[str] = []  # intents of batches that were not created
                 for index, (batch, _) in enumerate(round_):
@@ -395,13 +396,3 @@ class Applier:
         self.report.failed.extend(failed)
         self._tell()
         return True
-
-
-def changes_of(plan: Plan) -> tuple[Change, ...]:
-    """The plan's changes (for callers that only hold a plan)."""
-    return plan.changes
-
-
-def entries_of(batch: PendingBatch) -> tuple[PendingEntry, ...]:
-    """The entries of a pending batch."""
-    return batch.entries

@@ -122,7 +122,3 @@ class DesiredState:
     provisioning: Provisioning = Provisioning()
     digest: str = ""
     files: tuple[str, ...] = ()
-
-    def role_names_by_id(self) -> dict[str, str]:
-        """Role id -> role name."""
-        return {role.id: role.name for role in self.roles.values()}

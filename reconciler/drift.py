@@ -109,7 +109,7 @@ def _record(applier: Applier, event: EventDecision, **changes: Any) -> None:
     )
     updated = dict(state.events)
     updated[event.event_id] = replace(current, **changes)
-    applier._write(replace(state, events=updated))
+    applier.write_state(replace(state, events=updated))
 
 
 def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
@@ -239,7 +239,7 @@ def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]
         )
     resolved = [e for e in state.events if e not in updated]
     if updated != dict(state.events):
-        applier._write(replace(state, events=updated))
+        applier.write_state(replace(state, events=updated))
     report.notes.append(
         f"{len(events)} failed provisioning event(s) open"
         + (f"; {len(resolved)} no longer listed (resolved)" if resolved else "")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.changes import Change
-from reconciler.state import AccountRecord, PendingBatch, PendingEntry, State
+from reconciler.state import PendingBatch, PendingEntry, State
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,8 +136,3 @@ def probe_batch(state: State, lost: PendingBatch, now: str) -> PendingBatch:
                 )
             )
     return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))
-
-
-def record_for(entry: PendingEntry) -> AccountRecord:
-    """The record an entry stores on success."""
-    return entry.target

@@ -206,3 +206,12 @@ def in_process_transport(box: app.Sandbox) -> httpx.MockTransport:
         )
 
     return httpx.MockTransport(handle)
+
+
+def point_cli_at(box: app.Sandbox, running: RunningSandbox, monkeypatch: Any) -> None:
+    """Reset the sandbox to a fresh default tenant and point this process's CLI at it."""
+    reset(box)
+    for name, value in env_for(running).items():
+        monkeypatch.setenv(name, value)
+    for name in ("RECONCILER_STATE", "VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)

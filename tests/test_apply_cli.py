@@ -40,11 +40,7 @@ def server() -> Iterator[Served]:
 def served(server: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
     """The sandbox reset to a fresh default tenant; the CLI's variables point at it."""
     box, running = server
-    fx.reset(box)
-    for name, value in fx.env_for(running).items():
-        monkeypatch.setenv(name, value)
-    for name in ("RECONCILER_STATE", "VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY"):
-        monkeypatch.delenv(name, raising=False)
+    fx.point_cli_at(box, running, monkeypatch)
     return box, running
 
 
