@@ -452,3 +452,22 @@ def test_why_marks_sensitive_roles_and_unknown_accounts_fail(
     assert "  roles:    admin (109, sensitive)" in capsys.readouterr().out
     assert cli.main(["why", "nobody", "."]) == 1
     assert "neither in the desired state" in capsys.readouterr().err
+
+
+@needs_git
+def test_markdown_golden_large_plan_with_provenance(
+    workdir: Path,
+    isolated_git: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    golden: Callable[[str, str], None],
+) -> None:
+    """2,000 committed users: the comment keeps provenance and still fits GitHub's limit."""
+    fx.write_desired(workdir, fx.users(2000))
+    git(workdir, "init", "-q", "-b", "main")
+    git(workdir, "add", ".")
+    git(workdir, "commit", "-q", "-m", "Onboard the contact centre")
+    capsys.readouterr()
+    assert cli.main(["plan", ".", "--refresh=false", "--format", "markdown"]) == 0
+    comment = capsys.readouterr().out
+    assert len(comment) <= 65_536
+    golden("review/plan-large-with-provenance.md", comment)
