@@ -8,7 +8,7 @@ import pytest
 from builders import problems_of, rendered
 
 from reconciler import validation
-from reconciler.errors import InputError
+from reconciler.errors import InputError, ValidationFailed
 
 ROLE_NAMES = [f"r{i}" for i in range(11)]
 ROLES_BLOCK = "".join(f'  {name}:\n    id: "{100 + i}"\n' for i, name in enumerate(ROLE_NAMES))
@@ -440,3 +440,17 @@ def test_reference_to_a_refused_role_reports_only_the_role(
     found = rendered(problems_of(file))
     assert len(found) == 1
     assert found[0].startswith(f"all.yaml:{expected}")
+
+
+def test_empty_account_and_name_get_one_message_each(tmp_path: Path) -> None:
+    """An empty account or name is "must not be empty", not also "has refused characters"."""
+    source = tmp_path / "e.yaml"
+    source.write_text(
+        'version: 1\nusers:\n  - account: ""\n    name: ""\n    email: a@b.co\n    roles: []\n'
+    )
+    with pytest.raises(ValidationFailed) as failed:
+        validation.load_desired(source)
+    assert [p.message for p in failed.value.problems] == [
+        "account must not be empty (API 100-204)",
+        "name must not be empty (API 100-209)",
+    ]
