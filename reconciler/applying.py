@@ -14,6 +14,7 @@ leaves a truthful, uncorrupted state:
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -180,13 +181,54 @@ class Applier:
         counters.batches_total += len(batches)
         counters.users_total += sum(len(b.entries) for b in batches)
         self._tell()
-        lost = self._drive(deque((b, False) for b in batches), {})
-        self._settle_lost(lost)
+        queue = deque((b, False) for b in batches)
+        resent: set[str] = set()
+        while True:
+            # A lost response stops sending; once its probe has settled it (tasks of a
+            # tenant run in order), the rest of the plan goes out in the same run, with
+            # the CREATEs the probe showed never happened.
+            lost = self._drive(queue, {})
+            settled = self._settle_lost(lost)
+            again = self._creates_to_resend(lost, resent)
+            if again is not None:
+                queue.append((again, False))
+                self.report.counters.batches_total += 1
+                self.report.counters.users_total += len(again.entries)
+            if not settled or not queue:
+                break
+        if queue:
+            self.report.unresolved.append(
+                f"{len(queue)} batch(es) were not sent in this run; run `reconciler apply` again"
+            )
         return self.report
 
     # -- the loop ---------------------------------------------------------------
 
-    def _settle_lost(self, lost: list[PendingBatch]) -> None:
+    def _creates_to_resend(self, lost: list[PendingBatch], resent: set[str]) -> PendingBatch | None:
+        """The lost batches' CREATEs whose accounts are still not enabled after the probes.
+
+        Sending them again cannot create anyone twice: the probe showed the lost request
+        left the account missing (or disabled), and the API refuses a CREATE of an
+        existing enabled account. Each account is resent once per run at most.
+        """
+        entries = [
+            entry
+            for batch in lost
+            for entry in batch.entries
+            if entry.action == "CREATE"
+            and entry.account not in resent
+            and not getattr(self.state.accounts.get(entry.account), "enabled", False)
+        ]
+        if not entries:
+            return None
+        resent.update(entry.account for entry in entries)
+        return PendingBatch(
+            batch_id=str(uuid.uuid4()), recorded_at=self.now(), entries=tuple(entries)
+        )
+
+    def _settle_lost(self, lost: list[PendingBatch]) -> bool:
+        """Probe each lost batch; True when every one of them was settled."""
+        settled = True
         for batch in lost:
             probe = ledger.probe_batch(self.state, batch, self.now())
             self._probes.add(probe.batch_id)
@@ -202,10 +244,12 @@ class Applier:
             self.report.counters.batches_total += 1
             still_lost = self._drive(deque([(probe, True)]), {})
             for gone in still_lost:
+                settled = False
                 self.report.unresolved.append(
                     f"batch {gone.batch_id[:8]} ({len(gone.entries)} users): the API may or "
                     "may not have received it; run `reconciler refresh` to settle it"
                 )
+        return settled
 
     def _drive(
         self,
@@ -285,10 +329,6 @@ class Applier:
                     self.sleep(delay)
                     delay = min(delay * 1.5, self.settings.poll_max)
         self._flush()
-        if queue:
-            self.report.unresolved.append(
-                f"{len(queue)} batch(es) were not sent in this run; run `reconciler apply` again"
-            )
         return lost
 
     def _until_likely_done(self, in_flight: Mapping[str, PendingBatch]) -> float:
@@ -384,10 +424,14 @@ class Applier:
             # (by the plan that follows a resume, or by the next apply).
             failed = [f for f in failed if f.account not in probed]
             counters.users_total -= len(unconfirmed)
-            (self.report.notes if self._resuming else self.report.unresolved).append(
+            then = (
+                "they stay unrecorded and the next plan sends them again"
+                if self._resuming
+                else "they are sent again in this run"
+            )
+            self.report.notes.append(
                 f"{len(unconfirmed)} account(s) of an interrupted request were not confirmed "
-                f"by the probe ({unconfirmed[0].code} {unconfirmed[0].message}); they stay "
-                "unrecorded and the next plan sends them again"
+                f"by the probe ({unconfirmed[0].code} {unconfirmed[0].message}); {then}"
             )
         counters.tasks_done += len(done)
         counters.users_applied += len(applied)

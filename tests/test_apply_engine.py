@@ -331,34 +331,36 @@ def test_lost_create_is_settled_by_a_modify_probe(make_world: Callable[..., Worl
     world = make_world(specs)
     world.box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults(drop_after_next=1)})
     first = world.applier().run(world.plan())
-    assert first.unresolved  # the rest of the batches wait for the next run
+    assert first.ok  # probed, then the rest of the plan went out in the same run
     state = world.store.read()
     assert state is not None
     assert state.pending == ()
-    assert len(state.accounts) == 100  # the probe confirmed what the lost task created
-    world.converge()
+    assert len(state.accounts) == 250  # the probe confirmed what the lost task created
     _check_converged(world, specs)
-    assert sum(world.box.federation.stats().created_per_account.values()) == 250
+    stats = world.box.federation.stats()
+    assert stats.create_task_accepted == 4  # 3 batches + 1 probe: nothing resent blindly
+    assert sum(stats.created_per_account.values()) == 250
 
 
-def test_lost_create_that_never_ran_is_unresolved_not_failed(
+def test_lost_create_that_never_ran_is_probed_then_created_in_the_same_run(
     make_world: Callable[..., World],
 ) -> None:
-    """A 504 on createTask (not processed): the probe says so, not as a failure; not ok."""
+    """A 504 on createTask (not processed): the probe says so, the CREATE goes out again."""
     specs = fx.users(120)
     world = make_world(specs)
     world.box.federation.configure_faults(
         {Endpoint.CREATE_TASK: EndpointFaults(fail_next=1, fail_status=504)}
     )
     report = world.applier(parallel=1).run(world.plan())
-    assert not report.ok
+    assert report.ok
     assert report.failed == []
-    assert any("not confirmed by the probe" in line for line in report.unresolved)
+    assert any("not confirmed by the probe" in line for line in report.notes)
     state = world.store.read()
     assert state is not None
-    assert (state.pending, dict(state.accounts)) == ((), {})
-    world.converge()
+    assert state.pending == ()
+    assert len(state.accounts) == 120
     _check_converged(world, specs)
+    assert set(world.box.federation.stats().created_per_account.values()) == {1}
 
 
 def test_resume_turns_unsent_intents_into_a_note(make_world: Callable[..., World]) -> None:
@@ -388,11 +390,12 @@ def test_lost_reenable_is_settled_by_a_disable_probe(make_world: Callable[..., W
     fx.write_desired(world.path, specs)
     world.box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults(drop_after_next=1)})
     report = world.applier().run(world.plan())
-    assert [(a, f) for a, f in report.applied] == [("user00000", "DISABLE")]
-    state = world.store.read()
-    assert state is not None
-    assert state.accounts["user00000"].enabled is False  # truthful: the probe disabled it
-    world.converge()
+    # The probe disables (the lost CREATE's effect was unknown), then the CREATE re-enables.
+    assert [(a, f) for a, f in report.applied] == [
+        ("user00000", "DISABLE"),
+        ("user00000", "CREATE"),
+    ]
+    assert report.ok
     state = world.store.read()
     assert state is not None
     assert fx.tenant_view(world.box)["user00000"]["enabled"] is True
