@@ -135,13 +135,14 @@ class EventDecision:
 
     event_id: str
     account: str
-    target: str
+    target: str  # the member account's name (its id when it has none)
     reason: str
     created_at: str
     updated_at: str
     attempts: int
     decision: Decision
     why: str
+    target_id: str = ""  # the member account's id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -74,6 +74,7 @@ def decide(
                 event_id=event.event_id,
                 account=account,
                 target=event.target_name or event.target_id,
+                target_id=event.target_id,
                 reason=event.failure_reason,
                 created_at=event.created_time,
                 updated_at=event.updated_time,
@@ -105,7 +106,7 @@ def events_source(env: Mapping[str, str], notes: list[str]) -> EventsSource | No
 def _record(applier: Applier, event: EventDecision, **changes: Any) -> None:
     state = applier.state
     current = state.events.get(event.event_id) or EventRecord(
-        event_id=event.event_id, account=event.account, target_id=event.target
+        event_id=event.event_id, account=event.account, target_id=event.target_id or event.target
     )
     updated = dict(state.events)
     updated[event.event_id] = replace(current, **changes)

@@ -314,6 +314,9 @@ def test_apply_retries_after_user_batches_with_every_outcome(world: World) -> No
     assert recorded[fail]["attempts"] == 1
     assert recorded[fail]["last_reason"] == "retry 1 failed: target rejected user"
     assert recorded[fail]["last_attempt_at"]
+    listed = httpx.get(f"{world.url}/_sandbox/cloudidentity/events").json()["events"]
+    target_ids = {e["UserProvisioningEventId"]: e["TargetId"] for e in listed}
+    assert recorded[fail]["target_id"] == target_ids[fail]  # the id, not the target's name
     assert recorded[succeed]["attempts"] == 1
     assert recorded[conflict].get("attempts", 0) == 0  # a conflict is not our attempt
     assert recorded[gone]["status"] == "resolved"
