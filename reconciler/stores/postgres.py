@@ -50,7 +50,7 @@ from reconciler.errors import (
     StateLocked,
 )
 from reconciler.state import State
-from reconciler.stores import LockInfo, check_successor
+from reconciler.stores import LockInfo, check_successor, pg_dsn
 
 try:
     import psycopg
@@ -64,7 +64,6 @@ DEFAULT_WORKSPACE = "default"
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _POLL_SECONDS = 0.2
 _UNLOCK_WAIT_SECONDS = 10.0
-_CONNECT_TIMEOUT = ("connect_timeout", "10")
 
 
 def _key(text: str) -> int:
@@ -89,42 +88,6 @@ SELECT pid FROM pg_locks
 WHERE locktype = 'advisory' AND granted AND objsubid = 1
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND classid::bigint = %s AND objid::bigint = %s"""
-
-
-def _split_dsn(dsn: str) -> tuple[str, str | None, str, tuple[str, ...]]:
-    """(DSN for libpq, workspace from ``?workspace=``, redacted DSN, secrets to scrub)."""
-    parts = urllib.parse.urlsplit(dsn)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(
-            "the PostgreSQL state location must be a postgresql:// URL",
-            hint="e.g. postgresql://user@host:5432/dbname?workspace=prod",
-        )
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    workspaces = [value for key, value in query if key == "workspace"]
-    rest = [(key, value) for key, value in query if key != "workspace"]
-    secrets: list[str] = [value for key, value in rest if key == "password" and value]
-    userinfo, at, hostpart = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        user, _, password = userinfo.partition(":")
-        if password:
-            secrets += [password, urllib.parse.unquote(password)]
-        netloc = f"{user}:***@{hostpart}"
-    # libpq waits forever by default on a black-holed host.
-    timeout = [] if any(key == "connect_timeout" for key, _ in rest) else [_CONNECT_TIMEOUT]
-    # quote, not quote_plus: libpq does not decode "+" as a space in URI parameters.
-    connect = urllib.parse.urlunsplit(
-        parts._replace(query=urllib.parse.urlencode(rest + timeout, quote_via=urllib.parse.quote))
-    )
-    shown = [(key, "***" if key == "password" else value) for key, value in rest]
-    redacted = urllib.parse.urlunsplit(
-        parts._replace(
-            netloc=netloc, query=urllib.parse.urlencode(shown, quote_via=urllib.parse.quote)
-        )
-    )
-    if len(set(workspaces)) > 1:
-        raise ConfigError(f"{redacted} names several workspaces; name one")
-    return connect, (workspaces[0] if workspaces else None), redacted, tuple(secrets)
 
 
 class PostgresStore:
@@ -155,7 +118,7 @@ class PostgresStore:
     @classmethod
     def from_dsn(cls, dsn: str, workspace: str | None = None) -> PostgresStore:
         """The store for ``dsn``; the workspace comes from ``?workspace=`` or the argument."""
-        connect, named, redacted, secrets = _split_dsn(dsn)
+        connect, named, redacted, secrets = pg_dsn.split(dsn)
         if workspace and named and workspace != named:
             raise ConfigError(
                 f"workspace {workspace!r} given, but the DSN names workspace {named!r}",
