@@ -182,7 +182,11 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
 def _settle_retried(
     client: Any, requested: list[EventDecision], applier: Applier, report: ApplyReport
 ) -> None:
-    """Check each requested retry against a fresh listing: gone → resolved, listed → failed."""
+    """Check each requested retry against a fresh listing.
+
+    Gone: resolved. Listed with a new reason or time: failed again (the spec's assumption
+    for a failed retry). Listed unchanged: the retry is still under way.
+    """
     if not requested:
         return
     try:
@@ -201,6 +205,14 @@ def _settle_retried(
             report.notes.append(
                 f"event {event.event_id} ({event.account} → {event.target}): retry succeeded "
                 f"(attempt {attempts})"
+            )
+            continue
+        if (still.failure_reason, still.updated_time) == (event.reason, event.updated_at):
+            # Untouched since the plan listed it: the retry is still under way, not failed.
+            _record(applier, event, status="retrying")
+            report.notes.append(
+                f"event {event.event_id} ({event.account}): retry requested, outcome not "
+                "known yet; `reconciler refresh` or the next plan shows it"
             )
             continue
         _record(applier, event, status="open", last_reason=still.failure_reason)

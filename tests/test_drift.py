@@ -226,3 +226,60 @@ def test_events_source_without_credentials_notes_why() -> None:
     assert len(notes) == 1
     assert "--refresh=false" in notes[0]
     assert "VOLCENGINE_ACCESS_KEY" in notes[0]
+
+
+class _Lister:
+    """A CloudIdentity client stand-in that lists fixed events."""
+
+    def __init__(self, *events: ProvisioningEvent) -> None:
+        self.events = events
+
+    def list_provisioning_events(self) -> tuple[ProvisioningEvent, ...]:
+        """The fixed events."""
+        return self.events
+
+
+class _NoTasks:
+    """The federation side is not used when only settling event retries."""
+
+    def create_task(self, entries: Any) -> str:
+        """Never called."""
+        raise AssertionError("no createTask expected")
+
+    def query_task(self, task_id: str) -> Any:
+        """Never called."""
+        raise AssertionError("no queryTask expected")
+
+
+@pytest.mark.parametrize(
+    ("listed", "failed", "status"),
+    [
+        pytest.param((), False, "resolved", id="gone-succeeded"),
+        pytest.param((_event("alice"),), False, "retrying", id="unchanged-still-under-way"),
+        pytest.param(
+            (_event("alice", reason="target rejected the user"),), True, "open", id="new-reason"
+        ),
+        pytest.param(
+            (_event("alice", created="2025-03-10T10:05:00Z"),), True, "open", id="new-time"
+        ),
+    ],
+)
+def test_a_requested_retry_is_judged_by_the_next_listing(
+    tmp_path: Any, listed: tuple[ProvisioningEvent, ...], failed: bool, status: str
+) -> None:
+    """Gone: succeeded; unchanged: still under way; new reason or time: failed again."""
+    from reconciler.applying import Applier, ApplyReport  # noqa: PLC0415
+    from reconciler.stores.local import LocalStore  # noqa: PLC0415
+
+    desired = _desired([("alice", True)])
+    (decision,) = drift.decide((_event("alice"),), desired, None)
+    applier = Applier(LocalStore(tmp_path / "state.json"), _NoTasks())
+    report = ApplyReport()
+    applier.write_state(
+        applier.state.successor(
+            events={decision.event_id: EventRecord(event_id=decision.event_id, account="alice")}
+        )
+    )
+    drift._settle_retried(_Lister(*listed), [decision], applier, report)
+    assert bool(report.failed) is failed
+    assert applier.state.events[decision.event_id].status == status
