@@ -199,6 +199,20 @@ def _email_problem(email: str) -> str | None:
     return None
 
 
+def _flag_both(
+    problems: list[_Pending],
+    key: str,
+    *,
+    here: tuple[int, int],
+    here_message: str,
+    other: tuple[int, int],
+    other_message: str,
+) -> None:
+    """Flag a duplicate ``key`` of two user entries at both places, each naming the other."""
+    for (file, index), message in ((here, here_message), (other, other_message)):
+        problems.append(_Pending(file=file, path=("users", index, key), message=message))
+
+
 def _merge_users(
     files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[_Pending]
 ) -> dict[str, User]:
@@ -224,20 +238,14 @@ def _merge_users(
                 other_file, other_index, other_exact = first_account[folded]
                 other = f"{files[other_file].display} (users[{other_index}])"
                 same = "" if other_exact == account else " (accounts differ only in case)"
-                problems.append(
-                    _Pending(
-                        file=file_index,
-                        path=(*here, "account"),
-                        message=f"account {account!r} is also declared at {other}{same}",
-                    )
-                )
-                problems.append(
-                    _Pending(
-                        file=other_file,
-                        path=("users", other_index, "account"),
-                        message=f"account {other_exact!r} is also declared at "
-                        f"{source.display} (users[{index}]){same}",
-                    )
+                _flag_both(
+                    problems,
+                    "account",
+                    here=(file_index, index),
+                    here_message=f"account {account!r} is also declared at {other}{same}",
+                    other=(other_file, other_index),
+                    other_message=f"account {other_exact!r} is also declared at "
+                    f"{source.display} (users[{index}]){same}",
                 )
             else:
                 first_account[folded] = (file_index, index, account)
@@ -250,21 +258,15 @@ def _merge_users(
                 folded_email = email.lower()
                 if folded_email in first_email:
                     other_file, other_index, other_email = first_email[folded_email]
-                    problems.append(
-                        _Pending(
-                            file=file_index,
-                            path=(*here, "email"),
-                            message=f"email {email!r} is also used by "
-                            f"{files[other_file].display} (users[{other_index}])",
-                        )
-                    )
-                    problems.append(
-                        _Pending(
-                            file=other_file,
-                            path=("users", other_index, "email"),
-                            message=f"email {other_email!r} is also used by "
-                            f"{source.display} (users[{index}])",
-                        )
+                    _flag_both(
+                        problems,
+                        "email",
+                        here=(file_index, index),
+                        here_message=f"email {email!r} is also used by "
+                        f"{files[other_file].display} (users[{other_index}])",
+                        other=(other_file, other_index),
+                        other_message=f"email {other_email!r} is also used by "
+                        f"{source.display} (users[{index}])",
                     )
                 else:
                     first_email[folded_email] = (file_index, index, email)
