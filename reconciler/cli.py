@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler import __version__, commands
-from reconciler.errors import EXIT_ERROR, ReconcilerError, StateLocked, ValidationFailed
+from reconciler.errors import EXIT_ERROR, ReconcilerError, StateLocked
 
 EPILOG = """exit codes: 0 success; 1 error; 2 changes present (plan --detailed-exitcode);
 3 blocked by a guard rail.
@@ -235,12 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReconcilerError as error:
         if args.debug:
             traceback.print_exc()
-        if isinstance(error, ValidationFailed):
-            sys.stderr.write(f"error: {error.message}\n")
-        else:
-            sys.stderr.write(f"error: {error.message}\n")
-            if isinstance(error, StateLocked) and error.lock_id:
-                sys.stderr.write(f"lock id: {error.lock_id}\n")
+        sys.stderr.write(f"error: {error.message}\n")
+        if isinstance(error, StateLocked) and error.lock_id:
+            sys.stderr.write(f"lock id: {error.lock_id}\n")
         if error.hint:
             sys.stderr.write(f"hint: {error.hint}\n")
         return error.exit_code

@@ -26,7 +26,7 @@ from reconciler.errors import (
     UsageError,
     ValidationFailed,
 )
-from reconciler.render import markdown, text
+from reconciler.render import common, markdown, text
 from reconciler.state import AccountRecord, State, utc_now
 from reconciler.stores import Store, open_store, transfer
 
@@ -171,8 +171,6 @@ def write_atomic(path: Path, content: str, *, mode: int = 0o600) -> None:
 
 def check_guard(plan: Plan) -> None:
     """Raise GuardRailBlocked when the plan breaks a guard rail."""
-    from reconciler.render import common  # noqa: PLC0415 - small, only on this path
-
     messages = common.guard_messages(plan)
     if messages:
         raise GuardRailBlocked(
@@ -186,23 +184,17 @@ def make_plan(
     store: Store,
     *,
     allow_disables: int | None,
-    refresh: bool,
     events_source: Any = None,
 ) -> tuple[Plan, State | None, DesiredState]:
-    """Load, read the state, (refresh events,) and plan."""
+    """Load, read the state, list failed events when given a source, and plan."""
     desired = load(path)
     recorded = store.read()
-    events: tuple[Any, ...] = ()
-    refreshed = False
-    if refresh and events_source is not None:
-        events = events_source(desired, recorded)
-        refreshed = True
     plan = planning.plan(
         desired,
         recorded,
         allow_disables=allow_disables,
-        events=events,
-        events_refreshed=refreshed,
+        events=events_source(desired, recorded) if events_source is not None else (),
+        events_refreshed=events_source is not None,
     )
     return plan, recorded, desired
 

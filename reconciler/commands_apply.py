@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler import applying, commands, loading, planfile, progress, provenance
+from reconciler import (
+    applying,
+    commands,
+    drift,
+    federation,
+    loading,
+    planfile,
+    planning,
+    progress,
+    provenance,
+    redaction,
+)
 from reconciler.applying import ApplyReport, ApplySettings
 from reconciler.changes import Plan
 from reconciler.commands import Common, out
-from reconciler.desired import DesiredState
 from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -22,25 +34,16 @@ from reconciler.errors import (
     PlanError,
     UsageError,
 )
-from reconciler.state import State
 from reconciler.stores import Store
 
-EventsSource = Callable[[DesiredState, State | None], tuple[Any, ...]]
 
-
-def _events_source(notes: list[str]) -> EventsSource | None:
+def _events_source(notes: list[str]) -> drift.EventsSource | None:
     """The CloudIdentity refresher, or None (with a note) when it is not configured."""
-    from reconciler import drift  # noqa: PLC0415 - CloudIdentity loads only when used
-
     return drift.events_source(os.environ, notes)
 
 
 def _redact(plan: Plan, spec: str) -> Plan:
-    if not spec:
-        return plan
-    from reconciler import redaction  # noqa: PLC0415
-
-    return redaction.redact(plan, spec)
+    return redaction.redact(plan, spec) if spec else plan
 
 
 def plan(args: argparse.Namespace, common: Common) -> int:
@@ -54,7 +57,6 @@ def plan(args: argparse.Namespace, common: Common) -> int:
         args.path,
         store,
         allow_disables=args.allow_disables,
-        refresh=args.refresh,
         events_source=source,
     )
     made = provenance.annotate(_with_path(made, args.path, notes), args.path, desired)
@@ -74,8 +76,6 @@ def plan(args: argparse.Namespace, common: Common) -> int:
 
 
 def _with_path(made: Plan, path: Path, notes: list[str]) -> Plan:
-    from dataclasses import replace  # noqa: PLC0415
-
     return replace(made, input_path=str(path), notes=(*made.notes, *notes))
 
 
@@ -95,9 +95,7 @@ def _progress(fmt: str) -> applying.Progress:
     return progress.LineProgress(sys.stderr)
 
 
-def _federation_client() -> Any:
-    from reconciler import federation  # noqa: PLC0415
-
+def _federation_client() -> federation.FederationClient:
     return federation.FederationClient(federation.settings_from_env(os.environ))
 
 
@@ -132,13 +130,11 @@ def apply(args: argparse.Namespace, common: Common) -> int:
     source = _events_source(notes) if args.refresh else None
     desired = commands.load(path)
     store = commands.store_for(path, common)
-    with _client_and_lock(store, common) as (client, _lock):
+    with _client_and_lock(store, common, "apply") as client:
         applier = applying.Applier(
             store, client, settings=settings, progress=_progress(args.format)
         )
         resumed = applier.resume() if applier.state.pending else None
-        from reconciler import planning  # noqa: PLC0415
-
         events = source(desired, applier.state) if source else ()
         made = planning.plan(
             desired,
@@ -169,7 +165,7 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
     raw = loading.read_files(path, max_bytes=commands.max_bytes())
     store = commands.store_for(path, common)
     commands.check_guard(saved)
-    with _client_and_lock(store, common) as (client, _lock):
+    with _client_and_lock(store, common, "apply") as client:
         current = store.read()
         if current is not None and current.pending:
             raise PlanError(
@@ -190,30 +186,21 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
 
 
 def _retry_events(plan_: Plan, applier: applying.Applier, report: ApplyReport) -> None:
-    if not plan_.retries:
-        return
-    from reconciler import drift  # noqa: PLC0415
-
-    drift.retry_events(plan_, applier, report, os.environ)
+    if plan_.retries:
+        drift.retry_events(plan_, applier, report, os.environ)
 
 
-class _client_and_lock:
-    """Open the federation client (configuration checked first), then take the lock."""
-
-    def __init__(self, store: Store, common: Common) -> None:
-        self.store, self.common = store, common
-
-    def __enter__(self) -> tuple[Any, Any]:
-        self.client = _federation_client()  # a missing setting fails before the lock
-        self.lock = self.store.lock("apply", timeout=self.common.lock_timeout)
-        info = self.lock.__enter__()
-        return self.client, info
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.lock.__exit__(*exc)  # type: ignore[arg-type]
-        finally:
-            self.client.close()
+@contextlib.contextmanager
+def _client_and_lock(
+    store: Store, common: Common, operation: str
+) -> Iterator[federation.FederationClient]:
+    """Open the federation client (a missing setting fails before the lock), then lock."""
+    client = _federation_client()
+    try:
+        with store.lock(operation, timeout=common.lock_timeout):
+            yield client
+    finally:
+        client.close()
 
 
 def _finish(report: ApplyReport, fmt: str, plan_: Plan | None, *, nothing: bool = False) -> int:
@@ -276,11 +263,9 @@ def _print_report(report: ApplyReport) -> None:
 def refresh(path: Path, common: Common, *, fmt: str) -> int:
     """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
     store = commands.store_for(path, common)
-    with _client_and_lock(store, common) as (client, _lock):
+    with _client_and_lock(store, common, "refresh") as client:
         applier = applying.Applier(store, client, progress=_progress(fmt))
         report = applier.resume()
-        from reconciler import drift  # noqa: PLC0415
-
         drift.refresh_events(applier, report, os.environ)
     if fmt == "text" and not report.applied and not report.failed and not report.unresolved:
         out("Nothing outstanding: every recorded task has its result.")
@@ -290,9 +275,7 @@ def refresh(path: Path, common: Common, *, fmt: str) -> int:
 def why(args: argparse.Namespace, common: Common) -> int:
     """``reconciler why ACCOUNT``: YAML entry → roles → planned change → batch → state."""
     store = commands.store_for(args.path, common)
-    made, recorded, desired = commands.make_plan(
-        args.path, store, allow_disables=None, refresh=False
-    )
+    made, recorded, desired = commands.make_plan(args.path, store, allow_disables=None)
     user = desired.users.get(args.account)
     if user is None and (recorded is None or args.account not in recorded.accounts):
         raise UsageError(
