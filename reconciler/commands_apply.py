@@ -166,20 +166,21 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
     store = commands.store_for(path, common)
     commands.check_guard(saved)
     with _client_and_lock(store, common, "apply") as client:
-        current = store.read()
-        if current is not None and current.pending:
+        # The applier reads the state once; the checks use that same read.
+        applier = applying.Applier(
+            store, client, settings=settings, progress=_progress(args.format)
+        )
+        current = applier.state
+        if current.pending:
             raise PlanError(
                 "the state has batches of an interrupted apply without recorded results",
                 hint="run `reconciler refresh` to settle them, then plan again",
             )
-        planfile.check_fresh(saved, current, loading.digest(raw))
+        planfile.check_fresh(saved, current if current.serial else None, loading.digest(raw))
         if args.format == "text":
             sys.stdout.write(
                 commands.render_plan(saved, fmt="text", show_batches=args.show_batches)
             )
-        applier = applying.Applier(
-            store, client, settings=settings, progress=_progress(args.format)
-        )
         report = applier.run(saved, source_commit=provenance.head_commit(path))
         _retry_events(saved, applier, report)
     return _finish(report, args.format, saved)
