@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from reconciler.state import AccountRecord, State  # after the path fix above
 from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, State  # after the path fix above
 
 TEAM_FILES = 10
 TARGET_RATIO = 1.5

@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from reconciler.cloudidentity import (  # after the path fix above
+from reconciler.providers.cloudidentity.client import (  # after the path fix above
     MAX_PAGE_SIZE,
     CloudIdentityClient,
     CloudIdentitySettings,

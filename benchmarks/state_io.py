@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from reconciler.errors import BackendUnavailable  # after the path fix above
-from reconciler.state import AccountRecord, State
 from reconciler.stores import Store
 from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, State
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import loading, validation
-from reconciler.desired import DesiredState, Policy, Role, Source, User
+from reconciler.desired import loading, validation
+from reconciler.desired.model import DesiredState, Policy, Role, Source, User
 from reconciler.errors import Problem, ValidationFailed
-from reconciler.state import AccountRecord, State
+from reconciler.stores.model import AccountRecord, State
 
 LINEAGE = "0f0e0d0c-0b0a-4909-8807-060504030201"
 DIGEST = "sha256:" + "ab" * 32

@@ -1,6 +1,6 @@
 """A fake GitHub and GitLab REST API for the pipeline tests: comments, merges, plan runs.
 
-Only the endpoints ``python -m reconciler.ci`` calls, under ``/gh`` (GitHub) and
+Only the endpoints ``python -m reconciler.cli.ci`` calls, under ``/gh`` (GitHub) and
 ``/gl/api/v4`` (GitLab), checking the token like the real ones and recording every call.
 """
 

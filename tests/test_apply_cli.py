@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reconciler import cli
+from reconciler.cli import main as cli
 from reconciler.sandbox import app
 from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_model import FederatedUser, TenantSeed

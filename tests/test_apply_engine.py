@@ -1,4 +1,4 @@
-"""The apply engine (``applying.Applier``) against the sandbox handlers in-process.
+"""The apply engine (``engine.Applier``) against the sandbox handlers in-process.
 
 The sandbox runs on a manual clock and the applier's and client's ``sleep`` advance it, so
 task lifecycles, polling and retry backoffs take no real time. Crashes are simulated by
@@ -17,19 +17,26 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import applying, planning, validation
-from reconciler.applying import ApplyReport, ApplySettings
-from reconciler.changes import Action, Change, Guard, Plan, Reason
+from reconciler.apply import engine
+from reconciler.apply.engine import ApplyReport, ApplySettings
+from reconciler.desired import validation
 from reconciler.errors import FederationError
-from reconciler.federation import FederationClient, FederationSettings, TaskState, TaskStatus
+from reconciler.plan import planner
+from reconciler.plan.model import Action, Change, Guard, Plan, Reason
+from reconciler.providers.federation.client import (
+    FederationClient,
+    FederationSettings,
+    TaskState,
+    TaskStatus,
+)
 from reconciler.sandbox import app
 from reconciler.sandbox.control import ManualClock, build_federation
 from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
 from reconciler.sandbox.federation_rules import FederationSettings as SandboxSettings
-from reconciler.state import AccountRecord, PendingBatch, State
 from reconciler.stores import LockInfo
 from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, PendingBatch, State
 from tests import sandbox_fixture as fx
 
 START = 1_700_000_000.0
@@ -56,10 +63,10 @@ class World:
         self.clock.advance(seconds)
 
     def applier(
-        self, api: applying.TaskApi | None = None, store: Any = None, **settings: Any
-    ) -> applying.Applier:
+        self, api: engine.TaskApi | None = None, store: Any = None, **settings: Any
+    ) -> engine.Applier:
         """An applier on this world's clock."""
-        return applying.Applier(
+        return engine.Applier(
             store or self.store,
             api or self.client,
             settings=ApplySettings(**settings),
@@ -70,7 +77,7 @@ class World:
     def plan(self, store: Any = None) -> Plan:
         """Plan the desired folder against the recorded state."""
         desired = validation.load_desired(self.path)
-        return planning.plan(desired, (store or self.store).read())
+        return planner.plan(desired, (store or self.store).read())
 
     def converge(self, store: Any = None, api: Any = None, rounds: int = 3) -> list[ApplyReport]:
         """resume + plan + run until nothing is left (at most ``rounds`` times)."""
@@ -247,7 +254,7 @@ def test_tenant_full_of_foreign_tasks_backs_off_exponentially() -> None:
     api = _FakeApi(limit_first=3)
     sleeps: list[float] = []
     store = _MemoryStore()
-    applier = applying.Applier(
+    applier = engine.Applier(
         store, api, settings=ApplySettings(limit_backoff=0.5), sleep=sleeps.append
     )
     report = applier.run(_plan_for_accounts(["a", "b"]))
@@ -298,7 +305,7 @@ def test_unknown_task_id_is_reported_and_kept(make_world: Callable[..., World]) 
     world = make_world(fx.users(1))
     entry_state = world.applier().state
     plan = world.plan()
-    batch = applying.ledger.new_batch(plan.changes, "2024-01-01T00:00:00Z")
+    batch = engine.ledger.new_batch(plan.changes, "2024-01-01T00:00:00Z")
     world.store.write(entry_state.successor(pending=(PendingBatch(**_fields(batch), task_id="1"),)))
     report = world.applier().resume()
     assert not report.ok

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import commands
-from reconciler.cli import main
+from reconciler.cli import commands
+from reconciler.cli.main import main
 from reconciler.stores.local import LocalStore
 
 STATE = Path(".reconciler") / "state.json"

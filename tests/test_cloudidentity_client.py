@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import signing
-from reconciler.cloudidentity import (
+from reconciler.errors import CloudIdentityError, ConfigError, TransportError
+from reconciler.providers.cloudidentity import signing
+from reconciler.providers.cloudidentity.client import (
     Backoff,
     CloudIdentityClient,
     CloudIdentitySettings,
     ProvisioningEvent,
 )
-from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 
 NOW = dt.datetime(2025, 3, 10, 10, 10, 42, tzinfo=dt.UTC)
 SECRET = "sk-never-show-me"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import cli
+from reconciler.cli import main as cli
 from reconciler.sandbox import app
 from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_rules import FederationSettings

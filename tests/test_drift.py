@@ -1,4 +1,4 @@
-"""drift.decide as a pure function: every decision branch, name matching, ordering."""
+"""provisioning.decide as a pure function: every decision branch, name matching, ordering."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from reconciler import drift
-from reconciler.changes import Decision
-from reconciler.cloudidentity import ProvisioningEvent
-from reconciler.desired import DesiredState, Provisioning, Source, User
-from reconciler.state import AccountRecord, EventRecord, State
+from reconciler.apply import provisioning
+from reconciler.desired.model import DesiredState, Provisioning, Source, User
+from reconciler.plan.model import Decision
+from reconciler.providers.cloudidentity.client import ProvisioningEvent
+from reconciler.stores.model import AccountRecord, EventRecord, State
 
 RETRY, REPORT = Decision.RETRY, Decision.REPORT
 
@@ -137,7 +137,7 @@ def test_decide_branches(
     recorded = None
     if accounts is not None:
         recorded = _recorded(accounts, {"upe-1": attempts} if attempts else None)
-    (decision,) = drift.decide((_event(user_name),), _desired(users, **settings), recorded)
+    (decision,) = provisioning.decide((_event(user_name),), _desired(users, **settings), recorded)
     assert (decision.decision, decision.account, decision.why) == expected
     assert decision.attempts == attempts
 
@@ -149,13 +149,15 @@ def test_exact_name_wins_over_case_insensitive(
 ) -> None:
     """With both ``alice`` and ``Alice`` managed, an exact match picks its own account."""
     desired = _desired([(name, True) for name in order])
-    (decision,) = drift.decide((_event(user_name),), desired, None)
+    (decision,) = provisioning.decide((_event(user_name),), desired, None)
     assert decision.account == account
 
 
 def test_folded_match_against_recorded_accounts() -> None:
     """A user name differing only in case finds an account known only to the state."""
-    (decision,) = drift.decide((_event("SAM.OKAFOR"),), _desired(), _recorded(["sam.okafor"]))
+    (decision,) = provisioning.decide(
+        (_event("SAM.OKAFOR"),), _desired(), _recorded(["sam.okafor"])
+    )
     assert (decision.account, decision.decision) == ("sam.okafor", REPORT)
     assert decision.why == "account was removed from the desired state"
 
@@ -164,7 +166,7 @@ def test_decision_carries_event_fields() -> None:
     """Target (name, else id), reason and times are copied from the event."""
     named = _event("alice", "upe-1", reason="quota", target_name="prod")
     unnamed = _event("alice", "upe-2", created="2025-03-11T00:00:00Z", target_name="")
-    first, second = drift.decide((unnamed, named), _desired([("alice", True)]), None)
+    first, second = provisioning.decide((unnamed, named), _desired([("alice", True)]), None)
     assert (first.event_id, first.target, first.reason, first.created_at) == (
         "upe-1",
         "prod",
@@ -185,7 +187,7 @@ def test_decisions_sorted_by_creation_then_id() -> None:
         _event("a", "upe-1", created="2025-03-12T10:00:00Z"),
         _event("a", "upe-2", created="2025-03-10T10:00:00Z"),
     )
-    ids = [d.event_id for d in drift.decide(events, _desired(), None)]
+    ids = [d.event_id for d in provisioning.decide(events, _desired(), None)]
     assert ids == ["upe-2", "upe-3", "upe-1"]
 
 
@@ -193,7 +195,7 @@ def test_attempts_are_per_event() -> None:
     """Attempts come from the state's record of that event id only."""
     recorded = _recorded(["alice"], {"upe-1": 3})
     events = (_event("alice", "upe-1"), _event("alice", "upe-2"))
-    decisions = drift.decide(events, _desired([("alice", True)]), recorded)
+    decisions = provisioning.decide(events, _desired([("alice", True)]), recorded)
     assert [(d.event_id, d.decision, d.attempts) for d in decisions] == [
         ("upe-1", REPORT, 3),
         ("upe-2", RETRY, 0),
@@ -202,7 +204,7 @@ def test_attempts_are_per_event() -> None:
 
 def test_no_events_no_decisions() -> None:
     """Nothing listed, nothing decided."""
-    assert drift.decide((), _desired([("alice", True)]), _recorded(["alice"])) == ()
+    assert provisioning.decide((), _desired([("alice", True)]), _recorded(["alice"])) == ()
 
 
 @pytest.mark.parametrize(
@@ -216,13 +218,13 @@ def test_no_events_no_decisions() -> None:
 )
 def test_configured(env: dict[str, str], configured: bool) -> None:
     """CloudIdentity counts as configured once either key is set (a half set errors later)."""
-    assert drift.configured(env) is configured
+    assert provisioning.configured(env) is configured
 
 
 def test_events_source_without_credentials_notes_why() -> None:
     """No credentials: no source, and a note that says how to fix or skip it."""
     notes: list[str] = []
-    assert drift.events_source({}, notes) is None
+    assert provisioning.events_source({}, notes) is None
     assert len(notes) == 1
     assert "--refresh=false" in notes[0]
     assert "VOLCENGINE_ACCESS_KEY" in notes[0]
@@ -268,11 +270,11 @@ def test_a_requested_retry_is_judged_by_the_next_listing(
     tmp_path: Any, listed: tuple[ProvisioningEvent, ...], failed: bool, status: str
 ) -> None:
     """Gone: succeeded; unchanged: still under way; new reason or time: failed again."""
-    from reconciler.applying import Applier, ApplyReport  # noqa: PLC0415
+    from reconciler.apply.engine import Applier, ApplyReport  # noqa: PLC0415
     from reconciler.stores.local import LocalStore  # noqa: PLC0415
 
     desired = _desired([("alice", True)])
-    (decision,) = drift.decide((_event("alice"),), desired, None)
+    (decision,) = provisioning.decide((_event("alice"),), desired, None)
     applier = Applier(LocalStore(tmp_path / "state.json"), _NoTasks())
     report = ApplyReport()
     applier.write_state(
@@ -280,6 +282,6 @@ def test_a_requested_retry_is_judged_by_the_next_listing(
             events={decision.event_id: EventRecord(event_id=decision.event_id, account="alice")}
         )
     )
-    drift._settle_retried(_Lister(*listed), [decision], applier, report)
+    provisioning._settle_retried(_Lister(*listed), [decision], applier, report)
     assert bool(report.failed) is failed
     assert applier.state.events[decision.event_id].status == status

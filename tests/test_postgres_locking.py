@@ -65,7 +65,7 @@ if timeout > 0:
 WRITER = """
 import sys
 from reconciler.errors import StateConflict
-from reconciler.state import AccountRecord
+from reconciler.stores.model import AccountRecord
 from reconciler.stores.postgres import PostgresStore
 store = PostgresStore.from_dsn(sys.argv[1], workspace=sys.argv[2])
 current = store.read()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from reconciler.applying import Counters
-from reconciler.progress import BarProgress, LineProgress, describe
+from reconciler.apply.engine import Counters
+from reconciler.apply.progress import BarProgress, LineProgress, describe
 
 
 def test_describe_names_every_counter() -> None:

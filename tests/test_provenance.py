@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from reconciler import cli, ledger, planfile, planning, provenance
-from reconciler.changes import Action, Change, Reason
-from reconciler.desired import Commit, Source
-from reconciler.state import AccountRecord, State
+from reconciler.apply import ledger
+from reconciler.cli import main as cli
+from reconciler.desired.model import Commit, Source
+from reconciler.plan import planfile, planner, provenance
+from reconciler.plan.model import Action, Change, Reason
 from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, State
 from tests import builders
 from tests import sandbox_fixture as fx
 from tests.builders import desired, user
@@ -360,7 +362,7 @@ def _change(commit: Commit | None) -> Change:
 def test_plan_file_round_trips_provenance(commit: Commit | None) -> None:
     """The saved plan keeps the commit (schema-valid), and omits it when there is none."""
     made = replace(
-        planning.plan(desired(user("a", "agent", line=3)), None), changes=(_change(commit),)
+        planner.plan(desired(user("a", "agent", line=3)), None), changes=(_change(commit),)
     )
     text = planfile.dumps(made)
     assert ('"commit"' in text) is (commit is not None)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import cli, planfile, planning, redaction
-from reconciler.changes import Plan
+from reconciler.cli import main as cli
 from reconciler.errors import PlanError, UsageError
+from reconciler.plan import planfile, planner, redaction
+from reconciler.plan.model import Plan
 from reconciler.render import markdown, text
 from reconciler.stores.local import LocalStore
 from tests import builders
@@ -32,7 +33,7 @@ PERSONAL = (
 
 def _plan() -> Plan:
     """alice created; bob's name and email changed, and a role added; carol removed."""
-    return planning.plan(
+    return planner.plan(
         desired(
             user("alice", "agent"),
             user("bob", "agent", "admin", name="Robert", email="robert@example.com"),

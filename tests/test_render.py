@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 from builders import desired, record, state, user
 
-from reconciler import access, planfile, planning
-from reconciler.changes import Decision, EventDecision, Plan
-from reconciler.desired import Policy
+from reconciler.desired.model import Policy
+from reconciler.plan import access, planfile, planner
+from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import markdown, text
 
 Golden = Callable[[str, str], None]
@@ -29,7 +29,7 @@ EVENT = EventDecision(
     why="attempt 2 of 3",
 )
 
-SMALL = planning.plan(
+SMALL = planner.plan(
     desired(
         user("alice", "agent", "admin", line=3),
         user("bob", "agent", "reporting", name="Robert", line=7),
@@ -49,7 +49,7 @@ SMALL = planning.plan(
     input_path="desired/",
 )
 
-BLOCKED = planning.plan(
+BLOCKED = planner.plan(
     desired(
         user("keep", "agent"),
         policy=Policy(max_disable_count=1, protected_accounts=frozenset({"boss"})),
@@ -58,7 +58,7 @@ BLOCKED = planning.plan(
     allow_disables=3,
 )
 
-NOTHING = planning.plan(desired(user("a", "agent")), state(record("a", "agent")))
+NOTHING = planner.plan(desired(user("a", "agent")), state(record("a", "agent")))
 
 
 def _large() -> Plan:
@@ -70,7 +70,7 @@ def _large() -> Plan:
     users += [user(f"mod{i:04d}", "supervisor", line=i + 1) for i in range(600)]
     records = [record(f"mod{i:04d}", "agent") for i in range(600)]
     records += [record(f"old{i:04d}", "reporting") for i in range(400)]
-    return planning.plan(desired(*users), state(*records), allow_disables=400)
+    return planner.plan(desired(*users), state(*records), allow_disables=400)
 
 
 LARGE = _large()
@@ -155,7 +155,7 @@ def test_blocked_plan_says_why_in_every_format() -> None:
 
 def test_access_by_role_puts_sensitive_grants_first() -> None:
     """Rows: sensitive roles gained, then sensitive roles only lost, then the rest by name."""
-    made = planning.plan(
+    made = planner.plan(
         desired(user("a", "agent", "admin"), user("b", "reporting", "supervisor")),
         state(record("b", "agent"), record("c", "admin")),
     )
@@ -170,13 +170,13 @@ def test_access_by_role_puts_sensitive_grants_first() -> None:
 
 def test_access_by_role_sensitive_loss_comes_before_plain_roles() -> None:
     """A sensitive role only lost is listed after sensitive grants but before other roles."""
-    made = planning.plan(desired(user("a", "agent")), state(record("c", "admin")))
+    made = planner.plan(desired(user("a", "agent")), state(record("c", "admin")))
     assert [r.role for r in access.by_role(made)] == ["admin", "agent"]
 
 
 def test_markdown_escapes_table_breaking_characters() -> None:
     """A | or < in a name cannot break the table or inject HTML."""
-    made = planning.plan(desired(user("a", "agent", name="x|y<b>")), state(record("a", "agent")))
+    made = planner.plan(desired(user("a", "agent", name="x|y<b>")), state(record("a", "agent")))
     rendered = markdown.render(made)
     assert "x\\|y&lt;b&gt;" in rendered
     assert "<b>" not in rendered

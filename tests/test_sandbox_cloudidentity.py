@@ -14,9 +14,9 @@ import volcenginesdkcloudidentity as vendor
 import volcenginesdkcore
 from volcenginesdkcore.rest import ApiException
 
-from reconciler import signing
-from reconciler.cloudidentity import CloudIdentityClient, CloudIdentitySettings
 from reconciler.errors import CloudIdentityError, TransportError
+from reconciler.providers.cloudidentity import signing
+from reconciler.providers.cloudidentity.client import CloudIdentityClient, CloudIdentitySettings
 from reconciler.sandbox.cloudidentity import CloudIdentitySandbox, build_cloudidentity
 from reconciler.sandbox.server import running
 from reconciler.sandbox.wire import Request, Response

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from volcenginesdkcore.signv4 import SignerV4
 
-from reconciler import signing
+from reconciler.providers.cloudidentity import signing
 
 VECTOR_AK = "AKLTMjI2ODVlYzI3ZGY1NGU4ZjhjYWRjMTlmNTM5OTZkYzE"
 VECTOR_SK = "TnpCak5XWXpZV1U0WkRaaE5ERmxaR0ZpTmpjeVkyUXlZek0wTWpJMU1qWQ=="

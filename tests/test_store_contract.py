@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 
-from reconciler import state as state_codec
 from reconciler.errors import (
     BackendUnavailable,
     ConfigError,
@@ -34,9 +33,10 @@ from reconciler.errors import (
     StateError,
     StateLocked,
 )
-from reconciler.state import AccountRecord, EventRecord, PendingBatch, PendingEntry, State
 from reconciler.stores import LockInfo, Store, transfer
+from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, EventRecord, PendingBatch, PendingEntry, State
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 

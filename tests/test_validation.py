@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from builders import problems_of, rendered
 
-from reconciler import validation
+from reconciler.desired import validation
 from reconciler.errors import InputError, ValidationFailed
 
 ROLE_NAMES = [f"r{i}" for i in range(11)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import loading, validation, yamlsafe
+from reconciler.desired import loading, validation, yamlsafe
+from reconciler.desired.loading import RawFile
 from reconciler.errors import InputError
-from reconciler.loading import RawFile
 
 
 def _laughs(levels: int = 9, width: int = 9) -> bytes:
@@ -210,7 +210,7 @@ def test_hostile_folder_reports_every_file_once(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """validate over tests/hostile/ names each hostile file with its first problem, exit 1."""
-    from reconciler.cli import main  # noqa: PLC0415 - only this test drives the CLI
+    from reconciler.cli.main import main  # noqa: PLC0415 - only this test drives the CLI
 
     clean_env.chdir(HOSTILE)
     assert main(["validate"]) == 1

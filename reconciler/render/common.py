@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.changes import Action, Change, EventDecision, Plan
+from reconciler.plan.model import Action, Change, EventDecision, Plan
 
 VERB = {Action.CREATE: "created", Action.MODIFY: "modified", Action.DISABLE: "disabled"}
 

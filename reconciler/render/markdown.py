@@ -7,8 +7,8 @@ characters, so long lists are cut to fewer rows until the comment fits.
 
 from __future__ import annotations
 
-from reconciler import access
-from reconciler.changes import Action, Change, Plan
+from reconciler.plan import access
+from reconciler.plan.model import Action, Change, Plan
 from reconciler.render import common
 
 GITHUB_COMMENT_LIMIT = 65_536

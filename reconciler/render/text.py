@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.changes import Action, Change, Plan
+from reconciler.plan.model import Action, Change, Plan
 from reconciler.render import common
 
 _COLORS = {Action.CREATE: "\x1b[32m", Action.MODIFY: "\x1b[33m", Action.DISABLE: "\x1b[31m"}

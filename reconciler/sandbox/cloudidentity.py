@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler import signing
+from reconciler.providers.cloudidentity import signing
 from reconciler.sandbox.wire import Request, Response, json_response
 
 CONTROL = "/_sandbox/cloudidentity/"

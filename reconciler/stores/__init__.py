@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.errors import StateConflict
-from reconciler.state import State, utc_now
+from reconciler.stores.model import State, utc_now
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 

@@ -18,10 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler import state as state_codec
 from reconciler.errors import StateCorrupt, StateError, StateLocked
-from reconciler.state import State
 from reconciler.stores import LockInfo, check_successor
+from reconciler.stores import model as state_codec
+from reconciler.stores.model import State
 
 _POLL_SECONDS = 0.1
 

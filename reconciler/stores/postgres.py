@@ -40,7 +40,6 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler import state as state_codec
 from reconciler.errors import (
     BackendUnavailable,
     ConfigError,
@@ -49,8 +48,9 @@ from reconciler.errors import (
     StateError,
     StateLocked,
 )
-from reconciler.state import State
 from reconciler.stores import LockInfo, check_successor, pg_dsn
+from reconciler.stores import model as state_codec
+from reconciler.stores.model import State
 
 try:
     import psycopg

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from reconciler import state as state_codec
 from reconciler.errors import StateConflict, StateError
-from reconciler.state import State
 from reconciler.stores import Store
+from reconciler.stores import model as state_codec
+from reconciler.stores.model import State
 
 
 def pull(store: Store) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import loading, schemas, yamlsafe
-from reconciler.desired import DesiredState, Policy, Provisioning, Role, Source, User
+from reconciler import schemas
+from reconciler.desired import loading, yamlsafe
+from reconciler.desired.model import DesiredState, Policy, Provisioning, Role, Source, User
 from reconciler.errors import Problem, ValidationFailed
 
 SCHEMA = "desired-state"

@@ -10,8 +10,8 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from reconciler.changes import FieldChange
-from reconciler.state import AccountRecord
+from reconciler.plan.model import FieldChange
+from reconciler.stores.model import AccountRecord
 
 COMPARED = ("name", "email", "role_ids")
 

@@ -12,21 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler import (
-    applying,
-    commands,
-    drift,
-    federation,
-    loading,
-    planfile,
-    planning,
-    progress,
-    provenance,
-    redaction,
-)
-from reconciler.applying import ApplyReport, ApplySettings
-from reconciler.changes import Plan
-from reconciler.commands import Common, out
+from reconciler.apply import engine, progress, provisioning
+from reconciler.apply.engine import ApplyReport, ApplySettings
+from reconciler.cli import commands
+from reconciler.cli.commands import Common, out
+from reconciler.desired import loading
 from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -34,12 +24,15 @@ from reconciler.errors import (
     PlanError,
     UsageError,
 )
+from reconciler.plan import planfile, planner, provenance, redaction
+from reconciler.plan.model import Plan
+from reconciler.providers.federation import client as federation
 from reconciler.stores import Store
 
 
-def _events_source(notes: list[str]) -> drift.EventsSource | None:
+def _events_source(notes: list[str]) -> provisioning.EventsSource | None:
     """The CloudIdentity refresher, or None (with a note) when it is not configured."""
-    return drift.events_source(os.environ, notes)
+    return provisioning.events_source(os.environ, notes)
 
 
 def _redact(plan: Plan, spec: str) -> Plan:
@@ -87,7 +80,7 @@ def show(args: argparse.Namespace) -> int:
     return 3 if saved.guard.blocked else EXIT_OK
 
 
-def _progress(fmt: str) -> applying.Progress:
+def _progress(fmt: str) -> engine.Progress:
     if fmt == "json":
         return progress.LineProgress(sys.stderr)
     if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
@@ -131,12 +124,10 @@ def apply(args: argparse.Namespace, common: Common) -> int:
     desired = commands.load(path)
     store = commands.store_for(path, common)
     with _client_and_lock(store, common, "apply") as client:
-        applier = applying.Applier(
-            store, client, settings=settings, progress=_progress(args.format)
-        )
+        applier = engine.Applier(store, client, settings=settings, progress=_progress(args.format))
         resumed = applier.resume() if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
-        made = planning.plan(
+        made = planner.plan(
             desired,
             applier.state if applier.state.serial else None,
             allow_disables=args.allow_disables,
@@ -167,9 +158,7 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
     commands.check_guard(saved)
     with _client_and_lock(store, common, "apply") as client:
         # The applier reads the state once; the checks use that same read.
-        applier = applying.Applier(
-            store, client, settings=settings, progress=_progress(args.format)
-        )
+        applier = engine.Applier(store, client, settings=settings, progress=_progress(args.format))
         current = applier.state
         if current.pending:
             raise PlanError(
@@ -186,9 +175,9 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
     return _finish(report, args.format, saved)
 
 
-def _retry_events(plan_: Plan, applier: applying.Applier, report: ApplyReport) -> None:
+def _retry_events(plan_: Plan, applier: engine.Applier, report: ApplyReport) -> None:
     if plan_.retries:
-        drift.retry_events(plan_, applier, report, os.environ)
+        provisioning.retry_events(plan_, applier, report, os.environ)
 
 
 @contextlib.contextmanager
@@ -265,9 +254,9 @@ def refresh(path: Path, common: Common, *, fmt: str) -> int:
     """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
     store = commands.store_for(path, common)
     with _client_and_lock(store, common, "refresh") as client:
-        applier = applying.Applier(store, client, progress=_progress(fmt))
+        applier = engine.Applier(store, client, progress=_progress(fmt))
         report = applier.resume()
-        drift.refresh_events(applier, report, os.environ)
+        provisioning.refresh_events(applier, report, os.environ)
     if fmt == "text" and not report.applied and not report.failed and not report.unresolved:
         out("Nothing outstanding: every recorded task has its result.")
     return _finish(report, fmt, None)

@@ -1,8 +1,9 @@
 """Client of the Volcengine CloudIdentity API: provisioning events and provisionings.
 
 Every call is ``POST {url}/?Action=X&Version=2023-01-01`` with a JSON body serialised once
-and signed by :class:`reconciler.signing.V4Auth`. httpx exceptions and error envelopes are
-translated here, and only here, into :class:`TransportError` and :class:`CloudIdentityError`.
+and signed by :class:`reconciler.providers.cloudidentity.signing.V4Auth`. httpx exceptions
+and error envelopes are translated here, and only here, into :class:`TransportError` and
+:class:`CloudIdentityError`.
 
 Retries (exponential backoff with full jitter, ``Backoff``) cover throttling, 5xx, the
 retryable error codes, and connections that failed before anything was sent. A lost
@@ -27,7 +28,7 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
-from reconciler.signing import Credentials, V4Auth, utc_now
+from reconciler.providers.cloudidentity.signing import Credentials, V4Auth, utc_now
 
 DEFAULT_URL = "https://open.volcengineapi.com"
 DEFAULT_REGION = "cn-beijing"

@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from reconciler.applying import Applier, ApplyReport
-from reconciler.changes import Decision, EventDecision, Plan
-from reconciler.desired import DesiredState
+from reconciler.apply.engine import Applier, ApplyReport
+from reconciler.apply.ledger import Failure
+from reconciler.desired.model import DesiredState
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
-from reconciler.ledger import Failure
-from reconciler.state import EventRecord, State, utc_now
+from reconciler.plan.model import Decision, EventDecision, Plan
+from reconciler.stores.model import EventRecord, State, utc_now
 
 EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
 NOT_FOUND = "UserProvisionEventNotFound"
@@ -29,7 +29,7 @@ def configured(env: Mapping[str, str]) -> bool:
 
 
 def _client(env: Mapping[str, str]) -> Any:
-    from reconciler import cloudidentity  # noqa: PLC0415 - loaded only when configured
+    from reconciler.providers.cloudidentity import client as cloudidentity  # noqa: PLC0415 - loaded only when configured
 
     return cloudidentity.CloudIdentityClient(cloudidentity.CloudIdentitySettings.from_env(env))
 

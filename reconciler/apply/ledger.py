@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.changes import Change
-from reconciler.state import PendingBatch, PendingEntry, State
+from reconciler.plan.model import Change
+from reconciler.stores.model import PendingBatch, PendingEntry, State
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

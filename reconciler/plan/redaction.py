@@ -13,9 +13,9 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from reconciler.changes import Change, FieldChange, Plan
 from reconciler.errors import UsageError
-from reconciler.state import AccountRecord
+from reconciler.plan.model import Change, FieldChange, Plan
+from reconciler.stores.model import AccountRecord
 
 FIELDS = {"emails": "email", "names": "name"}  # --redact word -> record field
 _HASH_DIGITS = 8

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.desired import Source
-from reconciler.state import AccountRecord
+from reconciler.desired.model import Source
+from reconciler.stores.model import AccountRecord
 
 PLAN_FORMAT_VERSION = 1
 BATCH_SIZE = 100

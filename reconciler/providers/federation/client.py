@@ -23,16 +23,16 @@ from typing import Any, Self
 
 import httpx
 
-from reconciler import retrying
 from reconciler.errors import FederationError, TransportError
-from reconciler.federation_replies import (
+from reconciler.providers import http as http_retry
+from reconciler.providers.federation.replies import (
     TaskFailure,
     TaskState,
     TaskStatus,
     create_task_error,
     task_status,
 )
-from reconciler.federation_settings import (
+from reconciler.providers.federation.settings import (
     ENV_APP_KEY,
     ENV_APP_SECRET,
     ENV_TENANT_SPACE_ID,
@@ -57,7 +57,7 @@ CONTENT_TYPE = "application/json;charset=UTF-8"
 RENEW_MARGIN = 60.0  # seconds before expiry at which a token is renewed
 RETRYABLE_STATUSES = frozenset({429, 502, 503})  # the server did not act on the request
 ROLE_SERVICE_FAILED = "100-216"  # the only transient business code
-DEFAULT_RETRY = retrying.RetryPolicy()
+DEFAULT_RETRY = http_retry.RetryPolicy()
 
 
 class Endpoint(enum.Enum):
@@ -154,7 +154,7 @@ class FederationClient:
         settings: FederationSettings,
         *,
         transport: httpx.BaseTransport | None = None,
-        retry: retrying.RetryPolicy = DEFAULT_RETRY,
+        retry: http_retry.RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -211,7 +211,7 @@ class FederationClient:
                 raise _lost(Endpoint.CREATE_TASK, "resultCode 0 without a taskId string")
             return task_id
 
-        return retrying.call(
+        return http_retry.call(
             attempt,
             policy=self._retry,
             is_retryable=_retryable_create,
@@ -236,7 +236,7 @@ class FederationClient:
                 )
             return task_status(task_id, body)
 
-        return retrying.call(
+        return http_retry.call(
             attempt,
             policy=self._retry,
             is_retryable=_retryable_query,
@@ -335,7 +335,7 @@ class FederationClient:
             return _Token(value=value, renew_at=renew_at)
 
         try:
-            return retrying.call(
+            return http_retry.call(
                 attempt,
                 policy=self._retry,
                 is_retryable=lambda exc: isinstance(exc, TransportError),

@@ -20,13 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from reconciler import ledger
-from reconciler.changes import Plan
+from reconciler.apply import ledger
+from reconciler.apply.ledger import Failure
 from reconciler.errors import FederationError, TransportError
-from reconciler.federation import TaskState, TaskStatus
-from reconciler.ledger import Failure
-from reconciler.state import PendingBatch, State, utc_now
+from reconciler.plan.model import Plan
+from reconciler.providers.federation.client import TaskState, TaskStatus
 from reconciler.stores import Store
+from reconciler.stores.model import PendingBatch, State, utc_now
 
 PENDING_LIMIT_CODE = "100-113"
 

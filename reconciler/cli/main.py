@@ -12,7 +12,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler import __version__, commands
+from reconciler import __version__
+from reconciler.cli import commands
 from reconciler.errors import EXIT_ERROR, ReconcilerError, StateLocked
 
 EPILOG = """exit codes: 0 success; 1 error; 2 changes present (plan --detailed-exitcode);
@@ -181,19 +182,19 @@ def _common(args: argparse.Namespace) -> commands.Common:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from reconciler import commands_apply  # noqa: PLC0415 - httpx clients load only when used
+    from reconciler.cli import apply_commands  # noqa: PLC0415 - httpx clients load only when used
 
     match args.command:
         case "validate":
             return commands.validate(args.path, fmt=args.format)
         case "plan":
-            return commands_apply.plan(args, _common(args))
+            return apply_commands.plan(args, _common(args))
         case "show":
-            return commands_apply.show(args)
+            return apply_commands.show(args)
         case "apply":
-            return commands_apply.apply(args, _common(args))
+            return apply_commands.apply(args, _common(args))
         case "refresh":
-            return commands_apply.refresh(args.path, _common(args), fmt=args.format)
+            return apply_commands.refresh(args.path, _common(args), fmt=args.format)
         case "import":
             items = list(args.items)
             path = Path(".")
@@ -203,9 +204,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "force-unlock":
             return commands.force_unlock(args.path, _common(args), args.lock_id)
         case "why":
-            return commands_apply.why(args, _common(args))
+            return apply_commands.why(args, _common(args))
         case "sandbox":
-            return commands_apply.sandbox(args.host, args.port, args.roles_from)
+            return apply_commands.sandbox(args.host, args.port, args.roles_from)
         case "state":
             common = _common(args)
             match args.state_command:

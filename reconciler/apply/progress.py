@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from reconciler.applying import Counters
+from reconciler.apply.engine import Counters
 
 _WIDTH = 28
 

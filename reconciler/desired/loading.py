@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import yamlsafe
+from reconciler.desired import yamlsafe
 from reconciler.errors import InputError, Problem
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler import diffing
-from reconciler.changes import (
+from reconciler.desired.model import DesiredState, User
+from reconciler.plan import diffing
+from reconciler.plan.model import (
     Action,
     Change,
     EventDecision,
@@ -21,8 +22,7 @@ from reconciler.changes import (
     RoleInfo,
     batch,
 )
-from reconciler.desired import DesiredState, User
-from reconciler.state import AccountRecord, State
+from reconciler.stores.model import AccountRecord, State
 
 _ORDER = {Action.CREATE: 0, Action.MODIFY: 1, Action.DISABLE: 2}
 

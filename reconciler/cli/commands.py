@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler import loading, planfile, planning, validation
-from reconciler import state as state_codec
-from reconciler.changes import Plan
-from reconciler.desired import DesiredState
+from reconciler.desired import loading, validation
+from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
     GuardRailBlocked,
@@ -26,9 +24,12 @@ from reconciler.errors import (
     UsageError,
     ValidationFailed,
 )
+from reconciler.plan import planfile, planner
+from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
-from reconciler.state import AccountRecord, State, utc_now
 from reconciler.stores import Store, open_store, transfer
+from reconciler.stores import model as state_codec
+from reconciler.stores.model import AccountRecord, State, utc_now
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +107,7 @@ def validate(path: Path, *, fmt: str) -> int:
 
 def _validate_for_review(path: Path, *, fmt: str) -> int:
     """SARIF or GitHub annotations, with paths relative to the repository's top."""
-    from reconciler import provenance  # noqa: PLC0415 - git runs only for these formats
+    from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
     from reconciler.render import findings  # noqa: PLC0415
 
     def emit(problems: tuple[Problem, ...]) -> None:
@@ -189,7 +190,7 @@ def make_plan(
     """Load, read the state, list failed events when given a source, and plan."""
     desired = load(path)
     recorded = store.read()
-    plan = planning.plan(
+    plan = planner.plan(
         desired,
         recorded,
         allow_disables=allow_disables,

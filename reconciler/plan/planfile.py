@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler import __version__, access, schemas
-from reconciler.changes import (
+from reconciler import __version__, schemas
+from reconciler.desired.model import Commit, Source
+from reconciler.errors import PlanError, StalePlan
+from reconciler.plan import access
+from reconciler.plan.model import (
     Action,
     Change,
     Decision,
@@ -17,9 +20,7 @@ from reconciler.changes import (
     Reason,
     RoleInfo,
 )
-from reconciler.desired import Commit, Source
-from reconciler.errors import PlanError, StalePlan
-from reconciler.state import AccountRecord, State
+from reconciler.stores.model import AccountRecord, State
 
 
 def _record(record: AccountRecord | None) -> dict[str, Any] | None:

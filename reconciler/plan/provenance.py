@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reconciler.changes import Change, Plan
-from reconciler.desired import Commit, DesiredState, Source
-from reconciler.state import AccountRecord, State
+from reconciler.desired.model import Commit, DesiredState, Source
+from reconciler.plan.model import Change, Plan
+from reconciler.stores.model import AccountRecord, State
 
 _GIT_TIMEOUT = 60.0
 _UNCOMMITTED = "0" * 40

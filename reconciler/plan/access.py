@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.changes import Action, Plan
+from reconciler.plan.model import Action, Plan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

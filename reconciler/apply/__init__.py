@@ -1,0 +1,1 @@
+"""Apply: a plan's batches through the federation API, recorded step by step in the store."""

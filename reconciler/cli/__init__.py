@@ -1,0 +1,1 @@
+"""The command line: parse, call one typed command function, render, map to an exit code."""

@@ -1,0 +1,320 @@
+"""CI glue for the example pipelines: one PR comment, the merged PR, the reviewed plan.
+
+``python -m reconciler.cli.ci COMMAND``, run by the workflows under ``examples/github-actions``
+and ``examples/gitlab-ci``. The forge (GitHub or GitLab) and its API come from the
+variables every runner sets, so the same commands serve both:
+
+    GitHub: GITHUB_ACTIONS=true, GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN
+    GitLab: GITLAB_CI=true, CI_API_V4_URL, CI_PROJECT_ID, RECONCILER_GITLAB_TOKEN
+            (a project access token with the ``api`` scope: CI_JOB_TOKEN cannot write notes)
+
+Commands:
+
+    post --pr N --marker M --body-file F   create, or update in place, the one comment that
+                                           starts with M (a hidden ``<!-- ... -->`` marker)
+    merged-pr --sha SHA [--plan-workflow W] print ``number=``/``head_sha=`` (and, on GitHub,
+                                           ``plan_run_id=``: W's last successful PR run there)
+    fetch-plan --pr N --job J --out F      GitLab: the plan file J saved for the MR's head
+                                           (--ref for merged results pipelines)
+    apply-summary --exit-code C --report R --log L   the apply result as Markdown
+
+Exit 0 on success, 1 with ``error: ...`` on stderr otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reconciler.errors import ApiError, ConfigError, ReconcilerError
+
+_PAGE = 100
+_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forge:
+    """Where the forge's REST API is and how to talk to it."""
+
+    kind: str  # "github" or "gitlab"
+    api: str
+    project: str  # "owner/name" on GitHub, the numeric project id on GitLab
+    headers: tuple[tuple[str, str], ...]
+
+
+def _need(env: Mapping[str, str], name: str, why: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set", hint=why)
+    return value
+
+
+def forge_from_env(env: Mapping[str, str]) -> Forge:
+    """The forge this job runs on, from the runner's predefined variables."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        token = _need(env, "GITHUB_TOKEN", "pass `GITHUB_TOKEN: ${{ github.token }}` in env")
+        return Forge(
+            kind="github",
+            api=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            project=_need(env, "GITHUB_REPOSITORY", "set by GitHub Actions"),
+            headers=(
+                ("Authorization", f"Bearer {token}"),
+                ("Accept", "application/vnd.github+json"),
+                ("X-GitHub-Api-Version", "2022-11-28"),
+            ),
+        )
+    if env.get("GITLAB_CI") == "true":
+        token = _need(
+            env,
+            "RECONCILER_GITLAB_TOKEN",
+            "add a masked CI/CD variable holding a project access token with the api scope",
+        )
+        return Forge(
+            kind="gitlab",
+            api=_need(env, "CI_API_V4_URL", "set by GitLab CI").rstrip("/"),
+            project=_need(env, "CI_PROJECT_ID", "set by GitLab CI"),
+            headers=(("PRIVATE-TOKEN", token),),
+        )
+    raise ConfigError(
+        "not running on GitHub Actions or GitLab CI",
+        hint="set GITHUB_ACTIONS=true or GITLAB_CI=true and the forge's API variables",
+    )
+
+
+class Session:
+    """An httpx client for one forge; httpx errors become ApiError here and only here."""
+
+    def __init__(self, forge: Forge, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.forge = forge
+        self._client = httpx.Client(
+            headers=dict(forge.headers),
+            timeout=_TIMEOUT,
+            follow_redirects=True,  # GitLab serves artifacts through a CDN redirect
+            transport=transport,
+        )
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; ApiError (naming method, path and status) unless 2xx."""
+        url = f"{self.forge.api}{path}"
+        try:
+            response = self._client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"{method} {path} failed: {type(exc).__name__}") from exc
+        if not response.is_success:
+            raise ApiError(
+                f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}",
+                hint="check the token's permissions (GitHub: pull-requests: write, "
+                "actions: read; GitLab: api scope, Reporter or above)",
+            )
+        return response
+
+    def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list endpoint."""
+        page = 1
+        while True:
+            items = self.call("GET", path, params={**params, "per_page": _PAGE, "page": page})
+            batch = items.json()
+            yield from batch
+            if len(batch) < _PAGE:
+                return
+            page += 1
+
+
+def _comments_path(forge: Forge, pr: int) -> str:
+    if forge.kind == "github":
+        return f"/repos/{forge.project}/issues/{pr}/comments"
+    return f"/projects/{forge.project}/merge_requests/{pr}/notes"
+
+
+def post(session: Session, *, pr: int, marker: str, body: str) -> str:
+    """Update the comment that starts with ``marker``, or create it; returns what was done."""
+    forge = session.forge
+    text = body if body.startswith(marker) else f"{marker}\n{body}"
+    path = _comments_path(forge, pr)
+    # Starts-with, not contains: a reviewer quoting the comment must not become its owner.
+    mine = [
+        item
+        for item in session.pages(path)
+        if str(item.get("body", "")).startswith(marker) and not item.get("system", False)
+    ]
+    if not mine:
+        session.call("POST", path, json={"body": text})
+        return "created"
+    target = mine[0]["id"]
+    if forge.kind == "github":
+        session.call(
+            "PATCH", f"/repos/{forge.project}/issues/comments/{target}", json={"body": text}
+        )
+    else:
+        session.call("PUT", f"{path}/{target}", json={"body": text})
+    return f"updated {target}"
+
+
+def merged_pr(session: Session, *, sha: str, plan_workflow: str | None) -> dict[str, str]:
+    """The merged PR/MR that produced commit ``sha``: number and head commit."""
+    forge = session.forge
+    if forge.kind == "github":
+        pulls = session.call("GET", f"/repos/{forge.project}/commits/{sha}/pulls").json()
+        merged = [p for p in pulls if p.get("merged_at")]
+        if not merged:
+            raise _no_pr(sha)
+        found = {"number": str(merged[0]["number"]), "head_sha": merged[0]["head"]["sha"]}
+        if plan_workflow:
+            found["plan_run_id"] = _plan_run(session, plan_workflow, found["head_sha"])
+        return found
+    requests = session.call(
+        "GET", f"/projects/{forge.project}/repository/commits/{sha}/merge_requests"
+    ).json()
+    merged = [m for m in requests if m.get("state") == "merged"]
+    if not merged:
+        raise _no_pr(sha)
+    return {"number": str(merged[0]["iid"]), "head_sha": merged[0]["sha"]}
+
+
+def _no_pr(sha: str) -> ApiError:
+    return ApiError(
+        f"commit {sha[:12]} did not come from a merged pull/merge request",
+        hint="changes reach the tenant only through a reviewed PR; open one",
+    )
+
+
+def _plan_run(session: Session, workflow: str, head_sha: str) -> str:
+    runs = session.call(
+        "GET",
+        f"/repos/{session.forge.project}/actions/workflows/{workflow}/runs",
+        params={"head_sha": head_sha, "event": "pull_request", "status": "success"},
+    ).json()["workflow_runs"]
+    if not runs:
+        raise ApiError(
+            f"no successful {workflow} run for the PR head {head_sha[:12]}: "
+            "there is no reviewed plan to apply",
+            hint="re-run the plan workflow on the PR (or open a new PR), review, merge",
+        )
+    return str(max(runs, key=lambda run: run["run_number"])["id"])
+
+
+def fetch_plan(
+    session: Session, *, pr: int, job: str, artifact: str, ref: str | None = None
+) -> bytes:
+    """GitLab: ``artifact`` of the last successful ``job`` on the MR's ref (default: head)."""
+    quoted = urllib.parse.quote(ref or f"refs/merge-requests/{pr}/head", safe="")
+    path = f"/projects/{session.forge.project}/jobs/artifacts/{quoted}/raw/{artifact}"
+    return session.call("GET", path, params={"job": job}).content
+
+
+def apply_summary(exit_code: int, report: dict[str, Any] | None, log: str) -> str:
+    """The apply outcome as Markdown: headline, applied/failed accounts, the error lines."""
+    errors = [line for line in log.splitlines() if line.startswith(("error:", "hint:"))]
+    if exit_code == 0:
+        head = "### ✅ reconciler apply: done"
+    elif exit_code == 3:
+        head = "### ⛔ reconciler apply: blocked by a guard rail"
+    elif any("stale plan" in line for line in errors):
+        head = "### 🛑 reconciler apply: refused, the reviewed plan is stale"
+    else:
+        head = f"### ❌ reconciler apply: failed (exit {exit_code})"
+    out = [head, ""]
+    if report is not None:
+        counters = report.get("counters", {})
+        out.append(
+            f"{len(report.get('applied', []))} applied, {len(report.get('failed', []))} failed; "
+            f"{counters.get('create_task_calls', 0)} createTask calls."
+        )
+        out.append("")
+        out.extend(f"- ✓ {a['action']} `{a['account']}`" for a in report.get("applied", []))
+        out.extend(
+            f"- ✗ {f['action']} `{f['account']}`: {f['code']} {f['message']}"
+            for f in report.get("failed", [])
+        )
+        out.append("")
+    if errors:
+        out.extend(["```", *errors, "```", ""])
+    return "\n".join(out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reconciler.cli.ci", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("post", help="create or update the one marked PR comment")
+    p.add_argument("--pr", type=int, required=True)
+    p.add_argument("--marker", required=True)
+    p.add_argument("--body-file", type=Path, required=True)
+    p = sub.add_parser("merged-pr", help="the merged PR of a commit, as KEY=VALUE lines")
+    p.add_argument("--sha", required=True)
+    p.add_argument("--plan-workflow", help="GitHub: also find this workflow's plan run")
+    p = sub.add_parser("fetch-plan", help="GitLab: download the MR's saved plan")
+    p.add_argument("--pr", type=int, required=True)
+    p.add_argument("--job", required=True)
+    p.add_argument("--artifact", default="plan.json")
+    p.add_argument(
+        "--ref",
+        help="the MR pipelines' ref (default refs/merge-requests/N/head; merged "
+        "results pipelines: refs/merge-requests/N/merge)",
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("apply-summary", help="the apply outcome as Markdown")
+    p.add_argument("--exit-code", type=int, required=True)
+    p.add_argument("--report", type=Path, required=True)
+    p.add_argument("--log", type=Path, required=True)
+    return parser
+
+
+def _read_report(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # apply stopped before it reported (stale plan, lock, config)
+    return data if isinstance(data, dict) else None
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """Run one command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    env = os.environ if env is None else env
+    try:
+        if args.command == "apply-summary":
+            log = args.log.read_text(encoding="utf-8") if args.log.exists() else ""
+            sys.stdout.write(apply_summary(args.exit_code, _read_report(args.report), log))
+            return 0
+        with Session(forge_from_env(env), transport=transport) as session:
+            if args.command == "post":
+                body = args.body_file.read_text(encoding="utf-8")
+                done = post(session, pr=args.pr, marker=args.marker, body=body)
+                sys.stdout.write(f"comment {done} on #{args.pr}\n")
+            elif args.command == "merged-pr":
+                found = merged_pr(session, sha=args.sha, plan_workflow=args.plan_workflow)
+                sys.stdout.write("".join(f"{key}={value}\n" for key, value in found.items()))
+            else:
+                content = fetch_plan(
+                    session, pr=args.pr, job=args.job, artifact=args.artifact, ref=args.ref
+                )
+                args.out.write_bytes(content)
+    except ReconcilerError as error:
+        sys.stderr.write(f"error: {error.message}\n")
+        if error.hint:
+            sys.stderr.write(f"hint: {error.hint}\n")
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

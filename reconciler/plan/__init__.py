@@ -1,0 +1,1 @@
+"""Planning: the pure diff of desired against recorded state, and the plan as a value."""

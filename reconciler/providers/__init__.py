@@ -1,0 +1,1 @@
+"""Clients of the two vendor APIs, behind one HTTP seam (``providers.http``)."""

@@ -1,0 +1,1 @@
+"""The Volcengine CloudIdentity API: V4 signing and the provisioning-events client."""

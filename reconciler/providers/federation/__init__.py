@@ -1,0 +1,1 @@
+"""The federation-user API: settings, client, and what its answers mean."""
