@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.providers import http
 
 _PAGE = 100
 _TIMEOUT = 30.0
@@ -91,7 +92,7 @@ def forge_from_env(env: Mapping[str, str]) -> Forge:
 
 
 class Session:
-    """An httpx client for one forge; httpx errors become ApiError here and only here."""
+    """An httpx client for one forge; its failures become ApiError (via ``providers.http``)."""
 
     def __init__(self, forge: Forge, *, transport: httpx.BaseTransport | None = None) -> None:
         self.forge = forge
@@ -111,10 +112,14 @@ class Session:
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request; ApiError (naming method, path and status) unless 2xx."""
         url = f"{self.forge.api}{path}"
-        try:
+        call = http.ApiCall(
+            api=f"the {self.forge.kind} API",
+            name=f"{method} {path}",
+            unsent_hint="check the network and the forge's API URL",
+            lost_hint="run the job again: it finds and updates what it already did",
+        )
+        with http.translated(self._client, call):
             response = self._client.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"{method} {path} failed: {type(exc).__name__}") from exc
         if not response.is_success:
             raise ApiError(
                 f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}",
