@@ -96,12 +96,22 @@ class Session:
 
     def __init__(self, forge: Forge, *, transport: httpx.BaseTransport | None = None) -> None:
         self.forge = forge
+        self._origin = _origin(httpx.URL(forge.api))
         self._client = httpx.Client(
             headers=dict(forge.headers),
             timeout=_TIMEOUT,
             follow_redirects=True,  # GitLab serves artifacts through a CDN redirect
             transport=transport,
+            event_hooks={"request": [self._keep_token_home]},
         )
+
+    def _keep_token_home(self, request: httpx.Request) -> None:
+        """Send the forge's headers (its token) to the forge only, never along a redirect."""
+        # httpx drops only Authorization on a cross-origin redirect; GitLab's PRIVATE-TOKEN
+        # would follow an artifact download to the object store or CDN.
+        if _origin(request.url) != self._origin:
+            for name, _ in self.forge.headers:
+                request.headers.pop(name, None)
 
     def __enter__(self) -> Session:
         return self
@@ -138,6 +148,10 @@ class Session:
             if len(batch) < _PAGE:
                 return
             page += 1
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 def _comments_path(forge: Forge, pr: int) -> str:
