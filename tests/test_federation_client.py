@@ -14,16 +14,16 @@ import httpx
 import pytest
 
 from reconciler.errors import ConfigError, FederationError, ReconcilerError, TransportError
-from reconciler.providers import http as http_retry
+from reconciler.providers import urls
 from reconciler.providers.federation.client import (
     Endpoint,
     FederationClient,
     FederationSettings,
     TaskState,
     settings_from_env,
-    tls_verify,
 )
 from reconciler.providers.federation.replies import RESULT_CODES
+from reconciler.providers.retry import RetryPolicy
 
 BASE = "https://fed.example.test"
 APP_KEY = "ak-0001"
@@ -156,7 +156,7 @@ def make_client(
     client = FederationClient(
         make_settings(**settings),
         transport=httpx.MockTransport(api),
-        retry=http_retry.RetryPolicy(max_attempts=attempts, base_delay=1.0, max_delay=60.0),
+        retry=RetryPolicy(max_attempts=attempts, base_delay=1.0, max_delay=60.0),
         sleep=sleeps.append,
         clock=clock or Clock(),
         rng=rng or MaxJitter(),
@@ -696,9 +696,8 @@ def first_certificate(tmp_path: Path) -> Path:
 def test_ca_bundle_is_what_verify_gets(tmp_path: Path) -> None:
     """A configured CA bundle becomes a verifying SSL context holding exactly that CA."""
     bundle = first_certificate(tmp_path)
-    verify = tls_verify(
-        settings_from_env(REQUIRED | {"RECONCILER_FEDERATION_CA_BUNDLE": str(bundle)})
-    )
+    settings = settings_from_env(REQUIRED | {"RECONCILER_FEDERATION_CA_BUNDLE": str(bundle)})
+    verify = urls.tls_verify(settings.ca_bundle, variable="RECONCILER_FEDERATION_CA_BUNDLE")
     assert isinstance(verify, ssl.SSLContext)
     assert verify.verify_mode is ssl.CERT_REQUIRED
     assert verify.check_hostname is True
@@ -707,7 +706,8 @@ def test_ca_bundle_is_what_verify_gets(tmp_path: Path) -> None:
 
 def test_without_ca_bundle_verify_is_true() -> None:
     """Without a bundle httpx verifies against the system CAs; there is no way to say False."""
-    assert tls_verify(make_settings()) is True
+    verify = urls.tls_verify(make_settings().ca_bundle, variable="RECONCILER_FEDERATION_CA_BUNDLE")
+    assert verify is True
     assert not {"verify", "insecure"} & set(FederationSettings.__dataclass_fields__)
 
 
@@ -720,11 +720,16 @@ def test_unreadable_ca_bundle_fails_before_anything_is_sent(tmp_path: Path) -> N
 
 
 def test_client_is_a_context_manager() -> None:
-    """Leaving the with-block closes the client."""
-    with make_client(FakeApi())[0] as client:
+    """Leaving the with-block closes the client; a later call is a TransportError, not retried."""
+    api = FakeApi()
+    client, sleeps = make_client(api)
+    with client:
         client.create_task([OK_A])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(TransportError, match="createTask was not sent") as caught:
         client.create_task([OK_A])
+    assert caught.value.maybe_sent is False
+    assert len(api.calls(CREATE)) == 1
+    assert sleeps == []
 
 
 # --- secrets -------------------------------------------------------------------------
@@ -787,48 +792,3 @@ def test_secrets_never_appear_in_reprs() -> None:
     for text in (repr(make_settings()), repr(client), str(make_settings())):
         assert SECRET not in text
         assert TOKEN_PREFIX not in text
-
-
-# --- retry policy --------------------------------------------------------------------
-
-
-def test_backoffs_grow_exponentially_up_to_the_cap() -> None:
-    """Each ceiling doubles until max_delay; there is one per retry."""
-    policy = http_retry.RetryPolicy(max_attempts=7, base_delay=1.0, multiplier=2.0, max_delay=10.0)
-    assert policy.backoffs() == (1.0, 2.0, 4.0, 8.0, 10.0, 10.0)
-
-
-@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"base_delay": -1.0}, {"multiplier": 0.5}])
-def test_nonsense_policies_are_refused(kwargs: dict[str, Any]) -> None:
-    """A policy that cannot mean anything raises at construction."""
-    with pytest.raises(ValueError, match="must"):
-        http_retry.RetryPolicy(**kwargs)
-
-
-def test_full_jitter_spreads_over_the_whole_range() -> None:
-    """Draws for one retry cover [0, ceiling], not just its top."""
-    policy = http_retry.RetryPolicy(max_attempts=5, base_delay=1.0, multiplier=2.0)
-    rng = random.Random(0)
-    draws = [policy.delay(3, rng) for _ in range(200)]
-    assert all(0.0 <= d <= 8.0 for d in draws)
-    assert min(draws) < 1.0
-    assert max(draws) > 7.0
-
-
-def test_retrying_stops_at_the_first_non_retryable_error() -> None:
-    """Errors the predicate refuses propagate at once."""
-    calls: list[int] = []
-
-    def failing() -> None:
-        calls.append(1)
-        raise KeyError("nope")
-
-    with pytest.raises(KeyError):
-        http_retry.call(
-            failing,
-            policy=http_retry.RetryPolicy(),
-            is_retryable=lambda exc: isinstance(exc, OSError),
-            sleep=lambda _: None,
-            rng=random.Random(0),
-        )
-    assert calls == [1]

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.providers import http
 
 _PAGE = 100
 _TIMEOUT = 30.0
@@ -91,16 +92,26 @@ def forge_from_env(env: Mapping[str, str]) -> Forge:
 
 
 class Session:
-    """An httpx client for one forge; httpx errors become ApiError here and only here."""
+    """An httpx client for one forge; its failures become ApiError (via ``providers.http``)."""
 
     def __init__(self, forge: Forge, *, transport: httpx.BaseTransport | None = None) -> None:
         self.forge = forge
+        self._origin = _origin(httpx.URL(forge.api))
         self._client = httpx.Client(
             headers=dict(forge.headers),
             timeout=_TIMEOUT,
             follow_redirects=True,  # GitLab serves artifacts through a CDN redirect
             transport=transport,
+            event_hooks={"request": [self._keep_token_home]},
         )
+
+    def _keep_token_home(self, request: httpx.Request) -> None:
+        """Send the forge's headers (its token) to the forge only, never along a redirect."""
+        # httpx drops only Authorization on a cross-origin redirect; GitLab's PRIVATE-TOKEN
+        # would follow an artifact download to the object store or CDN.
+        if _origin(request.url) != self._origin:
+            for name, _ in self.forge.headers:
+                request.headers.pop(name, None)
 
     def __enter__(self) -> Session:
         return self
@@ -111,10 +122,14 @@ class Session:
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request; ApiError (naming method, path and status) unless 2xx."""
         url = f"{self.forge.api}{path}"
-        try:
+        call = http.ApiCall(
+            api=f"the {self.forge.kind} API",
+            name=f"{method} {path}",
+            unsent_hint="check the network and the forge's API URL",
+            lost_hint="run the job again: it finds and updates what it already did",
+        )
+        with http.translated(self._client, call):
             response = self._client.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"{method} {path} failed: {type(exc).__name__}") from exc
         if not response.is_success:
             raise ApiError(
                 f"{method} {path} answered HTTP {response.status_code}: {response.text[:200]}",
@@ -133,6 +148,10 @@ class Session:
             if len(batch) < _PAGE:
                 return
             page += 1
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 def _comments_path(forge: Forge, pr: int) -> str:

@@ -1,12 +1,12 @@
 """Client of the Volcengine CloudIdentity API: provisioning events and provisionings.
 
 Every call is ``POST {url}/?Action=X&Version=2023-01-01`` with a JSON body serialised once
-and signed by :class:`reconciler.providers.cloudidentity.signing.V4Auth`. httpx exceptions
-and error envelopes are translated here, and only here, into :class:`TransportError` and
-:class:`CloudIdentityError`.
+and signed by :class:`reconciler.providers.cloudidentity.signing.V4Auth`. Error envelopes
+are translated here into :class:`CloudIdentityError`; httpx's failures become
+:class:`TransportError` in the one HTTP seam, ``providers.http``.
 
-Retries (exponential backoff with full jitter, ``Backoff``) cover throttling, 5xx, the
-retryable error codes, and connections that failed before anything was sent. A lost
+Retries (``providers.retry``: exponential backoff with full jitter) cover throttling, 5xx,
+the retryable error codes, and connections that failed before anything was sent. A lost
 response is retried only for the read-only List actions: a Retry or Delete whose answer
 was lost may have happened, so it surfaces as ``TransportError(maybe_sent=True)``.
 """
@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import ipaddress
+import itertools
 import json
 import random
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -28,8 +27,12 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
+from reconciler.providers import http, urls
 from reconciler.providers.cloudidentity.signing import Credentials, V4Auth, utc_now
+from reconciler.providers.retry import RetryPolicy, with_retries
 
+ENV_URL = "RECONCILER_CLOUDIDENTITY_URL"
+ENV_CA_BUNDLE = "RECONCILER_CLOUDIDENTITY_CA_BUNDLE"
 DEFAULT_URL = "https://open.volcengineapi.com"
 DEFAULT_REGION = "cn-beijing"
 SERVICE = "cloudidentity"
@@ -44,8 +47,8 @@ RETRYABLE_CODES = frozenset(
         "ConcurrentException",
     }
 )
+DEFAULT_RETRY = RetryPolicy(max_attempts=6, base_delay=0.5, multiplier=2.0, max_delay=20.0)
 _T = TypeVar("_T")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 class EventStatus(enum.StrEnum):
@@ -76,10 +79,14 @@ class CloudIdentitySettings:
     url: str = DEFAULT_URL
     credentials: Credentials
     region: str = DEFAULT_REGION
+    ca_bundle: str | None = None  # a CA file or directory for private PKI; None = system CAs
+
+    def __post_init__(self) -> None:
+        urls.check_url(self.url, variable=ENV_URL, example=DEFAULT_URL)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudIdentitySettings:
-        """Read ``RECONCILER_CLOUDIDENTITY_URL`` and the ``VOLCENGINE_*`` settings."""
+        """Read the ``RECONCILER_CLOUDIDENTITY_*`` and ``VOLCENGINE_*`` settings."""
         missing = [
             name for name in ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY") if not env.get(name)
         ]
@@ -90,53 +97,15 @@ class CloudIdentitySettings:
                 hint="export the CloudIdentity access key pair (an IAM user's AK/SK)",
             )
         return cls(
-            url=check_url(env.get("RECONCILER_CLOUDIDENTITY_URL") or DEFAULT_URL),
+            url=(env.get(ENV_URL) or DEFAULT_URL).strip().rstrip("/"),
             credentials=Credentials(
                 access_key=env["VOLCENGINE_ACCESS_KEY"],
                 secret_key=env["VOLCENGINE_SECRET_KEY"],
                 session_token=env.get("VOLCENGINE_SESSION_TOKEN") or None,
             ),
             region=env.get("VOLCENGINE_REGION") or DEFAULT_REGION,
+            ca_bundle=env.get(ENV_CA_BUNDLE) or None,
         )
-
-
-def check_url(url: str) -> str:
-    """Accept https anywhere, plain http only on loopback; drop any trailing slash."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigError(
-            f"RECONCILER_CLOUDIDENTITY_URL is not an http(s) URL: {url!r}",
-            hint=f"use e.g. {DEFAULT_URL}",
-        )
-    if parts.scheme == "http" and not _is_loopback(host):
-        raise ConfigError(
-            f"RECONCILER_CLOUDIDENTITY_URL uses plain http on a non-loopback host: {host}",
-            hint="use https; plain http is allowed only for a local sandbox (127.0.0.1, ::1)",
-        )
-    return url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backoff:
-    """Retry policy as data: delay ``uniform(0, min(cap, base * 2**n))`` before retry n+1."""
-
-    base: float = 0.5
-    cap: float = 20.0
-    max_attempts: int = 6
-
-    def delay(self, retry: int, rng: Callable[[], float]) -> float:
-        """Seconds to wait before the ``retry``-th retry (0-based), with full jitter."""
-        return rng() * min(self.cap, self.base * 2.0**retry)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,20 +198,20 @@ class CloudIdentityClient:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
+        rng: random.Random | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
-        backoff: Backoff = Backoff(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = 30.0,
     ) -> None:
         self._settings = settings
         self._sleep = sleep
-        self._rng = rng
-        self._backoff = backoff
-        self._http = httpx.Client(
+        self._rng = rng if rng is not None else random.Random()
+        self._retry = retry
+        self._http = http.new_client(
             base_url=settings.url,
-            transport=transport,
-            verify=True,  # never configurable: credentials travel on this connection
+            verify=urls.tls_verify(settings.ca_bundle, variable=ENV_CA_BUNDLE),
             timeout=timeout,
+            transport=transport,
             auth=V4Auth(settings.credentials, region=settings.region, service=SERVICE, clock=clock),
         )
         # The vendor's own Terraform provider serialises CloudIdentity mutations because
@@ -312,9 +281,7 @@ class CloudIdentityClient:
             result = self._call(action, {**body, "PageNumber": page, "PageSize": page_size})
             items = result.get(key) or []
             if not isinstance(items, list):
-                raise TransportError(
-                    f"CloudIdentity {action}: Result.{key} is not a list", maybe_sent=True
-                )
+                raise http.lost(_api_call(action), f"Result.{key} is not a list")
             yield from items
             seen += len(items)
             # An empty page ends the walk too: the total can shrink while we page.
@@ -325,45 +292,49 @@ class CloudIdentityClient:
     def _call(self, action: Action, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """Send ``action`` with retries; return its ``Result``."""
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        attempt = 0
-        while True:
-            self.counter.count(retry=attempt > 0)
-            try:
-                return self._send_once(action, content)
-            except (CloudIdentityError, TransportError) as error:
-                attempt += 1
-                if not retryable(action, error) or attempt >= self._backoff.max_attempts:
-                    raise
-            self._sleep(self._backoff.delay(attempt - 1, self._rng))
+        attempts = itertools.count()
+
+        def attempt() -> Mapping[str, Any]:
+            self.counter.count(retry=next(attempts) > 0)
+            return self._send_once(action, content)
+
+        return with_retries(
+            attempt,
+            policy=self._retry,
+            is_retryable=lambda exc: (
+                isinstance(exc, CloudIdentityError | TransportError) and retryable(action, exc)
+            ),
+            sleep=self._sleep,
+            rng=self._rng,
+        )
 
     def _send_once(self, action: Action, content: bytes) -> Mapping[str, Any]:
-        """One HTTP exchange; the single place where httpx exceptions are translated."""
-        try:
+        """One HTTP exchange; httpx failures leave as TransportError (``providers.http``)."""
+        with http.translated(self._http, _api_call(action)):
             response = self._http.post(
                 "/",
                 params={"Action": action.value, "Version": VERSION},
                 content=content,
                 headers={"Content-Type": CONTENT_TYPE, "Accept": "application/json"},
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise TransportError(
-                f"CloudIdentity {action}: cannot connect to {self._settings.url}: "
-                f"{type(exc).__name__}",
-                maybe_sent=False,  # nothing reached the server
-                hint="check RECONCILER_CLOUDIDENTITY_URL and the network",
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise TransportError(
-                f"CloudIdentity {action}: the response was lost ({type(exc).__name__}); "
-                "the request may have been processed",
-                maybe_sent=True,
-                hint=None if action.read_only else "list the events again before retrying it",
-            ) from exc
         return _result(action, response)
+
+
+def _api_call(action: Action) -> http.ApiCall:
+    """How transport errors name ``action`` and what they tell the user to do."""
+    return http.ApiCall(
+        api="CloudIdentity",
+        name=str(action),
+        unsent_hint=f"check {ENV_URL} and the network",
+        # A lost List is simply fetched again; a lost mutation may have happened.
+        lost_hint=None if action.read_only else "list the events again before retrying it",
+    )
 
 
 def retryable(action: Action, error: CloudIdentityError | TransportError) -> bool:
     """Whether another attempt may follow ``error`` (throttling, 5xx, unsent, or a safe read)."""
+    if isinstance(error, http.ClientClosed):
+        return False  # a bug: no attempt can succeed
     if isinstance(error, TransportError):
         return not error.maybe_sent or action.read_only
     return error.http_status == 429 or error.http_status >= 500 or error.code in RETRYABLE_CODES
@@ -394,9 +365,7 @@ def _result(action: Action, response: httpx.Response) -> Mapping[str, Any]:
         )
     result = payload.get("Result") if isinstance(payload, dict) else None
     if not isinstance(result, dict):
-        raise TransportError(
-            f"CloudIdentity {action}: HTTP 200 without a Result object", maybe_sent=True
-        )
+        raise http.lost(_api_call(action), "HTTP 200 without a Result object")
     return result
 
 

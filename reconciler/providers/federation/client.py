@@ -1,17 +1,18 @@
 """The federation-user API client: token, createTask and queryTask.
 
-Settings live in ``federation_settings`` and the meaning of answers in
-``federation_replies``; both are re-exported here. This is the only module that talks
-to the federation API. httpx exceptions become reconciler errors in
-:meth:`FederationClient._send` and nowhere else. createTask is not idempotent, so it is
-resent only when the server certainly did not act on it (connection refused,
-429/502/503, 401, resultCode 100-216); queryTask and the token call are safe to repeat
-and are retried on every transient failure. The app secret and tokens never reach a
-message, a repr or a log line: messages are built from codes, paths and account names.
+Settings live in ``settings`` and the meaning of answers in ``replies``; the names callers
+need are re-exported here. This is the only module that talks to the federation API, and
+it does so through the one HTTP seam: ``providers.http`` translates httpx's failures,
+``providers.retry`` times the retries. createTask is not idempotent, so it is resent only
+when the server certainly did not act on it (connection refused, 429/502/503, 401,
+resultCode 100-216); queryTask and the token call are safe to repeat and are retried on
+every transient failure. The app secret and tokens never reach a message, a repr or a
+log line: messages are built from codes, paths and account names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import random
@@ -24,7 +25,7 @@ from typing import Any, Self
 import httpx
 
 from reconciler.errors import FederationError, TransportError
-from reconciler.providers import http as http_retry
+from reconciler.providers import http, urls
 from reconciler.providers.federation.replies import (
     TaskFailure,
     TaskState,
@@ -35,12 +36,13 @@ from reconciler.providers.federation.replies import (
 from reconciler.providers.federation.settings import (
     ENV_APP_KEY,
     ENV_APP_SECRET,
+    ENV_CA_BUNDLE,
     ENV_TENANT_SPACE_ID,
     ENV_URL,
     FederationSettings,
     settings_from_env,
-    tls_verify,
 )
+from reconciler.providers.retry import RetryPolicy, with_retries
 
 __all__ = [
     "Endpoint",
@@ -50,14 +52,13 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "settings_from_env",
-    "tls_verify",
 ]
 
 CONTENT_TYPE = "application/json;charset=UTF-8"
 RENEW_MARGIN = 60.0  # seconds before expiry at which a token is renewed
 RETRYABLE_STATUSES = frozenset({429, 502, 503})  # the server did not act on the request
 ROLE_SERVICE_FAILED = "100-216"  # the only transient business code
-DEFAULT_RETRY = http_retry.RetryPolicy()
+DEFAULT_RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, multiplier=2.0, max_delay=30.0)
 
 
 class Endpoint(enum.Enum):
@@ -94,7 +95,7 @@ class _TokenUnavailable(TransportError):
 
 
 def _retryable_create(exc: Exception) -> bool:
-    if isinstance(exc, _TokenUnavailable):
+    if isinstance(exc, _TokenUnavailable | http.ClientClosed):
         return False
     if isinstance(exc, TransportError):
         return not exc.maybe_sent
@@ -102,28 +103,35 @@ def _retryable_create(exc: Exception) -> bool:
 
 
 def _retryable_query(exc: Exception) -> bool:
-    if isinstance(exc, _TokenUnavailable):
+    if isinstance(exc, _TokenUnavailable | http.ClientClosed):
         return False
     if isinstance(exc, TransportError):
         return True  # queryTask is read-only: a lost response costs nothing to repeat
     return isinstance(exc, FederationError) and exc.code == ROLE_SERVICE_FAILED
 
 
+def _api_call(endpoint: Endpoint) -> http.ApiCall:
+    """How transport errors name ``endpoint`` and what they tell the user to do."""
+    call = http.ApiCall(
+        api="the federation API",
+        name=endpoint.label,
+        unsent_hint=f"check {ENV_URL} and the network",
+        lost_hint="the federation API or the network is unstable; try again later",
+    )
+    if endpoint is not Endpoint.CREATE_TASK:
+        return call
+    # createTask is not idempotent: a lost answer is never a reason to send it again.
+    return dataclasses.replace(
+        call,
+        lost_hint="refresh (query the recorded outstanding tasks) before applying again; "
+        "never resend the batch blindly",
+        lost_means="the task may exist, so it was not resent",
+    )
+
+
 def _lost(endpoint: Endpoint, what: str) -> TransportError:
     """The request may have reached the server but no usable answer came back."""
-    if endpoint is Endpoint.CREATE_TASK:
-        return TransportError(
-            f"createTask got no usable answer ({what}) after the request may have reached the "
-            "federation API: the task may exist, so it was not resent",
-            maybe_sent=True,
-            hint="refresh (query the recorded outstanding tasks) before applying again; "
-            "never resend the batch blindly",
-        )
-    return TransportError(
-        f"{endpoint.label} got no usable answer from the federation API ({what})",
-        maybe_sent=True,
-        hint="the federation API or the network is unstable; try again later",
-    )
+    return http.lost(_api_call(endpoint), what)
 
 
 def _http_error(endpoint: Endpoint, status: int) -> FederationError:
@@ -154,7 +162,7 @@ class FederationClient:
         settings: FederationSettings,
         *,
         transport: httpx.BaseTransport | None = None,
-        retry: http_retry.RetryPolicy = DEFAULT_RETRY,
+        retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -166,11 +174,10 @@ class FederationClient:
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._token: _Token | None = None
-        self._http = httpx.Client(
+        self._http = http.new_client(
+            verify=urls.tls_verify(settings.ca_bundle, variable=ENV_CA_BUNDLE),
+            timeout=settings.timeout,
             transport=transport,
-            verify=tls_verify(settings),
-            timeout=httpx.Timeout(settings.timeout),
-            follow_redirects=False,
         )
 
     def __repr__(self) -> str:
@@ -211,7 +218,7 @@ class FederationClient:
                 raise _lost(Endpoint.CREATE_TASK, "resultCode 0 without a taskId string")
             return task_id
 
-        return http_retry.call(
+        return with_retries(
             attempt,
             policy=self._retry,
             is_retryable=_retryable_create,
@@ -236,7 +243,7 @@ class FederationClient:
                 )
             return task_status(task_id, body)
 
-        return http_retry.call(
+        return with_retries(
             attempt,
             policy=self._retry,
             is_retryable=_retryable_query,
@@ -335,10 +342,12 @@ class FederationClient:
             return _Token(value=value, renew_at=renew_at)
 
         try:
-            return http_retry.call(
+            return with_retries(
                 attempt,
                 policy=self._retry,
-                is_retryable=lambda exc: isinstance(exc, TransportError),
+                is_retryable=lambda exc: (
+                    isinstance(exc, TransportError) and not isinstance(exc, http.ClientClosed)
+                ),
                 sleep=self._sleep,
                 rng=self._rng,
             )
@@ -350,24 +359,12 @@ class FederationClient:
             ) from exc
 
     def _send(self, endpoint: Endpoint, payload: object, headers: Mapping[str, str]) -> _Reply:
-        """POST once. The one place where httpx exceptions become reconciler errors."""
+        """POST once; httpx failures leave as TransportError (see ``providers.http``)."""
         content = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        try:
+        with http.translated(self._http, _api_call(endpoint)):
             response = self._http.post(
                 self._base + endpoint.value, content=content, headers=headers
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # No connection was made, so not a byte of the request left this process.
-            raise TransportError(
-                f"could not connect to the federation API for {endpoint.label} "
-                f"({type(exc).__name__}); nothing was sent",
-                maybe_sent=False,
-                hint=f"check {ENV_URL} and the network",
-            ) from exc
-        except httpx.RequestError as exc:
-            # Read/write timeouts, dropped connections, protocol errors: the request may
-            # have been received and acted upon.
-            raise _lost(endpoint, type(exc).__name__) from exc
         try:
             body = response.json()
         except ValueError:  # not JSON, or not decodable text

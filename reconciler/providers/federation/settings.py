@@ -1,19 +1,17 @@
 """Federation API settings: read from the environment, checked before anything is sent.
 
-Plain http is accepted only for the sandbox on loopback, and TLS verification cannot be
-turned off: the only TLS knob is an extra CA bundle for private PKI.
+The URL and TLS policy is the one both providers share (:mod:`reconciler.providers.urls`):
+plain http only for the sandbox on loopback, and TLS verification cannot be turned off;
+the only TLS knob is an extra CA bundle for private PKI.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError
+from reconciler.providers import urls
 
 ENV_URL = "RECONCILER_FEDERATION_URL"
 ENV_APP_KEY = "RECONCILER_FEDERATION_APP_KEY"
@@ -22,6 +20,7 @@ ENV_TENANT_SPACE_ID = "RECONCILER_FEDERATION_TENANT_SPACE_ID"
 ENV_CA_BUNDLE = "RECONCILER_FEDERATION_CA_BUNDLE"
 ENV_TIMEOUT = "RECONCILER_FEDERATION_TIMEOUT"
 
+EXAMPLE_URL = "https://service.besclouds.com"
 MAX_TOKEN_TTL = 3600  # [DOC] maximum X-Token-Expire
 
 
@@ -38,46 +37,11 @@ class FederationSettings:
     token_ttl: int = MAX_TOKEN_TTL
 
     def __post_init__(self) -> None:
-        _check_url(self.base_url)
+        urls.check_url(self.base_url, variable=ENV_URL, example=EXAMPLE_URL)
         if not self.timeout > 0:
             raise ConfigError(f"{ENV_TIMEOUT} must be a positive number of seconds")
         if not 0 < self.token_ttl <= MAX_TOKEN_TTL:
             raise ConfigError(f"the token lifetime must be 1..{MAX_TOKEN_TTL} seconds")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(url: str) -> None:
-    """Refuse URLs that are not http(s), carry credentials, or use http off loopback."""
-    example = "an https:// URL such as https://service.besclouds.com"
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError for a malformed port
-    except ValueError as exc:
-        raise ConfigError(f"{ENV_URL} is not a valid URL", hint=f"set it to {example}") from exc
-    if parts.username is not None or parts.password is not None:
-        # Never echo this URL: the part before '@' is a credential.
-        raise ConfigError(
-            f"{ENV_URL} must not contain credentials",
-            hint=f"put them in {ENV_APP_KEY} and {ENV_APP_SECRET} instead",
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{ENV_URL} must be {example}, not {url!r}")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{ENV_URL} must not have a query or fragment: {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"{ENV_URL} uses plain http for {parts.hostname}; that is allowed only for the "
-            "sandbox on loopback (127.0.0.0/8, localhost, ::1)",
-            hint=f"use {example}",
-        )
 
 
 def settings_from_env(env: Mapping[str, str]) -> FederationSettings:
@@ -107,19 +71,3 @@ def settings_from_env(env: Mapping[str, str]) -> FederationSettings:
         ca_bundle=env.get(ENV_CA_BUNDLE) or None,
         timeout=timeout,
     )
-
-
-def tls_verify(settings: FederationSettings) -> ssl.SSLContext | bool:
-    """What httpx gets as ``verify``: the CA bundle's context, else True (never False)."""
-    bundle = settings.ca_bundle
-    if bundle is None:
-        return True
-    try:
-        if os.path.isdir(bundle):
-            return ssl.create_default_context(capath=bundle)
-        return ssl.create_default_context(cafile=bundle)
-    except OSError as exc:  # ssl.SSLError is an OSError too
-        raise ConfigError(
-            f"{ENV_CA_BUNDLE} {bundle!r} cannot be loaded as a CA bundle ({type(exc).__name__})",
-            hint="point it at a readable PEM file (or directory) of CA certificates",
-        ) from exc
