@@ -23,8 +23,8 @@ from typing import Protocol
 from reconciler.apply import ledger
 from reconciler.apply.ledger import Failure
 from reconciler.errors import FederationError, TransportError
-from reconciler.plan.model import Plan
-from reconciler.providers.federation.client import TaskState, TaskStatus
+from reconciler.plan.model import Action, Plan
+from reconciler.providers.federation.replies import TaskState, TaskStatus
 from reconciler.stores import Store
 from reconciler.stores.model import PendingBatch, State, utc_now
 
@@ -80,7 +80,7 @@ class ApplySettings:
 class ApplyReport:
     """What an apply did, per account."""
 
-    applied: list[tuple[str, str]] = field(default_factory=list)  # (account, action)
+    applied: list[tuple[str, Action]] = field(default_factory=list)  # (account, action)
     failed: list[Failure] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)  # messages about batches left pending
     notes: list[str] = field(default_factory=list)
@@ -215,7 +215,7 @@ class Applier:
             entry
             for batch in lost
             for entry in batch.entries
-            if entry.action == "CREATE"
+            if entry.action is Action.CREATE
             and entry.account not in resent
             and not getattr(self.state.accounts.get(entry.account), "enabled", False)
         ]
@@ -402,14 +402,17 @@ class Applier:
                 took = self.monotonic() - accepted_at
                 self._task_seconds = min(took, self._task_seconds or took)
             actions = {entry.account: entry.action for entry in batch.entries}
+            # A failure naming an account this batch did not send cannot be one of its
+            # entries (``ledger.with_results`` looks up only those), so it is not kept.
             failures = {
                 f.account: Failure(
                     account=f.account,
-                    action=actions.get(f.account, "?"),
+                    action=actions[f.account],
                     code=f.fail_code,
                     message=f.fail_message,
                 )
                 for f in status.failures
+                if f.account in actions
             }
             done.append((batch, failures))
         if not done:

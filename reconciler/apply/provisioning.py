@@ -12,11 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.apply.engine import Applier, ApplyReport
-from reconciler.apply.ledger import Failure
+from reconciler.apply.ledger import EventRetry, Failure
 from reconciler.desired.model import DesiredState
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 from reconciler.plan.model import Decision, EventDecision, Plan
-from reconciler.stores.model import EventRecord, State, utc_now
+from reconciler.stores.model import EventRecord, EventState, State, utc_now
 
 EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
 NOT_FOUND = "UserProvisionEventNotFound"
@@ -120,7 +120,12 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
     except ConfigError as error:
         for event in plan.retries:
             report.failed.append(
-                Failure(account=event.account, action="RETRY", code="config", message=str(error))
+                Failure(
+                    account=event.account,
+                    action=EventRetry.RETRY,
+                    code="config",
+                    message=str(error),
+                )
             )
         return
     requested: list[EventDecision] = []
@@ -133,13 +138,13 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
                 client.retry_provisioning_event(event.event_id)
             except CloudIdentityError as error:
                 if error.code == NOT_FOUND:
-                    _record(applier, event, status="resolved", last_attempt_at=now)
+                    _record(applier, event, status=EventState.RESOLVED, last_attempt_at=now)
                     report.notes.append(
                         f"event {event.event_id} ({event.account}): already resolved"
                     )
                     continue
                 if error.code == CONFLICT:
-                    _record(applier, event, status="retrying", last_attempt_at=now)
+                    _record(applier, event, status=EventState.RETRYING, last_attempt_at=now)
                     report.notes.append(
                         f"event {event.event_id} ({event.account}): a retry is already under way"
                     )
@@ -150,29 +155,37 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
                     attempts=attempts,
                     last_attempt_at=now,
                     last_reason=f"{error.code}: {error.message}",
-                    status="open",
+                    status=EventState.OPEN,
                 )
                 report.failed.append(
                     Failure(
                         account=event.account,
-                        action="RETRY",
+                        action=EventRetry.RETRY,
                         code=error.code,
                         message=f"retry of event {event.event_id} failed: {error.message}",
                     )
                 )
                 continue
             except TransportError as error:
-                _record(applier, event, attempts=attempts, last_attempt_at=now, status="unknown")
+                _record(
+                    applier,
+                    event,
+                    attempts=attempts,
+                    last_attempt_at=now,
+                    status=EventState.UNKNOWN,
+                )
                 report.failed.append(
                     Failure(
                         account=event.account,
-                        action="RETRY",
+                        action=EventRetry.RETRY,
                         code="transport",
                         message=f"retry of event {event.event_id}: {error.message}",
                     )
                 )
                 continue
-            _record(applier, event, attempts=attempts, last_attempt_at=now, status="retried")
+            _record(
+                applier, event, attempts=attempts, last_attempt_at=now, status=EventState.RETRIED
+            )
             requested.append(event)
         # The retry answers {} whether or not the provisioning then went through; the
         # outcome shows in the list: a resolved event is gone, a failed one stays.
@@ -201,7 +214,7 @@ def _settle_retried(
         attempts = applier.state.events[event.event_id].attempts
         still = listed.get(event.event_id)
         if still is None:
-            _record(applier, event, status="resolved")
+            _record(applier, event, status=EventState.RESOLVED)
             report.notes.append(
                 f"event {event.event_id} ({event.account} → {event.target}): retry succeeded "
                 f"(attempt {attempts})"
@@ -209,17 +222,17 @@ def _settle_retried(
             continue
         if (still.failure_reason, still.updated_time) == (event.reason, event.updated_at):
             # Untouched since the plan listed it: the retry is still under way, not failed.
-            _record(applier, event, status="retrying")
+            _record(applier, event, status=EventState.RETRYING)
             report.notes.append(
                 f"event {event.event_id} ({event.account}): retry requested, outcome not "
                 "known yet; `reconciler refresh` or the next plan shows it"
             )
             continue
-        _record(applier, event, status="open", last_reason=still.failure_reason)
+        _record(applier, event, status=EventState.OPEN, last_reason=still.failure_reason)
         report.failed.append(
             Failure(
                 account=event.account,
-                action="RETRY",
+                action=EventRetry.RETRY,
                 code="RetryFailed",
                 message=f"retry of event {event.event_id} (attempt {attempts}) failed: "
                 f"{still.failure_reason}",
@@ -247,7 +260,7 @@ def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]
             account=account,
             target_id=event.target_id,
             last_reason=event.failure_reason,
-            status="open",
+            status=EventState.OPEN,
             seen_at=now,
         )
     resolved = [e for e in state.events if e not in updated]
