@@ -1,20 +1,23 @@
-"""The closed sets of apply and the state as types: actions, event states."""
+"""The closed sets of apply and the state as types: send outcomes, actions, event states."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from reconciler import schemas
+from reconciler.apply import tasks
 from reconciler.apply.engine import ApplyReport
 from reconciler.apply.ledger import EventRetry, Failure
+from reconciler.apply.tasks import NotSent, SendOutcome, Sent
 from reconciler.cli.apply_commands import report_json
 from reconciler.errors import StateCorrupt
+from reconciler.providers.federation.replies import TaskFailure, TaskState, TaskStatus
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import (
     AccountRecord,
@@ -25,6 +28,8 @@ from reconciler.stores.model import (
     PendingEntry,
     State,
 )
+
+LOST, LIMIT, REFUSED = NotSent.LOST, NotSent.LIMIT, NotSent.REFUSED
 
 
 def _record(account: str) -> AccountRecord:
@@ -44,6 +49,99 @@ def _batch(batch_id: str, *entries: tuple[str, Action]) -> PendingBatch:
             for account, action in entries
         ),
     )
+
+
+def _scripted(
+    outcomes: Mapping[str, SendOutcome], called: list[str]
+) -> Callable[[PendingBatch], SendOutcome]:
+    def send(batch: PendingBatch) -> SendOutcome:
+        called.append(batch.batch_id)
+        return outcomes[batch.batch_id]
+
+    return send
+
+
+def _sent(**task_ids: str) -> dict[str, Sent]:
+    return {batch_id: Sent(task_id=task_id) for batch_id, task_id in task_ids.items()}
+
+
+# Batches a, b and c in one round: what each send comes to → which were sent (batch → task),
+# which intents go, which go back to the queue, which was lost, whether the limit ended it.
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        pytest.param(
+            _sent(a="t-a", b="t-b", c="t-c"),
+            ("abc", {"a": "t-a", "b": "t-b", "c": "t-c"}, "", "", None, False),
+            id="all-sent",
+        ),
+        pytest.param(
+            {**_sent(a="t-a", c="t-c"), "b": REFUSED},
+            ("abc", {"a": "t-a", "c": "t-c"}, "b", "", None, False),
+            id="refused-is-forgotten-and-the-round-goes-on",
+        ),
+        pytest.param(
+            {**_sent(a="t-a", c="t-c"), "b": LOST},
+            ("ab", {"a": "t-a"}, "c", "c", "b", False),
+            id="lost-keeps-its-intent-and-stops-the-round",
+        ),
+        pytest.param(
+            {**_sent(c="t-c"), "a": REFUSED, "b": LIMIT},
+            ("ab", {}, "abc", "bc", None, True),
+            id="limit-puts-itself-and-the-rest-back",
+        ),
+        pytest.param(
+            {**_sent(b="t-b", c="t-c"), "a": LOST},
+            ("a", {}, "bc", "bc", "a", False),
+            id="lost-first-sends-nothing-else",
+        ),
+        pytest.param(
+            {**_sent(a="t-a", b="t-b"), "c": LIMIT},
+            ("abc", {"a": "t-a", "b": "t-b"}, "c", "c", None, True),
+            id="limit-last",
+        ),
+    ],
+)
+def test_a_round_dispatches_each_send_outcome(
+    outcomes: Mapping[str, SendOutcome], expected: tuple[object, ...]
+) -> None:
+    """Sent goes in flight, REFUSED is forgotten, LOST and LIMIT stop the round as they must."""
+    batches = [_batch(batch_id, (f"user-{batch_id}", Action.CREATE)) for batch_id in "abc"]
+    calls: list[str] = []
+    round_ = tasks.send_round(batches, _scripted(outcomes, calls))
+    assert (
+        "".join(calls),
+        {batch.batch_id: task_id for batch, task_id in round_.sent},
+        "".join(round_.forget),
+        "".join(b.batch_id for b in round_.unsent),
+        round_.lost.batch_id if round_.lost else None,
+        round_.limited,
+    ) == expected
+
+
+def test_a_round_of_nothing_sends_nothing() -> None:
+    """No batches: no call, nothing to record."""
+    assert tasks.send_round([], _scripted({}, [])) == tasks.Round()
+
+
+def test_failures_keep_the_action_sent_and_only_the_batch_accounts() -> None:
+    """A DONE task's failures carry the entry's own action; other accounts are not its own."""
+    batch = _batch("b", ("alice", Action.CREATE), ("bob", Action.DISABLE), ("carol", Action.MODIFY))
+    status = TaskStatus(
+        task_id="t",
+        status=TaskState.DONE,
+        remark="",
+        failures=tuple(
+            TaskFailure(account=account, fail_code="100-301", fail_message="no", entry={})
+            for account in ("bob", "mallory", "carol")
+        ),
+    )
+    failures = tasks.failures_of(batch, status)
+    assert {a: f.action for a, f in failures.items()} == {
+        "bob": Action.DISABLE,
+        "carol": Action.MODIFY,
+    }
+    assert {(f.code, f.message) for f in failures.values()} == {("100-301", "no")}
 
 
 @pytest.mark.parametrize(
@@ -143,7 +241,7 @@ def test_apply_never_loads_httpx() -> None:
     code = (
         "import sys\n"
         "import reconciler.apply.engine, reconciler.apply.ledger, reconciler.apply.progress\n"
-        "import reconciler.apply.provisioning\n"
+        "import reconciler.apply.provisioning, reconciler.apply.tasks\n"
         "print(sorted(m for m in sys.modules if m == 'httpx' or m.startswith('httpx.')))\n"
     )
     result = subprocess.run(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -142,4 +142,34 @@ def probe_batch(state: State, lost: PendingBatch, now: str) -> PendingBatch:
                     target=replace(before, enabled=False),
                 )
             )
+    return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))
+
+
+def with_probe(state: State, lost: PendingBatch, probe: PendingBatch) -> State:
+    """Record ``probe`` in the place of the ``lost`` batch it settles (one write)."""
+    return replace(
+        state,
+        pending=tuple(probe if b.batch_id == lost.batch_id else b for b in state.pending),
+    )
+
+
+def creates_to_resend(
+    state: State, lost: Iterable[PendingBatch], resent: Collection[str], now: str
+) -> PendingBatch | None:
+    """The lost batches' CREATEs whose accounts are still not enabled after the probes.
+
+    Sending them again cannot create anyone twice: the probe showed the lost request
+    left the account missing (or disabled), and the API refuses a CREATE of an
+    existing enabled account. Accounts in ``resent`` were sent again already this run.
+    """
+    entries = [
+        entry
+        for batch in lost
+        for entry in batch.entries
+        if entry.action is Action.CREATE
+        and entry.account not in resent
+        and not getattr(state.accounts.get(entry.account), "enabled", False)
+    ]
+    if not entries:
+        return None
     return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))
