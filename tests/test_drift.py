@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 
 from reconciler.apply import provisioning
+from reconciler.apply.ledger import EventRetry
 from reconciler.desired.model import DesiredState, Provisioning, Source, User
+from reconciler.errors import CloudIdentityError, TransportError
 from reconciler.plan.model import Decision
 from reconciler.providers.cloudidentity.client import ProvisioningEvent
-from reconciler.stores.model import AccountRecord, EventRecord, State
+from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, EventRecord, EventState, State
 
 RETRY, REPORT = Decision.RETRY, Decision.REPORT
 
@@ -285,3 +288,68 @@ def test_a_requested_retry_is_judged_by_the_next_listing(
     provisioning._settle_retried(_Lister(*listed), [decision], applier, report)
     assert bool(report.failed) is failed
     assert applier.state.events[decision.event_id].status == status
+
+
+class _Retrier:
+    """A CloudIdentity client stand-in whose retry answers with ``error`` (or accepts)."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.retried: list[str] = []
+
+    def retry_provisioning_event(self, event_id: str) -> None:
+        """Record the call; raise the scripted error, if any."""
+        self.retried.append(event_id)
+        if self.error is not None:
+            raise self.error
+
+
+def _refused(code: str) -> CloudIdentityError:
+    return CloudIdentityError("no", code=code, http_status=400)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        pytest.param(None, (True, EventState.RETRIED, 3, None), id="accepted"),
+        pytest.param(
+            _refused(provisioning.NOT_FOUND), (False, EventState.RESOLVED, 2, None), id="gone"
+        ),
+        pytest.param(
+            _refused(provisioning.CONFLICT), (False, EventState.RETRYING, 2, None), id="conflict"
+        ),
+        pytest.param(
+            _refused("UserProvisionEventStatusException"),
+            (False, EventState.OPEN, 3, "UserProvisionEventStatusException"),
+            id="refused",
+        ),
+        pytest.param(
+            TransportError("reset", maybe_sent=True),
+            (False, EventState.UNKNOWN, 3, "transport"),
+            id="answer-lost",
+        ),
+    ],
+)
+def test_each_retry_answer_records_its_event_state(
+    tmp_path: Any, error: Exception | None, expected: tuple[object, ...]
+) -> None:
+    """Accepted, gone, conflict, refused, lost: the state, attempts and failure each one means."""
+    from reconciler.apply.engine import Applier, ApplyReport  # noqa: PLC0415
+
+    desired = _desired([("alice", True)])
+    (decision,) = provisioning.decide((_event("alice"),), desired, None)
+    applier = Applier(LocalStore(tmp_path / "state.json"), _NoTasks())
+    known = EventRecord(event_id=decision.event_id, account="alice", attempts=2)
+    applier.write_state(applier.state.successor(events={decision.event_id: known}))
+    report = ApplyReport()
+    client = _Retrier(error)
+    requested = provisioning._retry(client, decision, applier, report)
+    recorded = LocalStore(tmp_path / "state.json").read()
+    assert recorded is not None
+    event = recorded.events[decision.event_id]
+    failures = [(f.action, f.code) for f in report.failed]
+    assert client.retried == [decision.event_id]
+    assert (requested, event.status, event.attempts, failures[0][1] if failures else None) == (
+        expected
+    )
+    assert all(action is EventRetry.RETRY for action, _ in failures)

@@ -36,7 +36,15 @@ from reconciler.errors import (
 from reconciler.stores import LockInfo, Store, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
-from reconciler.stores.model import AccountRecord, EventRecord, PendingBatch, PendingEntry, State
+from reconciler.stores.model import (
+    AccountRecord,
+    Action,
+    EventRecord,
+    EventState,
+    PendingBatch,
+    PendingEntry,
+    State,
+)
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -159,12 +167,12 @@ def sample_state() -> State:
         batch_id="b-1",
         entries=(
             PendingEntry(
-                action="CREATE", account="alice", wire={"userName": "alice"}, target=record
+                action=Action.CREATE, account="alice", wire={"userName": "alice"}, target=record
             ),
         ),
         recorded_at="2024-01-01T00:00:00Z",
     )
-    event = EventRecord(event_id="e-1", account="alice", attempts=2, status="open")
+    event = EventRecord(event_id="e-1", account="alice", attempts=2, status=EventState.OPEN)
     return State.empty().successor(
         accounts={"alice": record}, pending=(batch,), events={"e-1": event}
     )

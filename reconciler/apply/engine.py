@@ -9,38 +9,38 @@ leaves a truthful, uncorrupted state:
 - a batch with a recorded task id is followed on the next run, never resent;
 - a batch whose request may have reached the API without its id being recorded is
   settled by a probe (``ledger.probe_batch``), never by a blind CREATE.
+
+The state transitions are pure functions in ``ledger``; what one createTask can come to,
+and how a round of them is dispatched, is in ``tasks``.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from reconciler.apply import ledger
+from reconciler.apply import ledger, tasks
 from reconciler.apply.ledger import Failure
+from reconciler.apply.report import ApplyReport, Counters
+from reconciler.apply.tasks import NotSent, Sent, TaskApi
 from reconciler.errors import FederationError, TransportError
 from reconciler.plan.model import Plan
-from reconciler.providers.federation.client import TaskState, TaskStatus
+from reconciler.providers.federation.replies import TaskState, TaskStatus
 from reconciler.stores import Store
 from reconciler.stores.model import PendingBatch, State, utc_now
 
-PENDING_LIMIT_CODE = "100-113"
-
-
-class TaskApi(Protocol):
-    """The two federation calls apply needs."""
-
-    def create_task(self, entries: Sequence[Mapping[str, object]]) -> str:
-        """Start a task; returns its id."""
-        ...
-
-    def query_task(self, task_id: str) -> TaskStatus:
-        """A task's status."""
-        ...
+# Also exported: the report (report.py) and the API protocol (tasks.py) callers hand it.
+__all__ = [
+    "Applier",
+    "ApplyReport",
+    "ApplySettings",
+    "Counters",
+    "Progress",
+    "TaskApi",
+]
 
 
 class Progress(Protocol):
@@ -49,20 +49,6 @@ class Progress(Protocol):
     def update(self, counters: Counters, message: str | None = None) -> None:
         """Counters changed (and maybe a line worth showing)."""
         ...
-
-
-@dataclass(slots=True)
-class Counters:
-    """Running totals of an apply."""
-
-    batches_total: int = 0
-    batches_sent: int = 0
-    tasks_done: int = 0
-    users_total: int = 0
-    users_applied: int = 0
-    users_failed: int = 0
-    create_calls: int = 0
-    query_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,22 +60,6 @@ class ApplySettings:
     poll_max: float = 2.0
     max_wait: float = 1800.0  # overall seconds to wait for tasks before giving up (resumable)
     limit_backoff: float = 0.5  # first wait when the tenant's task limit is reached
-
-
-@dataclass(slots=True)
-class ApplyReport:
-    """What an apply did, per account."""
-
-    applied: list[tuple[str, str]] = field(default_factory=list)  # (account, action)
-    failed: list[Failure] = field(default_factory=list)
-    unresolved: list[str] = field(default_factory=list)  # messages about batches left pending
-    notes: list[str] = field(default_factory=list)
-    counters: Counters = field(default_factory=Counters)
-
-    @property
-    def ok(self) -> bool:
-        """Everything applied."""
-        return not self.failed and not self.unresolved
 
 
 class _Quiet:
@@ -189,8 +159,9 @@ class Applier:
             # the CREATEs the probe showed never happened.
             lost = self._drive(queue, {})
             settled = self._settle_lost(lost)
-            again = self._creates_to_resend(lost, resent)
+            again = ledger.creates_to_resend(self.state, lost, resent, self.now())
             if again is not None:
+                resent.update(entry.account for entry in again.entries)
                 queue.append((again, False))
                 self.report.counters.batches_total += 1
                 self.report.counters.users_total += len(again.entries)
@@ -204,39 +175,14 @@ class Applier:
 
     # -- the loop ---------------------------------------------------------------
 
-    def _creates_to_resend(self, lost: list[PendingBatch], resent: set[str]) -> PendingBatch | None:
-        """The lost batches' CREATEs whose accounts are still not enabled after the probes.
-
-        Sending them again cannot create anyone twice: the probe showed the lost request
-        left the account missing (or disabled), and the API refuses a CREATE of an
-        existing enabled account. Each account is resent once per run at most.
-        """
-        entries = [
-            entry
-            for batch in lost
-            for entry in batch.entries
-            if entry.action == "CREATE"
-            and entry.account not in resent
-            and not getattr(self.state.accounts.get(entry.account), "enabled", False)
-        ]
-        if not entries:
-            return None
-        resent.update(entry.account for entry in entries)
-        return PendingBatch(
-            batch_id=str(uuid.uuid4()), recorded_at=self.now(), entries=tuple(entries)
-        )
-
     def _settle_lost(self, lost: list[PendingBatch]) -> bool:
         """Probe each lost batch; True when every one of them was settled."""
         settled = True
         for batch in lost:
             probe = ledger.probe_batch(self.state, batch, self.now())
             self._probes.add(probe.batch_id)
-            # Swap lost → probe in one write: the probe is recorded before it is sent.
-            pending = tuple(
-                probe if b.batch_id == batch.batch_id else b for b in self.state.pending
-            )
-            self.write_state(replace(self.state, pending=pending))
+            # The probe is recorded (in the lost batch's place) before it is sent.
+            self.write_state(ledger.with_probe(self.state, batch, probe))
             self._tell(
                 f"batch {batch.batch_id[:8]}: its request may have reached the API without a "
                 "recorded task id; settling it with a probe task (no blind CREATE)"
@@ -257,11 +203,12 @@ class Applier:
         in_flight: dict[str, PendingBatch],
     ) -> list[PendingBatch]:
         """Send queued batches (≤ parallel in flight) and follow tasks; returns lost ones."""
-        counters = self.report.counters
         lost: list[PendingBatch] = []
-        deadline = self.monotonic() + self.settings.max_wait
-        delay = self.settings.poll_initial
-        limit_wait = self.settings.limit_backoff
+        pace = _Pace(
+            deadline=self.monotonic() + self.settings.max_wait,
+            delay=self.settings.poll_initial,
+            limit_wait=self.settings.limit_backoff,
+        )
         sending = True
         # After a 100-113 while our own tasks run, the tenant's limit is known to be full:
         # send again only once one of ours is DONE, instead of one refused call per poll.
@@ -270,66 +217,67 @@ class Applier:
             waiting_for_slot = False
             held = held and bool(in_flight)
             if queue and sending and not held and len(in_flight) < self.settings.parallel:
-                round_: list[tuple[PendingBatch, bool]] = []
-                while queue and len(in_flight) + len(round_) < self.settings.parallel:
-                    round_.append(queue.popleft())
-                fresh = [b for b, recorded in round_ if not recorded]
-                if fresh:
-                    self.write_state(ledger.with_intents(self.state, fresh))
-                sent: dict[str, str] = {}
-                forget: list[str] = []  # intents of batches that were not created
-                for index, (batch, _) in enumerate(round_):
-                    outcome = self._send(batch)
-                    if outcome not in ("lost", "limit", "refused"):
-                        sent[batch.batch_id] = outcome
-                        self._accepted_at[batch.batch_id] = self.monotonic()
-                        in_flight[batch.batch_id] = replace(batch, task_id=outcome)
-                        counters.batches_sent += 1
-                    elif outcome == "refused":
-                        forget.append(batch.batch_id)
-                    else:
-                        # Stop this round; "lost" keeps its intent (settled by a probe).
-                        untouched = round_[index + 1 :] if outcome == "lost" else round_[index:]
-                        if outcome == "lost":
-                            lost.append(batch)
-                            sending = False
-                        else:
-                            waiting_for_slot = True
-                            held = bool(in_flight)
-                        forget.extend(b.batch_id for b, _ in untouched)
-                        queue.extendleft((b, False) for b, _ in reversed(untouched))
-                        break
-                if sent or forget:
-                    recorded = ledger.with_task_ids(self.state, sent, self.now())
-                    self._stage(ledger.without(recorded, forget))
-                    self._tell()
+                round_ = self._send_round(queue, in_flight)
+                if round_.lost is not None:
+                    lost.append(round_.lost)
+                    sending = False
+                if round_.limited:
+                    waiting_for_slot = True
+                    held = bool(in_flight)
             if in_flight and self._poll(in_flight):
-                delay = self.settings.poll_initial
+                pace.delay = self.settings.poll_initial
                 held = False
                 continue
             self._flush()  # before waiting: a kill during the wait loses nothing
-            if self.monotonic() >= deadline:
+            if self.monotonic() >= pace.deadline:
                 for batch in in_flight.values():
                     self.report.unresolved.append(
                         f"task {batch.task_id} still running after {self.settings.max_wait:g}s; "
                         "`reconciler refresh` follows it later"
                     )
                 break
-            if waiting_for_slot and not in_flight:
-                # The tenant's limit is full of tasks that are not ours: back off and resend.
-                self._tell("tenant task limit reached (100-113); waiting before resending")
-                self.sleep(limit_wait)
-                limit_wait = min(limit_wait * 2, 30.0)
-            elif in_flight:
-                due = self._until_likely_done(in_flight)
-                if due > delay:
-                    self.sleep(due)  # then poll closely: the task is due about now
-                    delay = self.settings.poll_initial
-                else:
-                    self.sleep(delay)
-                    delay = min(delay * 1.5, self.settings.poll_max)
+            self._wait(pace, in_flight, waiting_for_slot=waiting_for_slot)
         self._flush()
         return lost
+
+    def _send_round(
+        self, queue: deque[tuple[PendingBatch, bool]], in_flight: dict[str, PendingBatch]
+    ) -> tasks.Round:
+        """Send what fits in flight from ``queue``: intents written first, ids staged after."""
+        taken: list[tuple[PendingBatch, bool]] = []
+        while queue and len(in_flight) + len(taken) < self.settings.parallel:
+            taken.append(queue.popleft())
+        fresh = [batch for batch, recorded in taken if not recorded]
+        if fresh:  # durable before any of them is sent
+            self.write_state(ledger.with_intents(self.state, fresh))
+        round_ = tasks.send_round([batch for batch, _ in taken], self._send)
+        for batch, task_id in round_.sent:
+            in_flight[batch.batch_id] = replace(batch, task_id=task_id)
+        queue.extendleft((batch, False) for batch in reversed(round_.unsent))
+        if round_.sent or round_.forget:
+            task_ids = {batch.batch_id: task_id for batch, task_id in round_.sent}
+            recorded = ledger.with_task_ids(self.state, task_ids, self.now())
+            self._stage(ledger.without(recorded, round_.forget))
+            self._tell()
+        return round_
+
+    def _wait(
+        self, pace: _Pace, in_flight: Mapping[str, PendingBatch], *, waiting_for_slot: bool
+    ) -> None:
+        """Sleep before the next round: back off at the task limit, else until a poll is due."""
+        if waiting_for_slot and not in_flight:
+            # The tenant's limit is full of tasks that are not ours: back off and resend.
+            self._tell("tenant task limit reached (100-113); waiting before resending")
+            self.sleep(pace.limit_wait)
+            pace.limit_wait = min(pace.limit_wait * 2, 30.0)
+        elif in_flight:
+            due = self._until_likely_done(in_flight)
+            if due > pace.delay:
+                self.sleep(due)  # then poll closely: the task is due about now
+                pace.delay = self.settings.poll_initial
+            else:
+                self.sleep(pace.delay)
+                pace.delay = min(pace.delay * 1.5, self.settings.poll_max)
 
     def _until_likely_done(self, in_flight: Mapping[str, PendingBatch]) -> float:
         """Seconds until the oldest task in flight is as old as the quickest one seen DONE."""
@@ -339,50 +287,51 @@ class Applier:
         due = min(accepted) + self._task_seconds - self.monotonic()
         return min(due, self.settings.poll_max)
 
-    def _send(self, batch: PendingBatch) -> str:
-        """createTask for ``batch``: the task id, or "lost" / "limit" / "refused"."""
-        counters = self.report.counters
-        counters.create_calls += 1
+    def _send(self, batch: PendingBatch) -> tasks.SendOutcome:
+        """createTask for ``batch``; a refused batch's entries are reported as failed."""
+        self.report.counters.create_calls += 1
         try:
-            return self.api.create_task([dict(e.wire) for e in batch.entries])
+            task_id = self.api.create_task([dict(e.wire) for e in batch.entries])
         except FederationError as error:
-            if error.code == PENDING_LIMIT_CODE:
-                return "limit"
-            for entry in batch.entries:
-                self.report.failed.append(
-                    Failure(
-                        account=entry.account,
-                        action=entry.action,
-                        code=error.code,
-                        message=f"batch refused by createTask: {error.message}",
-                    )
-                )
-            counters.users_failed += len(batch.entries)
+            if error.code == tasks.PENDING_LIMIT_CODE:
+                return NotSent.LIMIT
+            self._fail_all(batch, error.code, f"batch refused by createTask: {error.message}")
             self._tell(f"createTask refused a batch of {len(batch.entries)}: {error.message}")
-            return "refused"
+            return NotSent.REFUSED
         except TransportError as error:
             if error.maybe_sent:
                 self._tell(f"createTask response lost: {error.message}")
-                return "lost"
-            for entry in batch.entries:
-                self.report.failed.append(
-                    Failure(
-                        account=entry.account,
-                        action=entry.action,
-                        code="transport",
-                        message=f"not sent: {error.message}",
-                    )
-                )
-            counters.users_failed += len(batch.entries)
-            return "refused"
+                return NotSent.LOST
+            self._fail_all(batch, "transport", f"not sent: {error.message}")
+            return NotSent.REFUSED
+        self._accepted_at[batch.batch_id] = self.monotonic()
+        self.report.counters.batches_sent += 1
+        return Sent(task_id=task_id)
+
+    def _fail_all(self, batch: PendingBatch, code: str, message: str) -> None:
+        """Report every entry of a batch that created no task as failed."""
+        self.report.failed.extend(
+            Failure(account=entry.account, action=entry.action, code=code, message=message)
+            for entry in batch.entries
+        )
+        self.report.counters.users_failed += len(batch.entries)
 
     def _poll(self, in_flight: dict[str, PendingBatch]) -> bool:
         """Query every task in flight once; record DONE ones. True when any finished."""
-        counters = self.report.counters
-        done: list[tuple[PendingBatch, Mapping[str, Failure]]] = []
+        done = [
+            (batch, tasks.failures_of(batch, status)) for batch, status in self._query(in_flight)
+        ]
+        if not done:
+            return False
+        self._record_done(done)
+        return True
+
+    def _query(self, in_flight: dict[str, PendingBatch]) -> list[tuple[PendingBatch, TaskStatus]]:
+        """queryTask each task in flight once; DONE ones (and unqueryable ones) leave it."""
+        done: list[tuple[PendingBatch, TaskStatus]] = []
         for batch_id, batch in list(in_flight.items()):
             assert batch.task_id is not None
-            counters.query_calls += 1
+            self.report.counters.query_calls += 1
             try:
                 status = self.api.query_task(batch.task_id)
             except TransportError:
@@ -401,19 +350,12 @@ class Applier:
             if accepted_at is not None:
                 took = self.monotonic() - accepted_at
                 self._task_seconds = min(took, self._task_seconds or took)
-            actions = {entry.account: entry.action for entry in batch.entries}
-            failures = {
-                f.account: Failure(
-                    account=f.account,
-                    action=actions.get(f.account, "?"),
-                    code=f.fail_code,
-                    message=f.fail_message,
-                )
-                for f in status.failures
-            }
-            done.append((batch, failures))
-        if not done:
-            return False
+            done.append((batch, status))
+        return done
+
+    def _record_done(self, done: Sequence[tuple[PendingBatch, Mapping[str, Failure]]]) -> None:
+        """Stage the results of DONE tasks and count them."""
+        counters = self.report.counters
         new_state, applied, failed = ledger.with_results(self.state, done, self.now())
         self._stage(new_state)
         probed = {e.account for b, _ in done if b.batch_id in self._probes for e in b.entries}
@@ -439,4 +381,12 @@ class Applier:
         self.report.applied.extend((e.account, e.action) for e in applied)
         self.report.failed.extend(failed)
         self._tell()
-        return True
+
+
+@dataclass(slots=True, kw_only=True)
+class _Pace:
+    """How long one ``_drive`` waits: its deadline and the current poll and back-off waits."""
+
+    deadline: float
+    delay: float
+    limit_wait: float

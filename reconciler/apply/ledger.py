@@ -9,13 +9,20 @@ not in ``failDataList``.
 
 from __future__ import annotations
 
+import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.plan.model import Change
-from reconciler.stores.model import PendingBatch, PendingEntry, State
+from reconciler.stores.model import Action, PendingBatch, PendingEntry, State
+
+
+class EventRetry(enum.StrEnum):
+    """The action of a failed provisioning-event retry: not a change of a user."""
+
+    RETRY = "RETRY"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,7 +30,7 @@ class Failure:
     """An entry that failed, and why (codes are the API's)."""
 
     account: str
-    action: str
+    action: Action | EventRetry
     code: str
     message: str
 
@@ -37,7 +44,7 @@ def new_batch(
         recorded_at=now,
         entries=tuple(
             PendingEntry(
-                action=change.action.value,
+                action=change.action,
                 account=change.account,
                 wire=change.wire(),
                 target=replace(
@@ -120,19 +127,49 @@ def probe_batch(state: State, lost: PendingBatch, now: str) -> PendingBatch:
     entries = []
     for entry in lost.entries:
         before = state.accounts.get(entry.account)
-        if entry.action != "CREATE":
+        if entry.action is not Action.CREATE:
             entries.append(entry)
         elif before is None:
             wire: dict[str, Any] = dict(entry.wire)
-            wire["action"] = "MODIFY"
-            entries.append(replace(entry, action="MODIFY", wire=wire))
+            wire["action"] = Action.MODIFY.value
+            entries.append(replace(entry, action=Action.MODIFY, wire=wire))
         else:
             entries.append(
                 replace(
                     entry,
-                    action="DISABLE",
-                    wire={"action": "DISABLE", "userAccount": entry.account},
+                    action=Action.DISABLE,
+                    wire={"action": Action.DISABLE.value, "userAccount": entry.account},
                     target=replace(before, enabled=False),
                 )
             )
+    return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))
+
+
+def with_probe(state: State, lost: PendingBatch, probe: PendingBatch) -> State:
+    """Record ``probe`` in the place of the ``lost`` batch it settles (one write)."""
+    return replace(
+        state,
+        pending=tuple(probe if b.batch_id == lost.batch_id else b for b in state.pending),
+    )
+
+
+def creates_to_resend(
+    state: State, lost: Iterable[PendingBatch], resent: Collection[str], now: str
+) -> PendingBatch | None:
+    """The lost batches' CREATEs whose accounts are still not enabled after the probes.
+
+    Sending them again cannot create anyone twice: the probe showed the lost request
+    left the account missing (or disabled), and the API refuses a CREATE of an
+    existing enabled account. Accounts in ``resent`` were sent again already this run.
+    """
+    entries = [
+        entry
+        for batch in lost
+        for entry in batch.entries
+        if entry.action is Action.CREATE
+        and entry.account not in resent
+        and not getattr(state.accounts.get(entry.account), "enabled", False)
+    ]
+    if not entries:
+        return None
     return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from reconciler.apply.engine import Counters
+from reconciler.apply.report import Counters
 
 _WIDTH = 28
 

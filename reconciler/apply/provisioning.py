@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, Self
 
 from reconciler.apply.engine import Applier, ApplyReport
-from reconciler.apply.ledger import Failure
+from reconciler.apply.ledger import EventRetry, Failure
 from reconciler.desired.model import DesiredState
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 from reconciler.plan.model import Decision, EventDecision, Plan
-from reconciler.stores.model import EventRecord, State, utc_now
+from reconciler.stores.model import EventRecord, EventState, State
 
 EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
 NOT_FOUND = "UserProvisionEventNotFound"
@@ -28,7 +28,25 @@ def configured(env: Mapping[str, str]) -> bool:
     return bool(env.get("VOLCENGINE_ACCESS_KEY") or env.get("VOLCENGINE_SECRET_KEY"))
 
 
-def _client(env: Mapping[str, str]) -> Any:
+class EventsApi(Protocol):
+    """The CloudIdentity calls apply makes (``providers.cloudidentity.client``)."""
+
+    def list_provisioning_events(self) -> tuple[Any, ...]:
+        """Every failed provisioning event."""
+        ...
+
+    def retry_provisioning_event(self, event_id: str) -> None:
+        """Ask CloudIdentity to retry one event."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+def _client(env: Mapping[str, str]) -> EventsApi:
+    # Imported here, not at module import: apply never loads httpx unless it talks to
+    # CloudIdentity, and the client module imports httpx.
     from reconciler.providers.cloudidentity import client as cloudidentity  # noqa: PLC0415 - loaded only when configured
 
     return cloudidentity.CloudIdentityClient(cloudidentity.CloudIdentitySettings.from_env(env))
@@ -103,14 +121,19 @@ def events_source(env: Mapping[str, str], notes: list[str]) -> EventsSource | No
     return source
 
 
-def _record(applier: Applier, event: EventDecision, **changes: Any) -> None:
+def _record(applier: Applier, event: EventDecision, status: EventState, **changes: Any) -> None:
+    """Write what is now known of ``event``: its ``status``, and any other ``changes``."""
     state = applier.state
     current = state.events.get(event.event_id) or EventRecord(
         event_id=event.event_id, account=event.account, target_id=event.target_id or event.target
     )
     updated = dict(state.events)
-    updated[event.event_id] = replace(current, **changes)
+    updated[event.event_id] = replace(current, status=status, **changes)
     applier.write_state(replace(state, events=updated))
+
+
+def _failure(event: EventDecision, code: str, message: str) -> Failure:
+    return Failure(account=event.account, action=EventRetry.RETRY, code=code, message=message)
 
 
 def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
@@ -118,69 +141,59 @@ def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping
     try:
         client = _client(env)
     except ConfigError as error:
-        for event in plan.retries:
-            report.failed.append(
-                Failure(account=event.account, action="RETRY", code="config", message=str(error))
-            )
+        report.failed.extend(_failure(event, "config", str(error)) for event in plan.retries)
         return
     requested: list[EventDecision] = []
     with client:
         for event in plan.retries:
-            previous = applier.state.events.get(event.event_id)
-            attempts = (previous.attempts if previous else event.attempts) + 1
-            now = utc_now()
-            try:
-                client.retry_provisioning_event(event.event_id)
-            except CloudIdentityError as error:
-                if error.code == NOT_FOUND:
-                    _record(applier, event, status="resolved", last_attempt_at=now)
-                    report.notes.append(
-                        f"event {event.event_id} ({event.account}): already resolved"
-                    )
-                    continue
-                if error.code == CONFLICT:
-                    _record(applier, event, status="retrying", last_attempt_at=now)
-                    report.notes.append(
-                        f"event {event.event_id} ({event.account}): a retry is already under way"
-                    )
-                    continue
-                _record(
-                    applier,
-                    event,
-                    attempts=attempts,
-                    last_attempt_at=now,
-                    last_reason=f"{error.code}: {error.message}",
-                    status="open",
-                )
-                report.failed.append(
-                    Failure(
-                        account=event.account,
-                        action="RETRY",
-                        code=error.code,
-                        message=f"retry of event {event.event_id} failed: {error.message}",
-                    )
-                )
-                continue
-            except TransportError as error:
-                _record(applier, event, attempts=attempts, last_attempt_at=now, status="unknown")
-                report.failed.append(
-                    Failure(
-                        account=event.account,
-                        action="RETRY",
-                        code="transport",
-                        message=f"retry of event {event.event_id}: {error.message}",
-                    )
-                )
-                continue
-            _record(applier, event, attempts=attempts, last_attempt_at=now, status="retried")
-            requested.append(event)
+            if _retry(client, event, applier, report):
+                requested.append(event)
         # The retry answers {} whether or not the provisioning then went through; the
         # outcome shows in the list: a resolved event is gone, a failed one stays.
         _settle_retried(client, requested, applier, report)
 
 
+def _retry(client: EventsApi, event: EventDecision, applier: Applier, report: ApplyReport) -> bool:
+    """Ask for one retry, recording the attempt; True when CloudIdentity accepted it."""
+    previous = applier.state.events.get(event.event_id)
+    attempts = (previous.attempts if previous else event.attempts) + 1
+    now = applier.now()
+    try:
+        client.retry_provisioning_event(event.event_id)
+    except CloudIdentityError as error:
+        if error.code == NOT_FOUND:
+            _record(applier, event, EventState.RESOLVED, last_attempt_at=now)
+            report.notes.append(f"event {event.event_id} ({event.account}): already resolved")
+        elif error.code == CONFLICT:
+            _record(applier, event, EventState.RETRYING, last_attempt_at=now)
+            report.notes.append(
+                f"event {event.event_id} ({event.account}): a retry is already under way"
+            )
+        else:
+            reason = f"{error.code}: {error.message}"
+            _record(
+                applier,
+                event,
+                EventState.OPEN,
+                attempts=attempts,
+                last_attempt_at=now,
+                last_reason=reason,
+            )
+            message = f"retry of event {event.event_id} failed: {error.message}"
+            report.failed.append(_failure(event, error.code, message))
+        return False
+    except TransportError as error:
+        # The request may have been accepted: not resent, and its attempt counts.
+        _record(applier, event, EventState.UNKNOWN, attempts=attempts, last_attempt_at=now)
+        message = f"retry of event {event.event_id}: {error.message}"
+        report.failed.append(_failure(event, "transport", message))
+        return False
+    _record(applier, event, EventState.RETRIED, attempts=attempts, last_attempt_at=now)
+    return True
+
+
 def _settle_retried(
-    client: Any, requested: list[EventDecision], applier: Applier, report: ApplyReport
+    client: EventsApi, requested: list[EventDecision], applier: Applier, report: ApplyReport
 ) -> None:
     """Check each requested retry against a fresh listing.
 
@@ -201,7 +214,7 @@ def _settle_retried(
         attempts = applier.state.events[event.event_id].attempts
         still = listed.get(event.event_id)
         if still is None:
-            _record(applier, event, status="resolved")
+            _record(applier, event, EventState.RESOLVED)
             report.notes.append(
                 f"event {event.event_id} ({event.account} → {event.target}): retry succeeded "
                 f"(attempt {attempts})"
@@ -209,22 +222,17 @@ def _settle_retried(
             continue
         if (still.failure_reason, still.updated_time) == (event.reason, event.updated_at):
             # Untouched since the plan listed it: the retry is still under way, not failed.
-            _record(applier, event, status="retrying")
+            _record(applier, event, EventState.RETRYING)
             report.notes.append(
                 f"event {event.event_id} ({event.account}): retry requested, outcome not "
                 "known yet; `reconciler refresh` or the next plan shows it"
             )
             continue
-        _record(applier, event, status="open", last_reason=still.failure_reason)
-        report.failed.append(
-            Failure(
-                account=event.account,
-                action="RETRY",
-                code="RetryFailed",
-                message=f"retry of event {event.event_id} (attempt {attempts}) failed: "
-                f"{still.failure_reason}",
-            )
+        _record(applier, event, EventState.OPEN, last_reason=still.failure_reason)
+        message = (
+            f"retry of event {event.event_id} (attempt {attempts}) failed: {still.failure_reason}"
         )
+        report.failed.append(_failure(event, "RetryFailed", message))
 
 
 def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
@@ -235,7 +243,7 @@ def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]
     with _client(env) as client:
         events = client.list_provisioning_events()
     state = applier.state
-    now = utc_now()
+    now = applier.now()
     names = {a.lower(): a for a in state.accounts}
     updated: dict[str, EventRecord] = {}
     for event in events:
@@ -247,7 +255,7 @@ def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]
             account=account,
             target_id=event.target_id,
             last_reason=event.failure_reason,
-            status="open",
+            status=EventState.OPEN,
             seen_at=now,
         )
     resolved = [e for e in state.events if e not in updated]

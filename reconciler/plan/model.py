@@ -12,23 +12,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.desired.model import Source
-from reconciler.stores.model import AccountRecord
+from reconciler.stores.model import AccountRecord, Action
+
+# Action is defined with the state (a recorded batch entry carries it) and exported here.
+__all__ = [
+    "BATCH_SIZE",
+    "PLAN_FORMAT_VERSION",
+    "Action",
+    "Change",
+    "Decision",
+    "EventDecision",
+    "FieldChange",
+    "Guard",
+    "Plan",
+    "Reason",
+    "RoleInfo",
+    "batch",
+]
 
 PLAN_FORMAT_VERSION = 1
 BATCH_SIZE = 100
-
-
-class Action(enum.Enum):
-    """What a change does to one federated account (the API's action names)."""
-
-    CREATE = "CREATE"
-    MODIFY = "MODIFY"
-    DISABLE = "DISABLE"
-
-    @property
-    def symbol(self) -> str:
-        """Terraform-like marker."""
-        return {"CREATE": "+", "MODIFY": "~", "DISABLE": "-"}[self.value]
 
 
 class Reason(enum.Enum):

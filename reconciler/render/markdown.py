@@ -8,7 +8,7 @@ characters, so long lists are cut to fewer rows until the comment fits.
 from __future__ import annotations
 
 from reconciler.plan import access
-from reconciler.plan.model import Action, Change, Plan
+from reconciler.plan.model import Action, Change, Decision, Plan
 from reconciler.render import common
 
 GITHUB_COMMENT_LIMIT = 65_536
@@ -169,7 +169,7 @@ def _events(plan: Plan, max_rows: int | None) -> list[str]:
             ]
         )
         rows = [
-            f"| {'🔁 retry' if e.decision.value == 'retry' else '👀 report only'} | "
+            f"| {'🔁 retry' if e.decision is Decision.RETRY else '👀 report only'} | "
             f"`{e.event_id}` | `{e.account}` | {_esc(e.target)} | {_esc(e.reason)} | "
             f"{common.age(e.created_at)} | {e.attempts} | {_esc(e.why)} |"
             for e in plan.events

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.plan.model import Action, Change, Plan
+from reconciler.plan.model import Action, Change, Decision, Plan
 from reconciler.render import common
 
 _COLORS = {Action.CREATE: "\x1b[32m", Action.MODIFY: "\x1b[33m", Action.DISABLE: "\x1b[31m"}
@@ -95,7 +95,7 @@ def _events(plan: Plan) -> list[str]:
     if not plan.events and plan.events_refreshed:
         lines.append("  none")
     for event in plan.events:
-        marker = "↻" if event.decision.value == "retry" else "·"
+        marker = "↻" if event.decision is Decision.RETRY else "·"
         lines.append(f"  {marker} {common.event_line(event)}")
     lines.append("")
     return lines

@@ -8,6 +8,7 @@ document, so a state moves between them unchanged (``state pull`` / ``state push
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,43 @@ from reconciler import schemas
 from reconciler.errors import StateCorrupt
 
 FORMAT_VERSION = 1
+
+
+class Action(enum.StrEnum):
+    """What a change does to one federated account (the API's action names).
+
+    Defined here, below the planner, because recorded batch entries carry it too;
+    ``reconciler.plan.model`` re-exports it. A ``StrEnum`` so the state, the plan and
+    the API keep the very same strings.
+    """
+
+    CREATE = "CREATE"
+    MODIFY = "MODIFY"
+    DISABLE = "DISABLE"
+
+    @property
+    def symbol(self) -> str:
+        """Terraform-like marker."""
+        match self:
+            case Action.CREATE:
+                return "+"
+            case Action.MODIFY:
+                return "~"
+            case Action.DISABLE:
+                return "-"
+
+
+class EventState(enum.StrEnum):
+    """What reconciler knows of a failed provisioning event (``EventRecord.status``).
+
+    ``schemas/state.schema.json`` lists exactly these values.
+    """
+
+    OPEN = "open"  # listed as failed and not (successfully) retried yet
+    RESOLVED = "resolved"  # gone from the listing, or CloudIdentity no longer knows it
+    RETRYING = "retrying"  # a retry is under way (ours or another's), outcome not known yet
+    RETRIED = "retried"  # our retry was accepted; the next listing tells its outcome
+    UNKNOWN = "unknown"  # the retry's answer was lost: it may or may not have been accepted
 
 
 def utc_now() -> str:
@@ -43,7 +81,7 @@ class AccountRecord:
 class PendingEntry:
     """One user change inside a batch that may have been sent but has no recorded result."""
 
-    action: str  # CREATE | MODIFY | DISABLE
+    action: Action
     account: str
     wire: Mapping[str, Any]  # the federationUserList entry exactly as sent
     target: AccountRecord  # the record to store when the entry succeeds
@@ -70,7 +108,7 @@ class EventRecord:
     last_attempt_at: str | None = None
     last_reason: str | None = None
     target_id: str | None = None
-    status: str | None = None  # open | resolved | retrying
+    status: EventState | None = None
     seen_at: str | None = None
 
 
@@ -134,7 +172,7 @@ def _pending_to_json(batch: PendingBatch) -> dict[str, Any]:
         "sent_at": batch.sent_at,
         "entries": [
             {
-                "action": entry.action,
+                "action": entry.action.value,
                 "account": entry.account,
                 "wire": dict(entry.wire),
                 "target": _record_to_json(entry.target),
@@ -152,7 +190,7 @@ def _pending_from_json(data: Mapping[str, Any]) -> PendingBatch:
         sent_at=data.get("sent_at"),
         entries=tuple(
             PendingEntry(
-                action=entry["action"],
+                action=Action(entry["action"]),
                 account=entry["account"],
                 wire=entry["wire"],
                 target=_record_from_json(entry["account"], entry["target"]),
@@ -163,7 +201,7 @@ def _pending_from_json(data: Mapping[str, Any]) -> PendingBatch:
 
 
 def _event_to_json(event: EventRecord) -> dict[str, Any]:
-    return {
+    out = {
         key: getattr(event, key)
         for key in (
             "account",
@@ -176,9 +214,13 @@ def _event_to_json(event: EventRecord) -> dict[str, Any]:
         )
         if getattr(event, key) is not None
     }
+    if event.status is not None:
+        out["status"] = event.status.value  # the plain string, in the same place
+    return out
 
 
 def _event_from_json(event_id: str, data: Mapping[str, Any]) -> EventRecord:
+    status = data.get("status")
     return EventRecord(
         event_id=event_id,
         account=data["account"],
@@ -186,7 +228,7 @@ def _event_from_json(event_id: str, data: Mapping[str, Any]) -> EventRecord:
         last_attempt_at=data.get("last_attempt_at"),
         last_reason=data.get("last_reason"),
         target_id=data.get("target_id"),
-        status=data.get("status"),
+        status=None if status is None else EventState(status),
         seen_at=data.get("seen_at"),
     )
 
