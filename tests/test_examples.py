@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from reconciler.render import text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _yaml_files(folder: Path) -> list[Path]:
@@ -96,4 +98,6 @@ def test_examples_plan_text(
     """The plan of examples/ against no state, as reviewed text."""
     clean_env.chdir(ROOT)
     desired = validation.load_desired(Path("examples"))
-    golden("examples-plan.txt", text.render(planner.plan(desired, None), show_batches=True))
+    golden(
+        "examples-plan.txt", text.render(planner.plan(desired, None), now=NOW, show_batches=True)
+    )

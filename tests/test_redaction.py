@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -19,6 +20,7 @@ from reconciler.stores.local import LocalStore
 from tests import builders
 from tests.builders import desired, record, state, user
 
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 PERSONAL = (
     "alice@example.com",
     "Alice",
@@ -78,8 +80,8 @@ def test_mask_is_a_stable_short_sha256() -> None:
 @pytest.mark.parametrize(
     "render",
     [
-        text.render,
-        markdown.render,
+        lambda plan: text.render(plan, now=NOW),
+        lambda plan: markdown.render(plan, now=NOW),
         planfile.dumps,
     ],
     ids=["text", "markdown", "json"],
@@ -98,7 +100,7 @@ def test_every_rendering_hides_emails_and_names(render: Callable[[Plan], str]) -
 
 def test_names_only_keeps_emails() -> None:
     """Only the named fields are redacted."""
-    shown = text.render(redaction.redact(_plan(), "names"))
+    shown = text.render(redaction.redact(_plan(), "names"), now=NOW)
     assert "robert@example.com" in shown
     assert "'Robert'" not in shown
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import sys
@@ -39,7 +40,7 @@ def _redact(plan: Plan, spec: str) -> Plan:
     return redaction.redact(plan, spec) if spec else plan
 
 
-def plan(args: argparse.Namespace, common: Common) -> int:
+def plan(args: argparse.Namespace, common: Common, *, now: dt.datetime) -> int:
     """``reconciler plan``."""
     notes: list[str] = []
     source = _events_source(notes) if args.refresh else None
@@ -54,7 +55,9 @@ def plan(args: argparse.Namespace, common: Common) -> int:
     )
     made = provenance.annotate(_with_path(made, args.path, notes), args.path, desired)
     shown = _redact(made, args.redact)
-    sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
+    sys.stdout.write(
+        commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches, now=now)
+    )
     commands.check_guard(made)
     if args.out is not None:
         commands.write_atomic(args.out, planfile.dumps(made))
@@ -72,11 +75,13 @@ def _with_path(made: Plan, path: Path, notes: list[str]) -> Plan:
     return replace(made, input_path=str(path), notes=(*made.notes, *notes))
 
 
-def show(args: argparse.Namespace) -> int:
+def show(args: argparse.Namespace, *, now: dt.datetime) -> int:
     """``reconciler show FILE``."""
     saved = commands.read_plan(args.file)
     shown = _redact(saved, args.redact)
-    sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
+    sys.stdout.write(
+        commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches, now=now)
+    )
     return 3 if saved.guard.blocked else EXIT_OK
 
 
@@ -113,11 +118,11 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
     return sys.stdin.readline().strip() == "yes"
 
 
-def apply(args: argparse.Namespace, common: Common) -> int:
+def apply(args: argparse.Namespace, common: Common, *, now: dt.datetime) -> int:
     """``reconciler apply [PLANFILE | PATH]``."""
     settings = ApplySettings(parallel=args.parallel) if args.parallel else ApplySettings()
     if _is_plan_file(args.target):
-        return _apply_saved(args, common, settings)
+        return _apply_saved(args, common, settings, now=now)
     path = args.target
     notes: list[str] = []
     source = _events_source(notes) if args.refresh else None
@@ -137,7 +142,9 @@ def apply(args: argparse.Namespace, common: Common) -> int:
         )
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
         if args.format == "text":
-            sys.stdout.write(commands.render_plan(made, fmt="text", show_batches=args.show_batches))
+            sys.stdout.write(
+                commands.render_plan(made, fmt="text", show_batches=args.show_batches, now=now)
+            )
         commands.check_guard(made)
         if not made.has_changes:
             report = resumed or applier.report
@@ -150,7 +157,9 @@ def apply(args: argparse.Namespace, common: Common) -> int:
     return _finish(report, args.format, made)
 
 
-def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettings) -> int:
+def _apply_saved(
+    args: argparse.Namespace, common: Common, settings: ApplySettings, *, now: dt.datetime
+) -> int:
     saved = commands.read_plan(args.target)
     path = Path(saved.input_path or ".")
     raw = loading.read_files(path, max_bytes=commands.max_bytes())
@@ -168,7 +177,7 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
         planfile.check_fresh(saved, current if current.serial else None, loading.digest(raw))
         if args.format == "text":
             sys.stdout.write(
-                commands.render_plan(saved, fmt="text", show_batches=args.show_batches)
+                commands.render_plan(saved, fmt="text", show_batches=args.show_batches, now=now)
             )
         report = applier.run(saved, source_commit=provenance.head_commit(path))
         _retry_events(saved, applier, report)

@@ -5,6 +5,7 @@ Apply-side commands live in ``commands_apply.py``; both are dispatched by ``cli.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -146,13 +147,21 @@ def _problems_json(failed: ValidationFailed) -> dict[str, Any]:
 # -- plan / show ---------------------------------------------------------------------
 
 
-def render_plan(plan: Plan, *, fmt: str, show_batches: bool, stream: TextIO | None = None) -> str:
-    """The plan in ``fmt`` (text, json, markdown)."""
+def render_plan(
+    plan: Plan,
+    *,
+    fmt: str,
+    show_batches: bool,
+    now: dt.datetime,
+    stream: TextIO | None = None,
+) -> str:
+    """The plan in ``fmt`` (text, json, markdown); ``now`` dates provisioning events' ages."""
     if fmt == "json":
         return planfile.dumps(plan)
     if fmt == "markdown":
-        return markdown.render(plan, show_batches=show_batches)
-    return text.render(plan, color=use_color(stream or sys.stdout), show_batches=show_batches)
+        return markdown.render(plan, now=now, show_batches=show_batches)
+    color = use_color(stream or sys.stdout)
+    return text.render(plan, now=now, color=color, show_batches=show_batches)
 
 
 def write_atomic(path: Path, content: str, *, mode: int = 0o600) -> None:

@@ -1,11 +1,13 @@
 """Command line: parse, call one typed command function, map errors to exit codes.
 
-The only place that catches ReconcilerError. ``--debug`` shows tracebacks.
+The only place that catches ReconcilerError, and the only place that reads the clock for
+rendering. ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import sys
 import traceback
@@ -181,18 +183,18 @@ def _common(args: argparse.Namespace) -> commands.Common:
     )
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, now: dt.datetime) -> int:
     from reconciler.cli import apply_commands  # noqa: PLC0415 - httpx clients load only when used
 
     match args.command:
         case "validate":
             return commands.validate(args.path, fmt=args.format)
         case "plan":
-            return apply_commands.plan(args, _common(args))
+            return apply_commands.plan(args, _common(args), now=now)
         case "show":
-            return apply_commands.show(args)
+            return apply_commands.show(args, now=now)
         case "apply":
-            return apply_commands.apply(args, _common(args))
+            return apply_commands.apply(args, _common(args), now=now)
         case "refresh":
             return apply_commands.refresh(args.path, _common(args), fmt=args.format)
         case "import":
@@ -232,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pause_gc:
         gc.disable()
     try:
-        return _dispatch(args)
+        return _dispatch(args, now=dt.datetime.now(dt.UTC))
     except ReconcilerError as error:
         if args.debug:
             traceback.print_exc()
