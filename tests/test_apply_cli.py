@@ -55,12 +55,12 @@ def _json_apply(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> 
 
 
 def _no_changes_left(path: Path) -> bool:
-    return cli.main(["plan", str(path), "--detailed-exitcode", "--refresh", "false"]) == 0
+    return cli.main(["plan", str(path), "--detailed-exitcode", "--no-refresh"]) == 0
 
 
 def _plan_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     capsys.readouterr()
-    assert cli.main(["plan", str(path), "--format", "json", "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--format", "json", "--no-refresh"]) == 0
     plan: dict[str, Any] = json.loads(capsys.readouterr().out)
     return plan
 
@@ -280,7 +280,7 @@ def test_modify_of_an_unknown_account_keeps_the_old_record(
     # Adopt an account the tenant never had, then change it.
     ghost = UserSpec(account="ghost", name="Ghost", email="ghost@example.com")
     fx.write_desired(path, [*specs, ghost])
-    assert cli.main(["import", str(path), "ghost"]) == 0
+    assert cli.main(["import", str(path), "--account", "ghost"]) == 0
     fx.write_desired(path, [*specs, UserSpec(account="ghost", name="Ghost Two", email=ghost.email)])
     code, report = _json_apply(path, capsys)
     assert code == 1
@@ -373,7 +373,7 @@ def test_saved_plan_applies_exactly(served: Served, tmp_path: Path) -> None:
     specs = fx.users(120)
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
-    assert cli.main(["plan", str(path), "--out", str(saved), "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     assert cli.main(["apply", str(saved)]) == 0
     _assert_converged(box, path, specs)
 
@@ -386,7 +386,7 @@ def test_stale_plan_after_the_state_changed(
     specs = fx.users(3)
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
-    assert cli.main(["plan", str(path), "--out", str(saved), "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     assert _apply(path) == 0
     calls = box.federation.stats().calls["createTask"]
     capsys.readouterr()
@@ -403,7 +403,7 @@ def test_stale_plan_after_the_yaml_changed(
     specs = fx.users(3)
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
-    assert cli.main(["plan", str(path), "--out", str(saved), "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     fx.write_desired(path, fx.users(4))
     capsys.readouterr()
     assert cli.main(["apply", str(saved)]) == 1

@@ -80,7 +80,7 @@ def test_example_plans_then_imports_to_no_changes(
     clean_env.chdir(ROOT)
     where = str(folder.relative_to(ROOT))
     state = ["--state", str(tmp_path / "state.json")]
-    plan = ["plan", where, *state, "--refresh=false", "--detailed-exitcode", "--format", "json"]
+    plan = ["plan", where, *state, "--no-refresh", "--detailed-exitcode", "--format", "json"]
     assert main(plan) == 2
     document = json.loads(capsys.readouterr().out)
     assert document["summary"]["create"] > 0

@@ -139,7 +139,7 @@ def recorded(workdir: Path) -> Path:
 def test_plan_out_is_never_redacted(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """stdout is redacted; the saved plan keeps the real values apply needs."""
     capsys.readouterr()
-    code = cli.main(["plan", ".", "--refresh=false", "--redact", "emails", "--out", "p.json"])
+    code = cli.main(["plan", ".", "--no-refresh", "--redact", "emails", "--out", "p.json"])
     assert code == 0
     shown = capsys.readouterr().out
     assert "bob@example.com" not in shown
@@ -151,7 +151,7 @@ def test_plan_out_is_never_redacted(recorded: Path, capsys: pytest.CaptureFixtur
 
 def test_show_redacts_a_saved_plan(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``show --redact`` works on saved plans, in every format."""
-    assert cli.main(["plan", ".", "--refresh=false", "--out", "p.json"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--out", "p.json"]) == 0
     for fmt in ("text", "markdown", "json"):
         capsys.readouterr()
         assert cli.main(["show", "p.json", "--format", fmt, "--redact", "emails,names"]) == 0
@@ -166,7 +166,7 @@ def test_unknown_redact_field_is_a_usage_error(
 ) -> None:
     """Exit 1 with the choices, nothing rendered."""
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false", "--redact", "phones"]) == 1
+    assert cli.main(["plan", ".", "--no-refresh", "--redact", "phones"]) == 1
     captured = capsys.readouterr()
     assert "unknown field(s) 'phones'" in captured.err
     assert captured.out == ""
@@ -177,6 +177,6 @@ def test_markdown_golden_redacted(
 ) -> None:
     """The redacted PR comment, reviewed like code."""
     capsys.readouterr()
-    args = ["plan", ".", "--refresh=false", "--format", "markdown", "--redact", "emails,names"]
+    args = ["plan", ".", "--no-refresh", "--format", "markdown", "--redact", "emails,names"]
     assert cli.main(args) == 0
     golden("review/plan-redacted.md", capsys.readouterr().out)

@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.errors import EXIT_BLOCKED, EXIT_OK, ApiError, ConfigError, ReconcilerError
 
 _PAGE = 100
 _TIMEOUT = 30.0
@@ -220,9 +220,9 @@ def fetch_plan(
 def apply_summary(exit_code: int, report: dict[str, Any] | None, log: str) -> str:
     """The apply outcome as Markdown: headline, applied/failed accounts, the error lines."""
     errors = [line for line in log.splitlines() if line.startswith(("error:", "hint:"))]
-    if exit_code == 0:
+    if exit_code == EXIT_OK:
         head = "### ✅ reconciler apply: done"
-    elif exit_code == 3:
+    elif exit_code == EXIT_BLOCKED:
         head = "### ⛔ reconciler apply: blocked by a guard rail"
     elif any("stale plan" in line for line in errors):
         head = "### 🛑 reconciler apply: refused, the reviewed plan is stale"
@@ -294,7 +294,7 @@ def main(
         if args.command == "apply-summary":
             log = args.log.read_text(encoding="utf-8") if args.log.exists() else ""
             sys.stdout.write(apply_summary(args.exit_code, _read_report(args.report), log))
-            return 0
+            return EXIT_OK
         with Session(forge_from_env(env), transport=transport) as session:
             if args.command == "post":
                 body = args.body_file.read_text(encoding="utf-8")
@@ -313,7 +313,7 @@ def main(
         if error.hint:
             sys.stderr.write(f"hint: {error.hint}\n")
         return error.exit_code
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

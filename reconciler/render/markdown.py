@@ -167,7 +167,7 @@ def _events(plan: Plan, max_rows: int | None, now: dt.datetime) -> list[str]:
         "",
     ]
     if not plan.events_refreshed:
-        out.append("_Not refreshed: planned with `--refresh=false`._")
+        out.append("_Not refreshed: planned with `--no-refresh`._")
         out.append("")
     if plan.events:
         out.extend(

@@ -93,7 +93,7 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
 def _events(plan: Plan, now: dt.datetime) -> list[str]:
     lines = ["Failed provisioning events:"]
     if not plan.events_refreshed:
-        lines.append("  (not refreshed: planned with --refresh=false)")
+        lines.append("  (not refreshed: planned with --no-refresh)")
     if not plan.events and plan.events_refreshed:
         lines.append("  none")
     for event in plan.events:
