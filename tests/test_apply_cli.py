@@ -414,6 +414,64 @@ def test_stale_plan_after_the_yaml_changed(
     assert fx.state_document(path) is None
 
 
+def test_flow_style_yaml_file_is_the_desired_state_not_a_plan(
+    served: Served, tmp_path: Path
+) -> None:
+    """A .yaml file that starts with ``{`` (flow style) is applied as the desired state."""
+    box, _ = served
+    flow = tmp_path / "desired.yaml"
+    flow.write_text(
+        f'{{version: 1, roles: {{agent: {{id: "{fx.ROLE_AGENT}"}}}}, users: [{{account: '
+        "flow.user, name: Flow User, email: flow.user@example.com, roles: [agent]}]}\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["apply", str(flow), "--auto-approve", "--no-refresh"]) == 0
+    assert set(fx.tenant_view(box)) == {"flow.user"}
+
+
+def test_a_plan_saved_under_any_other_name_is_read_as_a_plan(
+    served: Served, tmp_path: Path
+) -> None:
+    """Any file that is not .yaml/.yml is a saved plan, whatever its suffix."""
+    box, _ = served
+    specs = fx.users(2)
+    path = fx.write_desired(tmp_path / "desired", specs)
+    saved = tmp_path / "reviewed.plan"
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
+    assert cli.main(["apply", str(saved)]) == 0
+    _assert_converged(box, path, specs)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("notes.json", '{"hello": "world"}\n'),
+        ("notes.json", "not json at all\n"),
+        ("desired.txt", "{version: 1, users: []}\n"),
+    ],
+)
+def test_a_file_that_is_neither_desired_state_nor_plan_is_refused(
+    served: Served,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: str,
+) -> None:
+    """apply FILE with FILE neither .yaml/.yml nor a plan: exit 1 saying so, nothing sent."""
+    box, _ = served
+    target = tmp_path / name
+    target.write_text(content, encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["apply", str(target), "--auto-approve"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {target} is neither a desired-state .yaml/.yml file nor a saved plan"
+    )
+    assert "\nhint: " in err
+    assert sum(box.federation.stats().calls.values()) == 0
+    assert not (tmp_path / ".reconciler").exists()
+
+
 # -- configuration and safety ----------------------------------------------------------
 
 

@@ -110,12 +110,27 @@ def _federation_client() -> federation.FederationClient:
     return federation.FederationClient(federation.settings_from_env(os.environ))
 
 
-def _is_plan_file(target: Path) -> bool:
-    if not target.is_file():
-        return False
-    with target.open("rb") as handle:
-        head = handle.read(64).lstrip()
-    return head.startswith(b"{")
+def is_desired_state(target: Path) -> bool:
+    """The rule for ``apply TARGET``: a directory or a .yaml/.yml file is the desired state.
+
+    Anything else must be a saved plan. A path that does not exist counts as the desired
+    state, whose loading then says it is missing. Never judged by content: a flow-style YAML
+    file starts with ``{`` as a JSON plan does.
+    """
+    return not target.exists() or target.is_dir() or target.suffix in loading.YAML_SUFFIXES
+
+
+def read_saved_plan(target: Path) -> Plan:
+    """``target``, not the desired state by :func:`is_desired_state`, read as a saved plan."""
+    try:
+        return commands.read_plan(target)
+    except PlanError as exc:
+        raise PlanError(
+            f"{target} is neither a desired-state .yaml/.yml file nor a saved plan ({exc.message})",
+            hint=exc.hint
+            or "apply takes the desired-state directory or .yaml/.yml file, or a plan saved "
+            "with `reconciler plan --out FILE`",
+        ) from exc
 
 
 def _confirm(plan_: Plan, auto_approve: bool) -> bool:
@@ -133,8 +148,8 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
 
 def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     """``reconciler apply [PLANFILE | PATH]``."""
-    if _is_plan_file(options.target):
-        return _apply_saved(options, commands.read_plan(options.target), now=now)
+    if not is_desired_state(options.target):
+        return _apply_saved(options, read_saved_plan(options.target), now=now)
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
