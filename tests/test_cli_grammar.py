@@ -18,12 +18,14 @@ from reconciler.cli.main import main
 from reconciler.cli.options import (
     ApplyOptions,
     Common,
+    CompletionOptions,
     ForceUnlockOptions,
     ImportOptions,
     Options,
     PlanFormat,
     PlanOptions,
     ReportFormat,
+    Shell,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
@@ -93,6 +95,7 @@ def elsewhere(
             ImportOptions(path=Path("."), accounts=("a", "b")),
         ),
         (["import", "--all"], ImportOptions(path=Path("."), all_accounts=True)),
+        (["completion", "fish"], CompletionOptions(shell=Shell.FISH)),
     ],
 )
 def test_each_command_line_becomes_one_typed_value(argv: list[str], expected: Options) -> None:
@@ -331,6 +334,7 @@ def test_refresh_with_another_value_is_a_usage_error(
         (["apply", "--parallel", "many"], "reconciler apply --help"),
         (["nonsense"], "reconciler --help"),
         ([], "reconciler --help"),
+        (["completion", "tcsh"], "reconciler completion --help"),
     ],
 )
 def test_usage_errors_exit_1_with_error_and_hint(
@@ -405,7 +409,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "--version") == (0, f"reconciler {__version__}\n", "")
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    assert "force-unlock" in out
+    assert "completion" in out
     assert "exit codes: 0 success; 1 error, including a usage error" in out
 
 

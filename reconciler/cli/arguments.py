@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import parsing
-from reconciler.cli.options import Common, Options, PlanFormat, ReportFormat, ValidateFormat
+from reconciler.cli.options import Common, Options, PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.errors import UsageError
 
 PROG = "reconciler"
@@ -163,6 +163,6 @@ def redact_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def choices(enum_type: type[ValidateFormat | PlanFormat | ReportFormat]) -> list[str]:
+def choices(enum_type: type[ValidateFormat | PlanFormat | ReportFormat | Shell]) -> list[str]:
     """The values of a closed set, for argparse's ``choices``."""
     return [member.value for member in enum_type]

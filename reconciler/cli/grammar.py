@@ -21,8 +21,10 @@ from pathlib import Path
 from reconciler import __version__
 from reconciler.cli import arguments, parsing
 from reconciler.cli.arguments import Builder, Notes, Subparsers
+from reconciler.cli.completion import CommandSpec
 from reconciler.cli.options import (
     ApplyOptions,
+    CompletionOptions,
     ForceUnlockOptions,
     ImportOptions,
     Options,
@@ -31,6 +33,7 @@ from reconciler.cli.options import (
     RefreshOptions,
     ReportFormat,
     SandboxOptions,
+    Shell,
     ShowOptions,
     StateListOptions,
     StatePullOptions,
@@ -55,7 +58,9 @@ EPILOG = """exit codes: 0 success; 1 error, including a usage error; 2 changes p
 environment: RECONCILER_STATE (state location: a path or postgresql://...),
 RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID,
 RECONCILER_CLOUDIDENTITY_URL, VOLCENGINE_ACCESS_KEY / _SECRET_KEY / _SESSION_TOKEN / _REGION,
-NO_COLOR."""
+NO_COLOR.
+
+shell completion: source <(reconciler completion bash)   (also zsh, fish)"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +83,11 @@ def parse(argv: Sequence[str] | None) -> Parsed:
     return Parsed(options=options, debug=namespace.debug, notes=tuple(notes))
 
 
+def spec() -> CommandSpec:
+    """The grammar as data, for the completion scripts."""
+    return parsing.describe(build())
+
+
 def build() -> parsing.Parser:
     """The whole parser: the program's flags, then one builder per command."""
     parser = parsing.Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
@@ -95,6 +105,7 @@ def build() -> parsing.Parser:
         _force_unlock,
         _state,
         _sandbox,
+        _completion,
     ):
         add(sub)
     return parser
@@ -380,3 +391,17 @@ def _sandbox(sub: Subparsers) -> None:
 
 def _sandbox_options(ns: argparse.Namespace, notes: Notes) -> SandboxOptions:
     return SandboxOptions(host=ns.host, port=ns.port, roles_from=ns.roles_from)
+
+
+def _completion(sub: Subparsers) -> None:
+    p = arguments.command(sub, "completion", "print a shell completion script", _completion_options)
+    p.add_argument(
+        "shell",
+        choices=arguments.choices(Shell),
+        metavar="SHELL",
+        help="bash, zsh or fish; e.g. source <(reconciler completion bash)",
+    )
+
+
+def _completion_options(ns: argparse.Namespace, notes: Notes) -> CompletionOptions:
+    return CompletionOptions(shell=Shell(ns.shell))

@@ -12,10 +12,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from reconciler.cli import commands, grammar
+from reconciler.cli import commands, completion, grammar
 from reconciler.cli.options import (
     LONG_RUNNING,
     ApplyOptions,
+    CompletionOptions,
     ForceUnlockOptions,
     ImportOptions,
     Options,
@@ -63,6 +64,9 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
             return commands.state_push(options)
         case SandboxOptions():
             return apply_commands.sandbox(options)
+        case CompletionOptions():
+            sys.stdout.write(completion.script(options.shell, grammar.spec(), grammar.PROG))
+            return EXIT_OK
 
 
 def report(error: ReconcilerError, *, debug: bool) -> int:

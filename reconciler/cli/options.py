@@ -38,6 +38,14 @@ class ReportFormat(enum.StrEnum):
     JSON = "json"
 
 
+class Shell(enum.StrEnum):
+    """Shells ``completion`` writes a script for."""
+
+    BASH = "bash"
+    ZSH = "zsh"
+    FISH = "fish"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Common:
     """Options every state-touching command shares."""
@@ -185,6 +193,13 @@ class SandboxOptions:
     roles_from: Path | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompletionOptions:
+    """``reconciler completion SHELL``."""
+
+    shell: Shell
+
+
 Options: TypeAlias = (
     ValidateOptions
     | PlanOptions
@@ -199,6 +214,7 @@ Options: TypeAlias = (
     | StatePullOptions
     | StatePushOptions
     | SandboxOptions
+    | CompletionOptions
 )
 
 # Long-running commands keep the cyclic GC; short bounded ones pause it (see ``main``).

@@ -7,15 +7,17 @@
 - one formatter, so both programs' help reads the same.
 
 The grammar of the commands themselves lives in ``grammar`` (and ``ci``); this module only
-knows argparse.
+knows argparse, and turns a parser into the :class:`completion.CommandSpec` completion needs.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
+from reconciler.cli.completion import CommandSpec, Option, Positional
 from reconciler.errors import UsageError
 
 
@@ -70,4 +72,57 @@ def unrecognized(chosen: argparse.ArgumentParser, extras: Sequence[str]) -> Usag
     """The usage error for words no argument claimed, pointing at the chosen command's help."""
     return UsageError(
         f"unrecognized arguments: {' '.join(extras)}", hint=f"run '{chosen.prog} --help'"
+    )
+
+
+def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> CommandSpec:
+    """The parser as data for completion: flags, operands and subcommands, recursively."""
+    options: list[Option] = []
+    positionals: list[Positional] = []
+    subcommands: list[CommandSpec] = []
+    help_of: dict[str, str] = {}
+    # argparse offers no public walk over a parser: its private _actions is what
+    # completion generators (shtab, argcomplete) read as well.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                help_of[choice.dest] = choice.help or ""
+            for name, sub in action.choices.items():
+                found = describe(sub, (*words, name))
+                subcommands.append(
+                    CommandSpec(
+                        words=found.words,
+                        help=help_of.get(name, ""),
+                        options=found.options,
+                        positionals=found.positionals,
+                        subcommands=found.subcommands,
+                    )
+                )
+        elif action.option_strings:
+            options.append(_option(action))
+        else:
+            positionals.append(
+                Positional(
+                    name=str(action.metavar or action.dest),
+                    choices=tuple(str(c) for c in action.choices or ()),
+                    files=action.type is Path,
+                )
+            )
+    return CommandSpec(
+        words=words,
+        options=tuple(options),
+        positionals=tuple(positionals),
+        subcommands=tuple(subcommands),
+    )
+
+
+def _option(action: argparse.Action) -> Option:
+    return Option(
+        names=tuple(action.option_strings),
+        help=action.help or "",
+        takes_value=action.nargs != 0 and not isinstance(action, FlagAction),
+        choices=tuple(str(c) for c in action.choices or ()),
+        files=action.type is Path,
+        # hidden: a deprecated spelling is accepted, never suggested
+        hidden=action.help == argparse.SUPPRESS,
     )
