@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import __version__
-from reconciler.cli import apply_commands, commands, grammar
+from reconciler.cli import apply_commands, ci, commands, grammar
 from reconciler.cli.main import main
 from reconciler.cli.options import (
     ApplyOptions,
@@ -422,13 +422,40 @@ def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 
 
 def test_every_operand_has_help() -> None:
-    """Each positional of each command says what it is."""
+    """Each positional of each command (and of the CI glue) says what it is."""
     operands = [
         (parser.prog, action.dest, action.help)
-        for root in (grammar.build(),)
+        for root in (grammar.build(), ci._parser())
         for parser in _parsers(root)
         for action in parser._actions
         if not action.option_strings and not isinstance(action, argparse._SubParsersAction)
     ]
     assert len(operands) >= 12
     assert [(prog, dest) for prog, dest, help_text in operands if not help_text] == []
+
+
+def test_ci_help_reads_like_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m reconciler.ci --help: same formatter, a description, the exit codes."""
+    assert ci.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m reconciler.ci [-h] COMMAND ...\n\nCI glue for")
+    assert "exit codes: 0 success; 1 error, including a usage error" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["post", "--pr", "x", "--marker", "m", "--body-file", "f"], "post"),
+        (["post", "--p", "1", "--marker", "m", "--body-file", "f"], "post"),
+        (["fetch-plan"], "fetch-plan"),
+        (["nonsense"], ""),
+    ],
+)
+def test_ci_usage_errors_exit_1_with_error_and_hint(
+    capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
+) -> None:
+    """The CI glue refuses a bad command line like the main CLI: exit 1, error: and hint:."""
+    assert ci.main(argv, env={}) == 1
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith("error: ")
+    assert second == f"hint: run 'python -m reconciler.ci{' ' + hint if hint else ''} --help'"
