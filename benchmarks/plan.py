@@ -9,7 +9,7 @@ YAML). Each measurement is a fresh process, so its peak RSS is its own:
 
 - parse:    ``yaml.load(..., Loader=yaml.CSafeLoader)`` of every file, GC paused;
 - validate: ``python -m reconciler validate DIR``;
-- plan:     ``python -m reconciler plan DIR --state FILE --refresh=false --format json``.
+- plan:     ``python -m reconciler plan DIR --state FILE --no-refresh --format json``.
 
 Wall times include interpreter start-up and imports, which dominate below ~10k users.
 The target (at 100k users and above): plan within 1.5x the bare parse, under 1 GiB.
@@ -225,7 +225,7 @@ def main() -> int:
                     str(data.directory),
                     "--state",
                     str(data.state),
-                    "--refresh=false",
+                    "--no-refresh",
                     "--format",
                     "json",
                 ],

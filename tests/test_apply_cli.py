@@ -55,12 +55,12 @@ def _json_apply(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> 
 
 
 def _no_changes_left(path: Path) -> bool:
-    return cli.main(["plan", str(path), "--detailed-exitcode", "--refresh", "false"]) == 0
+    return cli.main(["plan", str(path), "--detailed-exitcode", "--no-refresh"]) == 0
 
 
 def _plan_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     capsys.readouterr()
-    assert cli.main(["plan", str(path), "--format", "json", "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--format", "json", "--no-refresh"]) == 0
     plan: dict[str, Any] = json.loads(capsys.readouterr().out)
     return plan
 
@@ -280,7 +280,7 @@ def test_modify_of_an_unknown_account_keeps_the_old_record(
     # Adopt an account the tenant never had, then change it.
     ghost = UserSpec(account="ghost", name="Ghost", email="ghost@example.com")
     fx.write_desired(path, [*specs, ghost])
-    assert cli.main(["import", str(path), "ghost"]) == 0
+    assert cli.main(["import", str(path), "--account", "ghost"]) == 0
     fx.write_desired(path, [*specs, UserSpec(account="ghost", name="Ghost Two", email=ghost.email)])
     code, report = _json_apply(path, capsys)
     assert code == 1
@@ -373,7 +373,7 @@ def test_saved_plan_applies_exactly(served: Served, tmp_path: Path) -> None:
     specs = fx.users(120)
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
-    assert cli.main(["plan", str(path), "--out", str(saved), "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     assert cli.main(["apply", str(saved)]) == 0
     _assert_converged(box, path, specs)
 
@@ -386,7 +386,7 @@ def test_stale_plan_after_the_state_changed(
     specs = fx.users(3)
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
-    assert cli.main(["plan", str(path), "--out", str(saved), "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     assert _apply(path) == 0
     calls = box.federation.stats().calls["createTask"]
     capsys.readouterr()
@@ -403,7 +403,7 @@ def test_stale_plan_after_the_yaml_changed(
     specs = fx.users(3)
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
-    assert cli.main(["plan", str(path), "--out", str(saved), "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     fx.write_desired(path, fx.users(4))
     capsys.readouterr()
     assert cli.main(["apply", str(saved)]) == 1
@@ -412,6 +412,64 @@ def test_stale_plan_after_the_yaml_changed(
     assert "desired-state files changed" in err
     assert sum(box.federation.stats().calls.values()) == 0
     assert fx.state_document(path) is None
+
+
+def test_flow_style_yaml_file_is_the_desired_state_not_a_plan(
+    served: Served, tmp_path: Path
+) -> None:
+    """A .yaml file that starts with ``{`` (flow style) is applied as the desired state."""
+    box, _ = served
+    flow = tmp_path / "desired.yaml"
+    flow.write_text(
+        f'{{version: 1, roles: {{agent: {{id: "{fx.ROLE_AGENT}"}}}}, users: [{{account: '
+        "flow.user, name: Flow User, email: flow.user@example.com, roles: [agent]}]}\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["apply", str(flow), "--auto-approve", "--no-refresh"]) == 0
+    assert set(fx.tenant_view(box)) == {"flow.user"}
+
+
+def test_a_plan_saved_under_any_other_name_is_read_as_a_plan(
+    served: Served, tmp_path: Path
+) -> None:
+    """Any file that is not .yaml/.yml is a saved plan, whatever its suffix."""
+    box, _ = served
+    specs = fx.users(2)
+    path = fx.write_desired(tmp_path / "desired", specs)
+    saved = tmp_path / "reviewed.plan"
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
+    assert cli.main(["apply", str(saved)]) == 0
+    _assert_converged(box, path, specs)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("notes.json", '{"hello": "world"}\n'),
+        ("notes.json", "not json at all\n"),
+        ("desired.txt", "{version: 1, users: []}\n"),
+    ],
+)
+def test_a_file_that_is_neither_desired_state_nor_plan_is_refused(
+    served: Served,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: str,
+) -> None:
+    """apply FILE with FILE neither .yaml/.yml nor a plan: exit 1 saying so, nothing sent."""
+    box, _ = served
+    target = tmp_path / name
+    target.write_text(content, encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["apply", str(target), "--auto-approve"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {target} is neither a desired-state .yaml/.yml file nor a saved plan"
+    )
+    assert "\nhint: " in err
+    assert sum(box.federation.stats().calls.values()) == 0
+    assert not (tmp_path / ".reconciler").exists()
 
 
 # -- configuration and safety ----------------------------------------------------------

@@ -105,7 +105,7 @@ def test_plan_formats(
     workdir: Path, capsys: pytest.CaptureFixture[str], fmt: str, marker: str
 ) -> None:
     """plan renders text, Markdown or JSON; without a state everything enabled is created."""
-    code, out, _ = run(capsys, "plan", "--format", fmt, "--refresh", "false")
+    code, out, _ = run(capsys, "plan", "--format", fmt, "--no-refresh")
     assert code == 0
     assert marker in out
     if fmt == "json":
@@ -124,9 +124,9 @@ def test_plan_notes_unconfigured_event_refresh(
 
 def test_detailed_exitcode(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--detailed-exitcode: 2 with changes, 0 once the state matches."""
-    assert run(capsys, "plan", "--detailed-exitcode", "--refresh=false")[0] == 2
+    assert run(capsys, "plan", "--detailed-exitcode", "--no-refresh")[0] == 2
     assert run(capsys, "import", "--all")[0] == 0
-    code, out, _ = run(capsys, "plan", "--detailed-exitcode", "--refresh=false")
+    code, out, _ = run(capsys, "plan", "--detailed-exitcode", "--no-refresh")
     assert code == 0
     assert "No changes." in out
 
@@ -145,7 +145,7 @@ def test_guard_rail_exits_3_and_saves_nothing(
 ) -> None:
     """Over the disable limit: exit 3, the reason on stderr, and no --out file."""
     _manage_all_then_remove(workdir, capsys)
-    code, out, err = run(capsys, "plan", "--refresh=false", "--out", "p.json")
+    code, out, err = run(capsys, "plan", "--no-refresh", "--out", "p.json")
     assert code == 3
     assert "- account alice" in out
     assert err.startswith(
@@ -159,15 +159,15 @@ def test_allow_disables_equal_to_count_saves_the_plan(
 ) -> None:
     """--allow-disables N with N equal to the disables lets the plan through; N+1 does not."""
     _manage_all_then_remove(workdir, capsys)
-    assert run(capsys, "plan", "--refresh=false", "--allow-disables", "3")[0] == 3
-    code, _, _ = run(capsys, "plan", "--refresh=false", "--allow-disables", "2", "--out", "p.json")
+    assert run(capsys, "plan", "--no-refresh", "--allow-disables", "3")[0] == 3
+    code, _, _ = run(capsys, "plan", "--no-refresh", "--allow-disables", "2", "--out", "p.json")
     assert code == 0
     assert json.loads((workdir / "p.json").read_text())["guard"]["override"] == 2
 
 
 def test_out_then_show(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A saved plan shows the same text and JSON as the plan that wrote it."""
-    code, out, _ = run(capsys, "plan", "--refresh=false", "--out", "plan.json")
+    code, out, _ = run(capsys, "plan", "--no-refresh", "--out", "plan.json")
     assert code == 0
     assert "Saved the plan to plan.json." in out
     saved = (workdir / "plan.json").read_text(encoding="utf-8")
@@ -190,7 +190,7 @@ def test_import_one_then_state_list_and_show(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """import ACCOUNT records it as declared; state list/show read it back."""
-    code, out, _ = run(capsys, "import", "bob")
+    code, out, _ = run(capsys, "import", "--account", "bob")
     assert code == 0
     assert out.startswith("Imported 1 account(s) into .reconciler/state.json: bob\n")
     assert run(capsys, "state", "list") == (0, "bob\n", "")
@@ -218,7 +218,7 @@ def test_import_all_marks_disabled_accounts(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["import", "mallory"], "error: not in the desired state: mallory"),
+        (["import", "--account", "mallory"], "error: not in the desired state: mallory"),
         (["import"], "error: name the accounts to import, or pass --all"),
     ],
 )
@@ -234,9 +234,9 @@ def test_import_errors(
 
 def test_import_already_managed(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Importing a managed account again exits 1 and leaves the state as it was."""
-    run(capsys, "import", "alice")
+    run(capsys, "import", "--account", "alice")
     before = (workdir / STATE).read_bytes()
-    code, _, err = run(capsys, "import", "alice")
+    code, _, err = run(capsys, "import", "--account", "alice")
     assert code == 1
     assert err.startswith("error: already managed: alice")
     assert (workdir / STATE).read_bytes() == before
@@ -257,7 +257,7 @@ def test_state_show_unknown_and_empty_list(
     [b"{not json", b"[]", b'{"format_version": 1}', b'{"format_version": 99}', b"\xff\xfe"],
 )
 @pytest.mark.parametrize(
-    "argv", [["plan", "--refresh=false"], ["import", "alice"], ["state", "list"]]
+    "argv", [["plan", "--no-refresh"], ["import", "--account", "alice"], ["state", "list"]]
 )
 def test_corrupt_state_is_refused_and_untouched(
     workdir: Path, capsys: pytest.CaptureFixture[str], content: bytes, argv: list[str]
@@ -329,10 +329,10 @@ def test_plan_is_coloured_on_a_terminal_only(
     """plan writes escape codes to a terminal, and none once NO_COLOR is set."""
     terminal = _Tty()
     monkeypatch.setattr("sys.stdout", terminal)
-    assert main(["plan", "--refresh=false"]) == 0
+    assert main(["plan", "--no-refresh"]) == 0
     assert "\x1b[32m" in terminal.getvalue()
     monkeypatch.setenv("NO_COLOR", "1")
     terminal = _Tty()
     monkeypatch.setattr("sys.stdout", terminal)
-    assert main(["plan", "--refresh=false"]) == 0
+    assert main(["plan", "--no-refresh"]) == 0
     assert "\x1b[" not in terminal.getvalue()

@@ -102,7 +102,7 @@ def _recover_and_check(box: app.Sandbox, path: Path, specs: list[fx.UserSpec]) -
     created = box.federation.stats().created_per_account
     assert sorted(created) == [s.account for s in specs]
     assert set(created.values()) == {1}, "an account was created twice"
-    assert cli.main(["plan", str(path), "--detailed-exitcode", "--refresh", "false"]) == 0
+    assert cli.main(["plan", str(path), "--detailed-exitcode", "--no-refresh"]) == 0
 
 
 def test_kill_after_the_first_task_is_accepted(served: Served, tmp_path: Path) -> None:

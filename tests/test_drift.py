@@ -229,7 +229,7 @@ def test_events_source_without_credentials_notes_why() -> None:
     notes: list[str] = []
     assert provisioning.events_source({}, notes) is None
     assert len(notes) == 1
-    assert "--refresh=false" in notes[0]
+    assert "--no-refresh" in notes[0]
     assert "VOLCENGINE_ACCESS_KEY" in notes[0]
 
 

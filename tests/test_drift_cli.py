@@ -2,7 +2,7 @@
 
 Plan shows failed events with their decision; apply retries the chosen ones after the
 user batches with each outcome the sandbox can give; attempts hold across runs; paging,
-throttling, ``--refresh=false``, ``reconciler refresh``, and the secret never printed.
+throttling, ``--no-refresh``, ``reconciler refresh``, and the secret never printed.
 """
 
 from __future__ import annotations
@@ -244,25 +244,23 @@ def test_detailed_exitcode_counts_retries_as_changes(world: World) -> None:
 
 
 def test_refresh_false_plans_offline(world: World) -> None:
-    """``--refresh=false`` sends no CloudIdentity call; the JSON plan records it."""
+    """``--no-refresh`` sends no CloudIdentity call; the JSON plan records it."""
     world.seed({"UserName": "alice"})
     before = world.stats()["calls"].get(LIST_CALL, 0)
-    code, _, _ = world.run("plan", str(world.desired), "--refresh=false", "--detailed-exitcode")
+    code, _, _ = world.run("plan", str(world.desired), "--no-refresh", "--detailed-exitcode")
     assert code == 0  # the retry is unknown offline, so no change
-    code, plan = world.plan_json("--refresh=false")
+    code, plan = world.plan_json("--no-refresh")
     assert plan["events"] == {"refreshed": False, "items": []}
-    world.run("plan", str(world.desired), "--format", "markdown", "--refresh=false")
+    world.run("plan", str(world.desired), "--format", "markdown", "--no-refresh")
     assert world.stats()["calls"].get(LIST_CALL, 0) == before
     assert world.log.calls == []  # not one API call of either kind
 
 
 def test_refresh_false_is_said_in_text_and_markdown(world: World) -> None:
     """Text and Markdown plans say the events were not refreshed."""
-    _, text, _ = world.run("plan", str(world.desired), "--refresh=false")
-    _, markdown, _ = world.run(
-        "plan", str(world.desired), "--format", "markdown", "--refresh=false"
-    )
-    note = "provisioning events not refreshed (--refresh=false): planned offline"
+    _, text, _ = world.run("plan", str(world.desired), "--no-refresh")
+    _, markdown, _ = world.run("plan", str(world.desired), "--format", "markdown", "--no-refresh")
+    note = "provisioning events not refreshed (--no-refresh): planned offline"
     assert note in text
     assert note in markdown
 
@@ -408,9 +406,9 @@ def test_retry_without_credentials_fails_each_event(
 
 
 def test_apply_with_refresh_false_retries_nothing(world: World) -> None:
-    """apply --refresh=false neither lists nor retries events."""
+    """apply --no-refresh neither lists nor retries events."""
     world.seed({"UserName": "alice"})
-    code, _ = world.apply("--refresh=false")
+    code, _ = world.apply("--no-refresh")
     assert code == 0
     assert world.log.calls == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from reconciler.render import text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _yaml_files(folder: Path) -> list[Path]:
@@ -78,7 +80,7 @@ def test_example_plans_then_imports_to_no_changes(
     clean_env.chdir(ROOT)
     where = str(folder.relative_to(ROOT))
     state = ["--state", str(tmp_path / "state.json")]
-    plan = ["plan", where, *state, "--refresh=false", "--detailed-exitcode", "--format", "json"]
+    plan = ["plan", where, *state, "--no-refresh", "--detailed-exitcode", "--format", "json"]
     assert main(plan) == 2
     document = json.loads(capsys.readouterr().out)
     assert document["summary"]["create"] > 0
@@ -96,4 +98,6 @@ def test_examples_plan_text(
     """The plan of examples/ against no state, as reviewed text."""
     clean_env.chdir(ROOT)
     desired = validation.load_desired(Path("examples"))
-    golden("examples-plan.txt", text.render(planner.plan(desired, None), show_batches=True))
+    golden(
+        "examples-plan.txt", text.render(planner.plan(desired, None), now=NOW, show_batches=True)
+    )

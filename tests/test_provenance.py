@@ -78,7 +78,7 @@ def history(workdir: Path, isolated_git: pytest.MonkeyPatch) -> Path:
 def plan_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     """``reconciler plan . --format json`` (no refresh), parsed."""
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false", "--format", "json", *args]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "json", *args]) == 0
     document: dict[str, Any] = json.loads(capsys.readouterr().out)
     return document
 
@@ -261,7 +261,7 @@ def test_outside_git_the_plan_is_unchanged(
     document = plan_json(capsys)
     assert all("commit" not in c["source"] for c in document["changes"])
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
     assert "[users.yaml:3]" in capsys.readouterr().out
 
 
@@ -310,7 +310,7 @@ def test_markdown_golden_with_provenance(
     )
     LocalStore(history / ".reconciler" / "state.json").write(recorded, force=True)
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false", "--format", "markdown"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown"]) == 0
     golden("review/plan-with-provenance.md", capsys.readouterr().out)
 
 
@@ -323,7 +323,7 @@ def test_markdown_golden_without_git(
     """Outside git the comment shows file:line only."""
     isolated_git.setenv("GIT_CEILING_DIRECTORIES", str(workdir.parent))
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false", "--format", "markdown"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown"]) == 0
     golden("review/plan-without-git.md", capsys.readouterr().out)
 
 
@@ -334,7 +334,7 @@ def test_text_shows_the_commit_beside_file_and_line(
     """``[users.yaml:3, <hash> Ada Lovelace 2024-03-01]``; uncommitted entries say so."""
     first = git(history, "rev-parse", "--short", "HEAD~1")
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
     text = capsys.readouterr().out
     assert f"[users.yaml:3, {first} Ada Lovelace 2024-03-01]" in text
     assert "[users.yaml:16, uncommitted]" in text
@@ -414,7 +414,7 @@ def test_why_shows_the_whole_chain_after_apply(
     git(tmp_path, "add", "roles.yaml", "users.yaml")
     git(tmp_path, "commit", "-q", "-m", "three users")
     head = git(tmp_path, "rev-parse", "--short", "HEAD")
-    assert cli.main(["apply", ".", "--auto-approve", "--refresh=false"]) == 0
+    assert cli.main(["apply", ".", "--auto-approve", "--no-refresh"]) == 0
     recorded = LocalStore(tmp_path / ".reconciler" / "state.json").read()
     assert recorded is not None
     assert {r.source_commit for r in recorded.accounts.values()} == {head}
@@ -469,7 +469,7 @@ def test_markdown_golden_large_plan_with_provenance(
     git(workdir, "add", ".")
     git(workdir, "commit", "-q", "-m", "Onboard the contact centre")
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false", "--format", "markdown"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown"]) == 0
     comment = capsys.readouterr().out
     assert len(comment) <= 65_536
     golden("review/plan-large-with-provenance.md", comment)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -19,6 +20,7 @@ from reconciler.stores.local import LocalStore
 from tests import builders
 from tests.builders import desired, record, state, user
 
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 PERSONAL = (
     "alice@example.com",
     "Alice",
@@ -78,8 +80,8 @@ def test_mask_is_a_stable_short_sha256() -> None:
 @pytest.mark.parametrize(
     "render",
     [
-        text.render,
-        markdown.render,
+        lambda plan: text.render(plan, now=NOW),
+        lambda plan: markdown.render(plan, now=NOW),
         planfile.dumps,
     ],
     ids=["text", "markdown", "json"],
@@ -98,7 +100,7 @@ def test_every_rendering_hides_emails_and_names(render: Callable[[Plan], str]) -
 
 def test_names_only_keeps_emails() -> None:
     """Only the named fields are redacted."""
-    shown = text.render(redaction.redact(_plan(), "names"))
+    shown = text.render(redaction.redact(_plan(), "names"), now=NOW)
     assert "robert@example.com" in shown
     assert "'Robert'" not in shown
 
@@ -137,7 +139,7 @@ def recorded(workdir: Path) -> Path:
 def test_plan_out_is_never_redacted(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """stdout is redacted; the saved plan keeps the real values apply needs."""
     capsys.readouterr()
-    code = cli.main(["plan", ".", "--refresh=false", "--redact", "emails", "--out", "p.json"])
+    code = cli.main(["plan", ".", "--no-refresh", "--redact", "emails", "--out", "p.json"])
     assert code == 0
     shown = capsys.readouterr().out
     assert "bob@example.com" not in shown
@@ -149,7 +151,7 @@ def test_plan_out_is_never_redacted(recorded: Path, capsys: pytest.CaptureFixtur
 
 def test_show_redacts_a_saved_plan(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``show --redact`` works on saved plans, in every format."""
-    assert cli.main(["plan", ".", "--refresh=false", "--out", "p.json"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--out", "p.json"]) == 0
     for fmt in ("text", "markdown", "json"):
         capsys.readouterr()
         assert cli.main(["show", "p.json", "--format", fmt, "--redact", "emails,names"]) == 0
@@ -164,7 +166,7 @@ def test_unknown_redact_field_is_a_usage_error(
 ) -> None:
     """Exit 1 with the choices, nothing rendered."""
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--refresh=false", "--redact", "phones"]) == 1
+    assert cli.main(["plan", ".", "--no-refresh", "--redact", "phones"]) == 1
     captured = capsys.readouterr()
     assert "unknown field(s) 'phones'" in captured.err
     assert captured.out == ""
@@ -175,6 +177,6 @@ def test_markdown_golden_redacted(
 ) -> None:
     """The redacted PR comment, reviewed like code."""
     capsys.readouterr()
-    args = ["plan", ".", "--refresh=false", "--format", "markdown", "--redact", "emails,names"]
+    args = ["plan", ".", "--no-refresh", "--format", "markdown", "--redact", "emails,names"]
     assert cli.main(args) == 0
     golden("review/plan-redacted.md", capsys.readouterr().out)

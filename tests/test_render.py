@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from builders import desired, record, state, user
@@ -12,10 +14,11 @@ from builders import desired, record, state, user
 from reconciler.desired.model import Policy
 from reconciler.plan import access, planfile, planner
 from reconciler.plan.model import Decision, EventDecision, Plan
-from reconciler.render import markdown, text
+from reconciler.render import common, markdown, text
 
 Golden = Callable[[str, str], None]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 EVENT = EventDecision(
     event_id="evt-1",
@@ -81,10 +84,10 @@ PLANS = {"small": SMALL, "blocked": BLOCKED, "nothing": NOTHING}
 @pytest.mark.parametrize(
     ("kind", "render"),
     [
-        ("txt", text.render),
-        ("batches.txt", lambda p: text.render(p, show_batches=True)),
-        ("md", markdown.render),
-        ("batches.md", lambda p: markdown.render(p, show_batches=True)),
+        ("txt", lambda p: text.render(p, now=NOW)),
+        ("batches.txt", lambda p: text.render(p, now=NOW, show_batches=True)),
+        ("md", lambda p: markdown.render(p, now=NOW)),
+        ("batches.md", lambda p: markdown.render(p, now=NOW, show_batches=True)),
         ("json", planfile.dumps),
     ],
 )
@@ -95,7 +98,7 @@ def test_golden(golden: Golden, name: str, kind: str, render: Callable[[Plan], s
 
 def test_golden_large_markdown(golden: Golden) -> None:
     """A 3000-change plan's Markdown fits one GitHub comment and matches its golden file."""
-    rendered = markdown.render(LARGE, show_batches=True)
+    rendered = markdown.render(LARGE, now=NOW, show_batches=True)
     assert len(rendered) <= markdown.GITHUB_COMMENT_LIMIT
     assert "more changes in the saved plan" in rendered
     golden("plan-large.md", rendered)
@@ -103,14 +106,14 @@ def test_golden_large_markdown(golden: Golden) -> None:
 
 def test_large_markdown_is_summarised_under_a_small_limit() -> None:
     """Under any limit the comment is cut to fit and says so."""
-    rendered = markdown.render(LARGE, limit=5_000)
+    rendered = markdown.render(LARGE, now=NOW, limit=5_000)
     assert len(rendered) <= 5_000
     assert "cut to fit the comment limit" in rendered or "more changes" in rendered
 
 
 def test_large_text_and_json_cover_every_change() -> None:
     """Text and JSON of a 3000-change plan list every account and all 30 batches."""
-    rendered = text.render(LARGE, show_batches=True)
+    rendered = text.render(LARGE, now=NOW, show_batches=True)
     assert rendered.count("  # ") == 3000
     assert "Plan: 2000 to create, 600 to modify, 400 to disable; 30 batches." in rendered
     assert "batch 30/30: 100 users (DISABLE 100)" in rendered
@@ -135,8 +138,8 @@ def test_json_rendering_is_a_valid_saved_plan() -> None:
 
 def test_text_has_no_colour_unless_asked() -> None:
     """Plain text has no escape codes; colour=True paints markers, and only adds codes."""
-    plain = text.render(SMALL)
-    painted = text.render(SMALL, color=True)
+    plain = text.render(SMALL, now=NOW)
+    painted = text.render(SMALL, now=NOW, color=True)
     assert "\x1b[" not in plain
     assert "\x1b[32m  + account alice\x1b[0m" in painted
     assert "\x1b[31m  - account frank\x1b[0m" in painted
@@ -146,10 +149,10 @@ def test_text_has_no_colour_unless_asked() -> None:
 def test_blocked_plan_says_why_in_every_format() -> None:
     """Both guard rails of a blocked plan are named in text, Markdown and JSON."""
     assert BLOCKED.guard.blocked
-    plain = text.render(BLOCKED)
+    plain = text.render(BLOCKED, now=NOW)
     assert "would disable protected account(s) boss" in plain
     assert "--allow-disables 3 does not match the plan's 2" in plain
-    assert "**Blocked by guard rail:**" in markdown.render(BLOCKED)
+    assert "**Blocked by guard rail:**" in markdown.render(BLOCKED, now=NOW)
     assert json.loads(planfile.dumps(BLOCKED))["guard"]["protected_hits"] == ["boss"]
 
 
@@ -177,6 +180,32 @@ def test_access_by_role_sensitive_loss_comes_before_plain_roles() -> None:
 def test_markdown_escapes_table_breaking_characters() -> None:
     """A | or < in a name cannot break the table or inject HTML."""
     made = planner.plan(desired(user("a", "agent", name="x|y<b>")), state(record("a", "agent")))
-    rendered = markdown.render(made)
+    rendered = markdown.render(made, now=NOW)
     assert "x\\|y&lt;b&gt;" in rendered
     assert "<b>" not in rendered
+
+
+@pytest.mark.parametrize(
+    ("created_at", "age"),
+    [
+        ("2025-05-29T12:00:00Z", "3d"),
+        ("2025-06-01T07:00:00+00:00", "5h"),
+        ("2025-06-01T11:58:30Z", "1m"),
+        ("2025-06-01T11:59:59", "1s"),  # no zone: read as UTC
+        ("2025-06-02T00:00:00Z", "0s"),  # in the future: never negative
+        ("yesterday", "?"),
+    ],
+)
+def test_age_is_taken_at_the_given_time(created_at: str, age: str) -> None:
+    """Ages come from the ``now`` passed in, never from the clock."""
+    assert common.age(created_at, NOW) == age
+
+
+def test_renderers_date_event_ages_with_the_given_time() -> None:
+    """Text and Markdown show an event's age at ``now``: later ``now``, older event."""
+    dated = replace(SMALL, events=(replace(EVENT, created_at="2025-05-31T12:00:00Z"),))
+    later = NOW + dt.timedelta(days=2)
+    assert "(age 1d, attempts 1)" in text.render(dated, now=NOW)
+    assert "(age 3d, attempts 1)" in text.render(dated, now=later)
+    assert "| 1d | 1 |" in markdown.render(dated, now=NOW)
+    assert "| 3d | 1 |" in markdown.render(dated, now=later)

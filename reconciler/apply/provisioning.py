@@ -109,7 +109,7 @@ def events_source(env: Mapping[str, str], notes: list[str]) -> EventsSource | No
     if not configured(env):
         notes.append(
             "provisioning events not refreshed: CloudIdentity is not configured "
-            "(set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, or pass --refresh=false)"
+            "(set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, or pass --no-refresh)"
         )
         return None
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import sys
@@ -15,9 +15,22 @@ from typing import Any
 from reconciler.apply import engine, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
 from reconciler.cli import commands
-from reconciler.cli.commands import Common, out
+from reconciler.cli.commands import out
+from reconciler.cli.options import (
+    ApplyOptions,
+    Common,
+    PlanFormat,
+    PlanOptions,
+    RefreshOptions,
+    ReportFormat,
+    SandboxOptions,
+    ShowOptions,
+    WhyOptions,
+)
 from reconciler.desired import loading
 from reconciler.errors import (
+    EXIT_BLOCKED,
+    EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_OK,
     ApplyIncomplete,
@@ -39,32 +52,35 @@ def _redact(plan: Plan, spec: str) -> Plan:
     return redaction.redact(plan, spec) if spec else plan
 
 
-def plan(args: argparse.Namespace, common: Common) -> int:
+def plan(options: PlanOptions, *, now: dt.datetime) -> int:
     """``reconciler plan``."""
     notes: list[str] = []
-    source = _events_source(notes) if args.refresh else None
-    if not args.refresh:
-        notes.append("provisioning events not refreshed (--refresh=false): planned offline")
-    store = commands.store_for(args.path, common)
+    source = _events_source(notes) if options.refresh else None
+    if not options.refresh:
+        notes.append("provisioning events not refreshed (--no-refresh): planned offline")
+    path = options.path
+    store = commands.store_for(path, options.common)
     made, _, desired = commands.make_plan(
-        args.path,
+        path,
         store,
-        allow_disables=args.allow_disables,
+        allow_disables=options.allow_disables,
         events_source=source,
     )
-    made = provenance.annotate(_with_path(made, args.path, notes), args.path, desired)
-    shown = _redact(made, args.redact)
-    sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
+    made = provenance.annotate(_with_path(made, path, notes), path, desired)
+    shown = _redact(made, options.redact)
+    sys.stdout.write(
+        commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
+    )
     commands.check_guard(made)
-    if args.out is not None:
-        commands.write_atomic(args.out, planfile.dumps(made))
-        if args.format == "text":
+    if options.out is not None:
+        commands.write_atomic(options.out, planfile.dumps(made))
+        if options.fmt is PlanFormat.TEXT:
             out(
-                f"Saved the plan to {args.out}. Apply exactly this plan with: "
-                f"reconciler apply {args.out}"
+                f"Saved the plan to {options.out}. Apply exactly this plan with: "
+                f"reconciler apply {options.out}"
             )
-    if args.detailed_exitcode and made.has_changes:
-        return 2
+    if options.detailed_exitcode and made.has_changes:
+        return EXIT_CHANGES
     return EXIT_OK
 
 
@@ -72,16 +88,18 @@ def _with_path(made: Plan, path: Path, notes: list[str]) -> Plan:
     return replace(made, input_path=str(path), notes=(*made.notes, *notes))
 
 
-def show(args: argparse.Namespace) -> int:
+def show(options: ShowOptions, *, now: dt.datetime) -> int:
     """``reconciler show FILE``."""
-    saved = commands.read_plan(args.file)
-    shown = _redact(saved, args.redact)
-    sys.stdout.write(commands.render_plan(shown, fmt=args.format, show_batches=args.show_batches))
-    return 3 if saved.guard.blocked else EXIT_OK
+    saved = commands.read_plan(options.file)
+    shown = _redact(saved, options.redact)
+    sys.stdout.write(
+        commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
+    )
+    return EXIT_BLOCKED if saved.guard.blocked else EXIT_OK
 
 
-def _progress(fmt: str) -> engine.Progress:
-    if fmt == "json":
+def _progress(fmt: ReportFormat) -> engine.Progress:
+    if fmt is ReportFormat.JSON:
         return progress.LineProgress(sys.stderr)
     if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
         return progress.BarProgress(sys.stderr)
@@ -92,12 +110,27 @@ def _federation_client() -> federation.FederationClient:
     return federation.FederationClient(federation.settings_from_env(os.environ))
 
 
-def _is_plan_file(target: Path) -> bool:
-    if not target.is_file():
-        return False
-    with target.open("rb") as handle:
-        head = handle.read(64).lstrip()
-    return head.startswith(b"{")
+def is_desired_state(target: Path) -> bool:
+    """The rule for ``apply TARGET``: a directory or a .yaml/.yml file is the desired state.
+
+    Anything else must be a saved plan. A path that does not exist counts as the desired
+    state, whose loading then says it is missing. Never judged by content: a flow-style YAML
+    file starts with ``{`` as a JSON plan does.
+    """
+    return not target.exists() or target.is_dir() or target.suffix in loading.YAML_SUFFIXES
+
+
+def read_saved_plan(target: Path) -> Plan:
+    """``target``, not the desired state by :func:`is_desired_state`, read as a saved plan."""
+    try:
+        return commands.read_plan(target)
+    except PlanError as exc:
+        raise PlanError(
+            f"{target} is neither a desired-state .yaml/.yml file nor a saved plan ({exc.message})",
+            hint=exc.hint
+            or "apply takes the desired-state directory or .yaml/.yml file, or a plan saved "
+            "with `reconciler plan --out FILE`",
+        ) from exc
 
 
 def _confirm(plan_: Plan, auto_approve: bool) -> bool:
@@ -113,52 +146,65 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
     return sys.stdin.readline().strip() == "yes"
 
 
-def apply(args: argparse.Namespace, common: Common) -> int:
+def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     """``reconciler apply [PLANFILE | PATH]``."""
-    settings = ApplySettings(parallel=args.parallel) if args.parallel else ApplySettings()
-    if _is_plan_file(args.target):
-        return _apply_saved(args, common, settings)
-    path = args.target
+    if not is_desired_state(options.target):
+        return _apply_saved(options, read_saved_plan(options.target), now=now)
+    path = options.target
     notes: list[str] = []
-    source = _events_source(notes) if args.refresh else None
+    source = _events_source(notes) if options.refresh else None
     desired = commands.load(path)
-    store = commands.store_for(path, common)
-    with _client_and_lock(store, common, "apply") as client:
-        applier = engine.Applier(store, client, settings=settings, progress=_progress(args.format))
+    store = commands.store_for(path, options.common)
+    with _client_and_lock(store, options.common, "apply") as client:
+        applier = _applier(store, client, options)
         resumed = applier.resume() if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
         made = planner.plan(
             desired,
             applier.state if applier.state.serial else None,
-            allow_disables=args.allow_disables,
+            allow_disables=options.allow_disables,
             events=events,
             events_refreshed=source is not None,
             input_path=str(path),
         )
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
-        if args.format == "text":
-            sys.stdout.write(commands.render_plan(made, fmt="text", show_batches=args.show_batches))
+        _show_text(made, options, now)
         commands.check_guard(made)
         if not made.has_changes:
             report = resumed or applier.report
-            return _finish(report, args.format, made, nothing=True)
-        if not _confirm(made, args.auto_approve):
+            return _finish(report, options.fmt, made, nothing=True)
+        if not _confirm(made, options.auto_approve):
             out("Apply cancelled.")
             return EXIT_ERROR
         report = applier.run(made, source_commit=provenance.head_commit(path))
         _retry_events(made, applier, report)
-    return _finish(report, args.format, made)
+    return _finish(report, options.fmt, made)
 
 
-def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettings) -> int:
-    saved = commands.read_plan(args.target)
+def _applier(
+    store: Store, client: federation.FederationClient, options: ApplyOptions
+) -> engine.Applier:
+    settings = ApplySettings(parallel=options.parallel) if options.parallel else ApplySettings()
+    return engine.Applier(store, client, settings=settings, progress=_progress(options.fmt))
+
+
+def _show_text(plan_: Plan, options: ApplyOptions, now: dt.datetime) -> None:
+    """The plan as text before a text-format apply (the JSON report stands alone)."""
+    if options.fmt is ReportFormat.TEXT:
+        shown = commands.render_plan(
+            plan_, fmt=PlanFormat.TEXT, show_batches=options.show_batches, now=now
+        )
+        sys.stdout.write(shown)
+
+
+def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int:
     path = Path(saved.input_path or ".")
     raw = loading.read_files(path, max_bytes=commands.max_bytes())
-    store = commands.store_for(path, common)
+    store = commands.store_for(path, options.common)
     commands.check_guard(saved)
-    with _client_and_lock(store, common, "apply") as client:
+    with _client_and_lock(store, options.common, "apply") as client:
         # The applier reads the state once; the checks use that same read.
-        applier = engine.Applier(store, client, settings=settings, progress=_progress(args.format))
+        applier = _applier(store, client, options)
         current = applier.state
         if current.pending:
             raise PlanError(
@@ -166,13 +212,10 @@ def _apply_saved(args: argparse.Namespace, common: Common, settings: ApplySettin
                 hint="run `reconciler refresh` to settle them, then plan again",
             )
         planfile.check_fresh(saved, current if current.serial else None, loading.digest(raw))
-        if args.format == "text":
-            sys.stdout.write(
-                commands.render_plan(saved, fmt="text", show_batches=args.show_batches)
-            )
+        _show_text(saved, options, now)
         report = applier.run(saved, source_commit=provenance.head_commit(path))
         _retry_events(saved, applier, report)
-    return _finish(report, args.format, saved)
+    return _finish(report, options.fmt, saved)
 
 
 def _retry_events(plan_: Plan, applier: engine.Applier, report: ApplyReport) -> None:
@@ -193,8 +236,10 @@ def _client_and_lock(
         client.close()
 
 
-def _finish(report: ApplyReport, fmt: str, plan_: Plan | None, *, nothing: bool = False) -> int:
-    if fmt == "json":
+def _finish(
+    report: ApplyReport, fmt: ReportFormat, plan_: Plan | None, *, nothing: bool = False
+) -> int:
+    if fmt is ReportFormat.JSON:
         out(json.dumps(report_json(report), indent=2, ensure_ascii=False))
     else:
         if nothing and not report.applied and not report.failed:
@@ -250,43 +295,50 @@ def _print_report(report: ApplyReport) -> None:
     )
 
 
-def refresh(path: Path, common: Common, *, fmt: str) -> int:
+def refresh(options: RefreshOptions) -> int:
     """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
-    store = commands.store_for(path, common)
-    with _client_and_lock(store, common, "refresh") as client:
+    fmt = options.fmt
+    store = commands.store_for(options.path, options.common)
+    with _client_and_lock(store, options.common, "refresh") as client:
         applier = engine.Applier(store, client, progress=_progress(fmt))
         report = applier.resume()
         provisioning.refresh_events(applier, report, os.environ)
-    if fmt == "text" and not report.applied and not report.failed and not report.unresolved:
+    if (
+        fmt is ReportFormat.TEXT
+        and not report.applied
+        and not report.failed
+        and not report.unresolved
+    ):
         out("Nothing outstanding: every recorded task has its result.")
     return _finish(report, fmt, None)
 
 
-def why(args: argparse.Namespace, common: Common) -> int:
+def why(options: WhyOptions) -> int:
     """``reconciler why ACCOUNT``: YAML entry → roles → planned change → batch → state."""
-    store = commands.store_for(args.path, common)
-    made, recorded, desired = commands.make_plan(args.path, store, allow_disables=None)
-    user = desired.users.get(args.account)
-    if user is None and (recorded is None or args.account not in recorded.accounts):
+    path, account = options.path, options.account
+    store = commands.store_for(path, options.common)
+    made, recorded, desired = commands.make_plan(path, store, allow_disables=None)
+    user = desired.users.get(account)
+    if user is None and (recorded is None or account not in recorded.accounts):
         raise UsageError(
-            f"account {args.account!r} is neither in the desired state nor in the recorded state",
+            f"account {account!r} is neither in the desired state nor in the recorded state",
             hint="`reconciler state list` shows the managed accounts",
         )
-    entry = provenance.locate(user.source, args.path) if user is not None else None
-    for line in provenance.explain(args.account, made, desired, recorded, entry=entry):
+    entry = provenance.locate(user.source, path) if user is not None else None
+    for line in provenance.explain(account, made, desired, recorded, entry=entry):
         out(line)
     return EXIT_OK
 
 
-def sandbox(host: str, port: int, roles_from: Path | None = None) -> int:
+def sandbox(options: SandboxOptions) -> int:
     """``reconciler sandbox``: serve the fake APIs until interrupted."""
-    from reconciler.sandbox import app  # noqa: PLC0415
+    from reconciler.sandbox import app  # noqa: PLC0415 - the sandbox loads only when served
 
     role_ids: list[str] = []
-    if roles_from is not None:
-        role_ids = [role.id for role in commands.load(roles_from).roles.values()]
+    if options.roles_from is not None:
+        role_ids = [role.id for role in commands.load(options.roles_from).roles.values()]
     box = app.build(role_ids=role_ids)
-    server = app.serve(box, host, port)
+    server = app.serve(box, options.host, options.port)
     out(f"reconciler sandbox listening on {server.url}", stream=sys.stdout)
     out(f"  RECONCILER_FEDERATION_URL={server.url}")
     out(f"  RECONCILER_FEDERATION_APP_KEY={app.SANDBOX_APP_KEY}")

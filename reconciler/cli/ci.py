@@ -1,6 +1,6 @@
 """CI glue for the example pipelines: one PR comment, the merged PR, the reviewed plan.
 
-``python -m reconciler.cli.ci COMMAND``, run by the workflows under ``examples/github-actions``
+``python -m reconciler.ci COMMAND``, run by the workflows under ``examples/github-actions``
 and ``examples/gitlab-ci``. The forge (GitHub or GitLab) and its API come from the
 variables every runner sets, so the same commands serve both:
 
@@ -23,7 +23,6 @@ Exit 0 on success, 1 with ``error: ...`` on stderr otherwise.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -35,7 +34,8 @@ from typing import Any
 
 import httpx
 
-from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.cli import parsing
+from reconciler.errors import EXIT_BLOCKED, EXIT_OK, ApiError, ConfigError, ReconcilerError
 from reconciler.providers import http
 
 _PAGE = 100
@@ -239,9 +239,9 @@ def fetch_plan(
 def apply_summary(exit_code: int, report: dict[str, Any] | None, log: str) -> str:
     """The apply outcome as Markdown: headline, applied/failed accounts, the error lines."""
     errors = [line for line in log.splitlines() if line.startswith(("error:", "hint:"))]
-    if exit_code == 0:
+    if exit_code == EXIT_OK:
         head = "### ✅ reconciler apply: done"
-    elif exit_code == 3:
+    elif exit_code == EXIT_BLOCKED:
         head = "### ⛔ reconciler apply: blocked by a guard rail"
     elif any("stale plan" in line for line in errors):
         head = "### 🛑 reconciler apply: refused, the reviewed plan is stale"
@@ -266,31 +266,77 @@ def apply_summary(exit_code: int, report: dict[str, Any] | None, log: str) -> st
     return "\n".join(out)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reconciler.cli.ci", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("post", help="create or update the one marked PR comment")
-    p.add_argument("--pr", type=int, required=True)
-    p.add_argument("--marker", required=True)
-    p.add_argument("--body-file", type=Path, required=True)
-    p = sub.add_parser("merged-pr", help="the merged PR of a commit, as KEY=VALUE lines")
-    p.add_argument("--sha", required=True)
-    p.add_argument("--plan-workflow", help="GitHub: also find this workflow's plan run")
-    p = sub.add_parser("fetch-plan", help="GitLab: download the MR's saved plan")
-    p.add_argument("--pr", type=int, required=True)
-    p.add_argument("--job", required=True)
-    p.add_argument("--artifact", default="plan.json")
+PROG = "python -m reconciler.ci"
+
+DESCRIPTION = """\
+CI glue for the example pipelines: one PR comment, the merged PR, the reviewed plan.
+
+The forge comes from the variables its runner sets: GitHub (GITHUB_ACTIONS, GITHUB_API_URL,
+GITHUB_REPOSITORY, GITHUB_TOKEN) or GitLab (GITLAB_CI, CI_API_V4_URL, CI_PROJECT_ID,
+RECONCILER_GITLAB_TOKEN)."""
+
+EPILOG = """exit codes: 0 success; 1 error, including a usage error (error: and hint: on
+stderr)."""
+
+
+def _parser() -> parsing.Parser:
+    parser = parsing.Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_post_parser, _merged_pr_parser, _fetch_plan_parser, _apply_summary_parser):
+        add(sub)
+    return parser
+
+
+def _command(sub: Any, name: str, help_text: str) -> parsing.Parser:
+    parser: parsing.Parser = sub.add_parser(
+        name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".", epilog=EPILOG
+    )
+    return parser
+
+
+def _post_parser(sub: Any) -> None:
+    p = _command(sub, "post", "create or update the one marked PR comment")
+    p.add_argument("--pr", type=int, required=True, metavar="N", help="the PR/MR number")
+    p.add_argument(
+        "--marker", required=True, help="the hidden <!-- ... --> line that starts the comment"
+    )
+    p.add_argument(
+        "--body-file", type=Path, required=True, metavar="FILE", help="the comment's Markdown"
+    )
+
+
+def _merged_pr_parser(sub: Any) -> None:
+    p = _command(sub, "merged-pr", "the merged PR of a commit, as KEY=VALUE lines")
+    p.add_argument("--sha", required=True, help="the merge commit")
+    p.add_argument(
+        "--plan-workflow",
+        metavar="WORKFLOW",
+        help="GitHub: also find this workflow's plan run on the PR head",
+    )
+
+
+def _fetch_plan_parser(sub: Any) -> None:
+    p = _command(sub, "fetch-plan", "GitLab: download the MR's saved plan")
+    p.add_argument("--pr", type=int, required=True, metavar="N", help="the MR number (iid)")
+    p.add_argument("--job", required=True, help="the job that saved the plan")
+    p.add_argument("--artifact", default="plan.json", help="the artifact path (default plan.json)")
     p.add_argument(
         "--ref",
         help="the MR pipelines' ref (default refs/merge-requests/N/head; merged "
         "results pipelines: refs/merge-requests/N/merge)",
     )
-    p.add_argument("--out", type=Path, required=True)
-    p = sub.add_parser("apply-summary", help="the apply outcome as Markdown")
-    p.add_argument("--exit-code", type=int, required=True)
-    p.add_argument("--report", type=Path, required=True)
-    p.add_argument("--log", type=Path, required=True)
-    return parser
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to save it")
+
+
+def _apply_summary_parser(sub: Any) -> None:
+    p = _command(sub, "apply-summary", "the apply outcome as Markdown")
+    p.add_argument(
+        "--exit-code", type=int, required=True, metavar="CODE", help="reconciler apply's exit"
+    )
+    p.add_argument(
+        "--report", type=Path, required=True, metavar="FILE", help="apply --format json output"
+    )
+    p.add_argument("--log", type=Path, required=True, metavar="FILE", help="apply's stderr")
 
 
 def _read_report(path: Path) -> dict[str, Any] | None:
@@ -307,13 +353,18 @@ def main(
     transport: httpx.BaseTransport | None = None,
 ) -> int:
     """Run one command; returns the exit code."""
-    args = _parser().parse_args(argv)
     env = os.environ if env is None else env
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exited:  # --help
+        return exited.code if isinstance(exited.code, int) else EXIT_OK
+    except ReconcilerError as error:  # a usage error: exit 1 with error: and hint:
+        return _report(error)
     try:
         if args.command == "apply-summary":
             log = args.log.read_text(encoding="utf-8") if args.log.exists() else ""
             sys.stdout.write(apply_summary(args.exit_code, _read_report(args.report), log))
-            return 0
+            return EXIT_OK
         with Session(forge_from_env(env), transport=transport) as session:
             if args.command == "post":
                 body = args.body_file.read_text(encoding="utf-8")
@@ -328,11 +379,15 @@ def main(
                 )
                 args.out.write_bytes(content)
     except ReconcilerError as error:
-        sys.stderr.write(f"error: {error.message}\n")
-        if error.hint:
-            sys.stderr.write(f"hint: {error.hint}\n")
-        return error.exit_code
-    return 0
+        return _report(error)
+    return EXIT_OK
+
+
+def _report(error: ReconcilerError) -> int:
+    sys.stderr.write(f"error: {error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"hint: {error.hint}\n")
+    return error.exit_code
 
 
 if __name__ == "__main__":

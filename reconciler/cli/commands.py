@@ -1,17 +1,30 @@
 """One typed function per CLI command: parse nothing, print results, return an exit code.
 
-Apply-side commands live in ``commands_apply.py``; both are dispatched by ``cli.py``.
+Each takes its command's options value (``options``); apply-side commands live in
+``apply_commands``; ``main`` dispatches both.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.cli.options import (
+    Common,
+    ForceUnlockOptions,
+    ImportOptions,
+    PlanFormat,
+    StateListOptions,
+    StatePullOptions,
+    StatePushOptions,
+    StateShowOptions,
+    ValidateFormat,
+    ValidateOptions,
+)
 from reconciler.desired import loading, validation
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
@@ -30,15 +43,6 @@ from reconciler.render import common, markdown, text
 from reconciler.stores import Store, open_store, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import AccountRecord, State, utc_now
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Common:
-    """Options every state-touching command shares."""
-
-    state: str | None = None
-    workspace: str | None = None
-    lock_timeout: float = 0.0
 
 
 def out(line: str = "", *, stream: TextIO | None = None) -> None:
@@ -82,20 +86,21 @@ def load(path: Path) -> DesiredState:
 # -- validate ------------------------------------------------------------------------
 
 
-def validate(path: Path, *, fmt: str) -> int:
+def validate(options: ValidateOptions) -> int:
     """``reconciler validate``: every problem, located; exit 1 if any."""
-    if fmt in ("github", "sarif"):
+    path, fmt = options.path, options.fmt
+    if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
         return _validate_for_review(path, fmt=fmt)
     try:
         desired = load(path)
     except ValidationFailed as failed:
-        if fmt == "json":
+        if fmt is ValidateFormat.JSON:
             out(json.dumps(_problems_json(failed), indent=2))
         else:
             for problem in failed.problems:
                 out(problem.render())
         raise
-    if fmt == "json":
+    if fmt is ValidateFormat.JSON:
         out(json.dumps({"valid": True, "problems": [], "users": len(desired.users)}, indent=2))
     else:
         out(
@@ -105,14 +110,14 @@ def validate(path: Path, *, fmt: str) -> int:
     return EXIT_OK
 
 
-def _validate_for_review(path: Path, *, fmt: str) -> int:
+def _validate_for_review(path: Path, *, fmt: ValidateFormat) -> int:
     """SARIF or GitHub annotations, with paths relative to the repository's top."""
     from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
     from reconciler.render import findings  # noqa: PLC0415
 
     def emit(problems: tuple[Problem, ...]) -> None:
         root = provenance.repo_root(path)
-        if fmt == "sarif":
+        if fmt is ValidateFormat.SARIF:
             out(json.dumps(findings.sarif(problems, root=root), indent=2, ensure_ascii=False))
         else:
             sys.stdout.write(findings.github(problems, root=root))
@@ -146,13 +151,23 @@ def _problems_json(failed: ValidationFailed) -> dict[str, Any]:
 # -- plan / show ---------------------------------------------------------------------
 
 
-def render_plan(plan: Plan, *, fmt: str, show_batches: bool, stream: TextIO | None = None) -> str:
-    """The plan in ``fmt`` (text, json, markdown)."""
-    if fmt == "json":
-        return planfile.dumps(plan)
-    if fmt == "markdown":
-        return markdown.render(plan, show_batches=show_batches)
-    return text.render(plan, color=use_color(stream or sys.stdout), show_batches=show_batches)
+def render_plan(
+    plan: Plan,
+    *,
+    fmt: PlanFormat,
+    show_batches: bool,
+    now: dt.datetime,
+    stream: TextIO | None = None,
+) -> str:
+    """The plan in ``fmt``; ``now`` dates the ages of provisioning events."""
+    match fmt:
+        case PlanFormat.JSON:
+            return planfile.dumps(plan)
+        case PlanFormat.MARKDOWN:
+            return markdown.render(plan, now=now, show_batches=show_batches)
+        case PlanFormat.TEXT:
+            color = use_color(stream or sys.stdout)
+            return text.render(plan, now=now, color=color, show_batches=show_batches)
 
 
 def write_atomic(path: Path, content: str, *, mode: int = 0o600) -> None:
@@ -212,9 +227,9 @@ def read_plan(path: Path) -> Plan:
 # -- state ---------------------------------------------------------------------------
 
 
-def state_list(path: Path, common: Common) -> int:
+def state_list(options: StateListOptions) -> int:
     """``reconciler state list``: managed accounts, one per line."""
-    current = store_for(path, common).read()
+    current = store_for(options.path, options.common).read()
     if current is None:
         out("No state yet.", stream=sys.stderr)
         return EXIT_OK
@@ -229,9 +244,10 @@ def state_list(path: Path, common: Common) -> int:
     return EXIT_OK
 
 
-def state_show(path: Path, common: Common, account: str) -> int:
+def state_show(options: StateShowOptions) -> int:
     """``reconciler state show ACCOUNT``."""
-    current = store_for(path, common).read()
+    account = options.account
+    current = store_for(options.path, options.common).read()
     if current is None or account not in current.accounts:
         raise StateError(
             f"account {account!r} is not in the recorded state",
@@ -248,64 +264,47 @@ def state_show(path: Path, common: Common, account: str) -> int:
     return EXIT_OK
 
 
-def state_pull(path: Path, common: Common) -> int:
+def state_pull(options: StatePullOptions) -> int:
     """``reconciler state pull``: the state document on stdout."""
-    document = transfer.pull(store_for(path, common))
+    document = transfer.pull(store_for(options.path, options.common))
     out(json.dumps(document, indent=1, ensure_ascii=False))
     return EXIT_OK
 
 
-def state_push(path: Path, common: Common, source: Path, *, force: bool) -> int:
+def state_push(options: StatePushOptions) -> int:
     """``reconciler state push FILE``."""
+    source, common = options.file, options.common
     try:
         document = json.loads(source.read_bytes())
     except (OSError, ValueError) as exc:
         raise StateError(f"cannot read {source} as a JSON state document: {exc}") from exc
-    store = store_for(path, common)
+    store = store_for(options.path, common)
     with store.lock("state push", timeout=common.lock_timeout):
-        transfer.push(store, document, force=force)
+        transfer.push(store, document, force=options.force)
     out(f"Pushed {source} to {store.describe()}.")
     return EXIT_OK
 
 
-def force_unlock(path: Path, common: Common, lock_id: str) -> int:
+def force_unlock(options: ForceUnlockOptions) -> int:
     """``reconciler force-unlock LOCK_ID``."""
-    store = store_for(path, common)
-    store.force_unlock(lock_id)
-    out(f"Lock {lock_id} released on {store.describe()}.")
+    store = store_for(options.path, options.common)
+    store.force_unlock(options.lock_id)
+    out(f"Lock {options.lock_id} released on {store.describe()}.")
     return EXIT_OK
 
 
-def import_accounts(path: Path, common: Common, accounts: list[str], *, all_: bool) -> int:
+def import_accounts(options: ImportOptions) -> int:
     """``reconciler import``: adopt existing target accounts into the state as declared."""
-    desired = load(path)
-    if not accounts and not all_:
-        raise UsageError("name the accounts to import, or pass --all")
-    store = store_for(path, common)
-    with store.lock("import", timeout=common.lock_timeout):
+    desired = load(options.path)
+    store = store_for(options.path, options.common)
+    with store.lock("import", timeout=options.common.lock_timeout):
         current = store.read() or State.empty()
-        managed = current.accounts
-        if all_:
-            chosen = [a for a in sorted(desired.users) if a not in managed]
-        else:
-            unknown = [a for a in accounts if a not in desired.users]
-            if unknown:
-                raise InputError(
-                    f"not in the desired state: {', '.join(unknown)}",
-                    hint="import adopts accounts as the YAML declares them; add them first",
-                )
-            already = [a for a in accounts if a in managed]
-            if already:
-                raise StateError(
-                    f"already managed: {', '.join(already)}",
-                    hint="`reconciler state show ACCOUNT` shows what is recorded",
-                )
-            chosen = sorted(set(accounts))
+        chosen = _to_import(options, desired, current)
         if not chosen:
             out("Nothing to import: every declared account is already managed.")
             return EXIT_OK
         now = utc_now()
-        adopted = dict(managed)
+        adopted = dict(current.accounts)
         for account in chosen:
             user = desired.users[account]
             adopted[account] = AccountRecord(
@@ -321,3 +320,23 @@ def import_accounts(path: Path, common: Common, accounts: list[str], *, all_: bo
     out(f"Imported {len(chosen)} account(s) into {store.describe()}: {', '.join(chosen)}")
     out("They are recorded as declared; the next plan changes them only when the YAML does.")
     return EXIT_OK
+
+
+def _to_import(options: ImportOptions, desired: DesiredState, current: State) -> list[str]:
+    """The accounts to adopt: every unmanaged one (--all), or exactly those named."""
+    managed = current.accounts
+    if options.all_accounts:
+        return [a for a in sorted(desired.users) if a not in managed]
+    unknown = [a for a in options.accounts if a not in desired.users]
+    if unknown:
+        raise InputError(
+            f"not in the desired state: {', '.join(unknown)}",
+            hint="import adopts accounts as the YAML declares them; add them first",
+        )
+    already = [a for a in options.accounts if a in managed]
+    if already:
+        raise StateError(
+            f"already managed: {', '.join(already)}",
+            hint="`reconciler state show ACCOUNT` shows what is recorded",
+        )
+    return sorted(set(options.accounts))

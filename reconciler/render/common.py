@@ -28,26 +28,26 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {', '.join(parts)}; {batches} batch{'es' if batches != 1 else ''}."
 
 
-def age(timestamp: str, now: dt.datetime | None = None) -> str:
-    """A short age like ``3d`` or ``5h`` for an RFC 3339 time ('?' when unparsable)."""
+def age(timestamp: str, now: dt.datetime) -> str:
+    """A short age like ``3d`` or ``5h`` of an RFC 3339 time at ``now`` ('?' when unparsable)."""
     try:
         then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
         return "?"
     if then.tzinfo is None:
         then = then.replace(tzinfo=dt.UTC)
-    seconds = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
+    seconds = max(0, int((now - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
 
-def event_line(event: EventDecision, max_attempts_note: str = "") -> str:
-    """One provisioning event as a line of text."""
+def event_line(event: EventDecision, now: dt.datetime, max_attempts_note: str = "") -> str:
+    """One provisioning event as a line of text, its age taken at ``now``."""
     return (
         f"{event.event_id} {event.account} → {event.target}: {event.reason} "
-        f"(age {age(event.created_at)}, attempts {event.attempts}{max_attempts_note}) — "
+        f"(age {age(event.created_at, now)}, attempts {event.attempts}{max_attempts_note}) — "
         f"{event.decision.value}: {event.why}"
     )
 

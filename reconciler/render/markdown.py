@@ -7,6 +7,8 @@ characters, so long lists are cut to fewer rows until the comment fits.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from reconciler.plan import access
 from reconciler.plan.model import Action, Change, Decision, Plan
 from reconciler.render import common
@@ -16,11 +18,17 @@ _ROW_BUDGETS = (None, 500, 200, 50, 10, 0)
 _ICON = {Action.CREATE: "➕", Action.MODIFY: "✏️", Action.DISABLE: "⛔"}
 
 
-def render(plan: Plan, *, show_batches: bool = False, limit: int = GITHUB_COMMENT_LIMIT) -> str:
-    """The whole plan as Markdown, under ``limit`` characters."""
+def render(
+    plan: Plan,
+    *,
+    now: dt.datetime,
+    show_batches: bool = False,
+    limit: int = GITHUB_COMMENT_LIMIT,
+) -> str:
+    """The whole plan as Markdown, under ``limit`` characters; ``now`` dates event ages."""
     text = ""
     for rows in _ROW_BUDGETS:
-        text = _render(plan, show_batches=show_batches, max_rows=rows)
+        text = _render(plan, now=now, show_batches=show_batches, max_rows=rows)
         if len(text) <= limit:
             return text
     return text[: limit - 200] + "\n\n… (cut to fit the comment limit; see the saved plan)\n"
@@ -42,7 +50,7 @@ def _names(accounts: tuple[str, ...], max_rows: int | None) -> str:
     return ", ".join(f"`{a}`" for a in shown) + (f" and {more} more" if more > 0 else "")
 
 
-def _render(plan: Plan, *, show_batches: bool, max_rows: int | None) -> str:
+def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int | None) -> str:
     out: list[str] = []
     headline = common.summary_line(plan).removeprefix("Plan: ").rstrip(".")
     out.append(f"### reconciler plan: {headline}")
@@ -70,7 +78,7 @@ def _render(plan: Plan, *, show_batches: bool, max_rows: int | None) -> str:
     if plan.changes:
         out.extend(_changes(plan, max_rows))
     if plan.events:
-        out.extend(_events(plan, max_rows))
+        out.extend(_events(plan, max_rows, now))
     if show_batches and plan.batches:
         out.append(f"<details><summary>createTask batches ({len(plan.batches)})</summary>")
         out.append("")
@@ -153,13 +161,13 @@ def _changes(plan: Plan, max_rows: int | None) -> list[str]:
     return out
 
 
-def _events(plan: Plan, max_rows: int | None) -> list[str]:
+def _events(plan: Plan, max_rows: int | None, now: dt.datetime) -> list[str]:
     out = [
         f"<details><summary>Failed provisioning events ({len(plan.events)})</summary>",
         "",
     ]
     if not plan.events_refreshed:
-        out.append("_Not refreshed: planned with `--refresh=false`._")
+        out.append("_Not refreshed: planned with `--no-refresh`._")
         out.append("")
     if plan.events:
         out.extend(
@@ -171,7 +179,7 @@ def _events(plan: Plan, max_rows: int | None) -> list[str]:
         rows = [
             f"| {'🔁 retry' if e.decision is Decision.RETRY else '👀 report only'} | "
             f"`{e.event_id}` | `{e.account}` | {_esc(e.target)} | {_esc(e.reason)} | "
-            f"{common.age(e.created_at)} | {e.attempts} | {_esc(e.why)} |"
+            f"{common.age(e.created_at, now)} | {e.attempts} | {_esc(e.why)} |"
             for e in plan.events
         ]
         out.extend(_cut(rows, max_rows, "events"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from reconciler.plan.model import Action, Change, Decision, Plan
 from reconciler.render import common
 
@@ -17,8 +19,8 @@ class _Paint:
         return f"{code}{text}{_RESET}" if self.enabled else text
 
 
-def render(plan: Plan, *, color: bool = False, show_batches: bool = False) -> str:
-    """The whole plan as text."""
+def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: bool = False) -> str:
+    """The whole plan as text; ``now`` dates the ages of provisioning events."""
     paint = _Paint(color)
     lines: list[str] = []
     if plan.changes:
@@ -34,7 +36,7 @@ def render(plan: Plan, *, color: bool = False, show_batches: bool = False) -> st
         lines.append("No changes. The recorded state matches the desired state.")
         lines.append("")
     if plan.events or plan.events_refreshed:
-        lines.extend(_events(plan))
+        lines.extend(_events(plan, now))
     if show_batches and plan.batches:
         lines.append("createTask calls apply will send, in order:")
         changes = {c.account: c for c in plan.changes}
@@ -88,14 +90,14 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
     return out
 
 
-def _events(plan: Plan) -> list[str]:
+def _events(plan: Plan, now: dt.datetime) -> list[str]:
     lines = ["Failed provisioning events:"]
     if not plan.events_refreshed:
-        lines.append("  (not refreshed: planned with --refresh=false)")
+        lines.append("  (not refreshed: planned with --no-refresh)")
     if not plan.events and plan.events_refreshed:
         lines.append("  none")
     for event in plan.events:
         marker = "↻" if event.decision is Decision.RETRY else "·"
-        lines.append(f"  {marker} {common.event_line(event)}")
+        lines.append(f"  {marker} {common.event_line(event, now)}")
     lines.append("")
     return lines

@@ -1,0 +1,168 @@
+"""Arguments several commands share, and the old spellings they still accept.
+
+Each helper adds its arguments to one parser, or reads them back from the namespace into a
+typed value; ``grammar`` composes them into the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import parsing
+from reconciler.cli.options import Common, Options, PlanFormat, ReportFormat, Shell, ValidateFormat
+from reconciler.errors import UsageError
+
+PROG = "reconciler"
+
+PATH_HELP = "the desired state: a .yaml/.yml file or a directory of them (default: .)"
+
+Notes = list[str]
+Builder = Callable[[argparse.Namespace, Notes], Options]
+Subparsers = Any  # argparse's _SubParsersAction is private; its add_parser is all we use
+
+
+def command(sub: Subparsers, name: str, help_text: str, builder: Builder) -> parsing.Parser:
+    """A subcommand that also accepts --debug after its name (the program's value otherwise)."""
+    parser: parsing.Parser = sub.add_parser(
+        name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+    )
+    # SUPPRESS: unless given here, the program-level --debug (default False) stands.
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parser.set_defaults(build=builder, command_prog=parser.prog)
+    return parser
+
+
+def path_operand(parser: argparse.ArgumentParser) -> None:
+    """The optional desired-state PATH, always the last operand (None when not given)."""
+    parser.add_argument("path", nargs="?", type=Path, metavar="PATH", help=PATH_HELP)
+
+
+def legacy_path(parser: argparse.ArgumentParser) -> None:
+    """The deprecated ``--path DIR``: accepted, never shown, resolved by :func:`located`."""
+    parser.add_argument("--path", dest="legacy_path", type=Path, help=argparse.SUPPRESS)
+
+
+def state_options(parser: argparse.ArgumentParser) -> None:
+    """--state, --workspace and --lock-timeout, for every command that touches the state."""
+    parser.add_argument(
+        "--state",
+        metavar="LOCATION",
+        help="state file path or postgresql:// DSN (default: RECONCILER_STATE, else "
+        ".reconciler/state.json beside the desired state)",
+    )
+    parser.add_argument("--workspace", help="PostgreSQL workspace (default: default)")
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for the state lock instead of failing at once",
+    )
+
+
+def common(ns: argparse.Namespace) -> Common:
+    """The state options, read back."""
+    return Common(state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout)
+
+
+def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:
+    """PATH from the operand, or from the deprecated ``--path`` (which must agree with it)."""
+    legacy: Path | None = ns.legacy_path
+    if legacy is None:
+        return ns.path or Path(".")
+    spelled = shlex.join([PROG, *words, str(ns.path or legacy)])
+    if ns.path is not None and ns.path.resolve() != legacy.resolve():
+        raise UsageError(
+            f"--path {legacy} disagrees with the PATH operand {ns.path}",
+            hint=f"give the path once, as the last operand: {spelled}",
+        )
+    notes.append(f"--path is deprecated; give the path as the last operand: {spelled}")
+    return legacy
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+class _Refresh(parsing.FlagAction):
+    """``--refresh`` (the default); the old ``--refresh=false|true`` still parses, noted."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        """Set ``refresh``; remember an old-style value so the builder can note it."""
+        if values is None:
+            namespace.refresh = True
+            namespace.refresh_spelling = None  # the last spelling wins, as for any flag
+            return
+        word = str(values).lower()
+        if word not in _TRUE | _FALSE:
+            raise UsageError(
+                f"--refresh takes no value (got {values!r})",
+                hint="--refresh is a flag (the default): write --no-refresh to plan offline, "
+                "and PATH before --refresh",
+            )
+        namespace.refresh = word in _TRUE
+        namespace.refresh_spelling = f"--refresh={values}"
+
+
+def plan_like(parser: argparse.ArgumentParser) -> None:
+    """What plan and apply share: --allow-disables, --refresh/--no-refresh, --show-batches."""
+    parser.add_argument(
+        "--allow-disables",
+        type=int,
+        metavar="N",
+        help="accept exactly N disables beyond policy.max_disable",
+    )
+    refresh = parser.add_mutually_exclusive_group()
+    refresh.add_argument(
+        "--refresh",
+        action=_Refresh,
+        nargs="?",
+        default=True,
+        help="list failed provisioning events to retry (the default)",
+    )
+    refresh.add_argument(
+        "--no-refresh",
+        dest="refresh",
+        action="store_false",
+        help="plan offline: do not list failed provisioning events",
+    )
+    parser.set_defaults(refresh_spelling=None)
+    parser.add_argument(
+        "--show-batches", action="store_true", help="list the createTask calls apply will send"
+    )
+
+
+def refresh_flag(ns: argparse.Namespace, notes: Notes) -> bool:
+    """Whether to refresh; an old ``--refresh=BOOL`` spelling adds a deprecation note."""
+    if ns.refresh_spelling is not None:
+        new = "--refresh (the default)" if ns.refresh else "--no-refresh"
+        notes.append(f"{ns.refresh_spelling} is deprecated; use {new}")
+    refresh: bool = ns.refresh
+    return refresh
+
+
+def redact_option(parser: argparse.ArgumentParser) -> None:
+    """--redact FIELDS, for plan and show."""
+    parser.add_argument(
+        "--redact",
+        default="",
+        metavar="FIELDS",
+        help="comma-separated: emails,names — hide personal data in the output",
+    )
+
+
+def choices(enum_type: type[ValidateFormat | PlanFormat | ReportFormat | Shell]) -> list[str]:
+    """The values of a closed set, for argparse's ``choices``."""
+    return [member.value for member in enum_type]

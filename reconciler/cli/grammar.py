@@ -1,0 +1,407 @@
+"""The command line's grammar: one parser builder per command, one typed value out of each.
+
+One rule for operands: a command's own operands come first, then the desired-state PATH,
+always optional and always last (default ``.``): ``why ACCOUNT [PATH]``, ``state push FILE
+[PATH]``. A variable number of accounts cannot share that rule without a guess, so ``import``
+names them with a repeatable ``--account NAME`` (or ``--all``) and keeps PATH its only operand.
+
+Old spellings keep working with a one-line note on stderr: ``--path DIR`` on ``state`` and
+``force-unlock`` (an error when it disagrees with the operand), ``--refresh=false|true``.
+What can no longer be parsed (``import ACCOUNT``) fails with the new spelling as its hint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler import __version__
+from reconciler.cli import arguments, parsing
+from reconciler.cli.arguments import Builder, Notes, Subparsers
+from reconciler.cli.completion import CommandSpec
+from reconciler.cli.options import (
+    ApplyOptions,
+    CompletionOptions,
+    ForceUnlockOptions,
+    ImportOptions,
+    Options,
+    PlanFormat,
+    PlanOptions,
+    RefreshOptions,
+    ReportFormat,
+    SandboxOptions,
+    Shell,
+    ShowOptions,
+    StateListOptions,
+    StatePullOptions,
+    StatePushOptions,
+    StateShowOptions,
+    ValidateFormat,
+    ValidateOptions,
+    WhyOptions,
+)
+from reconciler.errors import UsageError
+
+PROG = arguments.PROG
+
+DESCRIPTION = """Declarative plan/apply for federated users and roles.
+
+Every command that reads the desired state takes it as PATH, its last operand: a .yaml/.yml
+file or a directory of them (default: the current directory)."""
+
+EPILOG = """exit codes: 0 success; 1 error, including a usage error; 2 changes present
+(plan --detailed-exitcode); 3 blocked by a guard rail.
+
+environment: RECONCILER_STATE (state location: a path or postgresql://...),
+RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID,
+RECONCILER_CLOUDIDENTITY_URL, VOLCENGINE_ACCESS_KEY / _SECRET_KEY / _SESSION_TOKEN / _REGION,
+NO_COLOR.
+
+shell completion: source <(reconciler completion bash)   (also zsh, fish)"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parsed:
+    """A command line, understood: the command's options, --debug, deprecation notes."""
+
+    options: Options
+    debug: bool
+    notes: tuple[str, ...]
+
+
+def parse(argv: Sequence[str] | None) -> Parsed:
+    """Parse ``argv``; UsageError (exit 1, with a hint) for anything that does not fit."""
+    namespace, extras = build().parse_known_args(argv)
+    if extras:
+        raise _unclaimed(namespace, extras)
+    notes: Notes = []
+    builder: Builder = namespace.build
+    options = builder(namespace, notes)
+    return Parsed(options=options, debug=namespace.debug, notes=tuple(notes))
+
+
+def spec() -> CommandSpec:
+    """The grammar as data, for the completion scripts."""
+    return parsing.describe(build())
+
+
+def build() -> parsing.Parser:
+    """The whole parser: the program's flags, then one builder per command."""
+    parser = parsing.Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _validate,
+        _plan,
+        _show,
+        _apply,
+        _refresh,
+        _import,
+        _why,
+        _force_unlock,
+        _state,
+        _sandbox,
+        _completion,
+    ):
+        add(sub)
+    return parser
+
+
+# -- the commands --------------------------------------------------------------------
+
+
+def _validate(sub: Subparsers) -> None:
+    p = arguments.command(sub, "validate", "check the desired-state YAML", _validate_options)
+    arguments.path_operand(p)
+    p.add_argument(
+        "--format",
+        choices=arguments.choices(ValidateFormat),
+        default="text",
+        help="how to report problems (github: annotations; sarif: code scanning)",
+    )
+
+
+def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
+    return ValidateOptions(path=ns.path or Path("."), fmt=ValidateFormat(ns.format))
+
+
+def _plan(sub: Subparsers) -> None:
+    p = arguments.command(sub, "plan", "show what apply would do", _plan_options)
+    arguments.path_operand(p)
+    arguments.state_options(p)
+    arguments.plan_like(p)
+    p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for apply")
+    p.add_argument(
+        "--format",
+        choices=arguments.choices(PlanFormat),
+        default="text",
+        help="how to render the plan",
+    )
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
+    arguments.redact_option(p)
+
+
+def _plan_options(ns: argparse.Namespace, notes: Notes) -> PlanOptions:
+    return PlanOptions(
+        path=ns.path or Path("."),
+        common=arguments.common(ns),
+        fmt=PlanFormat(ns.format),
+        out=ns.out,
+        detailed_exitcode=ns.detailed_exitcode,
+        allow_disables=ns.allow_disables,
+        refresh=arguments.refresh_flag(ns, notes),
+        show_batches=ns.show_batches,
+        redact=ns.redact,
+    )
+
+
+def _show(sub: Subparsers) -> None:
+    p = arguments.command(sub, "show", "render a saved plan", _show_options)
+    p.add_argument(
+        "file", type=Path, metavar="FILE", help="a plan saved with `reconciler plan --out FILE`"
+    )
+    p.add_argument(
+        "--format",
+        choices=arguments.choices(PlanFormat),
+        default="text",
+        help="how to render the plan",
+    )
+    p.add_argument(
+        "--show-batches", action="store_true", help="list the createTask calls apply will send"
+    )
+    arguments.redact_option(p)
+
+
+def _show_options(ns: argparse.Namespace, notes: Notes) -> ShowOptions:
+    return ShowOptions(
+        file=ns.file, fmt=PlanFormat(ns.format), show_batches=ns.show_batches, redact=ns.redact
+    )
+
+
+def _apply(sub: Subparsers) -> None:
+    p = arguments.command(
+        sub, "apply", "apply a saved plan, or plan, confirm and apply", _apply_options
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=Path("."),
+        type=Path,
+        metavar="PLANFILE|PATH",
+        help="a directory or a .yaml/.yml file is the desired state (default .); any other "
+        "file must be a plan saved with `reconciler plan --out FILE`",
+    )
+    arguments.state_options(p)
+    arguments.plan_like(p)
+    p.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--format",
+        choices=arguments.choices(ReportFormat),
+        default="text",
+        help="how to report (json: a machine-readable report)",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="createTask calls in flight at once (default 8)",
+    )
+
+
+def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
+    return ApplyOptions(
+        target=ns.target,
+        common=arguments.common(ns),
+        fmt=ReportFormat(ns.format),
+        auto_approve=ns.auto_approve,
+        parallel=ns.parallel,
+        allow_disables=ns.allow_disables,
+        refresh=arguments.refresh_flag(ns, notes),
+        show_batches=ns.show_batches,
+    )
+
+
+def _refresh(sub: Subparsers) -> None:
+    p = arguments.command(
+        sub,
+        "refresh",
+        "follow outstanding tasks; update known provisioning events",
+        _refresh_options,
+    )
+    arguments.path_operand(p)
+    arguments.state_options(p)
+    p.add_argument(
+        "--format",
+        choices=arguments.choices(ReportFormat),
+        default="text",
+        help="how to report (json: a machine-readable report)",
+    )
+
+
+def _refresh_options(ns: argparse.Namespace, notes: Notes) -> RefreshOptions:
+    return RefreshOptions(
+        path=ns.path or Path("."), common=arguments.common(ns), fmt=ReportFormat(ns.format)
+    )
+
+
+def _import(sub: Subparsers) -> None:
+    p = arguments.command(
+        sub, "import", "adopt existing target accounts into the state", _import_options
+    )
+    arguments.path_operand(p)
+    arguments.state_options(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--account",
+        action="append",
+        dest="accounts",
+        metavar="NAME",
+        help="an account to adopt as the YAML declares it (repeat for more)",
+    )
+    which.add_argument("--all", action="store_true", help="every declared account not yet managed")
+
+
+def _import_options(ns: argparse.Namespace, notes: Notes) -> ImportOptions:
+    accounts: tuple[str, ...] = tuple(ns.accounts or ())
+    if ns.path is not None and not ns.all and not ns.path.exists():
+        # ``import li.wei`` was the old spelling: say so rather than "no such file".
+        raise UsageError(
+            f"{ns.path}: no such desired-state path; import names accounts with --account",
+            hint=_import_spelling(None, (str(ns.path), *accounts)),
+        )
+    return ImportOptions(
+        path=ns.path or Path("."),
+        common=arguments.common(ns),
+        accounts=accounts,
+        all_accounts=ns.all,
+    )
+
+
+def _import_spelling(path: Path | None, accounts: Sequence[str]) -> str:
+    flags = [word for account in accounts for word in ("--account", account)]
+    return shlex.join([PROG, "import", *([str(path)] if path is not None else []), *flags])
+
+
+def _unclaimed(ns: argparse.Namespace, extras: Sequence[str]) -> UsageError:
+    """Words no argument claimed; for ``import PATH ACCOUNT...`` (the old form), the new one."""
+    if ns.command == "import" and not any(word.startswith("-") for word in extras):
+        path: Path | None = ns.path
+        words = [str(path)] if path is not None and not path.exists() else []
+        known = path if path is not None and path.exists() else None
+        accounts = (*words, *extras, *(ns.accounts or ()))
+        return UsageError(
+            f"import takes one PATH; name accounts with --account: {' '.join(accounts)}",
+            hint=_import_spelling(known, accounts),
+        )
+    return UsageError(
+        f"unrecognized arguments: {' '.join(extras)}", hint=f"run '{ns.command_prog} --help'"
+    )
+
+
+def _why(sub: Subparsers) -> None:
+    p = arguments.command(sub, "why", "explain one account's change", _why_options)
+    p.add_argument("account", metavar="ACCOUNT", help="the account to explain")
+    arguments.path_operand(p)
+    arguments.state_options(p)
+
+
+def _why_options(ns: argparse.Namespace, notes: Notes) -> WhyOptions:
+    return WhyOptions(path=ns.path or Path("."), account=ns.account, common=arguments.common(ns))
+
+
+def _force_unlock(sub: Subparsers) -> None:
+    p = arguments.command(sub, "force-unlock", "release a stuck lock", _force_unlock_options)
+    p.add_argument("lock_id", metavar="LOCK_ID", help="the id the lock error named")
+    arguments.path_operand(p)
+    arguments.state_options(p)
+    arguments.legacy_path(p)
+
+
+def _force_unlock_options(ns: argparse.Namespace, notes: Notes) -> ForceUnlockOptions:
+    path = arguments.located(ns, notes, ["force-unlock", ns.lock_id])
+    return ForceUnlockOptions(path=path, lock_id=ns.lock_id, common=arguments.common(ns))
+
+
+def _state(sub: Subparsers) -> None:
+    parent: parsing.Parser = sub.add_parser(
+        "state",
+        help="inspect or move the recorded state",
+        description="Inspect or move the "
+        "recorded state; PATH (last, default .) locates the default state file.",
+    )
+    parent.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parent.set_defaults(command_prog=parent.prog)
+    inner = parent.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
+    p = arguments.command(inner, "list", "managed accounts, one a line", _state_list_options)
+    arguments.path_operand(p)
+    p = arguments.command(inner, "show", "one account as recorded", _state_show_options)
+    p.add_argument("account", metavar="ACCOUNT", help="the account to show")
+    arguments.path_operand(p)
+    p = arguments.command(inner, "pull", "print the state document", _state_pull_options)
+    arguments.path_operand(p)
+    p = arguments.command(inner, "push", "replace the state with a document", _state_push_options)
+    p.add_argument("file", type=Path, metavar="FILE", help="a state document (from state pull)")
+    arguments.path_operand(p)
+    p.add_argument("--force", action="store_true", help="skip the lineage and serial checks")
+    for command in inner.choices.values():
+        arguments.state_options(command)
+        arguments.legacy_path(command)
+
+
+def _state_list_options(ns: argparse.Namespace, notes: Notes) -> StateListOptions:
+    return StateListOptions(
+        path=arguments.located(ns, notes, ["state", "list"]), common=arguments.common(ns)
+    )
+
+
+def _state_show_options(ns: argparse.Namespace, notes: Notes) -> StateShowOptions:
+    path = arguments.located(ns, notes, ["state", "show", ns.account])
+    return StateShowOptions(path=path, account=ns.account, common=arguments.common(ns))
+
+
+def _state_pull_options(ns: argparse.Namespace, notes: Notes) -> StatePullOptions:
+    return StatePullOptions(
+        path=arguments.located(ns, notes, ["state", "pull"]), common=arguments.common(ns)
+    )
+
+
+def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOptions:
+    path = arguments.located(ns, notes, ["state", "push", str(ns.file)])
+    return StatePushOptions(path=path, file=ns.file, force=ns.force, common=arguments.common(ns))
+
+
+def _sandbox(sub: Subparsers) -> None:
+    p = arguments.command(sub, "sandbox", "serve the local fake APIs", _sandbox_options)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8780, help="port to listen on")
+    p.add_argument(
+        "--roles-from",
+        type=Path,
+        metavar="PATH",
+        help="seed the sandbox tenant with the role ids of this desired state",
+    )
+
+
+def _sandbox_options(ns: argparse.Namespace, notes: Notes) -> SandboxOptions:
+    return SandboxOptions(host=ns.host, port=ns.port, roles_from=ns.roles_from)
+
+
+def _completion(sub: Subparsers) -> None:
+    p = arguments.command(sub, "completion", "print a shell completion script", _completion_options)
+    p.add_argument(
+        "shell",
+        choices=arguments.choices(Shell),
+        metavar="SHELL",
+        help="bash, zsh or fish; e.g. source <(reconciler completion bash)",
+    )
+
+
+def _completion_options(ns: argparse.Namespace, notes: Notes) -> CompletionOptions:
+    return CompletionOptions(shell=Shell(ns.shell))

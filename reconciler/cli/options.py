@@ -1,0 +1,221 @@
+"""What each command was asked to do: one frozen value per command, built by ``grammar``.
+
+Handlers receive these, never an ``argparse.Namespace``: the command line's shape stays in
+``grammar``, and a handler's signature says exactly which options it reads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from reconciler.errors import UsageError
+
+
+class ValidateFormat(enum.StrEnum):
+    """How ``validate`` reports problems."""
+
+    TEXT = "text"
+    JSON = "json"
+    GITHUB = "github"
+    SARIF = "sarif"
+
+
+class PlanFormat(enum.StrEnum):
+    """How ``plan`` and ``show`` render a plan."""
+
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+class ReportFormat(enum.StrEnum):
+    """How ``apply`` and ``refresh`` report."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class Shell(enum.StrEnum):
+    """Shells ``completion`` writes a script for."""
+
+    BASH = "bash"
+    ZSH = "zsh"
+    FISH = "fish"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Common:
+    """Options every state-touching command shares."""
+
+    state: str | None = None
+    workspace: str | None = None
+    lock_timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidateOptions:
+    """``reconciler validate [PATH]``."""
+
+    path: Path
+    fmt: ValidateFormat = ValidateFormat.TEXT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanOptions:
+    """``reconciler plan [PATH]``."""
+
+    path: Path
+    common: Common = Common()
+    fmt: PlanFormat = PlanFormat.TEXT
+    out: Path | None = None
+    detailed_exitcode: bool = False
+    allow_disables: int | None = None
+    refresh: bool = True
+    show_batches: bool = False
+    redact: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShowOptions:
+    """``reconciler show FILE``."""
+
+    file: Path
+    fmt: PlanFormat = PlanFormat.TEXT
+    show_batches: bool = False
+    redact: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyOptions:
+    """``reconciler apply [PLANFILE | PATH]``."""
+
+    target: Path
+    common: Common = Common()
+    fmt: ReportFormat = ReportFormat.TEXT
+    auto_approve: bool = False
+    parallel: int | None = None
+    allow_disables: int | None = None
+    refresh: bool = True
+    show_batches: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshOptions:
+    """``reconciler refresh [PATH]``."""
+
+    path: Path
+    common: Common = Common()
+    fmt: ReportFormat = ReportFormat.TEXT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportOptions:
+    """``reconciler import [PATH] (--account NAME ... | --all)``: one of the two is set."""
+
+    path: Path
+    common: Common = Common()
+    accounts: tuple[str, ...] = ()
+    all_accounts: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse an import of nothing in particular, and one that is both kinds."""
+        if bool(self.accounts) == self.all_accounts:
+            raise UsageError(
+                "name the accounts to import, or pass --all"
+                if not self.accounts
+                else "name the accounts to import, or pass --all, not both",
+                hint="reconciler import [PATH] --account NAME (once per account), or --all",
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhyOptions:
+    """``reconciler why ACCOUNT [PATH]``."""
+
+    path: Path
+    account: str
+    common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForceUnlockOptions:
+    """``reconciler force-unlock LOCK_ID [PATH]``."""
+
+    path: Path
+    lock_id: str
+    common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateListOptions:
+    """``reconciler state list [PATH]``."""
+
+    path: Path
+    common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateShowOptions:
+    """``reconciler state show ACCOUNT [PATH]``."""
+
+    path: Path
+    account: str
+    common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatePullOptions:
+    """``reconciler state pull [PATH]``."""
+
+    path: Path
+    common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatePushOptions:
+    """``reconciler state push FILE [PATH]``."""
+
+    path: Path
+    file: Path
+    force: bool = False
+    common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxOptions:
+    """``reconciler sandbox``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8780
+    roles_from: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompletionOptions:
+    """``reconciler completion SHELL``."""
+
+    shell: Shell
+
+
+Options: TypeAlias = (
+    ValidateOptions
+    | PlanOptions
+    | ShowOptions
+    | ApplyOptions
+    | RefreshOptions
+    | ImportOptions
+    | WhyOptions
+    | ForceUnlockOptions
+    | StateListOptions
+    | StateShowOptions
+    | StatePullOptions
+    | StatePushOptions
+    | SandboxOptions
+    | CompletionOptions
+)
+
+# Long-running commands keep the cyclic GC; short bounded ones pause it (see ``main``).
+LONG_RUNNING = (ApplyOptions, RefreshOptions, SandboxOptions)

@@ -1,0 +1,128 @@
+"""argparse with reconciler's manners, shared by ``reconciler`` and ``python -m reconciler.ci``.
+
+- a usage error (unknown flag, bad choice, missing operand) is a :class:`UsageError`: exit 1
+  with ``error:`` and a ``hint:`` naming the command's ``--help`` — never argparse's exit 2,
+  which pipelines read as "changes present";
+- no prefix abbreviations: ``--lock=false`` must not quietly become ``--lock-timeout``;
+- one formatter, so both programs' help reads the same.
+
+The grammar of the commands themselves lives in ``grammar`` (and ``ci``); this module only
+knows argparse, and turns a parser into the :class:`completion.CommandSpec` completion needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from reconciler.cli.completion import CommandSpec, Option, Positional
+from reconciler.errors import UsageError
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks; shows a flag that tolerates a value as a flag."""
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        if isinstance(action, FlagAction):
+            return ""  # the optional value is a deprecated spelling: do not advertise it
+        return super()._format_args(action, default_metavar)
+
+    def _format_usage(
+        self,
+        usage: str | None,
+        actions: Iterable[argparse.Action],
+        groups: Iterable[argparse._MutuallyExclusiveGroup],
+        prefix: str | None,
+    ) -> str:
+        # A FlagAction's empty value leaves "--refresh  | --no-refresh" in a group.
+        text = super()._format_usage(usage, actions, groups, prefix)
+        return text.replace("  | ", " | ")
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, FlagAction):
+            return ", ".join(action.option_strings)
+        return super()._format_action_invocation(action)
+
+
+class FlagAction(argparse.Action):
+    """A flag that also takes an optional value (an old spelling); help shows the flag only."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are UsageError (exit 1) and that never abbreviates."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing usage and exiting 2."""
+        raise UsageError(message, hint=f"run '{self.prog} --help'")
+
+
+def parse(parser: Parser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse ``argv``; (namespace, words nobody claimed) — the caller decides how to refuse."""
+    return parser.parse_known_args(argv)
+
+
+def unrecognized(chosen: argparse.ArgumentParser, extras: Sequence[str]) -> UsageError:
+    """The usage error for words no argument claimed, pointing at the chosen command's help."""
+    return UsageError(
+        f"unrecognized arguments: {' '.join(extras)}", hint=f"run '{chosen.prog} --help'"
+    )
+
+
+def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> CommandSpec:
+    """The parser as data for completion: flags, operands and subcommands, recursively."""
+    options: list[Option] = []
+    positionals: list[Positional] = []
+    subcommands: list[CommandSpec] = []
+    help_of: dict[str, str] = {}
+    # argparse offers no public walk over a parser: its private _actions is what
+    # completion generators (shtab, argcomplete) read as well.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                help_of[choice.dest] = choice.help or ""
+            for name, sub in action.choices.items():
+                found = describe(sub, (*words, name))
+                subcommands.append(
+                    CommandSpec(
+                        words=found.words,
+                        help=help_of.get(name, ""),
+                        options=found.options,
+                        positionals=found.positionals,
+                        subcommands=found.subcommands,
+                    )
+                )
+        elif action.option_strings:
+            options.append(_option(action))
+        else:
+            positionals.append(
+                Positional(
+                    name=str(action.metavar or action.dest),
+                    choices=tuple(str(c) for c in action.choices or ()),
+                    files=action.type is Path,
+                )
+            )
+    return CommandSpec(
+        words=words,
+        options=tuple(options),
+        positionals=tuple(positionals),
+        subcommands=tuple(subcommands),
+    )
+
+
+def _option(action: argparse.Action) -> Option:
+    return Option(
+        names=tuple(action.option_strings),
+        help=action.help or "",
+        takes_value=action.nargs != 0 and not isinstance(action, FlagAction),
+        choices=tuple(str(c) for c in action.choices or ()),
+        files=action.type is Path,
+        # hidden: a deprecated spelling is accepted, never suggested
+        hidden=action.help == argparse.SUPPRESS,
+    )
