@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_format_versions import VERSIONS, Mutate, check_answer
 
 from reconciler.errors import (
     BackendUnavailable,
@@ -33,6 +34,7 @@ from reconciler.errors import (
     StateError,
     StateLocked,
 )
+from reconciler.formats import Verdict
 from reconciler.stores import LockInfo, Store, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
@@ -307,6 +309,23 @@ def test_newer_format_version_is_refused(backend: Backend) -> None:
     with pytest.raises(StateCorrupt, match="newer"):
         backend.store.write(with_account(state, "bob"), force=True)
     assert backend.raw() == text
+
+
+@pytest.mark.parametrize(("mutate", "verdict", "tail"), VERSIONS)
+def test_format_version_rule_holds_for_every_backend(
+    backend: Backend, mutate: Mutate, verdict: Verdict, tail: str
+) -> None:
+    """Each row of the shared format_version table: read, or refused with that message."""
+    state = sample_state()
+    backend.store.write(state)
+    backend.put_raw(json.dumps(mutate(state_codec.to_json(state))))
+    caught: StateCorrupt | None = None
+    try:
+        backend.reopen().read()
+    except StateCorrupt as exc:
+        caught = exc
+    where = backend.store.describe()
+    check_answer(caught, verdict, tail, subject=f"state {where}", kind="state")
 
 
 # -- locking --------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reconciler import schemas
+from reconciler import formats, schemas
 from reconciler.errors import StateCorrupt
 
 FORMAT_VERSION = 1
+CORRUPT_HINT = "restore it from its backup or fix it by hand; it was not modified"
 
 
 def utc_now() -> str:
@@ -208,25 +209,25 @@ def to_json(state: State) -> dict[str, Any]:
     }
 
 
-def from_json(data: Any, *, where: str) -> State:
-    """Parse a state document; anything unexpected raises StateCorrupt naming ``where``."""
-    if not isinstance(data, dict):
-        raise StateCorrupt(
-            f"state {where} is not a JSON object",
-            hint="restore it from its backup or fix it by hand; it was not modified",
-        )
-    version = data.get("format_version")
-    if isinstance(version, int) and version > FORMAT_VERSION:
-        raise StateCorrupt(
-            f"state {where} has format_version {version}, newer than this reconciler "
-            f"understands ({FORMAT_VERSION})",
-            hint="upgrade reconciler; the state was not modified",
-        )
+def from_json(data: Any, *, where: str, corrupt_hint: str = CORRUPT_HINT) -> State:
+    """Parse a state document; anything unexpected raises StateCorrupt naming ``where``.
+
+    ``corrupt_hint`` is the backend's repair step; a newer document always says "upgrade".
+    """
+    formats.require_supported(
+        data,
+        subject=f"state {where}",
+        kind="state",
+        newest=FORMAT_VERSION,
+        error=StateCorrupt,
+        invalid_hint=corrupt_hint,
+        upgrade_hint="upgrade reconciler; the state was not modified",
+    )
     problems = schemas.check("state", data)
     if problems:
         raise StateCorrupt(
             f"state {where} does not match schemas/state.schema.json: {problems[0]}",
-            hint="restore it from its backup or fix it by hand; it was not modified",
+            hint=corrupt_hint,
         )
     return State(
         lineage=data["lineage"],

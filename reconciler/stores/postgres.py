@@ -231,13 +231,7 @@ class PostgresStore:
             raise StateCorrupt(
                 f"state {where} is not valid JSON ({exc})", hint=self._corrupt_hint()
             ) from exc
-        version = data.get("format_version") if isinstance(data, dict) else None
-        if isinstance(version, int) and version > state_codec.FORMAT_VERSION:
-            return state_codec.from_json(data, where=where)  # raises: "upgrade reconciler"
-        try:
-            loaded = state_codec.from_json(data, where=where)
-        except StateCorrupt as exc:
-            raise StateCorrupt(exc.message, hint=self._corrupt_hint()) from exc
+        loaded = state_codec.from_json(data, where=where, corrupt_hint=self._corrupt_hint())
         if (loaded.lineage, loaded.serial) != (lineage, serial):
             raise StateCorrupt(
                 f"state {where}: the document says lineage {loaded.lineage} serial "
