@@ -1,15 +1,17 @@
-"""The ``format_version`` of the documents reconciler writes: one rule for states and plans.
+"""Reading back the documents reconciler writes: one rule for states and saved plans.
 
-Every reader checks the version before the schema (a newer document may have another
+A reader checks ``format_version`` before the schema (a newer document may have another
 shape, and "upgrade" is the useful answer, not a list of schema errors)::
 
-    format_version                           verdict     the reader raises (its own class)
-    1 .. the newest this reconciler writes   SUPPORTED   nothing: the schema check follows
+    format_version                           verdict     the reader raises
+    1 .. the newest this reconciler writes   SUPPORTED   nothing, if the schema holds
     a larger integer                         NEWER       "... written by a newer reconciler"
     missing, not an integer, a boolean,      INVALID     "... is not a valid <kind>: ..."
     zero or negative; or no JSON object
 
-States raise StateCorrupt and plans PlanError, with the same wording and the caller's hint.
+A supported document that breaks its schema (``schemas/<name>.schema.json``) is invalid
+too. A state is refused with StateCorrupt, a plan with PlanError: the same wording, each
+kind's own hints.
 """
 
 from __future__ import annotations
@@ -19,9 +21,26 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler import schemas
+from reconciler.errors import PlanError, ReconcilerError, StateCorrupt
 
 _SHOWN_CHARS = 40  # a hand-edited version could be anything: name it, briefly
+
+
+class Kind(enum.Enum):
+    """The documents reconciler writes and reads back; the value is what messages call it."""
+
+    STATE = "state"
+    PLAN = "saved plan"
+
+    @property
+    def schema(self) -> str:
+        """The name of its schema in ``schemas/``."""
+        match self:
+            case Kind.STATE:
+                return "state"
+            case Kind.PLAN:
+                return "plan"
 
 
 class Verdict(enum.Enum):
@@ -38,6 +57,29 @@ class VersionCheck:
 
     verdict: Verdict
     problem: str = ""
+
+
+def check(document: Any, *, kind: Kind, subject: str, newest: int, repair_hint: str = "") -> None:
+    """Raise the error of ``kind`` unless ``document`` is one this reconciler can read.
+
+    ``subject`` names the document in the message (``state PATH``), ``newest`` is the
+    newest format_version of ``kind``, ``repair_hint`` replaces the kind's own hint for an
+    invalid document (a backend knows a better step).
+    """
+    version = classify(document, newest=newest)
+    match version.verdict:
+        case Verdict.NEWER:
+            writer = f"a newer reconciler ({kind.value} {version.problem})"
+            raise _refusal(kind, f"{subject} was written by {writer}", newer=True, repair_hint="")
+        case Verdict.INVALID:
+            problem = version.problem
+        case Verdict.SUPPORTED:
+            problems = schemas.check(kind.schema, document)
+            if not problems:
+                return
+            problem = problems[0]
+    message = f"{subject} is not a valid {kind.value}: {problem}"
+    raise _refusal(kind, message, newer=False, repair_hint=repair_hint)
 
 
 def classify(document: Any, *, newest: int) -> VersionCheck:
@@ -61,32 +103,19 @@ def classify(document: Any, *, newest: int) -> VersionCheck:
     return VersionCheck(verdict=Verdict.SUPPORTED)
 
 
-def require_supported(
-    document: Any,
-    *,
-    subject: str,
-    kind: str,
-    newest: int,
-    error: type[ReconcilerError],
-    invalid_hint: str,
-    upgrade_hint: str,
-) -> None:
-    """Raise ``error`` unless ``document``'s format_version is one this reconciler reads.
+_STATE_REPAIR = "restore it from its backup or fix it by hand; it was not modified"
+_PLAN_REPAIR = "save plans with `reconciler plan --out FILE`, and do not edit them"
 
-    ``subject`` names the document (``state PATH``, ``PATH``), ``kind`` says what it
-    should be (``state``, ``saved plan``).
-    """
-    check = classify(document, newest=newest)
-    match check.verdict:
-        case Verdict.SUPPORTED:
-            return
-        case Verdict.NEWER:
-            raise error(
-                f"{subject} was written by a newer reconciler ({kind} {check.problem})",
-                hint=upgrade_hint,
-            )
-        case Verdict.INVALID:
-            raise error(f"{subject} is not a valid {kind}: {check.problem}", hint=invalid_hint)
+
+def _refusal(kind: Kind, message: str, *, newer: bool, repair_hint: str) -> ReconcilerError:
+    """The error a reader of ``kind`` raises, with the hint for a newer or a bad document."""
+    match kind:
+        case Kind.STATE:
+            upgrade = "upgrade reconciler; the state was not modified"
+            return StateCorrupt(message, hint=upgrade if newer else repair_hint or _STATE_REPAIR)
+        case Kind.PLAN:
+            upgrade = "upgrade reconciler or plan again"
+            return PlanError(message, hint=upgrade if newer else repair_hint or _PLAN_REPAIR)
 
 
 def _shown(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler import __version__, formats, schemas
+from reconciler import __version__, formats
 from reconciler.desired.model import Commit, Source
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import access
@@ -21,10 +21,8 @@ from reconciler.plan.model import (
     Reason,
     RoleInfo,
 )
+from reconciler.stores import model as state_codec
 from reconciler.stores.model import AccountRecord, State
-
-_UNEDITED_HINT = "save plans with `reconciler plan --out FILE`, and do not edit them"
-
 
 # -- writing -----------------------------------------------------------------------
 
@@ -52,7 +50,21 @@ def to_json(plan: Plan) -> dict[str, Any]:
         ],
         "events": {
             "refreshed": plan.events_refreshed,
-            "items": [_event(event) for event in plan.events],
+            "items": [
+                {
+                    "event_id": e.event_id,
+                    "account": e.account,
+                    "target": e.target,
+                    "target_id": e.target_id,
+                    "reason": e.reason,
+                    "created_at": e.created_at,
+                    "updated_at": e.updated_at,
+                    "attempts": e.attempts,
+                    "decision": e.decision.value,
+                    "why": e.why,
+                }
+                for e in plan.events
+            ],
         },
         "roles": {
             role_id: {"name": info.name, "sensitive": info.sensitive}
@@ -117,14 +129,7 @@ def _change(change: Change) -> dict[str, Any]:
 
 
 def _record(record: AccountRecord | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    return {
-        "name": record.name,
-        "email": record.email,
-        "role_ids": list(record.role_ids),
-        "enabled": record.enabled,
-    }
+    return None if record is None else state_codec.attributes_to_json(record)
 
 
 def _source(source: Source | None) -> dict[str, Any] | None:
@@ -139,21 +144,6 @@ def _source(source: Source | None) -> dict[str, Any] | None:
             else {"hash": commit.hash, "author": commit.author, "date": commit.date}
         )
     return out
-
-
-def _event(event: EventDecision) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "account": event.account,
-        "target": event.target,
-        "target_id": event.target_id,
-        "reason": event.reason,
-        "created_at": event.created_at,
-        "updated_at": event.updated_at,
-        "attempts": event.attempts,
-        "decision": event.decision.value,
-        "why": event.why,
-    }
 
 
 # -- reading -----------------------------------------------------------------------
@@ -199,18 +189,7 @@ def _document(text: str, *, where: str) -> dict[str, Any]:
             f"{where} is not a saved plan (not JSON: {exc})",
             hint="save plans with `reconciler plan --out FILE`",
         ) from exc
-    formats.require_supported(
-        data,
-        subject=where,
-        kind="saved plan",
-        newest=PLAN_FORMAT_VERSION,
-        error=PlanError,
-        invalid_hint=_UNEDITED_HINT,
-        upgrade_hint="upgrade reconciler or plan again",
-    )
-    problems = schemas.check("plan", data)
-    if problems:
-        raise PlanError(f"{where} is not a valid saved plan: {problems[0]}", hint=_UNEDITED_HINT)
+    formats.check(data, kind=formats.Kind.PLAN, subject=where, newest=PLAN_FORMAT_VERSION)
     document: dict[str, Any] = data  # an object: the version check refuses anything else
     return document
 
@@ -235,15 +214,7 @@ def _change_back(item: dict[str, Any]) -> Change:
 
 
 def _record_back(account: str, data: dict[str, Any] | None) -> AccountRecord | None:
-    if data is None:
-        return None
-    return AccountRecord(
-        account=account,
-        name=data["name"],
-        email=data["email"],
-        role_ids=tuple(data["role_ids"]),
-        enabled=data["enabled"],
-    )
+    return None if data is None else state_codec.attributes_from_json(account, data)
 
 
 def _source_back(data: dict[str, Any] | None) -> Source | None:

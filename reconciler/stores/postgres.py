@@ -231,7 +231,7 @@ class PostgresStore:
             raise StateCorrupt(
                 f"state {where} is not valid JSON ({exc})", hint=self._corrupt_hint()
             ) from exc
-        loaded = state_codec.from_json(data, where=where, corrupt_hint=self._corrupt_hint())
+        loaded = state_codec.from_json(data, where=where, repair_hint=self._corrupt_hint())
         if (loaded.lineage, loaded.serial) != (lineage, serial):
             raise StateCorrupt(
                 f"state {where}: the document says lineage {loaded.lineage} serial "
