@@ -270,8 +270,9 @@ def test_a_requested_retry_is_judged_by_the_next_listing(
     tmp_path: Any, listed: tuple[ProvisioningEvent, ...], failed: bool, status: str
 ) -> None:
     """Gone: succeeded; unchanged: still under way; new reason or time: failed again."""
-    from reconciler.apply.engine import Applier, ApplyReport  # noqa: PLC0415
-    from reconciler.stores.local import LocalStore  # noqa: PLC0415
+    # Only this test runs the engine over a store; the others are pure decisions.
+    from reconciler.apply.engine import Applier, ApplyReport  # noqa: PLC0415 - see above
+    from reconciler.stores.local import LocalStore  # noqa: PLC0415 - see above
 
     desired = _desired([("alice", True)])
     (decision,) = provisioning.decide((_event("alice"),), desired, None)

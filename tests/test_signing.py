@@ -94,7 +94,7 @@ def test_agrees_with_the_vendor_signer(seed: int) -> None:
     """Our signature equals volcenginesdkcore's SignerV4 on a random request, and verifies."""
     case = _case(random.Random(seed))
     body = str(case["body"])
-    query = dict(case["query"])  # type: ignore[call-overload]
+    query = dict(case["query"])  # type: ignore[call-overload]  # a case's values are `object`
     vendor_headers: dict[str, str] = {
         "Content-Type": str(case["content_type"]),
         "Host": str(case["host"]),
@@ -123,7 +123,7 @@ def test_agrees_with_the_vendor_signer(seed: int) -> None:
         region=str(case["region"]),
         service=str(case["service"]),
         x_date=vendor_headers["X-Date"],  # the vendor reads its own clock: reuse its moment
-        session_token=case["token"],  # type: ignore[arg-type]
+        session_token=case["token"],  # type: ignore[arg-type]  # str or None, typed `object`
     )
     assert ours["Authorization"] == vendor_headers["Authorization"]
     assert ours["X-Content-Sha256"] == vendor_headers["X-Content-Sha256"]

@@ -280,7 +280,7 @@ def why(args: argparse.Namespace, common: Common) -> int:
 
 def sandbox(host: str, port: int, roles_from: Path | None = None) -> int:
     """``reconciler sandbox``: serve the fake APIs until interrupted."""
-    from reconciler.sandbox import app  # noqa: PLC0415
+    from reconciler.sandbox import app  # noqa: PLC0415 - the sandbox loads only for this command
 
     role_ids: list[str] = []
     if roles_from is not None:
