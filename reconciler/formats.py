@@ -51,14 +51,6 @@ class Verdict(enum.Enum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VersionCheck:
-    """The verdict on one document and, unless supported, what is wrong with it."""
-
-    verdict: Verdict
-    problem: str = ""
-
-
 def check(document: Any, *, kind: Kind, subject: str, newest: int, repair_hint: str = "") -> None:
     """Raise the error of ``kind`` unless ``document`` is one this reconciler can read.
 
@@ -70,7 +62,8 @@ def check(document: Any, *, kind: Kind, subject: str, newest: int, repair_hint: 
     match version.verdict:
         case Verdict.NEWER:
             writer = f"a newer reconciler ({kind.value} {version.problem})"
-            raise _refusal(kind, f"{subject} was written by {writer}", newer=True, repair_hint="")
+            message = f"{subject} was written by {writer}"
+            raise _refusal(kind, message, newer=True, repair_hint=repair_hint)
         case Verdict.INVALID:
             problem = version.problem
         case Verdict.SUPPORTED:
@@ -80,6 +73,14 @@ def check(document: Any, *, kind: Kind, subject: str, newest: int, repair_hint: 
             problem = problems[0]
     message = f"{subject} is not a valid {kind.value}: {problem}"
     raise _refusal(kind, message, newer=False, repair_hint=repair_hint)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionCheck:
+    """The verdict on one document and, unless supported, what is wrong with it."""
+
+    verdict: Verdict
+    problem: str = ""
 
 
 def classify(document: Any, *, newest: int) -> VersionCheck:
