@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -29,8 +30,8 @@ STAMP = VENV / ".reconciler-installed"
 DEMO = ROOT / ".demo"
 
 
-def _run(cmd: list[str], **kwargs: object) -> int:
-    return subprocess.run(cmd, check=False, **kwargs).returncode  # type: ignore[call-overload,no-any-return]
+def _run(cmd: list[str], **kwargs: Any) -> int:
+    return subprocess.run(cmd, check=False, **kwargs).returncode
 
 
 def ensure_venv() -> None:

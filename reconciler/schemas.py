@@ -78,8 +78,7 @@ def _compiled(name: str) -> Callable[[Any], Any]:
 
 @functools.cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
-    # Imported only when a document is invalid: the fast path never needs it.
-    import jsonschema  # noqa: PLC0415
+    import jsonschema  # noqa: PLC0415 - only an invalid document needs it, not the fast path
 
     schema = load(name)
     cls = jsonschema.validators.validator_for(schema)

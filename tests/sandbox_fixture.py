@@ -194,7 +194,7 @@ def in_process_transport(box: app.Sandbox) -> httpx.MockTransport:
             host=request.headers.get("host", ""),
         )
         for handler in box.handlers():
-            response = handler.handle(wire)  # type: ignore[attr-defined]
+            response = handler.handle(wire)
             if response is not None:
                 break
         else:

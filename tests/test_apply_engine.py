@@ -140,7 +140,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
             clock=clock,
             store=LocalStore(root / "state.json"),
             path=path,
-            client=None,  # type: ignore[arg-type]
+            client=None,  # type: ignore[arg-type]  # set below: the client needs the world
         )
         world.client = FederationClient(
             FederationSettings(

@@ -9,8 +9,9 @@ import pytest
 
 from reconciler.apply import provisioning
 from reconciler.apply.ledger import EventRetry
+from reconciler.cli import apply_commands
 from reconciler.desired.model import DesiredState, Provisioning, Source, User
-from reconciler.errors import CloudIdentityError, TransportError
+from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 from reconciler.plan.model import Decision
 from reconciler.providers.cloudidentity.client import ProvisioningEvent
 from reconciler.stores.local import LocalStore
@@ -215,19 +216,29 @@ def test_no_events_no_decisions() -> None:
     [
         ({}, False),
         ({"VOLCENGINE_ACCESS_KEY": ""}, False),
-        ({"VOLCENGINE_ACCESS_KEY": "AKLT1"}, True),
-        ({"VOLCENGINE_SECRET_KEY": "sk"}, True),
+        ({"VOLCENGINE_ACCESS_KEY": "AKLT1", "VOLCENGINE_SECRET_KEY": "sk"}, True),
     ],
 )
 def test_configured(env: dict[str, str], configured: bool) -> None:
-    """CloudIdentity counts as configured once either key is set (a half set errors later)."""
-    assert provisioning.configured(env) is configured
+    """CloudIdentity counts as configured once a key is set; the CLI then builds the client."""
+    assert (apply_commands.cloudidentity_connect(env) is not None) is configured
+
+
+@pytest.mark.parametrize(
+    "env", [{"VOLCENGINE_ACCESS_KEY": "AKLT1"}, {"VOLCENGINE_SECRET_KEY": "sk"}]
+)
+def test_half_configured_cloudidentity_fails_before_anything_is_sent(env: dict[str, str]) -> None:
+    """One key of the pair without the other is a ConfigError naming the missing one, at once."""
+    with pytest.raises(ConfigError) as caught:
+        apply_commands.cloudidentity_connect(env)
+    missing = {"VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY"} - set(env)
+    assert missing.pop() in caught.value.message
 
 
 def test_events_source_without_credentials_notes_why() -> None:
     """No credentials: no source, and a note that says how to fix or skip it."""
     notes: list[str] = []
-    assert provisioning.events_source({}, notes) is None
+    assert provisioning.events_source(None, notes) is None
     assert len(notes) == 1
     assert "--no-refresh" in notes[0]
     assert "VOLCENGINE_ACCESS_KEY" in notes[0]
@@ -273,8 +284,9 @@ def test_a_requested_retry_is_judged_by_the_next_listing(
     tmp_path: Any, listed: tuple[ProvisioningEvent, ...], failed: bool, status: str
 ) -> None:
     """Gone: succeeded; unchanged: still under way; new reason or time: failed again."""
-    from reconciler.apply.engine import Applier, ApplyReport  # noqa: PLC0415
-    from reconciler.stores.local import LocalStore  # noqa: PLC0415
+    # Only this test runs the engine over a store; the others are pure decisions.
+    from reconciler.apply.engine import Applier, ApplyReport  # noqa: PLC0415 - see above
+    from reconciler.stores.local import LocalStore  # noqa: PLC0415 - see above
 
     desired = _desired([("alice", True)])
     (decision,) = provisioning.decide((_event("alice"),), desired, None)

@@ -4,7 +4,9 @@ saved-plan round trip."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from builders import DIGEST, LINEAGE, desired, record, state, user
@@ -197,11 +199,11 @@ def test_plan_is_deterministic() -> None:
     assert planfile.dumps(first) == planfile.dumps(second)
 
 
-def _removals(enabled: int, removed: int, policy: Policy | None = None, **kw: object) -> Plan:
+def _removals(enabled: int, removed: int, policy: Policy | None = None, **kw: Any) -> Plan:
     """A plan over ``enabled`` managed accounts of which ``removed`` left the YAML."""
     records = [record(f"u{i:03d}", "agent") for i in range(enabled)]
     kept = [user(r.account, "agent") for r in records[removed:]]
-    return planner.plan(desired(*kept, policy=policy), state(*records), **kw)  # type: ignore[arg-type]
+    return planner.plan(desired(*kept, policy=policy), state(*records), **kw)
 
 
 @pytest.mark.parametrize(
@@ -357,10 +359,10 @@ def test_plan_file_is_canonical() -> None:
         ),
     ],
 )
-def test_plan_file_refused(mutate: object, message: str) -> None:
+def test_plan_file_refused(mutate: Callable[[dict[str, Any]], object], message: str) -> None:
     """A newer or invalid saved plan is refused with PlanError."""
     data = json.loads(planfile.dumps(SAMPLE))
-    mutate(data)  # type: ignore[operator]
+    mutate(data)
     with pytest.raises(PlanError, match=message):
         planfile.loads(json.dumps(data), where="p.json")
 

@@ -13,6 +13,7 @@ import pytest
 from volcenginesdkcore.signv4 import SignerV4
 
 from reconciler.providers.cloudidentity import signing
+from reconciler.providers.cloudidentity.auth import V4Auth
 
 VECTOR_AK = "AKLTMjI2ODVlYzI3ZGY1NGU4ZjhjYWRjMTlmNTM5OTZkYzE"
 VECTOR_SK = "TnpCak5XWXpZV1U0WkRaaE5ERmxaR0ZpTmpjeVkyUXlZek0wTWpJMU1qWQ=="
@@ -94,7 +95,7 @@ def test_agrees_with_the_vendor_signer(seed: int) -> None:
     """Our signature equals volcenginesdkcore's SignerV4 on a random request, and verifies."""
     case = _case(random.Random(seed))
     body = str(case["body"])
-    query = dict(case["query"])  # type: ignore[call-overload]
+    query = dict(case["query"])  # type: ignore[call-overload]  # a case's values are `object`
     vendor_headers: dict[str, str] = {
         "Content-Type": str(case["content_type"]),
         "Host": str(case["host"]),
@@ -123,7 +124,7 @@ def test_agrees_with_the_vendor_signer(seed: int) -> None:
         region=str(case["region"]),
         service=str(case["service"]),
         x_date=vendor_headers["X-Date"],  # the vendor reads its own clock: reuse its moment
-        session_token=case["token"],  # type: ignore[arg-type]
+        session_token=case["token"],  # type: ignore[arg-type]  # str or None, typed `object`
     )
     assert ours["Authorization"] == vendor_headers["Authorization"]
     assert ours["X-Content-Sha256"] == vendor_headers["X-Content-Sha256"]
@@ -148,9 +149,7 @@ def _capture(credentials: signing.Credentials) -> tuple[httpx.Client, list[httpx
         seen.append(request)
         return httpx.Response(200, json={})
 
-    auth = signing.V4Auth(
-        credentials, region="cn-beijing", service="cloudidentity", clock=lambda: NOW
-    )
+    auth = V4Auth(credentials, region="cn-beijing", service="cloudidentity", clock=lambda: NOW)
     return httpx.Client(transport=httpx.MockTransport(handler), auth=auth), seen
 
 
@@ -212,7 +211,7 @@ def test_signature_covers_the_body() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     """Neither Credentials nor V4Auth shows the secret key or the session token."""
     credentials = signing.Credentials(access_key="AK1", secret_key=SECRET, session_token="tok-9")
-    auth = signing.V4Auth(credentials, region="cn-beijing", service="cloudidentity")
+    auth = V4Auth(credentials, region="cn-beijing", service="cloudidentity")
     for text in (repr(credentials), str(credentials), repr(auth), str(auth)):
         assert SECRET not in text
         assert "tok-9" not in text

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_format_versions import VERSIONS, Mutate, check_answer
 
 from reconciler.errors import (
     BackendUnavailable,
@@ -33,7 +34,8 @@ from reconciler.errors import (
     StateError,
     StateLocked,
 )
-from reconciler.stores import LockInfo, Store, transfer
+from reconciler.formats import Verdict
+from reconciler.stores import LockInfo, Store, locked_error, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import (
@@ -317,6 +319,23 @@ def test_newer_format_version_is_refused(backend: Backend) -> None:
     assert backend.raw() == text
 
 
+@pytest.mark.parametrize(("mutate", "verdict", "tail"), VERSIONS)
+def test_format_version_rule_holds_for_every_backend(
+    backend: Backend, mutate: Mutate, verdict: Verdict, tail: str
+) -> None:
+    """Each row of the shared format_version table: read, or refused with that message."""
+    state = sample_state()
+    backend.store.write(state)
+    backend.put_raw(json.dumps(mutate(state_codec.to_json(state))))
+    caught: StateCorrupt | None = None
+    try:
+        backend.reopen().read()
+    except StateCorrupt as exc:
+        caught = exc
+    where = backend.store.describe()
+    check_answer(caught, verdict, tail, subject=f"state {where}", kind="state")
+
+
 # -- locking --------------------------------------------------------------------------
 
 
@@ -333,6 +352,50 @@ def test_second_lock_is_refused_naming_the_holder(backend: Backend) -> None:
     for part in (info.lock_id, socket.gethostname(), f"pid {os.getpid()}", "`apply`"):
         assert part in error.message
     assert info.lock_id in (error.hint or "")
+
+
+_HOLDER = LockInfo(
+    lock_id="l-1", operation="apply", host="ci-7", pid=42, user="ci", created_at="2024-01-01"
+)
+
+
+@pytest.mark.parametrize(
+    ("holder", "detail", "message", "hint"),
+    [
+        pytest.param(
+            _HOLDER,
+            "",
+            "state s is locked: lock l-1 held by ci@ci-7 pid 42 for `apply` since 2024-01-01",
+            "wait for it to finish (--lock-timeout SECONDS waits), or if that process is "
+            "gone: reconciler force-unlock l-1",
+            id="holder-known",
+        ),
+        pytest.param(
+            None,
+            "",
+            "state s is locked by another process",
+            "wait for it to finish, or pass --lock-timeout SECONDS to wait",
+            id="holder-unknown",
+        ),
+        pytest.param(
+            None,
+            "PostgreSQL backend pid 7",
+            "state s is locked by another process (PostgreSQL backend pid 7)",
+            "wait for it to finish, or pass --lock-timeout SECONDS to wait",
+            id="holder-unknown-with-detail",
+        ),
+    ],
+)
+def test_locked_error_is_the_same_for_every_backend(
+    holder: LockInfo | None, detail: str, message: str, hint: str
+) -> None:
+    """Both backends build StateLocked here: the holder and its force-unlock, or what is known."""
+    error = locked_error("s", holder, detail=detail)
+    assert (error.message, error.hint, error.lock_id) == (
+        message,
+        hint,
+        holder.lock_id if holder else "",
+    )
 
 
 def test_lock_is_released_after_the_block(backend: Backend) -> None:

@@ -14,18 +14,16 @@ from typing import Any, Protocol, Self
 from reconciler.apply.engine import Applier, ApplyReport
 from reconciler.apply.ledger import EventRetry, Failure
 from reconciler.desired.model import DesiredState
-from reconciler.errors import CloudIdentityError, ConfigError, TransportError
+from reconciler.errors import CloudIdentityError, TransportError
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.stores.model import EventRecord, EventState, State
 
 EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
 NOT_FOUND = "UserProvisionEventNotFound"
 CONFLICT = "UserProvisionEventRetryConflict"
-
-
-def configured(env: Mapping[str, str]) -> bool:
-    """Whether CloudIdentity credentials are set at all."""
-    return bool(env.get("VOLCENGINE_ACCESS_KEY") or env.get("VOLCENGINE_SECRET_KEY"))
+NOT_CONFIGURED = (
+    "CloudIdentity is not configured (set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY)"
+)
 
 
 class EventsApi(Protocol):
@@ -44,12 +42,9 @@ class EventsApi(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-def _client(env: Mapping[str, str]) -> EventsApi:
-    # Imported here, not at module import: apply never loads httpx unless it talks to
-    # CloudIdentity, and the client module imports httpx.
-    from reconciler.providers.cloudidentity import client as cloudidentity  # noqa: PLC0415 - loaded only when configured
-
-    return cloudidentity.CloudIdentityClient(cloudidentity.CloudIdentitySettings.from_env(env))
+# Opens a CloudIdentity client. The CLI builds it from the environment (None when
+# CloudIdentity is not configured), so apply never reads the environment or imports httpx.
+Connect = Callable[[], EventsApi]
 
 
 def _account_of(user_name: str, known: Mapping[str, str]) -> str:
@@ -104,9 +99,9 @@ def decide(
     return tuple(decisions)
 
 
-def events_source(env: Mapping[str, str], notes: list[str]) -> EventsSource | None:
+def events_source(connect: Connect | None, notes: list[str]) -> EventsSource | None:
     """A function listing and deciding failed events; None (noted) when not configured."""
-    if not configured(env):
+    if connect is None:
         notes.append(
             "provisioning events not refreshed: CloudIdentity is not configured "
             "(set VOLCENGINE_ACCESS_KEY and VOLCENGINE_SECRET_KEY, or pass --no-refresh)"
@@ -114,7 +109,7 @@ def events_source(env: Mapping[str, str], notes: list[str]) -> EventsSource | No
         return None
 
     def source(desired: DesiredState, recorded: State | None) -> tuple[EventDecision, ...]:
-        with _client(env) as client:
+        with connect() as client:
             events = client.list_provisioning_events()
         return decide(events, desired, recorded)
 
@@ -136,15 +131,15 @@ def _failure(event: EventDecision, code: str, message: str) -> Failure:
     return Failure(account=event.account, action=EventRetry.RETRY, code=code, message=message)
 
 
-def retry_events(plan: Plan, applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
+def retry_events(
+    plan: Plan, applier: Applier, report: ApplyReport, connect: Connect | None
+) -> None:
     """Retry the events the plan chose, one at a time, recording attempts durably."""
-    try:
-        client = _client(env)
-    except ConfigError as error:
-        report.failed.extend(_failure(event, "config", str(error)) for event in plan.retries)
+    if connect is None:
+        report.failed.extend(_failure(event, "config", NOT_CONFIGURED) for event in plan.retries)
         return
     requested: list[EventDecision] = []
-    with client:
+    with connect() as client:
         for event in plan.retries:
             if _retry(client, event, applier, report):
                 requested.append(event)
@@ -235,12 +230,12 @@ def _settle_retried(
         report.failed.append(_failure(event, "RetryFailed", message))
 
 
-def refresh_events(applier: Applier, report: ApplyReport, env: Mapping[str, str]) -> None:
+def refresh_events(applier: Applier, report: ApplyReport, connect: Connect | None) -> None:
     """List current failed events and update what the state knows of them."""
-    if not configured(env):
+    if connect is None:
         report.notes.append("provisioning events not refreshed: CloudIdentity is not configured")
         return
-    with _client(env) as client:
+    with connect() as client:
         events = client.list_provisioning_events()
     state = applier.state
     now = applier.now()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,26 @@ from reconciler.errors import (
 )
 from reconciler.plan import planfile, planner, provenance, redaction
 from reconciler.plan.model import Plan
+from reconciler.providers.cloudidentity import client as cloudidentity
 from reconciler.providers.federation import client as federation
 from reconciler.stores import Store
 
 
+def cloudidentity_connect(env: Mapping[str, str]) -> provisioning.Connect | None:
+    """How to open a CloudIdentity client; None when no CloudIdentity credential is set.
+
+    The settings are read and checked here, before anything is sent: one credential of
+    the pair without the other is a ConfigError now, not halfway through an apply.
+    """
+    if not (env.get("VOLCENGINE_ACCESS_KEY") or env.get("VOLCENGINE_SECRET_KEY")):
+        return None
+    settings = cloudidentity.CloudIdentitySettings.from_env(env)
+    return functools.partial(cloudidentity.CloudIdentityClient, settings)
+
+
 def _events_source(notes: list[str]) -> provisioning.EventsSource | None:
     """The CloudIdentity refresher, or None (with a note) when it is not configured."""
-    return provisioning.events_source(os.environ, notes)
+    return provisioning.events_source(cloudidentity_connect(os.environ), notes)
 
 
 def _redact(plan: Plan, spec: str) -> Plan:
@@ -220,7 +234,7 @@ def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int
 
 def _retry_events(plan_: Plan, applier: engine.Applier, report: ApplyReport) -> None:
     if plan_.retries:
-        provisioning.retry_events(plan_, applier, report, os.environ)
+        provisioning.retry_events(plan_, applier, report, cloudidentity_connect(os.environ))
 
 
 @contextlib.contextmanager
@@ -302,7 +316,7 @@ def refresh(options: RefreshOptions) -> int:
     with _client_and_lock(store, options.common, "refresh") as client:
         applier = engine.Applier(store, client, progress=_progress(fmt))
         report = applier.resume()
-        provisioning.refresh_events(applier, report, os.environ)
+        provisioning.refresh_events(applier, report, cloudidentity_connect(os.environ))
     if (
         fmt is ReportFormat.TEXT
         and not report.applied

@@ -113,7 +113,7 @@ def validate(options: ValidateOptions) -> int:
 def _validate_for_review(path: Path, *, fmt: ValidateFormat) -> int:
     """SARIF or GitHub annotations, with paths relative to the repository's top."""
     from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
-    from reconciler.render import findings  # noqa: PLC0415
+    from reconciler.render import findings  # noqa: PLC0415 - only these formats render findings
 
     def emit(problems: tuple[Problem, ...]) -> None:
         root = provenance.repo_root(path)

@@ -9,7 +9,7 @@ part lengths (API 100-214), one policy and one provisioning block.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import schemas
@@ -218,13 +218,8 @@ def _merge_users(
     files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[_Pending]
 ) -> dict[str, User]:
     users: dict[str, User] = {}
-    first_account: dict[str, tuple[int, int, str]] = {}  # lower(account) -> (file, index, exact)
-    first_email: dict[str, tuple[int, int, str]] = {}  # lower(email) -> (file, index, exact)
-    # Roles declared but refused (bad id, conflict): their own problem is reported; a
-    # reference to them must not add a misleading "not defined".
-    declared = {name for source in files for name in _dict(_dict(source.data).get("roles"))}
-    # Most users share a few role combinations: resolve each clean combination once.
-    resolved_roles: dict[tuple[str, ...], tuple[str, ...]] = {}
+    seen = _FirstSeen(files=files, problems=problems)
+    resolver = _RoleResolver(roles=roles, declared=_declared_roles(files), problems=problems)
     for file_index, source in enumerate(files):
         lines = source.account_lines
         for index, entry in enumerate(_list(_dict(source.data).get("users"))):
@@ -233,74 +228,116 @@ def _merge_users(
             account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
             if not (isinstance(account, str) and isinstance(name, str) and isinstance(email, str)):
                 continue
-            here = ("users", index)
-            folded = account.lower()
-            if folded in first_account:
-                other_file, other_index, other_exact = first_account[folded]
-                other = f"{files[other_file].display} (users[{other_index}])"
-                same = "" if other_exact == account else " (accounts differ only in case)"
-                _flag_both(
-                    problems,
-                    "account",
-                    here=(file_index, index),
-                    here_message=f"account {account!r} is also declared at {other}{same}",
-                    other=(other_file, other_index),
-                    other_message=f"account {other_exact!r} is also declared at "
-                    f"{source.display} (users[{index}]){same}",
-                )
-            else:
-                first_account[folded] = (file_index, index, account)
+            first = seen.account(file_index, index, account)
             if "@" in email:
-                # Any address of at most 64 characters has every part within the limits.
-                if len(email) > 64 and (message := _email_problem(email)) is not None:
-                    problems.append(
-                        _Pending(file=file_index, path=(*here, "email"), message=message)
-                    )
-                folded_email = email.lower()
-                if folded_email in first_email:
-                    other_file, other_index, other_email = first_email[folded_email]
-                    _flag_both(
-                        problems,
-                        "email",
-                        here=(file_index, index),
-                        here_message=f"email {email!r} is also used by "
-                        f"{files[other_file].display} (users[{other_index}])",
-                        other=(other_file, other_index),
-                        other_message=f"email {other_email!r} is also used by "
-                        f"{source.display} (users[{index}])",
-                    )
-                else:
-                    first_email[folded_email] = (file_index, index, email)
-            names = [r for r in _list(entry.get("roles")) if isinstance(r, str)]
-            key = tuple(names)
-            resolved = resolved_roles.get(key)
-            if resolved is None:
-                resolved = _resolve_roles(
-                    names,
-                    roles,
-                    declared=declared,
-                    file_index=file_index,
-                    here=here,
-                    problems=problems,
-                )
-                if resolved is not None:
-                    resolved_roles[key] = resolved
-            if first_account[folded][:2] != (file_index, index):
-                continue  # a duplicate: reported above, never planned
+                seen.email(file_index, index, email)
+            names = tuple([r for r in _list(entry.get("roles")) if isinstance(r, str)])
+            role_ids = resolver.role_ids(names, file_index, index)
+            if not first:
+                continue  # a duplicate: reported by seen.account, never planned
             users[account] = User(
                 account=account,
                 name=name,
                 email=email,
-                roles=key,
-                role_ids=resolved or (),
+                roles=names,
+                role_ids=role_ids or (),
                 enabled=entry.get("enabled", True) is not False,
                 source=Source(file=source.display, line=lines.get(id(entry), 0)),
             )
     return users
 
 
+def _declared_roles(files: tuple[loading.SourceFile, ...]) -> set[str]:
+    """Every role name written under `roles`, also those refused (bad id, conflict)."""
+    return {name for source in files for name in _dict(_dict(source.data).get("roles"))}
+
+
+@dataclass(slots=True, kw_only=True)
+class _FirstSeen:
+    """Where each account and email (case-folded) first appeared; later ones are flagged."""
+
+    files: tuple[loading.SourceFile, ...]
+    problems: list[_Pending]
+    accounts: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # (file, index, exact)
+    emails: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+    def account(self, file_index: int, index: int, account: str) -> bool:
+        """Record ``account`` at users[index]; False (both places flagged) for a duplicate."""
+        folded = account.lower()
+        first = self.accounts.get(folded)
+        if first is None:
+            self.accounts[folded] = (file_index, index, account)
+            return True
+        other_file, other_index, other_exact = first
+        other = f"{self.files[other_file].display} (users[{other_index}])"
+        same = "" if other_exact == account else " (accounts differ only in case)"
+        _flag_both(
+            self.problems,
+            "account",
+            here=(file_index, index),
+            here_message=f"account {account!r} is also declared at {other}{same}",
+            other=(other_file, other_index),
+            other_message=f"account {other_exact!r} is also declared at "
+            f"{self.files[file_index].display} (users[{index}]){same}",
+        )
+        return False
+
+    def email(self, file_index: int, index: int, email: str) -> None:
+        """Check the parts of ``email`` and flag it at both places when used before."""
+        # Any address of at most 64 characters has every part within the limits.
+        if len(email) > 64 and (message := _email_problem(email)) is not None:
+            self.problems.append(
+                _Pending(file=file_index, path=("users", index, "email"), message=message)
+            )
+        folded = email.lower()
+        first = self.emails.get(folded)
+        if first is None:
+            self.emails[folded] = (file_index, index, email)
+            return
+        other_file, other_index, other_email = first
+        _flag_both(
+            self.problems,
+            "email",
+            here=(file_index, index),
+            here_message=f"email {email!r} is also used by "
+            f"{self.files[other_file].display} (users[{other_index}])",
+            other=(other_file, other_index),
+            other_message=f"email {other_email!r} is also used by "
+            f"{self.files[file_index].display} (users[{index}])",
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class _RoleResolver:
+    """Role names to sorted role ids; each clean combination is resolved once."""
+
+    roles: dict[str, Role]
+    declared: set[str]  # a reference to a refused role must not add "not defined"
+    problems: list[_Pending]
+    # Most users share a few role combinations.
+    resolved: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+
+    def role_ids(
+        self, names: tuple[str, ...], file_index: int, index: int
+    ) -> tuple[str, ...] | None:
+        """The role ids of ``names`` at users[index]; None (problems reported) if one is wrong."""
+        resolved = self.resolved.get(names)
+        if resolved is None:
+            resolved = _resolve_roles(
+                names,
+                self.roles,
+                declared=self.declared,
+                file_index=file_index,
+                here=("users", index),
+                problems=self.problems,
+            )
+            if resolved is not None:
+                self.resolved[names] = resolved
+        return resolved
+
+
 def _resolve_roles(
-    names: list[str],
+    names: tuple[str, ...],
     roles: dict[str, Role],
     *,
     declared: set[str],

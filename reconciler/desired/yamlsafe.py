@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 
 try:
-    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    # The stubs do not make CSafeLoader a SafeLoader; it offers the same constructor API.
+    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]  # see above
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _BaseLoader = yaml.SafeLoader
 
@@ -94,7 +95,7 @@ def _mark(raw: Any) -> Mark:
     return Mark(line=raw.line + 1, col=raw.column + 1)
 
 
-class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at import time
     """Safe loader that records duplicate keys and where user entries start."""
 
     def __init__(self, stream: str) -> None:

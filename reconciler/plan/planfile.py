@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconciler import __version__, schemas
+from reconciler import __version__, formats
 from reconciler.desired.model import Commit, Source
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import access
 from reconciler.plan.model import (
+    PLAN_FORMAT_VERSION,
     Action,
     Change,
     Decision,
@@ -20,43 +21,15 @@ from reconciler.plan.model import (
     Reason,
     RoleInfo,
 )
+from reconciler.stores import model as state_codec
 from reconciler.stores.model import AccountRecord, State
 
-
-def _record(record: AccountRecord | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    return {
-        "name": record.name,
-        "email": record.email,
-        "role_ids": list(record.role_ids),
-        "enabled": record.enabled,
-    }
+# -- writing -----------------------------------------------------------------------
 
 
-def _record_back(account: str, data: dict[str, Any] | None) -> AccountRecord | None:
-    if data is None:
-        return None
-    return AccountRecord(
-        account=account,
-        name=data["name"],
-        email=data["email"],
-        role_ids=tuple(data["role_ids"]),
-        enabled=data["enabled"],
-    )
-
-
-def summary(plan: Plan) -> dict[str, Any]:
-    """Counts by kind."""
-    return {
-        "create": plan.count(Action.CREATE),
-        "modify": plan.count(Action.MODIFY),
-        "disable": plan.count(Action.DISABLE),
-        "retry": len(plan.retries),
-        "report_only": len(plan.events) - len(plan.retries),
-        "batches": len(plan.batches),
-        "blocked": plan.guard.blocked,
-    }
+def dumps(plan: Plan) -> str:
+    """Canonical JSON text (sorted keys, stable): identical input, identical bytes."""
+    return json.dumps(to_json(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def to_json(plan: Plan) -> dict[str, Any]:
@@ -68,24 +41,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "input_digest": plan.input_digest,
         "input_path": plan.input_path,
         "summary": summary(plan),
-        "guard": {
-            "disables": plan.guard.disables,
-            "limit": plan.guard.limit,
-            "rule": plan.guard.rule,
-            "protected_hits": list(plan.guard.protected_hits),
-            "override": plan.guard.override,
-            "blocked": plan.guard.blocked,
-        },
-        "access": [
-            {
-                "role_id": row.role_id,
-                "role": row.role,
-                "sensitive": row.sensitive,
-                "gains": list(row.gains),
-                "loses": list(row.loses),
-            }
-            for row in access.by_role(plan)
-        ],
+        "guard": _guard(plan.guard),
+        "access": [_access_row(row) for row in access.by_role(plan)],
         "changes": [_change(change) for change in plan.changes],
         "batches": [
             {"index": index, "accounts": list(accounts)}
@@ -122,6 +79,40 @@ def to_json(plan: Plan) -> dict[str, Any]:
     return document
 
 
+def summary(plan: Plan) -> dict[str, Any]:
+    """Counts by kind."""
+    return {
+        "create": plan.count(Action.CREATE),
+        "modify": plan.count(Action.MODIFY),
+        "disable": plan.count(Action.DISABLE),
+        "retry": len(plan.retries),
+        "report_only": len(plan.events) - len(plan.retries),
+        "batches": len(plan.batches),
+        "blocked": plan.guard.blocked,
+    }
+
+
+def _guard(guard: Guard) -> dict[str, Any]:
+    return {
+        "disables": guard.disables,
+        "limit": guard.limit,
+        "rule": guard.rule,
+        "protected_hits": list(guard.protected_hits),
+        "override": guard.override,
+        "blocked": guard.blocked,
+    }
+
+
+def _access_row(row: access.RoleAccess) -> dict[str, Any]:
+    return {
+        "role_id": row.role_id,
+        "role": row.role,
+        "sensitive": row.sensitive,
+        "gains": list(row.gains),
+        "loses": list(row.loses),
+    }
+
+
 def _change(change: Change) -> dict[str, Any]:
     return {
         "action": change.action.value,
@@ -137,6 +128,10 @@ def _change(change: Change) -> dict[str, Any]:
     }
 
 
+def _record(record: AccountRecord | None) -> dict[str, Any] | None:
+    return None if record is None else state_codec.attributes_to_json(record)
+
+
 def _source(source: Source | None) -> dict[str, Any] | None:
     if source is None:
         return None
@@ -149,6 +144,77 @@ def _source(source: Source | None) -> dict[str, Any] | None:
             else {"hash": commit.hash, "author": commit.author, "date": commit.date}
         )
     return out
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+def loads(text: str, *, where: str) -> Plan:
+    """Read a saved plan; PlanError when it is not one this version can use."""
+    data = _document(text, where=where)
+    guard = data["guard"]
+    return Plan(
+        lineage=data["state"]["lineage"],
+        serial=data["state"]["serial"],
+        input_digest=data["input_digest"],
+        changes=tuple(_change_back(item) for item in data["changes"]),
+        batches=tuple(tuple(b["accounts"]) for b in data["batches"]),
+        roles={
+            role_id: RoleInfo(id=role_id, name=info["name"], sensitive=info["sensitive"])
+            for role_id, info in data["roles"].items()
+        },
+        managed=0,
+        guard=Guard(
+            disables=guard["disables"],
+            limit=guard["limit"],
+            rule=guard["rule"],
+            protected_hits=tuple(guard["protected_hits"]),
+            override=guard["override"],
+        ),
+        events=tuple(_event_back(e) for e in data["events"]["items"]),
+        events_refreshed=data["events"]["refreshed"],
+        outstanding=tuple(data["outstanding"]),
+        notes=tuple(data["notes"]),
+        input_path=data.get("input_path", ""),
+        extra={"redacted": tuple(data["redacted"])} if data.get("redacted") else {},
+    )
+
+
+def _document(text: str, *, where: str) -> dict[str, Any]:
+    """The parsed JSON of a saved plan, checked against its format version and schema."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            f"{where} is not a saved plan (not JSON: {exc})",
+            hint="save plans with `reconciler plan --out FILE`",
+        ) from exc
+    formats.check(data, kind=formats.Kind.PLAN, subject=where, newest=PLAN_FORMAT_VERSION)
+    document: dict[str, Any] = data  # an object: the version check refuses anything else
+    return document
+
+
+def _change_back(item: dict[str, Any]) -> Change:
+    after = _record_back(item["account"], item["after"])
+    assert after is not None  # the schema requires it
+    return Change(
+        action=Action(item["action"]),
+        account=item["account"],
+        reason=Reason[item["reason"].upper()],
+        before=_record_back(item["account"], item["before"]),
+        after=after,
+        fields=tuple(
+            FieldChange(field=f["field"], before=f["before"], after=f["after"])
+            for f in item["fields"]
+        ),
+        roles_added=tuple(item["roles_added"]),
+        roles_removed=tuple(item["roles_removed"]),
+        source=_source_back(item["source"]),
+    )
+
+
+def _record_back(account: str, data: dict[str, Any] | None) -> AccountRecord | None:
+    return None if data is None else state_codec.attributes_from_json(account, data)
 
 
 def _source_back(data: dict[str, Any] | None) -> Source | None:
@@ -168,93 +234,22 @@ def _source_back(data: dict[str, Any] | None) -> Source | None:
     )
 
 
-def dumps(plan: Plan) -> str:
-    """Canonical JSON text (sorted keys, stable): identical input, identical bytes."""
-    return json.dumps(to_json(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def loads(text: str, *, where: str) -> Plan:
-    """Read a saved plan; PlanError when it is not one this version can use."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanError(
-            f"{where} is not a saved plan (not JSON: {exc})",
-            hint="save plans with `reconciler plan --out FILE`",
-        ) from exc
-    version = data.get("format_version") if isinstance(data, dict) else None
-    if isinstance(version, int) and version > 1:
-        raise PlanError(
-            f"{where} was written by a newer reconciler (plan format {version})",
-            hint="upgrade reconciler or plan again",
-        )
-    problems = schemas.check("plan", data)
-    if problems:
-        raise PlanError(
-            f"{where} is not a valid saved plan: {problems[0]}",
-            hint="save plans with `reconciler plan --out FILE`, and do not edit them",
-        )
-    roles = {
-        role_id: RoleInfo(id=role_id, name=info["name"], sensitive=info["sensitive"])
-        for role_id, info in data["roles"].items()
-    }
-    changes = []
-    for item in data["changes"]:
-        after = _record_back(item["account"], item["after"])
-        assert after is not None  # the schema requires it
-        changes.append(
-            Change(
-                action=Action(item["action"]),
-                account=item["account"],
-                reason=Reason[item["reason"].upper()],
-                before=_record_back(item["account"], item["before"]),
-                after=after,
-                fields=tuple(
-                    FieldChange(field=f["field"], before=f["before"], after=f["after"])
-                    for f in item["fields"]
-                ),
-                roles_added=tuple(item["roles_added"]),
-                roles_removed=tuple(item["roles_removed"]),
-                source=_source_back(item["source"]),
-            )
-        )
-    guard = data["guard"]
-    return Plan(
-        lineage=data["state"]["lineage"],
-        serial=data["state"]["serial"],
-        input_digest=data["input_digest"],
-        changes=tuple(changes),
-        batches=tuple(tuple(b["accounts"]) for b in data["batches"]),
-        roles=roles,
-        managed=0,
-        guard=Guard(
-            disables=guard["disables"],
-            limit=guard["limit"],
-            rule=guard["rule"],
-            protected_hits=tuple(guard["protected_hits"]),
-            override=guard["override"],
-        ),
-        events=tuple(
-            EventDecision(
-                event_id=e["event_id"],
-                account=e["account"],
-                target=e["target"],
-                target_id=e.get("target_id", ""),
-                reason=e["reason"],
-                created_at=e["created_at"],
-                updated_at=e["updated_at"],
-                attempts=e["attempts"],
-                decision=Decision(e["decision"]),
-                why=e["why"],
-            )
-            for e in data["events"]["items"]
-        ),
-        events_refreshed=data["events"]["refreshed"],
-        outstanding=tuple(data["outstanding"]),
-        notes=tuple(data["notes"]),
-        input_path=data.get("input_path", ""),
-        extra={"redacted": tuple(data["redacted"])} if data.get("redacted") else {},
+def _event_back(data: dict[str, Any]) -> EventDecision:
+    return EventDecision(
+        event_id=data["event_id"],
+        account=data["account"],
+        target=data["target"],
+        target_id=data.get("target_id", ""),
+        reason=data["reason"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        attempts=data["attempts"],
+        decision=Decision(data["decision"]),
+        why=data["why"],
     )
+
+
+# -- freshness ---------------------------------------------------------------------
 
 
 def check_fresh(plan: Plan, current: State | None, input_digest: str | None) -> None:

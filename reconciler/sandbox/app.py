@@ -11,6 +11,7 @@ from reconciler.sandbox.federation import FederationSandbox
 from reconciler.sandbox.federation_model import TenantSeed
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
+from reconciler.sandbox.wire import Handler
 
 SANDBOX_APP_KEY = "sandbox-app-key"
 SANDBOX_APP_SECRET = "sandbox-app-secret"
@@ -26,7 +27,7 @@ class Sandbox:
     control: ControlHandler
     cloudidentity: CloudIdentitySandbox
 
-    def handlers(self) -> tuple[object, ...]:
+    def handlers(self) -> tuple[Handler, ...]:
         """In dispatch order."""
         return (self.control, self.cloudidentity, self.federation)
 
@@ -47,4 +48,4 @@ def build(settings: FederationSettings | None = None, *, role_ids: Iterable[str]
 
 def serve(sandbox: Sandbox, host: str, port: int) -> RunningSandbox:
     """Bind the sandbox (not started)."""
-    return RunningSandbox(sandbox.handlers(), host, port)  # type: ignore[arg-type]
+    return RunningSandbox(sandbox.handlers(), host, port)

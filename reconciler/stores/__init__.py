@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.errors import StateConflict
+from reconciler.errors import StateConflict, StateLocked
 from reconciler.stores.model import State, utc_now
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
@@ -80,6 +80,28 @@ class LockInfo:
             f"lock {self.lock_id} held by {self.user}@{self.host} pid {self.pid} "
             f"for `{self.operation}` since {self.created_at}"
         )
+
+
+def locked_error(where: str, holder: LockInfo | None, *, detail: str = "") -> StateLocked:
+    """What a backend raises when the lock is taken: the holder and how to free it.
+
+    ``holder`` is None when the backend cannot tell who holds the lock (not recorded
+    yet, or unreadable); ``detail`` then adds what it does know.
+    """
+    if holder is None:
+        return StateLocked(
+            f"state {where} is locked by another process" + (f" ({detail})" if detail else ""),
+            lock_id="",
+            hint="wait for it to finish, or pass --lock-timeout SECONDS to wait",
+        )
+    return StateLocked(
+        f"state {where} is locked: {holder.describe()}",
+        lock_id=holder.lock_id,
+        hint=(
+            "wait for it to finish (--lock-timeout SECONDS waits), or if that process is "
+            f"gone: reconciler force-unlock {holder.lock_id}"
+        ),
+    )
 
 
 class Store(Protocol):

@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler.errors import StateCorrupt, StateError, StateLocked
-from reconciler.stores import LockInfo, check_successor
+from reconciler.errors import StateCorrupt, StateError
+from reconciler.stores import LockInfo, check_successor, locked_error
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import State
 
@@ -129,7 +129,7 @@ class LocalStore:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise StateError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
                     if time.monotonic() >= deadline:
-                        raise self._locked_error() from None
+                        raise locked_error(str(self.path), self._holder()) from None
                     time.sleep(_POLL_SECONDS)
             info = LockInfo.new(operation)
             os.ftruncate(fd, 0)
@@ -150,23 +150,6 @@ class LocalStore:
             return LockInfo.from_json(json.loads(self.lock_path.read_bytes() or b"null"))
         except (OSError, ValueError):
             return None
-
-    def _locked_error(self) -> StateLocked:
-        holder = self._holder()
-        if holder is None:
-            return StateLocked(
-                f"state {self.path} is locked by another process",
-                lock_id="",
-                hint="wait for it to finish, or pass --lock-timeout SECONDS to wait",
-            )
-        return StateLocked(
-            f"state {self.path} is locked: {holder.describe()}",
-            lock_id=holder.lock_id,
-            hint=(
-                "wait for it to finish (--lock-timeout SECONDS waits), or if that process is "
-                f"gone: reconciler force-unlock {holder.lock_id}"
-            ),
-        )
 
     def force_unlock(self, lock_id: str) -> None:
         """Remove the lock file if it names ``lock_id``."""

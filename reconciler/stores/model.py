@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reconciler import schemas
-from reconciler.errors import StateCorrupt
+from reconciler import formats
 
 FORMAT_VERSION = 1
 
@@ -136,13 +135,26 @@ class State:
 # -- codec ------------------------------------------------------------------------
 
 
-def _record_to_json(record: AccountRecord) -> dict[str, Any]:
-    out: dict[str, Any] = {
+ATTRIBUTES = ("name", "email", "role_ids", "enabled")  # what a plan shows of a record
+
+
+def attributes_to_json(record: AccountRecord) -> dict[str, Any]:
+    """The record's attributes (what a plan shows), without the state's bookkeeping."""
+    return {
         "name": record.name,
         "email": record.email,
         "role_ids": list(record.role_ids),
         "enabled": record.enabled,
     }
+
+
+def attributes_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord:
+    """A record of the attributes in ``data`` only: bookkeeping is the state's, not a plan's."""
+    return _record_from_json(account, {key: data[key] for key in ATTRIBUTES})
+
+
+def _record_to_json(record: AccountRecord) -> dict[str, Any]:
+    out = attributes_to_json(record)
     for key in ("last_task_id", "created_at", "updated_at", "source_commit"):
         value = getattr(record, key)
         if value is not None:
@@ -250,26 +262,18 @@ def to_json(state: State) -> dict[str, Any]:
     }
 
 
-def from_json(data: Any, *, where: str) -> State:
-    """Parse a state document; anything unexpected raises StateCorrupt naming ``where``."""
-    if not isinstance(data, dict):
-        raise StateCorrupt(
-            f"state {where} is not a JSON object",
-            hint="restore it from its backup or fix it by hand; it was not modified",
-        )
-    version = data.get("format_version")
-    if isinstance(version, int) and version > FORMAT_VERSION:
-        raise StateCorrupt(
-            f"state {where} has format_version {version}, newer than this reconciler "
-            f"understands ({FORMAT_VERSION})",
-            hint="upgrade reconciler; the state was not modified",
-        )
-    problems = schemas.check("state", data)
-    if problems:
-        raise StateCorrupt(
-            f"state {where} does not match schemas/state.schema.json: {problems[0]}",
-            hint="restore it from its backup or fix it by hand; it was not modified",
-        )
+def from_json(data: Any, *, where: str, repair_hint: str = "") -> State:
+    """Parse a state document; anything unexpected raises StateCorrupt naming ``where``.
+
+    ``repair_hint`` is the backend's own step for a corrupt state; a newer one says "upgrade".
+    """
+    formats.check(
+        data,
+        kind=formats.Kind.STATE,
+        subject=f"state {where}",
+        newest=FORMAT_VERSION,
+        repair_hint=repair_hint,
+    )
     return State(
         lineage=data["lineage"],
         serial=data["serial"],

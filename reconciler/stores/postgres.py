@@ -48,7 +48,7 @@ from reconciler.errors import (
     StateError,
     StateLocked,
 )
-from reconciler.stores import LockInfo, check_successor, pg_dsn
+from reconciler.stores import LockInfo, check_successor, locked_error, pg_dsn
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import State
 
@@ -231,13 +231,7 @@ class PostgresStore:
             raise StateCorrupt(
                 f"state {where} is not valid JSON ({exc})", hint=self._corrupt_hint()
             ) from exc
-        version = data.get("format_version") if isinstance(data, dict) else None
-        if isinstance(version, int) and version > state_codec.FORMAT_VERSION:
-            return state_codec.from_json(data, where=where)  # raises: "upgrade reconciler"
-        try:
-            loaded = state_codec.from_json(data, where=where)
-        except StateCorrupt as exc:
-            raise StateCorrupt(exc.message, hint=self._corrupt_hint()) from exc
+        loaded = state_codec.from_json(data, where=where, repair_hint=self._corrupt_hint())
         if (loaded.lineage, loaded.serial) != (lineage, serial):
             raise StateCorrupt(
                 f"state {where}: the document says lineage {loaded.lineage} serial "
@@ -377,23 +371,10 @@ class PostgresStore:
     def _locked_error(self, conn: psycopg.Connection[Any]) -> StateLocked:
         pid = self._holder_backend(conn)
         holder, holder_pid = self._recorded_holder(conn)
-        where = self.describe()
-        if holder is None or holder_pid != pid:
-            # The holder has not recorded itself yet, or the row belongs to an older holder.
-            return StateLocked(
-                f"state {where} is locked by another process"
-                + (f" (PostgreSQL backend pid {pid})" if pid else ""),
-                lock_id="",
-                hint="wait for it to finish, or pass --lock-timeout SECONDS to wait",
-            )
-        return StateLocked(
-            f"state {where} is locked: {holder.describe()}",
-            lock_id=holder.lock_id,
-            hint=(
-                "wait for it to finish (--lock-timeout SECONDS waits), or if that process is "
-                f"gone: reconciler force-unlock {holder.lock_id}"
-            ),
-        )
+        if holder_pid != pid:
+            holder = None  # the row belongs to an older holder: this one has not recorded itself
+        detail = f"PostgreSQL backend pid {pid}" if pid else ""
+        return locked_error(self.describe(), holder, detail=detail)
 
     def force_unlock(self, lock_id: str) -> None:
         """Release the lock recorded as ``lock_id`` by ending its holder's session.

@@ -1,7 +1,7 @@
 """Client of the Volcengine CloudIdentity API: provisioning events and provisionings.
 
 Every call is ``POST {url}/?Action=X&Version=2023-01-01`` with a JSON body serialised once
-and signed by :class:`reconciler.providers.cloudidentity.signing.V4Auth`. Error envelopes
+and signed by :class:`reconciler.providers.cloudidentity.auth.V4Auth`. Error envelopes
 are translated here into :class:`CloudIdentityError`; httpx's failures become
 :class:`TransportError` in the one HTTP seam, ``providers.http``.
 
@@ -28,7 +28,8 @@ import httpx
 
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 from reconciler.providers import http, urls
-from reconciler.providers.cloudidentity.signing import Credentials, V4Auth, utc_now
+from reconciler.providers.cloudidentity.auth import V4Auth
+from reconciler.providers.cloudidentity.signing import Credentials, utc_now
 from reconciler.providers.retry import RetryPolicy, with_retries
 
 ENV_URL = "RECONCILER_CLOUDIDENTITY_URL"

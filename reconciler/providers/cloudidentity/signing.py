@@ -1,9 +1,8 @@
-"""Volcengine HMAC-SHA256 "V4" signing: ``V4Auth`` for clients, ``verify`` for the sandbox.
+"""Volcengine HMAC-SHA256 "V4" signing: ``sign`` for clients, ``verify`` for the sandbox.
 
-``sign`` and ``verify`` are pure: time, keys and bytes come in as arguments. ``V4Auth`` plugs
-``sign`` into httpx and signs ``request.content``, the exact bytes httpx sends, so the body
-hash can never disagree with the body. Secrets live only in :class:`Credentials`, whose repr
-hides them; no function here formats a secret into a message.
+``sign`` and ``verify`` are pure: time, keys and bytes come in as arguments, and nothing
+here imports httpx (``auth.V4Auth`` plugs ``sign`` into it). Secrets live only in
+:class:`Credentials`, whose repr hides them; no function here formats a secret into a message.
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ import hashlib
 import hmac
 import re
 import urllib.parse
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import httpx
 
 ALGORITHM = "HMAC-SHA256"
 X_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -150,55 +147,6 @@ def sign(
         f"Signature={signature}"
     )
     return added
-
-
-class V4Auth(httpx.Auth):
-    """httpx auth that signs every request (each retry again, with a fresh X-Date)."""
-
-    requires_request_body = True  # we hash request.content, so httpx must have read it
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        region: str,
-        service: str,
-        clock: Callable[[], dt.datetime] = utc_now,
-    ) -> None:
-        self._credentials = credentials
-        self._region = region
-        self._service = service
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return (
-            f"V4Auth(access_key={self._credentials.access_key!r}, region={self._region!r}, "
-            f"service={self._service!r})"
-        )
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        """Add the signature headers for the bytes httpx is about to send."""
-        query = urllib.parse.parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True)
-        request.headers.setdefault("Content-Type", "application/json; charset=utf-8")
-        request.headers.update(
-            sign(
-                method=request.method,
-                path=request.url.path or "/",
-                query=query,
-                headers={
-                    "content-type": request.headers["content-type"],
-                    "host": request.headers["host"],
-                },
-                body=request.content,
-                access_key=self._credentials.access_key,
-                secret_key=self._credentials.secret_key,
-                region=self._region,
-                service=self._service,
-                x_date=format_x_date(self._clock()),
-                session_token=self._credentials.session_token,
-            )
-        )
-        yield request
 
 
 class Verdict(enum.Enum):
