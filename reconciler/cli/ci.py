@@ -23,6 +23,7 @@ Exit 0 on success, 1 with ``error: ...`` on stderr otherwise.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -42,11 +43,18 @@ _PAGE = 100
 _TIMEOUT = 30.0
 
 
+class ForgeKind(enum.StrEnum):
+    """The forges whose APIs the pipelines talk to."""
+
+    GITHUB = "github"
+    GITLAB = "gitlab"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Forge:
     """Where the forge's REST API is and how to talk to it."""
 
-    kind: str  # "github" or "gitlab"
+    kind: ForgeKind
     api: str
     project: str  # "owner/name" on GitHub, the numeric project id on GitLab
     headers: tuple[tuple[str, str], ...]
@@ -64,7 +72,7 @@ def forge_from_env(env: Mapping[str, str]) -> Forge:
     if env.get("GITHUB_ACTIONS") == "true":
         token = _need(env, "GITHUB_TOKEN", "pass `GITHUB_TOKEN: ${{ github.token }}` in env")
         return Forge(
-            kind="github",
+            kind=ForgeKind.GITHUB,
             api=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
             project=_need(env, "GITHUB_REPOSITORY", "set by GitHub Actions"),
             headers=(
@@ -80,7 +88,7 @@ def forge_from_env(env: Mapping[str, str]) -> Forge:
             "add a masked CI/CD variable holding a project access token with the api scope",
         )
         return Forge(
-            kind="gitlab",
+            kind=ForgeKind.GITLAB,
             api=_need(env, "CI_API_V4_URL", "set by GitLab CI").rstrip("/"),
             project=_need(env, "CI_PROJECT_ID", "set by GitLab CI"),
             headers=(("PRIVATE-TOKEN", token),),
@@ -155,7 +163,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 def _comments_path(forge: Forge, pr: int) -> str:
-    if forge.kind == "github":
+    if forge.kind is ForgeKind.GITHUB:
         return f"/repos/{forge.project}/issues/{pr}/comments"
     return f"/projects/{forge.project}/merge_requests/{pr}/notes"
 
@@ -175,7 +183,7 @@ def post(session: Session, *, pr: int, marker: str, body: str) -> str:
         session.call("POST", path, json={"body": text})
         return "created"
     target = mine[0]["id"]
-    if forge.kind == "github":
+    if forge.kind is ForgeKind.GITHUB:
         session.call(
             "PATCH", f"/repos/{forge.project}/issues/comments/{target}", json={"body": text}
         )
@@ -187,7 +195,7 @@ def post(session: Session, *, pr: int, marker: str, body: str) -> str:
 def merged_pr(session: Session, *, sha: str, plan_workflow: str | None) -> dict[str, str]:
     """The merged PR/MR that produced commit ``sha``: number and head commit."""
     forge = session.forge
-    if forge.kind == "github":
+    if forge.kind is ForgeKind.GITHUB:
         pulls = session.call("GET", f"/repos/{forge.project}/commits/{sha}/pulls").json()
         merged = [p for p in pulls if p.get("merged_at")]
         if not merged:

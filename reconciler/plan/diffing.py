@@ -10,7 +10,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from reconciler.plan.model import FieldChange
+from reconciler.plan.model import Field, FieldChange
 from reconciler.stores.model import AccountRecord
 
 COMPARED = ("name", "email", "role_ids")
@@ -31,9 +31,9 @@ def field_changes(
         for item in items:
             changed.add(str(item.path(output_format="list")[0]))
     fields = tuple(
-        FieldChange(field=name, before=getattr(before, name), after=getattr(after, name))
-        for name in ("name", "email")
-        if name in changed
+        FieldChange(field=field, before=getattr(before, field), after=getattr(after, field))
+        for field in Field
+        if field in changed
     )
     if "role_ids" not in changed:
         return fields, (), ()

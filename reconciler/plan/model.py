@@ -22,6 +22,7 @@ __all__ = [
     "Change",
     "Decision",
     "EventDecision",
+    "Field",
     "FieldChange",
     "Guard",
     "Plan",
@@ -44,11 +45,27 @@ class Reason(enum.Enum):
     REMOVED = "removed from the desired state"
 
 
+class Field(enum.StrEnum):
+    """An account attribute a MODIFY can change on its own (roles are added/removed apart)."""
+
+    NAME = "name"
+    EMAIL = "email"
+
+    @property
+    def wire_key(self) -> str:
+        """The attribute's key in a createTask entry."""
+        match self:
+            case Field.NAME:
+                return "userName"
+            case Field.EMAIL:
+                return "email"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldChange:
     """One attribute's before → after."""
 
-    field: str
+    field: Field
     before: Any
     after: Any
 
@@ -77,7 +94,7 @@ class Change:
                 entry["roleIds"] = list(self.after.role_ids)
             case Action.MODIFY:
                 for change in self.fields:
-                    entry["userName" if change.field == "name" else "email"] = change.after
+                    entry[change.field.wire_key] = change.after
                 if self.roles_added or self.roles_removed:
                     entry["roleIds"] = list(self.after.role_ids)
             case Action.DISABLE:

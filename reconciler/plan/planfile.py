@@ -15,6 +15,7 @@ from reconciler.plan.model import (
     Change,
     Decision,
     EventDecision,
+    Field,
     FieldChange,
     Guard,
     Plan,
@@ -204,7 +205,7 @@ def _change_back(item: dict[str, Any]) -> Change:
         before=_record_back(item["account"], item["before"]),
         after=after,
         fields=tuple(
-            FieldChange(field=f["field"], before=f["before"], after=f["after"])
+            FieldChange(field=Field(f["field"]), before=f["before"], after=f["after"])
             for f in item["fields"]
         ),
         roles_added=tuple(item["roles_added"]),
