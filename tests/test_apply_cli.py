@@ -19,8 +19,8 @@ from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
-from tests import sandbox_fixture as fx
-from tests.sandbox_fixture import UserSpec
+from tests.support import sandbox as fx
+from tests.support.sandbox import UserSpec
 
 Served = tuple[app.Sandbox, RunningSandbox]
 

@@ -14,10 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox_fixture import env_for, loopback, users, wait_for, write_desired
-from test_store_contract import pg_dsn, pg_execute, unique_workspace
-
 from reconciler.sandbox.federation_rules import FederationSettings
+from tests.support.pg import pg_dsn, pg_execute, unique_workspace
+from tests.support.sandbox import env_for, loopback, users, wait_for, write_desired
 
 SLOW = FederationSettings(todo_seconds=0.4, doing_seconds=0.4)
 
@@ -49,6 +48,9 @@ def _env(server_env: dict[str, str], state: str) -> dict[str, str]:
 
 
 def _lock_holder_pid(dsn: str, workspace: str) -> int | None:
+    # The run's database is fresh: until the first apply creates its tables there is no holder.
+    if pg_execute(dsn, "SELECT to_regclass('reconciler_locks')") == [(None,)]:
+        return None
     rows = pg_execute(dsn, "SELECT holder FROM reconciler_locks WHERE workspace = %s", (workspace,))
     if not rows:
         return None

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fake_forge
 import httpx
 import pytest
 import yaml
-from fake_forge import OWNER_REPO, PROJECT_ID, TOKEN, Forge
-from test_store_contract import pg_dsn, unique_workspace
 
 from reconciler.cli import ci
 from reconciler.sandbox import app
+from tests.support import fake_forge
+from tests.support.fake_forge import OWNER_REPO, PROJECT_ID, TOKEN, Forge
+from tests.support.pg import pg_dsn, unique_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
