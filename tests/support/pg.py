@@ -1,7 +1,7 @@
 """PostgreSQL for the tests: one fresh database per test run, created on first use.
 
 ``RECONCILER_TEST_PG_DSN`` names the *server* (default: the local ``test`` database). The
-first test that needs PostgreSQL creates ``reconciler_test_run_<UTC time>_<random>`` there,
+first test that needs PostgreSQL creates ``reconciler_test_run_<UTC date>_<time>_<hex>`` there,
 so every run exercises the first-use path of a database that has never seen reconciler;
 ``conftest.py`` drops it when the session ends, whatever happened. Databases of crashed runs
 (the same prefix, more than a day old) are dropped when the next run creates its own.
@@ -28,8 +28,8 @@ ENV_REQUIRE = "RECONCILER_REQUIRE_PG"
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 RUN_PREFIX = "reconciler_test_run_"
 STALE_AFTER = dt.timedelta(days=1)
-_STAMP = "%Y%m%dT%H%M%S"
-_RUN_NAME = re.compile(rf"{RUN_PREFIX}(\d{{8}}T\d{{6}})_[0-9a-f]+")
+_STAMP = "%Y%m%d_%H%M%S"  # lower case and digits: the name needs no quoting
+_RUN_NAME = re.compile(rf"{RUN_PREFIX}(\d{{8}}_\d{{6}})_[0-9a-f]+")
 
 
 class _Run:
