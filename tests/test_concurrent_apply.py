@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from reconciler.sandbox.federation_rules import FederationSettings
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace
+from tests.support.pg import pg_dsn, pg_execute, unique_workspace, with_query
 from tests.support.sandbox import env_for, loopback, users, wait_for, write_desired
 
 SLOW = FederationSettings(todo_seconds=0.4, doing_seconds=0.4)
@@ -67,7 +67,7 @@ def test_second_apply_fails_fast_naming_the_holder_then_a_waiter_finds_nothing(
     workspace = unique_workspace()
     desired = write_desired(tmp_path / "desired", users(450))
     with loopback(SLOW) as (box, server):
-        env = _env(env_for(server), f"{dsn}?workspace={workspace}")
+        env = _env(env_for(server), with_query(dsn, workspace=workspace))
         first = _Apply(desired, env)
         try:
             assert wait_for(lambda: _lock_holder_pid(dsn, workspace), timeout=30) == first.pid
@@ -98,7 +98,7 @@ def test_kill_9_of_the_holder_frees_the_lock_and_the_next_apply_converges(
     dsn = pg_dsn()
     desired = write_desired(tmp_path / "desired", users(300))
     with loopback(SLOW) as (box, server):
-        env = _env(env_for(server), f"{dsn}?workspace={unique_workspace()}")
+        env = _env(env_for(server), with_query(dsn, workspace=unique_workspace()))
         first = _Apply(desired, env)
         wait_for(lambda: box.federation.stats().create_task_accepted >= 1, timeout=30)
         os.kill(first.pid, signal.SIGKILL)
