@@ -1,13 +1,21 @@
 """Shared fixtures: golden files (``--update-golden`` regenerates them), a clean environment,
-and a desired-state folder on disk for CLI tests."""
+a desired-state folder on disk for CLI tests, and PostgreSQL (one fresh database per run).
+
+Helpers live in the package ``tests.support`` and are imported from there, one way:
+``from tests.support import sandbox as fx``.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.support import pg
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -30,6 +38,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite tests/golden/* from the current output instead of comparing",
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this run's PostgreSQL database, whether the tests passed or not."""
+    pg.drop_run_database()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Name the random order's seed even under ``-q`` (which hides pytest-randomly's header)."""
+    if not config.pluginmanager.has_plugin("randomly"):
+        return
+    seed = config.getoption("randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(
+            f"random order: seed {seed}; repeat it with -p randomly --randomly-seed={seed}"
+        )
 
 
 @pytest.fixture
@@ -110,3 +134,15 @@ def workdir(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Path:
     (tmp_path / "users.yaml").write_text(USERS_YAML, encoding="utf-8")
     clean_env.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def pg_schema_dsn() -> Iterator[str]:
+    """A DSN whose tables live in a fresh schema of their own, dropped afterwards."""
+    dsn = pg.pg_dsn()
+    schema = f"reconciler_test_{uuid.uuid4().hex[:12]}"
+    pg.pg_execute(dsn, f"CREATE SCHEMA {schema}")
+    try:
+        yield pg.with_query(dsn, options=f"-csearch_path={schema}")
+    finally:
+        pg.pg_execute(dsn, f"DROP SCHEMA {schema} CASCADE")

@@ -7,7 +7,8 @@ import json
 import math
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,20 @@ import pytest
 
 from reconciler.cli import main as cli
 from reconciler.sandbox import app
+from reconciler.sandbox.control import ManualClock
 from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
-from tests import sandbox_fixture as fx
-from tests.sandbox_fixture import UserSpec
+from tests.support import sandbox as fx
+from tests.support.sandbox import UserSpec
 
 Served = tuple[app.Sandbox, RunningSandbox]
 
 
 # Tasks finish almost at once unless a test slows them: these tests are about outcomes.
 FAST = FederationSettings(todo_seconds=0.0, doing_seconds=0.02)
+START = 1_700_000_000.0  # where the manual clocks of the timing tests start
 
 
 @pytest.fixture(scope="module")
@@ -296,23 +299,58 @@ def test_modify_of_an_unknown_account_keeps_the_old_record(
     assert "ghost" not in fx.tenant_view(box)
 
 
+@contextmanager
+def _held_tasks(
+    box: app.Sandbox, clock: ManualClock, *, release_when: Callable[[], bool]
+) -> Iterator[None]:
+    """While the block runs, tasks move only when ``release_when()`` holds: then by a lifetime.
+
+    The sandbox runs on ``clock``; a thread watches the sandbox (polling with a deadline) and
+    moves the clock past every accepted task's lifecycle each time the condition holds.
+    """
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    lifetime = 2 * (box.federation.settings.todo_seconds + box.federation.settings.doing_seconds)
+
+    def drive() -> None:
+        try:
+            while not stop.is_set():
+                fx.wait_for(lambda: stop.is_set() or release_when(), timeout=60)
+                if not stop.is_set():
+                    clock.advance(lifetime)
+        except BaseException as exc:  # reported by the caller's thread
+            failures.append(exc)
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        driver.join(timeout=60)
+    assert failures == []
+
+
 def test_role_removed_after_acceptance_fails_at_run_time(
-    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A role removed while the task waits: the entry fails with 100-217, the rest land."""
-    box, _ = served
-    box.federation.update_settings({"todo_seconds": 0.4})
+    clock = ManualClock(START)
     specs = [*fx.users(2), *fx.users(1, prefix="sup", roles=("supervisor",))]
     path = fx.write_desired(tmp_path / "desired", specs)
+    with fx.loopback(FAST, clock=clock) as (box, running):
+        fx.point_cli_at(box, running, monkeypatch)
+        removed = threading.Event()
 
-    def remove_role_once_accepted() -> None:
-        fx.wait_for(lambda: box.federation.stats().create_task_accepted >= 1)
-        box.federation.change_roles(fx.APP_KEY, remove=(fx.ROLE_SUPERVISOR,))
+        def accepted_then_removed() -> bool:
+            # The task waits on the stopped clock: the role goes before it can run.
+            if box.federation.stats().create_task_accepted >= 1 and not removed.is_set():
+                box.federation.change_roles(fx.APP_KEY, remove=(fx.ROLE_SUPERVISOR,))
+                removed.set()
+            return removed.is_set()
 
-    remover = threading.Thread(target=remove_role_once_accepted)
-    remover.start()
-    code, report = _json_apply(path, capsys)
-    remover.join()
+        with _held_tasks(box, clock, release_when=accepted_then_removed):
+            code, report = _json_apply(path, capsys)
     assert code == 1
     [failure] = report["failed"]
     assert (failure["account"], failure["code"]) == ("sup00000", "100-217")
@@ -325,20 +363,35 @@ def test_role_removed_after_acceptance_fails_at_run_time(
 # -- pacing ----------------------------------------------------------------------------
 
 
-def test_pending_limit_waits_and_resends(served: Served, tmp_path: Path) -> None:
+def test_pending_limit_waits_and_resends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--parallel above the tenant's limit: 100-113 is waited out, each batch accepted once."""
-    box, _ = served
-    box.federation.update_settings({"pending_task_limit": 2, "todo_seconds": 0.1})
+    clock = ManualClock(START)
     specs = fx.users(500)
     path = fx.write_desired(tmp_path / "desired", specs)
-    assert _apply(path, "--parallel", "5") == 0
-    stats = box.federation.stats()
-    assert stats.create_task_accepted == 5
-    assert stats.max_pending_observed <= 2
-    assert stats.rejected_codes.get("100-113", 0) >= 1
-    # The applier learns the limit: it does not hammer createTask while waiting.
-    assert stats.rejected_codes["100-113"] <= stats.create_task_accepted
-    _assert_converged(box, path, specs)
+    settings = FederationSettings(pending_task_limit=2, todo_seconds=0.1, doing_seconds=0.02)
+    with fx.loopback(settings, clock=clock) as (box, running):
+        fx.point_cli_at(box, running, monkeypatch)
+        refusals = [0]
+
+        def refused_or_all_sent() -> bool:
+            # Tasks hold until the applier has hit the limit (or sent everything): a 100-113
+            # is certain, however fast or slow this machine is.
+            stats = box.federation.stats()
+            refused = stats.rejected_codes.get("100-113", 0)
+            if refused > refusals[0] or stats.create_task_accepted == 5:
+                refusals[0] = refused
+                return True
+            return False
+
+        with _held_tasks(box, clock, release_when=refused_or_all_sent):
+            assert _apply(path, "--parallel", "5") == 0
+        stats = box.federation.stats()
+        assert stats.create_task_accepted == 5
+        assert stats.max_pending_observed <= 2
+        assert stats.rejected_codes.get("100-113", 0) >= 1
+        # The applier learns the limit: it does not hammer createTask while waiting.
+        assert stats.rejected_codes["100-113"] <= stats.create_task_accepted
+        _assert_converged(box, path, specs)
 
 
 # -- lost responses --------------------------------------------------------------------

@@ -37,7 +37,7 @@ from reconciler.sandbox.federation_rules import FederationSettings as SandboxSet
 from reconciler.stores import LockInfo
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, PendingBatch, State
-from tests import sandbox_fixture as fx
+from tests.support import sandbox as fx
 
 START = 1_700_000_000.0
 

@@ -424,29 +424,51 @@ def test_secrets_never_appear_in_errors_or_reprs() -> None:
         assert TOKEN not in text
 
 
-def test_mutations_are_sent_one_at_a_time() -> None:
+class _WatchedLock:
+    """A lock that sets ``contended`` when a second thread is kept waiting at it."""
+
+    def __init__(self, contended: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self.contended = contended
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_mutations_are_sent_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """While one Retry is in flight, a second one from another thread waits for it."""
     inside = threading.Event()
     second_arrived = threading.Event()
+    decided = threading.Event()  # the second call arrived (broken) or waits at the lock
     overlapped: list[bool] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         if inside.is_set():
             second_arrived.set()
+            decided.set()
         else:
             inside.set()
-            # A deadline, not a sleep: a broken lock lets the second call in at once.
-            overlapped.append(second_arrived.wait(timeout=0.3))
+            # No time window decides it: stay inside until the second call is either here
+            # or provably held at the lock. The deadline is reached only when both are broken.
+            assert decided.wait(timeout=30), "the second call neither arrived nor waited"
+            overlapped.append(second_arrived.is_set())
         return _ok("RetryUserProvisioningEvent", {})
 
     client = _client(Recorder(answer))
+    # Observed, not replaced in kind: the client serialises on it exactly as on its own.
+    monkeypatch.setattr(client, "_mutation_lock", _WatchedLock(decided))
     first = threading.Thread(target=client.retry_provisioning_event, args=("e1",))
     first.start()
-    assert inside.wait(timeout=5)
+    assert inside.wait(timeout=30)
     second = threading.Thread(target=client.delete_provisioning_event, args=("e2",))
     second.start()
-    first.join(timeout=5)
-    second.join(timeout=5)
+    first.join(timeout=30)
+    second.join(timeout=30)
     assert overlapped == [False]
     assert second_arrived.is_set()
     assert client.calls == 2

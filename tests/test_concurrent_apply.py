@@ -14,10 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox_fixture import env_for, loopback, users, wait_for, write_desired
-from test_store_contract import pg_dsn, pg_execute, unique_workspace
-
 from reconciler.sandbox.federation_rules import FederationSettings
+from tests.support.pg import pg_dsn, pg_execute, unique_workspace, with_query
+from tests.support.sandbox import env_for, loopback, users, wait_for, write_desired
 
 SLOW = FederationSettings(todo_seconds=0.4, doing_seconds=0.4)
 
@@ -49,6 +48,9 @@ def _env(server_env: dict[str, str], state: str) -> dict[str, str]:
 
 
 def _lock_holder_pid(dsn: str, workspace: str) -> int | None:
+    # The run's database is fresh: until the first apply creates its tables there is no holder.
+    if pg_execute(dsn, "SELECT to_regclass('reconciler_locks')") == [(None,)]:
+        return None
     rows = pg_execute(dsn, "SELECT holder FROM reconciler_locks WHERE workspace = %s", (workspace,))
     if not rows:
         return None
@@ -65,7 +67,7 @@ def test_second_apply_fails_fast_naming_the_holder_then_a_waiter_finds_nothing(
     workspace = unique_workspace()
     desired = write_desired(tmp_path / "desired", users(450))
     with loopback(SLOW) as (box, server):
-        env = _env(env_for(server), f"{dsn}?workspace={workspace}")
+        env = _env(env_for(server), with_query(dsn, workspace=workspace))
         first = _Apply(desired, env)
         try:
             assert wait_for(lambda: _lock_holder_pid(dsn, workspace), timeout=30) == first.pid
@@ -96,7 +98,7 @@ def test_kill_9_of_the_holder_frees_the_lock_and_the_next_apply_converges(
     dsn = pg_dsn()
     desired = write_desired(tmp_path / "desired", users(300))
     with loopback(SLOW) as (box, server):
-        env = _env(env_for(server), f"{dsn}?workspace={unique_workspace()}")
+        env = _env(env_for(server), with_query(dsn, workspace=unique_workspace()))
         first = _Apply(desired, env)
         wait_for(lambda: box.federation.stats().create_task_accepted >= 1, timeout=30)
         os.kill(first.pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.stores.local import LocalStore
-from tests import sandbox_fixture as fx
+from tests.support import sandbox as fx
 
 Served = tuple[app.Sandbox, RunningSandbox]
 SLOW = FederationSettings(todo_seconds=0.25, doing_seconds=0.25)

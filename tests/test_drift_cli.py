@@ -22,7 +22,7 @@ from reconciler.cli import main as cli
 from reconciler.sandbox import app
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.sandbox.wire import Request, Response
-from tests.sandbox_fixture import ROLES, UserSpec, write_desired
+from tests.support.sandbox import ROLES, UserSpec, write_desired
 
 SECRET = app.SANDBOX_SECRET_KEY
 RETRY_CALL = "RetryUserProvisioningEvent"

@@ -1,98 +1,22 @@
 """One format_version rule for every reader: saved plans and states answer the same table.
 
-``VERSIONS`` is also run over both state backends in ``test_store_contract.py``.
+The table (``tests/support/format_versions.py``) is also run over both state backends in
+``test_store_contract.py``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from builders import desired, record, state, user
 
 from reconciler import formats
-from reconciler.errors import PlanError, ReconcilerError, StateCorrupt
+from reconciler.errors import PlanError, StateCorrupt
 from reconciler.formats import Verdict
 from reconciler.plan import planfile, planner
 from reconciler.stores import model as state_codec
-
-Mutate = Callable[[dict[str, Any]], Any]
-
-
-def _version(value: Any) -> Mutate:
-    return lambda document: {**document, "format_version": value}
-
-
-def _without_version(document: dict[str, Any]) -> Any:
-    return {key: value for key, value in document.items() if key != "format_version"}
-
-
-# (how the document is changed, the verdict, the message after the document's name, with
-# <kind> for what it should be); the same text for a plan and a state.
-VERSIONS = [
-    pytest.param(_version(1), Verdict.SUPPORTED, "", id="current"),
-    pytest.param(
-        _version(2),
-        Verdict.NEWER,
-        " was written by a newer reconciler (<kind> format_version 2; "
-        "this reconciler reads up to 1)",
-        id="newer",
-    ),
-    pytest.param(
-        _version(10**12),
-        Verdict.NEWER,
-        " was written by a newer reconciler (<kind> format_version 1000000000000; "
-        "this reconciler reads up to 1)",
-        id="much-newer",
-    ),
-    pytest.param(
-        _without_version,
-        Verdict.INVALID,
-        " is not a valid <kind>: format_version is missing",
-        id="missing",
-    ),
-    *(
-        pytest.param(
-            _version(value),
-            Verdict.INVALID,
-            f" is not a valid <kind>: format_version must be a whole number from 1, not {shown}",
-            id=name,
-        )
-        for name, value, shown in [
-            ("zero", 0, "0"),
-            ("negative", -1, "-1"),
-            ("true", True, "true"),
-            ("false", False, "false"),
-            ("null", None, "null"),
-            ("string", "1", '"1"'),
-            ("float", 1.0, "1.0"),
-            ("list", [1], "[1]"),
-            ("long-object", {"v": "x" * 99}, '{"v": "' + "x" * 32 + "…"),
-        ]
-    ),
-    pytest.param(
-        lambda document: [document],
-        Verdict.INVALID,
-        " is not a valid <kind>: it is not a JSON object",
-        id="not-an-object",
-    ),
-]
-
-
-def check_answer(
-    caught: ReconcilerError | None, verdict: Verdict, tail: str, *, subject: str, kind: str
-) -> None:
-    """``caught`` is what the table expects: nothing, or the message and the kind of hint."""
-    if verdict is Verdict.SUPPORTED:
-        assert caught is None
-        return
-    assert caught is not None, f"expected {verdict.value} to be refused"
-    assert caught.message == subject + tail.replace("<kind>", kind)
-    upgrade = (caught.hint or "").startswith("upgrade reconciler")
-    assert upgrade is (verdict is Verdict.NEWER), caught.hint
-
+from tests.support.builders import desired, record, state, user
+from tests.support.format_versions import VERSIONS, Mutate, check_answer
 
 _PLAN = json.loads(
     planfile.dumps(

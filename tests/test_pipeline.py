@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fake_forge
 import httpx
 import pytest
 import yaml
-from fake_forge import OWNER_REPO, PROJECT_ID, TOKEN, Forge
-from test_store_contract import pg_dsn, unique_workspace
 
 from reconciler.cli import ci
 from reconciler.sandbox import app
+from tests.support import fake_forge
+from tests.support.fake_forge import OWNER_REPO, PROJECT_ID, TOKEN, Forge
+from tests.support.pg import pg_dsn, unique_workspace, with_query
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -550,9 +550,7 @@ def test_gitlab_ci_pipeline(
 
 
 def _workspace_dsn() -> str:
-    dsn = pg_dsn()
-    separator = "&" if "?" in dsn else "?"
-    return f"{dsn}{separator}workspace={unique_workspace()}"
+    return with_query(pg_dsn(), workspace=unique_workspace())
 
 
 def _comment(forge: Forge, marker: str) -> str:

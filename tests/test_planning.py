@@ -9,13 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from builders import DIGEST, LINEAGE, desired, record, state, user
 
 from reconciler.desired.model import DesiredState, Policy
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import planfile, planner
 from reconciler.plan.model import Action, Guard, Plan, Reason
 from reconciler.stores.model import State
+from tests.support.builders import DIGEST, LINEAGE, desired, record, state, user
 
 CHANGES = [
     pytest.param(

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_store_contract import pg_dsn, pg_execute, sample_state, unique_workspace
 
 from reconciler.errors import StateLocked
 from reconciler.stores.postgres import PostgresStore
+from tests.support.builders import sample_state
+from tests.support.pg import pg_dsn, pg_execute, unique_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 30.0  # generous deadline for a process to report; reached only when broken

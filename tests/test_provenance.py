@@ -21,9 +21,9 @@ from reconciler.plan.model import Action, Change, Reason
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
-from tests import builders
-from tests import sandbox_fixture as fx
-from tests.builders import desired, user
+from tests.support import builders
+from tests.support import sandbox as fx
+from tests.support.builders import desired, user
 
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")

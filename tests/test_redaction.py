@@ -17,8 +17,8 @@ from reconciler.plan import planfile, planner, redaction
 from reconciler.plan.model import Plan
 from reconciler.render import markdown, text
 from reconciler.stores.local import LocalStore
-from tests import builders
-from tests.builders import desired, record, state, user
+from tests.support import builders
+from tests.support.builders import desired, record, state, user
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 PERSONAL = (

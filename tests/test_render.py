@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from builders import desired, record, state, user
 
 from reconciler.desired.model import Policy
 from reconciler.plan import access, planfile, planner
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import common, markdown, text
+from tests.support.builders import desired, record, state, user
 
 Golden = Callable[[str, str], None]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

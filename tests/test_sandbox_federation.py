@@ -7,7 +7,17 @@ import threading
 from typing import Any
 
 import pytest
-from federation_world import (
+
+from reconciler.sandbox import federation_rules as rules
+from reconciler.sandbox.federation import (
+    CREATE_TASK_PATH,
+    QUERY_TASK_PATH,
+    TOKEN_PATH,
+    minimum_apply_seconds,
+)
+from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
+from reconciler.sandbox.federation_rules import FederationSettings
+from tests.support.federation_world import (
     APP_KEY,
     APP_SECRET,
     DROP,
@@ -20,16 +30,6 @@ from federation_world import (
     make_world,
     request,
 )
-
-from reconciler.sandbox import federation_rules as rules
-from reconciler.sandbox.federation import (
-    CREATE_TASK_PATH,
-    QUERY_TASK_PATH,
-    TOKEN_PATH,
-    minimum_apply_seconds,
-)
-from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
-from reconciler.sandbox.federation_rules import FederationSettings
 
 # -- validation --
 

@@ -6,13 +6,22 @@ from typing import Any
 
 import httpx
 import pytest
-from federation_world import APP_KEY, APP_SECRET, ROLE_A, START, control, entry, make_world, request
 
 from reconciler.sandbox.control import ManualClock, build_federation
 from reconciler.sandbox.federation import CREATE_TASK_PATH, QUERY_TASK_PATH, TOKEN_PATH
 from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import running
+from tests.support.federation_world import (
+    APP_KEY,
+    APP_SECRET,
+    ROLE_A,
+    START,
+    control,
+    entry,
+    make_world,
+    request,
+)
 
 # -- fault injection --
 

@@ -8,7 +8,6 @@ a unique workspace per test; they skip when the server is unreachable, or fail u
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import socket
@@ -21,10 +20,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_format_versions import VERSIONS, Mutate, check_answer
 
 from reconciler.errors import (
     BackendUnavailable,
@@ -40,55 +37,11 @@ from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import (
     AccountRecord,
-    Action,
-    EventRecord,
-    EventState,
-    PendingBatch,
-    PendingEntry,
     State,
 )
-
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@functools.cache
-def _pg_problem(dsn: str) -> str | None:
-    """Why PostgreSQL cannot be used for tests, or None (checked once per run)."""
-    try:
-        import psycopg  # noqa: PLC0415 - the optional extra; tests skip without it
-    except ImportError:
-        return "psycopg is not installed (pip install 'reconciler[postgres]')"
-    try:
-        psycopg.connect(dsn, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL is unreachable ({' '.join(str(exc).split())})"
-    return None
-
-
-def pg_dsn() -> str:
-    """The test database DSN; skip (or fail under RECONCILER_REQUIRE_PG=1) without one."""
-    dsn = os.environ.get("RECONCILER_TEST_PG_DSN", DEFAULT_PG_DSN)
-    problem = _pg_problem(dsn)
-    if problem is not None:
-        message = f"{problem}; set RECONCILER_TEST_PG_DSN to a reachable test database"
-        if os.environ.get("RECONCILER_REQUIRE_PG") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return dsn
-
-
-def pg_execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one SQL statement outside the store (to break or inspect what it stored)."""
-    import psycopg  # noqa: PLC0415 - the optional extra; only reached after pg_dsn()
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cursor = conn.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def unique_workspace() -> str:
-    """A workspace name no other test (or run) uses."""
-    return f"test-{uuid.uuid4().hex[:16]}"
+from tests.support.builders import sample_state
+from tests.support.format_versions import VERSIONS, Mutate, check_answer
+from tests.support.pg import pg_dsn, pg_execute, unique_workspace
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,31 +106,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     yield _pg_backend(dsn, workspace)
     for table in ("reconciler_states", "reconciler_locks"):
         pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
-
-
-def sample_state() -> State:
-    """A first-write state using every part of the document."""
-    record = AccountRecord(
-        account="alice",
-        name="Alice",
-        email="alice@example.com",
-        role_ids=("1001", "1002"),
-        enabled=True,
-        last_task_id="t-1",
-    )
-    batch = PendingBatch(
-        batch_id="b-1",
-        entries=(
-            PendingEntry(
-                action=Action.CREATE, account="alice", wire={"userName": "alice"}, target=record
-            ),
-        ),
-        recorded_at="2024-01-01T00:00:00Z",
-    )
-    event = EventRecord(event_id="e-1", account="alice", attempts=2, status=EventState.OPEN)
-    return State.empty().successor(
-        accounts={"alice": record}, pending=(batch,), events={"e-1": event}
-    )
 
 
 def with_account(state: State, account: str) -> State:
@@ -593,18 +521,6 @@ def test_pg_bad_locations_are_refused(dsn: str, workspace: str | None) -> None:
 
     with pytest.raises(ConfigError):
         PostgresStore.from_dsn(dsn, workspace=workspace)
-
-
-@pytest.fixture
-def pg_schema_dsn() -> Iterator[str]:
-    """A DSN whose tables live in a fresh schema of their own, dropped afterwards."""
-    dsn = pg_dsn()
-    schema = f"reconciler_test_{uuid.uuid4().hex[:12]}"
-    pg_execute(dsn, f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{dsn}?options=-csearch_path%3D{schema}"
-    finally:
-        pg_execute(dsn, f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_pg_concurrent_first_use_creates_the_tables_once(pg_schema_dsn: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from builders import problems_of, rendered
 
 from reconciler.desired import validation
 from reconciler.errors import InputError, ValidationFailed
+from tests.support.builders import problems_of, rendered
 
 ROLE_NAMES = [f"r{i}" for i in range(11)]
 ROLES_BLOCK = "".join(f'  {name}:\n    id: "{100 + i}"\n' for i, name in enumerate(ROLE_NAMES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from reconciler.apply.report import Counters
@@ -11,12 +12,24 @@ _WIDTH = 28
 
 
 class LineProgress:
-    """One line per notable step (CI logs); at most one counter line per second."""
+    """One line per notable step (CI logs); at most one counter line per ``min_interval``.
 
-    def __init__(self, stream: TextIO, *, min_interval: float = 1.0) -> None:
+    The first counter line always prints: the interval is measured from the last line
+    printed, never from the clock's origin (``time.monotonic`` counts from boot, so a
+    machine booted a minute ago would otherwise swallow it).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        min_interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream
         self.min_interval = min_interval
-        self._last = 0.0
+        self._monotonic = monotonic
+        self._last: float | None = None  # when the last counter line printed; None: never
         self._last_text = ""
 
     def update(self, counters: Counters, message: str | None = None) -> None:
@@ -24,10 +37,9 @@ class LineProgress:
         if message:
             self.stream.write(f"  {message}\n")
         text = describe(counters)
-        now = time.monotonic()
-        if text != self._last_text and (
-            now - self._last >= self.min_interval or _finished(counters)
-        ):
+        now = self._monotonic()
+        due = self._last is None or now - self._last >= self.min_interval
+        if text != self._last_text and (due or _finished(counters)):
             self.stream.write(f"  {text}\n")
             self._last, self._last_text = now, text
         self.stream.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from reconciler.sandbox.cloudidentity import CloudIdentitySandbox, build_cloudidentity
@@ -32,10 +32,19 @@ class Sandbox:
         return (self.control, self.cloudidentity, self.federation)
 
 
-def build(settings: FederationSettings | None = None, *, role_ids: Iterable[str] = ()) -> Sandbox:
-    """A sandbox with the default tenant (``sandbox-app-key``) owning ``role_ids``."""
+def build(
+    settings: FederationSettings | None = None,
+    *,
+    role_ids: Iterable[str] = (),
+    clock: Callable[[], float] | None = None,
+) -> Sandbox:
+    """A sandbox with the default tenant (``sandbox-app-key``) owning ``role_ids``.
+
+    ``clock`` times the federation tasks (unix seconds; the real clock by default): a
+    ``control.ManualClock`` holds every task where it is until a test moves it.
+    """
     cloudidentity = build_cloudidentity()
-    federation, control = build_federation(settings, also_reset=(cloudidentity,))
+    federation, control = build_federation(settings, clock, also_reset=(cloudidentity,))
     federation.seed_tenant(
         TenantSeed(
             app_key=SANDBOX_APP_KEY,

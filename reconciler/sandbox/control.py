@@ -27,8 +27,8 @@ _TENANT_USERS = re.compile(r"/_sandbox/federation/tenants/([^/]+)/users")
 class ManualClock:
     """A clock that only moves when told to: inject it to run task lifecycles without sleeping."""
 
-    def __init__(self, start: float | None = None) -> None:
-        self._now = time.time() if start is None else start
+    def __init__(self, start: float) -> None:
+        self._now = start
         self._lock = threading.Lock()
 
     def __call__(self) -> float:

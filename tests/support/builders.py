@@ -7,7 +7,15 @@ from pathlib import Path
 from reconciler.desired import loading, validation
 from reconciler.desired.model import DesiredState, Policy, Role, Source, User
 from reconciler.errors import Problem, ValidationFailed
-from reconciler.stores.model import AccountRecord, State
+from reconciler.stores.model import (
+    AccountRecord,
+    Action,
+    EventRecord,
+    EventState,
+    PendingBatch,
+    PendingEntry,
+    State,
+)
 
 LINEAGE = "0f0e0d0c-0b0a-4909-8807-060504030201"
 DIGEST = "sha256:" + "ab" * 32
@@ -84,3 +92,28 @@ def problems_of(path: Path, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) 
 def rendered(problems: list[Problem]) -> list[str]:
     """Problems as ``file:line:col: message`` with the file reduced to its name."""
     return [f"{Path(p.file).name}:{p.line}:{p.col}: {p.message}" for p in problems]
+
+
+def sample_state() -> State:
+    """A first-write state using every part of the document (for the store tests)."""
+    alice = AccountRecord(
+        account="alice",
+        name="Alice",
+        email="alice@example.com",
+        role_ids=("1001", "1002"),
+        enabled=True,
+        last_task_id="t-1",
+    )
+    batch = PendingBatch(
+        batch_id="b-1",
+        entries=(
+            PendingEntry(
+                action=Action.CREATE, account="alice", wire={"userName": "alice"}, target=alice
+            ),
+        ),
+        recorded_at="2024-01-01T00:00:00Z",
+    )
+    event = EventRecord(event_id="e-1", account="alice", attempts=2, status=EventState.OPEN)
+    return State.empty().successor(
+        accounts={"alice": alice}, pending=(batch,), events={"e-1": event}
+    )

@@ -152,10 +152,13 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 10.0, every: float 
 
 @contextmanager
 def loopback(
-    settings: Any = None, *, role_ids: Iterable[str] = ROLES.values()
+    settings: Any = None,
+    *,
+    role_ids: Iterable[str] = ROLES.values(),
+    clock: Callable[[], float] | None = None,
 ) -> Iterator[tuple[app.Sandbox, RunningSandbox]]:
-    """The whole sandbox served on 127.0.0.1 for the block."""
-    box = app.build(settings, role_ids=role_ids)
+    """The whole sandbox served on 127.0.0.1 for the block (tasks timed by ``clock``)."""
+    box = app.build(settings, role_ids=role_ids, clock=clock)
     server = app.serve(box, "127.0.0.1", 0).start()
     try:
         yield box, server

@@ -1,0 +1,1 @@
+"""The test suite (a package, so its helpers are imported one way: ``tests.support``)."""
