@@ -204,8 +204,7 @@ def loads(text: str, *, where: str) -> Plan:
     not what this reader makes of them, with the plan made again.
     """
     data = _document(text, where=where)
-    recorded = digest(data["changes"])
-    if recorded != data["changes_digest"]:
+    if digest(data["changes"]) != data["changes_digest"]:
         raise PlanError(
             f"{where}: its changes do not match its changes_digest (the file was edited)",
             hint="apply only plans saved with `reconciler plan --out FILE`, unedited; "
