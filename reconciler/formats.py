@@ -4,10 +4,14 @@ A reader checks ``format_version`` before the schema (a newer document may have 
 shape, and "upgrade" is the useful answer, not a list of schema errors)::
 
     format_version                           verdict     the reader raises
-    1 .. the newest this reconciler writes   SUPPORTED   nothing, if the schema holds
+    the oldest .. the newest it reads        SUPPORTED   nothing, if the schema holds
     a larger integer                         NEWER       "... written by a newer reconciler"
+    from 1 up to below the oldest it reads   OLDER       "... made by an older reconciler"
     missing, not an integer, a boolean,      INVALID     "... is not a valid <kind>: ..."
     zero or negative; or no JSON object
+
+A state reads every version from 1 (older ones are migrated on read); a saved plan only
+its own version (a plan is short-lived: the answer to an old one is to plan again).
 
 A supported document that breaks its schema (``schemas/<name>.schema.json``) is invalid
 too. A state is refused with StateCorrupt, a plan with PlanError: the same wording, each
@@ -48,22 +52,34 @@ class Verdict(enum.Enum):
 
     SUPPORTED = "supported"
     NEWER = "newer"
+    OLDER = "older"
     INVALID = "invalid"
 
 
-def check(document: Any, *, kind: Kind, subject: str, newest: int, repair_hint: str = "") -> None:
+def check(
+    document: Any,
+    *,
+    kind: Kind,
+    subject: str,
+    newest: int,
+    oldest: int = 1,
+    repair_hint: str = "",
+) -> None:
     """Raise the error of ``kind`` unless ``document`` is one this reconciler can read.
 
-    ``subject`` names the document in the message (``state PATH``), ``newest`` is the
-    newest format_version of ``kind``, ``repair_hint`` replaces the kind's own hint for an
-    invalid document (a backend knows a better step).
+    ``subject`` names the document in the message (``state PATH``), ``newest`` and
+    ``oldest`` bound the format_versions of ``kind`` it reads, ``repair_hint`` replaces the
+    kind's own hint for an invalid document (a backend knows a better step).
     """
-    version = classify(document, newest=newest)
+    version = classify(document, newest=newest, oldest=oldest)
     match version.verdict:
         case Verdict.NEWER:
             writer = f"a newer reconciler ({kind.value} {version.problem})"
             message = f"{subject} was written by {writer}"
             raise _refusal(kind, message, newer=True, repair_hint=repair_hint)
+        case Verdict.OLDER:
+            message = f"{subject} was made by an older reconciler ({version.problem})"
+            raise _refusal(kind, message, newer=False, repair_hint=_OLDER_HINTS[kind])
         case Verdict.INVALID:
             problem = version.problem
         case Verdict.SUPPORTED:
@@ -83,8 +99,8 @@ class VersionCheck:
     problem: str = ""
 
 
-def classify(document: Any, *, newest: int) -> VersionCheck:
-    """The verdict on ``document``'s ``format_version`` when ``newest`` is the newest known."""
+def classify(document: Any, *, newest: int, oldest: int = 1) -> VersionCheck:
+    """The verdict on ``document``'s ``format_version`` when ``oldest..newest`` are read."""
     if not isinstance(document, dict):
         return VersionCheck(verdict=Verdict.INVALID, problem="it is not a JSON object")
     if "format_version" not in document:
@@ -101,11 +117,20 @@ def classify(document: Any, *, newest: int) -> VersionCheck:
             verdict=Verdict.NEWER,
             problem=f"format_version {_shown(version)}; this reconciler reads up to {newest}",
         )
+    if version < oldest:
+        return VersionCheck(
+            verdict=Verdict.OLDER,
+            problem=f"format_version {version}; this reconciler reads {oldest} and later",
+        )
     return VersionCheck(verdict=Verdict.SUPPORTED)
 
 
 _STATE_REPAIR = "restore it from its backup or fix it by hand; it was not modified"
 _PLAN_REPAIR = "save plans with `reconciler plan --out FILE`, and do not edit them"
+_OLDER_HINTS = {
+    Kind.STATE: "",  # never raised: a state reads every version from 1
+    Kind.PLAN: "plan again with `reconciler plan --out FILE` and review the new plan",
+}
 
 
 def _refusal(kind: Kind, message: str, *, newer: bool, repair_hint: str) -> ReconcilerError:

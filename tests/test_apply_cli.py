@@ -21,6 +21,8 @@ from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
+from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord
 from tests.support import sandbox as fx
 from tests.support.sandbox import UserSpec
 
@@ -275,15 +277,23 @@ def test_create_of_an_existing_account_fails_at_run_time(
 def test_modify_of_an_unknown_account_keeps_the_old_record(
     served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """MODIFY of an account the tenant does not know: reported, the old record stays."""
+    """MODIFY of a verified account the tenant does not know: reported, the record stays.
+
+    (An adopted, unverified account is recorded as absent instead: ``test_adopt.py``.)
+    """
     box, _ = served
     specs = fx.users(2)
     path = fx.write_desired(tmp_path / "desired", specs)
     assert _apply(path) == 0
-    # Adopt an account the tenant never had, then change it.
+    # A verified record the tenant does not have (someone deleted it there), then a change.
     ghost = UserSpec(account="ghost", name="Ghost", email="ghost@example.com")
-    fx.write_desired(path, [*specs, ghost])
-    assert cli.main(["import", str(path), "--account", "ghost"]) == 0
+    store = LocalStore(path / ".reconciler" / "state.json")
+    current = store.read()
+    assert current is not None
+    record = AccountRecord(
+        account="ghost", name="Ghost", email=ghost.email, role_ids=(fx.ROLE_AGENT,), enabled=True
+    )
+    store.write(current.successor(accounts={**current.accounts, "ghost": record}))
     fx.write_desired(path, [*specs, UserSpec(account="ghost", name="Ghost Two", email=ghost.email)])
     code, report = _json_apply(path, capsys)
     assert code == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,12 @@ def test_plan_formats(
     if fmt == "json":
         document = json.loads(out)
         assert [c["account"] for c in document["changes"]] == ["alice", "bob"]
-        assert document["state"] == {"lineage": None, "serial": 0}
+        assert document["state"] == {
+            "lineage": None,
+            "serial": 0,
+            "location": ".reconciler/state.json",
+            "workspace": None,
+        }
 
 
 def test_plan_notes_unconfigured_event_refresh(
@@ -123,17 +129,29 @@ def test_plan_notes_unconfigured_event_refresh(
 
 
 def test_detailed_exitcode(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--detailed-exitcode: 2 with changes, 0 once the state matches."""
+    """--detailed-exitcode: 2 with changes (adopts too), 0 once the state matches."""
     assert run(capsys, "plan", "--detailed-exitcode", "--no-refresh")[0] == 2
-    assert run(capsys, "import", "--all")[0] == 0
+    assert run(capsys, "import", "--account", "alice", "--account", "bob")[0] == 0
+    assert run(capsys, "plan", "--detailed-exitcode", "--no-refresh")[0] == 2
+    _verify_adopted(workdir)
     code, out, _ = run(capsys, "plan", "--detailed-exitcode", "--no-refresh")
     assert code == 0
     assert "No changes." in out
 
 
+def _verify_adopted(workdir: Path) -> None:
+    """Record every adopted account as verified, as an apply of its adopt would."""
+    store = LocalStore(workdir / STATE)
+    current = store.read()
+    assert current is not None
+    verified = {a: replace(r, adopted=False) for a, r in current.accounts.items()}
+    store.write(current.successor(accounts=verified))
+
+
 def _manage_all_then_remove(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Import every account, then drop alice and bob from the YAML and protect nobody."""
+    """Manage every account, then drop alice and bob from the YAML and protect nobody."""
     assert run(capsys, "import", "--all")[0] == 0
+    _verify_adopted(workdir)
     (workdir / "users.yaml").write_text("version: 1\n", encoding="utf-8")
     (workdir / "policy.yaml").write_text(
         "version: 1\npolicy:\n  max_disable: {count: 1}\n", encoding="utf-8"
@@ -192,7 +210,13 @@ def test_import_one_then_state_list_and_show(
     """import ACCOUNT records it as declared; state list/show read it back."""
     code, out, _ = run(capsys, "import", "--account", "bob")
     assert code == 0
-    assert out.startswith("Imported 1 account(s) into .reconciler/state.json: bob\n")
+    written = LocalStore(workdir / STATE).read()
+    assert written is not None
+    assert out.startswith(
+        f"Imported 1 account(s) into .reconciler/state.json (lineage {written.lineage}, "
+        "serial 1): bob\n"
+        "They are recorded as adopted, attributes unverified"
+    )
     assert run(capsys, "state", "list") == (0, "bob\n", "")
     code, out, _ = run(capsys, "state", "show", "bob")
     assert code == 0
@@ -204,6 +228,7 @@ def test_import_one_then_state_list_and_show(
         "role_ids": ["101", "103"],
         "enabled": True,
     }
+    assert shown["adopted"] is True
 
 
 def test_import_all_marks_disabled_accounts(

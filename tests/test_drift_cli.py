@@ -8,6 +8,7 @@ throttling, ``--no-refresh``, ``reconciler refresh``, and the secret never print
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ import httpx
 import pytest
 
 from reconciler.cli import main as cli
-from reconciler.sandbox import app
+from reconciler.providers.cloudidentity import client as cloudidentity_client
+from reconciler.sandbox import app, cloudidentity
 from reconciler.sandbox.server import RunningSandbox
-from reconciler.sandbox.wire import Request, Response
+from reconciler.sandbox.wire import Request, Response, json_response
 from tests.support.sandbox import ROLES, UserSpec, write_desired
 
 SECRET = app.SANDBOX_SECRET_KEY
@@ -31,10 +33,15 @@ CREATE_TASK = "createTask"
 
 
 class CallLog:
-    """A pass-through handler mounted first: records every API call in order."""
+    """A pass-through handler mounted first: records every API call in order.
+
+    With ``refuse_retries`` set it answers every retry itself with a CloudIdentity error
+    envelope (a refusal the sandbox has no outcome for), listing still working.
+    """
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.refuse_retries = False
         self._lock = threading.Lock()
 
     def handle(self, request: Request) -> Response | None:
@@ -43,7 +50,22 @@ class CallLog:
             action = (request.query.get("Action") or ("",))[0]
             with self._lock:
                 self.calls.append(action or request.path.rsplit("/", 1)[-1])
+            if action == RETRY_CALL and self.refuse_retries:
+                return _refusal(action)
         return None
+
+
+def _refusal(action: str) -> Response:
+    """A CloudIdentity error envelope: the event id was refused as invalid."""
+    meta = {
+        "RequestId": "REFUSED",
+        "Action": action,
+        "Version": cloudidentity.VERSION,
+        "Service": cloudidentity.SERVICE,
+        "Region": "cn-beijing",
+        "Error": {"Code": "InvalidParameter", "Message": "the event cannot be retried"},
+    }
+    return json_response(400, {"ResponseMetadata": meta})
 
 
 @dataclass
@@ -377,19 +399,52 @@ def _saved_plan_with_one_retry(world: World, tmp_path: Path) -> tuple[str, Path]
     return event_id, saved
 
 
-def test_rejected_retry_is_recorded_and_reported(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A retry the API refuses (here: a bad signature) fails with its code and counts."""
+def test_rejected_retry_is_recorded_and_reported(world: World, tmp_path: Path) -> None:
+    """A retry the API refuses (here: InvalidParameter) fails with its code and counts."""
     event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
-    monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "not-the-secret")
+    world.log.refuse_retries = True
     code, out, _ = world.run("apply", str(saved))
     assert code == 1
-    assert "✗ RETRY   alice: SignatureDoesNotMatch" in out
+    assert "✗ RETRY   alice: InvalidParameter" in out
     recorded = world.recorded_events()[event_id]
     assert recorded["attempts"] == 1
-    assert recorded["last_reason"].startswith("SignatureDoesNotMatch")
-    assert "not-the-secret" not in out + json.dumps(recorded)
+    assert recorded["last_reason"].startswith("InvalidParameter")
+
+
+def test_a_saved_retry_of_an_event_resolved_since_is_skipped(world: World, tmp_path: Path) -> None:
+    """Events are listed again at apply: one resolved meanwhile is not retried blindly.
+
+    An event that failed after the plan was saved is not retried either: it was not reviewed.
+    """
+    event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
+    with cloudidentity_client.CloudIdentityClient(
+        cloudidentity_client.CloudIdentitySettings.from_env(os.environ)
+    ) as someone_else:
+        someone_else.retry_provisioning_event(event_id)  # the sandbox's default: it succeeds
+    assert world.listed() == {}
+    (later,) = world.seed({"UserName": "bob"})
+    world.log.calls.clear()
+    code, out, _ = world.run("apply", str(saved))
+    assert code == 0
+    assert f"event {event_id} (alice): not failed any more; its retry is skipped" in out
+    assert world.log.calls == [LIST_CALL]
+    assert set(world.listed()) == {later}
+
+
+def test_saved_retries_are_not_sent_when_the_listing_is_refused(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply PLANFILE lists events again first: a bad signature stops it, nothing retried."""
+    event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
+    monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "not-the-secret")
+    world.log.calls.clear()
+    code, out, err = world.run("apply", str(saved))
+    assert code == 1
+    assert "SignatureDoesNotMatch" in err
+    assert RETRY_CALL not in world.log.calls
+    assert CREATE_TASK not in world.log.calls
+    assert "attempts" not in world.recorded_events().get(event_id, {})
+    assert "not-the-secret" not in out + err
 
 
 def test_retry_without_credentials_fails_each_event(

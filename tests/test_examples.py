@@ -76,7 +76,11 @@ def test_example_plans_then_imports_to_no_changes(
     clean_env: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """plan shows changes (exit 2); after import --all the same plan has none (exit 0)."""
+    """plan creates (exit 2); after import --all it adopts instead, creating nobody.
+
+    Imported accounts are unverified: the plan adopts each (a DISABLE for the one declared
+    disabled, which the guard counts: adopted accounts do not raise the disable limit).
+    """
     clean_env.chdir(ROOT)
     where = str(folder.relative_to(ROOT))
     state = ["--state", str(tmp_path / "state.json")]
@@ -85,10 +89,14 @@ def test_example_plans_then_imports_to_no_changes(
     document = json.loads(capsys.readouterr().out)
     assert document["summary"]["create"] > 0
     assert document["summary"]["blocked"] is False
+    creates = document["summary"]["create"]
     assert main(["import", where, "--all", *state]) == 0
     capsys.readouterr()
-    assert main(plan) == 0
-    assert json.loads(capsys.readouterr().out)["changes"] == []
+    assert main([*plan, "--allow-disables", "1"]) == 2
+    adopted = json.loads(capsys.readouterr().out)
+    assert {c["reason"] for c in adopted["changes"]} == {"adopt"}
+    summary = adopted["summary"]
+    assert (summary["create"], summary["adopt"], summary["disable"]) == (0, creates, 1)
     assert not (folder / ".reconciler").exists()
 
 
@@ -99,5 +107,15 @@ def test_examples_plan_text(
     clean_env.chdir(ROOT)
     desired = validation.load_desired(Path("examples"))
     golden(
-        "examples-plan.txt", text.render(planner.plan(desired, None), now=NOW, show_batches=True)
+        "examples-plan.txt",
+        text.render(
+            planner.plan(
+                desired,
+                None,
+                input_path="examples",
+                state_location="examples/.reconciler/state.json",
+            ),
+            now=NOW,
+            show_batches=True,
+        ),
     )

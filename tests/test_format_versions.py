@@ -1,12 +1,14 @@
 """One format_version rule for every reader: saved plans and states answer the same table.
 
 The table (``tests/support/format_versions.py``) is also run over both state backends in
-``test_store_contract.py``.
+``test_store_contract.py``. Both documents are at format 2; below it they part: a version-1
+state is migrated on read, a version-1 plan is refused (plan again).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -23,6 +25,7 @@ _PLAN = json.loads(
         planner.plan(
             desired(user("new", "agent"), user("changed", "agent", name="Changed")),
             state(record("changed", "reporting")),
+            state_location=".reconciler/state.json",
         )
     )
 )
@@ -31,8 +34,8 @@ _STATE = state_codec.to_json(state(record("alice", "agent")))
 
 @pytest.mark.parametrize(("mutate", "verdict", "tail"), VERSIONS)
 def test_classify_gives_the_verdict(mutate: Mutate, verdict: Verdict, tail: str) -> None:
-    """The pure classifier gives each row's verdict for a document whose newest is 1."""
-    assert formats.classify(mutate(_STATE), newest=1).verdict is verdict
+    """The pure classifier gives each row's verdict for a document whose newest is 2."""
+    assert formats.classify(mutate(_STATE), newest=2).verdict is verdict
 
 
 @pytest.mark.parametrize(("mutate", "verdict", "tail"), VERSIONS)
@@ -55,3 +58,33 @@ def test_a_state_follows_the_rule(mutate: Mutate, verdict: Verdict, tail: str) -
     except StateCorrupt as exc:
         caught = exc
     check_answer(caught, verdict, tail, subject="state s.json", kind="state")
+
+
+def test_a_version_1_plan_is_refused_as_made_by_an_older_reconciler() -> None:
+    """A saved plan of format 1 (no changes digest, no state location) is never applied."""
+    old = {**_PLAN, "format_version": 1}
+    with pytest.raises(PlanError) as caught:
+        planfile.loads(json.dumps(old), where="p.json")
+    assert caught.value.message == (
+        "p.json was made by an older reconciler (format_version 1; this reconciler reads 2 "
+        "and later)"
+    )
+    assert (caught.value.hint or "").startswith("plan again with `reconciler plan --out FILE`")
+
+
+def test_a_version_1_state_is_read_with_no_adopted_account() -> None:
+    """A format-1 state (written before ``adopted`` existed) reads, every account verified."""
+    document = {**_STATE, "format_version": 1}
+    read = state_codec.from_json(document, where="s.json")
+    assert read.accounts["alice"].adopted is False
+    assert state_codec.to_json(read)["format_version"] == 2
+
+
+def test_an_adopted_account_survives_the_state_round_trip() -> None:
+    """``adopted`` is written only when true and read back."""
+    adopted = replace(record("olga", "agent"), adopted=True)
+    document = state_codec.to_json(state(adopted, record("alice", "agent")))
+    assert document["accounts"]["olga"]["adopted"] is True
+    assert "adopted" not in document["accounts"]["alice"]
+    read = state_codec.from_json(json.loads(json.dumps(document)), where="s.json")
+    assert (read.accounts["olga"].adopted, read.accounts["alice"].adopted) == (True, False)

@@ -320,6 +320,7 @@ SAMPLE = planner.plan(
     state(record("changed", "reporting"), record("gone", "agent"), record("removed", "agent")),
     allow_disables=2,
     input_path="desired/",
+    state_location=".reconciler/state.json",
 )
 
 
@@ -341,7 +342,7 @@ def test_plan_file_is_canonical() -> None:
     ("mutate", "message"),
     [
         pytest.param(
-            lambda d: d.update(format_version=2), "written by a newer reconciler", id="newer-format"
+            lambda d: d.update(format_version=3), "written by a newer reconciler", id="newer-format"
         ),
         pytest.param(lambda d: d.pop("changes"), "not a valid saved plan", id="missing-changes"),
         pytest.param(
@@ -389,7 +390,7 @@ FRESH = state(record("changed", "reporting"), record("gone", "agent"), record("r
         pytest.param(
             replace(FRESH, serial=4),
             DIGEST,
-            "serial 3, but the state is now at serial 4",
+            "serial 3, but the state .reconciler/state.json is now at serial 4",
             id="serial",
         ),
         pytest.param(None, DIGEST, "lineage", id="state-gone"),

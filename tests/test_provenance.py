@@ -364,7 +364,8 @@ def _change(commit: Commit | None) -> Change:
 def test_plan_file_round_trips_provenance(commit: Commit | None) -> None:
     """The saved plan keeps the commit (schema-valid), and omits it when there is none."""
     made = replace(
-        planner.plan(desired(user("a", "agent", line=3)), None), changes=(_change(commit),)
+        planner.plan(desired(user("a", "agent", line=3)), None, state_location="s.json"),
+        changes=(_change(commit),),
     )
     text = planfile.dumps(made)
     assert ('"commit"' in text) is (commit is not None)
@@ -437,6 +438,8 @@ def test_why_shows_the_whole_chain_after_apply(
         "  batch:    1 of 1, position 1 of 1",
         f"  recorded: enabled, last task {task}, applied from {head} at "
         f"{recorded.accounts['user00001'].updated_at}",
+        f"  state:    .reconciler/state.json (lineage {recorded.lineage}, "
+        f"serial {recorded.serial})",
     ]
     capsys.readouterr()
     assert cli.main(["why", "user00002", "."]) == 0

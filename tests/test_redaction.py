@@ -41,6 +41,7 @@ def _plan() -> Plan:
             user("bob", "agent", "admin", name="Robert", email="robert@example.com"),
         ),
         state(record("bob", "agent"), record("carol", "reporting")),
+        state_location=".reconciler/state.json",
     )
 
 

@@ -20,6 +20,8 @@ Golden = Callable[[str, str], None]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
+PG_LOCATION = "postgresql://reconciler:***@db.example.com/identity?workspace=prod"
+
 EVENT = EventDecision(
     event_id="evt-1",
     account="bob",
@@ -50,6 +52,7 @@ SMALL = planner.plan(
     events=(EVENT,),
     events_refreshed=True,
     input_path="desired/",
+    state_location="desired/.reconciler/state.json",
 )
 
 BLOCKED = planner.plan(
@@ -59,9 +62,39 @@ BLOCKED = planner.plan(
     ),
     state(record("keep", "agent"), record("boss", "admin"), record("temp", "agent")),
     allow_disables=3,
+    state_location=PG_LOCATION,
+    workspace="prod",
 )
 
-NOTHING = planner.plan(desired(user("a", "agent")), state(record("a", "agent")))
+NOTHING = planner.plan(
+    desired(user("a", "agent")), state(record("a", "agent")), state_location="state.json"
+)
+
+# No state at the location: every declared account is new, and the plan says so loudly.
+NEW = planner.plan(
+    desired(user("a", "agent"), user("b", "agent", "admin")),
+    None,
+    input_path="desired/",
+    state_location=PG_LOCATION,
+    workspace="prod",
+)
+
+# Imported accounts: one declared enabled (adopt), one disabled (a DISABLE that verifies it),
+# one removed from the YAML (a DISABLE like any other), next to a verified modify.
+ADOPT = planner.plan(
+    desired(
+        user("olga", "agent", "admin", line=3),
+        user("pia", "agent", enabled=False, line=7),
+        user("quinn", "reporting", name="Quinn Q", line=11),
+    ),
+    state(
+        replace(record("olga", "agent"), adopted=True),
+        replace(record("pia", "agent", enabled=False), adopted=True),
+        replace(record("rex", "reporting"), adopted=True),
+        record("quinn", "reporting"),
+    ),
+    state_location="desired/.reconciler/state.json",
+)
 
 
 def _large() -> Plan:
@@ -73,11 +106,13 @@ def _large() -> Plan:
     users += [user(f"mod{i:04d}", "supervisor", line=i + 1) for i in range(600)]
     records = [record(f"mod{i:04d}", "agent") for i in range(600)]
     records += [record(f"old{i:04d}", "reporting") for i in range(400)]
-    return planner.plan(desired(*users), state(*records), allow_disables=400)
+    return planner.plan(
+        desired(*users), state(*records), allow_disables=400, state_location="state.json"
+    )
 
 
 LARGE = _large()
-PLANS = {"small": SMALL, "blocked": BLOCKED, "nothing": NOTHING}
+PLANS = {"small": SMALL, "blocked": BLOCKED, "nothing": NOTHING, "new": NEW, "adopt": ADOPT}
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -122,6 +157,7 @@ def test_large_text_and_json_cover_every_change() -> None:
     assert [len(b["accounts"]) for b in document["batches"]] == [100] * 30
     assert document["summary"] == {
         "create": 2000,
+        "adopt": 0,
         "modify": 600,
         "disable": 400,
         "retry": 0,

@@ -5,6 +5,10 @@ They keep the serial: the applier bumps it once per write.
 The applier writes the state after each transition, so the recorded state is always
 the truth: an entry becomes "applied" only when its task is DONE and the entry is
 not in ``failDataList``.
+
+An adopted account (recorded by ``import``, never verified) that the API answers with
+:data:`ACCOUNT_NOT_FOUND` is recorded as absent: it leaves the state, and the next plan
+creates it. Every other failure keeps the record as it was.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.plan.model import Change
-from reconciler.stores.model import Action, PendingBatch, PendingEntry, State
+from reconciler.stores.model import AccountRecord, Action, PendingBatch, PendingEntry, State
+
+# The failCode of a MODIFY/DISABLE of an account the tenant does not have. The API
+# publishes no run-time failCodes (they are opaque [ASSUME]); this is the sandbox's
+# (``reconciler.sandbox.federation_rules.Code.USER_NOT_FOUND``). Only this code counts as
+# "does not exist": any other failure is a failure, and the record stays.
+ACCOUNT_NOT_FOUND = "100-302"
 
 
 class EventRetry(enum.StrEnum):
@@ -95,7 +105,7 @@ def with_results(
         for entry in batch.entries:
             failure = failures.get(entry.account)
             if failure is not None:
-                failed.append(failure)
+                failed.append(_absent_if_adopted(accounts, failure))
                 continue
             before = accounts.get(entry.account)
             accounts[entry.account] = replace(
@@ -111,6 +121,19 @@ def with_results(
         pending=tuple(b for b in state.pending if b.batch_id not in done),
     )
     return new_state, applied, failed
+
+
+def _absent_if_adopted(accounts: dict[str, AccountRecord], failure: Failure) -> Failure:
+    """Forget an adopted account the tenant does not have; the failure says so."""
+    record = accounts.get(failure.account)
+    if record is None or not record.adopted or failure.code != ACCOUNT_NOT_FOUND:
+        return failure
+    del accounts[failure.account]
+    return replace(
+        failure,
+        message=f"{failure.message} (imported, but the tenant has no such account: "
+        "recorded as absent, the next plan creates it)",
+    )
 
 
 def probe_batch(state: State, lost: PendingBatch, now: str) -> PendingBatch:

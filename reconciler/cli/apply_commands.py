@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.apply import engine, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
-from reconciler.cli import commands
+from reconciler.cli import commands, saved_plan
 from reconciler.cli.commands import out
 from reconciler.cli.options import (
     ApplyOptions,
@@ -28,7 +28,6 @@ from reconciler.cli.options import (
     ShowOptions,
     WhyOptions,
 )
-from reconciler.desired import loading
 from reconciler.errors import (
     EXIT_BLOCKED,
     EXIT_CHANGES,
@@ -124,29 +123,6 @@ def _federation_client() -> federation.FederationClient:
     return federation.FederationClient(federation.settings_from_env(os.environ))
 
 
-def is_desired_state(target: Path) -> bool:
-    """The rule for ``apply TARGET``: a directory or a .yaml/.yml file is the desired state.
-
-    Anything else must be a saved plan. A path that does not exist counts as the desired
-    state, whose loading then says it is missing. Never judged by content: a flow-style YAML
-    file starts with ``{`` as a JSON plan does.
-    """
-    return not target.exists() or target.is_dir() or target.suffix in loading.YAML_SUFFIXES
-
-
-def read_saved_plan(target: Path) -> Plan:
-    """``target``, not the desired state by :func:`is_desired_state`, read as a saved plan."""
-    try:
-        return commands.read_plan(target)
-    except PlanError as exc:
-        raise PlanError(
-            f"{target} is neither a desired-state .yaml/.yml file nor a saved plan ({exc.message})",
-            hint=exc.hint
-            or "apply takes the desired-state directory or .yaml/.yml file, or a plan saved "
-            "with `reconciler plan --out FILE`",
-        ) from exc
-
-
 def _confirm(plan_: Plan, auto_approve: bool) -> bool:
     if auto_approve:
         return True
@@ -162,8 +138,8 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
 
 def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     """``reconciler apply [PLANFILE | PATH]``."""
-    if not is_desired_state(options.target):
-        return _apply_saved(options, read_saved_plan(options.target), now=now)
+    if not saved_plan.is_desired_state(options.target):
+        return _apply_saved(options, saved_plan.read(options.target), now=now)
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
@@ -171,7 +147,7 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
-        resumed = applier.resume() if applier.state.pending else None
+        resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
         made = planner.plan(
             desired,
@@ -180,6 +156,8 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
             events=events,
             events_refreshed=source is not None,
             input_path=str(path),
+            state_location=store.describe(),
+            workspace=commands.workspace_of(store),
         )
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
         _show_text(made, options, now)
@@ -193,6 +171,25 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
         report = applier.run(made, source_commit=provenance.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
+
+
+def _settle_earlier(applier: engine.Applier, fmt: ReportFormat) -> ApplyReport:
+    """Finish an earlier run's batches; stop (nothing new sent) if any stays unsettled.
+
+    A plan made on top of unsettled work would send again what may already have been
+    applied: a CREATE whose lost request did create the account, for instance.
+    """
+    report = applier.resume()
+    pending = applier.state.pending
+    if not report.unresolved and not pending:
+        return report
+    _emit(report, fmt)
+    raise ApplyIncomplete(
+        f"an earlier apply left {len(pending)} batch(es) unsettled (the API may or may not "
+        "have received them); nothing new was sent, as planning on top of them could "
+        "send the same changes twice",
+        hint="run `reconciler refresh` later to settle them, then plan and apply again",
+    )
 
 
 def _applier(
@@ -212,12 +209,14 @@ def _show_text(plan_: Plan, options: ApplyOptions, now: dt.datetime) -> None:
 
 
 def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int:
-    path = Path(saved.input_path or ".")
-    raw = loading.read_files(path, max_bytes=commands.max_bytes())
-    store = commands.store_for(path, options.common)
-    commands.check_guard(saved)
+    """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
+    planfile.refuse_redacted(saved)
+    path = saved_plan.input_path(saved)
+    desired = commands.load(path)
+    store = saved_plan.store(saved, options.common, os.environ)
+    connect = cloudidentity_connect(os.environ)
     with _client_and_lock(store, options.common, "apply") as client:
-        # The applier reads the state once; the checks use that same read.
+        # The applier reads the state once; the checks and the new plan use that same read.
         applier = _applier(store, client, options)
         current = applier.state
         if current.pending:
@@ -225,11 +224,26 @@ def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int
                 "the state has batches of an interrupted apply without recorded results",
                 hint="run `reconciler refresh` to settle them, then plan again",
             )
-        planfile.check_fresh(saved, current if current.serial else None, loading.digest(raw))
-        _show_text(saved, options, now)
-        report = applier.run(saved, source_commit=provenance.head_commit(path))
-        _retry_events(saved, applier, report)
-    return _finish(report, options.fmt, saved)
+        recorded = current if current.serial else None
+        planfile.check_fresh(saved, recorded, desired.digest)
+        made = saved_plan.plan_again(
+            saved, desired, recorded, store, allow_disables=options.allow_disables
+        )
+        made = saved_plan.with_retries(
+            made,
+            saved,
+            source=provisioning.events_source(connect, []) if options.refresh else None,
+            configured=connect is not None,
+            desired=desired,
+            recorded=recorded,
+            report=applier.report,
+        )
+        made = provenance.annotate(made, path, desired)
+        _show_text(made, options, now)
+        saved_plan.check_guard(made, saved)
+        report = applier.run(made, source_commit=provenance.head_commit(path))
+        _retry_events(made, applier, report)
+    return _finish(report, options.fmt, made)
 
 
 def _retry_events(plan_: Plan, applier: engine.Applier, report: ApplyReport) -> None:
@@ -250,15 +264,25 @@ def _client_and_lock(
         client.close()
 
 
-def _finish(
-    report: ApplyReport, fmt: ReportFormat, plan_: Plan | None, *, nothing: bool = False
-) -> int:
+def _emit(
+    report: ApplyReport, fmt: ReportFormat, plan_: Plan | None = None, *, nothing: bool = False
+) -> None:
+    """Print the report: JSON (with the state the plan used), or text."""
     if fmt is ReportFormat.JSON:
-        out(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+        document = report_json(report)
+        if plan_ is not None:
+            document["state"] = {"location": plan_.state_location, "workspace": plan_.workspace}
+        out(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         if nothing and not report.applied and not report.failed:
             out("Nothing to apply.")
         _print_report(report)
+
+
+def _finish(
+    report: ApplyReport, fmt: ReportFormat, plan_: Plan | None, *, nothing: bool = False
+) -> int:
+    _emit(report, fmt, plan_, nothing=nothing)
     if not report.ok:
         raise ApplyIncomplete(
             f"apply incomplete: {len(report.failed)} failed, {len(report.unresolved)} unresolved",
@@ -315,6 +339,9 @@ def refresh(options: RefreshOptions) -> int:
     store = commands.store_for(options.path, options.common)
     with _client_and_lock(store, options.common, "refresh") as client:
         applier = engine.Applier(store, client, progress=_progress(fmt))
+        if fmt is ReportFormat.TEXT:
+            current = applier.state if applier.state.serial else None
+            out(f"State: {commands.state_words(store, current)}")
         report = applier.resume()
         provisioning.refresh_events(applier, report, cloudidentity_connect(os.environ))
     if (
@@ -341,6 +368,7 @@ def why(options: WhyOptions) -> int:
     entry = provenance.locate(user.source, path) if user is not None else None
     for line in provenance.explain(account, made, desired, recorded, entry=entry):
         out(line)
+    out(f"  state:    {commands.state_words(store, recorded)}")
     return EXIT_OK
 
 

@@ -65,6 +65,24 @@ def store_for(path: Path, common: Common) -> Store:
     return open_store(common.state, base_dir=base_dir(path), workspace=common.workspace)
 
 
+def workspace_of(store: Store) -> str | None:
+    """The store's PostgreSQL workspace; None for a backend without workspaces (a file)."""
+    # Not part of the Store interface: only the PostgreSQL backend has workspaces.
+    workspace = getattr(store, "workspace", None)
+    return workspace if isinstance(workspace, str) else None
+
+
+def state_words(store: Store, current: State | None) -> str:
+    """``LOCATION (workspace W, lineage L, serial N)``, or that there is no state there."""
+    workspace = workspace_of(store)
+    facts = [f"workspace {workspace}"] if workspace else []
+    if current is None or not current.serial:
+        facts.insert(0, "no state yet")
+    else:
+        facts += [f"lineage {current.lineage}", f"serial {current.serial}"]
+    return f"{store.describe()} ({', '.join(facts)})"
+
+
 def max_bytes() -> int:
     """The per-file size limit (RECONCILER_MAX_FILE_BYTES overrides)."""
     raw = os.environ.get("RECONCILER_MAX_FILE_BYTES")
@@ -211,6 +229,8 @@ def make_plan(
         allow_disables=allow_disables,
         events=events_source(desired, recorded) if events_source is not None else (),
         events_refreshed=events_source is not None,
+        state_location=store.describe(),
+        workspace=workspace_of(store),
     )
     return plan, recorded, desired
 
@@ -293,15 +313,27 @@ def force_unlock(options: ForceUnlockOptions) -> int:
     return EXIT_OK
 
 
+_NAMES_SHOWN = 5  # accounts named in import's output; the rest are counted
+
+
 def import_accounts(options: ImportOptions) -> int:
-    """``reconciler import``: adopt existing target accounts into the state as declared."""
+    """``reconciler import``: record accounts as adopted; the next plan verifies them.
+
+    The federation API cannot read accounts, so nothing is known of them here: each is
+    recorded as adopted (attributes unverified) with the attributes the YAML declares, and
+    the next plan adopts it: a MODIFY setting every attribute, which fails when the
+    tenant has no such account (apply then records it as absent; the plan after creates it).
+    """
     desired = load(options.path)
     store = store_for(options.path, options.common)
     with store.lock("import", timeout=options.common.lock_timeout):
         current = store.read() or State.empty()
         chosen = _to_import(options, desired, current)
         if not chosen:
-            out("Nothing to import: every declared account is already managed.")
+            out(
+                "Nothing to import: every declared account is already in "
+                f"{state_words(store, current)}."
+            )
             return EXIT_OK
         now = utc_now()
         adopted = dict(current.accounts)
@@ -315,11 +347,25 @@ def import_accounts(options: ImportOptions) -> int:
                 enabled=user.enabled,
                 created_at=now,
                 updated_at=now,
+                adopted=True,
             )
-        store.write(current.successor(accounts=adopted))
-    out(f"Imported {len(chosen)} account(s) into {store.describe()}: {', '.join(chosen)}")
-    out("They are recorded as declared; the next plan changes them only when the YAML does.")
+        written = current.successor(accounts=adopted)
+        store.write(written)
+    out(f"Imported {len(chosen):,} account(s) into {state_words(store, written)}: {_few(chosen)}")
+    out(
+        "They are recorded as adopted, attributes unverified (the API cannot read accounts). "
+        "The next plan adopts each one: a MODIFY setting every declared attribute. Applying "
+        "it checks the account exists; one the tenant does not have is recorded as absent, "
+        "and the plan after that creates it."
+    )
     return EXIT_OK
+
+
+def _few(accounts: list[str]) -> str:
+    """A few account names and a count of the rest (import --all may adopt 100k)."""
+    shown = ", ".join(accounts[:_NAMES_SHOWN])
+    rest = len(accounts) - _NAMES_SHOWN
+    return f"{shown} and {rest:,} more" if rest > 0 else shown
 
 
 def _to_import(options: ImportOptions, desired: DesiredState, current: State) -> list[str]:

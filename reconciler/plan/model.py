@@ -25,13 +25,14 @@ __all__ = [
     "Field",
     "FieldChange",
     "Guard",
+    "Kind",
     "Plan",
     "Reason",
     "RoleInfo",
     "batch",
 ]
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2  # 2: changes digest, state location, adopt
 BATCH_SIZE = 100
 
 
@@ -41,6 +42,7 @@ class Reason(enum.Enum):
     NEW = "new account"
     REENABLE = "re-enable: CREATE of a disabled account"
     CHANGED = "attributes changed"
+    ADOPT = "imported: the tenant's account is unverified"
     DISABLED_IN_YAML = "enabled: false in the desired state"
     REMOVED = "removed from the desired state"
 
@@ -59,6 +61,15 @@ class Field(enum.StrEnum):
                 return "userName"
             case Field.EMAIL:
                 return "email"
+
+
+class Kind(enum.Enum):
+    """How a change is counted and shown: its action, but an adopting MODIFY is its own kind."""
+
+    CREATE = "create"
+    ADOPT = "adopt"
+    MODIFY = "modify"
+    DISABLE = "disable"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,11 +95,27 @@ class Change:
     roles_removed: tuple[str, ...] = ()
     source: Source | None = None  # where the desired entry is (None for removed accounts)
 
+    @property
+    def kind(self) -> Kind:
+        """How the change is counted: an adopting MODIFY apart from other MODIFYs."""
+        match self.action:
+            case Action.CREATE:
+                return Kind.CREATE
+            case Action.MODIFY:
+                return Kind.ADOPT if self.reason is Reason.ADOPT else Kind.MODIFY
+            case Action.DISABLE:
+                return Kind.DISABLE
+
     def wire(self) -> dict[str, Any]:
         """The ``federationUserList`` entry for createTask."""
         entry: dict[str, Any] = {"action": self.action.value, "userAccount": self.account}
         match self.action:
             case Action.CREATE:
+                entry["userName"] = self.after.name
+                entry["email"] = self.after.email
+                entry["roleIds"] = list(self.after.role_ids)
+            case Action.MODIFY if self.reason is Reason.ADOPT:
+                # Nothing of the tenant's account is known: every attribute is set.
                 entry["userName"] = self.after.name
                 entry["email"] = self.after.email
                 entry["roleIds"] = list(self.after.role_ids)
@@ -171,11 +198,13 @@ class Plan:
 
     lineage: str | None  # None: no state written yet
     serial: int
+    state_location: str = ""  # where the state was read: ``Store.describe()``, no password
+    workspace: str | None = None  # the PostgreSQL workspace (None: a file has none)
     input_digest: str
     changes: tuple[Change, ...]
     batches: tuple[tuple[str, ...], ...]  # accounts per createTask, in send order
     roles: Mapping[str, RoleInfo]  # by id
-    managed: int  # enabled accounts in the recorded state
+    managed: int  # enabled, verified (not adopted) accounts in the recorded state
     guard: Guard
     events: tuple[EventDecision, ...] = ()
     events_refreshed: bool = False
@@ -188,6 +217,15 @@ class Plan:
     def count(self, action: Action) -> int:
         """How many changes of ``action``."""
         return sum(1 for change in self.changes if change.action is action)
+
+    def tally(self, kind: Kind) -> int:
+        """How many changes of ``kind`` (adopts apart from other modifies)."""
+        return sum(1 for change in self.changes if change.kind is kind)
+
+    @property
+    def state_exists(self) -> bool:
+        """Whether the plan was made against a state that had been written."""
+        return self.lineage is not None
 
     @property
     def retries(self) -> tuple[EventDecision, ...]:

@@ -1,8 +1,17 @@
-"""The plan's JSON form (``schemas/plan.schema.json``): write, read back, refuse when stale."""
+"""The plan's JSON form (``schemas/plan.schema.json``): write, read back, refuse when stale.
+
+A saved plan carries ``changes_digest``: the sha256 of its changes as written (each
+without ``source``, which is provenance and may differ between checkouts). Reading a plan
+whose changes do not match its digest is refused: the file was edited. That alone proves
+nothing (an editor can recompute it); ``integrity`` compares the changes with the plan
+made again at apply time.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler import __version__, formats
@@ -18,6 +27,7 @@ from reconciler.plan.model import (
     Field,
     FieldChange,
     Guard,
+    Kind,
     Plan,
     Reason,
     RoleInfo,
@@ -35,16 +45,23 @@ def dumps(plan: Plan) -> str:
 
 def to_json(plan: Plan) -> dict[str, Any]:
     """The plan as its JSON document."""
+    changes = [change_json(change) for change in plan.changes]
     document: dict[str, Any] = {
         "format_version": plan.format_version,
         "tool": {"name": "reconciler", "version": __version__},
-        "state": {"lineage": plan.lineage, "serial": plan.serial},
+        "state": {
+            "lineage": plan.lineage,
+            "serial": plan.serial,
+            "location": plan.state_location,
+            "workspace": plan.workspace,
+        },
         "input_digest": plan.input_digest,
         "input_path": plan.input_path,
+        "changes_digest": digest(changes),
         "summary": summary(plan),
         "guard": _guard(plan.guard),
         "access": [_access_row(row) for row in access.by_role(plan)],
-        "changes": [_change(change) for change in plan.changes],
+        "changes": changes,
         "batches": [
             {"index": index, "accounts": list(accounts)}
             for index, accounts in enumerate(plan.batches, start=1)
@@ -81,11 +98,12 @@ def to_json(plan: Plan) -> dict[str, Any]:
 
 
 def summary(plan: Plan) -> dict[str, Any]:
-    """Counts by kind."""
+    """Counts by kind (an adopt is not counted as a modify)."""
     return {
-        "create": plan.count(Action.CREATE),
-        "modify": plan.count(Action.MODIFY),
-        "disable": plan.count(Action.DISABLE),
+        "create": plan.tally(Kind.CREATE),
+        "adopt": plan.tally(Kind.ADOPT),
+        "modify": plan.tally(Kind.MODIFY),
+        "disable": plan.tally(Kind.DISABLE),
         "retry": len(plan.retries),
         "report_only": len(plan.events) - len(plan.retries),
         "batches": len(plan.batches),
@@ -114,7 +132,8 @@ def _access_row(row: access.RoleAccess) -> dict[str, Any]:
     }
 
 
-def _change(change: Change) -> dict[str, Any]:
+def change_json(change: Change) -> dict[str, Any]:
+    """One change as the saved plan writes it."""
     return {
         "action": change.action.value,
         "account": change.account,
@@ -122,11 +141,39 @@ def _change(change: Change) -> dict[str, Any]:
         "source": _source(change.source),
         "before": _record(change.before),
         "after": _record(change.after),
-        "fields": [{"field": f.field, "before": f.before, "after": f.after} for f in change.fields],
+        "fields": [
+            {"field": f.field.value, "before": f.before, "after": f.after} for f in change.fields
+        ],
         "roles_added": list(change.roles_added),
         "roles_removed": list(change.roles_removed),
         "wire": change.wire(),
     }
+
+
+def reviewed(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A change document without its ``source``: what the changes digest covers."""
+    return {key: value for key, value in document.items() if key != "source"}
+
+
+def digest(changes: Iterable[Mapping[str, Any]]) -> str:
+    """``sha256:…`` of the change documents (without sources) as canonical JSON."""
+    hasher = hashlib.sha256()
+    hasher.update(b"[")
+    for index, document in enumerate(changes):
+        if index:
+            hasher.update(b",")
+        text = json.dumps(reviewed(document), sort_keys=True, separators=(",", ":"))
+        hasher.update(text.encode("utf-8"))
+    hasher.update(b"]")
+    return "sha256:" + hasher.hexdigest()
+
+
+def changes_digest(plan: Plan) -> str:
+    """The digest of the plan's changes as saved: kept through redaction and reading."""
+    kept = plan.extra.get("changes_digest")
+    if isinstance(kept, str):
+        return kept
+    return digest(change_json(change) for change in plan.changes)
 
 
 def _record(record: AccountRecord | None) -> dict[str, Any] | None:
@@ -151,12 +198,25 @@ def _source(source: Source | None) -> dict[str, Any] | None:
 
 
 def loads(text: str, *, where: str) -> Plan:
-    """Read a saved plan; PlanError when it is not one this version can use."""
+    """Read a saved plan; PlanError when it is not one this version can use.
+
+    The change documents as written stay in ``extra["changes"]``: apply compares them,
+    not what this reader makes of them, with the plan made again.
+    """
     data = _document(text, where=where)
+    if digest(data["changes"]) != data["changes_digest"]:
+        raise PlanError(
+            f"{where}: its changes do not match its changes_digest (the file was edited)",
+            hint="apply only plans saved with `reconciler plan --out FILE`, unedited; "
+            "plan again and review the new plan",
+        )
     guard = data["guard"]
+    state = data["state"]
     return Plan(
-        lineage=data["state"]["lineage"],
-        serial=data["state"]["serial"],
+        lineage=state["lineage"],
+        serial=state["serial"],
+        state_location=state["location"],
+        workspace=state["workspace"],
         input_digest=data["input_digest"],
         changes=tuple(_change_back(item) for item in data["changes"]),
         batches=tuple(tuple(b["accounts"]) for b in data["batches"]),
@@ -176,9 +236,20 @@ def loads(text: str, *, where: str) -> Plan:
         events_refreshed=data["events"]["refreshed"],
         outstanding=tuple(data["outstanding"]),
         notes=tuple(data["notes"]),
-        input_path=data.get("input_path", ""),
-        extra={"redacted": tuple(data["redacted"])} if data.get("redacted") else {},
+        input_path=data["input_path"],
+        extra=_extra(data),
     )
+
+
+def _extra(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reader keeps of the document beyond the plan value."""
+    extra: dict[str, Any] = {
+        "changes": tuple(data["changes"]),
+        "changes_digest": data["changes_digest"],
+    }
+    if data.get("redacted"):
+        extra["redacted"] = tuple(data["redacted"])
+    return extra
 
 
 def _document(text: str, *, where: str) -> dict[str, Any]:
@@ -190,7 +261,13 @@ def _document(text: str, *, where: str) -> dict[str, Any]:
             f"{where} is not a saved plan (not JSON: {exc})",
             hint="save plans with `reconciler plan --out FILE`",
         ) from exc
-    formats.check(data, kind=formats.Kind.PLAN, subject=where, newest=PLAN_FORMAT_VERSION)
+    formats.check(
+        data,
+        kind=formats.Kind.PLAN,
+        subject=where,
+        newest=PLAN_FORMAT_VERSION,
+        oldest=PLAN_FORMAT_VERSION,
+    )
     document: dict[str, Any] = data  # an object: the version check refuses anything else
     return document
 
@@ -253,17 +330,22 @@ def _event_back(data: dict[str, Any]) -> EventDecision:
 # -- freshness ---------------------------------------------------------------------
 
 
-def check_fresh(plan: Plan, current: State | None, input_digest: str | None) -> None:
-    """Refuse ``plan`` when the state or the desired input changed since it was made.
-
-    Also refuse a ``--redact`` rendering saved as a plan: its values are hashes.
-    """
+def refuse_redacted(plan: Plan) -> None:
+    """Refuse a ``--redact`` rendering saved as a plan: its values are hashes."""
     redacted = plan.extra.get("redacted")
     if redacted:
         raise PlanError(
             f"this plan has redacted values ({', '.join(redacted)}) and cannot be applied",
             hint="apply the plan saved with `reconciler plan --out FILE` (never redacted)",
         )
+
+
+def check_fresh(plan: Plan, current: State | None, input_digest: str | None) -> None:
+    """Refuse ``plan`` when the state or the desired input changed since it was made.
+
+    Also refuse a ``--redact`` rendering saved as a plan (:func:`refuse_redacted`).
+    """
+    refuse_redacted(plan)
     lineage = current.lineage if current and current.serial else None
     serial = current.serial if current else 0
     if plan.lineage != lineage:
@@ -273,9 +355,10 @@ def check_fresh(plan: Plan, current: State | None, input_digest: str | None) -> 
             hint="run `reconciler plan --out FILE` again and review the new plan",
         )
     if plan.serial != serial:
+        where = f" {plan.state_location}" if plan.state_location else ""
         raise StalePlan(
-            f"stale plan: it was made against state serial {plan.serial}, but the state "
-            f"is now at serial {serial} (something was applied since)",
+            f"stale plan: it was made against state serial {plan.serial}, but the state"
+            f"{where} is now at serial {serial} (something was applied since)",
             hint="run `reconciler plan --out FILE` again and review the new plan",
         )
     if input_digest is not None and plan.input_digest != input_digest:

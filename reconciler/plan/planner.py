@@ -4,6 +4,11 @@ CREATE for new accounts and for re-enabling a disabled one (the API's assumed wa
 MODIFY with only the changed fields, DISABLE for ``enabled: false`` and for managed
 accounts removed from the YAML. Changes are ordered by action then account and cut
 into the ≤100-account batches apply sends.
+
+An account recorded by ``import`` (``adopted``: nothing of it was ever verified on the
+tenant) is adopted: a MODIFY carrying every desired attribute (a DISABLE when the YAML
+declares it disabled), which fails if the tenant has no such account. Adopted accounts
+do not count as managed for the disable limit: a big import must not raise the limit.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from reconciler.plan.model import (
     Action,
     Change,
     EventDecision,
+    Field,
+    FieldChange,
     Guard,
     Plan,
     Reason,
@@ -40,7 +47,38 @@ def _target(user: User, before: AccountRecord | None) -> AccountRecord:
     )
 
 
+def _adopt(user: User, before: AccountRecord) -> Change:
+    """The change that verifies an imported account and sets what the YAML declares."""
+    if not user.enabled:
+        return Change(
+            action=Action.DISABLE,
+            account=user.account,
+            reason=Reason.ADOPT,
+            before=before,
+            after=replace(before, enabled=False, adopted=False),
+            roles_removed=before.role_ids,
+            source=user.source,
+        )
+    after = _target(user, before)
+    return Change(
+        action=Action.MODIFY,
+        account=user.account,
+        reason=Reason.ADOPT,
+        before=before,
+        after=after,
+        # Every attribute is sent, and every role counts as granted: the tenant's are unknown.
+        fields=tuple(
+            FieldChange(field=field, before=getattr(before, field), after=getattr(after, field))
+            for field in Field
+        ),
+        roles_added=after.role_ids,
+        source=user.source,
+    )
+
+
 def _user_change(user: User, before: AccountRecord | None) -> Change | None:
+    if before is not None and before.adopted:
+        return _adopt(user, before)
     if not user.enabled:
         if before is None or not before.enabled:
             return None
@@ -100,7 +138,7 @@ def changes(desired: DesiredState, recorded: State | None) -> tuple[Change, ...]
                     account=account,
                     reason=Reason.REMOVED,
                     before=record,
-                    after=replace(record, enabled=False),
+                    after=replace(record, enabled=False, adopted=False),
                     roles_removed=record.role_ids,
                 )
             )
@@ -115,7 +153,7 @@ def guard(
     allow_disables: int | None,
 ) -> Guard:
     """The guard-rail verdict for ``planned``."""
-    managed = sum(1 for r in (recorded.accounts.values() if recorded else ()) if r.enabled)
+    managed = managed_count(recorded)
     disabled = [c.account for c in planned if c.action is Action.DISABLE]
     policy = desired.policy
     return Guard(
@@ -125,6 +163,12 @@ def guard(
         protected_hits=tuple(a for a in disabled if a in policy.protected_accounts),
         override=allow_disables,
     )
+
+
+def managed_count(recorded: State | None) -> int:
+    """Enabled accounts the state knows as applied: adopted (unverified) ones do not count."""
+    accounts = recorded.accounts.values() if recorded else ()
+    return sum(1 for r in accounts if r.enabled and not r.adopted)
 
 
 def roles_index(desired: DesiredState, recorded: State | None) -> dict[str, RoleInfo]:
@@ -151,8 +195,10 @@ def plan(
     events: tuple[EventDecision, ...] = (),
     events_refreshed: bool = False,
     input_path: str = "",
+    state_location: str = "",
+    workspace: str | None = None,
 ) -> Plan:
-    """The plan that brings ``recorded`` to ``desired``."""
+    """The plan that brings ``recorded`` (read from ``state_location``) to ``desired``."""
     planned = changes(desired, recorded)
     notes = []
     outstanding = tuple(b.batch_id for b in recorded.pending) if recorded else ()
@@ -179,11 +225,13 @@ def plan(
         changes=planned,
         batches=batch(planned),
         roles=roles_index(desired, recorded),
-        managed=sum(1 for r in (recorded.accounts.values() if recorded else ()) if r.enabled),
+        managed=managed_count(recorded),
         guard=guard(desired, recorded, planned, allow_disables),
         events=events,
         events_refreshed=events_refreshed,
         outstanding=outstanding,
         notes=tuple(notes),
         input_path=input_path,
+        state_location=state_location,
+        workspace=workspace,
     )

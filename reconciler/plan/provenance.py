@@ -359,6 +359,8 @@ def explain(
         lines.append("  recorded: not in the state (never applied)")
     else:
         status = "enabled" if record.enabled else "disabled"
+        if record.adopted:
+            status += ", adopted by import (attributes unverified)"
         lines.append(
             f"  recorded: {status}, last task {record.last_task_id or '(none)'}, "
             f"applied from {record.source_commit or '(unknown commit)'}"

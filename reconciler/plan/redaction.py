@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.errors import UsageError
+from reconciler.plan import planfile
 from reconciler.plan.model import Change, FieldChange, Plan
 from reconciler.stores.model import AccountRecord
 
@@ -48,11 +49,13 @@ def redact(plan: Plan, spec: str) -> Plan:
     words = parse(spec)
     fields = frozenset(FIELDS[word] for word in words)
     note = f"Redacted {' and '.join(words)}: shown as short hashes (the same value, the same hash)."
+    # The digest shown stays the saved plan's, so a redacted review names what apply gets.
+    digest = planfile.changes_digest(plan)
     return replace(
         plan,
         changes=tuple(_change(change, fields) for change in plan.changes),
         notes=(*plan.notes, note),
-        extra={**plan.extra, "redacted": words},
+        extra={**plan.extra, "redacted": words, "changes_digest": digest},
     )
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.plan.model import Action, Change, EventDecision, Plan
+from reconciler.plan.model import Change, EventDecision, Kind, Plan
 
-VERB = {Action.CREATE: "created", Action.MODIFY: "modified", Action.DISABLE: "disabled"}
+VERB = {
+    Kind.CREATE: "created",
+    Kind.ADOPT: "adopted",
+    Kind.MODIFY: "modified",
+    Kind.DISABLE: "disabled",
+}
 
 
 def roles_text(plan: Plan, role_ids: tuple[str, ...]) -> str:
@@ -15,12 +20,17 @@ def roles_text(plan: Plan, role_ids: tuple[str, ...]) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    """``Plan: 2 to create, 1 to modify, 0 to disable, 1 event to retry; 1 batch.``"""
+    """``Plan: 2 to create, 1 to modify, 0 to disable, 1 event to retry; 1 batch.``
+
+    Adopts are counted apart (``1 to adopt``), and only named when there are some.
+    """
     retries = len(plan.retries)
-    parts = [
-        f"{plan.count(Action.CREATE)} to create",
-        f"{plan.count(Action.MODIFY)} to modify",
-        f"{plan.count(Action.DISABLE)} to disable",
+    parts = [f"{plan.tally(Kind.CREATE)} to create"]
+    if plan.tally(Kind.ADOPT):
+        parts.append(f"{plan.tally(Kind.ADOPT)} to adopt")
+    parts += [
+        f"{plan.tally(Kind.MODIFY)} to modify",
+        f"{plan.tally(Kind.DISABLE)} to disable",
     ]
     if plan.events:
         parts.append(f"{retries} event{'s' if retries != 1 else ''} to retry")
@@ -77,4 +87,19 @@ def guard_messages(plan: Plan) -> list[str]:
 
 def change_heading(change: Change) -> str:
     """``alice will be created (new account)``."""
-    return f"{change.account} will be {VERB[change.action]} ({change.reason.value})"
+    return f"{change.account} will be {VERB[change.kind]} ({change.reason.value})"
+
+
+def location(plan: Plan) -> str:
+    """Where the plan's state is: the location and, for PostgreSQL, the workspace."""
+    where = plan.state_location or "(location not recorded)"
+    return f"{where} (workspace {plan.workspace})" if plan.workspace else where
+
+
+def state_line(plan: Plan) -> str:
+    """The state the plan was made against: location, workspace, lineage and serial."""
+    if not plan.state_exists:
+        return f"no state at {location(plan)}: every declared account is new"
+    workspace = f"workspace {plan.workspace}, " if plan.workspace else ""
+    where = plan.state_location or "(location not recorded)"
+    return f"State: {where} ({workspace}lineage {plan.lineage}, serial {plan.serial})"

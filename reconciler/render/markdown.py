@@ -1,7 +1,8 @@
 """The plan as Markdown for a pull-request comment.
 
-Opens with the summary table and access changes per role (sensitive grants first),
-then the changes in collapsed sections. GitHub refuses comments over 65,536
+Opens with the state the plan was made against (a missing state loudly), the summary
+table and access changes per role (sensitive grants first), then the changes in
+collapsed sections. GitHub refuses comments over 65,536
 characters, so long lists are cut to fewer rows until the comment fits.
 """
 
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.plan import access
-from reconciler.plan.model import Action, Change, Decision, Plan
+from reconciler.plan import access, planfile
+from reconciler.plan.model import Action, Change, Decision, Kind, Plan, Reason
 from reconciler.render import common
 
 GITHUB_COMMENT_LIMIT = 65_536
 _ROW_BUDGETS = (None, 500, 200, 50, 10, 0)
-_ICON = {Action.CREATE: "➕", Action.MODIFY: "✏️", Action.DISABLE: "⛔"}
+_ICON = {Kind.CREATE: "➕", Kind.ADOPT: "📥", Kind.MODIFY: "✏️", Kind.DISABLE: "⛔"}
 
 
 def render(
@@ -38,6 +39,11 @@ def _esc(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _code(text: str) -> str:
+    """``text`` as inline code (a backtick inside could end the span early)."""
+    return "`" + text.replace("`", "'") + "`"
+
+
 def _cut(items: list[str], max_rows: int | None, what: str) -> list[str]:
     if max_rows is None or len(items) <= max_rows:
         return items
@@ -55,24 +61,20 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     headline = common.summary_line(plan).removeprefix("Plan: ").rstrip(".")
     out.append(f"### reconciler plan: {headline}")
     out.append("")
+    out.extend(_state(plan))
     if plan.guard.blocked:
         for message in common.guard_messages(plan):
             out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")
             out.append("")
     out.append("| | accounts |")
     out.append("|---|---:|")
-    for action in Action:
-        out.append(f"| {_ICON[action]} {action.value.lower()} | {plan.count(action)} |")
+    for kind in Kind:
+        if kind is not Kind.ADOPT or plan.tally(kind):
+            out.append(f"| {_ICON[kind]} {kind.value} | {plan.tally(kind)} |")
     if plan.events:
         out.append(f"| 🔁 provisioning retries | {len(plan.retries)} |")
         out.append(f"| 👀 events reported only | {len(plan.events) - len(plan.retries)} |")
     out.append(f"| 📦 createTask batches | {len(plan.batches)} |")
-    out.append("")
-    lineage = f"`{plan.lineage[:8]}`" if plan.lineage else "(new)"
-    out.append(
-        f"State {lineage} serial {plan.serial} · input `{plan.input_digest[7:19]}` · "
-        f"disables {plan.guard.disables}/{plan.guard.limit} allowed"
-    )
     out.append("")
     out.extend(_access(plan, max_rows))
     if plan.changes:
@@ -97,6 +99,26 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
         out.append("No changes. The recorded state matches the desired state.")
         out.append("")
     return "\n".join(out)
+
+
+def _state(plan: Plan) -> list[str]:
+    """Which state, input and changes: a state that does not exist is a warning."""
+    where = _code(plan.state_location or "(location not recorded)")
+    workspace = f" · workspace {_code(plan.workspace)}" if plan.workspace else ""
+    out = []
+    if not plan.state_exists:
+        out += [
+            f"> [!WARNING]\n> **No state at {where}**{workspace}: every declared account is new.",
+            "",
+        ]
+    lineage = f"lineage {_code(plan.lineage[:8])} serial {plan.serial}" if plan.lineage else "new"
+    out += [
+        f"State {where}{workspace} · {lineage} · input {_code(plan.input_digest[7:19])} · "
+        f"changes {_code(planfile.changes_digest(plan)[7:19])} · "
+        f"disables {plan.guard.disables}/{plan.guard.limit} allowed",
+        "",
+    ]
+    return out
 
 
 def _access(plan: Plan, max_rows: int | None) -> list[str]:
@@ -125,6 +147,12 @@ def _change_row(plan: Plan, change: Change) -> str:
                 f"name {_esc(change.after.name)!r}, email {_esc(change.after.email)}, "
                 f"roles {_esc(common.roles_text(plan, change.after.role_ids))}"
             )
+        case Action.MODIFY if change.kind is Kind.ADOPT:
+            detail = (
+                f"adopt (unverified: apply checks it exists and sets all): "
+                f"name {_esc(change.after.name)!r}, email {_esc(change.after.email)}, "
+                f"roles {_esc(common.roles_text(plan, change.after.role_ids))}"
+            )
         case Action.MODIFY:
             parts = [
                 f"{f.field}: {_esc(str(f.before))} → {_esc(str(f.after))}" for f in change.fields
@@ -132,10 +160,12 @@ def _change_row(plan: Plan, change: Change) -> str:
             parts += [f"+{_esc(plan.role_name(r))}" for r in change.roles_added]
             parts += [f"−{_esc(plan.role_name(r))}" for r in change.roles_removed]
             detail = "; ".join(parts)
+        case Action.DISABLE if change.reason is Reason.ADOPT:
+            detail = "imported, unverified; declared enabled: false (the disable checks it exists)"
         case Action.DISABLE:
             detail = change.reason.value
     source = _source(change)
-    return f"| {_ICON[change.action]} | `{change.account}` | {detail} | {source} |"
+    return f"| {_ICON[change.kind]} | `{change.account}` | {detail} | {source} |"
 
 
 def _source(change: Change) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.plan.model import Action, Change, Decision, Plan
+from reconciler.plan import planfile
+from reconciler.plan.model import Action, Change, Decision, Kind, Plan
 from reconciler.render import common
 
 _COLORS = {Action.CREATE: "\x1b[32m", Action.MODIFY: "\x1b[33m", Action.DISABLE: "\x1b[31m"}
 _BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
+_WARN = "\x1b[1;33m"
 
 
 class _Paint:
@@ -22,7 +24,7 @@ class _Paint:
 def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: bool = False) -> str:
     """The whole plan as text; ``now`` dates the ages of provisioning events."""
     paint = _Paint(color)
-    lines: list[str] = []
+    lines = _header(plan, paint)
     if plan.changes:
         lines.append("reconciler will perform the following actions:")
         lines.append("")
@@ -54,15 +56,35 @@ def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: b
     return "\n".join(lines) + "\n"
 
 
+def _header(plan: Plan, paint: _Paint) -> list[str]:
+    """The first lines: which state (a missing one loudly), which input, which changes."""
+    if plan.state_exists:
+        lines = [common.state_line(plan)]
+    else:
+        lines = [paint(_WARN, f"Warning: {common.state_line(plan)}.")]
+    digest = planfile.changes_digest(plan)
+    lines.append(
+        f"Input: {plan.input_path or '(path not recorded)'} ({plan.input_digest[:19]}…), "
+        f"changes {digest[:19]}…"
+    )
+    lines.append("")
+    return lines
+
+
 def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
     color = _COLORS[change.action]
     where = ""
     if change.source is not None:
         commit = change.source.commit
         where = f"  [{change.source.render()}{f', {commit.render()}' if commit else ''}]"
+    adopt = " (adopt: apply checks it exists and sets every attribute)"
     out = [
         paint(_DIM, f"  # {common.change_heading(change)}{where}"),
-        paint(color, f"  {change.action.symbol} account {change.account}"),
+        paint(
+            color,
+            f"  {change.action.symbol} account {change.account}"
+            + (adopt if change.kind is Kind.ADOPT else ""),
+        ),
     ]
     match change.action:
         case Action.CREATE:
@@ -72,6 +94,11 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
             out.append(f"      roles: {common.roles_text(plan, after.role_ids)}")
             if change.before is not None and change.roles_removed:
                 out.append(f"      (drops: {common.roles_text(plan, change.roles_removed)})")
+        case Action.MODIFY if change.kind is Kind.ADOPT:
+            after = change.after
+            out.append(f"      name:  {after.name!r}")
+            out.append(f"      email: {after.email!r}")
+            out.append(f"      roles: {common.roles_text(plan, after.role_ids)}")
         case Action.MODIFY:
             for field in change.fields:
                 out.append(f"      {field.field + ':':<6} {field.before!r} -> {field.after!r}")

@@ -3,6 +3,11 @@
 The document is versioned (``format_version``), has a ``lineage`` fixed at creation and
 a ``serial`` that every write increases by one. Both backends store exactly this
 document, so a state moves between them unchanged (``state pull`` / ``state push``).
+
+Format 2 added ``adopted`` (an account recorded by ``import``, its attributes not verified
+on the tenant). A reconciler that reads only format 1 would take such an account for a
+verified one, so it must refuse format 2; a format-1 document reads as format 2 with no
+adopted account, and is written back as format 2.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from reconciler import formats
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Action(enum.StrEnum):
@@ -74,6 +79,9 @@ class AccountRecord:
     created_at: str | None = None
     updated_at: str | None = None
     source_commit: str | None = None  # the git commit the entry was last applied from
+    # Recorded by `import`, not by an apply: the tenant was never asked whether the account
+    # exists or what it holds. The next plan adopts it (a MODIFY with every attribute).
+    adopted: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,18 +147,25 @@ ATTRIBUTES = ("name", "email", "role_ids", "enabled")  # what a plan shows of a 
 
 
 def attributes_to_json(record: AccountRecord) -> dict[str, Any]:
-    """The record's attributes (what a plan shows), without the state's bookkeeping."""
-    return {
+    """The record's attributes (what a plan shows), without the state's bookkeeping.
+
+    ``adopted`` is written only when true, so records of applied accounts look as before.
+    """
+    out: dict[str, Any] = {
         "name": record.name,
         "email": record.email,
         "role_ids": list(record.role_ids),
         "enabled": record.enabled,
     }
+    if record.adopted:
+        out["adopted"] = True
+    return out
 
 
 def attributes_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord:
     """A record of the attributes in ``data`` only: bookkeeping is the state's, not a plan's."""
-    return _record_from_json(account, {key: data[key] for key in ATTRIBUTES})
+    kept = {key: data[key] for key in ATTRIBUTES}
+    return _record_from_json(account, {**kept, "adopted": data.get("adopted", False)})
 
 
 def _record_to_json(record: AccountRecord) -> dict[str, Any]:
@@ -173,6 +188,7 @@ def _record_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord:
         created_at=data.get("created_at"),
         updated_at=data.get("updated_at"),
         source_commit=data.get("source_commit"),
+        adopted=data.get("adopted", False),  # absent in format 1: nothing was adopted
     )
 
 

@@ -28,19 +28,19 @@ def _without_version(document: dict[str, Any]) -> Any:
 # (how the document is changed, the verdict, the message after the document's name, with
 # <kind> for what it should be); the same text for a plan and a state.
 VERSIONS = [
-    pytest.param(_version(1), Verdict.SUPPORTED, "", id="current"),
+    pytest.param(_version(2), Verdict.SUPPORTED, "", id="current"),
     pytest.param(
-        _version(2),
+        _version(3),
         Verdict.NEWER,
-        " was written by a newer reconciler (<kind> format_version 2; "
-        "this reconciler reads up to 1)",
+        " was written by a newer reconciler (<kind> format_version 3; "
+        "this reconciler reads up to 2)",
         id="newer",
     ),
     pytest.param(
         _version(10**12),
         Verdict.NEWER,
         " was written by a newer reconciler (<kind> format_version 1000000000000; "
-        "this reconciler reads up to 1)",
+        "this reconciler reads up to 2)",
         id="much-newer",
     ),
     pytest.param(

@@ -1,0 +1,146 @@
+"""A saved plan is a proof, not a command: apply makes the plan again and compares.
+
+What apply sends and records comes from the plan it makes again, at apply time, from the
+desired input and the state the saved plan names. The saved plan only proves what was
+reviewed: its changes, exactly as written in the file (every field, ``wire`` included,
+``source`` aside), must be the changes planned again, or apply refuses naming the first
+difference. Everything else in the file (summary, guard, access, batches, roles, notes)
+is derived from the changes or from the policy and is never read by apply.
+
+Provisioning retries are checked the same way against a fresh listing: an event of the
+saved plan is retried only if it is still failed and still decided "retry".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.errors import PlanError
+from reconciler.plan import planfile
+from reconciler.plan.model import Decision, EventDecision, Plan
+
+_SHOWN = 120  # characters of a value shown in a difference
+
+
+def verify(saved: Plan, derived: Plan, *, against: str) -> None:
+    """Refuse ``saved`` unless its changes are exactly those of ``derived``.
+
+    ``against`` says what ``derived`` was made from, for the message.
+    """
+    written = saved.extra.get("changes")
+    if written is None:  # a plan value that was never a file: compare what it holds
+        written = tuple(planfile.change_json(change) for change in saved.changes)
+    planned = [planfile.change_json(change) for change in derived.changes]
+    if planfile.digest(written) == planfile.digest(planned):
+        return  # canonical JSON, so `1` is not `true`: identical, without walking 100k changes
+    # As the file would hold them: JSON types only (a str enum is not a str to compare).
+    difference = first_difference(written, json.loads(json.dumps(planned)))
+    if difference is None:
+        return
+    raise PlanError(
+        f"the saved plan is not the plan {against} gives: {difference}; nothing was sent",
+        hint="the file was edited, or made from another input or by another reconciler "
+        "version: plan again with `reconciler plan --out FILE`, review it, and apply that",
+    )
+
+
+def first_difference(
+    written: Sequence[Mapping[str, Any]], planned: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """The first difference between two lists of change documents (None: identical)."""
+    for index, (mine, theirs) in enumerate(zip(written, planned, strict=False), start=1):
+        account, again = mine.get("account"), theirs.get("account")
+        if account != again:
+            return (
+                f"change {index} is for account {account} in the saved plan, "
+                f"but for {again} when planned again"
+            )
+        found = _walk("", planfile.reviewed(mine), planfile.reviewed(theirs))
+        if found is not None:
+            path, value, other = found
+            return (
+                f"change {index} ({account}): {path} is {value} in the saved plan, "
+                f"but {other} when planned again"
+            )
+    if len(written) > len(planned):
+        extra = written[len(planned)]
+        return (
+            f"the saved plan has {len(written)} changes, planning again gives "
+            f"{len(planned)}: {extra.get('action')} {extra.get('account')} "
+            "is not planned"
+        )
+    if len(planned) > len(written):
+        missing = planned[len(written)]
+        return (
+            f"the saved plan has {len(written)} changes, planning again gives "
+            f"{len(planned)}: {missing['action']} {missing['account']} is missing from it"
+        )
+    return None
+
+
+def _walk(path: str, mine: Any, theirs: Any) -> tuple[str, str, str] | None:
+    """The first (path, saved value, planned value) where two JSON values differ."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in sorted(mine.keys() | theirs.keys()):
+            inner = f"{path}.{key}" if path else key
+            if key not in mine or key not in theirs:
+                return inner, _shown_at(mine, key), _shown_at(theirs, key)
+            found = _walk(inner, mine[key], theirs[key])
+            if found is not None:
+                return found
+        return None
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+        for index, (left, right) in enumerate(zip(mine, theirs, strict=True)):
+            found = _walk(f"{path}[{index}]", left, right)
+            if found is not None:
+                return found
+        return None
+    # bool is an int to Python: compare types too, so `true` never equals 1
+    if type(mine) is type(theirs) and mine == theirs:
+        return None
+    return path, _shown(mine), _shown(theirs)
+
+
+def _shown_at(document: Mapping[str, Any], key: str) -> str:
+    return _shown(document[key]) if key in document else "absent"
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def recheck_retries(
+    saved: Plan, listed: Sequence[EventDecision]
+) -> tuple[tuple[EventDecision, ...], tuple[str, ...]]:
+    """The saved plan's retries that a fresh listing still shows failed and decided "retry".
+
+    Returns those events as listed now (their current reason and times), and a note for
+    each one skipped. Events listed now but not in the saved plan are not retried: they
+    were not reviewed.
+    """
+    now = {event.event_id: event for event in listed}
+    kept: list[EventDecision] = []
+    notes: list[str] = []
+    for event in saved.retries:
+        fresh = now.get(event.event_id)
+        if fresh is None:
+            notes.append(
+                f"event {event.event_id} ({event.account}): not failed any more; its retry "
+                "is skipped"
+            )
+        elif fresh.account != event.account:
+            notes.append(
+                f"event {event.event_id} ({event.account}): now listed for {fresh.account}; "
+                "its retry is skipped"
+            )
+        elif fresh.decision is not Decision.RETRY:
+            notes.append(
+                f"event {event.event_id} ({event.account}): no longer decided retry "
+                f"({fresh.why}); its retry is skipped"
+            )
+        else:
+            kept.append(fresh)
+    return tuple(kept), tuple(notes)
