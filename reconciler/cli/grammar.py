@@ -318,13 +318,20 @@ def _force_unlock(sub: Subparsers) -> None:
     p = arguments.command(sub, "force-unlock", "release a stuck lock", _force_unlock_options)
     p.add_argument("lock_id", metavar="LOCK_ID", help="the id the lock error named")
     arguments.path_operand(p)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="do not ask, and unlock even a holder still running on this host",
+    )
     arguments.state_options(p)
     arguments.legacy_path(p)
 
 
 def _force_unlock_options(ns: argparse.Namespace, notes: Notes) -> ForceUnlockOptions:
     path = arguments.located(ns, notes, ["force-unlock", ns.lock_id])
-    return ForceUnlockOptions(path=path, lock_id=ns.lock_id, common=arguments.common(ns))
+    return ForceUnlockOptions(
+        path=path, lock_id=ns.lock_id, force=ns.force, common=arguments.common(ns)
+    )
 
 
 def _state(sub: Subparsers) -> None:
