@@ -56,6 +56,7 @@ EPILOG = """exit codes: 0 success; 1 error, including a usage error; 2 changes p
 (plan --detailed-exitcode); 3 blocked by a guard rail.
 
 environment: RECONCILER_STATE (state location: a path or postgresql://...),
+RECONCILER_PG_LOCK_TIMEOUT / _STATEMENT_TIMEOUT (PostgreSQL state),
 RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID,
 RECONCILER_CLOUDIDENTITY_URL, VOLCENGINE_ACCESS_KEY / _SECRET_KEY / _SESSION_TOKEN / _REGION,
 NO_COLOR.
