@@ -3,7 +3,8 @@
 The repro of the issue: an apply's lock was force-unlocked while it ran, and it went on
 sending createTask and writing the state beside the next runner. Here the lock is taken
 away during the first createTask of a round; the applier must not send the second one,
-nor write anything after it. Run over both backends.
+nor write anything after it; nor does it ask CloudIdentity for a provisioning retry.
+Run over both backends.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pytest
 from builders import desired, user
 from test_store_contract import Backend, FakeClock, backend_fixture  # noqa: F401 - `backend`
 
-from reconciler.apply.engine import Applier, ApplySettings
+from reconciler.apply import provisioning
+from reconciler.apply.engine import Applier, ApplyReport, ApplySettings
 from reconciler.errors import StateLockLost
 from reconciler.plan import planner
+from reconciler.plan.model import Decision, EventDecision
 from reconciler.providers.federation.replies import TaskState, TaskStatus
 
 
@@ -62,3 +65,36 @@ def test_an_apply_that_lost_its_lock_sends_and_writes_nothing_more(backend: Back
     assert stored.serial == 1
     assert [batch.task_id for batch in stored.pending] == [None, None, None]
     assert stored.accounts == {}
+
+
+class _Retrier:
+    """A CloudIdentity client that records the retries it is asked for."""
+
+    def __init__(self) -> None:
+        self.retried: list[str] = []
+
+    def retry_provisioning_event(self, event_id: str) -> None:
+        """Record the call."""
+        self.retried.append(event_id)
+
+
+def test_a_run_that_lost_its_lock_asks_for_no_provisioning_retry(backend: Backend) -> None:
+    """After the lock is gone, the next event retry is not sent."""
+    decision = EventDecision(
+        event_id="upe-1",
+        account="alice",
+        target="prod-account",
+        reason="member account quota exceeded",
+        created_at="2025-03-10T10:00:00Z",
+        updated_at="2025-03-10T10:00:00Z",
+        attempts=0,
+        decision=Decision.RETRY,
+        why="managed and enabled",
+    )
+    client = _Retrier()
+    with backend.store.lock("apply") as lock:
+        applier = Applier(backend.store, _UnlockedDuringCreate(lambda: None))
+        backend.reopen().force_unlock(lock.lock_id)
+        with pytest.raises(StateLockLost):
+            provisioning._retry(client, decision, applier, ApplyReport())
+    assert client.retried == []

@@ -372,7 +372,7 @@ def test_pg_without_psycopg_says_how_to_install_it() -> None:
         "from pathlib import Path\n"
         "from reconciler.stores import open_store\n"
         "try:\n"
-        "    open_store('postgresql://h/db', base_dir=Path('.'))\n"
+        "    open_store('postgresql://h/db', base_dir=Path('.'), environ={})\n"
         "except BackendUnavailable as exc:\n"
         "    print(exc.hint)\n"
     )

@@ -261,22 +261,23 @@ def open_store(
     *,
     base_dir: Path,
     workspace: str | None = None,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str],
 ) -> Store:
     """The store for ``location``, else ``RECONCILER_STATE`` in ``environ``, else the default.
 
-    The location must be a postgresql:// URL or a plain path (``location.classify``);
-    anything else is refused before a store exists. ``--workspace`` is for PostgreSQL
-    only: a file has no workspaces, and a misspelt one must not select an empty state.
+    ``environ`` is required: a caller that forgot it would silently ignore
+    ``RECONCILER_STATE`` and use the default file. The location must be a postgresql://
+    URL or a plain path (``location.classify``); anything else is refused before a store
+    exists. ``--workspace`` is for PostgreSQL only: a file has no workspaces, and a
+    misspelt one must not select an empty state.
     """
-    env = environ or {}
     source = "--state"
-    if location is None and STATE_ENV in env:
-        location, source = env[STATE_ENV], STATE_ENV
+    if location is None and STATE_ENV in environ:
+        location, source = environ[STATE_ENV], STATE_ENV
     if location is not None and classify(location, source=source) is Backend.POSTGRES:
         from reconciler.stores import pg_dsn, postgres  # noqa: PLC0415 - psycopg is an optional extra
 
-        timeouts = pg_dsn.Timeouts.from_env(env)
+        timeouts = pg_dsn.Timeouts.from_env(environ)
         return postgres.PostgresStore.from_dsn(location, workspace=workspace, timeouts=timeouts)
     from reconciler.stores.local import LocalStore  # noqa: PLC0415 - keep imports per backend
 
