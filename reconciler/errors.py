@@ -12,6 +12,7 @@ The CLI catches only :class:`ReconcilerError`, prints ``error: <message>`` (plus
     │   ├── StateCorrupt                 unreadable, invalid or newer format: never overwritten
     │   ├── StateConflict                lineage/serial changed under us (compare-and-swap failed)
     │   ├── StateLocked                  another process holds the lock (names the holder)
+    │   ├── StateLockLost                this run's lock was taken away: it stops at once
     │   └── BackendUnavailable           backend library missing or database unreachable
     ├── PlanError
     │   └── StalePlan                    saved plan no longer matches state or input
@@ -107,6 +108,14 @@ class StateLocked(StateError):
     def __init__(self, message: str, *, lock_id: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.lock_id = lock_id
+
+
+class StateLockLost(StateError):
+    """The lock this run held is no longer its own (force-unlocked, session ended).
+
+    Raised before a state write or a createTask, so a runner that lost its lock never
+    writes or sends again; what it recorded so far stays (the next run settles it).
+    """
 
 
 class BackendUnavailable(StateError):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import pg
+from tests.support import pg, stores
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -146,3 +146,17 @@ def pg_schema_dsn() -> Iterator[str]:
         yield pg.with_query(dsn, options=f"-csearch_path={schema}")
     finally:
         pg.pg_execute(dsn, f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(name="backend", params=["local", "postgres"])
+def backend_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[stores.Backend]:
+    """Each state backend in turn, empty and private to the test."""
+    with stores.backend(request.param, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture(name="fresh_database")
+def fresh_database_fixture() -> Iterator[str]:
+    """The DSN of a brand-new database that has never seen reconciler, dropped afterwards."""
+    with stores.fresh_database() as dsn:
+        yield dsn

@@ -480,6 +480,9 @@ class _MemoryStore:
         """Not needed by the engine."""
         raise NotImplementedError
 
+    def fence(self) -> None:
+        """No lock held: nothing to check."""
+
 
 class _Recording:
     """A store that remembers every state written."""
@@ -495,6 +498,10 @@ class _Recording:
         """Delegate and remember."""
         self.inner.write(state, force=force)
         self.seen.append(state)
+
+    def fence(self) -> None:
+        """Delegate."""
+        self.inner.fence()
 
 
 class _CrashingStore(_Recording):

@@ -217,7 +217,9 @@ def test_import_one_then_state_list_and_show(
         "serial 1): bob\n"
         "They are recorded as adopted, attributes unverified"
     )
-    assert run(capsys, "state", "list") == (0, "bob\n", "")
+    code, out, err = run(capsys, "state", "list")
+    assert (code, out) == (0, "bob\n")
+    assert err.startswith("State at .reconciler/state.json: lineage ")
     code, out, _ = run(capsys, "state", "show", "bob")
     assert code == 0
     shown = json.loads(out)
@@ -236,7 +238,9 @@ def test_import_all_marks_disabled_accounts(
 ) -> None:
     """import --all adopts every declared account; enabled:false ones are listed disabled."""
     assert run(capsys, "import", "--all")[0] == 0
-    assert run(capsys, "state", "list") == (0, "alice\nbob\ncarol (disabled)\n", "")
+    code, out, err = run(capsys, "state", "list")
+    assert (code, out) == (0, "alice\nbob\ncarol (disabled)\n")
+    assert err.endswith(", serial 1, 3 account(s).\n")
     assert run(capsys, "import", "--all")[1].startswith("Nothing to import")
 
 
@@ -270,11 +274,17 @@ def test_import_already_managed(workdir: Path, capsys: pytest.CaptureFixture[str
 def test_state_show_unknown_and_empty_list(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """state list without a state says so; state show of an unmanaged account exits 1."""
-    assert run(capsys, "state", "list") == (0, "", "No state yet.\n")
+    """state list without a state says so loudly; state show of an unmanaged account exits 1."""
+    code, out, err = run(capsys, "state", "list")
+    assert (code, out) == (0, "")
+    assert err.startswith("warning: no state at .reconciler/state.json: nothing was applied")
     code, _, err = run(capsys, "state", "show", "alice")
     assert code == 1
-    assert "account 'alice' is not in the recorded state" in err
+    assert err.startswith("error: no state at .reconciler/state.json\n")
+    run(capsys, "import", "--account", "bob")
+    code, _, err = run(capsys, "state", "show", "alice")
+    assert code == 1
+    assert "account 'alice' is not in the state at .reconciler/state.json" in err
 
 
 @pytest.mark.parametrize(
@@ -314,7 +324,10 @@ def test_force_unlock_wrong_id_keeps_the_lock(
         assert code == 1
         assert f"pass the id of the current holder: {held.lock_id}" in err
         assert store.lock_path.exists()
-        code, out, _ = run(capsys, "force-unlock", held.lock_id)
+        code, _, err = run(capsys, "force-unlock", held.lock_id)  # held by this live process
+        assert code == 1
+        assert "still running on this host" in err
+        code, out, _ = run(capsys, "force-unlock", held.lock_id, "--force")
         assert code == 0
         assert out.startswith(f"Lock {held.lock_id} released")
         assert not store.lock_path.exists()

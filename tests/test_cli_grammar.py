@@ -129,22 +129,30 @@ def test_exit_codes_are_named_constants_in_the_cli() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "expected"),
+    ("argv", "expected", "named"),
     [
-        (["state", "list", "{path}"], "alice\nbob\ncarol (disabled)\n"),
-        (["state", "show", "bob", "{path}"], '"account": "bob"'),
-        (["state", "pull", "{path}"], '"lineage"'),
-        (["why", "bob", "{path}"], "bob"),
+        (["state", "list", "{path}"], "alice\nbob\ncarol (disabled)\n", "State at"),
+        (["state", "show", "bob", "{path}"], '"account": "bob"', "State at"),
+        (["state", "pull", "{path}"], '"lineage"', "Pulled the state at"),
+        (["why", "bob", "{path}"], "bob", ""),
     ],
 )
 def test_path_is_the_last_operand(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+    elsewhere: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: str,
+    named: str,
 ) -> None:
     """Run from another directory, PATH (last) locates the desired state and its state."""
     capsys.readouterr()
     code, out, err = run(capsys, *(word.format(path=elsewhere) for word in argv))
-    assert (code, err) == (0, "")
+    assert code == 0
     assert expected in out
+    if named:  # state commands name the state they used, on stderr
+        assert err.startswith(f"{named} {elsewhere / '.reconciler' / 'state.json'}: lineage ")
+    else:
+        assert err == ""
 
 
 def test_state_push_and_force_unlock_take_path_last(
@@ -160,7 +168,7 @@ def test_state_push_and_force_unlock_take_path_last(
     assert out.startswith(f"Pushed {pulled} to ")
     store = LocalStore(elsewhere / ".reconciler" / "state.json")
     with store.lock("test") as held:
-        code, out, _ = run(capsys, "force-unlock", held.lock_id, str(elsewhere))
+        code, out, _ = run(capsys, "force-unlock", held.lock_id, str(elsewhere), "--force")
         assert code == 0
         assert out.startswith(f"Lock {held.lock_id} released")
 

@@ -7,7 +7,6 @@ every account is created exactly once on the tenant.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,8 @@ import sys
 from pathlib import Path
 
 from reconciler.sandbox.federation_rules import FederationSettings
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace, with_query
+from reconciler.stores.postgres import PostgresStore
+from tests.support.pg import pg_dsn, unique_workspace, with_query
 from tests.support.sandbox import env_for, loopback, users, wait_for, write_desired
 
 SLOW = FederationSettings(todo_seconds=0.4, doing_seconds=0.4)
@@ -48,15 +48,10 @@ def _env(server_env: dict[str, str], state: str) -> dict[str, str]:
 
 
 def _lock_holder_pid(dsn: str, workspace: str) -> int | None:
-    # The run's database is fresh: until the first apply creates its tables there is no holder.
-    if pg_execute(dsn, "SELECT to_regclass('reconciler_locks')") == [(None,)]:
-        return None
-    rows = pg_execute(dsn, "SELECT holder FROM reconciler_locks WHERE workspace = %s", (workspace,))
-    if not rows:
-        return None
-    holder = rows[0][0]
-    data = holder if isinstance(holder, dict) else json.loads(holder)
-    return int(data["pid"])
+    # Through the store, as any command would: on a database that never saw reconciler
+    # this runs before the first apply has created the tables, and must work.
+    holder = PostgresStore.from_dsn(dsn, workspace=workspace).holder()
+    return holder.pid if holder is not None else None
 
 
 def test_second_apply_fails_fast_naming_the_holder_then_a_waiter_finds_nothing(

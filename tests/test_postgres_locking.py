@@ -2,8 +2,9 @@
 
 Every runner here is a separate ``python -c`` process talking to the test database, so
 the lock is exercised across sessions exactly as two CI jobs would: fail fast naming the
-holder, wait with a timeout, survive ``kill -9`` of the holder, and let exactly one of
-several racing writers win.
+holder, wait with a timeout, survive ``kill -9`` of the holder, stop a force-unlocked
+holder before it writes, and let exactly one of several racing writers win. A runner
+that waits for the lock has a fake clock: its timeout passes without the test waiting.
 """
 
 from __future__ import annotations
@@ -28,23 +29,38 @@ from tests.support.pg import pg_dsn, pg_execute, unique_workspace
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 30.0  # generous deadline for a process to report; reached only when broken
 
-# Takes the lock, says so, holds it until a line arrives on stdin.
+# Takes the lock, says so, holds it until a line arrives on stdin; then, with argv[3],
+# writes the state's successor as a holder would after a batch.
 HOLDER = """
 import sys
+from reconciler.errors import StateLockLost
+from reconciler.stores.model import State
 from reconciler.stores.postgres import PostgresStore
 store = PostgresStore.from_dsn(sys.argv[1], workspace=sys.argv[2])
-with store.lock("apply") as info:
-    print("locked", info.lock_id, flush=True)
+with store.lock("apply") as lock:
+    print("locked", lock.lock_id, flush=True)
     sys.stdin.readline()
+    if len(sys.argv) > 3:
+        try:
+            store.write((store.read() or State.empty()).successor())
+            print("wrote", flush=True)
+        except StateLockLost:
+            print("lock-lost", flush=True)
 print("released", flush=True)
 """
 
-# Tries once without waiting, then (when argv[3] > 0) waits up to argv[3] seconds.
+# Tries once without waiting, then (when argv[3] > 0) waits up to argv[3] seconds of a
+# fake clock: each poll's sleep moves it on at once.
 CONTENDER = """
-import sys, time
+import sys
 from reconciler.errors import StateLocked
 from reconciler.stores.postgres import PostgresStore
-store = PostgresStore.from_dsn(sys.argv[1], workspace=sys.argv[2])
+now = [0.0]
+def sleep(seconds):
+    now[0] += seconds
+store = PostgresStore.from_dsn(
+    sys.argv[1], workspace=sys.argv[2], monotonic=lambda: now[0], sleep=sleep
+)
 try:
     with store.lock("plan"):
         print("acquired-at-once", flush=True)
@@ -53,12 +69,11 @@ except StateLocked as exc:
     print("busy", exc.lock_id, exc.message.replace("\\n", " "), flush=True)
 timeout = float(sys.argv[3])
 if timeout > 0:
-    started = time.monotonic()
     try:
         with store.lock("plan", timeout=timeout):
             print("acquired", flush=True)
     except StateLocked:
-        print("timed-out", round(time.monotonic() - started, 2), flush=True)
+        print("timed-out", round(now[0], 2), flush=True)
         sys.exit(3)
 """
 
@@ -178,13 +193,13 @@ def test_second_process_fails_fast_naming_the_holder(
 
 
 def test_waiting_process_times_out(workspace: tuple[str, str], runners: list[Runner]) -> None:
-    """A runner waiting with a timeout gives up after it while the holder holds on."""
+    """A runner waiting with a timeout gives up at it (its clock) while the holder holds on."""
     holder = start(runners, HOLDER, *workspace)
     holder.expect("locked")
     contender = start(runners, CONTENDER, *workspace, "1.0")
     contender.expect("busy")
     waited = float(contender.expect("timed-out").split()[1])
-    assert waited >= 1.0
+    assert waited == 1.0
     assert contender.finish() == 3
 
 
@@ -194,7 +209,7 @@ def test_waiting_process_gets_the_lock_on_release(
     """A runner that found the lock busy and waits gets it once the holder releases."""
     holder = start(runners, HOLDER, *workspace)
     holder.expect("locked")
-    contender = start(runners, CONTENDER, *workspace, str(WAIT))
+    contender = start(runners, CONTENDER, *workspace, "1e9")  # a fake clock: polls, never waits
     contender.expect("busy")
     holder.send()
     holder.expect("released")
@@ -216,8 +231,8 @@ def test_kill_9_of_the_holder_frees_the_lock(
     holder.proc.kill()  # SIGKILL: no cleanup code runs in the holder
     holder.finish()
     started = time.monotonic()
-    with store.lock("plan", timeout=WAIT) as info:  # polls until the server noticed
-        assert info.lock_id != lock_id
+    with store.lock("plan", timeout=WAIT) as lock:  # polls until the server noticed
+        assert lock.lock_id != lock_id
     assert time.monotonic() - started < WAIT
 
 
@@ -229,11 +244,30 @@ def test_force_unlock_ends_a_live_holders_session(
     lock_id = holder.expect("locked").split()[1]
     store = PostgresStore.from_dsn(workspace[0], workspace=workspace[1])
     store.force_unlock(lock_id)
-    with store.lock("plan") as info:
-        assert info.lock_id != lock_id
+    with store.lock("plan") as lock:
+        assert lock.lock_id != lock_id
     holder.send()
     holder.expect("released")  # its own release finds the session gone and moves on
     assert holder.finish() == 0
+
+
+def test_a_force_unlocked_holder_stops_before_it_writes(
+    workspace: tuple[str, str], runners: list[Runner]
+) -> None:
+    """The unlocked holder wakes up and tries to write: refused, it does not reconnect."""
+    store = PostgresStore.from_dsn(workspace[0], workspace=workspace[1])
+    store.write(sample_state())
+    holder = start(runners, HOLDER, *workspace, "write")
+    lock_id = holder.expect("locked").split()[1]
+    store.force_unlock(lock_id)
+    with store.lock("apply"):  # the next runner holds the state now
+        holder.send()
+        holder.expect("lock-lost")
+    holder.expect("released")
+    assert holder.finish() == 0
+    stored = store.read()
+    assert stored is not None
+    assert stored.serial == 1
 
 
 @pytest.mark.parametrize("writers", [2, 4])

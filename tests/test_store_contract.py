@@ -1,5 +1,10 @@
 """One contract for every state backend: the file backend and PostgreSQL.
 
+Every store-level rule is a test here, run over both backends: reading and writing,
+compare-and-swap, the serial's range, locking (with an injected clock: no test waits on
+the wall clock), fencing of a holder that lost its lock, force-unlock, pull and push.
+Backend-specific rules live in ``test_store_local.py`` and ``test_store_postgres.py``.
+
 PostgreSQL tests use ``RECONCILER_TEST_PG_DSN`` (default: the local test database) with
 a unique workspace per test; they skip when the server is unreachable, or fail under
 ``RECONCILER_REQUIRE_PG=1``.
@@ -7,136 +12,32 @@ a unique workspace per test; they skip when the server is unreachable, or fail u
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
-import stat
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from reconciler.errors import (
-    BackendUnavailable,
-    ConfigError,
     StateConflict,
     StateCorrupt,
     StateError,
     StateLocked,
+    StateLockLost,
 )
 from reconciler.formats import Verdict
-from reconciler.stores import LockInfo, Store, locked_error, transfer
+from reconciler.stores import Expected, Lock, LockInfo, locked_error, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import (
-    AccountRecord,
+    MAX_SERIAL,
     State,
 )
 from tests.support.builders import sample_state
 from tests.support.format_versions import VERSIONS, Mutate, check_answer
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backend:
-    """A store under test plus what the contract needs to poke at its storage."""
-
-    kind: str
-    store: Store
-    reopen: Callable[[], Store]  # another handle on the same state: "another runner"
-    put_raw: Callable[[str], None]  # replace the stored document with raw text
-    raw: Callable[[], str | None]  # the stored document as text
-
-
-def _local_backend(tmp_path: Path) -> Backend:
-    path = tmp_path / "state" / "state.json"
-
-    def put_raw(text: str) -> None:
-        path.write_text(text, encoding="utf-8")
-
-    return Backend(
-        kind="local",
-        store=LocalStore(path),
-        reopen=lambda: LocalStore(path),
-        put_raw=put_raw,
-        raw=lambda: path.read_text(encoding="utf-8") if path.exists() else None,
-    )
-
-
-def _pg_backend(dsn: str, workspace: str) -> Backend:
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    def raw() -> str | None:
-        rows = pg_execute(
-            dsn, "SELECT document FROM reconciler_states WHERE workspace = %s", (workspace,)
-        )
-        return str(rows[0][0]) if rows else None
-
-    def put_raw(text: str) -> None:
-        pg_execute(
-            dsn,
-            "UPDATE reconciler_states SET document = %s WHERE workspace = %s",
-            (text, workspace),
-        )
-
-    return Backend(
-        kind="postgres",
-        store=PostgresStore.from_dsn(dsn, workspace=workspace),
-        reopen=lambda: PostgresStore.from_dsn(dsn, workspace=workspace),
-        put_raw=put_raw,
-        raw=raw,
-    )
-
-
-@pytest.fixture(params=["local", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """Each backend in turn, empty and private to the test."""
-    if request.param == "local":
-        yield _local_backend(tmp_path)
-        return
-    dsn = pg_dsn()
-    workspace = unique_workspace()
-    yield _pg_backend(dsn, workspace)
-    for table in ("reconciler_states", "reconciler_locks"):
-        pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
-
-
-def with_account(state: State, account: str) -> State:
-    """The successor of ``state`` with one more account."""
-    record = AccountRecord(account=account, name=account, email="", role_ids=(), enabled=True)
-    return state.successor(accounts={**state.accounts, account: record})
-
-
-@contextlib.contextmanager
-def held_in_thread(
-    store: Store, operation: str = "apply"
-) -> Iterator[tuple[LockInfo, threading.Event]]:
-    """Hold ``store``'s lock in another thread until the yielded event is set."""
-    held, release = threading.Event(), threading.Event()
-    infos: list[LockInfo] = []
-
-    def run() -> None:
-        with store.lock(operation) as info:
-            infos.append(info)
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert held.wait(10), "the holder thread did not get the lock"
-    try:
-        yield infos[0], release
-    finally:
-        release.set()
-        thread.join(10)
-
+from tests.support.stores import Backend, FakeClock, held_in_thread, with_account
 
 # -- reading and writing ------------------------------------------------------------
 
@@ -199,6 +100,28 @@ def test_stale_serial_is_a_conflict(backend: Backend) -> None:
     assert (loaded.serial, set(loaded.accounts)) == (2, {"alice", "bob"})
 
 
+def test_a_second_first_write_is_a_conflict(backend: Backend) -> None:
+    """Two runners that both found no state: the second new state is refused."""
+    backend.store.write(sample_state())
+    before = backend.raw()
+    with pytest.raises(StateConflict, match="exists"):
+        backend.reopen().write(sample_state())
+    assert backend.raw() == before
+
+
+def test_expected_version_is_compared_exactly(backend: Backend) -> None:
+    """A write that names what it replaces may jump serials, only over exactly that."""
+    first = sample_state()
+    backend.store.write(first)
+    jump = State(lineage=first.lineage, serial=46)
+    with pytest.raises(StateConflict, match="serial"):
+        backend.store.write(jump, expected=Expected(lineage=first.lineage, serial=7))
+    backend.store.write(jump, expected=Expected.of(first))
+    loaded = backend.reopen().read()
+    assert loaded is not None
+    assert loaded.serial == 46
+
+
 def test_force_write_skips_compare_and_swap(backend: Backend) -> None:
     """A forced write replaces a valid state of another lineage and serial."""
     backend.store.write(sample_state())
@@ -207,6 +130,23 @@ def test_force_write_skips_compare_and_swap(backend: Backend) -> None:
     loaded = backend.store.read()
     assert loaded is not None
     assert (loaded.lineage, loaded.serial) == (stranger.lineage, 7)
+
+
+def test_the_largest_serial_is_written_and_none_beyond_it(backend: Backend) -> None:
+    """Serials stop at 2^63-1 in both backends: beyond it a clear error, nothing written."""
+    last = State(lineage=str(uuid.uuid4()), serial=MAX_SERIAL - 1)
+    backend.store.write(last, force=True)
+    backend.store.write(last.successor())
+    before = backend.raw()
+    for beyond in (last.successor().successor(), State(lineage=last.lineage, serial=2**70)):
+        for force in (False, True):
+            with pytest.raises(StateError, match="serials run from 1 to") as caught:
+                backend.reopen().write(beyond, force=force)
+            assert not isinstance(caught.value, StateConflict)
+    assert backend.raw() == before
+    loaded = backend.reopen().read()
+    assert loaded is not None
+    assert loaded.serial == MAX_SERIAL
 
 
 @pytest.mark.parametrize(
@@ -264,22 +204,49 @@ def test_format_version_rule_holds_for_every_backend(
     check_answer(caught, verdict, tail, subject=f"state {where}", kind="state")
 
 
+def test_location_names_the_state_without_secrets(backend: Backend) -> None:
+    """describe() is the location's one-string form; absent() says loudly what is missing."""
+    location = backend.store.location
+    assert backend.store.describe() == location.describe()
+    assert location.absent().startswith(f"no state at {location.where}")
+    if backend.kind == "postgres":
+        assert location.workspace is not None
+        assert location.absent().endswith(f"(workspace {location.workspace})")
+    else:
+        assert location.workspace is None
+
+
 # -- locking --------------------------------------------------------------------------
 
 
 def test_second_lock_is_refused_naming_the_holder(backend: Backend) -> None:
     """While one runner holds the lock, another is refused with the holder's details."""
     with (
-        backend.store.lock("apply") as info,
+        backend.store.lock("apply") as lock,
         pytest.raises(StateLocked) as caught,
         backend.reopen().lock("plan"),
     ):
         pass
     error = caught.value
-    assert error.lock_id == info.lock_id
-    for part in (info.lock_id, socket.gethostname(), f"pid {os.getpid()}", "`apply`"):
+    assert error.lock_id == lock.lock_id
+    for part in (lock.lock_id, socket.gethostname(), f"pid {os.getpid()}", "`apply`"):
         assert part in error.message
-    assert info.lock_id in (error.hint or "")
+    assert lock.lock_id in (error.hint or "")
+
+
+def test_the_lock_handle_and_the_recorded_holder(backend: Backend) -> None:
+    """lock() yields a handle naming this process; holder() reads it back until release."""
+    assert backend.store.holder() is None
+    with backend.store.lock("apply") as lock:
+        assert isinstance(lock, Lock)
+        assert (lock.operation, lock.info.pid, lock.info.host) == (
+            "apply",
+            os.getpid(),
+            socket.gethostname(),
+        )
+        lock.verify()
+        assert backend.reopen().holder() == lock.info
+    assert backend.reopen().holder() is None
 
 
 _HOLDER = LockInfo(
@@ -330,42 +297,61 @@ def test_lock_is_released_after_the_block(backend: Backend) -> None:
     """Leaving the block (even by an exception) frees the lock at once."""
     with pytest.raises(RuntimeError), backend.store.lock("apply"):
         raise RuntimeError("boom")
-    with backend.reopen().lock("plan") as info:
-        assert info.operation == "plan"
+    with backend.reopen().lock("plan") as lock:
+        assert lock.operation == "plan"
 
 
-def test_lock_timeout_waits_then_fails(backend: Backend) -> None:
-    """With a timeout, a runner keeps trying until the deadline, then gives up."""
-    with held_in_thread(backend.store):
-        started = time.monotonic()
-        with pytest.raises(StateLocked), backend.reopen().lock("plan", timeout=0.6):
-            pass
-        assert time.monotonic() - started >= 0.6
+def test_lock_timeout_polls_until_the_deadline_then_fails(backend: Backend) -> None:
+    """With a timeout, a runner keeps trying (sleeping between tries) until the deadline."""
+    clock = FakeClock()
+    contender = backend.reopen(monotonic=clock.monotonic, sleep=clock.sleep)
+    with (
+        held_in_thread(backend.store) as holder,
+        pytest.raises(StateLocked) as caught,
+        contender.lock("plan", timeout=0.6),
+    ):
+        pass
+    assert caught.value.lock_id == holder.info.lock_id
+    assert clock.now == pytest.approx(0.6)
+    assert len(clock.slept) >= 3  # polled several times, never slept past the deadline
+
+
+def test_without_a_timeout_a_runner_does_not_wait(backend: Backend) -> None:
+    """The default timeout 0 tries once and fails without sleeping."""
+    clock = FakeClock()
+    contender = backend.reopen(monotonic=clock.monotonic, sleep=clock.sleep)
+    with held_in_thread(backend.store), pytest.raises(StateLocked), contender.lock("plan"):
+        pass
+    assert clock.slept == []
 
 
 def test_lock_waits_for_a_release_within_the_timeout(backend: Backend) -> None:
     """A runner waiting with a timeout gets the lock once the holder lets go."""
-    with held_in_thread(backend.store) as (_, release):
-        timer = threading.Timer(0.4, release.set)
-        timer.start()
-        started = time.monotonic()
-        with backend.reopen().lock("plan", timeout=20) as info:
-            assert info.operation == "plan"
-        assert time.monotonic() - started >= 0.3
-        timer.join()
+    with held_in_thread(backend.store) as holder:
+
+        def let_go_during_the_second_wait(sleeps: int) -> None:
+            if sleeps == 2:
+                holder.release.set()
+                assert holder.released.wait(10)
+
+        clock = FakeClock(on_sleep=let_go_during_the_second_wait)
+        contender = backend.reopen(monotonic=clock.monotonic, sleep=clock.sleep)
+        with contender.lock("plan", timeout=20) as lock:
+            assert lock.lock_id != holder.info.lock_id
+    assert len(clock.slept) == 2
 
 
 def test_force_unlock(backend: Backend) -> None:
     """force-unlock refuses a wrong id, and with the right one frees the lock."""
     other = backend.reopen()
-    with held_in_thread(backend.store) as (info, _):
+    with held_in_thread(backend.store) as holder:
         with pytest.raises(StateError, match="does not match"):
             other.force_unlock("not-the-lock-id")
         with pytest.raises(StateLocked), other.lock("plan"):
             pass
-        other.force_unlock(info.lock_id)
-        with other.lock("plan", timeout=10) as taken:
-            assert taken.lock_id != info.lock_id
+        other.force_unlock(holder.info.lock_id)
+        with other.lock("plan") as taken:
+            assert taken.lock_id != holder.info.lock_id
 
 
 def test_force_unlock_without_a_lock_is_an_error(backend: Backend) -> None:
@@ -374,41 +360,128 @@ def test_force_unlock_without_a_lock_is_an_error(backend: Backend) -> None:
         backend.store.force_unlock(str(uuid.uuid4()))
 
 
+# -- fencing --------------------------------------------------------------------------
+
+
+def test_a_holder_writes_and_fences_while_its_lock_is_its_own(backend: Backend) -> None:
+    """Inside its lock a runner writes (serial after serial) and every fence passes."""
+    first = sample_state()
+    with backend.store.lock("apply") as lock:
+        backend.store.write(first)
+        backend.store.fence()
+        lock.verify()
+        backend.store.write(with_account(first, "bob"))
+    loaded = backend.reopen().read()
+    assert loaded is not None
+    assert loaded.serial == 2
+
+
+def test_a_holder_that_was_force_unlocked_writes_nothing(backend: Backend) -> None:
+    """force-unlock of a live holder: its next write and fence stop it, nothing is written."""
+    first = sample_state()
+    backend.store.write(first)
+    before = backend.raw()
+    with backend.store.lock("apply") as lock:
+        backend.reopen().force_unlock(lock.lock_id)
+        for check in (backend.store.fence, lock.verify):
+            with pytest.raises(StateLockLost, match=lock.lock_id):
+                check()
+        with pytest.raises(StateLockLost) as caught:
+            backend.store.write(with_account(first, "bob"))
+        assert "stopped before writing" in caught.value.message
+        with backend.reopen().lock("apply") as successor:  # the next runner has it now
+            with pytest.raises(StateLockLost):
+                backend.store.write(with_account(first, "bob"))
+            assert successor.lock_id != lock.lock_id
+    assert backend.raw() == before
+
+
+def test_without_a_lock_there_is_nothing_to_fence(backend: Backend) -> None:
+    """A store that holds no lock writes by compare-and-swap alone; fence() has no holder."""
+    backend.store.fence()
+    backend.store.write(sample_state())
+    loaded = backend.reopen().read()
+    assert loaded is not None
+
+
+def test_a_store_cannot_take_its_own_lock_twice(backend: Backend) -> None:
+    """A second lock() on the same handle is a programming error, refused at once."""
+    with (
+        backend.store.lock("apply"),
+        pytest.raises(StateError, match="already locked"),
+        backend.store.lock("plan"),
+    ):
+        pass
+
+
 # -- pull and push --------------------------------------------------------------------
 
 
 def test_pull_of_an_empty_store_is_an_error(backend: Backend) -> None:
-    """There is nothing to pull from a store nobody wrote to."""
-    with pytest.raises(StateError, match="nothing to pull"):
+    """There is nothing to pull from a store nobody wrote to, and the error says where."""
+    with pytest.raises(StateError, match="nothing to pull") as caught:
         transfer.pull(backend.store)
+    assert caught.value.message.startswith(backend.store.location.absent())
 
 
-def test_push_into_an_empty_store_then_pull(backend: Backend) -> None:
-    """A pushed document keeps its lineage, starts at serial 1, and pulls back the same."""
-    document = state_codec.to_json(sample_state().successor().successor())
-    written = transfer.push(backend.store, document)
-    assert (written.lineage, written.serial) == (document["lineage"], 1)
-    pulled = transfer.pull(backend.reopen())
-    assert pulled == {**document, "serial": 1}
+def test_push_into_an_empty_store_keeps_lineage_and_serial(backend: Backend) -> None:
+    """A pushed document is stored as it is: its lineage and its serial, and pulls back the same."""
+    document = state_codec.to_json(State(lineage=str(uuid.uuid4()), serial=46))
+    done = transfer.push(backend.store, document)
+    assert (done.written.lineage, done.written.serial, done.replaced) == (
+        document["lineage"],
+        46,
+        None,
+    )
+    assert transfer.pull(backend.reopen()) == document
 
 
-def test_push_rules(backend: Backend) -> None:
-    """Push needs the same lineage and a newer serial, and then writes stored + 1."""
-    state = with_account(sample_state(), "bob")  # serial 2
-    transfer.push(backend.store, state_codec.to_json(state.successor()))
-    stored = backend.store.read()
-    assert stored is not None
-    assert stored.serial == 1
-    newer = state_codec.to_json(stored.successor().successor().successor())  # serial 4
-    assert transfer.push(backend.store, newer).serial == 2
+def test_push_into_a_state_needs_its_lineage_and_a_newer_serial(backend: Backend) -> None:
+    """Without force: same lineage, strictly newer serial, written with its own serial."""
+    first = sample_state()
+    backend.store.write(first)
+    newer = state_codec.to_json(State(lineage=first.lineage, serial=9))
+    done = transfer.push(backend.store, newer)
+    assert (done.written.serial, done.replaced) == (9, first)
     before = backend.raw()
-    with pytest.raises(StateConflict, match="not newer"):
-        transfer.push(backend.store, {**newer, "serial": 2})
-    with pytest.raises(StateConflict, match="lineage"):
-        transfer.push(backend.store, {**newer, "lineage": str(uuid.uuid4())})
+    for refused, message in [
+        ({**newer, "serial": 9}, "not newer"),
+        ({**newer, "serial": 3}, "not newer"),
+        ({**newer, "lineage": str(uuid.uuid4()), "serial": 10}, "lineage"),
+    ]:
+        with pytest.raises(StateConflict, match=message):
+            transfer.push(backend.store, refused)
     with pytest.raises(StateCorrupt):
         transfer.push(backend.store, {**newer, "serial": "ten"})
     assert backend.raw() == before
+
+
+def test_moving_a_state_never_loses_its_history(backend: Backend, tmp_path: Path) -> None:
+    """A file state at serial 46 moved here stays at 46; an old copy can never undo it."""
+    source = LocalStore(tmp_path / "old" / "state.json")
+    state = State(lineage=str(uuid.uuid4()), serial=45).successor(accounts={})
+    source.write(state, force=True)
+    old_copy = transfer.pull(source)
+    transfer.push(backend.store, old_copy)
+    moved = backend.store.read()
+    assert moved is not None
+    for account in ("renamed", "later"):  # the team goes on from 46: 47, 48
+        moved = with_account(moved, account)
+        backend.store.write(moved)
+    with pytest.raises(StateConflict, match="not newer"):
+        transfer.push(backend.reopen(), old_copy)
+    loaded = backend.reopen().read()
+    assert loaded is not None
+    assert (loaded.serial, set(loaded.accounts)) == (48, {"renamed", "later"})
+
+
+def test_moving_a_state_out_keeps_its_serial(backend: Backend, tmp_path: Path) -> None:
+    """Pulled from this backend, pushed into a new file: the same lineage and serial."""
+    backend.store.write(State(lineage=str(uuid.uuid4()), serial=30), force=True)
+    target = LocalStore(tmp_path / "new" / "state.json")
+    done = transfer.push(target, transfer.pull(backend.store))
+    assert done.written.serial == 30
+    assert transfer.pull(target) == transfer.pull(backend.reopen())
 
 
 def test_forced_push_replaces_anything_valid(backend: Backend) -> None:
@@ -417,161 +490,29 @@ def test_forced_push_replaces_anything_valid(backend: Backend) -> None:
     backend.store.write(first)
     backend.store.write(with_account(first, "bob"))
     stranger = state_codec.to_json(State(lineage=str(uuid.uuid4()), serial=1))
-    written = transfer.push(backend.store, stranger, force=True)
-    assert (written.lineage, written.serial) == (stranger["lineage"], 3)
-    assert transfer.pull(backend.store)["serial"] == 3
+    done = transfer.push(backend.store, stranger, force=True)
+    assert (done.written.lineage, done.written.serial) == (stranger["lineage"], 3)
+    later = state_codec.to_json(State(lineage=str(uuid.uuid4()), serial=70))
+    assert transfer.push(backend.store, later, force=True).written.serial == 70
+    assert transfer.pull(backend.store)["serial"] == 70
 
 
-# -- file backend only ----------------------------------------------------------------
-
-
-def test_local_keeps_a_backup(tmp_path: Path) -> None:
-    """The file backend keeps the previous state beside the current one."""
-    store = LocalStore(tmp_path / "state.json")
-    first = sample_state()
-    store.write(first)
-    store.write(with_account(first, "bob"))
-    backup = json.loads((tmp_path / "state.json.backup").read_text())
-    assert (backup["serial"], set(backup["accounts"])) == (1, {"alice"})
-
-
-def test_local_file_mode_is_0600(tmp_path: Path) -> None:
-    """The state file is readable by its owner only."""
-    store = LocalStore(tmp_path / "state.json")
-    store.write(sample_state())
-    assert stat.S_IMODE((tmp_path / "state.json").stat().st_mode) == 0o600
-
-
-# -- PostgreSQL only ------------------------------------------------------------------
-
-
-def test_pg_workspaces_are_independent() -> None:
-    """Two workspaces in one database hold separate states and separate locks."""
-    dsn = pg_dsn()
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    names = unique_workspace(), unique_workspace()
-    try:
-        one = PostgresStore.from_dsn(f"{dsn}?workspace={names[0]}")
-        two = PostgresStore.from_dsn(dsn, workspace=names[1])
-        one.write(sample_state())
-        assert two.read() is None
-        two.write(sample_state())
-        assert one.read() != two.read()
-        with one.lock("apply"), two.lock("apply") as info:
-            assert info.operation == "apply"
-    finally:
-        for table in ("reconciler_states", "reconciler_locks"):
-            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = ANY(%s)", (list(names),))
-
-
-def test_pg_describe_and_errors_never_show_the_password() -> None:
-    """The DSN's password is masked in describe() and in connection errors."""
-    pytest.importorskip("psycopg")
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    secret = "Sup3r-s3cret"
-    store = PostgresStore.from_dsn(f"postgresql://postgres:{secret}@127.0.0.1:1/test?workspace=x")
-    assert store.describe() == "postgresql://postgres:***@127.0.0.1:1/test?workspace=x"
-    with pytest.raises(BackendUnavailable) as caught:
-        store.read()
-    rendered = f"{caught.value.message} {caught.value.hint}"
-    assert secret not in rendered
-    assert "127.0.0.1:1" in rendered
-    query = PostgresStore.from_dsn(f"postgresql://127.0.0.1:1/test?password={secret}")
-    assert secret not in query.describe()
-    with pytest.raises(BackendUnavailable) as caught:
-        query.read()
-    assert secret not in caught.value.message
-
-
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "forced"])
 @pytest.mark.parametrize(
-    ("dsn", "workspace", "expected"),
+    ("serial", "error"),
     [
-        ("postgresql://h/db", None, "default"),
-        ("postgresql://h/db?workspace=prod", None, "prod"),
-        ("postgresql://h/db", "stage", "stage"),
-        ("postgresql://h/db?workspace=prod", "prod", "prod"),
+        (MAX_SERIAL, "leaves no room"),  # its next write would be out of range
+        (2**70, "serial"),  # beyond 64 bits: not a valid state document at all
     ],
+    ids=["2^63-1", "2^70"],
 )
-def test_pg_workspace_selection(dsn: str, workspace: str | None, expected: str) -> None:
-    """The workspace comes from ?workspace= or the argument, default ``default``."""
-    pytest.importorskip("psycopg")
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    store = PostgresStore.from_dsn(dsn, workspace=workspace)
-    assert store.workspace == expected
-    assert store.describe().endswith(f"workspace={expected}")
-
-
-@pytest.mark.parametrize(
-    ("dsn", "workspace"),
-    [
-        ("postgresql://h/db?workspace=prod", "stage"),
-        ("postgresql://h/db?workspace=a%20b", None),
-        ("postgresql://h/db", "x" * 65),
-        ("postgresql://h/db", "../etc"),
-        ("mysql://h/db", None),
-    ],
-)
-def test_pg_bad_locations_are_refused(dsn: str, workspace: str | None) -> None:
-    """Conflicting or invalid workspace names and non-PostgreSQL URLs are config errors."""
-    pytest.importorskip("psycopg")
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    with pytest.raises(ConfigError):
-        PostgresStore.from_dsn(dsn, workspace=workspace)
-
-
-def test_pg_concurrent_first_use_creates_the_tables_once(pg_schema_dsn: str) -> None:
-    """Many runners starting together on an empty database all succeed."""
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    errors: list[BaseException] = []
-
-    def first_use(index: int) -> None:
-        try:
-            PostgresStore.from_dsn(pg_schema_dsn, workspace=f"w{index}").write(sample_state())
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=first_use, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
-    assert pg_execute(pg_schema_dsn, "SELECT count(*) FROM reconciler_states") == [(6,)]
-    assert pg_execute(pg_schema_dsn, "SELECT value FROM reconciler_meta") == [("1",)]
-
-
-def test_pg_newer_schema_version_is_refused_untouched(pg_schema_dsn: str) -> None:
-    """A database written by a newer reconciler's schema is refused and left as it is."""
-    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-    PostgresStore.from_dsn(pg_schema_dsn).write(sample_state())
-    pg_execute(pg_schema_dsn, "UPDATE reconciler_meta SET value = '99'")
-    before = pg_execute(pg_schema_dsn, "SELECT xmin::text, document FROM reconciler_states")
-    fresh = PostgresStore.from_dsn(pg_schema_dsn)
-    for action in (fresh.read, lambda: fresh.write(sample_state(), force=True)):
-        with pytest.raises(StateCorrupt, match="schema_version '99'"):
-            action()
-    assert pg_execute(pg_schema_dsn, "SELECT xmin::text, document FROM reconciler_states") == before
-
-
-def test_pg_without_psycopg_says_how_to_install_it() -> None:
-    """Without the optional extra, opening a PostgreSQL store names the pip command."""
-    code = (
-        "import sys; sys.modules['psycopg'] = None\n"
-        "from reconciler.errors import BackendUnavailable\n"
-        "from pathlib import Path\n"
-        "from reconciler.stores import open_store\n"
-        "try:\n"
-        "    open_store('postgresql://h/db', base_dir=Path('.'))\n"
-        "except BackendUnavailable as exc:\n"
-        "    print(exc.hint)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "pip install 'reconciler[postgres]'" in done.stdout
+def test_push_refuses_a_serial_without_room(
+    backend: Backend, serial: int, error: str, force: bool
+) -> None:
+    """Even forced, a serial that no later write could follow is refused; nothing written."""
+    backend.store.write(sample_state())
+    before = backend.raw()
+    document = {**state_codec.to_json(sample_state()), "serial": serial}
+    with pytest.raises(StateError, match=error):
+        transfer.push(backend.store, document, force=force)
+    assert backend.raw() == before

@@ -289,6 +289,7 @@ class Applier:
 
     def _send(self, batch: PendingBatch) -> tasks.SendOutcome:
         """createTask for ``batch``; a refused batch's entries are reported as failed."""
+        self.store.fence()  # a run that lost its state lock sends nothing more
         self.report.counters.create_calls += 1
         try:
             task_id = self.api.create_task([dict(e.wire) for e in batch.entries])

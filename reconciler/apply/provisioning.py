@@ -153,6 +153,7 @@ def _retry(client: EventsApi, event: EventDecision, applier: Applier, report: Ap
     previous = applier.state.events.get(event.event_id)
     attempts = (previous.attempts if previous else event.attempts) + 1
     now = applier.now()
+    applier.store.fence()  # a run that lost its state lock sends nothing more
     try:
         client.retry_provisioning_event(event.event_id)
     except CloudIdentityError as error:

@@ -15,13 +15,8 @@ from typing import Any, TextIO
 
 from reconciler.cli.options import (
     Common,
-    ForceUnlockOptions,
     ImportOptions,
     PlanFormat,
-    StateListOptions,
-    StatePullOptions,
-    StatePushOptions,
-    StateShowOptions,
     ValidateFormat,
     ValidateOptions,
 )
@@ -40,8 +35,7 @@ from reconciler.errors import (
 from reconciler.plan import planfile, planner
 from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
-from reconciler.stores import Store, open_store, transfer
-from reconciler.stores import model as state_codec
+from reconciler.stores import Store, open_store
 from reconciler.stores.model import AccountRecord, State, utc_now
 
 
@@ -62,14 +56,14 @@ def base_dir(path: Path) -> Path:
 
 def store_for(path: Path, common: Common) -> Store:
     """The store selected by --state / RECONCILER_STATE or the default beside ``path``."""
-    return open_store(common.state, base_dir=base_dir(path), workspace=common.workspace)
+    return open_store(
+        common.state, base_dir=base_dir(path), workspace=common.workspace, environ=os.environ
+    )
 
 
 def workspace_of(store: Store) -> str | None:
     """The store's PostgreSQL workspace; None for a backend without workspaces (a file)."""
-    # Not part of the Store interface: only the PostgreSQL backend has workspaces.
-    workspace = getattr(store, "workspace", None)
-    return workspace if isinstance(workspace, str) else None
+    return store.location.workspace
 
 
 def state_words(store: Store, current: State | None) -> str:
@@ -244,73 +238,7 @@ def read_plan(path: Path) -> Plan:
     return planfile.loads(content, where=str(path))
 
 
-# -- state ---------------------------------------------------------------------------
-
-
-def state_list(options: StateListOptions) -> int:
-    """``reconciler state list``: managed accounts, one per line."""
-    current = store_for(options.path, options.common).read()
-    if current is None:
-        out("No state yet.", stream=sys.stderr)
-        return EXIT_OK
-    for account in sorted(current.accounts):
-        record = current.accounts[account]
-        out(account if record.enabled else f"{account} (disabled)")
-    if current.pending:
-        out(
-            f"{len(current.pending)} batch(es) awaiting results; run `reconciler refresh`",
-            stream=sys.stderr,
-        )
-    return EXIT_OK
-
-
-def state_show(options: StateShowOptions) -> int:
-    """``reconciler state show ACCOUNT``."""
-    account = options.account
-    current = store_for(options.path, options.common).read()
-    if current is None or account not in current.accounts:
-        raise StateError(
-            f"account {account!r} is not in the recorded state",
-            hint="`reconciler state list` shows the managed accounts",
-        )
-    record = current.accounts[account]
-    document = {
-        "account": account,
-        **state_codec.to_json(
-            State(lineage=current.lineage, serial=current.serial, accounts={account: record})
-        )["accounts"][account],
-    }
-    out(json.dumps(document, indent=2, ensure_ascii=False))
-    return EXIT_OK
-
-
-def state_pull(options: StatePullOptions) -> int:
-    """``reconciler state pull``: the state document on stdout."""
-    document = transfer.pull(store_for(options.path, options.common))
-    out(json.dumps(document, indent=1, ensure_ascii=False))
-    return EXIT_OK
-
-
-def state_push(options: StatePushOptions) -> int:
-    """``reconciler state push FILE``."""
-    source, common = options.file, options.common
-    try:
-        document = json.loads(source.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise StateError(f"cannot read {source} as a JSON state document: {exc}") from exc
-    store = store_for(options.path, common)
-    with store.lock("state push", timeout=common.lock_timeout):
-        transfer.push(store, document, force=options.force)
-    out(f"Pushed {source} to {store.describe()}.")
-    return EXIT_OK
-
-
-def force_unlock(options: ForceUnlockOptions) -> int:
-    """``reconciler force-unlock LOCK_ID``."""
-    store = store_for(options.path, options.common)
-    store.force_unlock(options.lock_id)
-    out(f"Lock {options.lock_id} released on {store.describe()}.")
-    return EXIT_OK
+# -- import --------------------------------------------------------------------------
 
 
 _NAMES_SHOWN = 5  # accounts named in import's output; the rest are counted

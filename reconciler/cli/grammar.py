@@ -56,6 +56,7 @@ EPILOG = """exit codes: 0 success; 1 error, including a usage error; 2 changes p
 (plan --detailed-exitcode); 3 blocked by a guard rail.
 
 environment: RECONCILER_STATE (state location: a path or postgresql://...),
+RECONCILER_PG_LOCK_TIMEOUT / _STATEMENT_TIMEOUT (PostgreSQL state),
 RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID,
 RECONCILER_CLOUDIDENTITY_URL, VOLCENGINE_ACCESS_KEY / _SECRET_KEY / _SESSION_TOKEN / _REGION,
 NO_COLOR.
@@ -318,13 +319,20 @@ def _force_unlock(sub: Subparsers) -> None:
     p = arguments.command(sub, "force-unlock", "release a stuck lock", _force_unlock_options)
     p.add_argument("lock_id", metavar="LOCK_ID", help="the id the lock error named")
     arguments.path_operand(p)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="do not ask, and unlock even a holder still running on this host",
+    )
     arguments.state_options(p)
     arguments.legacy_path(p)
 
 
 def _force_unlock_options(ns: argparse.Namespace, notes: Notes) -> ForceUnlockOptions:
     path = arguments.located(ns, notes, ["force-unlock", ns.lock_id])
-    return ForceUnlockOptions(path=path, lock_id=ns.lock_id, common=arguments.common(ns))
+    return ForceUnlockOptions(
+        path=path, lock_id=ns.lock_id, force=ns.force, common=arguments.common(ns)
+    )
 
 
 def _state(sub: Subparsers) -> None:

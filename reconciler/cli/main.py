@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from reconciler.cli import commands, completion, grammar
+from reconciler.cli import commands, completion, grammar, state_commands
 from reconciler.cli.options import (
     LONG_RUNNING,
     ApplyOptions,
@@ -53,15 +53,15 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
         case WhyOptions():
             return apply_commands.why(options)
         case ForceUnlockOptions():
-            return commands.force_unlock(options)
+            return state_commands.force_unlock(options)
         case StateListOptions():
-            return commands.state_list(options)
+            return state_commands.state_list(options)
         case StateShowOptions():
-            return commands.state_show(options)
+            return state_commands.state_show(options)
         case StatePullOptions():
-            return commands.state_pull(options)
+            return state_commands.state_pull(options)
         case StatePushOptions():
-            return commands.state_push(options)
+            return state_commands.state_push(options)
         case SandboxOptions():
             return apply_commands.sandbox(options)
         case CompletionOptions():

@@ -142,10 +142,11 @@ class WhyOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForceUnlockOptions:
-    """``reconciler force-unlock LOCK_ID [PATH]``."""
+    """``reconciler force-unlock LOCK_ID [PATH] [--force]``."""
 
     path: Path
     lock_id: str
+    force: bool = False  # no confirmation, and a holder running on this host is no obstacle
     common: Common = Common()
 
 

@@ -29,10 +29,10 @@ from reconciler.desired.model import DesiredState
 from reconciler.errors import ConfigError, GuardRailBlocked, PlanError
 from reconciler.plan import integrity, planner
 from reconciler.plan.model import Plan
-from reconciler.stores import Store, open_store
+from reconciler.stores import STATE_ENV, Store, open_store
+from reconciler.stores.location import Backend as LocationBackend
+from reconciler.stores.location import classify
 from reconciler.stores.model import State
-
-_DSN_SCHEMES = ("postgresql://", "postgres://")
 
 
 def is_desired_state(target: Path) -> bool:
@@ -86,9 +86,11 @@ def input_path(saved: Plan) -> Path:
 def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
     """The store of the state the plan was made against (see the module docstring)."""
     recorded = saved.state_location
-    location = common.state or env.get("RECONCILER_STATE") or None
+    location = common.state
+    if location is None and STATE_ENV in env:
+        location = env[STATE_ENV]  # an empty value is refused by open_store, never skipped
     if location is None:
-        if recorded.startswith(_DSN_SCHEMES):
+        if classify(recorded, source="the saved plan's state") is LocationBackend.POSTGRES:
             raise PlanError(
                 f"the plan was made against state {recorded}; a plan records no password, "
                 "so apply needs that state's DSN",
@@ -97,7 +99,7 @@ def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
             )
         location = recorded
     base = commands.base_dir(Path(saved.input_path or "."))
-    chosen = _open(location, base, common.workspace, saved.workspace)
+    chosen = _open(location, base, common.workspace, saved.workspace, env)
     if chosen.describe() != recorded:
         raise PlanError(
             f"the plan was made against state {recorded}, but this apply would use state "
@@ -108,15 +110,21 @@ def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
     return chosen
 
 
-def _open(location: str, base: Path, given: str | None, recorded: str | None) -> Store:
+def _open(
+    location: str,
+    base: Path,
+    given: str | None,
+    recorded: str | None,
+    env: Mapping[str, str],
+) -> Store:
     """Open ``location`` in the given workspace, else in the plan's own if the DSN allows."""
     if given is not None or recorded is None:
-        return open_store(location, base_dir=base, workspace=given)
+        return open_store(location, base_dir=base, workspace=given, environ=env)
     try:
-        return open_store(location, base_dir=base, workspace=recorded)
+        return open_store(location, base_dir=base, workspace=recorded, environ=env)
     except ConfigError:
         # The DSN names another workspace: open it as named; the comparison then refuses.
-        return open_store(location, base_dir=base, workspace=None)
+        return open_store(location, base_dir=base, workspace=None, environ=env)
 
 
 def plan_again(

@@ -2,6 +2,13 @@
 
 Every backend implements :class:`Store` (read / write / lock / force-unlock) and passes
 the same contract test suite (``tests/test_store_contract.py``).
+
+Fencing: ``lock()`` yields a :class:`Lock`; while a store holds one, each of its writes
+first confirms the lock is still its own (the file backend: the lock file is still the
+inode it locked and names its lock id; PostgreSQL: its lock session is alive and the
+holder row names its lock id, in the write's own transaction), and ``fence()`` does the
+same for a caller about to act outside the store (apply, before every createTask). A
+runner whose lock was force-unlocked or whose session ended gets StateLockLost and stops.
 """
 
 from __future__ import annotations
@@ -10,15 +17,18 @@ import getpass
 import os
 import socket
 import uuid
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.errors import StateConflict, StateLocked
-from reconciler.stores.model import State, utc_now
+from reconciler.errors import ConfigError, StateConflict, StateError, StateLocked, StateLockLost
+from reconciler.stores.location import Backend, Location, classify
+from reconciler.stores.model import MAX_SERIAL, State, utc_now
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
+STATE_ENV = "RECONCILER_STATE"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,28 +114,99 @@ def locked_error(where: str, holder: LockInfo | None, *, detail: str = "") -> St
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lock:
+    """The lock a store holds for a block: who holds it, and a check it still does."""
+
+    info: LockInfo
+    check: Callable[[], None]  # the store's fence(): StateLockLost when no longer ours
+
+    @property
+    def lock_id(self) -> str:
+        """The holder's lock id."""
+        return self.info.lock_id
+
+    @property
+    def operation(self) -> str:
+        """What the holder is doing."""
+        return self.info.operation
+
+    def verify(self) -> None:
+        """Raise StateLockLost unless this lock is still held by this process."""
+        self.check()
+
+
+def lock_lost(where: str, lock_id: str, why: str) -> StateLockLost:
+    """What a backend raises when the lock it held is no longer its own."""
+    return StateLockLost(
+        f"lost the lock {lock_id} on state {where}: {why}; stopped before writing the state "
+        "or sending anything more",
+        hint="another run may hold the state now: let it finish, then run `reconciler "
+        "refresh` and plan again (what this run recorded is kept and settled there)",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expected:
+    """What a write expects to find stored (its compare-and-swap): nothing, or a version."""
+
+    lineage: str | None = None  # None: the store must be empty
+    serial: int = 0
+
+    @staticmethod
+    def before(state: State) -> Expected:
+        """The default: ``state`` is the direct successor of what is stored."""
+        if state.serial <= 1:
+            return Expected()
+        return Expected(lineage=state.lineage, serial=state.serial - 1)
+
+    @staticmethod
+    def of(current: State | None) -> Expected:
+        """Exactly ``current`` (as read), or an empty store."""
+        if current is None:
+            return Expected()
+        return Expected(lineage=current.lineage, serial=current.serial)
+
+
 class Store(Protocol):
     """A backend that holds one recorded state."""
 
+    @property
+    def location(self) -> Location:
+        """Where the state lives, without secrets (for messages and plans)."""
+        ...
+
     def describe(self) -> str:
-        """Where the state lives, without secrets (for messages)."""
+        """Where the state lives, without secrets, as one string (``location.describe()``)."""
         ...
 
     def read(self) -> State | None:
         """The current state, or None when none was ever written."""
         ...
 
-    def write(self, state: State, *, force: bool = False) -> None:
-        """Store ``state``: compare-and-swap on serial unless ``force``.
+    def write(self, state: State, *, force: bool = False, expected: Expected | None = None) -> None:
+        """Store ``state``: compare-and-swap unless ``force``; fenced while a lock is held.
 
-        Without force the stored state must have the same lineage and serial
-        ``state.serial - 1`` (or not exist, with ``state.serial == 1``); otherwise
-        StateConflict and nothing is written.
+        Without force the stored state must be ``expected`` (default: the same lineage
+        at serial ``state.serial - 1``, or nothing for serial 1), and ``state.serial``
+        newer than it; otherwise StateConflict and nothing is written. A serial beyond
+        MAX_SERIAL is refused even forced.
         """
         ...
 
-    def lock(self, operation: str, *, timeout: float = 0.0) -> AbstractContextManager[LockInfo]:
+    def lock(self, operation: str, *, timeout: float = 0.0) -> AbstractContextManager[Lock]:
         """Hold the exclusive lock for the block; waits up to ``timeout`` seconds."""
+        ...
+
+    def fence(self) -> None:
+        """Raise StateLockLost unless the lock this store holds is still its own.
+
+        Nothing to check (and no error) when this store holds no lock.
+        """
+        ...
+
+    def holder(self) -> LockInfo | None:
+        """Who is recorded as holding the lock, or None."""
         ...
 
     def force_unlock(self, lock_id: str) -> None:
@@ -133,36 +214,80 @@ class Store(Protocol):
         ...
 
 
-def check_successor(current: State | None, new: State, *, where: str) -> None:
-    """Raise StateConflict unless ``new`` directly follows ``current``."""
-    if current is None:
-        if new.serial != 1:
+def check_serial(state: State, *, where: str) -> None:
+    """Refuse a serial no backend can store (PostgreSQL's bigint; the same for files)."""
+    if not 1 <= state.serial <= MAX_SERIAL:
+        raise StateError(
+            f"state {where} cannot be written with serial {state.serial}: serials run from 1 "
+            f"to {MAX_SERIAL}; nothing was written",
+            hint="push a copy with a smaller serial into an empty workspace or file "
+            "(`reconciler state push FILE`)",
+        )
+
+
+def check_successor(
+    current: State | None, new: State, *, where: str, expected: Expected | None = None
+) -> None:
+    """Raise StateConflict unless ``current`` is what the write of ``new`` expects."""
+    wanted = expected or Expected.before(new)
+    if wanted.lineage is None:
+        if current is not None:
             raise StateConflict(
-                f"state {where} does not exist, but serial {new.serial} was to be written",
-                hint="run `reconciler plan` again",
+                f"state {where} exists (lineage {current.lineage}, serial {current.serial}), "
+                f"but a new state was to be written; nothing was written",
+                hint="someone else wrote it meanwhile: run `reconciler plan` again",
             )
         return
-    if current.lineage != new.lineage:
+    if current is None:
         raise StateConflict(
-            f"state {where} has lineage {current.lineage}, not {new.lineage}",
+            f"state {where} does not exist, but serial {new.serial} was to be written",
+            hint="run `reconciler plan` again",
+        )
+    if current.lineage != wanted.lineage:
+        raise StateConflict(
+            f"state {where} has lineage {current.lineage}, not {wanted.lineage}",
             hint="another state was put in its place; plan again against it",
         )
-    if current.serial != new.serial - 1:
+    if current.serial != wanted.serial or new.serial <= wanted.serial:
         raise StateConflict(
-            f"state {where} is at serial {current.serial}; expected {new.serial - 1} "
+            f"state {where} is at serial {current.serial}; expected {wanted.serial} "
             "(someone else wrote it meanwhile); nothing was written",
             hint="run `reconciler plan` again",
         )
 
 
-def open_store(location: str | None, *, base_dir: Path, workspace: str | None = None) -> Store:
-    """The store for ``location`` (a path or a postgresql:// DSN); default beside the input."""
-    location = location or os.environ.get("RECONCILER_STATE") or None
-    if location and location.startswith(("postgresql://", "postgres://")):
-        from reconciler.stores import postgres  # noqa: PLC0415 - psycopg is an optional extra
+def open_store(
+    location: str | None,
+    *,
+    base_dir: Path,
+    workspace: str | None = None,
+    environ: Mapping[str, str],
+) -> Store:
+    """The store for ``location``, else ``RECONCILER_STATE`` in ``environ``, else the default.
 
-        return postgres.PostgresStore.from_dsn(location, workspace=workspace)
+    ``environ`` is required: a caller that forgot it would silently ignore
+    ``RECONCILER_STATE`` and use the default file. The location must be a postgresql://
+    URL or a plain path (``location.classify``); anything else is refused before a store
+    exists. ``--workspace`` is for PostgreSQL only: a file has no workspaces, and a
+    misspelt one must not select an empty state.
+    """
+    source = "--state"
+    if location is None and STATE_ENV in environ:
+        location, source = environ[STATE_ENV], STATE_ENV
+    if location is not None and classify(location, source=source) is Backend.POSTGRES:
+        from reconciler.stores import pg_dsn, postgres  # noqa: PLC0415 - psycopg is an optional extra
+
+        timeouts = pg_dsn.Timeouts.from_env(environ)
+        return postgres.PostgresStore.from_dsn(location, workspace=workspace, timeouts=timeouts)
     from reconciler.stores.local import LocalStore  # noqa: PLC0415 - keep imports per backend
 
-    path = Path(location) if location else base_dir / DEFAULT_STATE
-    return LocalStore(path)
+    if workspace is not None:
+        raise ConfigError(
+            f"--workspace {workspace!r} names a PostgreSQL workspace, but the state is the "
+            f"file {location or base_dir / DEFAULT_STATE}",
+            hint="drop --workspace, or give a postgresql:// --state; for several local states "
+            "use one --state path per environment",
+        )
+    if location is None:
+        return LocalStore(base_dir / DEFAULT_STATE, private_directory=True)
+    return LocalStore(Path(location))

@@ -22,6 +22,9 @@ from typing import Any
 from reconciler import formats
 
 FORMAT_VERSION = 2
+# The largest serial a state can have: PostgreSQL's bigint, and the same for files so a
+# state moves between backends unchanged (``schemas/state.schema.json`` says so too).
+MAX_SERIAL = 2**63 - 1
 
 
 class Action(enum.StrEnum):

@@ -1,15 +1,7 @@
 """PostgreSQL backend (like Terraform's ``pg`` backend): one row per workspace.
 
-The only module that imports psycopg (the ``reconciler[postgres]`` extra). Tables are
-created on first use, under a transaction-level advisory lock so two first runs do not
-race; ``reconciler_meta.schema_version`` lets later versions migrate, and a database
-whose schema is newer than this code knows is refused without being touched::
-
-    reconciler_meta(key text primary key, value text)          -- ('schema_version', '1')
-    reconciler_states(workspace text primary key, lineage text, serial bigint,
-                      document text, updated_at timestamptz)
-    reconciler_locks(workspace text primary key, lock_id text, holder jsonb,
-                     backend_pid integer, created_at timestamptz)
+The only module that imports psycopg (the ``reconciler[postgres]`` extra); its SQL is in
+``pg_sql``, its tables (created by whatever command comes first) in ``pg_tables``.
 
 The document is ``text`` holding the same JSON the file backend stores, not ``jsonb``:
 what is pulled is exactly what was pushed, a hand-broken document stays visible as
@@ -26,18 +18,23 @@ Locking is a session-level advisory lock held on a dedicated connection for the 
 ``lock()`` block: when the holder dies or loses its connection the server ends the
 session and the lock goes with it. The holder's details sit in ``reconciler_locks`` so a
 refused runner can name who holds the lock; a row whose backend no longer holds the
-advisory lock is stale and ignored.
+advisory lock is stale and ignored. While it holds the lock a store reads and writes on
+that very session, and each write first checks, in its transaction, that the holder row
+still names its lock id: a holder whose session was ended (force-unlock, network) gets
+StateLockLost instead of reconnecting and writing.
+
+Every session has a ``lock_timeout`` and a ``statement_timeout`` (``pg_dsn.Timeouts``),
+so a row locked by another session fails a command with a clear error, never hangs it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import time
-import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import (
@@ -48,8 +45,20 @@ from reconciler.errors import (
     StateError,
     StateLocked,
 )
-from reconciler.stores import LockInfo, check_successor, locked_error, pg_dsn
+from reconciler.stores import (
+    Expected,
+    Lock,
+    LockInfo,
+    check_serial,
+    check_successor,
+    lock_lost,
+    locked_error,
+    pg_dsn,
+    pg_sql,
+    pg_tables,
+)
 from reconciler.stores import model as state_codec
+from reconciler.stores.location import Backend, Location
 from reconciler.stores.model import State
 
 try:
@@ -59,42 +68,31 @@ except ImportError:  # the optional extra is missing: from_dsn says how to insta
 else:
     _PSYCOPG_MISSING = False
 
-SCHEMA_VERSION = 1  # _CREATE_TABLES records it
+SCHEMA_VERSION = pg_tables.SCHEMA_VERSION
 DEFAULT_WORKSPACE = "default"
 _WORKSPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _POLL_SECONDS = 0.2
 _UNLOCK_WAIT_SECONDS = 10.0
 
 
-def _key(text: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``text``."""
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Held:
+    """The lock this store holds: the session that holds it, and its lock id."""
 
-
-_SCHEMA_LOCK_KEY = _key("reconciler:create-schema")
-
-_CREATE_META = """
-CREATE TABLE IF NOT EXISTS reconciler_meta (key text PRIMARY KEY, value text NOT NULL)"""
-_CREATE_TABLES = """
-CREATE TABLE IF NOT EXISTS reconciler_states (workspace text PRIMARY KEY, lineage text NOT NULL,
-    serial bigint NOT NULL, document text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS reconciler_locks (workspace text PRIMARY KEY, lock_id text NOT NULL,
-    holder jsonb NOT NULL, backend_pid integer NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now());
-INSERT INTO reconciler_meta (key, value) VALUES ('schema_version', '1')"""
-_HOLDER_BACKEND = """
-SELECT pid FROM pg_locks
-WHERE locktype = 'advisory' AND granted AND objsubid = 1
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND classid::bigint = %s AND objid::bigint = %s"""
+    conn: psycopg.Connection[Any]
+    lock_id: str
 
 
 class PostgresStore:
     """One workspace's state in a PostgreSQL database (several workspaces per database)."""
 
     def __init__(
-        self, *, dsn: str, redacted: str, workspace: str, secrets: tuple[str, ...] = ()
+        self,
+        *,
+        dsn: pg_dsn.Dsn,
+        workspace: str,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if _PSYCOPG_MISSING:
             raise BackendUnavailable(
@@ -107,34 +105,50 @@ class PostgresStore:
                 hint="use 1-64 letters, digits, '_', '.' or '-'",
             )
         self._dsn = dsn
-        self._redacted = redacted
-        self._secrets = tuple(sorted(set(secrets), key=len, reverse=True))
+        self._secrets = tuple(sorted(set(dsn.secrets), key=len, reverse=True))
         self.workspace = workspace
+        self._monotonic, self._sleep = monotonic, sleep
         self._schema: str | None = None  # current_schema() once the tables are known good
+        self._held: _Held | None = None
         # (xmin, lineage, serial) of the row we last parsed or wrote: when the row still
         # has that xmin nobody touched it, so a write needs no re-parse of the document.
         self._known: tuple[str, str, int] | None = None
 
     @classmethod
-    def from_dsn(cls, dsn: str, workspace: str | None = None) -> PostgresStore:
+    def from_dsn(
+        cls,
+        dsn: str,
+        workspace: str | None = None,
+        *,
+        timeouts: pg_dsn.Timeouts | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> PostgresStore:
         """The store for ``dsn``; the workspace comes from ``?workspace=`` or the argument."""
-        connect, named, redacted, secrets = pg_dsn.split(dsn)
+        parsed = pg_dsn.split(dsn, timeouts=timeouts)
+        named = parsed.workspace
         if workspace and named and workspace != named:
             raise ConfigError(
                 f"workspace {workspace!r} given, but the DSN names workspace {named!r}",
                 hint="name the workspace in one place only",
             )
         return cls(
-            dsn=connect,
-            redacted=redacted,
+            dsn=parsed,
             workspace=workspace or named or DEFAULT_WORKSPACE,
-            secrets=secrets,
+            monotonic=monotonic,
+            sleep=sleep,
+        )
+
+    @property
+    def location(self) -> Location:
+        """The DSN with its password masked, and the workspace."""
+        return Location(
+            backend=Backend.POSTGRES, where=self._dsn.redacted, workspace=self.workspace
         )
 
     def describe(self) -> str:
-        """The DSN with its password masked, and the workspace."""
-        joiner = "&" if urllib.parse.urlsplit(self._redacted).query else "?"
-        return f"{self._redacted}{joiner}workspace={self.workspace}"
+        """The DSN with its password masked and ``workspace=``: pasteable into --state."""
+        return self.location.describe()
 
     # -- connections and errors -----------------------------------------------------
 
@@ -144,25 +158,39 @@ class PostgresStore:
         return " ".join(text.split())  # libpq messages span lines; ours are one line
 
     @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        """Turn psycopg errors into reconciler's, with the password scrubbed."""
+    def _translated(self, *, lock_id: str | None = None) -> Iterator[None]:
+        """Turn psycopg errors into reconciler's, with the password scrubbed.
+
+        With ``lock_id`` the session is the lock's: losing it is losing the lock.
+        """
+        where = self.describe()
+        timeouts = self._dsn.timeouts
         try:
             yield
+        except psycopg.errors.LockNotAvailable as exc:
+            raise pg_tables.timed_out(
+                where, "lock_timeout", timeouts.lock, "waiting for a lock"
+            ) from exc
+        except psycopg.errors.QueryCanceled as exc:
+            raise pg_tables.timed_out(
+                where, "statement_timeout", timeouts.statement, "running"
+            ) from exc
         except psycopg.OperationalError as exc:
+            if lock_id is not None:
+                why = f"its PostgreSQL session ended ({self._scrub(str(exc))})"
+                raise lock_lost(where, lock_id, why) from exc
             raise BackendUnavailable(
-                f"PostgreSQL state {self.describe()}: {self._scrub(str(exc))}",
+                f"PostgreSQL state {where}: {self._scrub(str(exc))}",
                 hint="check that the server is reachable and the DSN is right",
             ) from exc
         except psycopg.Error as exc:
-            raise StateError(
-                f"PostgreSQL state {self.describe()}: {self._scrub(str(exc))}"
-            ) from exc
+            raise StateError(f"PostgreSQL state {where}: {self._scrub(str(exc))}") from exc
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[psycopg.Connection[Any]]:
-        """An autocommit connection with the tables checked; closed afterwards."""
+        """A new autocommit connection with timeouts set and the tables checked; closed after."""
         try:
-            conn = psycopg.connect(self._dsn, autocommit=True)
+            conn = psycopg.connect(self._dsn.connect, autocommit=True)
         except psycopg.Error as exc:
             raise BackendUnavailable(
                 f"cannot connect to PostgreSQL state {self.describe()}: {self._scrub(str(exc))}",
@@ -170,47 +198,24 @@ class PostgresStore:
             ) from exc
         try:
             with self._translated():
-                self._ensure_schema(conn)
+                timeouts = self._dsn.timeouts
+                conn.execute(pg_sql.SET_TIMEOUTS, (timeouts.lock, timeouts.statement))
+                if self._schema is None:
+                    self._schema = pg_tables.ensure(conn, where=self.describe())
                 yield conn
         finally:
             conn.close()
 
-    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the tables on first use; refuse a schema newer than this code."""
-        if self._schema is not None:
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[psycopg.Connection[Any]]:
+        """The lock's session while this store holds the lock, else a new connection."""
+        held = self._held
+        if held is None:
+            with self._connect() as conn:
+                yield conn
             return
-        version = self._schema_version(conn)
-        if version != SCHEMA_VERSION:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                conn.execute(_CREATE_META)
-                version = self._schema_version(conn)
-                if version is None:
-                    conn.execute(_CREATE_TABLES)
-                # Migrations from older schema versions go here once there is a version 2.
-        row = conn.execute("SELECT current_schema()").fetchone()
-        self._schema = str(row[0]) if row else ""
-
-    def _schema_version(self, conn: psycopg.Connection[Any]) -> int | None:
-        row = conn.execute("SELECT to_regclass('reconciler_meta') IS NOT NULL").fetchone()
-        if not row or not row[0]:
-            return None
-        row = conn.execute(
-            "SELECT value FROM reconciler_meta WHERE key = 'schema_version'"
-        ).fetchone()
-        if row is None:
-            return None
-        try:
-            version = int(row[0])
-        except ValueError:
-            version = -1
-        if version > SCHEMA_VERSION or version < 1:
-            raise StateCorrupt(
-                f"PostgreSQL state {self.describe()}: reconciler_meta has schema_version "
-                f"{row[0]!r}; this reconciler understands {SCHEMA_VERSION}",
-                hint="upgrade reconciler (or point it at another database); nothing was changed",
-            )
-        return version
+        with self._translated(lock_id=held.lock_id):
+            yield held.conn
 
     # -- state ----------------------------------------------------------------------
 
@@ -242,7 +247,7 @@ class PostgresStore:
 
     def read(self) -> State | None:
         """The workspace's state; None when none was ever written."""
-        with self._connect() as conn:
+        with self._session() as conn:
             row = conn.execute(
                 "SELECT xmin::text, lineage, serial, document FROM reconciler_states "
                 "WHERE workspace = %s",
@@ -255,43 +260,24 @@ class PostgresStore:
         self._known = (xmin, lineage, serial)
         return loaded
 
-    def write(self, state: State, *, force: bool = False) -> None:
-        """Store ``state`` in one transaction: compare-and-swap on serial unless forced."""
+    def write(self, state: State, *, force: bool = False, expected: Expected | None = None) -> None:
+        """Store ``state`` in one transaction: fenced, compare-and-swap unless forced."""
         where = self.describe()
+        check_serial(state, where=where)
         payload = json.dumps(state_codec.to_json(state), ensure_ascii=False, separators=(",", ":"))
-        with self._connect() as conn, conn.transaction():
-            row = conn.execute(
-                "SELECT xmin::text, lineage, serial FROM reconciler_states "
-                "WHERE workspace = %s FOR UPDATE",
-                (self.workspace,),
-            ).fetchone()
-            current: State | None = None
-            if row is not None:
-                xmin, lineage, serial = row
-                if self._known == (xmin, lineage, serial):
-                    current = State(lineage=lineage, serial=serial)
-                else:
-                    # Someone else wrote the row: a corrupt document is refused, even forced.
-                    doc = conn.execute(
-                        "SELECT document FROM reconciler_states WHERE workspace = %s",
-                        (self.workspace,),
-                    ).fetchone()
-                    current = self._parse(doc[0] if doc else "", lineage, serial)
+        with self._session() as conn, conn.transaction():
+            self._fence_in(conn)
+            current = self._current(conn)
             if not force:
-                check_successor(current, state, where=where)
-            current_key = (current.lineage, current.serial) if current else None
-            if current_key is None:
+                check_successor(current, state, where=where, expected=expected)
+            current_key = (current.lineage, current.serial) if current else ()
+            if current is None:
                 done = conn.execute(
-                    "INSERT INTO reconciler_states (workspace, lineage, serial, document) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (workspace) DO NOTHING "
-                    "RETURNING xmin::text",
-                    (self.workspace, state.lineage, state.serial, payload),
+                    pg_sql.INSERT_STATE, (self.workspace, state.lineage, state.serial, payload)
                 ).fetchone()
             else:
                 done = conn.execute(
-                    "UPDATE reconciler_states SET lineage = %s, serial = %s, document = %s, "
-                    "updated_at = now() WHERE workspace = %s AND lineage = %s AND serial = %s "
-                    "RETURNING xmin::text",
+                    pg_sql.UPDATE_STATE,
                     (state.lineage, state.serial, payload, self.workspace, *current_key),
                 ).fetchone()
             if done is None:
@@ -301,64 +287,45 @@ class PostgresStore:
                 )
         self._known = (done[0], state.lineage, state.serial)
 
+    def _current(self, conn: psycopg.Connection[Any]) -> State | None:
+        """The stored version, its row locked for the write's transaction (parsed if new)."""
+        row = conn.execute(pg_sql.ROW_FOR_UPDATE, (self.workspace,)).fetchone()
+        if row is None:
+            return None
+        xmin, lineage, serial = row
+        if self._known == (xmin, lineage, serial):
+            return State(lineage=lineage, serial=serial)
+        # Someone else wrote the row: a corrupt document is refused, even forced.
+        doc = conn.execute(
+            "SELECT document FROM reconciler_states WHERE workspace = %s", (self.workspace,)
+        ).fetchone()
+        return self._parse(doc[0] if doc else "", lineage, serial)
+
     # -- locking --------------------------------------------------------------------
 
     def _lock_key(self) -> int:
         # Namespaced by schema: the same workspace in two schemas is two states.
-        return _key(f"reconciler:{self._schema}:{self.workspace}")
-
-    def _holder_backend(self, conn: psycopg.Connection[Any]) -> int | None:
-        """The server pid of the session holding this workspace's advisory lock."""
-        key = self._lock_key()
-        row = conn.execute(_HOLDER_BACKEND, ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)).fetchone()
-        return int(row[0]) if row else None
-
-    def _recorded_holder(
-        self, conn: psycopg.Connection[Any], *, for_update: bool = False
-    ) -> tuple[LockInfo | None, int | None]:
-        row = conn.execute(
-            "SELECT holder, backend_pid FROM reconciler_locks WHERE workspace = %s"
-            + (" FOR UPDATE" if for_update else ""),
-            (self.workspace,),
-        ).fetchone()
-        if row is None:
-            return None, None
-        return LockInfo.from_json(row[0]), int(row[1])
+        return pg_tables.advisory_key(f"reconciler:{self._schema}:{self.workspace}")
 
     @contextlib.contextmanager
-    def lock(self, operation: str, *, timeout: float = 0.0) -> Iterator[LockInfo]:
+    def lock(self, operation: str, *, timeout: float = 0.0) -> Iterator[Lock]:
         """Hold the workspace's advisory lock on a dedicated session for the block."""
+        if self._held is not None:
+            raise StateError(f"state {self.describe()} is already locked by this process")
         with self._connect() as conn:
             key = self._lock_key()
-            # The server must notice a vanished holder host, not only a dead process.
-            conn.execute(
-                "SELECT set_config('application_name', %s, false), "
-                "set_config('tcp_keepalives_idle', '60', false), "
-                "set_config('tcp_keepalives_interval', '10', false), "
-                "set_config('tcp_keepalives_count', '6', false)",
-                (f"reconciler lock {self.workspace}"[:63],),
-            )
-            deadline = time.monotonic() + timeout
-            while True:
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-                if row and row[0]:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._locked_error(conn)
-                time.sleep(min(_POLL_SECONDS, remaining))
+            conn.execute(pg_sql.SET_LOCK_SESSION, (f"reconciler lock {self.workspace}"[:63],))
+            self._acquire(conn, key, timeout)
             info = LockInfo.new(operation)
             try:
-                # A row left by a holder that died is stale: we hold the lock now.
                 conn.execute(
-                    "INSERT INTO reconciler_locks (workspace, lock_id, holder, backend_pid) "
-                    "VALUES (%s, %s, %s::jsonb, pg_backend_pid()) ON CONFLICT (workspace) DO "
-                    "UPDATE SET lock_id = excluded.lock_id, holder = excluded.holder, "
-                    "backend_pid = excluded.backend_pid, created_at = now()",
+                    pg_sql.RECORD_HOLDER,
                     (self.workspace, info.lock_id, json.dumps(info.to_json())),
                 )
-                yield info
+                self._held = _Held(conn=conn, lock_id=info.lock_id)
+                yield Lock(info=info, check=self.fence)
             finally:
+                self._held = None
                 # The session may be gone already (force-unlock, network): then the
                 # server released the lock with it and there is nothing left to do.
                 with contextlib.suppress(psycopg.Error):
@@ -368,9 +335,42 @@ class PostgresStore:
                     )
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
+    def _acquire(self, conn: psycopg.Connection[Any], key: int, timeout: float) -> None:
+        """Take the advisory lock, trying until ``timeout`` seconds have passed."""
+        deadline = self._monotonic() + timeout
+        while True:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row and row[0]:
+                return
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                raise self._locked_error(conn)
+            self._sleep(min(_POLL_SECONDS, remaining))
+
+    def _fence_in(self, conn: psycopg.Connection[Any]) -> None:
+        """On the lock's session: StateLockLost unless the holder row still names our id."""
+        held = self._held
+        if held is None:
+            return
+        row = conn.execute(pg_sql.FENCE, (self.workspace,)).fetchone()
+        if row is None or row[0] != held.lock_id:
+            why = "its holder row was removed" if row is None else f"{row[0]} holds it now"
+            raise lock_lost(self.describe(), held.lock_id, why)
+
+    def fence(self) -> None:
+        """StateLockLost unless our lock session is alive and the holder row names our id."""
+        if self._held is not None:
+            with self._session() as conn:
+                self._fence_in(conn)
+
+    def holder(self) -> LockInfo | None:
+        """The holder recorded in ``reconciler_locks`` (maybe stale), or None."""
+        with self._session() as conn:
+            return pg_tables.recorded_holder(conn, self.workspace)[0]
+
     def _locked_error(self, conn: psycopg.Connection[Any]) -> StateLocked:
-        pid = self._holder_backend(conn)
-        holder, holder_pid = self._recorded_holder(conn)
+        pid = pg_tables.holder_backend(conn, self._lock_key())
+        holder, holder_pid = pg_tables.recorded_holder(conn, self.workspace)
         if holder_pid != pid:
             holder = None  # the row belongs to an older holder: this one has not recorded itself
         detail = f"PostgreSQL backend pid {pid}" if pid else ""
@@ -384,43 +384,48 @@ class PostgresStore:
         holds it, it is terminated with ``pg_terminate_backend`` (this needs the same
         database role as the holder, or ``pg_signal_backend``), which frees the lock;
         then the holder's row is removed. A holder process that is in fact still alive
-        loses its lock session only; its state writes stay compare-and-swap protected.
-        A row whose backend no longer holds the lock is just removed.
+        loses its lock session, and with it the lock: its next write or createTask stops
+        with StateLockLost. A row whose backend no longer holds the lock is just removed.
         """
         with self._connect() as conn:
             with conn.transaction():
-                holder, holder_pid = self._recorded_holder(conn, for_update=True)
-                pid = self._holder_backend(conn)
-                if holder is None:
-                    raise StateError(
-                        f"state {self.describe()} has no recorded lock holder"
-                        + (f" (PostgreSQL backend pid {pid} holds the lock)" if pid else ""),
-                        hint="nothing to unlock" if pid is None else "wait for it to finish",
-                    )
-                if holder.lock_id != lock_id:
-                    raise StateError(
-                        f"lock id {lock_id} does not match the current {holder.describe()}",
-                        hint=f"pass the id of the current holder: {holder.lock_id}",
-                    )
-                terminate = pid is not None and pid == holder_pid
-                if terminate:
-                    try:
-                        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                    except psycopg.errors.InsufficientPrivilege as exc:
-                        raise StateError(
-                            f"not allowed to end PostgreSQL backend {pid} holding "
-                            f"{holder.describe()}: {self._scrub(str(exc))}",
-                            hint=f"ask an administrator to run SELECT pg_terminate_backend({pid})",
-                        ) from exc
-                conn.execute(
-                    "DELETE FROM reconciler_locks WHERE workspace = %s AND lock_id = %s",
-                    (self.workspace, lock_id),
-                )
-            deadline = time.monotonic() + _UNLOCK_WAIT_SECONDS
-            while terminate and self._holder_backend(conn) == pid:
-                if time.monotonic() >= deadline:
+                pid, terminate = self._end_holder(conn, lock_id)
+            deadline = self._monotonic() + _UNLOCK_WAIT_SECONDS
+            while terminate and pg_tables.holder_backend(conn, self._lock_key()) == pid:
+                if self._monotonic() >= deadline:
                     raise StateError(
                         f"PostgreSQL backend {pid} was asked to end but still holds the lock",
                         hint="try again in a moment",
                     )
-                time.sleep(_POLL_SECONDS / 4)
+                self._sleep(_POLL_SECONDS / 4)
+
+    def _end_holder(self, conn: psycopg.Connection[Any], lock_id: str) -> tuple[int | None, bool]:
+        """In force-unlock's transaction: end the holder's session, remove its row."""
+        holder, holder_pid = pg_tables.recorded_holder(conn, self.workspace, for_update=True)
+        pid = pg_tables.holder_backend(conn, self._lock_key())
+        if holder is None:
+            raise StateError(
+                f"state {self.describe()} has no recorded lock holder"
+                + (f" (PostgreSQL backend pid {pid} holds the lock)" if pid else ""),
+                hint="nothing to unlock" if pid is None else "wait for it to finish",
+            )
+        if holder.lock_id != lock_id:
+            raise StateError(
+                f"lock id {lock_id} does not match the current {holder.describe()}",
+                hint=f"pass the id of the current holder: {holder.lock_id}",
+            )
+        terminate = pid is not None and pid == holder_pid
+        if terminate:
+            try:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise StateError(
+                    f"not allowed to end PostgreSQL backend {pid} holding "
+                    f"{holder.describe()}: {self._scrub(str(exc))}",
+                    hint=f"ask an administrator to run SELECT pg_terminate_backend({pid})",
+                ) from exc
+        conn.execute(
+            "DELETE FROM reconciler_locks WHERE workspace = %s AND lock_id = %s",
+            (self.workspace, lock_id),
+        )
+        return pid, terminate

@@ -1,16 +1,19 @@
 """``state pull`` / ``state push``: the state document in and out of any store.
 
 Both backends store the same document, so pulling from one and pushing to another
-moves a state unchanged (lineage included). Push rules, like Terraform's:
+moves a state unchanged — lineage *and* serial, so history is never lost. Push rules:
 
-* without ``force`` the stored state (if any) must have the same lineage and a serial
-  lower than the pushed document's. The document is then written as the direct successor
-  of the stored state (serial = stored + 1, or 1 into an empty store) through the store's
-  compare-and-swap, so "every write is +1" holds and a write that raced us fails cleanly;
+* into an empty store the document is written as it is: its lineage and its serial (a
+  file state at serial 46 is at 46 in PostgreSQL too, so an old copy of it can never
+  pass for newer than the state that continued from it);
+* into a store holding a state, without ``force``, the document must have the same
+  lineage and a strictly newer serial, and is written with its own serial;
 * with ``force`` anything parseable goes: another lineage, an older serial. It is written
   with serial ``max(stored + 1, document serial)`` so that every runner holding the old
   state, and every plan saved against it, sees a change and stops.
 
+Every push is a compare-and-swap against the state it read, and a serial must leave room
+for the writes after it: a document at ``MAX_SERIAL`` (2^63-1) is refused, even forced.
 A stored state that is corrupt or of a newer format is refused even with ``force`` (the
 store's read refuses it): it is evidence, moved aside by hand, never overwritten.
 The caller holds the store's lock around :func:`push`.
@@ -18,13 +21,21 @@ The caller holds the store's lock around :func:`push`.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.errors import StateConflict, StateError
-from reconciler.stores import Store
+from reconciler.stores import Expected, Store
 from reconciler.stores import model as state_codec
-from reconciler.stores.model import State
+from reconciler.stores.model import MAX_SERIAL, State
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pushed:
+    """What a push did: the state written, and the one it replaced (None: was empty)."""
+
+    written: State
+    replaced: State | None
 
 
 def pull(store: Store) -> dict[str, Any]:
@@ -32,35 +43,43 @@ def pull(store: Store) -> dict[str, Any]:
     current = store.read()
     if current is None:
         raise StateError(
-            f"state {store.describe()} is empty: nothing to pull",
+            f"{store.location.absent()}: nothing to pull",
             hint="check --state / RECONCILER_STATE and --workspace",
         )
     return state_codec.to_json(current)
 
 
-def push(store: Store, document: Any, *, force: bool = False) -> State:
-    """Validate ``document`` and write it to ``store`` under the push rules; the result."""
+def push(store: Store, document: Any, *, force: bool = False) -> Pushed:
+    """Validate ``document`` and write it to ``store`` under the push rules."""
     pushed = state_codec.from_json(document, where="document being pushed")
+    if pushed.serial >= MAX_SERIAL:
+        raise StateError(
+            f"the pushed document has serial {pushed.serial}, which leaves no room for a "
+            f"later write (serials end at {MAX_SERIAL}); nothing was written",
+            hint="give the document a smaller serial, then push it into an empty store",
+        )
     current = store.read()
-    where = store.describe()
-    if current is None:
-        serial = max(1, pushed.serial) if force else 1
-    elif force:
+    serial = pushed.serial
+    if current is not None and force:
         serial = max(current.serial + 1, pushed.serial)
-    else:
-        if current.lineage != pushed.lineage:
-            raise StateConflict(
-                f"state {where} has lineage {current.lineage}; the pushed document has "
-                f"lineage {pushed.lineage}: it is another state; nothing was written",
-                hint="pull the current state and work from it, or push --force to replace it",
-            )
-        if pushed.serial <= current.serial:
-            raise StateConflict(
-                f"state {where} is at serial {current.serial}; the pushed document's serial "
-                f"{pushed.serial} is not newer; nothing was written",
-                hint="pull the current state and work from it, or push --force to replace it",
-            )
-        serial = current.serial + 1
+    elif current is not None:
+        _check_newer(current, pushed, where=store.describe())
     written = replace(pushed, serial=serial)
-    store.write(written, force=force)
-    return written
+    store.write(written, expected=Expected.of(current))
+    return Pushed(written=written, replaced=current)
+
+
+def _check_newer(current: State, pushed: State, *, where: str) -> None:
+    """StateConflict unless ``pushed`` continues ``current``: same lineage, newer serial."""
+    if current.lineage != pushed.lineage:
+        raise StateConflict(
+            f"state {where} has lineage {current.lineage}; the pushed document has "
+            f"lineage {pushed.lineage}: it is another state; nothing was written",
+            hint="pull the current state and work from it, or push --force to replace it",
+        )
+    if pushed.serial <= current.serial:
+        raise StateConflict(
+            f"state {where} is at serial {current.serial}; the pushed document's serial "
+            f"{pushed.serial} is not newer; nothing was written",
+            hint="pull the current state and work from it, or push --force to replace it",
+        )
