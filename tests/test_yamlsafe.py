@@ -54,7 +54,7 @@ REFUSED = [
     pytest.param(
         b"a: !!python/object/apply:os.system ['true']\n",
         (1, 4),
-        "tag tag:yaml.org,2002:python/object/apply:os.system is not allowed",
+        "tag !!python/object/apply:os.system is not allowed",
         id="python-object-apply",
     ),
     pytest.param(b"a: !!python/name:os.system\n", (1, 4), "is not allowed", id="python-name"),
@@ -70,7 +70,9 @@ REFUSED = [
     pytest.param(
         b"version: 1\nusers: [a, b\n", (3, 1), "YAML syntax error", id="unclosed-flow-sequence"
     ),
-    pytest.param(b"? [a]\n: 1\n", (1, 3), "unhashable key", id="list-as-key"),
+    pytest.param(
+        b"? [a]\n: 1\n", (1, 3), "a list is used as a key: keys are text", id="list-as-key"
+    ),
 ]
 
 
@@ -225,12 +227,11 @@ def test_hostile_folder_reports_every_file_once(
         "duplicate-keys.yaml:7:1: duplicate key 'users': the later value would silently win; "
         "keep one",
         "latin1.yml:3:17: not UTF-8 (byte 0xe9); save the file as UTF-8",
-        "python-tag.yaml:2:8: YAML syntax error: tag "
-        "tag:yaml.org,2002:python/object/apply:os.system is not allowed: only plain YAML "
-        "(mappings, lists, strings, numbers, booleans) is loaded",
+        "python-tag.yaml:2:8: tag !!python/object/apply:os.system is not allowed: only plain "
+        "YAML (mappings, lists, strings, numbers, booleans) is loaded",
         "recursive-alias.yaml:2:9: recursive alias: a node contains itself",
-        "two-documents.yaml:2:1: YAML syntax error: more than one YAML document (---) in one "
-        "file; use one file per document (expected a single document in the stream)",
+        "two-documents.yaml:2:1: more than one YAML document (---) in one file; use one file "
+        "per document",
     ]
 
 
@@ -246,7 +247,7 @@ def test_brackets_inside_quotes_and_comments_are_not_nesting(tmp_path: Path) -> 
 
 def test_unreadable_scalars_are_located_problems(tmp_path: Path) -> None:
     """A date that is no date, or a bad !!int, is a located problem, not a crash."""
-    for text, expected in (("a: 2024-13-45\n", "as timestamp"), ("a: !!int 0x\n", "as int")):
+    for text, expected in (("a: 2024-13-45\n", "as a date"), ("a: !!int 0x\n", "as int")):
         source = tmp_path / "s.yaml"
         source.write_text(text)
         parsed = loading.parse_file(loading.read_files(source)[0])
