@@ -79,8 +79,14 @@ def max_bytes() -> int:
 
 
 def load(path: Path) -> DesiredState:
-    """Read and validate the desired state (problems printed to stderr by the caller)."""
-    return validation.load_desired(path, max_bytes=max_bytes())
+    """Read and validate the desired state; its problems, if any, go to stderr first."""
+    try:
+        return validation.load_desired(path, max_bytes=max_bytes())
+    except ValidationFailed as failed:
+        # The error's hint says "fix the problems listed above": list them.
+        for problem in failed.problems:
+            sys.stderr.write(problem.render() + "\n")
+        raise
 
 
 # -- validate ------------------------------------------------------------------------
