@@ -4,7 +4,13 @@ Fast path: the schema compiled by fastjsonschema answers "valid?" in a fraction 
 time jsonschema takes on 100k users. Only when that says no does jsonschema walk the
 document to report every error with its path. fastjsonschema knows draft-07, so the
 compiled copy is declared draft-07; the schemas use only keywords both drafts share.
-Friendly messages live in the schemas themselves, under ``x-messages`` keyed by keyword.
+
+Messages are ours, never the validators' text: ``x-messages`` in the schemas (keyed by
+keyword), else a generic one made from jsonschema's keyword, its value and the instance,
+every echoed value clipped (``errors.excerpt``). The two validators must agree: should
+jsonschema ever find nothing where fastjsonschema refused, the fast one's finding is
+reported (fail closed). Patterns end in ``$(?!\\n)``: jsonschema searches with Python's
+``$``, which also matches before a final newline (fastjsonschema rewrites it to ``\\Z``).
 """
 
 from __future__ import annotations
