@@ -148,19 +148,20 @@ def _list_directory(path: Path) -> Listing:
         ) from None
     files: list[Path] = []
     ignored: list[Ignored] = []
+    hidden: list[str] = []
     for entry in entries:
         child = path / entry.name
         if entry.name.startswith("."):
             # An editor's lock or swap file must not break a run, nor be merged; other
             # hidden entries (.git, .reconciler) are tools' own and never look like input.
             if is_yaml_name(entry.name):
-                ignored.append(Ignored(display=_display(child), reason="hidden: never read"))
+                hidden.append(_display(child))
+                ignored.append(Ignored(display=hidden[-1], reason="hidden: never read"))
         elif is_yaml_name(entry.name):
             files.append(child)
         else:
             ignored.append(Ignored(display=_display(child), reason=_not_yaml(entry)))
     if not files:
-        hidden = [item.display for item in ignored if item.reason.startswith("hidden")]
         also = f" (hidden files are never read: {', '.join(hidden)})" if hidden else ""
         raise InputError(
             f"{_display(path)}: no *.yaml or *.yml files in this directory{also}",
