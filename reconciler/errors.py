@@ -190,3 +190,39 @@ class CloudIdentityError(ApiError):
 
 class ApplyIncomplete(ReconcilerError):
     """Apply ran to the end but some changes or retries failed."""
+
+
+EXCERPT_CHARS = 40
+
+
+def excerpt(value: object) -> str:
+    """``value`` as a message may echo it: its repr, cut to 40 characters with an ellipsis.
+
+    Messages quote what the user wrote, and what was written may be a secret (a symlink to
+    an env file): no message shows more of a value than this.
+    """
+    if isinstance(value, str):
+        if len(value) <= EXCERPT_CHARS:
+            return repr(value)
+        return repr(value[:EXCERPT_CHARS] + "…")
+    shown = repr(value)
+    return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS] + "…"
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``, ``\\u202e``).
+
+    File names reach terminals, JSON, SARIF and GitHub's line-based workflow commands: a
+    newline in a name must not start a line of its own. A byte that is not UTF-8 (a
+    surrogate from ``os.fsdecode``) is shown as ``\\xNN``.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: one undecodable byte
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(char)[1:-1]

@@ -4,7 +4,13 @@ Fast path: the schema compiled by fastjsonschema answers "valid?" in a fraction 
 time jsonschema takes on 100k users. Only when that says no does jsonschema walk the
 document to report every error with its path. fastjsonschema knows draft-07, so the
 compiled copy is declared draft-07; the schemas use only keywords both drafts share.
-Friendly messages live in the schemas themselves, under ``x-messages`` keyed by keyword.
+
+Messages are ours, never the validators' text: ``x-messages`` in the schemas (keyed by
+keyword), else a generic one made from jsonschema's keyword, its value and the instance,
+every echoed value clipped (``errors.excerpt``). The two validators must agree: should
+jsonschema ever find nothing where fastjsonschema refused, the fast one's finding is
+reported (fail closed). Patterns end in ``$(?!\\n)``: jsonschema searches with Python's
+``$``, which also matches before a final newline (fastjsonschema rewrites it to ``\\Z``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 
+from reconciler.errors import excerpt
+
 if TYPE_CHECKING:
     import jsonschema
 
@@ -27,11 +35,15 @@ _DRAFT07 = "http://json-schema.org/draft-07/schema#"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SchemaError:
-    """One schema violation: where (a path into the document) and what."""
+    """One schema violation: where (a path into the document), what, and the facts behind
+    the message (the keyword, what it asks for, the value found) for callers to reword."""
 
     path: tuple[str | int, ...]
     message: str
     on_key: bool = False  # the problem is the key itself (e.g. an unknown property)
+    keyword: str = ""  # the JSON Schema keyword that failed ("type", "pattern", ...)
+    expected: Any = None  # that keyword's value in the schema
+    instance: Any = None  # the value that failed it
 
 
 def schema_path(name: str) -> Path:
@@ -86,31 +98,53 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=None)
 
 
-def is_valid(name: str, document: Any) -> bool:
-    """Fast yes/no answer."""
+def _fast_error(name: str, document: Any) -> fastjsonschema.JsonSchemaValueException | None:
     try:
         _compiled(name)(document)
-    except fastjsonschema.JsonSchemaException:
-        return False
-    return True
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return exc
+    return None
+
+
+def is_valid(name: str, document: Any) -> bool:
+    """Fast yes/no answer."""
+    return _fast_error(name, document) is None
+
+
+# Our own words for each keyword: never the validator's message text, which changes
+# between releases. A schema's ``x-messages`` (keyed by keyword) overrides these.
+_GENERIC = {
+    "const": "must be {expected} (got {value})",
+    "enum": "must be one of {expected} (got {value})",
+    "minimum": "{value} is less than the minimum of {expected}",
+    "maximum": "{value} is more than the maximum of {expected}",
+    "exclusiveMinimum": "{value} must be more than {expected}",
+    "exclusiveMaximum": "{value} must be less than {expected}",
+    "minLength": "{value} is shorter than {expected} characters",
+    "maxLength": "{value} is longer than {expected} characters",
+    "pattern": "{value} is not in the allowed form",
+    "minItems": "needs at least {expected} items",
+    "maxItems": "has more than {expected} items",
+    "minProperties": "needs at least {expected} keys",
+    "not": "{value} is not allowed here",
+}
 
 
 def _message(error: jsonschema.ValidationError) -> str:
+    keyword, expected = str(error.validator), error.validator_value
     custom = error.schema.get("x-messages", {}) if isinstance(error.schema, dict) else {}
-    template = custom.get(str(error.validator))
+    template = custom.get(keyword) or _GENERIC.get(keyword)
     if template:
-        return str(template).format(value=error.instance)
-    if error.validator == "additionalProperties":
-        extra = sorted(
-            str(key) for key in error.instance if key not in error.schema.get("properties", {})
-        )
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown key {', '.join(repr(k) for k in extra)} (allowed: {allowed})"
-    if error.validator == "required":
-        return str(error.message).replace("is a required property", "is required")
-    if error.validator == "type":
-        return f"expected {error.validator_value}, got {_describe(error.instance)}"
-    return str(error.message)
+        return str(template).format(value=excerpt(error.instance), expected=expected)
+    if keyword == "type":
+        return f"expected {expected}, got {_describe(error.instance)}"
+    return f"{excerpt(error.instance)} breaks the schema rule `{keyword}`"
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> str:
+    extra = sorted(str(key) for key in error.instance if key not in error.schema["properties"])
+    allowed = ", ".join(sorted(error.schema["properties"]))
+    return f"unknown key {', '.join(excerpt(k) for k in extra)} (allowed: {allowed})"
 
 
 def _describe(value: Any) -> str:
@@ -119,9 +153,9 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
-        return f"number {value}"
+        return f"number {excerpt(value)}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {excerpt(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -129,11 +163,42 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _found(leaf: jsonschema.ValidationError) -> list[SchemaError]:
+    """The SchemaErrors of one of jsonschema's errors, located at what is wrong."""
+    path = tuple(leaf.absolute_path)
+    facts = {"keyword": str(leaf.validator), "expected": leaf.validator_value}
+    if leaf.validator == "required" and isinstance(leaf.instance, dict):
+        return [
+            SchemaError(path=path, message=f"{key!r} is required", **facts, instance=leaf.instance)
+            for key in leaf.validator_value
+            if key not in leaf.instance
+        ]
+    if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
+        props = leaf.schema.get("properties", {})
+        return [
+            SchemaError(
+                path=(*path, key), message=_unknown_keys(leaf), on_key=True, **facts, instance=key
+            )
+            for key in leaf.instance
+            if key not in props
+        ]
+    on_key = False
+    if "propertyNames" in leaf.absolute_schema_path:
+        # jsonschema reports a bad key at its parent; point at the key itself.
+        path, on_key = (*path, str(leaf.instance)), True
+    return [
+        SchemaError(
+            path=path, message=_message(leaf), on_key=on_key, **facts, instance=leaf.instance
+        )
+    ]
+
+
 def errors(name: str, document: Any) -> tuple[SchemaError, ...]:
     """Every violation of schema ``name`` in ``document`` (empty when valid)."""
-    if is_valid(name, document):
+    fast = _fast_error(name, document)
+    if fast is None:
         return ()
-    found: list[SchemaError] = []
+    found: dict[tuple[tuple[str | int, ...], str], SchemaError] = {}
     for error in _validator(name).iter_errors(document):
         # One level of "anyOf/oneOf" context is enough to say what is wrong.
         leaves = [error]
@@ -141,22 +206,14 @@ def errors(name: str, document: Any) -> tuple[SchemaError, ...]:
             deepest = max(len(sub.absolute_path) for sub in error.context)
             leaves = [sub for sub in error.context if len(sub.absolute_path) == deepest] or leaves
         for leaf in leaves:
-            path = tuple(leaf.absolute_path)
-            on_key = False
-            if "propertyNames" in leaf.absolute_schema_path:
-                # jsonschema reports a bad key at its parent; point at the key itself.
-                path, on_key = (*path, str(leaf.instance)), True
-            if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
-                props = leaf.schema.get("properties", {})
-                for key in leaf.instance:
-                    if key not in props:
-                        found.append(
-                            SchemaError(path=(*path, key), message=_message(leaf), on_key=True)
-                        )
-                continue
-            found.append(SchemaError(path=path, message=_message(leaf), on_key=on_key))
-    found.sort(key=lambda e: [str(p) for p in e.path])
-    return tuple(found)
+            for item in _found(leaf):
+                found.setdefault((item.path, item.message), item)
+    if not found:
+        # The two validators disagree: fail closed, at the place the fast one names.
+        path = tuple(part for part in fast.path[1:] if isinstance(part, (str, int)))
+        rule = str(fast.rule or "schema")
+        return (SchemaError(path=path, message=f"breaks the schema rule `{rule}`", keyword=rule),)
+    return tuple(sorted(found.values(), key=lambda e: [str(p) for p in e.path]))
 
 
 def check(name: str, document: Any) -> tuple[str, ...]:

@@ -103,6 +103,16 @@ def test_github_annotation_lines_are_escaped(problem: Problem, line: str) -> Non
     assert findings.github([problem]) == line + "\n"
 
 
+def test_file_names_with_control_characters_are_escaped() -> None:
+    """A newline or escape sequence in a file name never reaches a line of its own."""
+    problem = Problem(file="a\n::error::b\x1b[2J.yaml", line=1, col=1, message="m", rule="rule")
+    (line,) = findings.github([problem]).splitlines()
+    assert line.startswith("::error file=a\\n%3A%3Aerror%3A%3Ab\\x1b[2J.yaml,line=1,")
+    (result,) = _results(findings.sarif([problem]))
+    uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "a%5Cn%3A%3Aerror%3A%3Ab%5Cx1b%5B2J.yaml"
+
+
 @pytest.fixture
 def broken(workdir: Path) -> Path:
     """The workdir with a users file that has problems."""

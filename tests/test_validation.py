@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import schemas
 from reconciler.desired import validation
 from reconciler.errors import InputError, ValidationFailed
 from tests.support.builders import problems_of, rendered
@@ -45,7 +46,7 @@ USER_RULES = [
     ),
     pytest.param(
         {"account": "a" * 51},
-        [f"26:14: account '{'a' * 51}' is longer than 50 characters (API 100-205)"],
+        [f"26:14: account '{'a' * 40}…' is longer than 50 characters (API 100-205)"],
         id="account-length",
     ),
     pytest.param(
@@ -74,20 +75,23 @@ USER_RULES = [
     pytest.param(
         {"email": "l" * 65 + "@example.com"},
         [
-            f"28:12: email '{'l' * 65}@example.com': the part before @ is longer than "
+            f"28:12: email '{'l' * 40}…': the part before @ is longer than "
             "64 characters (API 100-214)"
         ],
         id="email-local-65",
     ),
     pytest.param(
         {"email": f"x@{LONG_DOMAIN}"},
-        [f"28:12: email 'x@{LONG_DOMAIN}': the domain is longer than 255 characters (API 100-214)"],
+        [
+            f"28:12: email 'x@{LONG_DOMAIN[:38]}…': the domain is longer than 255 characters "
+            "(API 100-214)"
+        ],
         id="email-domain-256+",
     ),
     pytest.param(
         {"email": "x@" + "d" * 64 + ".com"},
         [
-            "28:12: email 'x@" + "d" * 64 + ".com': the first domain label is longer than "
+            "28:12: email 'x@" + "d" * 38 + "…': the first domain label is longer than "
             "63 characters (API 100-214)"
         ],
         id="email-label-64",
@@ -101,8 +105,8 @@ USER_RULES = [
         {"roles": "[r0, nope]"},
         [
             "29:17: role 'nope' is not defined under `roles` (defined: "
-            + ", ".join(sorted(ROLE_NAMES))
-            + ")"
+            + ", ".join(sorted(ROLE_NAMES)[:10])
+            + ", and 1 more)"
         ],
         id="unknown-role",
     ),
@@ -118,7 +122,10 @@ USER_RULES = [
     ),
     pytest.param(
         {"extra": "    enabled: 'no'\n"},
-        ["30:14: expected boolean, got string 'no'"],
+        [
+            "30:14: 'no' is not a boolean here: only true and false are (YAML 1.1 reads it as "
+            "false); write `enabled: false`"
+        ],
         id="enabled-not-boolean",
     ),
 ]
@@ -219,7 +226,10 @@ def test_values_at_the_limits_are_valid(tmp_path: Path, overrides: dict[str, str
         ),
         pytest.param(
             "- version: 1\n",
-            ["1:1: expected object, got a list"],
+            [
+                "1:1: the file holds a list, not a mapping: a desired-state file is a mapping "
+                "that starts with `version: 1`"
+            ],
             id="top-level-list",
         ),
     ],
@@ -307,7 +317,7 @@ ROLE_CONFLICTS = [
     ),
     pytest.param(
         'version: 1\nroles:\n  helper:\n    id: "101"\n',
-        "b.yaml:4:9: role id 101 is also used by role 'agent' (a.yaml); one id, one role",
+        "b.yaml:4:9: role id '101' is also used by role 'agent' (a.yaml); one id, one role",
         id="two-roles-one-id",
     ),
     pytest.param(
@@ -422,7 +432,7 @@ def test_valid_state_is_merged_into_frozen_values(tmp_path: Path) -> None:
         ),
         pytest.param(
             '  agent:\n    id: "101"\n  helper:\n    id: "101"\n',
-            "6:9: role id 101 is also used by role 'agent'",
+            "6:9: role id '101' is also used by role 'agent'",
             id="role-sharing-an-id",
         ),
     ],
@@ -454,3 +464,216 @@ def test_empty_account_and_name_get_one_message_each(tmp_path: Path) -> None:
         "account must not be empty (API 100-204)",
         "name must not be empty (API 100-209)",
     ]
+
+
+# -- a value means exactly what it says (issue 11, section 2) -------------------------
+
+FULL_MATCH = [
+    pytest.param(
+        {"account": '"alice\\n"'}, "26:14: account 'alice\\n' has characters", id="account-nl"
+    ),
+    pytest.param(
+        {"account": "|\n      alice"},
+        "26:14: account 'alice\\n' has characters",
+        id="account-block",
+    ),
+    pytest.param(
+        {"account": '"alice\\r"'}, "26:14: account 'alice\\r' has characters", id="account-cr"
+    ),
+    pytest.param(
+        {"name": '"Alice\\n"'}, "27:11: name 'Alice\\n' contains a character", id="name-nl"
+    ),
+    pytest.param(
+        {"name": '"A\\x7fB"'}, "27:11: name 'A\\x7fB' contains a character", id="name-del"
+    ),
+    pytest.param(
+        {"name": '"A\\u2028B"'}, "27:11: name 'A\\u2028B' contains a character", id="name-ls"
+    ),
+    pytest.param(
+        {"email": '"alice@example.com\\n"'},
+        "28:12: email 'alice@example.com\\n' is not a valid address",
+        id="email-nl",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), FULL_MATCH)
+def test_patterns_match_the_whole_value(
+    tmp_path: Path, overrides: dict[str, str], expected: str
+) -> None:
+    """A trailing newline (which Python's ``$`` lets through) is refused like any character."""
+    file = tmp_path / "users.yaml"
+    file.write_text(one_user(**overrides), encoding="utf-8")
+    (found,) = rendered(problems_of(file))
+    assert found.startswith(f"users.yaml:{expected}")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            'version: 1\nroles:\n  agent:\n    id: "101\\n"\n',
+            "4:9: role id '101\\n' must be 1 to 19 digits",
+            id="role-id-nl",
+        ),
+        pytest.param(
+            'version: 1\nroles:\n  "agent\\n":\n    id: "101"\n',
+            "3:3: role name 'agent\\n' must start with a letter or digit",
+            id="role-name-nl",
+        ),
+        pytest.param(
+            'version: 1\npolicy:\n  protected_accounts: ["root\\n"]\n',
+            "3:24: account 'root\\n' has characters the API refuses",
+            id="protected-account-nl",
+        ),
+    ],
+)
+def test_patterns_match_the_whole_key_or_id(tmp_path: Path, text: str, expected: str) -> None:
+    """Role ids, role names and protected accounts are full matches too."""
+    file = tmp_path / "state.yaml"
+    file.write_text(text, encoding="utf-8")
+    (found,) = rendered(problems_of(file))
+    assert found.startswith(f"state.yaml:{expected}")
+
+
+def _document(account: str = "alice", **user: object) -> dict[str, object]:
+    return {
+        "version": 1,
+        "roles": {"agent": {"id": "101"}},
+        "users": [
+            {"account": account, "name": "Alice", "email": "a@example.com", "roles": [], **user}
+        ],
+        "policy": {"protected_accounts": [account]},
+    }
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(_document(), id="valid"),
+        *[
+            pytest.param(_document(account=value), id=f"account-{index}")
+            for index, value in enumerate(["alice\n", "alice\r\n", "\nalice", "al ice", "é", ""])
+        ],
+        *[
+            pytest.param(_document(name=value), id=f"name-{index}")
+            for index, value in enumerate(["Alice\n", "A\x00", "A\x7f", "A\x85", "A\u2029"])
+        ],
+        pytest.param(_document(email="a@example.com\n"), id="email-nl"),
+        pytest.param(_document(enabled="no"), id="enabled-text"),
+    ],
+)
+def test_both_schema_validators_agree(document: dict[str, object]) -> None:
+    """fastjsonschema's yes/no and jsonschema's report never disagree (they did on ``$``)."""
+    found = schemas.errors(validation.SCHEMA, document)
+    assert schemas.is_valid(validation.SCHEMA, document) == (found == ())
+    assert not any("breaks the schema rule" in error.message for error in found)
+
+
+@pytest.mark.parametrize(
+    ("spelled", "fix"),
+    [
+        ("no", "false"),
+        ("No", "false"),
+        ("NO", "false"),
+        ("off", "false"),
+        ("Off", "false"),
+        ("OFF", "false"),
+        ("yes", "true"),
+        ("On", "true"),
+        ("'no'", "false"),
+        ('"true"', "true"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        pytest.param(one_user(extra="    enabled: {spelled}\n"), "enabled", id="enabled"),
+        pytest.param(
+            'version: 1\nroles:\n  admin:\n    id: "1"\n    sensitive: {spelled}\n',
+            "sensitive",
+            id="sensitive",
+        ),
+        pytest.param(
+            "version: 1\nprovisioning:\n  retry_failed: {spelled}\n", "retry_failed", id="retry"
+        ),
+    ],
+)
+def test_booleans_are_true_or_false_only(
+    tmp_path: Path, spelled: str, fix: str, text: str, key: str
+) -> None:
+    """``enabled: no`` must not be a disable a reviewer cannot see: the fix is named."""
+    file = tmp_path / "flags.yaml"
+    file.write_text(text.replace("{spelled}", spelled), encoding="utf-8")
+    (problem,) = problems_of(file)
+    assert problem.message.endswith(
+        f"is not a boolean here: only true and false are (YAML 1.1 reads it as {fix}); "
+        f"write `{key}: {fix}`"
+    )
+
+
+@pytest.mark.parametrize("spelled", ["010", "1_000", "1:30", "0b11"])
+def test_numbers_are_plain_digits_only(tmp_path: Path, spelled: str) -> None:
+    """Octal, underscores, sexagesimal and binary numbers of YAML 1.1 are refused."""
+    file = tmp_path / "policy.yaml"
+    file.write_text(f"version: 1\npolicy:\n  max_disable: {{count: {spelled}}}\n")
+    (problem,) = problems_of(file)
+    assert (problem.line, problem.col) == (3, 24)
+    assert problem.message.startswith(f"{spelled!r} is not a plain number (YAML 1.1 reads it as")
+
+
+@pytest.mark.parametrize(
+    ("percent", "expected"),
+    [
+        (".nan", "percent must be a number from 0 to 100, not .nan"),
+        (".NaN", "percent must be a number from 0 to 100, not .nan"),
+        (".inf", "inf is more than the maximum of 100"),
+        ("-.inf", "-inf is less than the minimum of 0"),
+        ("-1", "-1 is less than the minimum of 0"),
+        ("101", "101 is more than the maximum of 100"),
+    ],
+)
+def test_max_disable_percent_is_a_real_percentage(
+    tmp_path: Path, percent: str, expected: str
+) -> None:
+    """NaN passes every JSON Schema comparison: it is refused before plan divides by it."""
+    file = tmp_path / "policy.yaml"
+    file.write_text(f"version: 1\npolicy:\n  max_disable: {{percent: {percent}}}\n")
+    assert rendered(problems_of(file)) == [f"policy.yaml:3:26: {expected}"]
+
+
+def test_whole_numbers_written_with_a_point_keep_their_value(tmp_path: Path) -> None:
+    """``count: 5.0`` is the count 5, not a silently dropped guard rail."""
+    file = tmp_path / "policy.yaml"
+    file.write_text(
+        "version: 1\npolicy:\n  max_disable: {count: 5.0}\nprovisioning:\n  max_attempts: 2.0\n"
+    )
+    desired = validation.load_desired(file)
+    assert (desired.policy.max_disable_count, desired.provisioning.max_attempts) == (5, 2)
+    assert type(desired.policy.max_disable_count) is int
+
+
+def test_a_file_that_is_not_a_mapping_is_named_without_its_content(tmp_path: Path) -> None:
+    """An env file (a plain scalar to YAML) is refused without echoing a byte of it."""
+    file = tmp_path / "env.yaml"
+    file.write_text("AWS_SECRET_ACCESS_KEY=abc123SECRET DB_PASSWORD=hunter2\n")
+    (problem,) = problems_of(file)
+    assert problem.message == (
+        "the file holds text, not a mapping: a desired-state file is a mapping that starts "
+        "with `version: 1`"
+    )
+
+
+def test_every_echoed_value_is_clipped(tmp_path: Path) -> None:
+    """Schema and rule messages show at most 40 characters of a value."""
+    secret = "x" * 40 + "TAIL-SECRET"
+    (tmp_path / "a.yaml").write_text(
+        f'version: 1\nroles:\n  r:\n    id: "{secret}"\n'
+        f"users:\n  - account: {secret}\n    name: {secret}\n    email: {secret}@example.com\n"
+        f"    roles: [{secret}]\n",
+        encoding="utf-8",
+    )
+    found = problems_of(tmp_path)
+    assert {p.rule for p in found} == {"schema", "rule"}
+    assert len(found) == 4
+    assert not [p.message for p in found if "TAIL-SECRET" in p.message]

@@ -54,7 +54,7 @@ REFUSED = [
     pytest.param(
         b"a: !!python/object/apply:os.system ['true']\n",
         (1, 4),
-        "tag tag:yaml.org,2002:python/object/apply:os.system is not allowed",
+        "tag !!python/object/apply:os.system is not allowed",
         id="python-object-apply",
     ),
     pytest.param(b"a: !!python/name:os.system\n", (1, 4), "is not allowed", id="python-name"),
@@ -70,7 +70,9 @@ REFUSED = [
     pytest.param(
         b"version: 1\nusers: [a, b\n", (3, 1), "YAML syntax error", id="unclosed-flow-sequence"
     ),
-    pytest.param(b"? [a]\n: 1\n", (1, 3), "unhashable key", id="list-as-key"),
+    pytest.param(
+        b"? [a]\n: 1\n", (1, 3), "a list is used as a key: keys are text", id="list-as-key"
+    ),
 ]
 
 
@@ -206,10 +208,55 @@ def test_node_at_locates_paths(
 HOSTILE = Path(__file__).parent / "hostile"
 
 
+API_CHARS = "one of \" [ ] ' & ( ) = ; < > , or a control character (API 100-210)"
+ACCOUNT_CHARS = "has characters the API refuses; allowed: A-Z a-z 0-9 @ . _ - (API 100-207)"
+NOT_A_BOOLEAN = "is not a boolean here: only true and false are (YAML 1.1 reads it as"
+HOSTILE_REPORT = [
+    "bool-tag.yaml:7:14: cannot read 'maybe' as a boolean: write true or false",
+    "deep-flow.yaml:1:257: nesting is too deep for a desired-state file (more than 256 levels)",
+    "duplicate-keys.yaml:6:5: duplicate key 'id': the later value would silently win; keep one",
+    "duplicate-keys.yaml:7:1: duplicate key 'users': the later value would silently win; keep one",
+    "env-file.yaml:1:1: the file holds text, not a mapping: a desired-state file is a mapping "
+    "that starts with `version: 1`",
+    "float-tag.yaml:4:11: cannot read '' as float: write a valid float, or drop the !!float tag",
+    "int-tag.yaml:3:14: cannot read '' as int: write a valid int, or drop the !!int tag",
+    "latin1.yml:3:17: not UTF-8 (byte 0xe9); save the file as UTF-8",
+    f"long-value.yaml:4:11: name 'token=ghp_0123456789abcdefghijklmnopqrst…' contains a "
+    f"character the API refuses: {API_CHARS}",
+    "long-value.yaml:4:11: name 'token=ghp_0123456789abcdefghijklmnopqrst…' is longer than 20 "
+    "characters (API 100-213)",
+    "newline-values.yaml:3:3: role name 'agent\\n' must start with a letter or digit and use "
+    "only A-Z a-z 0-9 . _ - (at most 64)",
+    "newline-values.yaml:4:16: role id '2\\n' must be 1 to 19 digits (the API rejects it: "
+    "100-202/100-208)",
+    f"newline-values.yaml:6:14: account 'alice\\n' {ACCOUNT_CHARS}",
+    f"newline-values.yaml:7:11: name 'Alice\\n' contains a character the API refuses: {API_CHARS}",
+    "newline-values.yaml:8:12: email 'alice@example.com\\n' is not a valid address (API 100-212)",
+    f"newline-values.yaml:10:14: account 'bob\\n' {ACCOUNT_CHARS}",
+    "non-text-keys.yaml:3:3: key '1' is read as a number, not as text: put it in quotes",
+    "non-text-keys.yaml:4:3: key 'true' is read as a boolean, not as text: put it in quotes",
+    "non-text-keys.yaml:5:3: key '~' is read as null, not as text: put it in quotes",
+    "policy-nan.yaml:3:26: percent must be a number from 0 to 100, not .nan",
+    f"policy-nan.yaml:4:24: account 'root\\n' {ACCOUNT_CHARS}",
+    "python-tag.yaml:2:8: tag !!python/object/apply:os.system is not allowed: only plain "
+    "YAML (mappings, lists, strings, numbers, booleans) is loaded",
+    "recursive-alias.yaml:2:9: recursive alias: a node contains itself",
+    "two-documents.yaml:2:1: more than one YAML document (---) in one file; use one file "
+    "per document",
+    f"yaml11-booleans.yaml:3:31: 'yes' {NOT_A_BOOLEAN} true); write `sensitive: true`",
+    f"yaml11-booleans.yaml:9:14: 'no' {NOT_A_BOOLEAN} false); write `enabled: false`",
+    f"yaml11-booleans.yaml:14:14: 'Off' {NOT_A_BOOLEAN} false); write `enabled: false`",
+    f"yaml11-booleans.yaml:16:17: 'on' {NOT_A_BOOLEAN} true); write `retry_failed: true`",
+    "yaml11-booleans.yaml:17:17: '010' is not a plain number (YAML 1.1 reads it as 8): write "
+    "digits only, without a leading 0, _ or :",
+]
+SECRETS = ("wJalrXUtnFEMI", "hunter2", "SECRETTAIL", "Sup3rS3cret")
+
+
 def test_hostile_folder_reports_every_file_once(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """validate over tests/hostile/ names each hostile file with its first problem, exit 1."""
+    """validate over tests/hostile/ names each hostile file with its problems, exit 1."""
     from reconciler.cli.main import main  # noqa: PLC0415 - only this test drives the CLI
 
     clean_env.chdir(HOSTILE)
@@ -220,18 +267,21 @@ def test_hostile_folder_reports_every_file_once(
     assert bomb.endswith(
         ": aliases expand to more than 2,000,000 nodes: refusing a possible alias bomb"
     )
-    assert lines == [
-        "duplicate-keys.yaml:6:5: duplicate key 'id': the later value would silently win; keep one",
-        "duplicate-keys.yaml:7:1: duplicate key 'users': the later value would silently win; "
-        "keep one",
-        "latin1.yml:3:17: not UTF-8 (byte 0xe9); save the file as UTF-8",
-        "python-tag.yaml:2:8: YAML syntax error: tag "
-        "tag:yaml.org,2002:python/object/apply:os.system is not allowed: only plain YAML "
-        "(mappings, lists, strings, numbers, booleans) is loaded",
-        "recursive-alias.yaml:2:9: recursive alias: a node contains itself",
-        "two-documents.yaml:2:1: YAML syntax error: more than one YAML document (---) in one "
-        "file; use one file per document (expected a single document in the stream)",
-    ]
+    assert lines == HOSTILE_REPORT
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github", "sarif"])
+def test_hostile_folder_never_echoes_a_secret(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """An env file, or a long value, shows at most a clipped excerpt in every format."""
+    from reconciler.cli.main import main  # noqa: PLC0415 - only this test drives the CLI
+
+    clean_env.chdir(HOSTILE)
+    assert main(["validate", "--format", fmt]) == 1
+    captured = capsys.readouterr()
+    for secret in SECRETS:
+        assert secret not in captured.out + captured.err
 
 
 def test_brackets_inside_quotes_and_comments_are_not_nesting(tmp_path: Path) -> None:
@@ -246,9 +296,162 @@ def test_brackets_inside_quotes_and_comments_are_not_nesting(tmp_path: Path) -> 
 
 def test_unreadable_scalars_are_located_problems(tmp_path: Path) -> None:
     """A date that is no date, or a bad !!int, is a located problem, not a crash."""
-    for text, expected in (("a: 2024-13-45\n", "as timestamp"), ("a: !!int 0x\n", "as int")):
+    for text, expected in (("a: 2024-13-45\n", "as a date"), ("a: !!int 0x\n", "as int")):
         source = tmp_path / "s.yaml"
         source.write_text(text)
         parsed = loading.parse_file(loading.read_files(source)[0])
         assert [(p.line, p.col) for p in parsed.problems] == [(1, 4)]
         assert expected in parsed.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(b"a: !!bool maybe\n", "cannot read 'maybe' as a boolean", id="bool-maybe"),
+        pytest.param(b"a: !!bool yes\n", "cannot read 'yes' as a boolean", id="bool-yes-tagged"),
+        pytest.param(b'a: !!int ""\n', "cannot read '' as int", id="int-empty"),
+        pytest.param(b'a: !!float ""\n', "cannot read '' as float", id="float-empty"),
+        pytest.param(b"a: !!seq x\n", "tag !!seq does not fit a scalar", id="seq-on-scalar"),
+        pytest.param(b"a: !!str [x]\n", "tag !!str does not fit a list", id="str-on-list"),
+        pytest.param(b"a: !local x\n", "tag !local is not allowed", id="local-tag"),
+        pytest.param(b"a: !!set {x}\n", "tag !!set is not allowed", id="set"),
+        pytest.param(b"<<: 1\n", "a merge key (<<) takes a mapping", id="merge-scalar"),
+    ],
+)
+def test_explicit_tags_with_bad_values_are_located_problems(raw: bytes, expected: str) -> None:
+    """Tags PyYAML would crash on (KeyError, IndexError) or accept loosely are refused."""
+    located = _located(_parse(raw))
+    assert len(located) == 1
+    assert located[0][2].startswith(expected)
+
+
+SPELLINGS = [
+    *[(word, word) for word in ("yes", "No", "ON", "off", "y", "n", "Yes", "OFF")],
+    *[(word, word) for word in ("010", "0777", "1_000", "1:30", "0b101", "-0x1F", "1_0.5")],
+    ("true", True),
+    ("True", True),
+    ("TRUE", True),
+    ("false", False),
+    ("False", False),
+    ("10", 10),
+    ("-5", -5),
+    ("0", 0),
+    ("0x1F", 31),
+    ("1.5", 1.5),
+    (".5", 0.5),
+    ("1.5e+3", 1500.0),
+    (".inf", float("inf")),
+    ("~", None),
+    ("null", None),
+]
+
+
+@pytest.mark.parametrize(("spelled", "expected"), SPELLINGS)
+def test_only_yaml_1_2_spellings_are_booleans_and_numbers(spelled: str, expected: object) -> None:
+    """What only YAML 1.1 reads as a boolean or number (no, on, 010, 1_000) stays text."""
+    source = _parse(f"a: {spelled}\nb: [{spelled}]\n".encode())
+    assert source.problems == ()
+    assert source.data == {"a": expected, "b": [expected]}
+    assert type(source.data["a"]) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("spelled", "expected"),
+    [
+        *[("no", False), ("On", True), ("010", 8), ("1_000", 1000), ("1:30", 90)],
+        *[("true", True), ("hello", None), ("2024-01-01", None), ("", None), ("0b2", None)],
+    ],
+)
+def test_yaml11_reading_says_what_yaml_1_1_would_make_of_text(
+    spelled: str, expected: object
+) -> None:
+    """The reading validation quotes when it asks for true/false or plain digits."""
+    assert yamlsafe.yaml11_reading(spelled) == expected
+
+
+def test_keys_that_are_not_text_are_reported_each_at_its_key() -> None:
+    """``1:``, ``true:``, ``~:`` keys would silently drop a role: each is a problem."""
+    source = _parse(b"roles:\n  1: {id: '1'}\n  true: {id: '2'}\n  ~: {id: '3'}\n  on: x\n")
+    assert _located(source) == [
+        (2, 3, "key '1' is read as a number, not as text: put it in quotes"),
+        (3, 3, "key 'true' is read as a boolean, not as text: put it in quotes"),
+        (4, 3, "key '~' is read as null, not as text: put it in quotes"),
+    ]
+    assert source.data["roles"]["on"] == "x"  # YAML 1.2: text, as written
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "message"),
+    [
+        pytest.param(
+            b"version: 1\nusers: [a, b\n",
+            (3, 1),
+            "YAML syntax error: unexpected end of the file in the [ ] list that starts at "
+            "line 2, column 8",
+            id="unclosed-flow-list",
+        ),
+        pytest.param(
+            b"a: {b: 1\n",
+            (2, 1),
+            "YAML syntax error: unexpected end of the file in the { } mapping that starts at "
+            "line 1, column 4",
+            id="unclosed-flow-mapping",
+        ),
+        pytest.param(
+            b'a: "x\n',
+            (2, 1),
+            "YAML syntax error: unexpected end of the file in the quoted text that starts at "
+            "line 1, column 4",
+            id="unclosed-quote",
+        ),
+        pytest.param(
+            b"a: b: c\n", (1, 5), "YAML syntax error: unexpected character ':'", id="colon"
+        ),
+        pytest.param(
+            b"- a\nb: 1\n",
+            (2, 1),
+            "YAML syntax error: unexpected character 'b' in the list that starts at line 1, "
+            "column 1",
+            id="list-then-mapping",
+        ),
+        pytest.param(
+            b"a: *x\n", (1, 4), "alias *x refers to no anchor: define &x before it", id="alias"
+        ),
+        pytest.param(
+            b"a: \x07\n",
+            (1, 4),
+            "the character U+0007 is not allowed in YAML: remove it",
+            id="control-character",
+        ),
+    ],
+)
+def test_syntax_errors_are_described_in_reconcilers_words(
+    raw: bytes, where: tuple[int, int], message: str
+) -> None:
+    """The message comes from the error's kind, position and the text there, never from
+    the parser's own message text (which changes between PyYAML releases)."""
+    assert _located(_parse(raw)) == [(*where, message)]
+
+
+def test_a_tab_used_for_indentation_is_named() -> None:
+    """A tab where YAML expects spaces says so."""
+    ((line, col, message),) = _located(_parse(b"a:\n\tb: 1\n"))
+    assert (line, col) == (2, 1)
+    assert message.startswith("YAML syntax error: unexpected tab (YAML indents with spaces")
+
+
+def test_block_nesting_past_libyamls_own_limit_is_ours_to_report() -> None:
+    """1,100 block levels: libyaml >= 0.2.6 stops at 1,000 itself; the message and
+    position are ours either way (the first level past 256)."""
+    raw = "".join(" " * i + "k:\n" for i in range(1100)).encode()
+    assert _located(_parse(raw)) == [
+        (257, 257, "nesting is too deep for a desired-state file (more than 256 levels)")
+    ]
+
+
+def test_a_long_duplicate_key_is_clipped() -> None:
+    """Messages echo at most 40 characters of what was written."""
+    key = "k" * 39 + "SECRET"
+    ((_, _, message),) = _located(_parse(f"{key}: 1\n{key}: 2\n".encode()))
+    assert "SECRET" not in message
+    assert message.startswith(f"duplicate key '{'k' * 39}S…'")

@@ -91,8 +91,14 @@ def max_bytes() -> int:
 
 
 def load(path: Path) -> DesiredState:
-    """Read and validate the desired state (problems printed to stderr by the caller)."""
-    return validation.load_desired(path, max_bytes=max_bytes())
+    """Read and validate the desired state; its problems, if any, go to stderr first."""
+    try:
+        return validation.load_desired(path, max_bytes=max_bytes())
+    except ValidationFailed as failed:
+        # The error's hint says "fix the problems listed above": list them.
+        for problem in failed.problems:
+            sys.stderr.write(problem.render() + "\n")
+        raise
 
 
 # -- validate ------------------------------------------------------------------------
@@ -101,19 +107,24 @@ def load(path: Path) -> DesiredState:
 def validate(options: ValidateOptions) -> int:
     """``reconciler validate``: every problem, located; exit 1 if any."""
     path, fmt = options.path, options.fmt
+    listing = loading.list_input(path)
+    for item in listing.ignored:
+        sys.stderr.write(f"note: ignored {item.display}: {item.reason}\n")
     if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
-        return _validate_for_review(path, fmt=fmt)
+        return _validate_for_review(path, listing, fmt=fmt)
+    ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
     try:
-        desired = load(path)
+        desired = validation.load_listed(listing, max_bytes=max_bytes())
     except ValidationFailed as failed:
         if fmt is ValidateFormat.JSON:
-            out(json.dumps(_problems_json(failed), indent=2))
+            out(json.dumps(_problems_json(failed) | ignored, indent=2))
         else:
             for problem in failed.problems:
                 out(problem.render())
         raise
     if fmt is ValidateFormat.JSON:
-        out(json.dumps({"valid": True, "problems": [], "users": len(desired.users)}, indent=2))
+        report = {"valid": True, "problems": [], "users": len(desired.users)} | ignored
+        out(json.dumps(report, indent=2))
     else:
         out(
             f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
@@ -122,7 +133,11 @@ def validate(options: ValidateOptions) -> int:
     return EXIT_OK
 
 
-def _validate_for_review(path: Path, *, fmt: ValidateFormat) -> int:
+def _ignored_json(item: loading.Ignored) -> dict[str, str]:
+    return {"file": item.display, "reason": item.reason}
+
+
+def _validate_for_review(path: Path, listing: loading.Listing, *, fmt: ValidateFormat) -> int:
     """SARIF or GitHub annotations, with paths relative to the repository's top."""
     from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
     from reconciler.render import findings  # noqa: PLC0415 - only these formats render findings
@@ -135,7 +150,7 @@ def _validate_for_review(path: Path, *, fmt: ValidateFormat) -> int:
             sys.stdout.write(findings.github(problems, root=root))
 
     try:
-        load(path)
+        validation.load_listed(listing, max_bytes=max_bytes())
     except ValidationFailed as failed:
         emit(failed.problems)
         raise

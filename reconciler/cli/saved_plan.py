@@ -42,7 +42,7 @@ def is_desired_state(target: Path) -> bool:
     state, whose loading then says it is missing. Never judged by content: a flow-style YAML
     file starts with ``{`` as a JSON plan does.
     """
-    return not target.exists() or target.is_dir() or target.suffix in loading.YAML_SUFFIXES
+    return not target.exists() or target.is_dir() or loading.is_yaml_name(target.name)
 
 
 def read(target: Path) -> Plan:

@@ -1,56 +1,57 @@
-"""From parsed files to a DesiredState, or every problem at once (pure).
+"""From parsed files to a DesiredState, or every problem at once (pure but for load_*).
 
-Layers: the JSON Schema (structure and the API's per-field rules, with friendly
-messages kept in the schema), then rules the schema cannot say: merged roles, role
-references, unique accounts (also case-insensitively) and emails across files, email
-part lengths (API 100-214), one policy and one provisioning block.
+Layers: each file is a mapping (never echoed when it is not: it may be anything, an env
+file), then the JSON Schema (structure and the API's per-field rules, with friendly
+messages kept in the schema), then the rules the schema cannot say (``merging``). Every
+problem is located at ``file:line:col``; every value a message echoes is clipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler import schemas
-from reconciler.desired import loading, yamlsafe
-from reconciler.desired.model import DesiredState, Policy, Provisioning, Role, Source, User
-from reconciler.errors import Problem, ValidationFailed
+from reconciler.desired import loading, merging, yamlsafe
+from reconciler.desired.model import DesiredState
+from reconciler.errors import Problem, ValidationFailed, excerpt
 
 SCHEMA = "desired-state"
-Path_ = tuple[str | int, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Pending:
-    """A problem before it is located in its file."""
-
-    file: int  # index into the files
-    path: Path_
-    message: str
-    on_key: bool = False
-    rule: str = "rule"
+_NUMBERS = ("integer", "number")
 
 
 def validate(files: tuple[loading.SourceFile, ...], *, digest: str) -> DesiredState:
     """The merged desired state; ValidationFailed listing every problem."""
     located: list[Problem] = []
-    pending: list[_Pending] = []
+    pending: list[merging.Pending] = []
     for index, source in enumerate(files):
         located.extend(source.problems)
         if source.data is None:
             continue
+        if not isinstance(source.data, dict):
+            # Never echoed: a file that is not a mapping may be anything (an env file).
+            kind = yamlsafe.kind_of(source.data)
+            message = f"the file holds {kind}, not a mapping: a desired-state file is a "
+            pending.append(
+                merging.Pending(
+                    file=index,
+                    path=(),
+                    message=message + "mapping that starts with `version: 1`",
+                    rule="schema",
+                )
+            )
+            continue
         for error in schemas.errors(SCHEMA, source.data):
             pending.append(
-                _Pending(
+                merging.Pending(
                     file=index,
                     path=error.path,
-                    message=error.message,
+                    message=_schema_message(error),
                     on_key=error.on_key,
                     rule="schema",
                 )
             )
-    desired, rule_problems = _merge(files)
+    desired, rule_problems = merging.merge(files)
     pending.extend(rule_problems)
     located.extend(_locate(files, pending))
     if located:
@@ -66,7 +67,32 @@ def validate(files: tuple[loading.SourceFile, ...], *, digest: str) -> DesiredSt
     )
 
 
-def _locate(files: tuple[loading.SourceFile, ...], pending: Iterable[_Pending]) -> list[Problem]:
+def _schema_message(error: schemas.SchemaError) -> str:
+    """The schema's message, or how to write a boolean or number that YAML 1.1 alone reads
+    from text like ``no``, ``on`` or ``010`` (the loader keeps those as text)."""
+    spelled = error.instance
+    if error.keyword != "type" or not isinstance(spelled, str):
+        return error.message
+    reading = yamlsafe.yaml11_reading(spelled)
+    key = error.path[-1] if error.path and isinstance(error.path[-1], str) else ""
+    if isinstance(reading, bool) and error.expected == "boolean":
+        fix = "true" if reading else "false"
+        write = f"`{key}: {fix}`" if key else fix
+        return (
+            f"{excerpt(spelled)} is not a boolean here: only true and false are (YAML 1.1 "
+            f"reads it as {fix}); write {write}"
+        )
+    if reading is not None and not isinstance(reading, bool) and error.expected in _NUMBERS:
+        return (
+            f"{excerpt(spelled)} is not a plain number (YAML 1.1 reads it as {reading!r}): "
+            "write digits only, without a leading 0, _ or :"
+        )
+    return error.message
+
+
+def _locate(
+    files: tuple[loading.SourceFile, ...], pending: Iterable[merging.Pending]
+) -> list[Problem]:
     out = []
     for item in pending:
         source = files[item.file]
@@ -84,303 +110,17 @@ def _locate(files: tuple[loading.SourceFile, ...], pending: Iterable[_Pending]) 
     return out
 
 
-def _dict(value: Any) -> dict[Any, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _merge(files: tuple[loading.SourceFile, ...]) -> tuple[DesiredState, list[_Pending]]:
-    problems: list[_Pending] = []
-    roles = _merge_roles(files, problems)
-    policy, provisioning = _merge_settings(files, problems)
-    users = _merge_users(files, roles, problems)
-    merged = DesiredState(roles=roles, users=users, policy=policy, provisioning=provisioning)
-    return merged, problems
-
-
-def _merge_roles(
-    files: tuple[loading.SourceFile, ...], problems: list[_Pending]
-) -> dict[str, Role]:
-    roles: dict[str, Role] = {}
-    where: dict[str, int] = {}
-    by_id: dict[str, tuple[str, int]] = {}
-    for index, source in enumerate(files):
-        for name, raw_spec in _dict(_dict(source.data).get("roles")).items():
-            spec = _dict(raw_spec)
-            role_id = spec.get("id")
-            if not isinstance(name, str) or not isinstance(role_id, str):
-                continue
-            role = Role(
-                name=name,
-                id=role_id,
-                description=str(spec.get("description") or ""),
-                sensitive=spec.get("sensitive") is True,
-            )
-            if name in roles and roles[name] != role:
-                other = files[where[name]].display
-                problems.append(
-                    _Pending(
-                        file=index,
-                        path=("roles", name),
-                        on_key=True,
-                        message=f"role {name!r} is defined differently in {other}; "
-                        "define each role once",
-                    )
-                )
-                continue
-            if role_id in by_id and by_id[role_id][0] != name:
-                other_name, other_file = by_id[role_id]
-                problems.append(
-                    _Pending(
-                        file=index,
-                        path=("roles", name, "id"),
-                        message=f"role id {role_id} is also used by role {other_name!r} "
-                        f"({files[other_file].display}); one id, one role",
-                    )
-                )
-                continue
-            roles[name], where[name], by_id[role_id] = role, index, (name, index)
-    return roles
-
-
-def _merge_settings(
-    files: tuple[loading.SourceFile, ...], problems: list[_Pending]
-) -> tuple[Policy, Provisioning]:
-    policy, provisioning = Policy(), Provisioning()
-    seen: dict[str, int] = {}
-    for index, source in enumerate(files):
-        data = _dict(source.data)
-        for key in ("policy", "provisioning"):
-            if key not in data:
-                continue
-            if key in seen:
-                problems.append(
-                    _Pending(
-                        file=index,
-                        path=(key,),
-                        on_key=True,
-                        message=f"`{key}` is already set in {files[seen[key]].display}; "
-                        "keep it in one file",
-                    )
-                )
-                continue
-            seen[key] = index
-        if seen.get("policy") == index:
-            spec = _dict(data["policy"])
-            limit = _dict(spec.get("max_disable"))
-            count, percent = limit.get("count"), limit.get("percent")
-            policy = Policy(
-                max_disable_count=count if isinstance(count, int) else None,
-                max_disable_percent=float(percent) if isinstance(percent, (int, float)) else None,
-                protected_accounts=frozenset(
-                    a for a in _list(spec.get("protected_accounts")) if isinstance(a, str)
-                ),
-            )
-        if seen.get("provisioning") == index:
-            spec = _dict(data["provisioning"])
-            attempts = spec.get("max_attempts")
-            provisioning = Provisioning(
-                retry_failed=spec.get("retry_failed", True) is not False,
-                max_attempts=attempts if isinstance(attempts, int) else Provisioning().max_attempts,
-            )
-    return policy, provisioning
-
-
-def _email_problem(email: str) -> str | None:
-    local, _, domain = email.rpartition("@")
-    if len(local) > 64:
-        return f"email {email!r}: the part before @ is longer than 64 characters (API 100-214)"
-    if len(domain) > 255:
-        return f"email {email!r}: the domain is longer than 255 characters (API 100-214)"
-    if len(domain.split(".")[0]) > 63:
-        return f"email {email!r}: the first domain label is longer than 63 characters (API 100-214)"
-    return None
-
-
-def _flag_both(
-    problems: list[_Pending],
-    key: str,
-    *,
-    here: tuple[int, int],
-    here_message: str,
-    other: tuple[int, int],
-    other_message: str,
-) -> None:
-    """Flag a duplicate ``key`` of two user entries at both places, each naming the other."""
-    for (file, index), message in ((here, here_message), (other, other_message)):
-        problems.append(_Pending(file=file, path=("users", index, key), message=message))
-
-
-def _merge_users(
-    files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[_Pending]
-) -> dict[str, User]:
-    users: dict[str, User] = {}
-    seen = _FirstSeen(files=files, problems=problems)
-    resolver = _RoleResolver(roles=roles, declared=_declared_roles(files), problems=problems)
-    for file_index, source in enumerate(files):
-        lines = source.account_lines
-        for index, entry in enumerate(_list(_dict(source.data).get("users"))):
-            if not isinstance(entry, dict):
-                continue
-            account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
-            if not (isinstance(account, str) and isinstance(name, str) and isinstance(email, str)):
-                continue
-            first = seen.account(file_index, index, account)
-            if "@" in email:
-                seen.email(file_index, index, email)
-            names = tuple([r for r in _list(entry.get("roles")) if isinstance(r, str)])
-            role_ids = resolver.role_ids(names, file_index, index)
-            if not first:
-                continue  # a duplicate: reported by seen.account, never planned
-            users[account] = User(
-                account=account,
-                name=name,
-                email=email,
-                roles=names,
-                role_ids=role_ids or (),
-                enabled=entry.get("enabled", True) is not False,
-                source=Source(file=source.display, line=lines.get(id(entry), 0)),
-            )
-    return users
-
-
-def _declared_roles(files: tuple[loading.SourceFile, ...]) -> set[str]:
-    """Every role name written under `roles`, also those refused (bad id, conflict)."""
-    return {name for source in files for name in _dict(_dict(source.data).get("roles"))}
-
-
-@dataclass(slots=True, kw_only=True)
-class _FirstSeen:
-    """Where each account and email (case-folded) first appeared; later ones are flagged."""
-
-    files: tuple[loading.SourceFile, ...]
-    problems: list[_Pending]
-    accounts: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # (file, index, exact)
-    emails: dict[str, tuple[int, int, str]] = field(default_factory=dict)
-
-    def account(self, file_index: int, index: int, account: str) -> bool:
-        """Record ``account`` at users[index]; False (both places flagged) for a duplicate."""
-        folded = account.lower()
-        first = self.accounts.get(folded)
-        if first is None:
-            self.accounts[folded] = (file_index, index, account)
-            return True
-        other_file, other_index, other_exact = first
-        other = f"{self.files[other_file].display} (users[{other_index}])"
-        same = "" if other_exact == account else " (accounts differ only in case)"
-        _flag_both(
-            self.problems,
-            "account",
-            here=(file_index, index),
-            here_message=f"account {account!r} is also declared at {other}{same}",
-            other=(other_file, other_index),
-            other_message=f"account {other_exact!r} is also declared at "
-            f"{self.files[file_index].display} (users[{index}]){same}",
-        )
-        return False
-
-    def email(self, file_index: int, index: int, email: str) -> None:
-        """Check the parts of ``email`` and flag it at both places when used before."""
-        # Any address of at most 64 characters has every part within the limits.
-        if len(email) > 64 and (message := _email_problem(email)) is not None:
-            self.problems.append(
-                _Pending(file=file_index, path=("users", index, "email"), message=message)
-            )
-        folded = email.lower()
-        first = self.emails.get(folded)
-        if first is None:
-            self.emails[folded] = (file_index, index, email)
-            return
-        other_file, other_index, other_email = first
-        _flag_both(
-            self.problems,
-            "email",
-            here=(file_index, index),
-            here_message=f"email {email!r} is also used by "
-            f"{self.files[other_file].display} (users[{other_index}])",
-            other=(other_file, other_index),
-            other_message=f"email {other_email!r} is also used by "
-            f"{self.files[file_index].display} (users[{index}])",
-        )
-
-
-@dataclass(slots=True, kw_only=True)
-class _RoleResolver:
-    """Role names to sorted role ids; each clean combination is resolved once."""
-
-    roles: dict[str, Role]
-    declared: set[str]  # a reference to a refused role must not add "not defined"
-    problems: list[_Pending]
-    # Most users share a few role combinations.
-    resolved: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
-
-    def role_ids(
-        self, names: tuple[str, ...], file_index: int, index: int
-    ) -> tuple[str, ...] | None:
-        """The role ids of ``names`` at users[index]; None (problems reported) if one is wrong."""
-        resolved = self.resolved.get(names)
-        if resolved is None:
-            resolved = _resolve_roles(
-                names,
-                self.roles,
-                declared=self.declared,
-                file_index=file_index,
-                here=("users", index),
-                problems=self.problems,
-            )
-            if resolved is not None:
-                self.resolved[names] = resolved
-        return resolved
-
-
-def _resolve_roles(
-    names: tuple[str, ...],
-    roles: dict[str, Role],
-    *,
-    declared: set[str],
-    file_index: int,
-    here: tuple[str | int, ...],
-    problems: list[_Pending],
-) -> tuple[str, ...] | None:
-    """The sorted role ids of ``names``; None (problems reported) when one is wrong."""
-    role_ids: set[str] = set()
-    clean = True
-    for role_index, role_name in enumerate(names):
-        role = roles.get(role_name)
-        if role is None and role_name in declared:
-            clean = False  # the role's own definition is reported
-            continue
-        if role is None:
-            known = ", ".join(sorted(roles)) or "none defined"
-            problems.append(
-                _Pending(
-                    file=file_index,
-                    path=(*here, "roles", role_index),
-                    message=f"role {role_name!r} is not defined under `roles` (defined: {known})",
-                )
-            )
-            clean = False
-        elif role.id in role_ids:
-            problems.append(
-                _Pending(
-                    file=file_index,
-                    path=(*here, "roles", role_index),
-                    message=f"role {role_name!r} is listed twice",
-                )
-            )
-            clean = False
-        else:
-            role_ids.add(role.id)
-    return tuple(sorted(role_ids)) if clean else None
-
-
 def load_desired(path: Any, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) -> DesiredState:
     """Read, parse and validate the input at ``path`` (the one I/O entry point)."""
+    return load_listed(loading.list_input(path), max_bytes=max_bytes)
+
+
+def load_listed(
+    listing: loading.Listing, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES
+) -> DesiredState:
+    """Read, parse and validate the files of ``listing``."""
     # Loading only allocates, and nothing cyclic: each collection would rescan it for nothing.
     with yamlsafe.gc_paused():
-        raw = loading.read_files(path, max_bytes=max_bytes)
+        raw = loading.read_listed(listing, max_bytes=max_bytes)
         parsed = tuple(loading.parse_file(file) for file in raw)
         return validate(parsed, digest=loading.digest(raw))

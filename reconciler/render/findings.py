@@ -2,7 +2,9 @@
 
 Both put each problem on its file and line of the pull request's diff. Paths are made
 relative to ``root`` (the repository's top, when the input is in git), because GitHub
-resolves them against the checkout.
+resolves them against the checkout. A file name is printed with its unprintable characters
+escaped (loading already does; this holds for any Problem): a newline in a name must never
+start a workflow command of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
-from reconciler.errors import Problem
+from reconciler.errors import Problem, printable
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -79,7 +81,7 @@ def sarif(problems: Sequence[Problem], *, root: Path | None = None) -> dict[str,
         region: dict[str, int] = {"startLine": max(problem.line, 1)}
         if problem.line and problem.col:
             region["startColumn"] = problem.col
-        uri = urllib.parse.quote(posixpath.normpath(relative(problem.file, root)))
+        uri = urllib.parse.quote(posixpath.normpath(relative(printable(problem.file), root)))
         results.append(
             {
                 "ruleId": problem.rule,
@@ -128,7 +130,7 @@ def github(problems: Sequence[Problem], *, root: Path | None = None) -> str:
     """GitHub workflow commands: one ``::error file=…,line=…,col=…,title=…::message`` each."""
     lines = []
     for problem in problems:
-        properties = [("file", relative(problem.file, root))]
+        properties = [("file", relative(printable(problem.file), root))]
         if problem.line:
             properties.append(("line", str(problem.line)))
             if problem.col:

@@ -1,0 +1,350 @@
+"""The rules across files (pure): merged roles, role references, unique accounts (also
+case-insensitively) and emails, email part lengths (API 100-214), one policy and one
+provisioning block. Each problem is a Pending: a path in a file, located later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.desired import loading
+from reconciler.desired.model import DesiredState, Policy, Provisioning, Role, Source, User
+from reconciler.errors import excerpt
+
+Path_ = tuple[str | int, ...]
+_SHOWN_ROLES = 10  # "not defined" lists this many defined roles
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pending:
+    """A problem before it is located in its file."""
+
+    file: int  # index into the files
+    path: Path_
+    message: str
+    on_key: bool = False
+    rule: str = "rule"
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def merge(files: tuple[loading.SourceFile, ...]) -> tuple[DesiredState, list[Pending]]:
+    """The files merged into one desired state, and every problem of the rules."""
+    problems: list[Pending] = []
+    roles = _merge_roles(files, problems)
+    policy, provisioning = _merge_settings(files, problems)
+    users = _merge_users(files, roles, problems)
+    merged = DesiredState(roles=roles, users=users, policy=policy, provisioning=provisioning)
+    return merged, problems
+
+
+def _merge_roles(files: tuple[loading.SourceFile, ...], problems: list[Pending]) -> dict[str, Role]:
+    roles: dict[str, Role] = {}
+    where: dict[str, int] = {}
+    by_id: dict[str, tuple[str, int]] = {}
+    for index, source in enumerate(files):
+        for name, raw_spec in _dict(_dict(source.data).get("roles")).items():
+            spec = _dict(raw_spec)
+            role_id = spec.get("id")
+            if not isinstance(name, str) or not isinstance(role_id, str):
+                continue
+            role = Role(
+                name=name,
+                id=role_id,
+                description=str(spec.get("description") or ""),
+                sensitive=spec.get("sensitive") is True,
+            )
+            if name in roles and roles[name] != role:
+                other = files[where[name]].display
+                problems.append(
+                    Pending(
+                        file=index,
+                        path=("roles", name),
+                        on_key=True,
+                        message=f"role {excerpt(name)} is defined differently in {other}; "
+                        "define each role once",
+                    )
+                )
+                continue
+            if role_id in by_id and by_id[role_id][0] != name:
+                other_name, other_file = by_id[role_id]
+                problems.append(
+                    Pending(
+                        file=index,
+                        path=("roles", name, "id"),
+                        message=f"role id {excerpt(role_id)} is also used by role "
+                        f"{excerpt(other_name)} ({files[other_file].display}); one id, one role",
+                    )
+                )
+                continue
+            roles[name], where[name], by_id[role_id] = role, index, (name, index)
+    return roles
+
+
+def _merge_settings(
+    files: tuple[loading.SourceFile, ...], problems: list[Pending]
+) -> tuple[Policy, Provisioning]:
+    policy, provisioning = Policy(), Provisioning()
+    seen: dict[str, int] = {}
+    for index, source in enumerate(files):
+        data = _dict(source.data)
+        for key in ("policy", "provisioning"):
+            if key not in data:
+                continue
+            if key in seen:
+                problems.append(
+                    Pending(
+                        file=index,
+                        path=(key,),
+                        on_key=True,
+                        message=f"`{key}` is already set in {files[seen[key]].display}; "
+                        "keep it in one file",
+                    )
+                )
+                continue
+            seen[key] = index
+        if seen.get("policy") == index:
+            policy = _policy(index, _dict(data["policy"]), problems)
+        if seen.get("provisioning") == index:
+            spec = _dict(data["provisioning"])
+            attempts = _whole(spec.get("max_attempts"))
+            provisioning = Provisioning(
+                retry_failed=spec.get("retry_failed", True) is not False,
+                max_attempts=Provisioning().max_attempts if attempts is None else attempts,
+            )
+    return policy, provisioning
+
+
+def _whole(value: Any) -> int | None:
+    """An integer the schema accepted (``5`` or ``5.0``) as an int; None for anything else."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _policy(index: int, spec: dict[Any, Any], problems: list[Pending]) -> Policy:
+    limit = _dict(spec.get("max_disable"))
+    percent = limit.get("percent")
+    if isinstance(percent, float) and math.isnan(percent):
+        # JSON Schema cannot refuse NaN: every comparison with it is false.
+        problems.append(
+            Pending(
+                file=index,
+                path=("policy", "max_disable", "percent"),
+                message="percent must be a number from 0 to 100, not .nan",
+            )
+        )
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)):
+        percent = None
+    return Policy(
+        max_disable_count=_whole(limit.get("count")),
+        max_disable_percent=None if percent is None else float(percent),
+        protected_accounts=frozenset(
+            a for a in _list(spec.get("protected_accounts")) if isinstance(a, str)
+        ),
+    )
+
+
+def _email_problem(email: str) -> str | None:
+    local, _, domain = email.rpartition("@")
+    if len(local) > 64:
+        return (
+            f"email {excerpt(email)}: the part before @ is longer than 64 characters (API 100-214)"
+        )
+    if len(domain) > 255:
+        return f"email {excerpt(email)}: the domain is longer than 255 characters (API 100-214)"
+    if len(domain.split(".")[0]) > 63:
+        return (
+            f"email {excerpt(email)}: the first domain label is longer than 63 characters "
+            "(API 100-214)"
+        )
+    return None
+
+
+def _flag_both(
+    problems: list[Pending],
+    key: str,
+    *,
+    here: tuple[int, int],
+    here_message: str,
+    other: tuple[int, int],
+    other_message: str,
+) -> None:
+    """Flag a duplicate ``key`` of two user entries at both places, each naming the other."""
+    for (file, index), message in ((here, here_message), (other, other_message)):
+        problems.append(Pending(file=file, path=("users", index, key), message=message))
+
+
+def _merge_users(
+    files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[Pending]
+) -> dict[str, User]:
+    users: dict[str, User] = {}
+    seen = _FirstSeen(files=files, problems=problems)
+    resolver = _RoleResolver(roles=roles, declared=_declared_roles(files), problems=problems)
+    for file_index, source in enumerate(files):
+        lines = source.account_lines
+        for index, entry in enumerate(_list(_dict(source.data).get("users"))):
+            if not isinstance(entry, dict):
+                continue
+            account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
+            if not (isinstance(account, str) and isinstance(name, str) and isinstance(email, str)):
+                continue
+            first = seen.account(file_index, index, account)
+            if "@" in email:
+                seen.email(file_index, index, email)
+            names = tuple([r for r in _list(entry.get("roles")) if isinstance(r, str)])
+            role_ids = resolver.role_ids(names, file_index, index)
+            if not first:
+                continue  # a duplicate: reported by seen.account, never planned
+            users[account] = User(
+                account=account,
+                name=name,
+                email=email,
+                roles=names,
+                role_ids=role_ids or (),
+                enabled=entry.get("enabled", True) is not False,
+                source=Source(file=source.display, line=lines.get(id(entry), 0)),
+            )
+    return users
+
+
+def _declared_roles(files: tuple[loading.SourceFile, ...]) -> set[str]:
+    """Every role name written under `roles`, also those refused (bad id, conflict)."""
+    return {name for source in files for name in _dict(_dict(source.data).get("roles"))}
+
+
+@dataclass(slots=True, kw_only=True)
+class _FirstSeen:
+    """Where each account and email (case-folded) first appeared; later ones are flagged."""
+
+    files: tuple[loading.SourceFile, ...]
+    problems: list[Pending]
+    accounts: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # (file, index, exact)
+    emails: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+    def account(self, file_index: int, index: int, account: str) -> bool:
+        """Record ``account`` at users[index]; False (both places flagged) for a duplicate."""
+        folded = account.lower()
+        first = self.accounts.get(folded)
+        if first is None:
+            self.accounts[folded] = (file_index, index, account)
+            return True
+        other_file, other_index, other_exact = first
+        other = f"{self.files[other_file].display} (users[{other_index}])"
+        same = "" if other_exact == account else " (accounts differ only in case)"
+        _flag_both(
+            self.problems,
+            "account",
+            here=(file_index, index),
+            here_message=f"account {excerpt(account)} is also declared at {other}{same}",
+            other=(other_file, other_index),
+            other_message=f"account {excerpt(other_exact)} is also declared at "
+            f"{self.files[file_index].display} (users[{index}]){same}",
+        )
+        return False
+
+    def email(self, file_index: int, index: int, email: str) -> None:
+        """Check the parts of ``email`` and flag it at both places when used before."""
+        # Any address of at most 64 characters has every part within the limits.
+        if len(email) > 64 and (message := _email_problem(email)) is not None:
+            self.problems.append(
+                Pending(file=file_index, path=("users", index, "email"), message=message)
+            )
+        folded = email.lower()
+        first = self.emails.get(folded)
+        if first is None:
+            self.emails[folded] = (file_index, index, email)
+            return
+        other_file, other_index, other_email = first
+        _flag_both(
+            self.problems,
+            "email",
+            here=(file_index, index),
+            here_message=f"email {excerpt(email)} is also used by "
+            f"{self.files[other_file].display} (users[{other_index}])",
+            other=(other_file, other_index),
+            other_message=f"email {excerpt(other_email)} is also used by "
+            f"{self.files[file_index].display} (users[{index}])",
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class _RoleResolver:
+    """Role names to sorted role ids; each clean combination is resolved once."""
+
+    roles: dict[str, Role]
+    declared: set[str]  # a reference to a refused role must not add "not defined"
+    problems: list[Pending]
+    # Most users share a few role combinations.
+    resolved: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+
+    def role_ids(
+        self, names: tuple[str, ...], file_index: int, index: int
+    ) -> tuple[str, ...] | None:
+        """The role ids of ``names`` at users[index]; None (problems reported) if one is wrong."""
+        resolved = self.resolved.get(names)
+        if resolved is None:
+            resolved = _resolve_roles(
+                names,
+                self.roles,
+                declared=self.declared,
+                file_index=file_index,
+                here=("users", index),
+                problems=self.problems,
+            )
+            if resolved is not None:
+                self.resolved[names] = resolved
+        return resolved
+
+
+def _resolve_roles(
+    names: tuple[str, ...],
+    roles: dict[str, Role],
+    *,
+    declared: set[str],
+    file_index: int,
+    here: tuple[str | int, ...],
+    problems: list[Pending],
+) -> tuple[str, ...] | None:
+    """The sorted role ids of ``names``; None (problems reported) when one is wrong."""
+    role_ids: set[str] = set()
+    clean = True
+    for role_index, role_name in enumerate(names):
+        role = roles.get(role_name)
+        if role is None and role_name in declared:
+            clean = False  # the role's own definition is reported
+            continue
+        if role is None:
+            defined = sorted(roles)
+            known = ", ".join(excerpt(n)[1:-1] for n in defined[:_SHOWN_ROLES]) or "none defined"
+            if len(defined) > _SHOWN_ROLES:
+                known += f", and {len(defined) - _SHOWN_ROLES} more"
+            problems.append(
+                Pending(
+                    file=file_index,
+                    path=(*here, "roles", role_index),
+                    message=f"role {excerpt(role_name)} is not defined under `roles` "
+                    f"(defined: {known})",
+                )
+            )
+            clean = False
+        elif role.id in role_ids:
+            problems.append(
+                Pending(
+                    file=file_index,
+                    path=(*here, "roles", role_index),
+                    message=f"role {excerpt(role_name)} is listed twice",
+                )
+            )
+            clean = False
+        else:
+            role_ids.add(role.id)
+    return tuple(sorted(role_ids)) if clean else None

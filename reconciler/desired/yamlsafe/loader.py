@@ -1,0 +1,285 @@
+"""The safe loader: which nodes become which values, and what is reported on the way.
+
+- Only plain tags: mappings, lists, strings, numbers, booleans, null (dates and binary
+  reach the schema, which refuses them). Any other tag, or a tag on the wrong kind of
+  node, is a located problem; so is a value its tag cannot read (``!!bool maybe``).
+- Booleans and numbers are the YAML 1.2 core schema's spellings (text.CORE_SPELLING):
+  what only YAML 1.1 reads as one (``no``, ``on``, ``010``) is text.
+- Duplicate mapping keys, and keys that are not text (``1:``, ``true:``, ``~:``), are
+  reported, not silently collapsed or dropped.
+
+Speed (100k users, 14 MB): libyaml composes the node graph in C; PyYAML's constructor
+then spends as long again on per-node bookkeeping (memo dicts, generators) that only
+aliases and merge keys need. Documents of plain mappings, lists and scalars are built by
+a direct breadth-first walk that yields the same values and problems in the same order;
+anything else goes through PyYAML's constructor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from reconciler.desired.yamlsafe import text
+from reconciler.desired.yamlsafe.text import HostileInput, Mark
+from reconciler.errors import excerpt
+
+try:
+    # The stubs do not make CSafeLoader a SafeLoader; it offers the same constructor API.
+    BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]  # see above
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    BaseLoader = yaml.SafeLoader
+
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+# Scalar tags whose constructor functions are pure (a value from one node, no state).
+_PURE_SCALARS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp")
+)
+_TAGS_OF = {
+    yaml.ScalarNode: _PURE_SCALARS | {_STR},
+    yaml.SequenceNode: frozenset({_SEQ}),
+    yaml.MappingNode: frozenset({_MAP}),
+}
+_KIND_OF_NODE = {
+    yaml.ScalarNode: "a scalar",
+    yaml.SequenceNode: "a list",
+    yaml.MappingNode: "a mapping",
+}
+# What a scalar constructor raises on a value it cannot read (``!!int ""``, ``!!bool maybe``).
+_UNREADABLE = (ValueError, TypeError, AttributeError, LookupError, ArithmeticError)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class YamlProblem:
+    """A problem found while parsing, with its position when known."""
+
+    message: str
+    mark: Mark
+
+
+class _Unusual(Exception):
+    """The document needs PyYAML's general constructor (shared nodes, merge keys, tags)."""
+
+
+def mark_of(raw: Any) -> Mark:
+    """A PyYAML mark (0-based) as a Mark (1-based)."""
+    return Mark(line=raw.line + 1, col=raw.column + 1)
+
+
+class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at import time
+    """Safe loader that records duplicate and non-text keys and where user entries start."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.problems: list[YamlProblem] = []
+        self.account_lines: dict[int, int] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        # Called by the C composer for every node: BaseResolver.resolve's answer (this
+        # loader has no path resolvers), without rebuilding the candidate list each time,
+        # and text for what only YAML 1.1 reads as a boolean or number.
+        if kind is yaml.ScalarNode and implicit[0]:
+            for tag, regexp in _IMPLICIT.get(value[:1], _WILDCARD):
+                if regexp.match(value):
+                    core = text.CORE_SPELLING.get(tag)
+                    return _STR if core is not None and core.fullmatch(value) is None else tag
+            return _STR
+        resolved: str = super().resolve(kind, value, implicit)
+        return resolved
+
+    def construct_strict_bool(self, node: yaml.ScalarNode) -> bool:
+        """``!!bool`` takes true or false only, also when the tag is explicit."""
+        value = self.construct_scalar(node)
+        if value in text.TRUE or value in text.FALSE:
+            return value in text.TRUE
+        raise ValueError(value)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """PyYAML's (merge keys included), after reporting duplicate and non-text keys."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise HostileInput(
+                    f"{_KIND_OF_NODE[type(key_node)]} is used as a key: keys are text",
+                    mark_of(key_node.start_mark),
+                )
+            if key_node.tag == _MERGE:
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            self._check_key(key, key_node, seen)
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """PyYAML's, after checking that each merge key (<<) merges mappings."""
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE:
+                continue
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            if not all(isinstance(part, yaml.MappingNode) for part in merged):
+                raise HostileInput(
+                    "a merge key (<<) takes a mapping or a list of mappings",
+                    mark_of(value_node.start_mark),
+                )
+        super().flatten_mapping(node)
+
+    def _check_key(self, key: Any, key_node: yaml.Node, seen: Any) -> None:
+        if type(key) is not str:
+            self.problems.append(
+                YamlProblem(
+                    message=f"key {excerpt(key_node.value)} is read as {text.kind_of(key)}, "
+                    "not as text: put it in quotes",
+                    mark=mark_of(key_node.start_mark),
+                )
+            )
+        elif key in seen:  # only text keys: True and 1 are one dict key, but not a duplicate
+            self.problems.append(
+                YamlProblem(
+                    message=f"duplicate key {excerpt(key)}: the later value would silently "
+                    "win; keep one",
+                    mark=mark_of(key_node.start_mark),
+                )
+            )
+
+    def construct_yaml_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+        data: dict[Any, Any] = {}
+        yield data
+        data.update(self.construct_mapping(node))
+        if "account" in data:
+            self.account_lines[id(data)] = node.start_mark.line + 1
+
+    def _scalar(self, tag: str, node: yaml.Node) -> Any:
+        try:
+            return self.yaml_constructors[tag](self, node)
+        except _UNREADABLE:
+            raise _unreadable(node) from None
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """PyYAML's, for plain tags only, with a located error for unreadable values."""
+        if node.tag not in _TAGS_OF[type(node)]:
+            raise _refused_tag(node)
+        try:
+            return super().construct_object(node, deep=deep)
+        except _UNREADABLE:
+            raise _unreadable(node) from None
+
+    def construct_plain(self, root: yaml.Node) -> Any:
+        """What ``construct_document(root)`` returns, for documents of plain mappings, lists
+        and scalars; raises _Unusual (having reported nothing) for any other document.
+
+        PyYAML fills containers breadth-first (each level's generators run after the level
+        above), so a FIFO queue visits them, and reports duplicates, in the same order.
+        """
+        queue: deque[tuple[yaml.Node, Any]] = deque()
+        seen: set[int] = set()
+
+        def value(node: yaml.Node) -> Any:
+            tag, kind = node.tag, type(node)
+            if kind is yaml.ScalarNode:
+                if tag == _STR:
+                    return node.value
+                if tag in _PURE_SCALARS:
+                    return self._scalar(tag, node)
+                raise _Unusual
+            if id(node) in seen:  # an alias the text scan missed: PyYAML shares the value
+                raise _Unusual
+            seen.add(id(node))
+            made: Any
+            if kind is yaml.MappingNode and tag == _MAP:
+                made = {}
+            elif kind is yaml.SequenceNode and tag == _SEQ:
+                made = []
+            else:
+                raise _Unusual
+            queue.append((node, made))
+            return made
+
+        data = value(root)
+        while queue:
+            node, made = queue.popleft()
+            if type(made) is list:
+                made.extend([value(child) for child in node.value])
+            else:
+                self._fill_plain(node, made, value)
+        return data
+
+    def _fill_plain(
+        self, node: yaml.Node, made: dict[Any, Any], value: Callable[[yaml.Node], Any]
+    ) -> None:
+        """Fill ``made`` from mapping ``node`` with construct_plain's ``value``."""
+        if any(key_node.tag == _MERGE for key_node, _ in node.value):
+            raise _Unusual
+        for key_node, value_node in node.value:
+            if type(key_node) is not yaml.ScalarNode:
+                raise _Unusual
+            key = value(key_node)  # str, number, bool, None, bytes or date: hashable
+            if type(key) is not str or key in made:
+                self._check_key(key, key_node, made)
+            made[key] = value(value_node)
+        if "account" in made:
+            self.account_lines[id(made)] = node.start_mark.line + 1
+
+    def construct_root(self, root: yaml.Node, *, plain: bool) -> Any:
+        """The document of ``root``: the direct walk when ``plain``, else PyYAML's."""
+        if plain:
+            try:
+                return self.construct_plain(root)
+            except _Unusual:
+                self.problems, self.account_lines = [], {}
+        return self.construct_document(root)
+
+
+Loader.add_constructor(_MAP, Loader.construct_yaml_map)
+Loader.add_constructor(text.BOOL, Loader.construct_strict_bool)
+assert not Loader.yaml_path_resolvers  # Loader.resolve relies on it
+_WILDCARD: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    Loader.yaml_implicit_resolvers.get(None, ())
+)
+_IMPLICIT: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: (*resolvers, *_WILDCARD)
+    for first, resolvers in Loader.yaml_implicit_resolvers.items()
+    if first is not None
+}
+_YAML11 = yaml.constructor.SafeConstructor()
+
+
+def yaml11_reading(spelled: str) -> bool | int | float | None:
+    """The boolean or number YAML 1.1 (PyYAML's default) reads ``spelled`` as; else None."""
+    for tag, regexp in _IMPLICIT.get(spelled[:1], _WILDCARD):
+        if regexp.match(spelled):
+            if tag not in text.CORE_SPELLING:
+                return None
+            try:
+                read: bool | int | float = _YAML11.yaml_constructors[tag](
+                    _YAML11, yaml.ScalarNode(tag, spelled)
+                )
+            except _UNREADABLE:
+                return None
+            return read
+    return None
+
+
+def _unreadable(node: yaml.Node) -> HostileInput:
+    """A located error for a scalar like ``2024-13-45`` or ``!!int ""``."""
+    return HostileInput(
+        text.unreadable_message(str(node.tag), node.value), mark_of(node.start_mark)
+    )
+
+
+def _refused_tag(node: yaml.Node) -> HostileInput:
+    tag = text.short_tag(str(node.tag))
+    if any(node.tag in tags for tags in _TAGS_OF.values()):
+        message = f"tag {tag} does not fit {_KIND_OF_NODE[type(node)]}: remove the tag"
+    else:
+        message = (
+            f"tag {tag} is not allowed: only plain YAML (mappings, lists, strings, numbers, "
+            "booleans) is loaded"
+        )
+    return HostileInput(message, mark_of(node.start_mark))
