@@ -10,6 +10,14 @@ leaves a truthful, uncorrupted state:
 - a batch whose request may have reached the API without its id being recorded is
   settled by a probe (``ledger.probe_batch``), never by a blind CREATE.
 
+Failing once: the token is fetched before anything is sent, and a failure no batch can
+fix (credentials refused, the API unreachable after the client's retries) stops sending
+for the rest of the run — the report carries that one error — while what is already in
+flight is followed to the end. A refusal that blames entries drops them and sends the
+rest again (``refusals``). A stop request (SIGINT/SIGTERM, seen through ``stop``, which
+names it) ends the run at the next step: nothing new is sent, what is known is written,
+and the tasks in flight stay recorded for ``reconciler refresh``.
+
 The state transitions are pure functions in ``ledger``; what one createTask can come to,
 and how a round of them is dispatched, is in ``tasks``.
 """
@@ -22,13 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from reconciler.apply import ledger, tasks
+from reconciler.apply import ledger, refusals, tasks
 from reconciler.apply.ledger import Failure
 from reconciler.apply.report import ApplyReport, Counters
-from reconciler.apply.tasks import NotSent, Sent, TaskApi
-from reconciler.errors import FederationError, TransportError
+from reconciler.apply.tasks import NotSent, Refused, Sent, TaskApi
+from reconciler.errors import FederationError, ReconcilerError, TransportError
 from reconciler.plan.model import Plan
-from reconciler.providers.federation.replies import TaskState, TaskStatus
+from reconciler.providers.federation.replies import BatchRefused, TaskState, TaskStatus
 from reconciler.stores import Store
 from reconciler.stores.model import PendingBatch, State, utc_now
 
@@ -58,8 +66,9 @@ class ApplySettings:
     parallel: int = 8  # tasks in flight; the tenant's limit is 10 [ASSUME]
     poll_initial: float = 0.05
     poll_max: float = 2.0
-    max_wait: float = 1800.0  # overall seconds to wait for tasks before giving up (resumable)
+    task_timeout: float = 1800.0  # longest wait for one task to be DONE (then: refresh)
     limit_backoff: float = 0.5  # first wait when the tenant's task limit is reached
+    max_resends: int = 20  # extra createTask calls per run to isolate refused entries
 
 
 class _Quiet:
@@ -80,12 +89,13 @@ class Applier:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], str] = utc_now,
+        stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.store = store
         self.api = api
         self.settings = settings or ApplySettings()
         self.progress = progress or _Quiet()
-        self.sleep, self.monotonic, self.now = sleep, monotonic, now
+        self.sleep, self.monotonic, self.now, self.stop = sleep, monotonic, now, stop
         self.state: State = store.read() or State.empty()
         self.report = ApplyReport()
         self._staged = False  # self.state holds task ids/results not yet written
@@ -93,8 +103,13 @@ class Applier:
         # one took to be seen DONE, so the next poll can wait until a task is likely done.
         self._accepted_at: dict[str, float] = {}
         self._task_seconds: float | None = None
+        self._since: dict[str, float] = {}  # when this run began following each task
         self._probes: set[str] = set()  # batch ids of this run's probe tasks
         self._resuming = False  # settling an earlier run: a plan is made afterwards
+        self._halted = False  # nothing more is sent in this run
+        self._resends_left = self.settings.max_resends
+        self._role_names: dict[str, str] = {}
+        self._calls_at_start = api.reached()
 
     # -- state ------------------------------------------------------------------
 
@@ -119,7 +134,10 @@ class Applier:
             self.write_state(self.state)
 
     def _tell(self, message: str | None = None) -> None:
-        self.progress.update(self.report.counters, message)
+        counters, calls = self.report.counters, self.api.reached()
+        counters.create_calls = calls.create_task - self._calls_at_start.create_task
+        counters.query_calls = calls.query_task - self._calls_at_start.query_task
+        self.progress.update(counters, message)
 
     # -- public -----------------------------------------------------------------
 
@@ -127,6 +145,7 @@ class Applier:
         """Finish batches an earlier run left pending (follow ids; probe lost sends)."""
         if not self.state.pending:
             return self.report
+        self.api.authenticate()
         self._resuming = True
         followed = {b.batch_id: b for b in self.state.pending if b.task_id is not None}
         lost = [b for b in self.state.pending if b.task_id is None]
@@ -138,10 +157,12 @@ class Applier:
         self._drive(deque(), followed)
         self._settle_lost(lost)
         self._resuming = False
+        self._tell()
         return self.report
 
     def run(self, plan: Plan, *, source_commit: str | None = None) -> ApplyReport:
         """Apply ``plan``'s changes in its batches."""
+        self._role_names = {role_id: info.name for role_id, info in plan.roles.items()}
         changes = {change.account: change for change in plan.changes}
         batches = [
             ledger.new_batch((changes[a] for a in accounts), self.now(), source_commit)
@@ -151,6 +172,8 @@ class Applier:
         counters.batches_total += len(batches)
         counters.users_total += sum(len(b.entries) for b in batches)
         self._tell()
+        if batches and not self._stopping():
+            self.api.authenticate()  # a refused credential fails here, once, before any batch
         queue = deque((b, False) for b in batches)
         resent: set[str] = set()
         while True:
@@ -160,25 +183,49 @@ class Applier:
             lost = self._drive(queue, {})
             settled = self._settle_lost(lost)
             again = ledger.creates_to_resend(self.state, lost, resent, self.now())
-            if again is not None:
+            if again is not None and settled:
                 resent.update(entry.account for entry in again.entries)
                 queue.append((again, False))
                 self.report.counters.batches_total += 1
                 self.report.counters.users_total += len(again.entries)
-            if not settled or not queue:
+            if not settled or not queue or self._stopping():
                 break
         if queue:
+            users = sum(len(batch.entries) for batch, _ in queue)
             self.report.unresolved.append(
-                f"{len(queue)} batch(es) were not sent in this run; run `reconciler apply` again"
+                f"{len(queue)} batch(es) ({users} users) were not sent in this run; "
+                "run `reconciler apply` again"
             )
+        self._tell()
         return self.report
+
+    # -- stopping ---------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        """True once nothing more may be sent: halted by a failure, or asked to stop."""
+        if self.report.interrupted is None:
+            self.report.interrupted = self.stop()
+            if self.report.interrupted is not None:
+                self._tell(
+                    f"{self.report.interrupted}: sending nothing more, recording what is known"
+                )
+        return self._halted or self.report.interrupted is not None
+
+    def _halt(self, error: ReconcilerError | None) -> None:
+        """Send nothing more in this run; ``error`` (the first one) is reported once."""
+        self._halted = True
+        if error is not None and self.report.error is None:
+            self.report.error = error
+            self._tell(f"stopped sending: {error.message}")
 
     # -- the loop ---------------------------------------------------------------
 
     def _settle_lost(self, lost: list[PendingBatch]) -> bool:
         """Probe each lost batch; True when every one of them was settled."""
-        settled = True
+        probes_before = set(self._probes)
         for batch in lost:
+            if self._stopping():
+                break  # a probe is a createTask too: left to `refresh`, which settles it
             probe = ledger.probe_batch(self.state, batch, self.now())
             self._probes.add(probe.batch_id)
             # The probe is recorded (in the lost batch's place) before it is sent.
@@ -188,14 +235,16 @@ class Applier:
                 "recorded task id; settling it with a probe task (no blind CREATE)"
             )
             self.report.counters.batches_total += 1
-            still_lost = self._drive(deque([(probe, True)]), {})
-            for gone in still_lost:
-                settled = False
-                self.report.unresolved.append(
-                    f"batch {gone.batch_id[:8]} ({len(gone.entries)} users): the API may or "
-                    "may not have received it; run `reconciler refresh` to settle it"
-                )
-        return settled
+            self._drive(deque([(probe, True)]), {})
+        # Whatever still has no task id (lost, a probe lost or never sent) stays recorded.
+        lost_ids = {batch.batch_id for batch in lost} | (self._probes - probes_before)
+        unsettled = [b for b in self.state.pending if b.task_id is None and b.batch_id in lost_ids]
+        for gone in unsettled:
+            self.report.unresolved.append(
+                f"batch {gone.batch_id[:8]} ({len(gone.entries)} users): the API may or "
+                "may not have received it; run `reconciler refresh` to settle it"
+            )
+        return not unsettled
 
     def _drive(
         self,
@@ -204,19 +253,23 @@ class Applier:
     ) -> list[PendingBatch]:
         """Send queued batches (≤ parallel in flight) and follow tasks; returns lost ones."""
         lost: list[PendingBatch] = []
-        pace = _Pace(
-            deadline=self.monotonic() + self.settings.max_wait,
-            delay=self.settings.poll_initial,
-            limit_wait=self.settings.limit_backoff,
-        )
+        pace = _Pace(delay=self.settings.poll_initial, limit_wait=self.settings.limit_backoff)
+        for batch_id in in_flight:
+            self._since.setdefault(batch_id, self.monotonic())
         sending = True
         # After a 100-113 while our own tasks run, the tenant's limit is known to be full:
         # send again only once one of ours is DONE, instead of one refused call per poll.
         held = False
-        while (queue and sending) or in_flight:
+        while True:
+            may_send = bool(queue) and sending and not self._stopping()
+            if self.report.interrupted is not None:
+                self._leave_for_refresh(in_flight)
+                break
+            if not may_send and not in_flight:
+                break
             waiting_for_slot = False
             held = held and bool(in_flight)
-            if queue and sending and not held and len(in_flight) < self.settings.parallel:
+            if may_send and not held and len(in_flight) < self.settings.parallel:
                 round_ = self._send_round(queue, in_flight)
                 if round_.lost is not None:
                     lost.append(round_.lost)
@@ -229,16 +282,34 @@ class Applier:
                 held = False
                 continue
             self._flush()  # before waiting: a kill during the wait loses nothing
-            if self.monotonic() >= pace.deadline:
-                for batch in in_flight.values():
-                    self.report.unresolved.append(
-                        f"task {batch.task_id} still running after {self.settings.max_wait:g}s; "
-                        "`reconciler refresh` follows it later"
-                    )
-                break
-            self._wait(pace, in_flight, waiting_for_slot=waiting_for_slot)
+            if not self._expire(in_flight):
+                self._wait(pace, in_flight, waiting_for_slot=waiting_for_slot)
         self._flush()
         return lost
+
+    def _expire(self, in_flight: dict[str, PendingBatch]) -> bool:
+        """Give up on tasks followed longer than the task timeout; True if any was."""
+        now, limit = self.monotonic(), self.settings.task_timeout
+        expired = [b for b in in_flight.values() if now - self._since[b.batch_id] >= limit]
+        for batch in expired:
+            del in_flight[batch.batch_id]
+            self.report.unresolved.append(
+                f"task {batch.task_id} still not DONE after {limit:g}s (--task-timeout); "
+                "it stays recorded and `reconciler refresh` follows it later"
+            )
+        if expired:
+            # Tasks of a tenant run in order: the ones sent after a stuck task wait too.
+            self._halt(None)
+        return bool(expired)
+
+    def _leave_for_refresh(self, in_flight: dict[str, PendingBatch]) -> None:
+        """On a stop request: the tasks in flight stay recorded, their results unfollowed."""
+        for batch in in_flight.values():
+            self.report.unresolved.append(
+                f"task {batch.task_id} ({len(batch.entries)} users) is recorded but not "
+                "followed to DONE; `reconciler refresh` (or `apply`) records its result"
+            )
+        in_flight.clear()
 
     def _send_round(
         self, queue: deque[tuple[PendingBatch, bool]], in_flight: dict[str, PendingBatch]
@@ -250,14 +321,22 @@ class Applier:
         fresh = [batch for batch, recorded in taken if not recorded]
         if fresh:  # durable before any of them is sent
             self.write_state(ledger.with_intents(self.state, fresh))
-        round_ = tasks.send_round([batch for batch, _ in taken], self._send)
+        round_ = tasks.send_round([batch for batch, _ in taken], self._send, self._stopping)
         for batch, task_id in round_.sent:
             in_flight[batch.batch_id] = replace(batch, task_id=task_id)
-        queue.extendleft((batch, False) for batch in reversed(round_.unsent))
-        if round_.sent or round_.forget:
+            self._since[batch.batch_id] = self.monotonic()
+        # Resends are new batches: their intents are written before they are sent. An
+        # unsent probe keeps its intent: it stands for a lost batch that must not be forgotten.
+        again = [(batch, False) for batch in round_.resend]
+        again += [(batch, batch.batch_id in self._probes) for batch in round_.unsent]
+        queue.extendleft(reversed(again))
+        self.report.counters.batches_total += len(round_.resend)
+        kept = {b.batch_id for b in round_.unsent if b.batch_id in self._probes}
+        forget = [batch_id for batch_id in round_.forget if batch_id not in kept]
+        if round_.sent or forget:
             task_ids = {batch.batch_id: task_id for batch, task_id in round_.sent}
             recorded = ledger.with_task_ids(self.state, task_ids, self.now())
-            self._stage(ledger.without(recorded, round_.forget))
+            self._stage(ledger.without(recorded, forget))
             self._tell()
         return round_
 
@@ -288,33 +367,49 @@ class Applier:
         return min(due, self.settings.poll_max)
 
     def _send(self, batch: PendingBatch) -> tasks.SendOutcome:
-        """createTask for ``batch``; a refused batch's entries are reported as failed."""
-        self.report.counters.create_calls += 1
+        """createTask for ``batch``; a refusal fails what it blames, a dead end halts."""
         try:
             task_id = self.api.create_task([dict(e.wire) for e in batch.entries])
-        except FederationError as error:
-            if error.code == tasks.PENDING_LIMIT_CODE:
-                return NotSent.LIMIT
-            self._fail_all(batch, error.code, f"batch refused by createTask: {error.message}")
-            self._tell(f"createTask refused a batch of {len(batch.entries)}: {error.message}")
-            return NotSent.REFUSED
+        except BatchRefused as refusal:
+            return self._refused(batch, refusal)
+        except FederationError as error:  # about the call (credentials, URL), not the batch
+            self._halt(error)
+            return NotSent.HALT
         except TransportError as error:
             if error.maybe_sent:
                 self._tell(f"createTask response lost: {error.message}")
                 return NotSent.LOST
-            self._fail_all(batch, "transport", f"not sent: {error.message}")
-            return NotSent.REFUSED
+            self._halt(error)  # the client's retries are spent: the API is not reachable
+            return NotSent.HALT
         self._accepted_at[batch.batch_id] = self.monotonic()
         self.report.counters.batches_sent += 1
         return Sent(task_id=task_id)
 
-    def _fail_all(self, batch: PendingBatch, code: str, message: str) -> None:
-        """Report every entry of a batch that created no task as failed."""
-        self.report.failed.extend(
-            Failure(account=entry.account, action=entry.action, code=code, message=message)
-            for entry in batch.entries
+    def _refused(self, batch: PendingBatch, refusal: BatchRefused) -> tasks.SendOutcome:
+        """No task was created: wait (100-113), halt (100-216 spent), or isolate the culprits."""
+        if refusal.code == tasks.PENDING_LIMIT_CODE:
+            return NotSent.LIMIT
+        if refusal.code == tasks.ROLE_SERVICE_FAILED_CODE:
+            self._halt(refusal)  # the tenant's role service, not this batch: retried already
+            return NotSent.HALT
+        isolation = refusals.isolate(
+            batch,
+            refusal,
+            role_names=self._role_names,
+            resends_left=self._resends_left,
+            now=self.now(),
         )
-        self.report.counters.users_failed += len(batch.entries)
+        self._resends_left -= len(isolation.resend)
+        if batch.batch_id in self._probes:  # the rest of a probe is still a probe
+            self._probes.update(again.batch_id for again in isolation.resend)
+        self.report.failed.extend(isolation.failed)
+        self.report.counters.users_failed += len(isolation.failed)
+        resent = sum(len(again.entries) for again in isolation.resend)
+        self._tell(
+            f"createTask refused a batch of {len(batch.entries)} ({refusal.code}): "
+            f"{len(isolation.failed)} failed, {resent} sent again"
+        )
+        return Refused(resend=isolation.resend)
 
     def _poll(self, in_flight: dict[str, PendingBatch]) -> bool:
         """Query every task in flight once; record DONE ones. True when any finished."""
@@ -331,11 +426,19 @@ class Applier:
         done: list[tuple[PendingBatch, TaskStatus]] = []
         for batch_id, batch in list(in_flight.items()):
             assert batch.task_id is not None
-            self.report.counters.query_calls += 1
             try:
                 status = self.api.query_task(batch.task_id)
-            except TransportError:
-                continue  # the client already retried; try again next round
+            except TransportError as error:
+                # The client's retries are spent: the API is not answering. Everything in
+                # flight stays recorded for `refresh`; nothing more is sent.
+                self._halt(error)
+                for left in in_flight.values():
+                    self.report.unresolved.append(
+                        f"task {left.task_id}: not followed ({error.message}); it stays "
+                        "recorded, `reconciler refresh` follows it later"
+                    )
+                in_flight.clear()
+                break
             except FederationError as error:
                 del in_flight[batch_id]
                 self.report.unresolved.append(
@@ -385,8 +488,7 @@ class Applier:
 
 @dataclass(slots=True, kw_only=True)
 class _Pace:
-    """How long one ``_drive`` waits: its deadline and the current poll and back-off waits."""
+    """How long one ``_drive`` waits: the current poll and back-off waits."""
 
-    deadline: float
     delay: float
     limit_wait: float
