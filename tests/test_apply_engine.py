@@ -621,6 +621,24 @@ def test_lost_reenable_is_settled_by_a_disable_probe(make_world: Callable[..., W
     assert state.accounts["user00000"].enabled is True
 
 
+def test_accounts_of_an_unsettled_batch_are_not_planned_into_a_second_create(
+    make_world: Callable[..., World],
+) -> None:
+    """resume cannot settle a lost batch (its probe is lost too): run skips its accounts."""
+    specs = fx.users(150)
+    world = make_world(specs)
+    with pytest.raises(Crash):  # killed once the first createTask was processed
+        world.applier(_CrashingApi(world.client, "create", 1, True), parallel=1).run(world.plan())
+    world.box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults(drop_after_next=1)})
+    applier = world.applier(parallel=1)
+    applier.resume()  # the probe's answer is lost as well: still unsettled
+    report = applier.run(world.plan())
+    assert any("100 account(s) not sent" in line for line in report.unresolved)
+    assert len(report.applied) == 50  # the second batch went out; the first's accounts did not
+    world.converge()
+    _check_converged(world, specs)
+
+
 def _steps(make_world: Callable[..., World], specs: Sequence[fx.UserSpec]) -> dict[str, int]:
     """How many writes, createTask and queryTask calls an uninterrupted apply makes."""
     world = make_world(specs)

@@ -27,20 +27,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
-from reconciler.apply import ledger, refusals, tasks
+from reconciler.apply import following, ledger, refusals, tasks
 from reconciler.apply.ledger import Failure
+from reconciler.apply.pacing import ApplySettings, Pacer
 from reconciler.apply.report import ApplyReport, Counters
 from reconciler.apply.tasks import NotSent, Refused, Sent, TaskApi
 from reconciler.errors import FederationError, ReconcilerError, TransportError
 from reconciler.plan.model import Plan
-from reconciler.providers.federation.replies import BatchRefused, TaskState, TaskStatus
+from reconciler.providers.federation.replies import BatchRefused
 from reconciler.stores import Store
 from reconciler.stores.model import PendingBatch, State, utc_now
 
-# Also exported: the report (report.py) and the API protocol (tasks.py) callers hand it.
+# Also exported: the report (report.py), the settings (pacing.py) and the API protocol
+# (tasks.py) callers hand it.
 __all__ = [
     "Applier",
     "ApplyReport",
@@ -57,18 +59,6 @@ class Progress(Protocol):
     def update(self, counters: Counters, message: str | None = None) -> None:
         """Counters changed (and maybe a line worth showing)."""
         ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApplySettings:
-    """How apply paces itself."""
-
-    parallel: int = 8  # tasks in flight; the tenant's limit is 10 [ASSUME]
-    poll_initial: float = 0.05
-    poll_max: float = 2.0
-    task_timeout: float = 1800.0  # longest wait for one task to be DONE (then: refresh)
-    limit_backoff: float = 0.5  # first wait when the tenant's task limit is reached
-    max_resends: int = 20  # extra createTask calls per run to isolate refused entries
 
 
 class _Quiet:
@@ -99,11 +89,7 @@ class Applier:
         self.state: State = store.read() or State.empty()
         self.report = ApplyReport()
         self._staged = False  # self.state holds task ids/results not yet written
-        # Polling pace: when each of this run's tasks was accepted, and the shortest time
-        # one took to be seen DONE, so the next poll can wait until a task is likely done.
-        self._accepted_at: dict[str, float] = {}
-        self._task_seconds: float | None = None
-        self._since: dict[str, float] = {}  # when this run began following each task
+        self._pace = Pacer(self.settings)
         self._probes: set[str] = set()  # batch ids of this run's probe tasks
         self._resuming = False  # settling an earlier run: a plan is made afterwards
         self._halted = False  # nothing more is sent in this run
@@ -164,9 +150,19 @@ class Applier:
         """Apply ``plan``'s changes in its batches."""
         self._role_names = {role_id: info.name for role_id, info in plan.roles.items()}
         changes = {change.account: change for change in plan.changes}
+        # An account in a batch still pending (its task not followed, or its request maybe
+        # received and not settled) is not sent again: a CREATE could meet the account the
+        # unsettled batch created. `refresh` settles it; the next plan has what is left.
+        unsettled = {e.account for b in self.state.pending for e in b.entries} & set(changes)
+        if unsettled:
+            self.report.unresolved.append(
+                f"{len(unsettled)} account(s) not sent: an earlier batch for them is not "
+                "settled yet; run `reconciler refresh`, then apply again"
+            )
         batches = [
-            ledger.new_batch((changes[a] for a in accounts), self.now(), source_commit)
+            ledger.new_batch((changes[a] for a in sendable), self.now(), source_commit)
             for accounts in plan.batches
+            if (sendable := [a for a in accounts if a not in unsettled])
         ]
         counters = self.report.counters
         counters.batches_total += len(batches)
@@ -253,9 +249,9 @@ class Applier:
     ) -> list[PendingBatch]:
         """Send queued batches (≤ parallel in flight) and follow tasks; returns lost ones."""
         lost: list[PendingBatch] = []
-        pace = _Pace(delay=self.settings.poll_initial, limit_wait=self.settings.limit_backoff)
+        self._pace.start()
         for batch_id in in_flight:
-            self._since.setdefault(batch_id, self.monotonic())
+            self._pace.follow(batch_id, self.monotonic())
         sending = True
         # After a 100-113 while our own tasks run, the tenant's limit is known to be full:
         # send again only once one of ours is DONE, instead of one refused call per poll.
@@ -263,7 +259,7 @@ class Applier:
         while True:
             may_send = bool(queue) and sending and not self._stopping()
             if self.report.interrupted is not None:
-                self._leave_for_refresh(in_flight)
+                self.report.unresolved += following.leave(in_flight)
                 break
             if not may_send and not in_flight:
                 break
@@ -278,38 +274,22 @@ class Applier:
                     waiting_for_slot = True
                     held = bool(in_flight)
             if in_flight and self._poll(in_flight):
-                pace.delay = self.settings.poll_initial
                 held = False
                 continue
             self._flush()  # before waiting: a kill during the wait loses nothing
             if not self._expire(in_flight):
-                self._wait(pace, in_flight, waiting_for_slot=waiting_for_slot)
+                self._wait(in_flight, waiting_for_slot=waiting_for_slot)
         self._flush()
         return lost
 
     def _expire(self, in_flight: dict[str, PendingBatch]) -> bool:
-        """Give up on tasks followed longer than the task timeout; True if any was."""
-        now, limit = self.monotonic(), self.settings.task_timeout
-        expired = [b for b in in_flight.values() if now - self._since[b.batch_id] >= limit]
-        for batch in expired:
-            del in_flight[batch.batch_id]
-            self.report.unresolved.append(
-                f"task {batch.task_id} still not DONE after {limit:g}s (--task-timeout); "
-                "it stays recorded and `reconciler refresh` follows it later"
-            )
-        if expired:
+        """Let go of tasks followed longer than the task timeout; True if any was."""
+        let_go = following.expire(in_flight, self._pace, self.monotonic())
+        self.report.unresolved += let_go
+        if let_go:
             # Tasks of a tenant run in order: the ones sent after a stuck task wait too.
             self._halt(None)
-        return bool(expired)
-
-    def _leave_for_refresh(self, in_flight: dict[str, PendingBatch]) -> None:
-        """On a stop request: the tasks in flight stay recorded, their results unfollowed."""
-        for batch in in_flight.values():
-            self.report.unresolved.append(
-                f"task {batch.task_id} ({len(batch.entries)} users) is recorded but not "
-                "followed to DONE; `reconciler refresh` (or `apply`) records its result"
-            )
-        in_flight.clear()
+        return bool(let_go)
 
     def _send_round(
         self, queue: deque[tuple[PendingBatch, bool]], in_flight: dict[str, PendingBatch]
@@ -324,7 +304,6 @@ class Applier:
         round_ = tasks.send_round([batch for batch, _ in taken], self._send, self._stopping)
         for batch, task_id in round_.sent:
             in_flight[batch.batch_id] = replace(batch, task_id=task_id)
-            self._since[batch.batch_id] = self.monotonic()
         # Resends are new batches: their intents are written before they are sent. An
         # unsent probe keeps its intent: it stands for a lost batch that must not be forgotten.
         again = [(batch, False) for batch in round_.resend]
@@ -340,31 +319,14 @@ class Applier:
             self._tell()
         return round_
 
-    def _wait(
-        self, pace: _Pace, in_flight: Mapping[str, PendingBatch], *, waiting_for_slot: bool
-    ) -> None:
+    def _wait(self, in_flight: Mapping[str, PendingBatch], *, waiting_for_slot: bool) -> None:
         """Sleep before the next round: back off at the task limit, else until a poll is due."""
         if waiting_for_slot and not in_flight:
             # The tenant's limit is full of tasks that are not ours: back off and resend.
             self._tell("tenant task limit reached (100-113); waiting before resending")
-            self.sleep(pace.limit_wait)
-            pace.limit_wait = min(pace.limit_wait * 2, 30.0)
+            self.sleep(self._pace.limit_pause())
         elif in_flight:
-            due = self._until_likely_done(in_flight)
-            if due > pace.delay:
-                self.sleep(due)  # then poll closely: the task is due about now
-                pace.delay = self.settings.poll_initial
-            else:
-                self.sleep(pace.delay)
-                pace.delay = min(pace.delay * 1.5, self.settings.poll_max)
-
-    def _until_likely_done(self, in_flight: Mapping[str, PendingBatch]) -> float:
-        """Seconds until the oldest task in flight is as old as the quickest one seen DONE."""
-        accepted = [self._accepted_at[b] for b in in_flight if b in self._accepted_at]
-        if self._task_seconds is None or not accepted:
-            return 0.0
-        due = min(accepted) + self._task_seconds - self.monotonic()
-        return min(due, self.settings.poll_max)
+            self.sleep(self._pace.poll_pause(in_flight, self.monotonic()))
 
     def _send(self, batch: PendingBatch) -> tasks.SendOutcome:
         """createTask for ``batch``; a refusal fails what it blames, a dead end halts."""
@@ -381,7 +343,7 @@ class Applier:
                 return NotSent.LOST
             self._halt(error)  # the client's retries are spent: the API is not reachable
             return NotSent.HALT
-        self._accepted_at[batch.batch_id] = self.monotonic()
+        self._pace.follow(batch.batch_id, self.monotonic(), accepted=True)
         self.report.counters.batches_sent += 1
         return Sent(task_id=task_id)
 
@@ -413,48 +375,16 @@ class Applier:
 
     def _poll(self, in_flight: dict[str, PendingBatch]) -> bool:
         """Query every task in flight once; record DONE ones. True when any finished."""
-        done = [
-            (batch, tasks.failures_of(batch, status)) for batch, status in self._query(in_flight)
-        ]
-        if not done:
+        polled = following.poll(self.api, in_flight, self._pace, self.monotonic)
+        self.report.unresolved += polled.let_go
+        if polled.error is not None:
+            self._halt(polled.error)  # the API is not answering: nothing more is sent
+        if not polled.done:
             return False
-        self._record_done(done)
+        self._record_done(
+            [(batch, tasks.failures_of(batch, status)) for batch, status in polled.done]
+        )
         return True
-
-    def _query(self, in_flight: dict[str, PendingBatch]) -> list[tuple[PendingBatch, TaskStatus]]:
-        """queryTask each task in flight once; DONE ones (and unqueryable ones) leave it."""
-        done: list[tuple[PendingBatch, TaskStatus]] = []
-        for batch_id, batch in list(in_flight.items()):
-            assert batch.task_id is not None
-            try:
-                status = self.api.query_task(batch.task_id)
-            except TransportError as error:
-                # The client's retries are spent: the API is not answering. Everything in
-                # flight stays recorded for `refresh`; nothing more is sent.
-                self._halt(error)
-                for left in in_flight.values():
-                    self.report.unresolved.append(
-                        f"task {left.task_id}: not followed ({error.message}); it stays "
-                        "recorded, `reconciler refresh` follows it later"
-                    )
-                in_flight.clear()
-                break
-            except FederationError as error:
-                del in_flight[batch_id]
-                self.report.unresolved.append(
-                    f"task {batch.task_id}: queryTask failed ({error.message}); it stays "
-                    "recorded, `reconciler refresh` follows it later"
-                )
-                continue
-            if status.status is not TaskState.DONE:
-                continue
-            del in_flight[batch_id]
-            accepted_at = self._accepted_at.pop(batch_id, None)
-            if accepted_at is not None:
-                took = self.monotonic() - accepted_at
-                self._task_seconds = min(took, self._task_seconds or took)
-            done.append((batch, status))
-        return done
 
     def _record_done(self, done: Sequence[tuple[PendingBatch, Mapping[str, Failure]]]) -> None:
         """Stage the results of DONE tasks and count them."""
@@ -484,11 +414,3 @@ class Applier:
         self.report.applied.extend((e.account, e.action) for e in applied)
         self.report.failed.extend(failed)
         self._tell()
-
-
-@dataclass(slots=True, kw_only=True)
-class _Pace:
-    """How long one ``_drive`` waits: the current poll and back-off waits."""
-
-    delay: float
-    limit_wait: float

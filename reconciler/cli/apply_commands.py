@@ -317,8 +317,8 @@ def _finish(
 def _interrupted(report: ApplyReport, name: str) -> Interrupted:
     """The error for a run a signal stopped: what was recorded and what settles the rest."""
     return Interrupted(
-        f"interrupted by {name}: {len(report.applied)} change(s) recorded as applied, "
-        f"{len(report.unresolved)} item(s) left for the next run; nothing half-recorded",
+        f"interrupted by {name}: nothing more was sent, and what was in flight is recorded "
+        "(listed above with `?`)",
         signal_number=signal.Signals[name].value,
         hint="run `reconciler refresh` (or `reconciler apply`): it follows the recorded tasks "
         "and settles any batch in flight, then plan and apply what is left",
