@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -129,46 +129,60 @@ def test_refused_credentials_are_one_error_with_a_hint(
 
 
 @contextlib.contextmanager
-def _silent_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
-    """A TCP endpoint that accepts connections and never answers; yields (URL, accepted)."""
+def _listening(serve: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback listener whose connections ``serve`` handles; yields its port.
+
+    The accept loop polls a stop flag, and the thread is joined on exit: no listener
+    outlives the block (a thread blocked in accept would keep the port listening).
+    """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(32)
-    accepted: list[socket.socket] = []
+    listener.settimeout(0.05)
+    stop = threading.Event()
 
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                accepted.append(listener.accept()[0])
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                connection = listener.accept()[0]
+            except TimeoutError:
+                continue
+            connection.settimeout(None)
+            with contextlib.suppress(OSError):
+                serve(connection)
 
-    threading.Thread(target=accept, daemon=True).start()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+        yield listener.getsockname()[1]
     finally:
+        stop.set()
+        thread.join(timeout=5)
         listener.close()
-        for connection in accepted:
-            connection.close()
+
+
+@contextlib.contextmanager
+def _silent_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A TCP endpoint that accepts connections and never answers; yields (URL, accepted)."""
+    accepted: list[socket.socket] = []
+    with _listening(accepted.append) as port:
+        try:
+            yield f"http://127.0.0.1:{port}", accepted
+        finally:
+            for connection in accepted:
+                connection.close()
+
+
+def _answer_in_plain_http(connection: socket.socket) -> None:
+    with connection:
+        connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
 
 @contextlib.contextmanager
 def _plaintext_endpoint() -> Iterator[str]:
     """An https:// URL whose server answers in plain HTTP: the TLS handshake fails."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(32)
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                connection = listener.accept()[0]
-                with connection:
-                    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
+    with _listening(_answer_in_plain_http) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
@@ -188,22 +202,13 @@ def _untrusted_tls_endpoint(tmp_path: Path) -> Iterator[str]:
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(32)
 
-    def serve() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                connection = listener.accept()[0]
-                with contextlib.suppress(OSError), connection:
-                    context.wrap_socket(connection, server_side=True).close()
+    def handshake(connection: socket.socket) -> None:
+        with connection:
+            context.wrap_socket(connection, server_side=True).close()
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
+    with _listening(handshake) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 def _closed_port() -> str:

@@ -135,3 +135,18 @@ def test_a_second_signal_aborts_at_once_and_recovery_still_converges(
     assert [batch["task_id"] for batch in _pending(path)][:1] == [None]  # the intent, unanswered
     box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults()})
     _recover(box, path, specs)
+
+
+def test_a_signal_before_anything_is_sent_exits_at_once(served: Served, tmp_path: Path) -> None:
+    """Interrupted while the token is being fetched: nothing to record, exit 130 at once."""
+    box, running = served
+    box.federation.configure_faults({Endpoint.TOKEN: EndpointFaults(latency_seconds=5.0)})
+    path = fx.write_desired(tmp_path / "desired", fx.users(USERS))
+    run = _Apply(running, path)
+    fx.wait_for(lambda: box.federation.stats().calls["token"] >= 1, timeout=30)
+    run.signal(signal.SIGINT)
+    exit_code, _, err = run.finish()
+    assert exit_code == 130, err
+    assert "error: interrupted by SIGINT before anything was sent" in err
+    assert box.federation.stats().calls["createTask"] == 0
+    assert fx.state_document(path) is None

@@ -168,7 +168,7 @@ class Applier:
         counters.batches_total += len(batches)
         counters.users_total += sum(len(b.entries) for b in batches)
         self._tell()
-        if batches and not self._stopping():
+        if batches:
             self.api.authenticate()  # a refused credential fails here, once, before any batch
         queue = deque((b, False) for b in batches)
         resent: set[str] = set()

@@ -134,11 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("error: interrupted\n")
         return EXIT_SIGNAL_BASE + signal.SIGINT
     except signals.Aborted as aborted:
-        sys.stderr.write(
-            f"error: aborted by a second {aborted}; what was recorded stays recorded\n"
-            "hint: run `reconciler refresh` (or `reconciler apply`) to settle what was in "
-            "flight\n"
-        )
+        sys.stderr.write(f"error: {aborted.message}\n")
+        if aborted.started:
+            sys.stderr.write(
+                "hint: run `reconciler refresh` (or `reconciler apply`) to settle what was "
+                "in flight\n"
+            )
         return EXIT_SIGNAL_BASE + aborted.signal_number
     except BrokenPipeError:
         return EXIT_ERROR
