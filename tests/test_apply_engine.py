@@ -316,6 +316,26 @@ def test_dead_query_endpoint_stops_following_once_and_leaves_tasks_recorded(
     _check_converged(world, specs)
 
 
+def test_query_task_refused_as_a_call_stops_the_run_once(
+    make_world: Callable[..., World],
+) -> None:
+    """queryTask answered 401 (after a fresh token): one error; every task in flight stays."""
+
+    def refuse_queries(request: httpx.Request, forward: Forward) -> httpx.Response:
+        if request.url.path.endswith("queryTask"):
+            return httpx.Response(401, json={"error_code": "401"})
+        return forward(request)
+
+    world = make_world(fx.users(450), intercept=refuse_queries)
+    report = world.applier(parallel=3).run(world.plan())
+    assert isinstance(report.error, FederationError)
+    assert report.error.code == "http-401"
+    assert world.box.federation.stats().create_task_accepted == 3
+    state = world.store.read()
+    assert state is not None
+    assert [b.task_id is not None for b in state.pending] == [True, True, True]
+
+
 def test_a_stuck_task_is_given_up_after_the_task_timeout(
     make_world: Callable[..., World],
 ) -> None:

@@ -2,9 +2,10 @@
 
 A task let go of stays recorded with its task id, so ``reconciler refresh`` follows it
 later; each returns the line the report shows for it. Letting go happens when a task is
-still not DONE after the task timeout, when queryTask refuses a task id, when the API
-stops answering (the client's retries are spent: every task in flight is let go and the
-applier sends nothing more), and on a stop request.
+still not DONE after the task timeout, when queryTask says a task id is unknown (a normal
+answer with a ``resultCode`` other than ``"0"``), when queryTask cannot be had at all (the
+client's retries are spent, or the call itself is refused: every task in flight is let go
+and the applier sends nothing more), and on a stop request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from reconciler.apply.pacing import Pacer
 from reconciler.apply.tasks import TaskApi
-from reconciler.errors import FederationError, TransportError
+from reconciler.errors import ApiError, FederationError, TransportError
 from reconciler.providers.federation.replies import TaskState, TaskStatus
 from reconciler.stores.model import PendingBatch
 
@@ -27,7 +28,7 @@ class Polled:
 
     done: tuple[tuple[PendingBatch, TaskStatus], ...] = ()
     let_go: tuple[str, ...] = ()  # a line per task no longer followed
-    error: TransportError | None = None  # the API stopped answering
+    error: ApiError | None = None  # queryTask cannot be had: nothing more is sent
 
 
 def poll(
@@ -40,18 +41,19 @@ def poll(
         assert batch.task_id is not None
         try:
             status = api.query_task(batch.task_id)
-        except TransportError as error:
-            # The client's retries are spent: asking about the others would cost as much.
+        except (TransportError, FederationError) as error:
+            if isinstance(error, FederationError) and error.http_status == 200:
+                del in_flight[batch_id]  # this task is unknown; the others may not be
+                let_go.append(f"task {batch.task_id}: queryTask failed ({error.message}); {LATER}")
+                continue
+            # Retries spent, or the call refused (credentials, URL): asking about the others
+            # would cost as much and end the same way.
             let_go += [
-                f"task {b.task_id}: not followed ({error.message}); {LATER}"
-                for b in in_flight.values()
+                f"task {left.task_id}: not followed ({error.message}); {LATER}"
+                for left in in_flight.values()
             ]
             in_flight.clear()
             return Polled(done=tuple(done), let_go=tuple(let_go), error=error)
-        except FederationError as error:
-            del in_flight[batch_id]
-            let_go.append(f"task {batch.task_id}: queryTask failed ({error.message}); {LATER}")
-            continue
         if status.status is TaskState.DONE:
             del in_flight[batch_id]
             pace.done(batch_id, now())
