@@ -21,7 +21,8 @@ The CLI catches only :class:`ReconcilerError`, prints ``error: <message>`` (plus
     │   ├── TransportError               network failure, timeout, unusable response
     │   ├── FederationError              federation-user API resultCode != "0"
     │   └── CloudIdentityError           CloudIdentity error envelope
-    └── ApplyIncomplete                  apply finished with failed accounts/events
+    ├── ApplyIncomplete                  apply finished with failed accounts/events
+    └── Interrupted                      exit 130/143: SIGINT/SIGTERM; in-flight work recorded
 
 Messages never contain secrets: clients build them from codes and account names only.
 """
@@ -34,6 +35,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_BLOCKED = 3
+EXIT_SIGNAL_BASE = 128  # a run stopped by signal N exits 128 + N: 130 SIGINT, 143 SIGTERM
 
 
 class ReconcilerError(Exception):
@@ -190,6 +192,18 @@ class CloudIdentityError(ApiError):
 
 class ApplyIncomplete(ReconcilerError):
     """Apply ran to the end but some changes or retries failed."""
+
+
+class Interrupted(ReconcilerError):
+    """Apply or refresh stopped at a signal, after recording what was in flight.
+
+    Exits ``128 + signal number``, as shells report a process a signal ended: 130 for
+    SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, *, signal_number: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = EXIT_SIGNAL_BASE + signal_number
 
 
 EXCERPT_CHARS = 40

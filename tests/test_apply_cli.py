@@ -217,26 +217,30 @@ def test_role_not_in_tenant_refuses_its_batch_only(
 
 
 @pytest.mark.parametrize("status", [400, 404])
-def test_http_4xx_refuses_the_batch_and_keeps_the_state_truthful(
+def test_http_4xx_stops_the_run_once_and_keeps_the_state_truthful(
     served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str], status: int
 ) -> None:
-    """A 400/404 on createTask is not retried: that batch's accounts fail, others land."""
+    """A 400/404 without a resultCode is about the call, not a batch: one error, nothing after."""
     box, _ = served
     box.federation.configure_faults(
         {Endpoint.CREATE_TASK: EndpointFaults(fail_next=1, fail_status=status)}
     )
     specs = fx.users(150)
     path = fx.write_desired(tmp_path / "desired", specs)
-    code, report = _json_apply(path, capsys, "--parallel", "1")
+    capsys.readouterr()
+    code = _apply(path, "--format", "json", "--parallel", "1")
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     assert code == 1
-    assert {f["code"] for f in report["failed"]} == {f"http-{status}"}
-    failed = sorted(f["account"] for f in report["failed"])
-    assert failed == [s.account for s in specs[:100]]
-    assert box.federation.stats().calls["createTask"] == 2  # never resent
+    assert report["failed"] == []  # said once, not once per account
+    assert f"HTTP {status}" in report["error"]["message"]
+    assert captured.err.count("error:") == 1
+    assert f"HTTP {status}" in captured.err
+    assert box.federation.stats().calls["createTask"] == 1  # no batch after it, none resent
     document = fx.state_document(path)
     assert document is not None
-    assert fx.state_view(document) == fx.desired_view(specs[100:]) == fx.tenant_view(box)
-    assert _planned(_plan_json(path, capsys)) == [("CREATE", a) for a in failed]
+    assert (document["pending"], document["accounts"]) == ([], {})
+    assert len(_planned(_plan_json(path, capsys))) == 150
     assert _apply(path) == 0
     _assert_converged(box, path, specs)
 

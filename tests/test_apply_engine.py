@@ -8,9 +8,11 @@ raising a ``BaseException`` at a chosen write or call, then resuming with a new 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,13 @@ import pytest
 from reconciler.apply import engine
 from reconciler.apply.engine import ApplyReport, ApplySettings
 from reconciler.desired import validation
-from reconciler.errors import FederationError
+from reconciler.errors import FederationError, TransportError
 from reconciler.plan import planner
 from reconciler.plan.model import Action, Change, Guard, Plan, Reason
 from reconciler.providers.federation.client import (
+    DEFAULT_RETRY,
+    BatchRefused,
+    CallCounts,
     FederationClient,
     FederationSettings,
     TaskState,
@@ -92,14 +97,39 @@ class World:
         return reports
 
 
+def _client(world: World, **settings: Any) -> FederationClient:
+    """Another client for ``world``'s sandbox (settings override the test tenant's)."""
+    return FederationClient(
+        FederationSettings(
+            **{
+                "base_url": "http://127.0.0.1:9",
+                "app_key": fx.APP_KEY,
+                "app_secret": fx.APP_SECRET,
+                **settings,
+            }
+        ),
+        transport=_transport(world.box),
+        sleep=world.sleep,
+        clock=world.clock,
+    )
+
+
+Forward = Callable[[httpx.Request], httpx.Response]
+Intercept = Callable[[httpx.Request, Forward], httpx.Response]
+
+
 def _transport(
-    box: app.Sandbox, refuse_connect: Callable[[httpx.Request], bool] | None = None
+    box: app.Sandbox,
+    refuse_connect: Callable[[httpx.Request], bool] | None = None,
+    intercept: Intercept | None = None,
 ) -> httpx.BaseTransport:
     inner = fx.in_process_transport(box)
 
     def handle(request: httpx.Request) -> httpx.Response:
         if refuse_connect is not None and refuse_connect(request):
             raise httpx.ConnectError("connection refused", request=request)
+        if intercept is not None:
+            return intercept(request, inner.handle_request)
         return inner.handle_request(request)
 
     return httpx.MockTransport(handle)
@@ -117,6 +147,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         settings: SandboxSettings | None = None,
         tenant_users: Mapping[str, FederatedUser] | None = None,
         refuse_connect: Callable[[httpx.Request], bool] | None = None,
+        intercept: Intercept | None = None,
     ) -> World:
         clock = ManualClock(START)
         federation, control = build_federation(
@@ -146,7 +177,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
             FederationSettings(
                 base_url="http://127.0.0.1:9", app_key=fx.APP_KEY, app_secret=fx.APP_SECRET
             ),
-            transport=_transport(box, refuse_connect),
+            transport=_transport(box, refuse_connect, intercept),
             sleep=world.sleep,
             clock=clock,
         )
@@ -221,19 +252,105 @@ def test_connect_error_before_send_is_retried(make_world: Callable[..., World]) 
     _check_converged(world, specs)
 
 
-def test_connect_error_forever_fails_the_batch_and_forgets_its_intent(
+def test_connect_error_forever_stops_the_run_once_and_forgets_the_intents(
     make_world: Callable[..., World],
 ) -> None:
-    """The client gives up on a refused connection: accounts failed, nothing left pending."""
-    specs = fx.users(3)
-    world = make_world(specs, refuse_connect=lambda r: r.url.path.endswith("createTask"))
-    report = world.applier().run(world.plan())
+    """The client gives up on a refused connection: one error, no batch after it, none pending."""
+    specs = fx.users(350)
+    attempts: list[str] = []
+
+    def refuse(request: httpx.Request) -> bool:
+        if request.url.path.endswith("createTask"):
+            attempts.append(request.url.path)
+            return True
+        return False
+
+    world = make_world(specs, refuse_connect=refuse)
+    report = world.applier(parallel=2).run(world.plan())
     assert not report.ok
-    assert sorted(f.account for f in report.failed) == [s.account for s in specs]
-    assert {f.code for f in report.failed} == {"transport"}
+    assert isinstance(report.error, TransportError)
+    assert "nothing was sent" in report.error.message
+    assert report.failed == []  # not one line per account: the error says it once
+    assert len(attempts) == DEFAULT_RETRY.max_attempts  # one call's retries, then nothing more
+    assert report.unresolved == [
+        "4 batch(es) (350 users) were not sent in this run; run `reconciler apply` again"
+    ]
+    assert report.counters.create_calls == 0  # nothing reached the server
     state = world.store.read()
     assert state is not None
     assert (state.pending, dict(state.accounts)) == ((), {})
+
+
+def test_refused_credentials_fail_before_any_intent_is_written(
+    make_world: Callable[..., World],
+) -> None:
+    """A wrong app secret: the token call fails once; no batch is recorded or sent."""
+    world = make_world(fx.users(250))
+    with (
+        _client(world, app_secret="wrong") as client,
+        pytest.raises(FederationError, match="rejected the app key/secret") as caught,
+    ):
+        world.applier(client).run(world.plan())
+    assert caught.value.hint is not None
+    stats = world.box.federation.stats()
+    assert (stats.calls["token"], stats.calls["createTask"]) == (1, 0)
+    assert world.store.read() is None
+
+
+def test_dead_query_endpoint_stops_following_once_and_leaves_tasks_recorded(
+    make_world: Callable[..., World],
+) -> None:
+    """queryTask never answering: one retry cycle, then every task in flight left for refresh."""
+    specs = fx.users(450)
+    world = make_world(specs, refuse_connect=lambda r: r.url.path.endswith("queryTask"))
+    report = world.applier(parallel=3).run(world.plan())
+    assert isinstance(report.error, TransportError)
+    assert world.box.federation.stats().create_task_accepted == 3  # no batch after the failure
+    assert report.counters.query_calls == 0
+    assert len(report.unresolved) == 4  # 3 tasks left recorded + the 2 batches not sent
+    state = world.store.read()
+    assert state is not None
+    assert [b.task_id is not None for b in state.pending] == [True, True, True]
+    with _client(world) as healthy:
+        world.converge(api=healthy)
+    _check_converged(world, specs)
+
+
+def test_query_task_refused_as_a_call_stops_the_run_once(
+    make_world: Callable[..., World],
+) -> None:
+    """queryTask answered 401 (after a fresh token): one error; every task in flight stays."""
+
+    def refuse_queries(request: httpx.Request, forward: Forward) -> httpx.Response:
+        if request.url.path.endswith("queryTask"):
+            return httpx.Response(401, json={"error_code": "401"})
+        return forward(request)
+
+    world = make_world(fx.users(450), intercept=refuse_queries)
+    report = world.applier(parallel=3).run(world.plan())
+    assert isinstance(report.error, FederationError)
+    assert report.error.code == "http-401"
+    assert world.box.federation.stats().create_task_accepted == 3
+    state = world.store.read()
+    assert state is not None
+    assert [b.task_id is not None for b in state.pending] == [True, True, True]
+
+
+def test_a_stuck_task_is_given_up_after_the_task_timeout(
+    make_world: Callable[..., World],
+) -> None:
+    """A task stuck in DOING: followed for task_timeout seconds, then left; nothing sent after."""
+    specs = fx.users(250)
+    world = make_world(specs, settings=SandboxSettings(todo_seconds=1, doing_seconds=500))
+    report = world.applier(parallel=1, task_timeout=60).run(world.plan())
+    assert report.error is None
+    assert report.unresolved[0].startswith("task ")
+    assert "still not DONE after 60s" in report.unresolved[0]
+    assert world.box.federation.stats().create_task_accepted == 1
+    assert 60 <= world.clock() - START < 70  # waited the timeout, not 1800 s
+    world.clock.advance(1000)
+    world.converge()
+    _check_converged(world, specs)
 
 
 def test_role_service_failure_retried_with_injected_sleep(
@@ -281,15 +398,15 @@ def test_task_limit_with_our_tasks_in_flight_waits_for_them(
     _check_converged(world, specs)
 
 
-def test_task_still_running_at_max_wait_is_left_for_refresh(
+def test_task_still_running_at_the_task_timeout_is_left_for_refresh(
     make_world: Callable[..., World],
 ) -> None:
-    """A task not DONE by max_wait stays recorded; a later resume records its result."""
+    """A task not DONE by the task timeout stays recorded; a later resume records its result."""
     specs = fx.users(2)
     world = make_world(specs, settings=SandboxSettings(todo_seconds=100, doing_seconds=100))
-    report = world.applier(max_wait=30).run(world.plan())
+    report = world.applier(task_timeout=30).run(world.plan())
     assert not report.ok
-    assert "still running" in report.unresolved[0]
+    assert "still not DONE after 30s" in report.unresolved[0]
     state = world.store.read()
     assert state is not None
     assert len(state.pending) == 1
@@ -327,6 +444,121 @@ def test_run_time_failures_keep_the_old_record(make_world: Callable[..., World])
     state = world.store.read()
     assert state is not None
     assert sorted(state.accounts) == ["user00000", "user00001"]
+
+
+# -- refusals: one bad entry never blocks the rest -----------------------------------------
+
+
+def _with_roles(specs: Sequence[fx.UserSpec], every: int, role: str) -> list[fx.UserSpec]:
+    """``specs`` where every ``every``-th user also has ``role``."""
+    return [
+        replace(spec, roles=(*spec.roles, role)) if i % every == 0 else spec
+        for i, spec in enumerate(specs)
+    ]
+
+
+def test_a_role_deleted_on_the_tenant_fails_only_its_users(
+    make_world: Callable[..., World],
+) -> None:
+    """100-217 names a role id: its users fail with the role's name, the rest are applied."""
+    specs = _with_roles(fx.users(250), 17, "supervisor")  # 15 users, in all three batches
+    world = make_world(specs)
+    world.box.federation.change_roles(fx.APP_KEY, remove=(fx.ROLE_SUPERVISOR,))
+    report = world.applier().run(world.plan())
+    blamed = sorted(s.account for s in specs if "supervisor" in s.roles)
+    assert len(blamed) == 15
+    assert sorted(f.account for f in report.failed) == blamed
+    [group] = report.failure_groups()
+    assert group.code == "100-217"
+    assert group.message == f"role `supervisor` ({fx.ROLE_SUPERVISOR}) is not on the tenant"
+    assert len(report.applied) == 235
+    stats = world.box.federation.stats()
+    assert stats.calls["createTask"] == 6  # 3 refused, 3 resent without the role's users
+    assert report.counters.create_calls == 6
+    state = world.store.read()
+    assert state is not None
+    assert state.pending == ()
+    assert sorted(state.accounts) == sorted({s.account for s in specs} - set(blamed))
+
+
+def _refuse_existing(box: app.Sandbox, code: str = "100-301") -> Intercept:
+    """createTask refused as a whole (``code``, naming nothing) when a CREATE names a user
+    the tenant already has: the synchronous variant of the sandbox's run-time failure."""
+
+    def intercept(request: httpx.Request, forward: Forward) -> httpx.Response:
+        if request.url.path.endswith("createTask"):
+            existing = box.federation.users(fx.APP_KEY)
+            entries = json.loads(request.content)["federationUserList"]
+            if any(e["action"] == "CREATE" and e["userAccount"] in existing for e in entries):
+                body = {"resultCode": code, "resultMessage": "联邦用户账号已存在"}
+                return httpx.Response(200, json=body)
+        return forward(request)
+
+    return intercept
+
+
+def test_a_refusal_naming_nothing_is_isolated_by_splitting(
+    make_world: Callable[..., World],
+) -> None:
+    """An undocumented refusal: the batch is halved until the one entry is alone; bounded."""
+    specs = fx.users(100)
+    taken = {"user00042": FederatedUser(name="Taken", email="taken@example.com")}
+    world = make_world(specs, tenant_users=taken)
+    world.client = FederationClient(
+        FederationSettings(
+            base_url="http://127.0.0.1:9", app_key=fx.APP_KEY, app_secret=fx.APP_SECRET
+        ),
+        transport=_transport(world.box, intercept=_refuse_existing(world.box)),
+        sleep=world.sleep,
+        clock=world.clock,
+    )
+    report = world.applier().run(world.plan())
+    [failure] = report.failed
+    assert (failure.account, failure.code) == ("user00042", "100-301")
+    assert "undocumented resultCode 100-301" in failure.message
+    assert len(report.applied) == 99
+    # Halving costs two calls per level (the refusals never reach the sandbox's counters).
+    assert report.counters.create_calls <= 1 + 2 * math.ceil(math.log2(100))
+    assert world.box.federation.stats().create_task_accepted == report.counters.batches_sent
+    world.client.close()
+
+
+def test_resends_are_bounded_per_run(make_world: Callable[..., World]) -> None:
+    """With no resends left, the refused batch's entries fail as they are."""
+    specs = _with_roles(fx.users(10), 3, "supervisor")
+    world = make_world(specs)
+    world.box.federation.change_roles(fx.APP_KEY, remove=(fx.ROLE_SUPERVISOR,))
+    report = world.applier(max_resends=0).run(world.plan())
+    assert len(report.failed) == 10
+    codes = {(group.code, group.message[:20]) for group in report.failure_groups()}
+    assert codes == {("100-217", "role `supervisor` (1"), ("100-217", "createTask refused i")}
+    assert world.box.federation.stats().calls["createTask"] == 1
+
+
+def test_a_lost_response_on_a_resend_is_settled_by_a_probe(
+    make_world: Callable[..., World],
+) -> None:
+    """The resend after a refusal is processed but its answer lost: a probe, no second CREATE."""
+    specs = _with_roles(fx.users(30), 10, "supervisor")
+    calls = itertools.count(1)
+
+    def drop_second_create(request: httpx.Request, forward: Forward) -> httpx.Response:
+        response = forward(request)
+        if request.url.path.endswith("createTask") and next(calls) == 2:
+            raise httpx.ReadError("connection closed by the server", request=request)
+        return response
+
+    world = make_world(specs, intercept=drop_second_create)
+    world.box.federation.change_roles(fx.APP_KEY, remove=(fx.ROLE_SUPERVISOR,))
+    report = world.applier().run(world.plan())
+    assert len(report.failed) == 3  # the role's users; the probe confirmed the other 27
+    assert len(report.applied) == 27
+    state = world.store.read()
+    assert state is not None
+    assert state.pending == ()
+    stats = world.box.federation.stats()
+    assert set(stats.created_per_account.values()) == {1}
+    assert stats.create_task_accepted == 2  # the lost resend and its probe
 
 
 # -- lost responses and crashes ----------------------------------------------------------
@@ -409,6 +641,24 @@ def test_lost_reenable_is_settled_by_a_disable_probe(make_world: Callable[..., W
     assert state.accounts["user00000"].enabled is True
 
 
+def test_accounts_of_an_unsettled_batch_are_not_planned_into_a_second_create(
+    make_world: Callable[..., World],
+) -> None:
+    """resume cannot settle a lost batch (its probe is lost too): run skips its accounts."""
+    specs = fx.users(150)
+    world = make_world(specs)
+    with pytest.raises(Crash):  # killed once the first createTask was processed
+        world.applier(_CrashingApi(world.client, "create", 1, True), parallel=1).run(world.plan())
+    world.box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults(drop_after_next=1)})
+    applier = world.applier(parallel=1)
+    applier.resume()  # the probe's answer is lost as well: still unsettled
+    report = applier.run(world.plan())
+    assert any("100 account(s) not sent" in line for line in report.unresolved)
+    assert len(report.applied) == 50  # the second batch went out; the first's accounts did not
+    world.converge()
+    _check_converged(world, specs)
+
+
 def _steps(make_world: Callable[..., World], specs: Sequence[fx.UserSpec]) -> dict[str, int]:
     """How many writes, createTask and queryTask calls an uninterrupted apply makes."""
     world = make_world(specs)
@@ -447,19 +697,28 @@ class _FakeApi:
 
     limit_first: int = 0
     created: int = 0
+    refused: int = 0
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def create_task(self, entries: Sequence[Mapping[str, object]]) -> str:
         """Refuse with 100-113 at first, then accept."""
         if self.limit_first:
             self.limit_first -= 1
-            raise FederationError("limit", code="100-113", http_status=200)
+            self.refused += 1
+            raise BatchRefused("limit", code="100-113", http_status=200)
         self.created += 1
         return str(next(self.ids))
 
     def query_task(self, task_id: str) -> TaskStatus:
         """DONE without failures."""
         return TaskStatus(task_id=task_id, status=TaskState.DONE, remark="", failures=())
+
+    def authenticate(self) -> None:
+        """Always fine."""
+
+    def reached(self) -> CallCounts:
+        """Every createTask reached it (queries are not counted here)."""
+        return CallCounts(create_task=self.created + self.refused)
 
 
 class _MemoryStore:
@@ -547,6 +806,14 @@ class _CrashingApi:
         """queryTask, maybe dying."""
         result: TaskStatus = self._maybe_crash("query", lambda: self.inner.query_task(task_id))
         return result
+
+    def authenticate(self) -> None:
+        """Delegate."""
+        self.inner.authenticate()
+
+    def reached(self) -> CallCounts:
+        """Delegate."""
+        return self.inner.reached()
 
 
 def _plan_for_accounts(accounts: list[str]) -> Plan:

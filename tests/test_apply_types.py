@@ -14,7 +14,7 @@ from reconciler import schemas
 from reconciler.apply import tasks
 from reconciler.apply.engine import ApplyReport
 from reconciler.apply.ledger import EventRetry, Failure
-from reconciler.apply.tasks import NotSent, SendOutcome, Sent
+from reconciler.apply.tasks import NotSent, Refused, SendOutcome, Sent
 from reconciler.cli.apply_commands import report_json
 from reconciler.errors import StateCorrupt
 from reconciler.providers.federation.replies import TaskFailure, TaskState, TaskStatus
@@ -29,7 +29,7 @@ from reconciler.stores.model import (
     State,
 )
 
-LOST, LIMIT, REFUSED = NotSent.LOST, NotSent.LIMIT, NotSent.REFUSED
+LOST, LIMIT, HALT, REFUSED = NotSent.LOST, NotSent.LIMIT, NotSent.HALT, Refused()
 
 
 def _record(account: str) -> AccountRecord:
@@ -66,46 +66,52 @@ def _sent(**task_ids: str) -> dict[str, Sent]:
 
 
 # Batches a, b and c in one round: what each send comes to → which were sent (batch → task),
-# which intents go, which go back to the queue, which was lost, whether the limit ended it.
+# which intents go, which go back to the queue, which was lost, whether the limit or a halt
+# ended it.
 @pytest.mark.parametrize(
     ("outcomes", "expected"),
     [
         pytest.param(
             _sent(a="t-a", b="t-b", c="t-c"),
-            ("abc", {"a": "t-a", "b": "t-b", "c": "t-c"}, "", "", None, False),
+            ("abc", {"a": "t-a", "b": "t-b", "c": "t-c"}, "", "", None, False, False),
             id="all-sent",
         ),
         pytest.param(
             {**_sent(a="t-a", c="t-c"), "b": REFUSED},
-            ("abc", {"a": "t-a", "c": "t-c"}, "b", "", None, False),
+            ("abc", {"a": "t-a", "c": "t-c"}, "b", "", None, False, False),
             id="refused-is-forgotten-and-the-round-goes-on",
         ),
         pytest.param(
             {**_sent(a="t-a", c="t-c"), "b": LOST},
-            ("ab", {"a": "t-a"}, "c", "c", "b", False),
+            ("ab", {"a": "t-a"}, "c", "c", "b", False, False),
             id="lost-keeps-its-intent-and-stops-the-round",
         ),
         pytest.param(
             {**_sent(c="t-c"), "a": REFUSED, "b": LIMIT},
-            ("ab", {}, "abc", "bc", None, True),
+            ("ab", {}, "abc", "bc", None, True, False),
             id="limit-puts-itself-and-the-rest-back",
         ),
         pytest.param(
             {**_sent(b="t-b", c="t-c"), "a": LOST},
-            ("a", {}, "bc", "bc", "a", False),
+            ("a", {}, "bc", "bc", "a", False, False),
             id="lost-first-sends-nothing-else",
         ),
         pytest.param(
             {**_sent(a="t-a", b="t-b"), "c": LIMIT},
-            ("abc", {"a": "t-a", "b": "t-b"}, "c", "c", None, True),
+            ("abc", {"a": "t-a", "b": "t-b"}, "c", "c", None, True, False),
             id="limit-last",
+        ),
+        pytest.param(
+            {**_sent(a="t-a", c="t-c"), "b": HALT},
+            ("ab", {"a": "t-a"}, "bc", "bc", None, False, True),
+            id="halt-puts-itself-and-the-rest-back",
         ),
     ],
 )
 def test_a_round_dispatches_each_send_outcome(
     outcomes: Mapping[str, SendOutcome], expected: tuple[object, ...]
 ) -> None:
-    """Sent goes in flight, REFUSED is forgotten, LOST and LIMIT stop the round as they must."""
+    """Sent goes in flight, Refused is forgotten, LOST, LIMIT and HALT stop the round."""
     batches = [_batch(batch_id, (f"user-{batch_id}", Action.CREATE)) for batch_id in "abc"]
     calls: list[str] = []
     round_ = tasks.send_round(batches, _scripted(outcomes, calls))
@@ -116,7 +122,31 @@ def test_a_round_dispatches_each_send_outcome(
         "".join(b.batch_id for b in round_.unsent),
         round_.lost.batch_id if round_.lost else None,
         round_.limited,
+        round_.halted,
     ) == expected
+
+
+def test_a_refused_batch_is_replaced_by_its_resends() -> None:
+    """Refused with resends: the batch's intent goes, the new batches come back to the queue."""
+    batches = [_batch(batch_id, (f"user-{batch_id}", Action.CREATE)) for batch_id in "ab"]
+    again = _batch("a2", ("user-a", Action.CREATE))
+    outcomes: dict[str, SendOutcome] = {"a": Refused(resend=(again,)), **_sent(b="t-b")}
+    round_ = tasks.send_round(batches, _scripted(outcomes, []))
+    assert (round_.forget, round_.resend, round_.unsent) == (("a",), (again,), ())
+
+
+def test_a_stop_request_sends_nothing_more_in_the_round() -> None:
+    """Once stop() holds, the rest of the round goes back unsent, as after a halt."""
+    batches = [_batch(batch_id, (f"user-{batch_id}", Action.CREATE)) for batch_id in "abc"]
+    calls: list[str] = []
+    round_ = tasks.send_round(
+        batches, _scripted(_sent(a="t-a", b="t-b", c="t-c"), calls), stop=lambda: bool(calls)
+    )
+    assert (calls, "".join(b.batch_id for b in round_.unsent), round_.halted) == (
+        ["a"],
+        "bc",
+        True,
+    )
 
 
 def test_a_round_of_nothing_sends_nothing() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -137,6 +139,50 @@ def test_settings_from_env_defaults() -> None:
     assert settings.url == "https://open.volcengineapi.com"
     assert settings.region == "cn-beijing"
     assert settings.credentials.session_token is None
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(None, 30.0), ("2.5", 2.5), ("60", 60.0)])
+def test_the_timeout_is_configurable_like_the_federation_one(
+    raw: str | None, seconds: float
+) -> None:
+    """RECONCILER_CLOUDIDENTITY_TIMEOUT sets the per-call timeout (default 30 s)."""
+    env = {"VOLCENGINE_ACCESS_KEY": "AK", "VOLCENGINE_SECRET_KEY": "SK"}
+    if raw is not None:
+        env["RECONCILER_CLOUDIDENTITY_TIMEOUT"] = raw
+    assert CloudIdentitySettings.from_env(env).timeout == seconds
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-1", "nan"])
+def test_a_bad_timeout_is_refused(raw: str) -> None:
+    """A timeout that is not a positive number is a ConfigError naming the variable."""
+    env = {
+        "VOLCENGINE_ACCESS_KEY": "AK",
+        "VOLCENGINE_SECRET_KEY": "SK",
+        "RECONCILER_CLOUDIDENTITY_TIMEOUT": raw,
+    }
+    with pytest.raises(ConfigError, match="RECONCILER_CLOUDIDENTITY_TIMEOUT"):
+        CloudIdentitySettings.from_env(env)
+
+
+def test_the_configured_timeout_bounds_a_silent_server() -> None:
+    """A server that accepts and never answers costs the configured timeout, not 30 s."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        settings = CloudIdentitySettings.from_env(
+            {
+                "VOLCENGINE_ACCESS_KEY": "AK",
+                "VOLCENGINE_SECRET_KEY": "SK",
+                "RECONCILER_CLOUDIDENTITY_URL": f"http://127.0.0.1:{port}",
+                "RECONCILER_CLOUDIDENTITY_TIMEOUT": "0.2",
+            }
+        )
+        client = CloudIdentityClient(settings, retry=RetryPolicy(max_attempts=1))
+        started = time.monotonic()
+        with client, pytest.raises(TransportError, match="timed out waiting for the answer"):
+            client.list_provisioning_events()
+        assert time.monotonic() - started < 5
 
 
 def test_settings_name_every_missing_key() -> None:

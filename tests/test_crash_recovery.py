@@ -129,15 +129,20 @@ def test_kill_after_some_tasks_are_done(served: Served, tmp_path: Path) -> None:
 
 
 def test_kill_after_intents_before_anything_is_sent(served: Served, tmp_path: Path) -> None:
-    """Killed after the intents were written but before createTask went out."""
+    """Killed after the intents were written but before any createTask was processed."""
     box, running = served
-    box.federation.configure_faults({Endpoint.TOKEN: EndpointFaults(latency_seconds=5.0)})
+    # The token comes first; then every createTask is turned away unprocessed (503, retried).
+    box.federation.configure_faults(
+        {Endpoint.CREATE_TASK: EndpointFaults(fail_next=1000, fail_status=503)}
+    )
     specs = fx.users(USERS)
     path = fx.write_desired(tmp_path / "desired", specs)
     process = _spawn(running, path, "apply", "--auto-approve", "--parallel", "3")
-    _kill_when(process, lambda: _recorded(path)[1] >= 3 and box.federation.stats().calls["token"])
-    assert box.federation.stats().calls["createTask"] == 0
-    box.federation.configure_faults({Endpoint.TOKEN: EndpointFaults()})
+    _kill_when(
+        process, lambda: _recorded(path)[1] >= 3 and box.federation.stats().calls["createTask"]
+    )
+    assert box.federation.stats().create_task_accepted == 0
+    box.federation.configure_faults({Endpoint.CREATE_TASK: EndpointFaults()})
     _recover_and_check(box, path, specs)
 
 

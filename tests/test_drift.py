@@ -14,6 +14,7 @@ from reconciler.desired.model import DesiredState, Provisioning, Source, User
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 from reconciler.plan.model import Decision
 from reconciler.providers.cloudidentity.client import ProvisioningEvent
+from reconciler.providers.federation.replies import CallCounts
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, EventRecord, EventState, State
 
@@ -265,6 +266,14 @@ class _NoTasks:
     def query_task(self, task_id: str) -> Any:
         """Never called."""
         raise AssertionError("no queryTask expected")
+
+    def authenticate(self) -> None:
+        """Never called."""
+        raise AssertionError("no token expected")
+
+    def reached(self) -> CallCounts:
+        """Nothing was sent."""
+        return CallCounts()
 
 
 @pytest.mark.parametrize(

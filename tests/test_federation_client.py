@@ -16,6 +16,8 @@ import pytest
 from reconciler.errors import ConfigError, FederationError, ReconcilerError, TransportError
 from reconciler.providers import urls
 from reconciler.providers.federation.client import (
+    BatchRefused,
+    CallCounts,
     Endpoint,
     FederationClient,
     FederationSettings,
@@ -390,6 +392,29 @@ def test_unknown_role_names_every_account_carrying_it() -> None:
     assert "account 'd'" not in str(caught.value)  # DISABLE ignores roleIds
 
 
+def test_refusals_carry_every_account_they_blame() -> None:
+    """100-217 blames every user of the role; a rule's code blames every entry breaking it."""
+    entries, _ = CODE_CASES["100-217"]
+    api = FakeApi(
+        create=[
+            code_body("100-217", 200, f"租间不存在该角色,角色Id: {OTHER_ROLE}"),
+            code_body("100-213"),
+            code_body("999-999"),
+        ]
+    )
+    client, _ = make_client(api)
+    with pytest.raises(BatchRefused) as role:
+        client.create_task(entries)
+    assert (role.value.culprits, role.value.role_id) == (("b", "c"), OTHER_ROLE)
+    long_names = [user("x", userName="N" * 21), OK_A, user("y", userName="M" * 30)]
+    with pytest.raises(BatchRefused) as rule:
+        client.create_task(long_names)
+    assert (rule.value.culprits, rule.value.account) == (("x", "y"), "x")
+    with pytest.raises(BatchRefused) as unnamed:
+        client.create_task([OK_A])
+    assert unnamed.value.culprits == ()
+
+
 def test_empty_account_is_named_by_position() -> None:
     """An entry without an account is located by its position in the batch."""
     api = FakeApi(create=[code_body("100-204")])
@@ -564,6 +589,64 @@ def test_query_task_reports_unfinished_tasks(status: str) -> None:
     client, _ = make_client(api)
     result = client.query_task(TASK_ID)
     assert (result.status, result.failures) == (TaskState(status), ())
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        lambda: code_body("1", 500, "task not exist"),
+        lambda: code_body("100-216", 503),
+        lambda: httpx.Response(500, json={"resultCode": "500", "resultMessage": "busy"}),
+    ],
+    ids=["500-with-resultCode-1", "503-with-resultCode", "500-with-resultCode-500"],
+)
+def test_query_task_5xx_with_a_result_code_is_retried_not_unknown(
+    failure: Callable[[], httpx.Response],
+) -> None:
+    """queryTask is read-only: a 5xx is the API failing, retried, never "the task is unknown"."""
+    api = FakeApi(query=[failure(), failure()])
+    client, sleeps = make_client(api)
+    assert client.query_task(TASK_ID).status is TaskState.DONE
+    assert len(api.calls(QUERY)) == 3
+    assert sleeps == [1.0, 2.0]
+
+
+def test_query_task_5xx_forever_is_a_transport_error_not_an_unknown_task() -> None:
+    """After the retries, a 5xx is reported as the API failing; the task stays recorded."""
+    api = FakeApi(query=[code_body("1", 500)] * 4)
+    client, _ = make_client(api)
+    with pytest.raises(TransportError, match="HTTP 500") as caught:
+        client.query_task(TASK_ID)
+    assert "unknown" not in caught.value.message
+    assert len(api.calls(QUERY)) == 4
+
+
+def test_authenticate_fetches_the_token_once_before_any_call() -> None:
+    """authenticate() gets the token; the next call reuses it; bad credentials fail there."""
+    api = FakeApi()
+    client, _ = make_client(api)
+    client.authenticate()
+    assert (len(api.calls(TOKEN)), len(api.calls(CREATE))) == (1, 0)
+    client.create_task([OK_A])
+    assert len(api.calls(TOKEN)) == 1
+    refused, _ = make_client(FakeApi(token=[httpx.Response(401)]))
+    with pytest.raises(FederationError, match="rejected the app key/secret"):
+        refused.authenticate()
+
+
+def test_reached_counts_only_requests_that_reached_the_server() -> None:
+    """Refused connections are not counted; answers (even 503s) and lost answers are."""
+    api = FakeApi(
+        create=[httpx.ConnectError, httpx.Response(503), ok_create(), httpx.ReadTimeout],
+        query=[httpx.ConnectTimeout, httpx.ReadError, ok_query()],
+    )
+    client, _ = make_client(api)
+    assert client.reached() == CallCounts()
+    client.create_task([OK_A])
+    with pytest.raises(TransportError):
+        client.create_task([OK_A])
+    client.query_task(TASK_ID)
+    assert client.reached() == CallCounts(create_task=3, query_task=2)
 
 
 def test_query_task_unknown_task_is_an_error() -> None:

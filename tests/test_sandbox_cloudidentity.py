@@ -49,6 +49,8 @@ def _request(
     unsigned: bool = False,
     change: Mapping[str, str] | None = None,
     extra_query: Sequence[tuple[str, str]] = (),
+    region: str = "cn-beijing",
+    service: str = "cloudidentity",
 ) -> Request:
     """A request as the server would hand it to the handler, signed like a real client."""
     query = [(k, v) for k, v in (("Action", action), ("Version", version)) if v is not None]
@@ -64,8 +66,8 @@ def _request(
             body=body,
             access_key=ak,
             secret_key=sk,
-            region="cn-beijing",
-            service="cloudidentity",
+            region=region,
+            service=service,
             x_date=signing.format_x_date(x_date),
             signed_headers=signed_headers,
         )
@@ -167,6 +169,8 @@ RETRY = "RetryUserProvisioningEvent"
             _request(LIST, signed_headers=("content-type", "host", "x-content-sha256")),
             (400, "InvalidAuthorization"),
         ),
+        (_request(LIST, region="cn-shanghai"), (400, "InvalidCredential")),
+        (_request(LIST, service="iam"), (400, "InvalidCredential")),
         (_request(LIST, ak="AKLTunknown"), (401, "InvalidAccessKey")),
         (_request(LIST, sk="wrong"), (401, "SignatureDoesNotMatch")),
         (_request(LIST, change={"host": "evil.example"}), (401, "SignatureDoesNotMatch")),

@@ -18,7 +18,7 @@ from reconciler.apply.engine import Applier, ApplyReport, ApplySettings
 from reconciler.errors import StateLockLost
 from reconciler.plan import planner
 from reconciler.plan.model import Decision, EventDecision
-from reconciler.providers.federation.replies import TaskState, TaskStatus
+from reconciler.providers.federation.replies import CallCounts, TaskState, TaskStatus
 from tests.support.builders import desired, user
 from tests.support.stores import Backend, FakeClock
 
@@ -40,6 +40,13 @@ class _UnlockedDuringCreate:
     def query_task(self, task_id: str) -> TaskStatus:
         """Every task is DONE at once."""
         return TaskStatus(task_id=task_id, status=TaskState.DONE, remark="")
+
+    def authenticate(self) -> None:
+        """The token is always fine."""
+
+    def reached(self) -> CallCounts:
+        """Every createTask reached the API."""
+        return CallCounts(create_task=self.created)
 
 
 def test_an_apply_that_lost_its_lock_sends_and_writes_nothing_more(backend: Backend) -> None:

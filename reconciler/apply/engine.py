@@ -10,6 +10,14 @@ leaves a truthful, uncorrupted state:
 - a batch whose request may have reached the API without its id being recorded is
   settled by a probe (``ledger.probe_batch``), never by a blind CREATE.
 
+Failing once: the token is fetched before anything is sent, and a failure no batch can
+fix (credentials refused, the API unreachable after the client's retries) stops sending
+for the rest of the run — the report carries that one error — while what is already in
+flight is followed to the end. A refusal that blames entries drops them and sends the
+rest again (``refusals``). A stop request (SIGINT/SIGTERM, seen through ``stop``, which
+names it) ends the run at the next step: nothing new is sent, what is known is written,
+and the tasks in flight stay recorded for ``reconciler refresh``.
+
 The state transitions are pure functions in ``ledger``; what one createTask can come to,
 and how a round of them is dispatched, is in ``tasks``.
 """
@@ -19,20 +27,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
-from reconciler.apply import ledger, tasks
+from reconciler.apply import following, ledger, refusals, tasks
 from reconciler.apply.ledger import Failure
+from reconciler.apply.pacing import ApplySettings, Pacer
 from reconciler.apply.report import ApplyReport, Counters
-from reconciler.apply.tasks import NotSent, Sent, TaskApi
-from reconciler.errors import FederationError, TransportError
+from reconciler.apply.tasks import NotSent, Refused, Sent, TaskApi
+from reconciler.errors import FederationError, ReconcilerError, TransportError
 from reconciler.plan.model import Plan
-from reconciler.providers.federation.replies import TaskState, TaskStatus
+from reconciler.providers.federation.replies import BatchRefused
 from reconciler.stores import Store
 from reconciler.stores.model import PendingBatch, State, utc_now
 
-# Also exported: the report (report.py) and the API protocol (tasks.py) callers hand it.
+# Also exported: the report (report.py), the settings (pacing.py) and the API protocol
+# (tasks.py) callers hand it.
 __all__ = [
     "Applier",
     "ApplyReport",
@@ -49,17 +59,6 @@ class Progress(Protocol):
     def update(self, counters: Counters, message: str | None = None) -> None:
         """Counters changed (and maybe a line worth showing)."""
         ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApplySettings:
-    """How apply paces itself."""
-
-    parallel: int = 8  # tasks in flight; the tenant's limit is 10 [ASSUME]
-    poll_initial: float = 0.05
-    poll_max: float = 2.0
-    max_wait: float = 1800.0  # overall seconds to wait for tasks before giving up (resumable)
-    limit_backoff: float = 0.5  # first wait when the tenant's task limit is reached
 
 
 class _Quiet:
@@ -80,21 +79,23 @@ class Applier:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], str] = utc_now,
+        stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.store = store
         self.api = api
         self.settings = settings or ApplySettings()
         self.progress = progress or _Quiet()
-        self.sleep, self.monotonic, self.now = sleep, monotonic, now
+        self.sleep, self.monotonic, self.now, self.stop = sleep, monotonic, now, stop
         self.state: State = store.read() or State.empty()
         self.report = ApplyReport()
         self._staged = False  # self.state holds task ids/results not yet written
-        # Polling pace: when each of this run's tasks was accepted, and the shortest time
-        # one took to be seen DONE, so the next poll can wait until a task is likely done.
-        self._accepted_at: dict[str, float] = {}
-        self._task_seconds: float | None = None
+        self._pace = Pacer(self.settings)
         self._probes: set[str] = set()  # batch ids of this run's probe tasks
         self._resuming = False  # settling an earlier run: a plan is made afterwards
+        self._halted = False  # nothing more is sent in this run
+        self._resends_left = self.settings.max_resends
+        self._role_names: dict[str, str] = {}
+        self._calls_at_start = api.reached()
 
     # -- state ------------------------------------------------------------------
 
@@ -119,7 +120,10 @@ class Applier:
             self.write_state(self.state)
 
     def _tell(self, message: str | None = None) -> None:
-        self.progress.update(self.report.counters, message)
+        counters, calls = self.report.counters, self.api.reached()
+        counters.create_calls = calls.create_task - self._calls_at_start.create_task
+        counters.query_calls = calls.query_task - self._calls_at_start.query_task
+        self.progress.update(counters, message)
 
     # -- public -----------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class Applier:
         """Finish batches an earlier run left pending (follow ids; probe lost sends)."""
         if not self.state.pending:
             return self.report
+        self.api.authenticate()
         self._resuming = True
         followed = {b.batch_id: b for b in self.state.pending if b.task_id is not None}
         lost = [b for b in self.state.pending if b.task_id is None]
@@ -138,19 +143,33 @@ class Applier:
         self._drive(deque(), followed)
         self._settle_lost(lost)
         self._resuming = False
+        self._tell()
         return self.report
 
     def run(self, plan: Plan, *, source_commit: str | None = None) -> ApplyReport:
         """Apply ``plan``'s changes in its batches."""
+        self._role_names = {role_id: info.name for role_id, info in plan.roles.items()}
         changes = {change.account: change for change in plan.changes}
+        # An account in a batch still pending (its task not followed, or its request maybe
+        # received and not settled) is not sent again: a CREATE could meet the account the
+        # unsettled batch created. `refresh` settles it; the next plan has what is left.
+        unsettled = {e.account for b in self.state.pending for e in b.entries} & set(changes)
+        if unsettled:
+            self.report.unresolved.append(
+                f"{len(unsettled)} account(s) not sent: an earlier batch for them is not "
+                "settled yet; run `reconciler refresh`, then apply again"
+            )
         batches = [
-            ledger.new_batch((changes[a] for a in accounts), self.now(), source_commit)
+            ledger.new_batch((changes[a] for a in sendable), self.now(), source_commit)
             for accounts in plan.batches
+            if (sendable := [a for a in accounts if a not in unsettled])
         ]
         counters = self.report.counters
         counters.batches_total += len(batches)
         counters.users_total += sum(len(b.entries) for b in batches)
         self._tell()
+        if batches:
+            self.api.authenticate()  # a refused credential fails here, once, before any batch
         queue = deque((b, False) for b in batches)
         resent: set[str] = set()
         while True:
@@ -160,25 +179,49 @@ class Applier:
             lost = self._drive(queue, {})
             settled = self._settle_lost(lost)
             again = ledger.creates_to_resend(self.state, lost, resent, self.now())
-            if again is not None:
+            if again is not None and settled:
                 resent.update(entry.account for entry in again.entries)
                 queue.append((again, False))
                 self.report.counters.batches_total += 1
                 self.report.counters.users_total += len(again.entries)
-            if not settled or not queue:
+            if not settled or not queue or self._stopping():
                 break
         if queue:
+            users = sum(len(batch.entries) for batch, _ in queue)
             self.report.unresolved.append(
-                f"{len(queue)} batch(es) were not sent in this run; run `reconciler apply` again"
+                f"{len(queue)} batch(es) ({users} users) were not sent in this run; "
+                "run `reconciler apply` again"
             )
+        self._tell()
         return self.report
+
+    # -- stopping ---------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        """True once nothing more may be sent: halted by a failure, or asked to stop."""
+        if self.report.interrupted is None:
+            self.report.interrupted = self.stop()
+            if self.report.interrupted is not None:
+                self._tell(
+                    f"{self.report.interrupted}: sending nothing more, recording what is known"
+                )
+        return self._halted or self.report.interrupted is not None
+
+    def _halt(self, error: ReconcilerError | None) -> None:
+        """Send nothing more in this run; ``error`` (the first one) is reported once."""
+        self._halted = True
+        if error is not None and self.report.error is None:
+            self.report.error = error
+            self._tell(f"stopped sending: {error.message}")
 
     # -- the loop ---------------------------------------------------------------
 
     def _settle_lost(self, lost: list[PendingBatch]) -> bool:
         """Probe each lost batch; True when every one of them was settled."""
-        settled = True
+        probes_before = set(self._probes)
         for batch in lost:
+            if self._stopping():
+                break  # a probe is a createTask too: left to `refresh`, which settles it
             probe = ledger.probe_batch(self.state, batch, self.now())
             self._probes.add(probe.batch_id)
             # The probe is recorded (in the lost batch's place) before it is sent.
@@ -188,14 +231,16 @@ class Applier:
                 "recorded task id; settling it with a probe task (no blind CREATE)"
             )
             self.report.counters.batches_total += 1
-            still_lost = self._drive(deque([(probe, True)]), {})
-            for gone in still_lost:
-                settled = False
-                self.report.unresolved.append(
-                    f"batch {gone.batch_id[:8]} ({len(gone.entries)} users): the API may or "
-                    "may not have received it; run `reconciler refresh` to settle it"
-                )
-        return settled
+            self._drive(deque([(probe, True)]), {})
+        # Whatever still has no task id (lost, a probe lost or never sent) stays recorded.
+        lost_ids = {batch.batch_id for batch in lost} | (self._probes - probes_before)
+        unsettled = [b for b in self.state.pending if b.task_id is None and b.batch_id in lost_ids]
+        for gone in unsettled:
+            self.report.unresolved.append(
+                f"batch {gone.batch_id[:8]} ({len(gone.entries)} users): the API may or "
+                "may not have received it; run `reconciler refresh` to settle it"
+            )
+        return not unsettled
 
     def _drive(
         self,
@@ -204,19 +249,23 @@ class Applier:
     ) -> list[PendingBatch]:
         """Send queued batches (≤ parallel in flight) and follow tasks; returns lost ones."""
         lost: list[PendingBatch] = []
-        pace = _Pace(
-            deadline=self.monotonic() + self.settings.max_wait,
-            delay=self.settings.poll_initial,
-            limit_wait=self.settings.limit_backoff,
-        )
+        self._pace.start()
+        for batch_id in in_flight:
+            self._pace.follow(batch_id, self.monotonic())
         sending = True
         # After a 100-113 while our own tasks run, the tenant's limit is known to be full:
         # send again only once one of ours is DONE, instead of one refused call per poll.
         held = False
-        while (queue and sending) or in_flight:
+        while True:
+            may_send = bool(queue) and sending and not self._stopping()
+            if self.report.interrupted is not None:
+                self.report.unresolved += following.leave(in_flight)
+                break
+            if not may_send and not in_flight:
+                break
             waiting_for_slot = False
             held = held and bool(in_flight)
-            if queue and sending and not held and len(in_flight) < self.settings.parallel:
+            if may_send and not held and len(in_flight) < self.settings.parallel:
                 round_ = self._send_round(queue, in_flight)
                 if round_.lost is not None:
                     lost.append(round_.lost)
@@ -225,20 +274,22 @@ class Applier:
                     waiting_for_slot = True
                     held = bool(in_flight)
             if in_flight and self._poll(in_flight):
-                pace.delay = self.settings.poll_initial
                 held = False
                 continue
             self._flush()  # before waiting: a kill during the wait loses nothing
-            if self.monotonic() >= pace.deadline:
-                for batch in in_flight.values():
-                    self.report.unresolved.append(
-                        f"task {batch.task_id} still running after {self.settings.max_wait:g}s; "
-                        "`reconciler refresh` follows it later"
-                    )
-                break
-            self._wait(pace, in_flight, waiting_for_slot=waiting_for_slot)
+            if not self._expire(in_flight):
+                self._wait(in_flight, waiting_for_slot=waiting_for_slot)
         self._flush()
         return lost
+
+    def _expire(self, in_flight: dict[str, PendingBatch]) -> bool:
+        """Let go of tasks followed longer than the task timeout; True if any was."""
+        let_go = following.expire(in_flight, self._pace, self.monotonic())
+        self.report.unresolved += let_go
+        if let_go:
+            # Tasks of a tenant run in order: the ones sent after a stuck task wait too.
+            self._halt(None)
+        return bool(let_go)
 
     def _send_round(
         self, queue: deque[tuple[PendingBatch, bool]], in_flight: dict[str, PendingBatch]
@@ -250,109 +301,91 @@ class Applier:
         fresh = [batch for batch, recorded in taken if not recorded]
         if fresh:  # durable before any of them is sent
             self.write_state(ledger.with_intents(self.state, fresh))
-        round_ = tasks.send_round([batch for batch, _ in taken], self._send)
+        round_ = tasks.send_round([batch for batch, _ in taken], self._send, self._stopping)
         for batch, task_id in round_.sent:
             in_flight[batch.batch_id] = replace(batch, task_id=task_id)
-        queue.extendleft((batch, False) for batch in reversed(round_.unsent))
-        if round_.sent or round_.forget:
+        # Resends are new batches: their intents are written before they are sent. An
+        # unsent probe keeps its intent: it stands for a lost batch that must not be forgotten.
+        again = [(batch, False) for batch in round_.resend]
+        again += [(batch, batch.batch_id in self._probes) for batch in round_.unsent]
+        queue.extendleft(reversed(again))
+        self.report.counters.batches_total += len(round_.resend)
+        kept = {b.batch_id for b in round_.unsent if b.batch_id in self._probes}
+        forget = [batch_id for batch_id in round_.forget if batch_id not in kept]
+        if round_.sent or forget:
             task_ids = {batch.batch_id: task_id for batch, task_id in round_.sent}
             recorded = ledger.with_task_ids(self.state, task_ids, self.now())
-            self._stage(ledger.without(recorded, round_.forget))
+            self._stage(ledger.without(recorded, forget))
             self._tell()
         return round_
 
-    def _wait(
-        self, pace: _Pace, in_flight: Mapping[str, PendingBatch], *, waiting_for_slot: bool
-    ) -> None:
+    def _wait(self, in_flight: Mapping[str, PendingBatch], *, waiting_for_slot: bool) -> None:
         """Sleep before the next round: back off at the task limit, else until a poll is due."""
         if waiting_for_slot and not in_flight:
             # The tenant's limit is full of tasks that are not ours: back off and resend.
             self._tell("tenant task limit reached (100-113); waiting before resending")
-            self.sleep(pace.limit_wait)
-            pace.limit_wait = min(pace.limit_wait * 2, 30.0)
+            self.sleep(self._pace.limit_pause())
         elif in_flight:
-            due = self._until_likely_done(in_flight)
-            if due > pace.delay:
-                self.sleep(due)  # then poll closely: the task is due about now
-                pace.delay = self.settings.poll_initial
-            else:
-                self.sleep(pace.delay)
-                pace.delay = min(pace.delay * 1.5, self.settings.poll_max)
-
-    def _until_likely_done(self, in_flight: Mapping[str, PendingBatch]) -> float:
-        """Seconds until the oldest task in flight is as old as the quickest one seen DONE."""
-        accepted = [self._accepted_at[b] for b in in_flight if b in self._accepted_at]
-        if self._task_seconds is None or not accepted:
-            return 0.0
-        due = min(accepted) + self._task_seconds - self.monotonic()
-        return min(due, self.settings.poll_max)
+            self.sleep(self._pace.poll_pause(in_flight, self.monotonic()))
 
     def _send(self, batch: PendingBatch) -> tasks.SendOutcome:
-        """createTask for ``batch``; a refused batch's entries are reported as failed."""
+        """createTask for ``batch``; a refusal fails what it blames, a dead end halts."""
         self.store.fence()  # a run that lost its state lock sends nothing more
-        self.report.counters.create_calls += 1
         try:
             task_id = self.api.create_task([dict(e.wire) for e in batch.entries])
-        except FederationError as error:
-            if error.code == tasks.PENDING_LIMIT_CODE:
-                return NotSent.LIMIT
-            self._fail_all(batch, error.code, f"batch refused by createTask: {error.message}")
-            self._tell(f"createTask refused a batch of {len(batch.entries)}: {error.message}")
-            return NotSent.REFUSED
+        except BatchRefused as refusal:
+            return self._refused(batch, refusal)
+        except FederationError as error:  # about the call (credentials, URL), not the batch
+            self._halt(error)
+            return NotSent.HALT
         except TransportError as error:
             if error.maybe_sent:
                 self._tell(f"createTask response lost: {error.message}")
                 return NotSent.LOST
-            self._fail_all(batch, "transport", f"not sent: {error.message}")
-            return NotSent.REFUSED
-        self._accepted_at[batch.batch_id] = self.monotonic()
+            self._halt(error)  # the client's retries are spent: the API is not reachable
+            return NotSent.HALT
+        self._pace.follow(batch.batch_id, self.monotonic(), accepted=True)
         self.report.counters.batches_sent += 1
         return Sent(task_id=task_id)
 
-    def _fail_all(self, batch: PendingBatch, code: str, message: str) -> None:
-        """Report every entry of a batch that created no task as failed."""
-        self.report.failed.extend(
-            Failure(account=entry.account, action=entry.action, code=code, message=message)
-            for entry in batch.entries
+    def _refused(self, batch: PendingBatch, refusal: BatchRefused) -> tasks.SendOutcome:
+        """No task was created: wait (100-113), halt (100-216 spent), or isolate the culprits."""
+        if refusal.code == tasks.PENDING_LIMIT_CODE:
+            return NotSent.LIMIT
+        if refusal.code == tasks.ROLE_SERVICE_FAILED_CODE:
+            self._halt(refusal)  # the tenant's role service, not this batch: retried already
+            return NotSent.HALT
+        isolation = refusals.isolate(
+            batch,
+            refusal,
+            role_names=self._role_names,
+            resends_left=self._resends_left,
+            now=self.now(),
         )
-        self.report.counters.users_failed += len(batch.entries)
+        self._resends_left -= len(isolation.resend)
+        if batch.batch_id in self._probes:  # the rest of a probe is still a probe
+            self._probes.update(again.batch_id for again in isolation.resend)
+        self.report.failed.extend(isolation.failed)
+        self.report.counters.users_failed += len(isolation.failed)
+        resent = sum(len(again.entries) for again in isolation.resend)
+        self._tell(
+            f"createTask refused a batch of {len(batch.entries)} ({refusal.code}): "
+            f"{len(isolation.failed)} failed, {resent} sent again"
+        )
+        return Refused(resend=isolation.resend)
 
     def _poll(self, in_flight: dict[str, PendingBatch]) -> bool:
         """Query every task in flight once; record DONE ones. True when any finished."""
-        done = [
-            (batch, tasks.failures_of(batch, status)) for batch, status in self._query(in_flight)
-        ]
-        if not done:
+        polled = following.poll(self.api, in_flight, self._pace, self.monotonic)
+        self.report.unresolved += polled.let_go
+        if polled.error is not None:
+            self._halt(polled.error)  # the API is not answering: nothing more is sent
+        if not polled.done:
             return False
-        self._record_done(done)
+        self._record_done(
+            [(batch, tasks.failures_of(batch, status)) for batch, status in polled.done]
+        )
         return True
-
-    def _query(self, in_flight: dict[str, PendingBatch]) -> list[tuple[PendingBatch, TaskStatus]]:
-        """queryTask each task in flight once; DONE ones (and unqueryable ones) leave it."""
-        done: list[tuple[PendingBatch, TaskStatus]] = []
-        for batch_id, batch in list(in_flight.items()):
-            assert batch.task_id is not None
-            self.report.counters.query_calls += 1
-            try:
-                status = self.api.query_task(batch.task_id)
-            except TransportError:
-                continue  # the client already retried; try again next round
-            except FederationError as error:
-                del in_flight[batch_id]
-                self.report.unresolved.append(
-                    f"task {batch.task_id}: queryTask failed ({error.message}); it stays "
-                    "recorded, `reconciler refresh` follows it later"
-                )
-                continue
-            if status.status is not TaskState.DONE:
-                continue
-            del in_flight[batch_id]
-            accepted_at = self._accepted_at.pop(batch_id, None)
-            if accepted_at is not None:
-                took = self.monotonic() - accepted_at
-                self._task_seconds = min(took, self._task_seconds or took)
-            done.append((batch, status))
-        return done
 
     def _record_done(self, done: Sequence[tuple[PendingBatch, Mapping[str, Failure]]]) -> None:
         """Stage the results of DONE tasks and count them."""
@@ -382,12 +415,3 @@ class Applier:
         self.report.applied.extend((e.account, e.action) for e in applied)
         self.report.failed.extend(failed)
         self._tell()
-
-
-@dataclass(slots=True, kw_only=True)
-class _Pace:
-    """How long one ``_drive`` waits: its deadline and the current poll and back-off waits."""
-
-    deadline: float
-    delay: float
-    limit_wait: float

@@ -1,4 +1,4 @@
-"""Commands that talk to the providers: plan (with refresh), show, apply, refresh, why, sandbox."""
+"""Commands that talk to the providers: plan (with refresh), show, apply, refresh, why."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import datetime as dt
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.apply import engine, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
-from reconciler.cli import commands, saved_plan
+from reconciler.cli import commands, saved_plan, signals
 from reconciler.cli.commands import out
 from reconciler.cli.options import (
     ApplyOptions,
@@ -24,7 +25,6 @@ from reconciler.cli.options import (
     PlanOptions,
     RefreshOptions,
     ReportFormat,
-    SandboxOptions,
     ShowOptions,
     WhyOptions,
 )
@@ -34,6 +34,8 @@ from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
     ApplyIncomplete,
+    ConfigError,
+    Interrupted,
     PlanError,
     UsageError,
 )
@@ -119,8 +121,34 @@ def _progress(fmt: ReportFormat) -> engine.Progress:
     return progress.LineProgress(sys.stderr)
 
 
-def _federation_client() -> federation.FederationClient:
-    return federation.FederationClient(federation.settings_from_env(os.environ))
+ENV_TASK_TIMEOUT = "RECONCILER_TASK_TIMEOUT"
+MAX_LISTED = 20  # accounts named per group of identical failures
+
+
+def task_timeout_from_env(env: Mapping[str, str]) -> float | None:
+    """``RECONCILER_TASK_TIMEOUT`` in seconds; None when unset (ConfigError when invalid)."""
+    raw = env.get(ENV_TASK_TIMEOUT)
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(
+            f"{ENV_TASK_TIMEOUT} must be a positive number of seconds, not {raw!r}",
+            hint=f"e.g. {ENV_TASK_TIMEOUT}=3600 to wait up to an hour for each task",
+        )
+    return seconds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Session:
+    """What apply and refresh run with while they hold the state."""
+
+    client: federation.FederationClient
+    stop: signals.StopRequest  # set by SIGINT/SIGTERM
+    task_timeout: float | None  # from the environment; the flag wins over it
 
 
 def _confirm(plan_: Plan, auto_approve: bool) -> bool:
@@ -180,6 +208,8 @@ def _settle_earlier(applier: engine.Applier, fmt: ReportFormat) -> ApplyReport:
     applied: a CREATE whose lost request did create the account, for instance.
     """
     report = applier.resume()
+    if report.interrupted is not None or report.error is not None:
+        _finish(report, fmt, None)  # raises: a signal or a dead end stops here, said once
     pending = applier.state.pending
     if not report.unresolved and not pending:
         return report
@@ -193,10 +223,22 @@ def _settle_earlier(applier: engine.Applier, fmt: ReportFormat) -> ApplyReport:
 
 
 def _applier(
-    store: Store, client: federation.FederationClient, options: ApplyOptions
+    store: Store, session: _Session, options: ApplyOptions | RefreshOptions
 ) -> engine.Applier:
-    settings = ApplySettings(parallel=options.parallel) if options.parallel else ApplySettings()
-    return engine.Applier(store, client, settings=settings, progress=_progress(options.fmt))
+    settings = ApplySettings()
+    if isinstance(options, ApplyOptions) and options.parallel:
+        settings = replace(settings, parallel=options.parallel)
+    task_timeout = options.task_timeout or session.task_timeout
+    if task_timeout is not None:
+        settings = replace(settings, task_timeout=task_timeout)
+    return engine.Applier(
+        store,
+        session.client,
+        settings=settings,
+        progress=_progress(options.fmt),
+        stop=session.stop,
+        sleep=session.stop.sleep,
+    )
 
 
 def _show_text(plan_: Plan, options: ApplyOptions, now: dt.datetime) -> None:
@@ -247,19 +289,21 @@ def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int
 
 
 def _retry_events(plan_: Plan, applier: engine.Applier, report: ApplyReport) -> None:
-    if plan_.retries:
+    # After a stop request or a failure that stopped sending, nothing more is started.
+    if plan_.retries and report.interrupted is None and report.error is None:
         provisioning.retry_events(plan_, applier, report, cloudidentity_connect(os.environ))
 
 
 @contextlib.contextmanager
-def _client_and_lock(
-    store: Store, common: Common, operation: str
-) -> Iterator[federation.FederationClient]:
-    """Open the federation client (a missing setting fails before the lock), then lock."""
-    client = _federation_client()
+def _client_and_lock(store: Store, common: Common, operation: str) -> Iterator[_Session]:
+    """Check every setting (one missing fails before anything is sent), lock, catch signals."""
+    settings = federation.settings_from_env(os.environ)
+    cloudidentity_connect(os.environ)  # checked now; opened when events are listed or retried
+    task_timeout = task_timeout_from_env(os.environ)
+    client = federation.FederationClient(settings)
     try:
-        with store.lock(operation, timeout=common.lock_timeout):
-            yield client
+        with store.lock(operation, timeout=common.lock_timeout), signals.caught() as stop:
+            yield _Session(client=client, stop=stop, task_timeout=task_timeout)
     finally:
         client.close()
 
@@ -283,6 +327,10 @@ def _finish(
     report: ApplyReport, fmt: ReportFormat, plan_: Plan | None, *, nothing: bool = False
 ) -> int:
     _emit(report, fmt, plan_, nothing=nothing)
+    if report.interrupted is not None:
+        raise _interrupted(report, report.interrupted)
+    if report.error is not None:
+        raise report.error  # said once, with its own hint, instead of once per account
     if not report.ok:
         raise ApplyIncomplete(
             f"apply incomplete: {len(report.failed)} failed, {len(report.unresolved)} unresolved",
@@ -292,9 +340,21 @@ def _finish(
     return EXIT_OK
 
 
+def _interrupted(report: ApplyReport, name: str) -> Interrupted:
+    """The error for a run a signal stopped: what was recorded and what settles the rest."""
+    return Interrupted(
+        f"interrupted by {name}: nothing more was sent, and what was in flight is recorded "
+        "(listed above with `?`)",
+        signal_number=signal.Signals[name].value,
+        hint="run `reconciler refresh` (or `reconciler apply`): it follows the recorded tasks "
+        "and settles any batch in flight, then plan and apply what is left",
+    )
+
+
 def report_json(report: ApplyReport) -> dict[str, Any]:
     """The machine-readable apply report."""
     counters = report.counters
+    error = report.error
     return {
         "ok": report.ok,
         "applied": [{"account": a, "action": act} for a, act in report.applied],
@@ -304,6 +364,8 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
         ],
         "unresolved": report.unresolved,
         "notes": report.notes,
+        "error": None if error is None else {"message": error.message, "hint": error.hint},
+        "interrupted": report.interrupted,
         "counters": {
             "batches_total": counters.batches_total,
             "batches_sent": counters.batches_sent,
@@ -319,8 +381,16 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
 def _print_report(report: ApplyReport) -> None:
     for account, action in report.applied:
         out(f"  ✓ {action:<7} {account}")
-    for failure in report.failed:
-        out(f"  ✗ {failure.action:<7} {failure.account}: {failure.code} {failure.message}")
+    for group in report.failure_groups():
+        if len(group.failures) == 1:
+            [failure] = group.failures
+            out(f"  ✗ {failure.action:<7} {failure.account}: {failure.code} {failure.message}")
+            continue
+        accounts = [failure.account for failure in group.failures]
+        listed = ", ".join(accounts[:MAX_LISTED])
+        if len(accounts) > MAX_LISTED:
+            listed += f", … and {len(accounts) - MAX_LISTED} more"
+        out(f"  ✗ {group.code} {group.message}: {len(accounts)} accounts: {listed}")
     for message in report.unresolved:
         out(f"  ? {message}")
     for note in report.notes:
@@ -337,13 +407,14 @@ def refresh(options: RefreshOptions) -> int:
     """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
     fmt = options.fmt
     store = commands.store_for(options.path, options.common)
-    with _client_and_lock(store, options.common, "refresh") as client:
-        applier = engine.Applier(store, client, progress=_progress(fmt))
+    with _client_and_lock(store, options.common, "refresh") as session:
+        applier = _applier(store, session, options)
         if fmt is ReportFormat.TEXT:
             current = applier.state if applier.state.serial else None
             out(f"State: {commands.state_words(store, current)}")
         report = applier.resume()
-        provisioning.refresh_events(applier, report, cloudidentity_connect(os.environ))
+        if report.interrupted is None:
+            provisioning.refresh_events(applier, report, cloudidentity_connect(os.environ))
     if (
         fmt is ReportFormat.TEXT
         and not report.applied
@@ -369,30 +440,4 @@ def why(options: WhyOptions) -> int:
     for line in provenance.explain(account, made, desired, recorded, entry=entry):
         out(line)
     out(f"  state:    {commands.state_words(store, recorded)}")
-    return EXIT_OK
-
-
-def sandbox(options: SandboxOptions) -> int:
-    """``reconciler sandbox``: serve the fake APIs until interrupted."""
-    from reconciler.sandbox import app  # noqa: PLC0415 - the sandbox loads only when served
-
-    role_ids: list[str] = []
-    if options.roles_from is not None:
-        role_ids = [role.id for role in commands.load(options.roles_from).roles.values()]
-    box = app.build(role_ids=role_ids)
-    server = app.serve(box, options.host, options.port)
-    out(f"reconciler sandbox listening on {server.url}", stream=sys.stdout)
-    out(f"  RECONCILER_FEDERATION_URL={server.url}")
-    out(f"  RECONCILER_FEDERATION_APP_KEY={app.SANDBOX_APP_KEY}")
-    out("  RECONCILER_FEDERATION_APP_SECRET=<the sandbox secret, see README>")
-    out(f"  RECONCILER_CLOUDIDENTITY_URL={server.url}")
-    out(f"  VOLCENGINE_ACCESS_KEY={app.SANDBOX_ACCESS_KEY}")
-    out(f"  roles seeded: {len(role_ids)}; control endpoints under {server.url}/_sandbox/")
-    sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
     return EXIT_OK

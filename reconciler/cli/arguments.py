@@ -66,6 +66,28 @@ def state_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def task_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """--task-timeout SECONDS, for the commands that follow tasks (apply, refresh)."""
+    parser.add_argument(
+        "--task-timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="longest wait for one task to be DONE before leaving it to `reconciler refresh` "
+        "(default: RECONCILER_TASK_TIMEOUT, else 1800)",
+    )
+
+
+def _positive_seconds(raw: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"not a number of seconds: {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"the number of seconds must be positive and finite, not {raw}")
+    return value
+
+
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
     return Common(state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout)

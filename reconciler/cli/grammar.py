@@ -53,13 +53,14 @@ Every command that reads the desired state takes it as PATH, its last operand: a
 file or a directory of them (default: the current directory)."""
 
 EPILOG = """exit codes: 0 success; 1 error, including a usage error; 2 changes present
-(plan --detailed-exitcode); 3 blocked by a guard rail.
+(plan --detailed-exitcode); 3 blocked by a guard rail; 130/143 apply or refresh stopped by
+SIGINT/SIGTERM (what was in flight is recorded: refresh or apply settles it).
 
 environment: RECONCILER_STATE (state location: a path or postgresql://...),
 RECONCILER_PG_LOCK_TIMEOUT / _STATEMENT_TIMEOUT (PostgreSQL state),
-RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID,
-RECONCILER_CLOUDIDENTITY_URL, VOLCENGINE_ACCESS_KEY / _SECRET_KEY / _SESSION_TOKEN / _REGION,
-NO_COLOR.
+RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID / _TIMEOUT,
+RECONCILER_CLOUDIDENTITY_URL / _TIMEOUT, VOLCENGINE_ACCESS_KEY / _SECRET_KEY /
+_SESSION_TOKEN / _REGION, RECONCILER_TASK_TIMEOUT, NO_COLOR.
 
 shell completion: source <(reconciler completion bash)   (also zsh, fish)"""
 
@@ -212,6 +213,7 @@ def _apply(sub: Subparsers) -> None:
         metavar="N",
         help="createTask calls in flight at once (default 8)",
     )
+    arguments.task_timeout_option(p)
 
 
 def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
@@ -224,6 +226,7 @@ def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
         allow_disables=ns.allow_disables,
         refresh=arguments.refresh_flag(ns, notes),
         show_batches=ns.show_batches,
+        task_timeout=ns.task_timeout,
     )
 
 
@@ -242,11 +245,15 @@ def _refresh(sub: Subparsers) -> None:
         default="text",
         help="how to report (json: a machine-readable report)",
     )
+    arguments.task_timeout_option(p)
 
 
 def _refresh_options(ns: argparse.Namespace, notes: Notes) -> RefreshOptions:
     return RefreshOptions(
-        path=ns.path or Path("."), common=arguments.common(ns), fmt=ReportFormat(ns.format)
+        path=ns.path or Path("."),
+        common=arguments.common(ns),
+        fmt=ReportFormat(ns.format),
+        task_timeout=ns.task_timeout,
     )
 
 
@@ -393,7 +400,8 @@ def _sandbox(sub: Subparsers) -> None:
         "--roles-from",
         type=Path,
         metavar="PATH",
-        help="seed the sandbox tenant with the role ids of this desired state",
+        help="seed the sandbox tenant with the role ids of this desired state "
+        "(default: the current directory, when it holds one)",
     )
 
 

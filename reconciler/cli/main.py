@@ -1,18 +1,21 @@
 """Command line: parse into one typed value, call its command, map errors to exit codes.
 
 The only place that catches ReconcilerError, and the only place that reads the clock for
-rendering. ``--debug`` (before or after the command) shows tracebacks.
+rendering. ``--debug`` (before or after the command) shows tracebacks, with every known
+secret masked in every line of them (``masking``). An interrupt exits 128 + the signal's
+number (130 for Ctrl-C); a bug prints its masked traceback and exits 1.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
+import os
+import signal
 import sys
-import traceback
 from collections.abc import Sequence
 
-from reconciler.cli import commands, completion, grammar, state_commands
+from reconciler.cli import commands, completion, grammar, masking, signals, state_commands
 from reconciler.cli.options import (
     LONG_RUNNING,
     ApplyOptions,
@@ -31,7 +34,13 @@ from reconciler.cli.options import (
     ValidateOptions,
     WhyOptions,
 )
-from reconciler.errors import EXIT_ERROR, EXIT_OK, ReconcilerError, StateLocked
+from reconciler.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_SIGNAL_BASE,
+    ReconcilerError,
+    StateLocked,
+)
 
 
 def _dispatch(options: Options, now: dt.datetime) -> int:
@@ -63,22 +72,41 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
         case StatePushOptions():
             return state_commands.state_push(options)
         case SandboxOptions():
-            return apply_commands.sandbox(options)
+            from reconciler.cli import sandbox_command  # noqa: PLC0415 - loads the sandbox
+
+            return sandbox_command.sandbox(options)
         case CompletionOptions():
             sys.stdout.write(completion.script(options.shell, grammar.spec(), grammar.PROG))
             return EXIT_OK
 
 
-def report(error: ReconcilerError, *, debug: bool) -> int:
-    """Print ``error:`` (and ``hint:``) on stderr; the error's exit code."""
+def report(error: ReconcilerError, *, debug: bool, secrets: Sequence[str] = ()) -> int:
+    """Print ``error:`` (and ``hint:``) on stderr, secrets masked; the error's exit code."""
     if debug:
-        traceback.print_exc()
-    sys.stderr.write(f"error: {error.message}\n")
+        sys.stderr.write(masking.traceback_text(error, secrets))
+    lines = [f"error: {error.message}"]
     if isinstance(error, StateLocked) and error.lock_id:
-        sys.stderr.write(f"lock id: {error.lock_id}\n")
+        lines.append(f"lock id: {error.lock_id}")
     if error.hint:
-        sys.stderr.write(f"hint: {error.hint}\n")
+        lines.append(f"hint: {error.hint}")
+    sys.stderr.write(masking.mask("\n".join(lines), secrets) + "\n")
     return error.exit_code
+
+
+def _secrets(options: Options) -> tuple[str, ...]:
+    """The secrets of this run: the environment's, and a DSN password given as --state."""
+    common = getattr(options, "common", None)
+    return masking.known_secrets(os.environ, [getattr(common, "state", None)])
+
+
+def _bug(error: Exception, secrets: Sequence[str]) -> int:
+    """Not a ReconcilerError: a bug. Its traceback (masked) is what a report needs."""
+    sys.stderr.write(masking.traceback_text(error, secrets))
+    sys.stderr.write(
+        f"error: unexpected {type(error).__name__}: this is a bug in reconciler\n"
+        "hint: please report it with the traceback above\n"
+    )
+    return EXIT_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,15 +125,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     pause_gc = not isinstance(parsed.options, LONG_RUNNING) and gc.isenabled()
     if pause_gc:
         gc.disable()
+    secrets = _secrets(parsed.options)
     try:
         return _dispatch(parsed.options, now=dt.datetime.now(dt.UTC))
     except ReconcilerError as error:
-        return report(error, debug=parsed.debug)
+        return report(error, debug=parsed.debug, secrets=secrets)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
-        return EXIT_ERROR
+        return EXIT_SIGNAL_BASE + signal.SIGINT
+    except signals.Aborted as aborted:
+        sys.stderr.write(f"error: {aborted.message}\n")
+        if aborted.started:
+            sys.stderr.write(
+                "hint: run `reconciler refresh` (or `reconciler apply`) to settle what was "
+                "in flight\n"
+            )
+        return EXIT_SIGNAL_BASE + aborted.signal_number
     except BrokenPipeError:
         return EXIT_ERROR
+    except Exception as error:  # the one place a bug is reported: its traceback, masked
+        return _bug(error, secrets)
     finally:
         if pause_gc:
             gc.enable()

@@ -100,6 +100,7 @@ class ApplyOptions:
     allow_disables: int | None = None
     refresh: bool = True
     show_batches: bool = False
+    task_timeout: float | None = None  # None: RECONCILER_TASK_TIMEOUT, else the default
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +110,7 @@ class RefreshOptions:
     path: Path
     common: Common = Common()
     fmt: ReportFormat = ReportFormat.TEXT
+    task_timeout: float | None = None  # None: RECONCILER_TASK_TIMEOUT, else the default
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,7 +193,7 @@ class SandboxOptions:
 
     host: str = "127.0.0.1"
     port: int = 8780
-    roles_from: Path | None = None
+    roles_from: Path | None = None  # None: the current directory, if it holds a desired state
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,6 +31,11 @@ READ_ACTIONS = frozenset({"ListUserProvisioningEvents", "ListUserProvisionings"}
 _GATEWAY_ERRORS = {
     signing.Verdict.MISSING: (401, "MissingAuthenticationToken", "no Authorization header"),
     signing.Verdict.MALFORMED: (400, "InvalidAuthorization", "Authorization header is malformed"),
+    signing.Verdict.WRONG_SCOPE: (
+        400,
+        "InvalidCredential",
+        f"the credential scope must name region {DEFAULT_REGION} and service {SERVICE}",
+    ),
     signing.Verdict.UNKNOWN_KEY: (401, "InvalidAccessKey", "the access key does not exist"),
     signing.Verdict.BAD_TIMESTAMP: (403, "InvalidTimestamp", "X-Date is invalid or expired"),
     signing.Verdict.MISMATCH: (401, "SignatureDoesNotMatch", "the signature does not match"),
@@ -123,6 +128,7 @@ class CloudIdentitySandbox:
                 secrets=self.credentials,
                 now=self._clock(),
                 service=SERVICE,
+                region=DEFAULT_REGION,
             )
             region = verification.region or region
             if verification.verdict is not signing.Verdict.OK:

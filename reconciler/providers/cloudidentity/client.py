@@ -34,6 +34,8 @@ from reconciler.providers.retry import RetryPolicy, with_retries
 
 ENV_URL = "RECONCILER_CLOUDIDENTITY_URL"
 ENV_CA_BUNDLE = "RECONCILER_CLOUDIDENTITY_CA_BUNDLE"
+ENV_TIMEOUT = "RECONCILER_CLOUDIDENTITY_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
 DEFAULT_URL = "https://open.volcengineapi.com"
 DEFAULT_REGION = "cn-beijing"
 SERVICE = "cloudidentity"
@@ -81,9 +83,12 @@ class CloudIdentitySettings:
     credentials: Credentials
     region: str = DEFAULT_REGION
     ca_bundle: str | None = None  # a CA file or directory for private PKI; None = system CAs
+    timeout: float = DEFAULT_TIMEOUT  # seconds per HTTP exchange
 
     def __post_init__(self) -> None:
         urls.check_url(self.url, variable=ENV_URL, example=DEFAULT_URL)
+        if not self.timeout > 0:
+            raise ConfigError(f"{ENV_TIMEOUT} must be a positive number of seconds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudIdentitySettings:
@@ -106,7 +111,18 @@ class CloudIdentitySettings:
             ),
             region=env.get("VOLCENGINE_REGION") or DEFAULT_REGION,
             ca_bundle=env.get(ENV_CA_BUNDLE) or None,
+            timeout=_timeout(env.get(ENV_TIMEOUT)),
         )
+
+
+def _timeout(raw: str | None) -> float:
+    """``RECONCILER_CLOUDIDENTITY_TIMEOUT`` in seconds (the default when unset)."""
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_TIMEOUT} must be a number of seconds, not {raw!r}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,7 +218,7 @@ class CloudIdentityClient:
         rng: random.Random | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         retry: RetryPolicy = DEFAULT_RETRY,
-        timeout: float = 30.0,
+        timeout: float | None = None,
     ) -> None:
         self._settings = settings
         self._sleep = sleep
@@ -211,7 +227,7 @@ class CloudIdentityClient:
         self._http = http.new_client(
             base_url=settings.url,
             verify=urls.tls_verify(settings.ca_bundle, variable=ENV_CA_BUNDLE),
-            timeout=timeout,
+            timeout=settings.timeout if timeout is None else timeout,
             transport=transport,
             auth=V4Auth(settings.credentials, region=settings.region, service=SERVICE, clock=clock),
         )
@@ -374,6 +390,11 @@ def _hint(code: str) -> str | None:
     match code:
         case "InvalidAccessKey" | "SignatureDoesNotMatch" | "MissingAuthenticationToken":
             return "check VOLCENGINE_ACCESS_KEY / VOLCENGINE_SECRET_KEY (and the session token)"
+        case "InvalidCredential":
+            return (
+                "check VOLCENGINE_REGION: the signature's credential scope must name the "
+                f"region {ENV_URL} serves (default {DEFAULT_REGION})"
+            )
         case "InvalidTimestamp":
             return "the local clock is more than 15 minutes off: synchronise it"
         case "PermissionError":

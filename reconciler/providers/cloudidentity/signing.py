@@ -155,6 +155,7 @@ class Verdict(enum.Enum):
     OK = "ok"
     MISSING = "missing"  # no Authorization header
     MALFORMED = "malformed"  # unparseable Authorization, or host/x-date not signed or absent
+    WRONG_SCOPE = "wrong_scope"  # the credential scope names another region or service
     UNKNOWN_KEY = "unknown_key"
     BAD_TIMESTAMP = "bad_timestamp"  # X-Date unparseable or more than the allowed skew off
     MISMATCH = "mismatch"
@@ -180,12 +181,15 @@ def verify(
     secrets: Mapping[str, str],
     now: dt.datetime,
     service: str | None = None,
+    region: str | None = None,
     max_skew_seconds: int = MAX_SKEW_SECONDS,
 ) -> Verification:
     """Recompute the signature of a received request from its own SignedHeaders list.
 
     ``headers`` are keyed by lower-case name; ``secrets`` maps access key to secret key.
-    The body hash is computed from ``body``, never trusted from X-Content-Sha256.
+    The body hash is computed from ``body``, never trusted from X-Content-Sha256. When
+    ``service`` or ``region`` is given, a credential scope naming another one is refused
+    (WRONG_SCOPE), as the real gateway refuses a request signed for another endpoint.
     """
     authorization = headers.get("authorization", "").strip()
     if not authorization:
@@ -200,9 +204,12 @@ def verify(
         "host" not in signed
         or "x-date" not in signed
         or any(name not in headers for name in signed)
-        or (service is not None and match["service"] != service)
     ):
         return Verification(verdict=Verdict.MALFORMED, **named)
+    if (service is not None and match["service"] != service) or (
+        region is not None and match["region"] != region
+    ):
+        return Verification(verdict=Verdict.WRONG_SCOPE, **named)
     secret = secrets.get(match["ak"])
     if secret is None:
         return Verification(verdict=Verdict.UNKNOWN_KEY, **named)

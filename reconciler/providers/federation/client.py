@@ -12,6 +12,7 @@ log line: messages are built from codes, paths and account names.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import json
@@ -27,6 +28,8 @@ import httpx
 from reconciler.errors import FederationError, TransportError
 from reconciler.providers import http, urls
 from reconciler.providers.federation.replies import (
+    BatchRefused,
+    CallCounts,
     TaskFailure,
     TaskState,
     TaskStatus,
@@ -45,6 +48,8 @@ from reconciler.providers.federation.settings import (
 from reconciler.providers.retry import RetryPolicy, with_retries
 
 __all__ = [
+    "BatchRefused",
+    "CallCounts",
     "Endpoint",
     "FederationClient",
     "FederationSettings",
@@ -174,6 +179,7 @@ class FederationClient:
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._token: _Token | None = None
+        self._reached: collections.Counter[Endpoint] = collections.Counter()
         self._http = http.new_client(
             verify=urls.tls_verify(settings.ca_bundle, variable=ENV_CA_BUNDLE),
             timeout=settings.timeout,
@@ -197,6 +203,21 @@ class FederationClient:
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+    def authenticate(self) -> None:
+        """Get a token now, so bad credentials or a dead endpoint fail before any batch.
+
+        Raises FederationError when the app key/secret are refused, TransportError when
+        no token could be had (the endpoint is unreachable or does not answer).
+        """
+        self._access_token()
+
+    def reached(self) -> CallCounts:
+        """createTask and queryTask requests that reached the server so far."""
+        return CallCounts(
+            create_task=self._reached[Endpoint.CREATE_TASK],
+            query_task=self._reached[Endpoint.QUERY_TASK],
+        )
 
     def create_task(self, entries: Sequence[Mapping[str, object]]) -> str:
         """Send one batch of user changes; return the new task's id (a string, never a number)."""
@@ -227,21 +248,41 @@ class FederationClient:
         )
 
     def query_task(self, task_id: str) -> TaskStatus:
-        """Read a task's state and its failed entries; safe to repeat, so retried freely."""
+        """Read a task's state and its failed entries; safe to repeat, so retried freely.
+
+        Only a normal answer (HTTP 200) with a ``resultCode`` other than ``"0"`` means the
+        task is unknown (or another tenant's): the spec's one meaning of a failed
+        queryTask. A 5xx, with or without a ``resultCode``, is the API failing: retried.
+        """
 
         def attempt() -> TaskStatus:
             reply = self._authorized(Endpoint.QUERY_TASK, {"taskId": task_id})
             code, body = self._result(reply, Endpoint.QUERY_TASK)
-            if code != "0":
+            if code == "0":
+                return task_status(task_id, body)
+            if reply.status >= 500:
+                raise TransportError(
+                    f"queryTask for task {task_id} answered HTTP {reply.status} "
+                    f"(resultCode {code}): the federation API failed to answer",
+                    maybe_sent=False,
+                    hint="the task stays recorded; `reconciler refresh` follows it later",
+                )
+            if reply.status != 200:
                 raise FederationError(
                     f"queryTask for task {task_id} failed with resultCode {code} "
-                    f"(HTTP {reply.status}): the task is unknown or belongs to another tenant",
+                    f"(HTTP {reply.status})",
                     code=code,
                     http_status=reply.status,
-                    hint="check that the task id was recorded for this tenant and that the "
-                    "app key and tenant space are the ones that created it",
+                    hint=f"check {ENV_URL} and the federation API's status",
                 )
-            return task_status(task_id, body)
+            raise FederationError(
+                f"queryTask for task {task_id} failed with resultCode {code}: the task is "
+                "unknown or belongs to another tenant",
+                code=code,
+                http_status=reply.status,
+                hint="check that the task id was recorded for this tenant and that the "
+                "app key and tenant space are the ones that created it",
+            )
 
         return with_retries(
             attempt,
@@ -361,10 +402,15 @@ class FederationClient:
     def _send(self, endpoint: Endpoint, payload: object, headers: Mapping[str, str]) -> _Reply:
         """POST once; httpx failures leave as TransportError (see ``providers.http``)."""
         content = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        with http.translated(self._http, _api_call(endpoint)):
-            response = self._http.post(
-                self._base + endpoint.value, content=content, headers=headers
-            )
+        try:
+            with http.translated(self._http, _api_call(endpoint)):
+                response = self._http.post(
+                    self._base + endpoint.value, content=content, headers=headers
+                )
+        except TransportError as exc:
+            self._reached[endpoint] += int(exc.maybe_sent)
+            raise
+        self._reached[endpoint] += 1
         try:
             body = response.json()
         except ValueError:  # not JSON, or not decodable text

@@ -1,11 +1,11 @@
 """What the federation API's answers mean: createTask result codes and queryTask states.
 
 Each documented createTask ``resultCode`` gets an English message and, where possible,
-the entry it blames. The API names the code but never the entry that broke the rule
-(except 100-217, which gives the role id). Validation is all-or-nothing, so the first
-entry breaking the rule, checked locally against the documented limits, is the one to
-name. Messages are built from codes, limits and account names only: never from the
-server's text or a header.
+the entries it blames (:class:`BatchRefused`). The API names the code but never the entry
+that broke the rule (except 100-217, which gives the role id). Validation is
+all-or-nothing, so the entries breaking the rule, checked locally against the documented
+limits, are the ones to blame; the message names the first. Messages are built from
+codes, limits and account names only: never from the server's text or a header.
 """
 
 from __future__ import annotations
@@ -211,6 +211,48 @@ RESULT_CODES: Mapping[str, ResultCode] = {
 }
 
 
+class BatchRefused(FederationError):
+    """createTask refused the whole batch (``resultCode`` other than ``"0"``); no task exists.
+
+    ``culprits`` are the accounts the refusal blames: every entry using the role id that
+    100-217 names (``role_id``), or every entry breaking the rule of a documented code,
+    checked locally. Empty when the refusal names nothing that identifies entries (an
+    undocumented code, or a rule the local checks do not see broken).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        http_status: int,
+        culprits: tuple[str, ...] = (),
+        role_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            code=code,
+            http_status=http_status,
+            account=culprits[0] if culprits else None,
+            hint=hint,
+        )
+        self.culprits = culprits
+        self.role_id = role_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallCounts:
+    """Requests that reached the federation API (answered, or possibly received), per call.
+
+    A request that never left this process (connection refused, TLS failure, no token)
+    is not counted; client-side retries that reached the server are.
+    """
+
+    create_task: int = 0
+    query_task: int = 0
+
+
 def _name(entries: Sequence[Entry], index: int) -> tuple[str, str | None]:
     """Describe entry ``index`` for a message, and return its account when it has one."""
     account = _text(entries[index], "userAccount")
@@ -221,35 +263,48 @@ def _name(entries: Sequence[Entry], index: int) -> tuple[str, str | None]:
 
 def create_task_error(
     code: str, *, http_status: int, entries: Sequence[Entry], result_message: str
-) -> FederationError:
-    """The FederationError for a createTask ``resultCode`` other than ``"0"``."""
+) -> BatchRefused:
+    """The error for a createTask ``resultCode`` other than ``"0"``, blaming what it can."""
     known = RESULT_CODES.get(code)
     if known is None:
-        return FederationError(
+        return BatchRefused(
             f"createTask failed with undocumented resultCode {code} (HTTP {http_status})",
             code=code,
             http_status=http_status,
             hint="look the code up in the federation API documentation or ask the vendor",
         )
     message = f"createTask rejected the batch: {known.meaning} (resultCode {code})"
-    account: str | None = None
+    culprits: tuple[str, ...] = ()
+    role_id: str | None = None
     if code == "100-103":
         message += f"; {len(entries)} entries were sent"
     elif code == "100-217":
-        message, account = _unknown_role(message, entries, result_message)
+        message, culprits, role_id = _unknown_role(message, entries, result_message)
     elif known.culprit is not None:
-        index = next((i for i, e in enumerate(entries) if known.culprit(e)), None)
-        if index is not None:
-            described, account = _name(entries, index)
+        indexes = [i for i, e in enumerate(entries) if known.culprit(e)]
+        if indexes:
+            described, _ = _name(entries, indexes[0])
             message += f"; first offending entry: {described}"
-    return FederationError(
-        message, code=code, http_status=http_status, account=account, hint=known.hint
+            culprits = _accounts(entries, indexes)
+    return BatchRefused(
+        message,
+        code=code,
+        http_status=http_status,
+        culprits=culprits,
+        role_id=role_id,
+        hint=known.hint,
     )
+
+
+def _accounts(entries: Sequence[Entry], indexes: Sequence[int]) -> tuple[str, ...]:
+    """The accounts of ``entries[i]`` for each index (entries without one are skipped)."""
+    named = (_text(entries[i], "userAccount") for i in indexes)
+    return tuple(dict.fromkeys(account for account in named if account))
 
 
 def _unknown_role(
     message: str, entries: Sequence[Entry], result_message: str
-) -> tuple[str, str | None]:
+) -> tuple[str, tuple[str, ...], str | None]:
     """Name the role id the API reported (``角色Id: {roleId}``) and every account using it."""
     labelled = _ROLE_ID_LABELLED.search(result_message)
     candidates = _LONG_DIGITS.findall(result_message)
@@ -258,16 +313,14 @@ def _unknown_role(
     elif candidates:
         role_id = candidates[-1]
     else:
-        return message, None
-    users = [
-        _name(entries, i)
-        for i, entry in enumerate(entries)
-        if _uses_details(entry) and role_id in _role_ids(entry)
+        return message, (), None
+    indexes = [
+        i for i, entry in enumerate(entries) if _uses_details(entry) and role_id in _role_ids(entry)
     ]
     message += f"; role {role_id}"
-    if users:
-        message += " is used by " + ", ".join(described for described, _ in users)
-    return message, users[0][1] if users else None
+    if indexes:
+        message += " is used by " + ", ".join(_name(entries, i)[0] for i in indexes)
+    return message, _accounts(entries, indexes), role_id
 
 
 class TaskState(enum.Enum):

@@ -1,0 +1,82 @@
+"""Secrets out of what the CLI prints itself: ``--debug`` tracebacks and error lines.
+
+Messages are built without secrets, but a traceback also prints what third-party
+exceptions say about themselves, anywhere in the chain (``__cause__``, ``__context__``,
+their args): psycopg, for one, quotes a DSN's password. So every printed line goes
+through :func:`mask`, which replaces each known secret — the values of the secret
+environment variables, DSN passwords (as written and percent-decoded) from ``--state``
+and ``RECONCILER_STATE`` — and anything shaped like a credential (a URL's password, a
+``password=`` parameter, a bearer token, a token or secret field in JSON).
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+import urllib.parse
+from collections.abc import Iterable, Mapping
+
+MASK = "***"
+# Variables reconciler reads that hold secrets, and name endings that say so.
+SECRET_VARIABLES = (
+    "RECONCILER_FEDERATION_APP_SECRET",
+    "VOLCENGINE_SECRET_KEY",
+    "VOLCENGINE_SESSION_TOKEN",
+    "PGPASSWORD",
+)
+SECRET_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
+DSN_VARIABLES = ("RECONCILER_STATE",)
+
+_SHAPES = (
+    # scheme://user:PASSWORD@host
+    re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
+    # password=..., in a DSN's query or libpq's key=value form
+    re.compile(r"(?P<keep>\bpassword\s*=\s*)[^\s&'\"]+", re.IGNORECASE),
+    # Authorization: Bearer TOKEN
+    re.compile(r"(?P<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]+"),
+    # "AccessToken": "…", "app_secret": "…", "X-Security-Token": "…"
+    re.compile(
+        r"(?P<keep>[\"']?(?:AccessToken|access_token|app_secret|secret_key|SecretKey|"
+        r"X-Security-Token|x-security-token)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,}]+",
+    ),
+)
+
+
+def known_secrets(env: Mapping[str, str], dsns: Iterable[str | None] = ()) -> tuple[str, ...]:
+    """Every secret value this process knows of: longest first, so none is half-masked."""
+    found: set[str] = set()
+    for name, value in env.items():
+        if value and (name in SECRET_VARIABLES or name.endswith(SECRET_SUFFIXES)):
+            found.add(value)
+    for dsn in (*dsns, *(env.get(name) for name in DSN_VARIABLES)):
+        found.update(_dsn_passwords(dsn))
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _dsn_passwords(dsn: str | None) -> set[str]:
+    """A URL's password and ``password=`` parameters, as written and percent-decoded."""
+    if not dsn or "://" not in dsn:
+        return set()
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return set()
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    raw = [userinfo.partition(":")[2]] if at and ":" in userinfo else []
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    raw += [value for key, value in query if key == "password"]
+    return {form for value in raw if value for form in (value, urllib.parse.unquote(value))}
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every known secret and every credential-shaped value replaced."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    for shape in _SHAPES:
+        text = shape.sub(lambda match: match["keep"] + MASK, text)
+    return text
+
+
+def traceback_text(error: BaseException, secrets: Iterable[str]) -> str:
+    """The whole traceback of ``error`` (its causes and contexts included), masked."""
+    return mask("".join(traceback.format_exception(error)), tuple(secrets))
