@@ -19,7 +19,7 @@ that imports psycopg, and translates its errors.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +30,9 @@ from reconciler.stores.model import AccountRecord, EventRecord, State
 from reconciler.stores.pg_tables import Connection
 
 _PARTS = ("accounts", "pending", "events")  # the document's members that are rows
+
+# Many rows into one table at once (COPY): table, columns, rows. ``postgres`` provides it.
+Bulk = Callable[[str, Sequence[str], Iterable[tuple[Any, ...]]], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,22 +86,24 @@ def head(state: State) -> str:
     return _dumps({key: value for key, value in document.items() if key not in _PARTS})
 
 
-def insert(conn: Connection, workspace: str, state: State) -> str | None:
+def insert(conn: Connection, bulk: Bulk, workspace: str, state: State) -> str | None:
     """A new workspace: its head row and every row; the head's xmin, None if it exists."""
     done = conn.execute(
         pg_sql.INSERT_STATE, (workspace, state.lineage, state.serial, head(state))
     ).fetchone()
     if done is None:
         return None
-    _write_all_rows(conn, workspace, state)
+    _write_all_rows(bulk, workspace, state)
     return str(done[0])
 
 
-def replace_all(conn: Connection, workspace: str, state: State, *, was: State) -> str | None:
+def replace_all(
+    conn: Connection, bulk: Bulk, workspace: str, state: State, *, was: State
+) -> str | None:
     """Every row rewritten (a forced write, a push, a head that held the whole document)."""
     for table, _ in (*pg_sql.PARTS.values(), ("reconciler_pending", "batch_id")):
         conn.execute(pg_sql.DELETE_ALL.format(table=table), (workspace,))
-    _write_all_rows(conn, workspace, state)
+    _write_all_rows(bulk, workspace, state)
     return _update_head(conn, workspace, state, was=was)
 
 
@@ -143,19 +148,28 @@ def _update_head(conn: Connection, workspace: str, state: State, *, was: State) 
     return None if done is None else str(done[0])
 
 
-def _write_all_rows(conn: Connection, workspace: str, state: State) -> None:
-    _write_part(conn, workspace, "accounts", state.accounts)
-    _write_part(conn, workspace, "events", state.events)
-    if state.pending:
-        conn.execute(
-            pg_sql.UPSERT_PENDING,
-            (
-                workspace,
-                [batch.batch_id for batch in state.pending],
-                list(range(len(state.pending))),
-                [_dumps(model.batch_to_json(batch)) for batch in state.pending],
-            ),
-        )
+def _write_all_rows(bulk: Bulk, workspace: str, state: State) -> None:
+    """Every row of ``state`` into tables that hold none of the workspace's."""
+    accounts = state.accounts
+    bulk(
+        "reconciler_accounts",
+        ("workspace", "account", "record"),
+        ((workspace, k, _dumps(model.account_to_json(accounts[k]))) for k in accounts),
+    )
+    events = state.events
+    bulk(
+        "reconciler_events",
+        ("workspace", "event_id", "record"),
+        ((workspace, k, _dumps(model.event_to_json(events[k]))) for k in events),
+    )
+    bulk(
+        "reconciler_pending",
+        ("workspace", "batch_id", "position", "record"),
+        (
+            (workspace, batch.batch_id, position, _dumps(model.batch_to_json(batch)))
+            for position, batch in enumerate(state.pending)
+        ),
+    )
 
 
 def _write_part(
@@ -164,7 +178,7 @@ def _write_part(
     part: str,
     changed: Mapping[str, AccountRecord] | Mapping[str, EventRecord],
     *,
-    removed: tuple[str, ...] = (),
+    removed: tuple[str, ...],
 ) -> None:
     """Set the ``changed`` entries of one part (key -> record) and delete ``removed`` ones."""
     table, key = pg_sql.PARTS[part]

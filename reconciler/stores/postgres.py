@@ -33,10 +33,11 @@ so a row locked by another session fails a command with a clear error, never han
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,17 +247,18 @@ class PostgresStore:
         """
         where = self.describe()
         check_serial(state, where=where)
-        self._known = None  # unless the write commits: then it is what was written
+        known, self._known = self._known, None  # until the write commits
         with self._session() as conn, conn.transaction():
             self._fence_in(conn)
-            stored = self._current(conn)
+            stored = self._current(conn, known)
             current = stored.state if stored is not None else None
             if not force:
                 check_successor(current, state, where=where, expected=expected)
+            bulk = functools.partial(_copy, conn)
             if stored is None:
-                xmin = pg_state.insert(conn, self.workspace, state)
+                xmin = pg_state.insert(conn, bulk, self.workspace, state)
             elif force or expected is not None or not stored.split:
-                xmin = pg_state.replace_all(conn, self.workspace, state, was=stored.state)
+                xmin = pg_state.replace_all(conn, bulk, self.workspace, state, was=stored.state)
             else:
                 xmin = pg_state.update(conn, self.workspace, state, was=stored.state)
             if xmin is None:
@@ -266,12 +268,13 @@ class PostgresStore:
                 )
         self._known = pg_state.Stored(xmin=xmin, state=state, split=True)
 
-    def _current(self, conn: psycopg.Connection[Any]) -> pg_state.Stored | None:
+    def _current(
+        self, conn: psycopg.Connection[Any], known: pg_state.Stored | None
+    ) -> pg_state.Stored | None:
         """The stored state, its head row locked for the write's transaction (read if new)."""
         row = conn.execute(pg_sql.ROW_FOR_UPDATE, (self.workspace,)).fetchone()
         if row is None:
             return None
-        known = self._known
         if known is not None and known.xmin == row[0]:
             return known
         # Someone else wrote the row: read it all again; a corrupt state is refused, even forced.
@@ -407,3 +410,16 @@ class PostgresStore:
             (self.workspace, lock_id),
         )
         return pid, terminate
+
+
+def _copy(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
+) -> None:
+    """Many rows into ``table`` with COPY (several times faster than one big INSERT)."""
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
