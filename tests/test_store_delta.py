@@ -55,17 +55,19 @@ def test_compare_gives_exactly_what_turns_one_revision_into_another() -> None:
     """compare(old, new) applied to old gives new, for any two revisions of one mapping."""
     rng = random.Random(11)
     for _ in range(200):
-        first = revisions.revise({i: i for i in range(10)}, {})
-        made: list[tuple[Any, dict[int, int]]] = [(first, dict(first.items()))]
+        plain = {i: i for i in range(10)}  # as a store reads it: the revisions start from it
+        first = revisions.revise(plain, {0: -1}, [1])
+        made: list[tuple[Any, dict[int, int]]] = [(plain, dict(plain))]
+        made.append((first, {**{k: v for k, v in plain.items() if k != 1}, 0: -1}))
         for step in range(8):
-            source, content = rng.choice(made)
+            source, content = rng.choice(made[1:])  # forks of the one tree
             changes = {rng.randint(0, 15): step * 100 + rng.randint(0, 9) for _ in range(3)}
             removed = [rng.randint(0, 15)]
             expected = {**content, **changes}
             for key in removed:
                 expected.pop(key, None)
             made.append((revisions.revise(source, changes, removed), expected))
-        (old, before), (new, after) = rng.choice(made), rng.choice(made)
+        (old, before), (new, after) = rng.choice(made), rng.choice(made[1:])
         found = revisions.compare(old, new)
         assert found is not None
         changed, removed = found
@@ -78,10 +80,13 @@ def test_compare_gives_exactly_what_turns_one_revision_into_another() -> None:
 
 def test_compare_knows_nothing_of_unrelated_mappings() -> None:
     """Two plain dicts, or revisions of two different dicts: the caller compares in full."""
-    one, two = revisions.revise({"a": 1}, {}), revisions.revise({"a": 1}, {})
+    plain = {"a": 1}
+    one, two = revisions.revise(plain, {}), revisions.revise(dict(plain), {})
     assert revisions.compare(one, two) is None
+    assert revisions.compare(plain, two) is None  # made from an equal dict, not from this one
     assert revisions.compare({"a": 1}, {"a": 1}) is None
     assert revisions.compare(one, one) == ({}, [])
+    assert revisions.compare(plain, one) == ({}, [])
 
 
 # -- between ------------------------------------------------------------------------

@@ -13,7 +13,9 @@ the list of differences (``undo``) from a revision one step nearer to it. Using 
 revision moves the dict there first and turns the differences around, so every revision
 keeps its own content for as long as it lives. The engine uses each state after the one
 before, so the dict rarely moves. Revisions that nobody references are garbage, as the
-links run from older revisions to newer ones only.
+links run from older revisions to newer ones only; the differences from the plain mapping
+the first revision was made from are kept, so a store that read that mapping can compare
+with it too (they cost what changed, not the size of the mapping).
 """
 
 from __future__ import annotations
@@ -65,13 +67,26 @@ def _reroot(node: _Node) -> dict[Any, Any]:
     return data
 
 
+class _Tree:
+    """What the revisions of one shared dict have in common."""
+
+    __slots__ = ("lock", "origin", "start")
+
+    def __init__(self, origin: Mapping[Any, Any], start: _Node) -> None:
+        self.lock = threading.Lock()
+        # The plain mapping the first revision was made from, and the node standing for it:
+        # a store that read that mapping compares the revisions with it cheaply too.
+        self.origin, self.start = origin, start
+
+
 class Revision(Mapping[K, V], Generic[K, V]):
     """An immutable mapping made by :func:`revise`: one revision of a shared dict."""
 
-    __slots__ = ("_lock", "_node", "_size")
+    __slots__ = ("_lock", "_node", "_size", "_tree")
 
-    def __init__(self, node: _Node, size: int, lock: threading.Lock) -> None:
-        self._node, self._size, self._lock = node, size, lock
+    def __init__(self, node: _Node, size: int, tree: _Tree) -> None:
+        self._node, self._size, self._tree = node, size, tree
+        self._lock = tree.lock
 
     def _data(self) -> dict[K, V]:
         data = self._node.data
@@ -115,16 +130,18 @@ def revise(
     revising a revision costs only the change.
     """
     if isinstance(base, Revision):
-        lock, old = base._lock, base._node
-        with lock:
+        old = base._node
+        with base._lock:
             data = _reroot(old)
             undo = _apply(data, changes, removed)
             new = _Node(data)
             old.data, old.toward, old.undo = None, new, undo
-            return Revision(new, len(data), lock)
+            return Revision(new, len(data), base._tree)
     data = dict(base)
-    _apply(data, changes, removed)
-    return Revision(_Node(data), len(data), threading.Lock())
+    new = _Node(data)
+    start = _Node(data)  # stands for ``base`` itself: the differences from the first revision
+    start.data, start.toward, start.undo = None, new, _apply(data, changes, removed)
+    return Revision(new, len(data), _Tree(base, start))
 
 
 def _apply(
@@ -146,17 +163,24 @@ def compare(old: Mapping[K, V], new: Mapping[K, V]) -> tuple[dict[K, V], list[K]
     """What turns ``old`` into ``new``: (keys set to a new value, keys removed).
 
     Costs the revisions between the two when ``new`` and ``old`` are revisions of one
-    shared dict (or the very same mapping); None otherwise, and the caller compares the
-    mappings in full. A key set back to the very value it had is not reported.
+    shared dict, ``old`` the plain mapping the first of them was made from, or the very
+    same mapping; None otherwise, and the caller compares the mappings in full. A key set
+    back to the very value it had is not reported.
     """
     if old is new:
         return {}, []
-    if not (isinstance(old, Revision) and isinstance(new, Revision)) or old._lock is not new._lock:
+    if not isinstance(new, Revision):
+        return None
+    if isinstance(old, Revision) and old._tree is new._tree:
+        start = old._node
+    elif old is new._tree.origin:
+        start = new._tree.start
+    else:
         return None
     before: dict[K, V] = {}  # old's value of each key touched on the way, or _ABSENT
     with new._lock:
         data = _reroot(new._node)  # every other revision now points on toward new
-        walk = old._node
+        walk = start
         while walk.data is None:
             assert walk.toward is not None
             assert walk.undo is not None
