@@ -23,6 +23,7 @@ from reconciler.stores import model as state_codec
 from reconciler.stores import revisions
 from reconciler.stores.model import AccountRecord, Action, State
 from tests.support.builders import sample_state
+from tests.support.stores import Backend
 
 # -- revisions ----------------------------------------------------------------------
 
@@ -166,6 +167,20 @@ def test_replaying_the_records_of_a_run_gives_every_state_exactly() -> None:
         record = deltas.to_json(deltas.between(old, new))
         replay.apply(deltas.from_json(record, where="s"), where="s")
         assert state_codec.to_json(replay.state()) == state_codec.to_json(new)
+
+
+def test_each_transition_of_a_run_reads_back_exactly_from_every_backend(
+    backend: Backend,
+) -> None:
+    """Written as deltas (rows or journal records), every state is read back as it was."""
+    states = _transitions(sample_state())
+    backend.store.write(states[0])
+    for state in states[1:]:
+        backend.store.write(state)
+        for reader in (backend.store, backend.reopen()):
+            loaded = reader.read()
+            assert loaded is not None
+            assert state_codec.to_json(loaded) == state_codec.to_json(state)
 
 
 @pytest.mark.parametrize(

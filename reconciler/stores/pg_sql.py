@@ -94,32 +94,39 @@ SELECT h.xmin::text, h.lineage, h.serial, h.document,
 FROM reconciler_states h WHERE h.workspace = %s"""
 
 # A part's rows, set (inserted or replaced) and deleted many at once: (table, key column).
+# The rows travel as one JSON object (key -> record) or array (keys): one parameter the
+# server unpacks, instead of arrays the driver would build element by element.
 PARTS = {
     "accounts": ("reconciler_accounts", "account"),
     "events": ("reconciler_events", "event_id"),
 }
 UPSERT = """
 INSERT INTO {table} (workspace, {key}, record)
-SELECT %s, k, r::jsonb FROM unnest(%s::text[], %s::text[]) AS t(k, r)
+SELECT %s, e.key, e.value FROM jsonb_each(%s::jsonb) AS e
 ON CONFLICT (workspace, {key}) DO UPDATE SET record = excluded.record"""
-DELETE = "DELETE FROM {table} WHERE workspace = %s AND {key} = ANY(%s::text[])"
+DELETE = """
+DELETE FROM {table} WHERE workspace = %s
+AND {key} IN (SELECT jsonb_array_elements_text(%s::jsonb))"""
 DELETE_ALL = "DELETE FROM {table} WHERE workspace = %s"
 
+# Pending batches: batch id -> [position, record].
 UPSERT_PENDING = """
 INSERT INTO reconciler_pending (workspace, batch_id, position, record)
-SELECT %s, k, n, r::jsonb FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS t(k, n, r)
+SELECT %s, e.key, (e.value->>0)::bigint, e.value->1 FROM jsonb_each(%s::jsonb) AS e
 ON CONFLICT (workspace, batch_id) DO UPDATE
 SET position = excluded.position, record = excluded.record"""
 # A batch's own fields (task id, times) changed, its entries not: merged into its record.
 MARK_PENDING = """
-UPDATE reconciler_pending AS p SET record = p.record || m.marks::jsonb
-FROM unnest(%s::text[], %s::text[]) AS m(k, marks)
-WHERE p.workspace = %s AND p.batch_id = m.k"""
+UPDATE reconciler_pending AS p SET record = p.record || e.value
+FROM jsonb_each(%s::jsonb) AS e WHERE p.workspace = %s AND p.batch_id = e.key"""
+# batch id -> position, for every pending batch; the others are no longer pending.
 ORDER_PENDING = """
-UPDATE reconciler_pending AS p SET position = o.n
-FROM unnest(%s::text[], %s::bigint[]) AS o(k, n)
-WHERE p.workspace = %s AND p.batch_id = o.k AND p.position <> o.n"""
-KEEP_PENDING = "DELETE FROM reconciler_pending WHERE workspace = %s AND batch_id <> ALL(%s::text[])"
+UPDATE reconciler_pending AS p SET position = e.value::bigint
+FROM jsonb_each(%s::jsonb) AS e
+WHERE p.workspace = %s AND p.batch_id = e.key AND p.position <> e.value::bigint"""
+KEEP_PENDING = """
+DELETE FROM reconciler_pending WHERE workspace = %s
+AND NOT (%s::jsonb ? batch_id)"""
 
 INSERT_STATE = """
 INSERT INTO reconciler_states (workspace, lineage, serial, document)

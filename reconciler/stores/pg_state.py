@@ -114,28 +114,21 @@ def update(conn: Connection, workspace: str, state: State, *, was: State) -> str
     _write_part(conn, workspace, "events", change.events, removed=change.events_removed)
     positions = {batch.batch_id: index for index, batch in enumerate(state.pending)}
     if change.order is not None:
-        conn.execute(pg_sql.KEEP_PENDING, (workspace, list(change.order)))
+        conn.execute(pg_sql.KEEP_PENDING, (workspace, _dumps(positions)))
     if change.batches:
-        conn.execute(
-            pg_sql.UPSERT_PENDING,
-            (
-                workspace,
-                [batch.batch_id for batch in change.batches],
-                [positions[batch.batch_id] for batch in change.batches],
-                [_dumps(model.batch_to_json(batch)) for batch in change.batches],
-            ),
-        )
+        batches = {
+            batch.batch_id: [positions[batch.batch_id], model.batch_to_json(batch)]
+            for batch in change.batches
+        }
+        conn.execute(pg_sql.UPSERT_PENDING, (workspace, _dumps(batches)))
     if change.marks:
         marks = {
             batch_id: {"task_id": m.task_id, "recorded_at": m.recorded_at, "sent_at": m.sent_at}
             for batch_id, m in change.marks.items()
         }
-        conn.execute(
-            pg_sql.MARK_PENDING,
-            (list(marks), [_dumps(m) for m in marks.values()], workspace),
-        )
+        conn.execute(pg_sql.MARK_PENDING, (_dumps(marks), workspace))
     if change.order is not None:
-        conn.execute(pg_sql.ORDER_PENDING, (list(positions), list(positions.values()), workspace))
+        conn.execute(pg_sql.ORDER_PENDING, (_dumps(positions), workspace))
     return _update_head(conn, workspace, state, was=was)
 
 
@@ -183,11 +176,10 @@ def _write_part(
     """Set the ``changed`` entries of one part (key -> record) and delete ``removed`` ones."""
     table, key = pg_sql.PARTS[part]
     if changed:
-        keys = list(changed)
-        records = [_dumps(_record_json(changed[k])) for k in keys]
-        conn.execute(pg_sql.UPSERT.format(table=table, key=key), (workspace, keys, records))
+        records = {k: _record_json(changed[k]) for k in changed}
+        conn.execute(pg_sql.UPSERT.format(table=table, key=key), (workspace, _dumps(records)))
     if removed:
-        conn.execute(pg_sql.DELETE.format(table=table, key=key), (workspace, list(removed)))
+        conn.execute(pg_sql.DELETE.format(table=table, key=key), (workspace, _dumps(removed)))
 
 
 def _record_json(record: AccountRecord | EventRecord) -> dict[str, Any]:
