@@ -5,19 +5,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import gc
 import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.apply import engine, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
-from reconciler.cli import commands, saved_plan, signals
+from reconciler.cli import commands, memory, saved_plan, signals
 from reconciler.cli.commands import out
 from reconciler.cli.options import (
     ApplyOptions,
@@ -167,8 +166,14 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
 
 def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     """``reconciler apply [PLANFILE | PATH]``."""
-    if not saved_plan.is_desired_state(options.target):
-        return _apply_saved(options, saved_plan.read(options.target), now=now)
+    with memory.long_run() as loaded:
+        if not saved_plan.is_desired_state(options.target):
+            return _apply_saved(options, saved_plan.read(options.target), now=now, loaded=loaded)
+        return _apply_desired(options, now=now, loaded=loaded)
+
+
+def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[[], None]) -> int:
+    """``reconciler apply [PATH]``: plan, confirm, apply."""
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
@@ -176,6 +181,7 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
+        loaded()  # the desired and the recorded state: from here on the GC leaves them alone
         resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
         made = planner.plan(
@@ -189,7 +195,6 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
             workspace=commands.workspace_of(store),
         )
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
-        _settled_in_memory()
         _show_text(made, options, now)
         commands.check_guard(made)
         if not made.has_changes:
@@ -201,16 +206,6 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
         report = applier.run(made, source_commit=provenance.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
-
-
-def _settled_in_memory() -> None:
-    """Move what is loaded (desired state, recorded state, plan) out of the cyclic GC's way.
-
-    apply and refresh keep the GC on for their long run, but the 100k-account graphs they
-    loaded live to the end and hold no cycles worth collecting: frozen, they are never
-    scanned again by the collections the run's own garbage triggers.
-    """
-    gc.freeze()
 
 
 def _settle_earlier(applier: engine.Applier, fmt: ReportFormat) -> ApplyReport:
@@ -262,7 +257,9 @@ def _show_text(plan_: Plan, options: ApplyOptions, now: dt.datetime) -> None:
         sys.stdout.write(shown)
 
 
-def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int:
+def _apply_saved(
+    options: ApplyOptions, saved: Plan, *, now: dt.datetime, loaded: Callable[[], None]
+) -> int:
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
     path = saved_plan.input_path(saved)
@@ -272,6 +269,7 @@ def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int
     with _client_and_lock(store, options.common, "apply") as client:
         # The applier reads the state once; the checks and the new plan use that same read.
         applier = _applier(store, client, options)
+        loaded()  # the desired and the recorded state: from here on the GC leaves them alone
         current = applier.state
         if current.pending:
             raise PlanError(
@@ -293,7 +291,6 @@ def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int
             report=applier.report,
         )
         made = provenance.annotate(made, path, desired)
-        _settled_in_memory()
         _show_text(made, options, now)
         saved_plan.check_guard(made, saved)
         report = applier.run(made, source_commit=provenance.head_commit(path))
@@ -420,9 +417,9 @@ def refresh(options: RefreshOptions) -> int:
     """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
     fmt = options.fmt
     store = commands.store_for(options.path, options.common)
-    with _client_and_lock(store, options.common, "refresh") as session:
+    with memory.long_run() as loaded, _client_and_lock(store, options.common, "refresh") as session:
         applier = _applier(store, session, options)
-        _settled_in_memory()
+        loaded()  # from here on the GC leaves the recorded state alone
         if fmt is ReportFormat.TEXT:
             current = applier.state if applier.state.serial else None
             out(f"State: {commands.state_words(store, current)}")
