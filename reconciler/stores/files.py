@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# (st_ino, st_mtime_ns, st_size) of the snapshot; (st_ino, st_size) of the journal or None
-Signature = tuple[tuple[int, int, int], tuple[int, int] | None]
+# (st_ino, st_mtime_ns, st_size) of the snapshot, and of the journal or None
+Mark = tuple[int, int, int]
+Signature = tuple[Mark, Mark | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,11 +30,15 @@ class Pair:
 def signature(snapshot: os.stat_result, journal: Path) -> Signature:
     """Where the two files stand: any write by anyone changes it."""
     try:
-        st = os.stat(journal)
-        journal_mark: tuple[int, int] | None = (st.st_ino, st.st_size)
+        journal_mark: Mark | None = mark(os.stat(journal))
     except FileNotFoundError:
         journal_mark = None
-    return (snapshot.st_ino, snapshot.st_mtime_ns, snapshot.st_size), journal_mark
+    return mark(snapshot), journal_mark
+
+
+def mark(st: os.stat_result) -> Mark:
+    """One file's part of a signature."""
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 @contextlib.contextmanager
@@ -87,10 +92,10 @@ def write_new(path: Path, data: bytes) -> os.stat_result:
         os.close(fd)
 
 
-def append(path: Path, data: bytes, *, at: int) -> tuple[int, int]:
+def append(path: Path, data: bytes, *, at: int) -> Mark:
     """Append ``data`` at offset ``at`` of ``path`` (cutting what lies beyond), fsync it.
 
-    Returns the file's (st_ino, st_size) after. On failure the file is cut back to ``at``,
+    Returns the file's signature mark after. On failure the file is cut back to ``at``,
     as far as the system lets us: a record cut short is ignored by readers either way.
     """
     created = not path.exists()
@@ -111,7 +116,7 @@ def append(path: Path, data: bytes, *, at: int) -> tuple[int, int]:
         os.close(fd)
     if created:
         fsync_dir(path.parent)  # the journal's name is durable too
-    return st.st_ino, st.st_size
+    return mark(st)
 
 
 def remove(path: Path) -> None:

@@ -263,7 +263,7 @@ class LocalStore:
             folded=False,
         )
         # The temp file's status is the new snapshot's: a rename keeps inode and times.
-        signature = ((written.st_ino, written.st_mtime_ns, written.st_size), None)
+        signature = (files.mark(written), None)
         self._known = _Known(state=state, loaded=fresh, signature=signature)
 
     def _create(self, tmp: Path) -> None:
