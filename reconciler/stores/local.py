@@ -1,27 +1,21 @@
 """Local file backend: a snapshot and a journal, a kept backup, mode 0600, an flock lock.
 
 A write appends what changed to ``state.json.journal`` (one record with its length and
-checksum, ``journal``), fsyncs it, and returns: it costs the change, not the size of the
-state. When the lock is released and the journal has grown larger than the snapshot, or
-during a long run once it is four times larger (and at least 64 MiB), the state is
-*compacted*: a new snapshot is written whole (temp file → fsync → hard-link the old one to
-``.backup`` → rename over ``state.json`` → fsync the directory), then the journal is
-removed. The snapshot names the journal it took in, so a crash between the two leaves a
-journal that is recognised and removed, never replayed twice. A write that replaces the
-state (``force``, or a push naming what it replaces) writes a new snapshot the same way,
-and so does the first write.
+checksum; the format is ``journal``'s), fsyncs it, and returns: it costs the change, not
+the size of the state. When the lock is released and the journal has grown larger than
+the snapshot, or within a long run once it is four times larger (and at least 64 MiB),
+the journal is *compacted*: a new snapshot is written whole (temp file → fsync →
+hard-link the old one to ``.backup`` → rename over ``state.json`` → fsync the
+directory), then the journal is removed. A write that replaces the state (``force``, or
+a push naming what it replaces) and the first write are new snapshots too.
 
-Every write holds an exclusive ``flock`` on the snapshot file while it checks the stored
-serial and appends or replaces, so two writers (with or without the run's lock) cannot
-both write: exactly one wins its compare-and-swap. Readers take a shared ``flock`` for
-the moment they read the two files. A crash at any point leaves the old state or the new
-one: a record cut short is ignored (it was never acknowledged) and cut off by the next
-writer; the temp files a killed writer leaves behind (full copies of the state) are
-removed by the next one that takes the lock.
+Every write holds an exclusive ``flock`` on the snapshot from its compare-and-swap to its
+append or rename, so two writers (with or without the run's lock) cannot both win;
+readers hold a shared one while they read the two files. Temp files a killed writer
+leaves (full copies of the state) are removed by the next one that takes the lock.
 
 A state path that is a symbolic link stays one: the store works on the link's target
-(its file, journal, lock, backup and temp files live beside the target), so writing
-through either name is the same state under the same lock.
+(its file, journal, lock, backup and temp files live beside the target).
 
 The lock is ``flock`` on a ``.lock`` file holding the holder's details: the kernel frees
 it when the holder dies, and ``force-unlock`` removes the file for filesystems where
