@@ -23,6 +23,7 @@ from reconciler import formats
 from reconciler.errors import StateConflict, StateCorrupt
 from reconciler.formats import Verdict
 from reconciler.stores import Expected, revisions, transfer
+from reconciler.stores import journal as journals
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
@@ -197,6 +198,11 @@ def test_older_reconcilers_refuse_the_snapshot_as_newer(path: Path) -> None:
     assert verdict.verdict is Verdict.NEWER
     assert verdict.problem == "format_version 3; this reconciler reads up to 2"
     assert wrapper["state"]["format_version"] == state_codec.FORMAT_VERSION
+
+
+def test_the_wrapper_stays_newer_than_every_document_format() -> None:
+    """A document format catching up with the wrapper's would let older readers misread it."""
+    assert journals.SNAPSHOT_FORMAT > state_codec.FORMAT_VERSION
 
 
 def test_an_older_reconcilers_file_is_read_and_wrapped_by_the_first_write(path: Path) -> None:
