@@ -1,31 +1,59 @@
-"""Time writing and reading a 100k-account state with each backend.
+"""Time state writes and reads against the size of the state, with each backend.
 
-    python benchmarks/state_io.py [--accounts N] [--dsn postgresql://...]
+    python benchmarks/state_io.py [--sizes 1000,10000,100000] [--steps 20] [--dsn postgresql://...]
 
-The PostgreSQL row is measured when the server answers (``--dsn``, else
+For each size, a state of that many accounts is written whole (the first write: the
+file backend's snapshot, PostgreSQL's rows), then ``--steps`` writes follow as an apply
+makes them, under the lock: each revises 100 accounts (one batch's results,
+``revisions.revise``) and is written as the next serial. A write should cost what it
+changes, not the size of the state: the **step** figure should stay flat from 1k to 100k
+accounts. Then the state is read back whole (the file backend: snapshot plus journal
+replayed) and, for the file backend, compacted (the new snapshot its lock's release
+writes when the journal has outgrown the snapshot).
+
+The PostgreSQL rows are measured when the server answers (``--dsn``, else
 ``RECONCILER_TEST_PG_DSN``, else the local test database), in a throwaway workspace
-that is removed afterwards. Each figure is the best of ``--repeat`` runs.
+removed afterwards. Every figure is wall time; CPU time of the whole run is printed at
+the end. Exit status 1 when a step at the largest size costs more than ``--flat`` times
+(default 3) a step at the smallest: writes would not be proportional to the change.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from reconciler.errors import BackendUnavailable  # after the path fix above
-from reconciler.stores import Store
+from reconciler.stores import Store, revisions
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+BATCH = 100  # accounts one step changes: one createTask's results
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    """One backend at one size."""
+
+    backend: str
+    accounts: int
+    whole: float  # the first write, the whole state
+    step: float  # median of the steps
+    step_max: float
+    read: float
+    compact: float | None  # file backend: the journal folded into a new snapshot
 
 
 def build_state(accounts: int) -> State:
@@ -47,89 +75,105 @@ def build_state(accounts: int) -> State:
     return State.empty().successor(accounts=records)
 
 
-def best_of(repeat: int, action: Callable[[], object]) -> float:
-    """The fastest of ``repeat`` timed runs of ``action``, in seconds."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def timed(action: Callable[[], object]) -> float:
+    """Seconds ``action`` took."""
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
 
 
-def measure(store: Store, state: State, repeat: int) -> tuple[float, float]:
-    """(write seconds, read seconds); every write is a compare-and-swap successor."""
-    store.write(state)
-    current = [state]
+def measure(backend: str, store: Store, fresh: Callable[[], Store], size: int, steps: int) -> Row:
+    """The first write, ``steps`` batch-sized writes, a read by a new handle, a compaction."""
+    state = build_state(size)
+    whole = timed(lambda: store.write(state))
+    names = list(state.accounts)
+    step_times = []
+    with store.lock("apply"):  # as apply writes: PostgreSQL on the lock's own session
+        for step in range(steps):
+            start = (step * BATCH) % max(size - BATCH, 1)
+            changed = {
+                name: replace(state.accounts[name], name=f"Step {step}", updated_at=f"s{step}")
+                for name in names[start : start + BATCH]
+            }
+            state = state.successor(accounts=revisions.revise(state.accounts, changed))
+            step_times.append(timed(lambda current=state: store.write(current)))
+    reader = fresh()
+    read = timed(reader.read)
+    compact = timed(reader.compact) if isinstance(reader, LocalStore) else None
+    return Row(
+        backend=backend,
+        accounts=size,
+        whole=whole,
+        step=statistics.median(step_times),
+        step_max=max(step_times),
+        read=read,
+        compact=compact,
+    )
 
-    def write_next() -> None:
-        current[0] = current[0].successor()
-        store.write(current[0])
 
-    write = best_of(repeat, write_next)
-    read = best_of(repeat, store.read)
-    return write, read
+@contextmanager
+def pg_store(dsn: str) -> Iterator[tuple[Store, Callable[[], Store]]]:
+    """A throwaway PostgreSQL workspace: a store, and how to open another handle on it."""
+    from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
+
+    workspace = f"bench-{uuid.uuid4().hex[:12]}"
+    try:
+        yield (
+            PostgresStore.from_dsn(dsn, workspace=workspace),
+            lambda: PostgresStore.from_dsn(dsn, workspace=workspace),
+        )
+    finally:
+        import psycopg  # noqa: PLC0415 - only reached when the PostgreSQL row is measured
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM reconciler_states WHERE workspace = %s", (workspace,))
 
 
 def main() -> int:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated accounts")
+    parser.add_argument("--steps", type=int, default=20, help="batch-sized writes per size")
+    parser.add_argument("--flat", type=float, default=3.0, help="largest/smallest step bound")
     parser.add_argument("--dsn", default=os.environ.get("RECONCILER_TEST_PG_DSN", DEFAULT_DSN))
     args = parser.parse_args()
-
-    started = time.perf_counter()
-    state = build_state(args.accounts)
-    print(f"built {args.accounts} accounts in {time.perf_counter() - started:.2f} s")
-    rows: list[tuple[str, float, float, float]] = []
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "state.json"
-        write, read = measure(LocalStore(path), state, args.repeat)
-        rows.append(("file", write, read, path.stat().st_size / 1e6))
-
-    try:
-        from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
-
-        workspace = f"bench-{uuid.uuid4().hex[:12]}"
-        store = PostgresStore.from_dsn(args.dsn, workspace=workspace)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    rows: list[Row] = []
+    cpu = time.process_time()
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "state.json"
+            rows.append(
+                measure("file", LocalStore(path), lambda p=path: LocalStore(p), size, args.steps)
+            )
         try:
-            write, read = measure(store, state, args.repeat)
-            rows.append(("postgresql", write, read, stored_mb(args.dsn, workspace)))
-        finally:
-            drop_workspace(args.dsn, workspace)
-    except BackendUnavailable as exc:
-        print(f"postgresql skipped: {exc.message}")
-
-    print(f"\n{'backend':<12}{'write s':>10}{'read s':>10}{'MB':>10}")
-    for name, write, read, size in rows:
-        print(f"{name:<12}{write:>10.3f}{read:>10.3f}{size:>10.1f}")
-    return 0
-
-
-def stored_mb(dsn: str, workspace: str) -> float:
-    """Size of the stored document in MB (as text; TOAST compresses it on disk)."""
-    import psycopg  # noqa: PLC0415 - only reached when the PostgreSQL row is measured
-
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT octet_length(document), pg_column_size(document) "
-            "FROM reconciler_states WHERE workspace = %s",
-            (workspace,),
-        ).fetchone()
-    assert row is not None
-    print(f"postgresql document: {row[0] / 1e6:.1f} MB as text, {row[1] / 1e6:.1f} MB stored")
-    return float(row[0]) / 1e6
-
-
-def drop_workspace(dsn: str, workspace: str) -> None:
-    """Remove the benchmark's rows (a failed run leaves none behind either)."""
-    import psycopg  # noqa: PLC0415 - only reached when the PostgreSQL row is measured
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in ("reconciler_states", "reconciler_locks"):
-            conn.execute(f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
+            with pg_store(args.dsn) as (store, fresh):
+                rows.append(measure("postgresql", store, fresh, size, args.steps))
+        except BackendUnavailable as exc:
+            print(f"postgresql skipped: {exc.message}")
+    print(
+        f"\n{'backend':<11}{'accounts':>9}{'whole write s':>15}{'step ms':>9}{'max ms':>8}"
+        f"{'read s':>8}{'compact s':>11}"
+    )
+    for row in rows:
+        compact = "" if row.compact is None else f"{row.compact:.2f}"
+        print(
+            f"{row.backend:<11}{row.accounts:>9,}{row.whole:>15.2f}{row.step * 1e3:>9.1f}"
+            f"{row.step_max * 1e3:>8.1f}{row.read:>8.2f}{compact:>11}"
+        )
+    flat = True
+    for backend in ("file", "postgresql"):
+        mine = [row for row in rows if row.backend == backend]
+        if len(mine) > 1:
+            ratio = mine[-1].step / mine[0].step
+            ok = ratio <= args.flat
+            flat = flat and ok
+            print(
+                f"{backend}: a step at {mine[-1].accounts:,} accounts costs {ratio:.2f}x one at "
+                f"{mine[0].accounts:,} (target <= {args.flat:g}x: {'met' if ok else 'MISSED'})"
+            )
+    print(f"CPU {time.process_time() - cpu:.1f} s; each step writes {BATCH} changed accounts")
+    return 0 if flat else 1
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from reconciler.providers.cloudidentity import client as cloudidentity_client
 from reconciler.sandbox import app, cloudidentity
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.sandbox.wire import Request, Response, json_response
+from reconciler.stores import model as state_codec
+from reconciler.stores.local import LocalStore
 from tests.support.sandbox import ROLES, UserSpec, write_desired
 
 SECRET = app.SANDBOX_SECRET_KEY
@@ -123,8 +125,10 @@ class World:
         return {e["UserProvisioningEventId"]: e for e in answer["events"]}
 
     def recorded_events(self) -> dict[str, Any]:
-        """``state.events`` of the state file."""
-        events: dict[str, Any] = json.loads(self.state.read_text(encoding="utf-8"))["events"]
+        """``state.events`` of the recorded state (its snapshot and journal), as JSON."""
+        recorded = LocalStore(self.state).read()
+        assert recorded is not None
+        events: dict[str, Any] = state_codec.to_json(recorded)["events"]
         return events
 
     def write(self, specs: list[UserSpec], provisioning: str = "") -> None:
@@ -551,5 +555,6 @@ def test_secret_key_never_printed(world: World, monkeypatch: pytest.MonkeyPatch)
     assert code == 1
     assert "SignatureDoesNotMatch" in err
     assert wrong not in out + err
-    everything = "\n".join(world.outputs) + world.state.read_text(encoding="utf-8")
+    files = sorted(world.state.parent.glob(world.state.name + "*"))  # snapshot, journal, backup
+    everything = "\n".join([*world.outputs, *(f.read_text(encoding="utf-8") for f in files)])
     assert SECRET not in everything

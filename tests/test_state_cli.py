@@ -344,4 +344,4 @@ def test_every_command_works_first_on_a_new_database(
     assert "relation" not in err  # never psycopg's UndefinedTable
     if expected:
         assert "no state at" in err or "no recorded lock holder" in err
-    assert pg_execute(fresh_database, "SELECT value FROM reconciler_meta") == [("1",)]
+    assert pg_execute(fresh_database, "SELECT value FROM reconciler_meta") == [("2",)]

@@ -18,6 +18,7 @@ from reconciler.cli import main as cli
 from reconciler.sandbox import app
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
+from reconciler.stores.local import LocalStore
 from tests.support import sandbox as fx
 from tests.support.pg import pg_dsn, unique_workspace
 
@@ -191,9 +192,9 @@ def test_a_plan_made_against_a_state_file_applies_to_that_file(
     assert code == 0
     assert out.startswith(f"State: {custom} (lineage ")
     assert not (path / ".reconciler").exists()
-    assert sorted(json.loads(custom.read_text(encoding="utf-8"))["accounts"]) == [
-        s.account for s in specs
-    ]
+    recorded = LocalStore(custom).read()  # the snapshot and its journal
+    assert recorded is not None
+    assert sorted(recorded.accounts) == [s.account for s in specs]
     # Told another file, it refuses naming both.
     saved_again = tmp_path / "plan2.json"
     assert cli.main([*plan[:4], str(saved_again), *plan[5:]]) == 0

@@ -22,14 +22,19 @@ from tests.support.builders import sample_state
 from tests.support.stores import held_in_thread, with_account
 
 
-def test_local_keeps_a_backup(tmp_path: Path) -> None:
-    """The file backend keeps the previous state beside the current one."""
+def test_local_keeps_the_previous_snapshot_as_backup(tmp_path: Path) -> None:
+    """A new snapshot keeps the one it replaces as `.backup`: a whole, older state."""
     store = LocalStore(tmp_path / "state.json")
     first = sample_state()
     store.write(first)
-    store.write(with_account(first, "bob"))
-    backup = json.loads((tmp_path / "state.json.backup").read_text())
-    assert (backup["serial"], set(backup["accounts"])) == (1, {"alice"})
+    second = with_account(first, "bob")
+    store.write(second)  # a journal record: the snapshot stays, no backup yet
+    assert not (tmp_path / "state.json.backup").exists()
+    store.compact()
+    backup = LocalStore(tmp_path / "state.json.backup").read()
+    assert backup is not None
+    assert (backup.serial, set(backup.accounts)) == (1, {"alice"})
+    assert store.read() == second
 
 
 def test_local_file_mode_is_0600(tmp_path: Path) -> None:
@@ -71,8 +76,9 @@ def test_a_symlinked_state_stays_a_link_and_is_written_through(
     first = sample_state()
     store.write(first)
     store.write(with_account(first, "bob"))
+    store.compact()
     assert link.is_symlink()
-    assert json.loads(target.read_text())["serial"] == 2
+    assert json.loads(target.read_text())["state"]["serial"] == 2
     assert (target.parent / "real.json.backup").exists()  # beside the target, not the link
     loaded = LocalStore(target).read()
     assert loaded is not None

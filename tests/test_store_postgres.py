@@ -83,7 +83,7 @@ FIRST_OPERATIONS: dict[str, Callable[[Store], object]] = {
 def test_any_first_operation_on_a_new_database_works(fresh_database: str, operation: str) -> None:
     """The first thing a team does against a new database creates the tables and works."""
     FIRST_OPERATIONS[operation](PostgresStore.from_dsn(fresh_database))
-    assert pg_execute(fresh_database, "SELECT value FROM reconciler_meta") == [("1",)]
+    assert pg_execute(fresh_database, "SELECT value FROM reconciler_meta") == [("2",)]
     later = PostgresStore.from_dsn(fresh_database)  # and everything works after it
     with later.lock("apply"):
         current = later.read()
@@ -228,7 +228,7 @@ def test_pg_concurrent_first_use_creates_the_tables_once(pg_schema_dsn: str) -> 
         thread.join(30)
     assert errors == []
     assert pg_execute(pg_schema_dsn, "SELECT count(*) FROM reconciler_states") == [(6,)]
-    assert pg_execute(pg_schema_dsn, "SELECT value FROM reconciler_meta") == [("1",)]
+    assert pg_execute(pg_schema_dsn, "SELECT value FROM reconciler_meta") == [("2",)]
 
 
 def test_pg_newer_schema_version_is_refused_untouched(pg_schema_dsn: str) -> None:

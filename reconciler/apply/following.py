@@ -34,10 +34,12 @@ class Polled:
 def poll(
     api: TaskApi, in_flight: dict[str, PendingBatch], pace: Pacer, now: Callable[[], float]
 ) -> Polled:
-    """queryTask each task in flight once; DONE and unqueryable ones leave ``in_flight``."""
+    """queryTask each task in flight that may be DONE by now (``Pacer.due``) once; DONE and
+    unqueryable ones leave ``in_flight``."""
     done: list[tuple[PendingBatch, TaskStatus]] = []
     let_go: list[str] = []
-    for batch_id, batch in list(in_flight.items()):
+    for batch_id in pace.due(in_flight, now()):
+        batch = in_flight[batch_id]
         assert batch.task_id is not None
         try:
             status = api.query_task(batch.task_id)

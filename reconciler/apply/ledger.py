@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.plan.model import Change
+from reconciler.stores import revisions
 from reconciler.stores.model import AccountRecord, Action, PendingBatch, PendingEntry, State
 
 # The failCode of a MODIFY/DISABLE of an account the tenant does not have. The API
@@ -95,20 +96,32 @@ def with_results(
     results: Iterable[tuple[PendingBatch, Mapping[str, Failure]]],
     now: str,
 ) -> tuple[State, list[PendingEntry], list[Failure]]:
-    """Apply DONE tasks: entries not failed become the recorded truth."""
-    accounts = dict(state.accounts)
+    """Apply DONE tasks: entries not failed become the recorded truth.
+
+    The accounts are a revision of the state's (``revisions.revise``): it costs the
+    entries, and the store writes only them.
+    """
+    accounts = state.accounts
+    changed: dict[str, AccountRecord] = {}
+    absent: set[str] = set()
     applied: list[PendingEntry] = []
     failed: list[Failure] = []
     done: set[str] = set()
     for batch, failures in results:
         done.add(batch.batch_id)
         for entry in batch.entries:
-            failure = failures.get(entry.account)
+            account = entry.account
+            before = changed.get(account) or (None if account in absent else accounts.get(account))
+            failure = failures.get(account)
             if failure is not None:
-                failed.append(_absent_if_adopted(accounts, failure))
+                if _absent(before, failure):
+                    changed.pop(account, None)
+                    absent.add(account)
+                    failure = replace(failure, message=f"{failure.message}{_ABSENT_NOTE}")
+                failed.append(failure)
                 continue
-            before = accounts.get(entry.account)
-            accounts[entry.account] = replace(
+            absent.discard(account)
+            changed[account] = replace(
                 entry.target,
                 last_task_id=batch.task_id,
                 created_at=(before.created_at if before and before.created_at else now),
@@ -117,23 +130,20 @@ def with_results(
             applied.append(entry)
     new_state = replace(
         state,
-        accounts=accounts,
+        accounts=revisions.revise(accounts, changed, absent),
         pending=tuple(b for b in state.pending if b.batch_id not in done),
     )
     return new_state, applied, failed
 
 
-def _absent_if_adopted(accounts: dict[str, AccountRecord], failure: Failure) -> Failure:
-    """Forget an adopted account the tenant does not have; the failure says so."""
-    record = accounts.get(failure.account)
-    if record is None or not record.adopted or failure.code != ACCOUNT_NOT_FOUND:
-        return failure
-    del accounts[failure.account]
-    return replace(
-        failure,
-        message=f"{failure.message} (imported, but the tenant has no such account: "
-        "recorded as absent, the next plan creates it)",
-    )
+_ABSENT_NOTE = (
+    " (imported, but the tenant has no such account: recorded as absent, the next plan creates it)"
+)
+
+
+def _absent(record: AccountRecord | None, failure: Failure) -> bool:
+    """An adopted account the tenant does not have: it is forgotten (the failure says so)."""
+    return record is not None and record.adopted and failure.code == ACCOUNT_NOT_FOUND
 
 
 def probe_batch(state: State, lost: PendingBatch, now: str) -> PendingBatch:

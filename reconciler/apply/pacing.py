@@ -2,9 +2,9 @@
 tenant's task limit, and when to give up on a task (pure: the applier sleeps and asks).
 
 Polling waits until the oldest task in flight is as old as the quickest task seen DONE,
-then polls closely with a growing delay; at the task limit with none of our tasks in
-flight it backs off exponentially. A task followed longer than ``task_timeout`` is left
-for ``reconciler refresh``.
+then polls closely with a growing delay, asking only about the tasks that old; at the
+task limit with none of our tasks in flight it backs off exponentially. A task followed
+longer than ``task_timeout`` is left for ``reconciler refresh``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ class Pacer:
             took = now - accepted_at
             self.task_seconds = min(took, self.task_seconds or took)
         self.delay = self.settings.poll_initial
+
+    def due(self, batch_ids: Collection[str], now: float) -> list[str]:
+        """The batches worth a queryTask now: none of this run's is DONE sooner than the
+        quickest task seen so far, so those accepted more recently are left for later."""
+        quickest = self.task_seconds
+        if quickest is None:
+            return list(batch_ids)
+        accepted = self.accepted_at
+        return [b for b in batch_ids if b not in accepted or now - accepted[b] >= quickest]
 
     def expired(self, batch_ids: Collection[str], now: float) -> list[str]:
         """The batches followed for ``task_timeout`` seconds or more."""

@@ -16,6 +16,7 @@ from reconciler.apply.ledger import EventRetry, Failure
 from reconciler.desired.model import DesiredState
 from reconciler.errors import CloudIdentityError, TransportError
 from reconciler.plan.model import Decision, EventDecision, Plan
+from reconciler.stores import revisions
 from reconciler.stores.model import EventRecord, EventState, State
 
 EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
@@ -122,9 +123,8 @@ def _record(applier: Applier, event: EventDecision, status: EventState, **change
     current = state.events.get(event.event_id) or EventRecord(
         event_id=event.event_id, account=event.account, target_id=event.target_id or event.target
     )
-    updated = dict(state.events)
-    updated[event.event_id] = replace(current, status=status, **changes)
-    applier.write_state(replace(state, events=updated))
+    updated = {event.event_id: replace(current, status=status, **changes)}
+    applier.write_state(replace(state, events=revisions.revise(state.events, updated)))
 
 
 def _failure(event: EventDecision, code: str, message: str) -> Failure:

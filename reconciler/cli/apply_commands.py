@@ -9,14 +9,14 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.apply import engine, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
-from reconciler.cli import commands, saved_plan, signals
+from reconciler.cli import commands, memory, saved_plan, signals
 from reconciler.cli.commands import out
 from reconciler.cli.options import (
     ApplyOptions,
@@ -166,8 +166,14 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
 
 def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     """``reconciler apply [PLANFILE | PATH]``."""
-    if not saved_plan.is_desired_state(options.target):
-        return _apply_saved(options, saved_plan.read(options.target), now=now)
+    with memory.long_run() as loaded:
+        if not saved_plan.is_desired_state(options.target):
+            return _apply_saved(options, saved_plan.read(options.target), now=now, loaded=loaded)
+        return _apply_desired(options, now=now, loaded=loaded)
+
+
+def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[[], None]) -> int:
+    """``reconciler apply [PATH]``: plan, confirm, apply."""
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
@@ -175,6 +181,7 @@ def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
+        loaded()  # the desired and the recorded state: from here on the GC leaves them alone
         resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
         made = planner.plan(
@@ -250,7 +257,9 @@ def _show_text(plan_: Plan, options: ApplyOptions, now: dt.datetime) -> None:
         sys.stdout.write(shown)
 
 
-def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int:
+def _apply_saved(
+    options: ApplyOptions, saved: Plan, *, now: dt.datetime, loaded: Callable[[], None]
+) -> int:
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
     path = saved_plan.input_path(saved)
@@ -260,6 +269,7 @@ def _apply_saved(options: ApplyOptions, saved: Plan, *, now: dt.datetime) -> int
     with _client_and_lock(store, options.common, "apply") as client:
         # The applier reads the state once; the checks and the new plan use that same read.
         applier = _applier(store, client, options)
+        loaded()  # the desired and the recorded state: from here on the GC leaves them alone
         current = applier.state
         if current.pending:
             raise PlanError(
@@ -407,8 +417,9 @@ def refresh(options: RefreshOptions) -> int:
     """``reconciler refresh``: settle outstanding tasks; update known provisioning events."""
     fmt = options.fmt
     store = commands.store_for(options.path, options.common)
-    with _client_and_lock(store, options.common, "refresh") as session:
+    with memory.long_run() as loaded, _client_and_lock(store, options.common, "refresh") as session:
         applier = _applier(store, session, options)
+        loaded()  # from here on the GC leaves the recorded state alone
         if fmt is ReportFormat.TEXT:
             current = applier.state if applier.state.serial else None
             out(f"State: {commands.state_words(store, current)}")

@@ -3,6 +3,17 @@
 Every backend implements :class:`Store` (read / write / lock / force-unlock) and passes
 the same contract test suite (``tests/test_store_contract.py``).
 
+Writes cost what they change. ``write(state)`` still takes the whole new state, so the
+interface and its contract stay whole-state; a store remembers the state it last read or
+wrote and writes only the difference (``delta.between``): the file backend appends it to
+a journal beside its snapshot (``local``, ``journal``), PostgreSQL updates the rows of
+what changed (``pg_state``). Finding that difference costs the change, not the size of
+the state, when the new state's mappings are revisions of the stored one's
+(``revisions.revise``, as the engine makes them); any other state is compared in full,
+which is only slower. A store re-reads before writing whenever someone else wrote since
+(the compare-and-swap needs it anyway), and a write that replaces the state (``force``,
+or an ``expected`` version: ``state push``) is written whole.
+
 Fencing: ``lock()`` yields a :class:`Lock`; while a store holds one, each of its writes
 first confirms the lock is still its own (the file backend: the lock file is still the
 inode it locked and names its lock id; PostgreSQL: its lock session is alive and the
@@ -190,7 +201,10 @@ class Store(Protocol):
         Without force the stored state must be ``expected`` (default: the same lineage
         at serial ``state.serial - 1``, or nothing for serial 1), and ``state.serial``
         newer than it; otherwise StateConflict and nothing is written. A serial beyond
-        MAX_SERIAL is refused even forced.
+        MAX_SERIAL is refused even forced. Durable when it returns (fsynced, committed);
+        only what changed since the state this store last read or wrote is written,
+        unless the write is forced or names what it ``expected`` (then it is written
+        whole, starting afresh: a new snapshot, every row).
         """
         ...
 

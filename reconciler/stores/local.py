@@ -1,13 +1,21 @@
-"""Local file backend: atomic replace, a kept backup, mode 0600, an flock-based lock.
+"""Local file backend: a snapshot and a journal, a kept backup, mode 0600, an flock lock.
 
-Write order: temp file (0600) → fsync → hard-link the current file to ``.backup`` →
-rename temp over the state → fsync the directory. A crash at any point leaves either
-the old or the new state in place, never a torn one; the temp files a killed writer
-leaves behind (full copies of the state) are removed by the next one that takes the lock.
+A write appends what changed to ``state.json.journal`` (one record with its length and
+checksum; the format is ``journal``'s), fsyncs it, and returns: it costs the change, not
+the size of the state. When the lock is released and the journal has grown larger than
+the snapshot, or within a long run once it is four times larger (and at least 64 MiB),
+the journal is *compacted*: a new snapshot is written whole (temp file → fsync →
+hard-link the old one to ``.backup`` → rename over ``state.json`` → fsync the
+directory), then the journal is removed. A write that replaces the state (``force``, or
+a push naming what it replaces) and the first write are new snapshots too.
+
+Every write holds an exclusive ``flock`` on the snapshot from its compare-and-swap to its
+append or rename, so two writers (with or without the run's lock) cannot both win;
+readers hold a shared one while they read the two files. Temp files a killed writer
+leaves (full copies of the state) are removed by the next one that takes the lock.
 
 A state path that is a symbolic link stays one: the store works on the link's target
-(its file, lock, backup and temp files live beside the target), so writing through
-either name is the same state under the same lock.
+(its file, journal, lock, backup and temp files live beside the target).
 
 The lock is ``flock`` on a ``.lock`` file holding the holder's details: the kernel frees
 it when the holder dies, and ``force-unlock`` removes the file for filesystems where
@@ -33,22 +41,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import StateCorrupt, StateError
+from reconciler.errors import StateConflict, StateCorrupt, StateError
 from reconciler.stores import (
     Expected,
     Lock,
     LockInfo,
     check_serial,
     check_successor,
+    files,
     lock_lost,
     locked_error,
 )
-from reconciler.stores import model as state_codec
+from reconciler.stores import delta as deltas
+from reconciler.stores import journal as journals
 from reconciler.stores.location import Backend, Location
 from reconciler.stores.model import State
 
 _POLL_SECONDS = 0.1
 GITIGNORE = "*\n"
+# Compaction: when the lock is released, a journal larger than its snapshot is folded in;
+# during a run, one that outgrows this many times the snapshot and this floor.
+_RUN_FACTOR = 4
+_RUN_FLOOR = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,8 +74,17 @@ class _Held:
     lock_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Known:
+    """What this store last read or wrote, and where the files stood just after."""
+
+    state: State  # the whole state: the next write is a delta against it
+    loaded: journals.Loaded
+    signature: files.Signature
+
+
 class LocalStore:
-    """The state in one JSON file."""
+    """The state in a snapshot file and its journal."""
 
     def __init__(
         self,
@@ -70,20 +93,23 @@ class LocalStore:
         private_directory: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        journal_floor: int = _RUN_FLOOR,
     ) -> None:
         self.path = path
         # A symlinked state is written through to its target: never replaced by a file.
         self.file = Path(os.path.realpath(path))
         self.lock_path = self.file.with_name(self.file.name + ".lock")
         self.backup_path = self.file.with_name(self.file.name + ".backup")
+        self.journal_path = self.file.with_name(self.file.name + ".journal")
         self._private = private_directory  # the default .reconciler/: always gitignored
         self._monotonic, self._sleep = monotonic, sleep
+        self._journal_floor = journal_floor  # a journal may grow this big in a run, at least
         self._temp = re.compile(rf"^\.{re.escape(self.file.name)}\.[0-9]+(?:\.backup)?\.tmp$")
         self._held: _Held | None = None
         self._prepared = False  # the directory exists, with its .gitignore if it is ours
-        # (inode, mtime_ns, size) -> serial/lineage of what we last read or wrote, so the
-        # compare-and-swap of a write needs no re-parse when nobody else touched the file.
-        self._known: tuple[tuple[int, int, int], str, int] | None = None
+        # The state as last read or written here: while the files still stand where they
+        # stood then, a write needs no re-read, and it writes the delta against it.
+        self._known: _Known | None = None
 
     @property
     def location(self) -> Location:
@@ -94,86 +120,176 @@ class LocalStore:
         """The file path."""
         return str(self.path)
 
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.file)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    def _repair_hint(self) -> str:
+        return (
+            f"restore {self.backup_path} (an older snapshot; move {self.journal_path.name} "
+            "aside with it) or fix the file; it was not modified"
+        )
+
+    # -- reading --------------------------------------------------------------------
 
     def read(self) -> State | None:
-        """Parse the state file; StateCorrupt when it cannot be trusted."""
-        signature = self._signature()
-        if signature is None:
-            return None
+        """The snapshot and its journal replayed; StateCorrupt when they cannot be trusted."""
         try:
-            raw = self.file.read_bytes()
+            with files.locked(self.file, exclusive=False) as fd:
+                known = None if fd is None else self._load(fd)
         except OSError as exc:
             raise StateError(f"cannot read state {self.path}: {exc.strerror}") from exc
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StateCorrupt(
-                f"state {self.path} is not valid JSON ({exc})",
-                hint=f"restore {self.backup_path} or fix the file; it was not modified",
-            ) from exc
-        loaded = state_codec.from_json(data, where=str(self.path))
-        self._known = (signature, loaded.lineage, loaded.serial)
-        return loaded
-
-    def _current_for_cas(self) -> State | None:
-        signature = self._signature()
-        if signature is None:
+        if known is None:
+            self._refuse_orphan_journal()
             return None
-        if self._known is not None and self._known[0] == signature:
-            return State(lineage=self._known[1], serial=self._known[2])
-        return self.read()
+        return known.state
+
+    def _load(self, fd: int) -> _Known:
+        """Read both files through the locked snapshot ``fd`` (no re-read if unchanged)."""
+        signature = files.signature(os.fstat(fd), self.journal_path)
+        known = self._known
+        if known is not None and known.signature == signature:
+            return known
+        pair = files.read_pair(fd, self.journal_path)
+        loaded = journals.load(
+            pair.snapshot, pair.journal, where=str(self.path), repair_hint=self._repair_hint()
+        )
+        self._known = _Known(state=loaded.state, loaded=loaded, signature=pair.signature)
+        return self._known
+
+    def _refuse_orphan_journal(self) -> None:
+        if self.journal_path.exists():
+            raise StateCorrupt(
+                f"state {self.path} does not exist, but its journal {self.journal_path} does",
+                hint=f"restore {self.path}, or move {self.journal_path.name} aside to start "
+                "a new state; nothing was modified",
+            )
+
+    # -- writing --------------------------------------------------------------------
 
     def write(self, state: State, *, force: bool = False, expected: Expected | None = None) -> None:
-        """Atomically replace the state file (compare-and-swap unless forced; fenced)."""
+        """Record ``state``: a journal record, or a new snapshot (CAS unless forced; fenced)."""
         where = str(self.path)
         check_serial(state, where=where)
         self.fence()
-        if not force:
-            check_successor(self._current_for_cas(), state, where=where, expected=expected)
-        elif self.file.exists():
-            self._current_for_cas()  # a corrupt file is never overwritten, even by force
-        # Compact: indent makes json fall back to its pure-Python encoder (3x slower);
-        # `reconciler state pull` and `state show` print it readably.
-        payload = json.dumps(state_codec.to_json(state), separators=(",", ":"), ensure_ascii=False)
-        directory = self.file.parent
         self._prepare_directory()
+        try:
+            with files.locked(self.file, exclusive=True) as fd:
+                if fd is None:
+                    self._refuse_orphan_journal()
+                    if not force:
+                        check_successor(None, state, where=where, expected=expected)
+                    self._snapshot(state, None)
+                    return
+                known = self._load(fd)  # a corrupt state is never overwritten, even by force
+                if not force:
+                    check_successor(known.state, state, where=where, expected=expected)
+                replace_all = force or expected is not None or known.loaded.journal is None
+                if replace_all or not self._append(state, known):
+                    self._snapshot(state, known)
+        except OSError as exc:
+            self._known = None  # what stands on disk is read again by the next write
+            raise StateError(
+                f"cannot write state {self.path}: {exc.strerror}; the previous state is intact"
+            ) from exc
+        except BaseException:
+            self._known = None
+            raise
+
+    def _append(self, state: State, known: _Known) -> bool:
+        """Append the delta to the journal; False when it is time for a new snapshot."""
+        loaded = known.loaded
+        assert loaded.journal is not None
+        if loaded.folded:
+            return False  # a compaction was cut short: finish it by writing a snapshot
+        line = journals.record(deltas.between(known.state, state), journal=loaded.journal)
+        size = loaded.journal_bytes + len(line)
+        if size > max(_RUN_FACTOR * loaded.snapshot_bytes, self._journal_floor):
+            return False
+        self.fence()  # again, as close to the commit as it gets
+        journal_mark = files.append(self.journal_path, line, at=loaded.journal_bytes)
+        fresh = journals.Loaded(
+            state=state,
+            journal=loaded.journal,
+            snapshot_bytes=loaded.snapshot_bytes,
+            journal_bytes=size,
+            cut=False,
+            folded=False,
+        )
+        self._known = _Known(
+            state=state, loaded=fresh, signature=(known.signature[0], journal_mark)
+        )
+        return True
+
+    def _snapshot(self, state: State, known: _Known | None) -> None:
+        """Write ``state`` as a new snapshot with a new, empty journal (atomic; backup kept).
+
+        The new snapshot names the journal it replaces, so a crash before that journal is
+        removed leaves it recognisably folded in; one already folded is removed first.
+        """
+        loaded = known.loaded if known is not None else None
+        if loaded is not None and loaded.folded:
+            files.remove(self.journal_path)
+        folded = loaded.journal if loaded is not None and self.journal_path.exists() else None
+        journal = journals.new_journal()
+        data = journals.snapshot(state, journal=journal, folded=folded)
+        directory = self.file.parent
         tmp = directory / f".{self.file.name}.{os.getpid()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
+            written = files.write_new(tmp, data)
             self.fence()  # again, as close to the commit as it gets
-            if self.file.exists():
+            if known is None:
+                self._create(tmp)
+            else:
                 backup_tmp = directory / f".{self.file.name}.{os.getpid()}.backup.tmp"
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(backup_tmp)
                 os.link(self.file, backup_tmp)
                 os.replace(backup_tmp, self.backup_path)
-            os.replace(tmp, self.file)
-            _fsync_dir(directory)
-        except OSError as exc:
+                os.replace(tmp, self.file)
+                files.fsync_dir(directory)
+        finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise StateError(
-                f"cannot write state {self.path}: {exc.strerror}; the previous state is intact"
-            ) from exc
-        except BaseException:  # the lock was lost, or an interrupt: no temp file stays
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        signature = self._signature()
-        if signature is not None:
-            self._known = (signature, state.lineage, state.serial)
+        files.remove(self.journal_path)
+        fresh = journals.Loaded(
+            state=state,
+            journal=journal,
+            snapshot_bytes=len(data),
+            journal_bytes=0,
+            cut=False,
+            folded=False,
+        )
+        # The temp file's status is the new snapshot's: a rename keeps inode and times.
+        signature = (files.mark(written), None)
+        self._known = _Known(state=state, loaded=fresh, signature=signature)
+
+    def _create(self, tmp: Path) -> None:
+        """The first snapshot: linked into place only if no other writer created one."""
+        try:
+            os.link(tmp, self.file)
+        except FileExistsError:
+            raise StateConflict(
+                f"state {self.path} was created by someone else meanwhile; nothing was written",
+                hint="run `reconciler plan` again",
+            ) from None
+        files.fsync_dir(self.file.parent)
+
+    def compact(self) -> None:
+        """Fold the journal into a new snapshot now (the lock's release does it when due)."""
+        with files.locked(self.file, exclusive=True) as fd:
+            if fd is not None:
+                known = self._load(fd)
+                if known.loaded.journal_bytes or known.loaded.cut:
+                    self._snapshot(known.state, known)
+
+    def _compact_if_due(self) -> None:
+        """At the lock's release: fold a journal larger than its snapshot into a new one."""
+        known = self._known
+        if known is None:
+            return
+        loaded = known.loaded
+        if loaded.journal_bytes > loaded.snapshot_bytes or loaded.folded:
+            # Housekeeping only: the state is whole without it, and whatever stopped it
+            # (a lost lock, a full disk) stops the next write too, with its own error.
+            with contextlib.suppress(StateError, OSError):
+                self.compact()
 
     def _prepare_directory(self) -> None:
         """Create the state's directory (0700); one that is ours gets a .gitignore of ``*``."""
@@ -207,6 +323,7 @@ class LocalStore:
             self._remove_stale_temp_files()
             try:
                 yield Lock(info=info, check=self.fence)
+                self._compact_if_due()  # only when the block ended normally
             finally:
                 self._held = None
                 # Clear the holder before unlocking, so nobody reads stale details.
@@ -292,11 +409,3 @@ def _parse_holder(raw: bytes) -> LockInfo | None:
         return LockInfo.from_json(json.loads(raw or b"null"))
     except ValueError:
         return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

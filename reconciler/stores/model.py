@@ -307,3 +307,13 @@ def from_json(data: Any, *, where: str, repair_hint: str = "") -> State:
             for event_id, event in data.get("events", {}).items()
         },
     )
+
+
+# The document's parts on their own, for stores that keep them apart (the file backend's
+# journal, PostgreSQL's rows): each is exactly what the document holds in its place.
+account_to_json = _record_to_json
+account_from_json = _record_from_json
+batch_to_json = _pending_to_json
+batch_from_json = _pending_from_json
+event_to_json = _event_to_json
+event_from_json = _event_from_json

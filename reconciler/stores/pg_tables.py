@@ -4,7 +4,8 @@ Works through any connection with psycopg's ``execute`` and ``transaction`` (so 
 no psycopg import: ``postgres`` stays the one module that does, and translates errors).
 Whatever command comes first on a new database creates the tables — a read, a lock, a
 force-unlock, a push — under a transaction-level advisory lock so two first runs do not
-race; a schema newer than this code knows is refused without being touched.
+race, and the same way migrates an older schema (1: one document per workspace) to the
+current one; a schema newer than this code knows is refused without being touched.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def ensure(conn: Connection, *, where: str) -> str:
             version = schema_version(conn, where=where)
             if version is None:
                 conn.execute(pg_sql.CREATE_TABLES)
-            # Migrations from older schema versions go here once there is a version 2.
+                version = 1
+            if version < 2:  # schema 2: rows per account, batch and event
+                conn.execute(pg_sql.MIGRATE_TO_2)
     row = conn.execute("SELECT current_schema()").fetchone()
     return str(row[0]) if row else ""
 

@@ -5,7 +5,6 @@ Not a conftest: the apply, CLI and crash-recovery tests import what they need fr
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +18,8 @@ from reconciler.sandbox import app
 from reconciler.sandbox.federation_model import TenantSeed
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.sandbox.wire import Request
+from reconciler.stores import model as state_codec
+from reconciler.stores.local import LocalStore
 
 T = TypeVar("T")
 
@@ -90,12 +91,12 @@ def write_desired(
 
 
 def state_document(directory: Path) -> dict[str, Any] | None:
-    """The default local state file beside ``directory``, parsed (None when absent)."""
-    path = directory / ".reconciler" / "state.json"
-    if not path.exists():
-        return None
-    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return document
+    """The default local state beside ``directory`` as its document (None when absent).
+
+    Read through the store (snapshot and journal), as ``state pull`` prints it.
+    """
+    state = LocalStore(directory / ".reconciler" / "state.json").read()
+    return None if state is None else state_codec.to_json(state)
 
 
 def tenant_view(box: app.Sandbox) -> dict[str, dict[str, Any]]:

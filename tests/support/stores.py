@@ -68,16 +68,32 @@ def local_backend(tmp_path: Path) -> Backend:
     )
 
 
+_PG_PARTS = ("reconciler_accounts", "reconciler_pending", "reconciler_events")
+
+
 def pg_backend(dsn: str, workspace: str) -> Backend:
     from reconciler.stores.postgres import PostgresStore  # noqa: PLC0415 - optional extra
 
     def raw() -> str | None:
+        """The head row's document, then every row of the workspace (none: the head alone)."""
         rows = pg_execute(
             dsn, "SELECT document FROM reconciler_states WHERE workspace = %s", (workspace,)
         )
-        return str(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        parts = [
+            " ".join(str(value) for value in (table, *row))
+            for table in _PG_PARTS
+            for row in pg_execute(
+                dsn, f"SELECT * FROM {table} WHERE workspace = %s ORDER BY 2", (workspace,)
+            )
+        ]
+        return "\n".join([str(rows[0][0]), *parts])
 
     def put_raw(text: str) -> None:
+        """The head row holds ``text`` as its whole document, the workspace's rows go."""
+        for table in _PG_PARTS:
+            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
         pg_execute(
             dsn,
             "UPDATE reconciler_states SET document = %s WHERE workspace = %s",

@@ -1,0 +1,158 @@
+"""The file backend's format: a snapshot, and a journal of the writes made after it.
+
+``state.json`` is the snapshot, the state document wrapped with the id of its journal::
+
+    {"format_version": 3,
+     "snapshot": {"journal": "<id>", "folded": "<id of the journal it took in, or null>"},
+     "state": {<the state document: format_version 2, what `state pull` prints>}}
+
+``state.json.journal`` holds one record per write since that snapshot, one per line::
+
+    <payload length> <CRC-32 of the payload, 8 hex digits> <payload>\\n
+
+where the payload is compact JSON: ``{"journal": "<id>", <a delta.to_json record>}``.
+
+Reading is the snapshot plus every record replayed in order, each following the one before
+(lineage, serial). A last line without its newline is a write cut short by a crash: it was
+never acknowledged, so readers ignore it and the next writer cuts it off. Any other line
+that does not check out (length, CRC, JSON, schema) makes the state corrupt, as does a
+record of another journal: a journal never silently loses a write. The one exception is
+the journal the snapshot names as ``folded``: a compaction wrote the snapshot including it
+and was stopped before it removed the file, so it is ignored and the next writer removes it.
+
+The wrapper's ``format_version`` 3 is what keeps older reconcilers away: they read state
+files up to format 2 and refuse this one as written by a newer reconciler, instead of
+reading the snapshot without its journal. A file that is a plain state document (format 1
+or 2, an older reconciler's) is read as a snapshot with no journal; the first write wraps it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.errors import StateCorrupt
+from reconciler.stores import delta as deltas
+from reconciler.stores import model
+from reconciler.stores.model import State
+
+SNAPSHOT_FORMAT = 3  # the wrapper, not the document inside it (model.FORMAT_VERSION)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    """A state as read from a snapshot and its journal, and what a writer must know of them."""
+
+    state: State
+    journal: str | None  # the snapshot's journal id; None: a plain document, no journal yet
+    snapshot_bytes: int
+    journal_bytes: int  # the valid records' length: where the next record goes
+    cut: bool  # the journal file holds more (a torn last record, or a folded journal)
+    folded: bool  # the journal file is one the snapshot already took in: to be removed
+
+
+def new_journal() -> str:
+    """A fresh journal id."""
+    return str(uuid.uuid4())
+
+
+def snapshot(state: State, *, journal: str, folded: str | None) -> bytes:
+    """The snapshot file's bytes for ``state``, starting journal ``journal``."""
+    wrapper = {
+        "format_version": SNAPSHOT_FORMAT,
+        "snapshot": {"journal": journal, "folded": folded},
+        "state": model.to_json(state),
+    }
+    # Compact: indent makes json fall back to its pure-Python encoder (3x slower);
+    # `reconciler state pull` and `state show` print the document readably.
+    return json.dumps(wrapper, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def record(change: deltas.Delta, *, journal: str) -> bytes:
+    """One journal line for ``change``."""
+    payload = json.dumps(
+        {"journal": journal, **deltas.to_json(change)}, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    return b"%d %08x %s\n" % (len(payload), zlib.crc32(payload), payload)
+
+
+def load(snapshot_data: bytes, journal_data: bytes, *, where: str, repair_hint: str) -> Loaded:
+    """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted."""
+    try:
+        data = json.loads(snapshot_data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
+    journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
+    state = model.from_json(document, where=where, repair_hint=repair_hint)
+    lines, valid = _lines(journal_data)
+    sizes = {"snapshot_bytes": len(snapshot_data), "journal_bytes": valid}
+    cut = valid < len(journal_data)
+    if not lines:
+        return Loaded(state=state, journal=journal, cut=cut, folded=False, **sizes)
+    records = [_payload(line, number, where=where) for number, line in enumerate(lines, 1)]
+    ids = {str(payload.get("journal")) for payload in records}
+    if folded is not None and ids == {folded}:
+        return Loaded(state=state, journal=journal, cut=True, folded=True, **sizes)
+    if journal is None or ids != {journal}:
+        raise StateCorrupt(
+            f"state {where}: its journal {where}.journal holds writes that do not belong to "
+            "this snapshot",
+            hint=f"if {where} was restored from a copy or its backup, move {where}.journal "
+            "aside (it holds the writes made after that copy); nothing was modified",
+        )
+    replay = deltas.Replay(state)
+    for payload in records:
+        del payload["journal"]
+        replay.apply(deltas.from_json(payload, where=where), where=where)
+    return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
+
+
+def _unwrap(data: Any, *, where: str, repair_hint: str) -> tuple[str | None, str | None, Any]:
+    """(journal id, folded journal id, the state document) of a snapshot file's content."""
+    if not (
+        isinstance(data, dict)
+        and data.get("format_version") == SNAPSHOT_FORMAT
+        and "snapshot" in data
+    ):
+        return None, None, data  # a plain document: format_version's rules decide
+    marks = data.get("snapshot")
+    journal = marks.get("journal") if isinstance(marks, dict) else None
+    folded = marks.get("folded") if isinstance(marks, dict) else None
+    if (
+        set(data) != {"format_version", "snapshot", "state"}
+        or not isinstance(marks, dict)
+        or set(marks) != {"journal", "folded"}
+        or not isinstance(journal, str)
+        or not (folded is None or isinstance(folded, str))
+    ):
+        raise StateCorrupt(f"state {where} is not a valid state snapshot", hint=repair_hint)
+    return journal, folded, data["state"]
+
+
+def _lines(data: bytes) -> tuple[list[bytes], int]:
+    """The journal's complete lines, and the length they take (a torn last line is not one)."""
+    end = data.rfind(b"\n") + 1
+    return data[:end].splitlines(), end
+
+
+def _payload(line: bytes, number: int, *, where: str) -> dict[str, Any]:
+    """The JSON object in one journal line; StateCorrupt unless its length and CRC hold."""
+    head, _, rest = line.partition(b" ")
+    crc, _, payload = rest.partition(b" ")
+    try:
+        intact = int(head) == len(payload) and int(crc, 16) == zlib.crc32(payload)
+        data = json.loads(payload) if intact else None
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise StateCorrupt(
+            f"state {where}: record {number} of its journal is damaged (its length or "
+            "checksum does not match)",
+            hint="it was not modified; restore the state from a copy (`reconciler state "
+            "push`), or cut the journal before that record by hand (the writes from it on "
+            "are lost)",
+        )
+    return data
