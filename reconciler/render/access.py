@@ -1,0 +1,299 @@
+"""The access review as Markdown (a review ticket), CSV (a spreadsheet) or JSON.
+
+CSV follows RFC 4180: comma-separated, CRLF line ends, fields quoted when they hold a
+comma, quote or line break, UTF-8 with a byte-order mark (so spreadsheet programs read
+it as UTF-8). A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return is prefixed with ``'``: a spreadsheet would run it as a formula (CSV injection),
+and account names and emails may start that way. One row per grant (role, account),
+then one row per account without any role, so the file holds both views.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from reconciler.desired.model import Source
+from reconciler.plan import planfile
+from reconciler.plan.report import AccessReport, AccountRow, Holding, RoleSection, Status
+
+REPORT_VERSION = 1
+BOM = "\ufeff"
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_COLUMNS = (
+    "role",
+    "role_id",
+    "sensitive",
+    "account",
+    "name",
+    "email",
+    "status",
+    "last_applied",
+    "ends",
+    "source",
+    "commit",
+    "applied_from",
+    "pending",
+)
+
+
+def _commit(source: Source | None) -> str:
+    commit = source.commit if source is not None else None
+    if commit is None:
+        return ""
+    return "uncommitted" if commit.uncommitted else commit.render()
+
+
+def _where(source: Source | None) -> str:
+    return source.render() if source is not None else ""
+
+
+# -- CSV ------------------------------------------------------------------------------
+
+
+def cell(value: str) -> str:
+    """``value`` safe for a spreadsheet: a leading formula character is neutralised."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def to_csv(report: AccessReport) -> str:
+    """The review as RFC 4180 CSV with a UTF-8 byte-order mark."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    by_account = {row.account: row for row in report.accounts}
+    for section in report.roles:
+        for holding in section.holders:
+            row = by_account[holding.account]
+            writer.writerow(
+                [
+                    cell(value)
+                    for value in (
+                        section.role,
+                        section.role_id,
+                        "yes" if section.sensitive else "no",
+                        holding.account,
+                        row.name,
+                        row.email,
+                        holding.status.value,
+                        holding.last_applied or "",
+                        str(holding.ends or ""),
+                        _where(holding.source),
+                        _commit(holding.source),
+                        holding.applied_from or "",
+                        holding.pending,
+                    )
+                ]
+            )
+    held = {holding.account for section in report.roles for holding in section.holders}
+    for row in report.accounts:
+        if row.account in held:
+            continue
+        writer.writerow(
+            [
+                cell(value)
+                for value in (
+                    "",
+                    "",
+                    "",
+                    row.account,
+                    row.name,
+                    row.email,
+                    row.status.value,
+                    row.last_applied or "",
+                    str(row.expires or ""),
+                    _where(row.source),
+                    _commit(row.source),
+                    row.applied_from or "",
+                    row.pending,
+                )
+            ]
+        )
+    return BOM + buffer.getvalue()
+
+
+# -- Markdown ---------------------------------------------------------------------------
+
+
+def _esc(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`" if text else ""
+
+
+def _status(status: Status) -> str:
+    return "⚠️ adopted, unverified" if status is Status.ADOPTED else status.value
+
+
+def to_markdown(report: AccessReport) -> str:
+    """The review as Markdown for a ticket: summary, roles (sensitive first), accounts."""
+    out = [f"### reconciler access review at {report.at} ({_esc(report.timezone)})", ""]
+    out += _head(report)
+    for section in report.roles:
+        out += _section(section)
+    out += _accounts(report)
+    return "\n".join(out) + "\n"
+
+
+def _head(report: AccessReport) -> list[str]:
+    plan = report.plan
+    where = _code(plan.state_location or "(location not recorded)")
+    workspace = f" · workspace {_code(plan.workspace)}" if plan.workspace else ""
+    lineage = f"lineage {_code(plan.lineage[:8])} serial {plan.serial}" if plan.lineage else "new"
+    out = [
+        f"State {where}{workspace} · {lineage} · input {_code(plan.input_path)} "
+        f"{_code(plan.input_digest[7:19])}",
+        "",
+        "| | accounts |",
+        "|---|---:|",
+        *(f"| {status.value} | {report.count(status)} |" for status in Status),
+        f"| pending changes | {report.pending} |",
+        "",
+    ]
+    if not plan.state_exists:
+        out += [f"> [!WARNING]\n> **No state at {where}**: nothing was applied there.", ""]
+    if report.pending:
+        out += [
+            f"> [!NOTE]\n> The desired state differs from what was applied for {report.pending} "
+            "account(s) (the `pending` column): the plan of this date would change them.",
+            "",
+        ]
+    if report.count(Status.ADOPTED):
+        out += [
+            "> [!WARNING]\n> Adopted accounts were recorded by `reconciler import`: their "
+            "roles are what the YAML declared, never verified on the tenant.",
+            "",
+        ]
+    if report.redacted:
+        out += [f"> [!NOTE]\n> Redacted {' and '.join(report.redacted)}: short hashes.", ""]
+    return out
+
+
+def _section(section: RoleSection) -> list[str]:
+    role = f"**{_esc(section.role)}** (`{section.role_id}`)"
+    if section.sensitive:
+        role = f"⚠️ {role}, sensitive"
+    count = len(section.holders)
+    out = [
+        f"#### {role}: {count} holder{'s' if count != 1 else ''}",
+        "",
+        "| account | status | last applied | ends | source | commit | applied from | pending |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    out += [_holder_row(holding) for holding in section.holders]
+    out.append("")
+    return out
+
+
+def _holder_row(holding: Holding) -> str:
+    return (
+        f"| `{holding.account}` | {_status(holding.status)} | {holding.last_applied or ''} | "
+        f"{holding.ends or ''} | {_code(_where(holding.source))} | "
+        f"{_esc(_commit(holding.source))} | {_code(holding.applied_from or '')} | "
+        f"{_esc(holding.pending)} |"
+    )
+
+
+def _accounts(report: AccessReport) -> list[str]:
+    out = [
+        f"#### Accounts ({len(report.accounts)})",
+        "",
+        "| account | name | email | status | roles | expires | source | pending |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    out += [_account_row(report, row) for row in report.accounts]
+    out.append("")
+    return out
+
+
+def _account_row(report: AccessReport, row: AccountRow) -> str:
+    roles = ", ".join(report.role_name(role_id) for role_id in row.roles)
+    return (
+        f"| `{row.account}` | {_esc(row.name)} | {_esc(row.email)} | {_status(row.status)} | "
+        f"{_esc(roles)} | {row.expires or ''} | {_code(_where(row.source))} | "
+        f"{_esc(row.pending)} |"
+    )
+
+
+# -- JSON -------------------------------------------------------------------------------
+
+
+def to_json(report: AccessReport) -> str:
+    """The review as a JSON document (``report_version`` 1)."""
+    plan = report.plan
+    document = {
+        "report": "access",
+        "report_version": REPORT_VERSION,
+        "at": report.at.isoformat(),
+        "timezone": report.timezone,
+        "state": {
+            "location": plan.state_location,
+            "workspace": plan.workspace,
+            "lineage": plan.lineage,
+            "serial": plan.serial,
+        },
+        "input": {"path": plan.input_path, "digest": plan.input_digest},
+        "changes_digest": planfile.changes_digest(plan),
+        "summary": {
+            **{status.name.lower(): report.count(status) for status in Status},
+            "pending": report.pending,
+        },
+        "roles": [
+            {
+                "role_id": section.role_id,
+                "role": section.role,
+                "sensitive": section.sensitive,
+                "holders": [_holding_json(h) for h in section.holders],
+            }
+            for section in report.roles
+        ],
+        "accounts": [_account_json(report, row) for row in report.accounts],
+    }
+    if report.redacted:
+        document["redacted"] = list(report.redacted)
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _source_json(source: Source | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    found: dict[str, Any] = {"file": source.file, "line": source.line}
+    if source.commit is not None:
+        commit = source.commit
+        found["commit"] = (
+            {"uncommitted": True}
+            if commit.uncommitted
+            else {"hash": commit.hash, "author": commit.author, "date": commit.date}
+        )
+    return found
+
+
+def _holding_json(holding: Holding) -> dict[str, Any]:
+    return {
+        "account": holding.account,
+        "status": holding.status.name.lower(),
+        "last_applied": holding.last_applied,
+        "ends": str(holding.ends) if holding.ends else None,
+        "source": _source_json(holding.source),
+        "applied_from": holding.applied_from,
+        "pending": holding.pending or None,
+    }
+
+
+def _account_json(report: AccessReport, row: AccountRow) -> dict[str, Any]:
+    return {
+        "account": row.account,
+        "name": row.name,
+        "email": row.email,
+        "status": row.status.name.lower(),
+        "roles": [report.role_name(role_id) for role_id in row.roles],
+        "expires": str(row.expires) if row.expires else None,
+        "source": _source_json(row.source),
+        "last_applied": row.last_applied,
+        "applied_from": row.applied_from,
+        "pending": row.pending or None,
+    }
