@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from reconciler.cli import commands, completion, grammar, state_commands
+from reconciler.cli import commands, completion, grammar, report_commands, state_commands
 from reconciler.cli.options import (
     LONG_RUNNING,
     ApplyOptions,
@@ -22,11 +22,13 @@ from reconciler.cli.options import (
     Options,
     PlanOptions,
     RefreshOptions,
+    ReportAccessOptions,
     SandboxOptions,
     ShowOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
+    StateRmOptions,
     StateShowOptions,
     ValidateOptions,
     WhyOptions,
@@ -39,7 +41,7 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
 
     match options:
         case ValidateOptions():
-            return commands.validate(options)
+            return commands.validate(options, now=now)
         case PlanOptions():
             return apply_commands.plan(options, now=now)
         case ShowOptions():
@@ -51,17 +53,19 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
         case ImportOptions():
             return commands.import_accounts(options)
         case WhyOptions():
-            return apply_commands.why(options)
+            return apply_commands.why(options, now=now)
         case ForceUnlockOptions():
             return state_commands.force_unlock(options)
-        case StateListOptions():
-            return state_commands.state_list(options)
-        case StateShowOptions():
-            return state_commands.state_show(options)
-        case StatePullOptions():
-            return state_commands.state_pull(options)
-        case StatePushOptions():
-            return state_commands.state_push(options)
+        case (
+            StateListOptions()
+            | StateShowOptions()
+            | StatePullOptions()
+            | StatePushOptions()
+            | StateRmOptions()
+        ):
+            return state_commands.run(options)
+        case ReportAccessOptions():
+            return report_commands.report_access(options, now=now)
         case SandboxOptions():
             return apply_commands.sandbox(options)
         case CompletionOptions():
