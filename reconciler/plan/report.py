@@ -241,6 +241,8 @@ def _account_pending(plan: Plan, change: Change | None) -> str:
     if change is None:
         return ""
     parts = [f"to be {_DONE[change.kind]} ({change.reason.value})"]
+    if change.reason is Reason.ADOPT:
+        return parts[0]  # every attribute is sent: nothing to list
     parts += [f"new {f.field}" for f in change.fields]  # values stay out: --redact
     roles = [f"+{plan.role_name(r)}" for r in change.roles_added]
     roles += [f"-{plan.role_name(r)}" for r in change.roles_removed]
