@@ -26,12 +26,15 @@ def report_access(options: ReportAccessOptions, *, now: dt.datetime) -> int:
         built = report.redact(built, options.redact)
     match options.fmt:
         case AccessFormat.MARKDOWN:
-            sys.stdout.write(access.to_markdown(built))
+            chunks = access.markdown_chunks(built)
         case AccessFormat.CSV:
-            # Bytes as RFC 4180 asks (CRLF, UTF-8 with its BOM), whatever the locale says.
-            sys.stdout.flush()
-            sys.stdout.buffer.write(access.to_csv(built).encode("utf-8"))
-            sys.stdout.buffer.flush()
+            chunks = access.csv_chunks(built)
         case AccessFormat.JSON:
-            sys.stdout.write(access.to_json(built))
+            chunks = access.json_chunks(built)
+    # Bytes, in pieces: UTF-8 whatever the locale says (RFC 4180's CRLF and the CSV's BOM
+    # as written), and 100k accounts never held as one string.
+    sys.stdout.flush()
+    for chunk in chunks:
+        sys.stdout.buffer.write(chunk.encode("utf-8"))
+    sys.stdout.buffer.flush()
     return EXIT_OK

@@ -177,8 +177,8 @@ def _source(user: User | None, commits: Mapping[tuple[str, int], Commit]) -> Sou
 
 def _ends(user: User | None, role_id: str, plan: Plan) -> dt.date | None:
     """The first day without ``role_id``: its grant's until or the account's expires."""
-    if user is None:
-        return None
+    if user is None or not (user.timed or user.expires):
+        return None  # most users: no end date at all
     days = [g.until for g in user.timed if plan.role_name(role_id) == g.role]
     if user.expires is not None:
         days.append(user.expires)

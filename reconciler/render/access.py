@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from reconciler.desired.model import Source
@@ -21,7 +22,7 @@ from reconciler.plan.report import AccessReport, AccountRow, Holding, RoleSectio
 
 REPORT_VERSION = 1
 BOM = "\ufeff"
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = frozenset("=+-@\t\r")  # what a spreadsheet may run as a formula
 CSV_COLUMNS = (
     "role",
     "role_id",
@@ -52,66 +53,91 @@ def _where(source: Source | None) -> str:
 
 # -- CSV ------------------------------------------------------------------------------
 
+_CHUNK_ROWS = 10_000  # rows per piece of text handed to the writer
+
 
 def cell(value: str) -> str:
     """``value`` safe for a spreadsheet: a leading formula character is neutralised."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    return "'" + value if value[:1] in _FORMULA_STARTS else value
 
 
 def to_csv(report: AccessReport) -> str:
     """The review as RFC 4180 CSV with a UTF-8 byte-order mark."""
+    return "".join(csv_chunks(report))
+
+
+def csv_chunks(report: AccessReport) -> Iterator[str]:
+    """:func:`to_csv` in pieces, so 100k accounts are written without one huge string."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write(BOM)
     writer.writerow(CSV_COLUMNS)
-    by_account = {row.account: row for row in report.accounts}
+    # An account's own cells are the same on each of its grants: neutralised once.
+    people = {row.account: _person_cells(row) for row in report.accounts}
+    rows = 0
     for section in report.roles:
+        head = (cell(section.role), cell(section.role_id), "yes" if section.sensitive else "no")
         for holding in section.holders:
-            row = by_account[holding.account]
+            account, name, email, source, commit = people[holding.account]
             writer.writerow(
-                [
-                    cell(value)
-                    for value in (
-                        section.role,
-                        section.role_id,
-                        "yes" if section.sensitive else "no",
-                        holding.account,
-                        row.name,
-                        row.email,
-                        holding.status.value,
-                        holding.last_applied or "",
-                        str(holding.ends or ""),
-                        _where(holding.source),
-                        _commit(holding.source),
-                        holding.applied_from or "",
-                        holding.pending,
-                    )
-                ]
+                (
+                    *head,
+                    account,
+                    name,
+                    email,
+                    holding.status.value,
+                    cell(holding.last_applied or ""),
+                    str(holding.ends or ""),
+                    source,
+                    commit,
+                    cell(holding.applied_from or ""),
+                    cell(holding.pending),
+                )
             )
+            rows += 1
+            if rows % _CHUNK_ROWS == 0:
+                yield _drain(buffer)
     held = {holding.account for section in report.roles for holding in section.holders}
     for row in report.accounts:
         if row.account in held:
             continue
+        account, name, email, source, commit = people[row.account]
         writer.writerow(
-            [
-                cell(value)
-                for value in (
-                    "",
-                    "",
-                    "",
-                    row.account,
-                    row.name,
-                    row.email,
-                    row.status.value,
-                    row.last_applied or "",
-                    str(row.expires or ""),
-                    _where(row.source),
-                    _commit(row.source),
-                    row.applied_from or "",
-                    row.pending,
-                )
-            ]
+            (
+                "",
+                "",
+                "",
+                account,
+                name,
+                email,
+                row.status.value,
+                cell(row.last_applied or ""),
+                str(row.expires or ""),
+                source,
+                commit,
+                cell(row.applied_from or ""),
+                cell(row.pending),
+            )
         )
-    return BOM + buffer.getvalue()
+    yield _drain(buffer)
+
+
+def _person_cells(row: AccountRow) -> tuple[str, str, str, str, str]:
+    """The cells of an account, its name and email, its source and commit."""
+    return (
+        cell(row.account),
+        cell(row.name),
+        cell(row.email),
+        cell(_where(row.source)),
+        cell(_commit(row.source)),
+    )
+
+
+def _drain(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
 
 
 # -- Markdown ---------------------------------------------------------------------------
@@ -131,12 +157,17 @@ def _status(status: Status) -> str:
 
 def to_markdown(report: AccessReport) -> str:
     """The review as Markdown for a ticket: summary, roles (sensitive first), accounts."""
+    return "".join(markdown_chunks(report))
+
+
+def markdown_chunks(report: AccessReport) -> Iterator[str]:
+    """:func:`to_markdown` in pieces: one per section."""
     out = [f"### reconciler access review at {report.at} ({_esc(report.timezone)})", ""]
     out += _head(report)
+    yield "\n".join(out) + "\n"
     for section in report.roles:
-        out += _section(section)
-    out += _accounts(report)
-    return "\n".join(out) + "\n"
+        yield "\n".join(_section(section)) + "\n"
+    yield "\n".join(_accounts(report)) + "\n"
 
 
 def _head(report: AccessReport) -> list[str]:
@@ -224,8 +255,17 @@ def _account_row(report: AccessReport, row: AccountRow) -> str:
 
 def to_json(report: AccessReport) -> str:
     """The review as a JSON document (``report_version`` 1)."""
+    return "".join(json_chunks(report))
+
+
+def json_chunks(report: AccessReport) -> Iterator[str]:
+    """:func:`to_json` in pieces: the head indented, then one line per holder and account.
+
+    Built item by item (the C encoder, no indent inside an item): a document of 100k
+    accounts never exists as one nested value in memory.
+    """
     plan = report.plan
-    document = {
+    head: dict[str, Any] = {
         "report": "access",
         "report_version": REPORT_VERSION,
         "at": report.at.isoformat(),
@@ -242,20 +282,26 @@ def to_json(report: AccessReport) -> str:
             **{status.name.lower(): report.count(status) for status in Status},
             "pending": report.pending,
         },
-        "roles": [
-            {
-                "role_id": section.role_id,
-                "role": section.role,
-                "sensitive": section.sensitive,
-                "holders": [_holding_json(h) for h in section.holders],
-            }
-            for section in report.roles
-        ],
-        "accounts": [_account_json(report, row) for row in report.accounts],
     }
     if report.redacted:
-        document["redacted"] = list(report.redacted)
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        head["redacted"] = list(report.redacted)
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    yield text[: -len("\n}")] + ',\n  "roles": ['
+    for index, section in enumerate(report.roles):
+        role = json.dumps(
+            {"role_id": section.role_id, "role": section.role, "sensitive": section.sensitive},
+            ensure_ascii=False,
+        )
+        holders = ",\n      ".join(
+            json.dumps(_holding_json(h), ensure_ascii=False) for h in section.holders
+        )
+        comma = "," if index else ""
+        yield f'{comma}\n    {role[:-1]}, "holders": [\n      {holders}\n    ]}}'
+    yield '\n  ],\n  "accounts": ['
+    for index, row in enumerate(report.accounts):
+        comma = "," if index else ""
+        yield f"{comma}\n    {json.dumps(_account_json(report, row), ensure_ascii=False)}"
+    yield "\n  ]\n}\n"
 
 
 def _source_json(source: Source | None) -> dict[str, Any] | None:
