@@ -4,6 +4,7 @@ review notes, revocations, and a saved plan made again at another date."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import replace
 
 import pytest
@@ -240,3 +241,14 @@ def test_a_saved_plan_keeps_its_date_and_end_dates() -> None:
     assert read.expiring == made.expiring
     assert [c.expired for c in read.changes] == [c.expired for c in made.changes]
     assert planfile.dumps(read) == planfile.dumps(made)
+
+
+def test_why_is_shown_but_not_reviewed() -> None:
+    """``why`` (the end dates in words) is outside the changes digest, like ``source``: a
+    saved plan whose words differ still reads, and still matches the plan made again."""
+    made = expiry.plan_at(WANTED, RECORDED, at=D(2026, 12, 21), state_location="s.json")
+    document = json.loads(planfile.dumps(made))
+    assert document["changes"][0]["why"] == ["admin expired on 2026-12-15 (users.yaml:1)"]
+    document["changes"][0]["why"] = ["reworded"]
+    read = planfile.loads(json.dumps(document), where="p.json")
+    assert integrity.difference(read, made) is None

@@ -134,6 +134,9 @@ def test_plan_removes_expired_grants_and_disables_expired_accounts(world: World)
     assert changes["alice"]["expired"] == [{"role_id": ROLE_SUPERVISOR, "on": "2099-06-15"}]
     assert (changes["carol"]["action"], changes["carol"]["reason"]) == ("DISABLE", "expired")
     assert changes["carol"]["expired"] == [{"role_id": None, "on": "2099-06-18"}]
+    assert changes["carol"]["why"][0].startswith("expired on 2099-06-18 (")
+    assert changes["carol"]["why"][0].endswith("users.yaml:14)")
+    assert changes["alice"]["why"][0].startswith("supervisor expired on 2099-06-15 (")
     assert document["summary"]["expired_grants"] == 1
     assert document["summary"]["expired_accounts"] == 1
     assert document["guard"]["disables"] == 1  # counted like any other disable

@@ -290,6 +290,16 @@ class Plan:
         info = self.roles.get(role_id)
         return info.name if info else role_id
 
+    def why(self, change: Change) -> tuple[str, ...]:
+        """The end dates ``change`` carries out, in words: ``expired on 2026-12-15
+        (team.yaml:12)``, or ``tenant-admin expired on …`` for a grant."""
+        where = f" ({change.source.render()})" if change.source is not None else ""
+        return tuple(
+            (f"{self.role_name(e.role_id)} " if e.role_id is not None else "")
+            + f"expired on {e.on}{where}"
+            for e in change.expired
+        )
+
     def change_for(self, account: str) -> Change | None:
         """The change of ``account``, if any."""
         for change in self.changes:

@@ -1,7 +1,8 @@
 """The plan's JSON form (``schemas/plan.schema.json``): write, read back, refuse when stale.
 
 A saved plan carries ``changes_digest``: the sha256 of its changes as written (each
-without ``source``, which is provenance and may differ between checkouts). Reading a plan
+without ``source``, which is provenance and may differ between checkouts, and ``why``, the
+end dates it carries out in words). Reading a plan
 whose changes do not match its digest is refused: the file was edited. That alone proves
 nothing (an editor can recompute it); ``integrity`` compares the changes with the plan
 made again at apply time.
@@ -48,7 +49,7 @@ def dumps(plan: Plan) -> str:
 
 def to_json(plan: Plan) -> dict[str, Any]:
     """The plan as its JSON document."""
-    changes = [change_json(change) for change in plan.changes]
+    changes = [change_json(change, plan) for change in plan.changes]
     document: dict[str, Any] = {
         "format_version": plan.format_version,
         "tool": {"name": "reconciler", "version": __version__},
@@ -156,9 +157,9 @@ def _access_row(row: access.RoleAccess) -> dict[str, Any]:
     }
 
 
-def change_json(change: Change) -> dict[str, Any]:
-    """One change as the saved plan writes it."""
-    return {
+def change_json(change: Change, plan: Plan | None = None) -> dict[str, Any]:
+    """One change as the saved plan writes it (``why`` names roles by ``plan``'s names)."""
+    document = {
         "action": change.action.value,
         "account": change.account,
         "reason": change.reason.name.lower(),
@@ -173,11 +174,17 @@ def change_json(change: Change) -> dict[str, Any]:
         "expired": [{"role_id": e.role_id, "on": e.on.isoformat()} for e in change.expired],
         "wire": change.wire(),
     }
+    if change.expired and plan is not None:
+        document["why"] = list(plan.why(change))
+    return document
+
+
+_UNREVIEWED = ("source", "why")  # provenance, and the end dates in words: shown, not compared
 
 
 def reviewed(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A change document without its ``source``: what the changes digest covers."""
-    return {key: value for key, value in document.items() if key != "source"}
+    """A change document without its ``source`` and ``why``: what the changes digest covers."""
+    return {key: value for key, value in document.items() if key not in _UNREVIEWED}
 
 
 def digest(changes: Iterable[Mapping[str, Any]]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.plan.model import Change, EventDecision, Expired, Expiring, Kind, Plan
+from reconciler.plan.model import Change, EventDecision, Expiring, Kind, Plan
 
 VERB = {
     Kind.CREATE: "created",
@@ -103,13 +103,6 @@ def state_line(plan: Plan) -> str:
     workspace = f"workspace {plan.workspace}, " if plan.workspace else ""
     where = plan.state_location or "(location not recorded)"
     return f"State: {where} ({workspace}lineage {plan.lineage}, serial {plan.serial})"
-
-
-def expired_text(plan: Plan, change: Change, ended: Expired) -> str:
-    """``expired on 2026-12-15 (team.yaml:12)``, or ``tenant-admin expired on …`` for a grant."""
-    where = f" ({change.source.render()})" if change.source is not None else ""
-    what = f"{plan.role_name(ended.role_id)} " if ended.role_id is not None else ""
-    return f"{what}expired on {ended.on}{where}"
 
 
 def expiring_count(plan: Plan) -> str:

@@ -191,8 +191,8 @@ def _change_row(plan: Plan, change: Change) -> str:
             detail = "account expired"
         case Action.DISABLE:
             detail = change.reason.value
-    for ended in change.expired:
-        detail += f"; {_esc(common.expired_text(plan, change, ended))}"
+    for why in plan.why(change):
+        detail += f"; {_esc(why)}"
     source = _source(change)
     return f"| {_ICON[change.kind]} | `{change.account}` | {detail} | {source} |"
 

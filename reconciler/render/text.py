@@ -163,7 +163,7 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
         case Action.DISABLE:
             if change.before is not None:
                 out.append(f"      roles lost: {common.roles_text(plan, change.before.role_ids)}")
-    out.extend(f"      {common.expired_text(plan, change, e)}" for e in change.expired)
+    out.extend(f"      {why}" for why in plan.why(change))
     return out
 
 
