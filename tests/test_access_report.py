@@ -262,3 +262,19 @@ def test_report_access_redacts(reviewed: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
     assert "ana@example.com" not in out
     assert "Redacted emails" in out
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        (["a", "b"], "a,b\r\n"),
+        (["Zed, Jr", 'say "hi"', "two\nlines"], '"Zed, Jr","say ""hi""","two\nlines"\r\n'),
+        (["=1+1", "+x", "-y", "@z", "\tt", "ok=1"], "'=1+1,'+x,'-y,'@z,'\tt,ok=1\r\n"),
+        (["", "=a,b"], ',"\'=a,b"\r\n'),
+    ],
+)
+def test_csv_line_quotes_as_rfc4180_and_neutralises(values: list[str], line: str) -> None:
+    """Commas, quotes and line breaks are quoted (quotes doubled); formulas neutralised."""
+    assert access.csv_line(values) == line
+    parsed = next(csv.reader(io.StringIO(line, newline="")))
+    assert [v.removeprefix("'") for v in parsed] == values

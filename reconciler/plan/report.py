@@ -134,8 +134,15 @@ def build(
             pending=_account_pending(plan, change),
         )
         rows.append(row)
-        for role_id in row.roles:
-            holders.setdefault(role_id, []).append(_holding(plan, row, role_id, user, change))
+        if change is None and (user is None or not (user.timed or user.expires)):
+            # Most accounts: nothing ends and nothing is pending, so every role they hold
+            # is held the same way: one Holding shared by their roles.
+            shared = _holding(plan, row, "", None, None)
+            for role_id in row.roles:
+                holders.setdefault(role_id, []).append(shared)
+        else:
+            for role_id in row.roles:
+                holders.setdefault(role_id, []).append(_holding(plan, row, role_id, user, change))
         if change is not None and change.action is not Action.DISABLE:
             for role_id in _granted(change, row):
                 holders.setdefault(role_id, []).append(_to_grant(plan, row, role_id, user, change))

@@ -10,10 +10,9 @@ then one row per account without any role, so the file holds both views.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from reconciler.desired.model import Source
@@ -53,12 +52,23 @@ def _where(source: Source | None) -> str:
 
 # -- CSV ------------------------------------------------------------------------------
 
-_CHUNK_ROWS = 10_000  # rows per piece of text handed to the writer
+_CHUNK_LINES = 10_000  # lines per piece of text handed to the writer
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')  # RFC 4180: such a field is quoted
 
 
 def cell(value: str) -> str:
     """``value`` safe for a spreadsheet: a leading formula character is neutralised."""
     return "'" + value if value[:1] in _FORMULA_STARTS else value
+
+
+def csv_line(values: Iterable[str]) -> str:
+    """One RFC 4180 record: each value neutralised (:func:`cell`), quoted when it holds a
+    comma, quote or line break (quotes doubled), CRLF at the end."""
+    fields = []
+    for value in values:
+        safe = cell(value)
+        fields.append('"' + safe.replace('"', '""') + '"' if _NEEDS_QUOTES.search(safe) else safe)
+    return ",".join(fields) + "\r\n"
 
 
 def to_csv(report: AccessReport) -> str:
@@ -67,77 +77,67 @@ def to_csv(report: AccessReport) -> str:
 
 
 def csv_chunks(report: AccessReport) -> Iterator[str]:
-    """:func:`to_csv` in pieces, so 100k accounts are written without one huge string."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    buffer.write(BOM)
-    writer.writerow(CSV_COLUMNS)
-    # An account's own cells are the same on each of its grants: neutralised once.
-    people = {row.account: _person_cells(row) for row in report.accounts}
-    rows = 0
+    """:func:`to_csv` in pieces, so 100k accounts are written without one huge string.
+
+    One row per grant: the role's cells, then the holding's. Most accounts share one
+    holding across their roles (nothing ends, nothing pending), so each holding is encoded
+    once and reused.
+    """
+    rows = {row.account: row for row in report.accounts}
+    tails: dict[int, str] = {}  # id(holding) -> its encoded cells, the row's end
+    lines = [BOM + csv_line(CSV_COLUMNS)]
     for section in report.roles:
-        head = (cell(section.role), cell(section.role_id), "yes" if section.sensitive else "no")
+        head = csv_line((section.role, section.role_id, "yes" if section.sensitive else "no"))
+        head = head[:-2] + ","
         for holding in section.holders:
-            account, name, email, source, commit = people[holding.account]
-            writer.writerow(
-                (
-                    *head,
-                    account,
-                    name,
-                    email,
-                    holding.status.value,
-                    cell(holding.last_applied or ""),
-                    str(holding.ends or ""),
-                    source,
-                    commit,
-                    cell(holding.applied_from or ""),
-                    cell(holding.pending),
-                )
-            )
-            rows += 1
-            if rows % _CHUNK_ROWS == 0:
-                yield _drain(buffer)
+            tail = tails.get(id(holding))
+            if tail is None:
+                tail = tails[id(holding)] = _holding_cells(rows[holding.account], holding)
+            lines.append(head + tail)
+            if len(lines) >= _CHUNK_LINES:
+                yield "".join(lines)
+                lines.clear()
     held = {holding.account for section in report.roles for holding in section.holders}
     for row in report.accounts:
-        if row.account in held:
-            continue
-        account, name, email, source, commit = people[row.account]
-        writer.writerow(
-            (
-                "",
-                "",
-                "",
-                account,
-                name,
-                email,
-                row.status.value,
-                cell(row.last_applied or ""),
-                str(row.expires or ""),
-                source,
-                commit,
-                cell(row.applied_from or ""),
-                cell(row.pending),
-            )
+        if row.account not in held:
+            lines.append(",,," + _account_cells(row))
+    yield "".join(lines)
+
+
+def _holding_cells(row: AccountRow, holding: Holding) -> str:
+    """The cells after the role's: the account, the holding, its source and pending."""
+    return csv_line(
+        (
+            holding.account,
+            row.name,
+            row.email,
+            holding.status.value,
+            holding.last_applied or "",
+            str(holding.ends or ""),
+            _where(holding.source),
+            _commit(holding.source),
+            holding.applied_from or "",
+            holding.pending,
         )
-    yield _drain(buffer)
-
-
-def _person_cells(row: AccountRow) -> tuple[str, str, str, str, str]:
-    """The cells of an account, its name and email, its source and commit."""
-    return (
-        cell(row.account),
-        cell(row.name),
-        cell(row.email),
-        cell(_where(row.source)),
-        cell(_commit(row.source)),
     )
 
 
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
+def _account_cells(row: AccountRow) -> str:
+    """The cells of an account that holds no role (the role's cells left empty)."""
+    return csv_line(
+        (
+            row.account,
+            row.name,
+            row.email,
+            row.status.value,
+            row.last_applied or "",
+            str(row.expires or ""),
+            _where(row.source),
+            _commit(row.source),
+            row.applied_from or "",
+            row.pending,
+        )
+    )
 
 
 # -- Markdown ---------------------------------------------------------------------------
@@ -287,14 +287,13 @@ def json_chunks(report: AccessReport) -> Iterator[str]:
         head["redacted"] = list(report.redacted)
     text = json.dumps(head, indent=2, ensure_ascii=False)
     yield text[: -len("\n}")] + ',\n  "roles": ['
+    encoded: dict[int, str] = {}  # id(holding) -> its JSON: most are shared across roles
     for index, section in enumerate(report.roles):
         role = json.dumps(
             {"role_id": section.role_id, "role": section.role, "sensitive": section.sensitive},
             ensure_ascii=False,
         )
-        holders = ",\n      ".join(
-            json.dumps(_holding_json(h), ensure_ascii=False) for h in section.holders
-        )
+        holders = ",\n      ".join(_encoded(h, encoded) for h in section.holders)
         comma = "," if index else ""
         yield f'{comma}\n    {role[:-1]}, "holders": [\n      {holders}\n    ]}}'
     yield '\n  ],\n  "accounts": ['
@@ -302,6 +301,14 @@ def json_chunks(report: AccessReport) -> Iterator[str]:
         comma = "," if index else ""
         yield f"{comma}\n    {json.dumps(_account_json(report, row), ensure_ascii=False)}"
     yield "\n  ]\n}\n"
+
+
+def _encoded(holding: Holding, encoded: dict[int, str]) -> str:
+    """``holding`` as JSON, encoded once however many roles share it."""
+    text = encoded.get(id(holding))
+    if text is None:
+        text = encoded[id(holding)] = json.dumps(_holding_json(holding), ensure_ascii=False)
+    return text
 
 
 def _source_json(source: Source | None) -> dict[str, Any] | None:
