@@ -22,6 +22,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 # Variables that would make a CLI test depend on the machine it runs on.
 _ENV_TO_CLEAR = (
     "RECONCILER_STATE",
+    "RECONCILER_AT",
     "RECONCILER_MAX_FILE_BYTES",
     "NO_COLOR",
     "VOLCENGINE_ACCESS_KEY",
