@@ -88,6 +88,12 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     return check
 
 
+@pytest.fixture(autouse=True)
+def _no_date_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECONCILER_AT moves "today" for every command: a test sets it itself, or not at all."""
+    monkeypatch.delenv("RECONCILER_AT", raising=False)
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """An environment without state location, size limit, colour or provider settings."""
