@@ -279,6 +279,7 @@ def demo() -> int:
         _step("plan finds the failed provisioning event", ["plan", rel], env)
         _step("apply retries it", ["apply", rel, "--auto-approve"], env)
         _step("nothing left to do", ["plan", rel, "--detailed-exitcode"], env)
+        _step("the access review for an audit", ["report", "access", rel], env)
         print(
             f"\n{_styled('Demo complete.')} State: .demo/state.json; "
             "`.venv/bin/reconciler --help` for more."

@@ -29,6 +29,7 @@ Messages never contain secrets: clients build them from codes and account names 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -64,6 +65,13 @@ class InputError(ReconcilerError):
     """The desired-state input cannot be read (missing, binary, too large, hostile)."""
 
 
+class Severity(enum.StrEnum):
+    """How bad a validation problem is: an error makes the input invalid, a warning not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     """One validation problem, located at ``file:line:col`` (1-based; 0 = unknown)."""
@@ -74,17 +82,19 @@ class Problem:
     message: str
     path: tuple[str | int, ...] = ()
     rule: str = "schema"
+    severity: Severity = Severity.ERROR
 
     def render(self) -> str:
-        """Format as ``file:line:col: message``."""
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+        """``file:line:col: message``; a warning as ``file:line:col: warning: message``."""
+        marker = "warning: " if self.severity is Severity.WARNING else ""
+        return f"{self.file}:{self.line}:{self.col}: {marker}{self.message}"
 
 
 class ValidationFailed(InputError):
-    """The desired state has problems; all of them are in ``problems``."""
+    """The desired state has errors; they (and any warnings) are in ``problems``."""
 
     def __init__(self, problems: tuple[Problem, ...]) -> None:
-        count = len(problems)
+        count = sum(1 for problem in problems if problem.severity is Severity.ERROR)
         super().__init__(
             f"{count} problem{'s' if count != 1 else ''} in the desired state",
             hint="fix the problems listed above, then run `reconciler validate` again",

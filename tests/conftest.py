@@ -22,6 +22,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 # Variables that would make a CLI test depend on the machine it runs on.
 _ENV_TO_CLEAR = (
     "RECONCILER_STATE",
+    "RECONCILER_AT",
     "RECONCILER_MAX_FILE_BYTES",
     "NO_COLOR",
     "VOLCENGINE_ACCESS_KEY",
@@ -85,6 +86,12 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
             )
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def _no_date_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECONCILER_AT moves "today" for every command: a test sets it itself, or not at all."""
+    monkeypatch.delenv("RECONCILER_AT", raising=False)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_validate_json_ok(workdir: Path, capsys: pytest.CaptureFixture[str]) -> 
     """--format json reports validity as JSON."""
     code, out, _ = run(capsys, "validate", ".", "--format", "json")
     assert code == 0
-    assert json.loads(out) == {"valid": True, "problems": [], "users": 3}
+    assert json.loads(out) == {"valid": True, "problems": [], "warnings": 0, "users": 3}
 
 
 def test_validate_problems_text(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,12 +60,14 @@ def test_validate_problems_json(workdir: Path, capsys: pytest.CaptureFixture[str
                 "file": "bad.yaml",
                 "line": 2,
                 "col": 1,
+                "severity": "error",
                 "message": "unknown key 'teams' (allowed: policy, provisioning, roles, users, "
                 "version)",
                 "rule": "schema",
                 "path": ["teams"],
             }
         ],
+        "warnings": 0,
     }
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from reconciler.cli.main import main
 from reconciler.desired import validation
-from reconciler.plan import planner
+from reconciler.plan import expiry
 from reconciler.render import text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,15 +103,17 @@ def test_example_plans_then_imports_to_no_changes(
 def test_examples_plan_text(
     golden: Callable[[str, str], None], clean_env: pytest.MonkeyPatch
 ) -> None:
-    """The plan of examples/ against no state, as reviewed text."""
+    """The plan of examples/ against no state on 2027-06-20, as reviewed text: maria's
+    supervisor grant ends within the notice window."""
     clean_env.chdir(ROOT)
     desired = validation.load_desired(Path("examples"))
     golden(
         "examples-plan.txt",
         text.render(
-            planner.plan(
+            expiry.plan_at(
                 desired,
                 None,
+                at=dt.date(2027, 6, 20),
                 input_path="examples",
                 state_location="examples/.reconciler/state.json",
             ),

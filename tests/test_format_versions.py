@@ -1,8 +1,8 @@
 """One format_version rule for every reader: saved plans and states answer the same table.
 
 The table (``tests/support/format_versions.py``) is also run over both state backends in
-``test_store_contract.py``. Both documents are at format 2; below it they part: a version-1
-state is migrated on read, a version-1 plan is refused (plan again).
+``test_store_contract.py``. A state is at format 2, a saved plan at format 3; below that they
+part: a version-1 state is migrated on read, a plan of an older format is refused (plan again).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from reconciler.formats import Verdict
 from reconciler.plan import planfile, planner
 from reconciler.stores import model as state_codec
 from tests.support.builders import desired, record, state, user
-from tests.support.format_versions import VERSIONS, Mutate, check_answer
+from tests.support.format_versions import PLAN_VERSIONS, VERSIONS, Mutate, check_answer
 
 _PLAN = json.loads(
     planfile.dumps(
@@ -38,7 +38,7 @@ def test_classify_gives_the_verdict(mutate: Mutate, verdict: Verdict, tail: str)
     assert formats.classify(mutate(_STATE), newest=2).verdict is verdict
 
 
-@pytest.mark.parametrize(("mutate", "verdict", "tail"), VERSIONS)
+@pytest.mark.parametrize(("mutate", "verdict", "tail"), PLAN_VERSIONS)
 def test_a_saved_plan_follows_the_rule(mutate: Mutate, verdict: Verdict, tail: str) -> None:
     """A saved plan is read, refused as newer (upgrade) or refused as invalid: PlanError."""
     caught: PlanError | None = None
@@ -60,13 +60,15 @@ def test_a_state_follows_the_rule(mutate: Mutate, verdict: Verdict, tail: str) -
     check_answer(caught, verdict, tail, subject="state s.json", kind="state")
 
 
-def test_a_version_1_plan_is_refused_as_made_by_an_older_reconciler() -> None:
-    """A saved plan of format 1 (no changes digest, no state location) is never applied."""
-    old = {**_PLAN, "format_version": 1}
+@pytest.mark.parametrize("old", [1, 2])
+def test_an_older_plan_is_refused_as_made_by_an_older_reconciler(old: int) -> None:
+    """A saved plan of format 1 (no changes digest) or 2 (no date: its end dates were never
+    evaluated) is never applied."""
+    older = {**_PLAN, "format_version": old}
     with pytest.raises(PlanError) as caught:
-        planfile.loads(json.dumps(old), where="p.json")
+        planfile.loads(json.dumps(older), where="p.json")
     assert caught.value.message == (
-        "p.json was made by an older reconciler (format_version 1; this reconciler reads 2 "
+        f"p.json was made by an older reconciler (format_version {old}; this reconciler reads 3 "
         "and later)"
     )
     assert (caught.value.hint or "").startswith("plan again with `reconciler plan --out FILE`")

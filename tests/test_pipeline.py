@@ -13,6 +13,11 @@ Simulated rather than run: ``actions/checkout`` (a ``git clone`` at the commit),
 GitLab the job's ``artifacts:`` (handed to the fake API's artifact endpoint). Step and
 rule ``if:`` conditions are not evaluated: the test runs the steps in order and checks
 the exit codes and outputs that those conditions test.
+
+Every job runs at a fixed date (``RECONCILER_AT``, far enough ahead that ``apply``, which
+never evaluates before today, accepts it whenever the suite runs): no test depends on the
+clock, and the examples' end dates have all come by then. The scheduled pipelines
+(``reconciler-scheduled``) are played at dates around the end dates of their own history.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ GITLAB_FILE = EXAMPLES / "gitlab-ci" / ".gitlab-ci.yml"
 PR = 7
 STEP_TIMEOUT = 60.0  # per script; reached only when something hangs
 ROLE_REPORTING = "1672380646005741603"
+ROLE_TENANT_ADMIN = "1672380646005741609"
+PIPELINE_DAY = "2099-01-01"  # RECONCILER_AT of every job unless a test says otherwise
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 
 
@@ -128,7 +135,7 @@ def make_history(root: Path) -> History:
     return History(origin=origin, base=base, head=head, merge=merge, broken=broken, purge=purge)
 
 
-def checkout(history: History, commit: str, workdir: Path) -> Path:
+def checkout(history: History | DatedHistory, commit: str, workdir: Path) -> Path:
     """What actions/checkout (or the GitLab runner) leaves: a fresh clone at ``commit``."""
     subprocess.run(
         ["git", "clone", "-q", str(history.origin), str(workdir)], check=True, timeout=30
@@ -158,6 +165,7 @@ def base_env(tmp: Path) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOME": str(home),
         "LANG": "C.UTF-8",
+        "RECONCILER_AT": PIPELINE_DAY,
     }
 
 
@@ -544,6 +552,204 @@ def test_gitlab_ci_pipeline(
     broken = gitlab_job(pipeline, "reconciler-validate", mr_env, broken_work)
     assert broken.code == 1
     assert re.search(r"desired/team-support\.yaml:\d+:\d+: ", broken.stdout), broken.stdout
+
+
+# -- the scheduled pipelines ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatedHistory:
+    """A main branch with end dates, and a later commit that grants without being applied."""
+
+    origin: Path
+    dated: str  # sam.okafor: tenant-admin until 2099-06-15; tom.becker: expires 2099-06-18
+    granted: str  # then li.wei gains reporting on main (merged, its apply never ran)
+
+
+def make_dated_history(root: Path) -> DatedHistory:
+    """The examples with two end dates in June 2099, then an unapplied grant."""
+    origin = root / "origin"
+    desired = origin / "desired"
+    desired.mkdir(parents=True)
+    git(origin, "init", "-q", "-b", "main")
+    git(origin, "config", "user.email", "ci@example.com")
+    git(origin, "config", "user.name", "CI")
+    for source in sorted(EXAMPLES.glob("*.yaml")):
+        shutil.copy(source, desired / source.name)
+    _edit(
+        desired / "team-platform.yaml",
+        "    roles: [reporting]\n    expires: 2027-09-01",
+        "    roles: [reporting, {role: tenant-admin, until: 2099-06-15}]",
+    )
+    _edit(
+        desired / "team-support.yaml",
+        "    email: tom.becker@example.com\n",
+        "    email: tom.becker@example.com\n    expires: 2099-06-18\n",
+    )
+    git(origin, "add", "-A")
+    git(origin, "commit", "-q", "-m", "end dates")
+    dated = git(origin, "rev-parse", "HEAD")
+    _edit(desired / "team-support.yaml", "roles: [agent]\n", "roles: [agent, reporting]\n")
+    git(origin, "commit", "-q", "-am", "li.wei gains reporting")
+    return DatedHistory(origin=origin, dated=dated, granted=git(origin, "rev-parse", "HEAD"))
+
+
+def _edit(file: Path, old: str, new: str) -> None:
+    text = file.read_text(encoding="utf-8")
+    assert old in text, f"{file.name} no longer holds {old!r}"
+    file.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _dated_bootstrap(history: DatedHistory, tmp: Path, env: Mapping[str, str]) -> None:
+    """The dated commit applied by hand on 2099-06-10: every grant still running."""
+    work = checkout(history, history.dated, tmp / "bootstrap")
+    done = run_script(
+        "reconciler apply desired --auto-approve\n",
+        {**base_env(tmp), **env, "RECONCILER_AT": "2099-06-10"},
+        work,
+    )
+    assert done.code == 0, done.stderr
+
+
+def _seed_failed_event(sandbox_url: str, account: str) -> str:
+    """A failed provisioning event of ``account`` in the sandbox's CloudIdentity."""
+    answer = httpx.post(
+        f"{sandbox_url}/_sandbox/cloudidentity/events",
+        json=[{"UserName": account, "TargetName": "prod-account"}],
+    )
+    answer.raise_for_status()
+    return str(answer.json()["events"][0]["UserProvisioningEventId"])
+
+
+def _check_revoked(box: app.Sandbox, sandbox_url: str, event_id: str) -> None:
+    """The end dates are carried out on the tenant and the failed event was retried."""
+    users = box.federation.users(app.SANDBOX_APP_KEY)
+    assert ROLE_TENANT_ADMIN not in users["sam.okafor"].role_ids
+    assert users["tom.becker"].enabled is False
+    assert users["li.wei"].enabled is True
+    stats = httpx.get(f"{sandbox_url}/_sandbox/cloudidentity/stats").json()
+    assert stats["retries"].get(event_id) == 1, stats
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """What every scheduled GitHub run of one test shares."""
+
+    history: DatedHistory
+    tmp: Path
+    context: dict[str, str]
+    forge_url: str
+
+
+def scheduled_github_job(world: Schedule, commit: str, name: str, day: str) -> GitHubJob:
+    """The scheduled workflow's job at ``commit`` on ``day``, every step run."""
+    workdir = checkout(world.history, commit, world.tmp / name)
+    runner = github_runner_env(world.tmp, world.forge_url, commit)
+    summary = world.tmp / f"{name}.summary.md"
+    job = GitHubJob(
+        workflow=load_workflow("reconciler-scheduled.yml"),
+        name="revoke",
+        context=world.context,
+        workdir=workdir,
+        runner_env={**runner, "RECONCILER_AT": day, "GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert [s["id"] for s in job.steps] == [
+        "checkout",
+        "python",
+        "install",
+        "apply",
+        "summary",
+        "verdict",
+    ]
+    for step_id in ("apply", "summary", "verdict"):
+        job.run(step_id)
+    return job
+
+
+def test_github_scheduled_pipeline_revokes_and_retries(
+    tmp_path: Path, sandbox: tuple[app.Sandbox, str], forge: tuple[Forge, str]
+) -> None:
+    """Daily, without a PR: on 2099-06-20 the grant that ended on the 15th is removed, the
+    account that ended on the 18th disabled, the failed event retried; once main holds an
+    unapplied grant, the run is refused with exit 3 and sends nothing."""
+    box, sandbox_url = sandbox
+    _, forge_url = forge
+    dsn = _workspace_dsn()
+    history = make_dated_history(tmp_path)
+    _dated_bootstrap(history, tmp_path, state_env(dsn, sandbox_url))
+    workflow = load_workflow("reconciler-scheduled.yml")
+    triggers: Any = workflow.get(True)  # type: ignore[call-overload]  # PyYAML reads `on:` as True
+    assert triggers["schedule"][0]["cron"]
+    assert (
+        workflow["concurrency"]["group"]
+        == load_workflow("reconciler-apply.yml")["concurrency"]["group"]
+    )
+    event_id = _seed_failed_event(sandbox_url, "li.wei")
+    world = Schedule(
+        history=history, tmp=tmp_path, context=github_context(sandbox_url, dsn), forge_url=forge_url
+    )
+
+    done = scheduled_github_job(world, history.dated, "scheduled1", "2099-06-20")
+    assert done.ran["apply"].outputs["exitcode"] == "0", done.ran["apply"].stderr
+    assert done.ran["verdict"].code == 0
+    _check_revoked(box, sandbox_url, event_id)
+    assert "✅ reconciler apply: done" in (tmp_path / "scheduled1.summary.md").read_text()
+
+    creates = box.federation.stats().calls["createTask"]
+    refused = scheduled_github_job(world, history.granted, "scheduled2", "2099-06-21")
+    assert refused.ran["apply"].outputs["exitcode"] == "3"
+    assert (
+        "--revocations-only: the plan also grants or changes access" in refused.ran["apply"].stderr
+    )
+    assert "::error title=reconciler scheduled run refused::" in refused.ran["apply"].stdout
+    assert refused.ran["verdict"].code == 1
+    assert box.federation.stats().calls["createTask"] == creates  # nothing was sent
+    summary = (tmp_path / "scheduled2.summary.md").read_text()
+    assert "refused, the plan grants or changes access" in summary
+
+
+def test_gitlab_scheduled_pipeline_revokes_and_retries(
+    tmp_path: Path, sandbox: tuple[app.Sandbox, str], forge: tuple[Forge, str]
+) -> None:
+    """The GitLab schedule: only reconciler-scheduled runs; it carries out the end dates and
+    the retry, then refuses an unapplied grant (the job fails, nothing is sent)."""
+    box, sandbox_url = sandbox
+    _, forge_url = forge
+    dsn = _workspace_dsn()
+    history = make_dated_history(tmp_path)
+    _dated_bootstrap(history, tmp_path, state_env(dsn, sandbox_url))
+    pipeline: dict[str, Any] = yaml.safe_load(GITLAB_FILE.read_text(encoding="utf-8"))
+    assert {"if": '$CI_PIPELINE_SOURCE == "schedule"'} in pipeline["workflow"]["rules"]
+    assert pipeline["reconciler-scheduled"]["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "schedule"'}
+    ]
+    # In a scheduled pipeline `changes:` is always true: the reviewed apply must stay out.
+    assert pipeline["reconciler-apply"]["rules"][0] == {
+        "if": '$CI_PIPELINE_SOURCE == "schedule"',
+        "when": "never",
+    }
+    event_id = _seed_failed_event(sandbox_url, "li.wei")
+
+    def run(commit: str, name: str, day: str) -> Ran:
+        env = {
+            **gitlab_env(tmp_path, forge_url, sandbox_url, dsn, commit),
+            "CI_PIPELINE_SOURCE": "schedule",
+            "RECONCILER_AT": day,
+        }
+        work = checkout(history, commit, tmp_path / name)
+        return gitlab_job(pipeline, "reconciler-scheduled", env, work)
+
+    done = run(history.dated, "scheduled1", "2099-06-20")
+    assert done.code == 0, done.stderr
+    assert "✅ reconciler apply: done" in done.stdout
+    _check_revoked(box, sandbox_url, event_id)
+
+    creates = box.federation.stats().calls["createTask"]
+    refused = run(history.granted, "scheduled2", "2099-06-21")
+    assert refused.code == 1
+    assert "--revocations-only: the plan also grants or changes access" in refused.stderr
+    assert "refused, the plan grants or changes access" in refused.stdout
+    assert box.federation.stats().calls["createTask"] == creates
 
 
 # -- shared checks --------------------------------------------------------------------------

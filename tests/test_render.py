@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from reconciler.desired.model import Policy
-from reconciler.plan import access, planfile, planner
+from reconciler.plan import access, expiry, planfile, planner
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import common, markdown, text
 from tests.support.builders import desired, record, state, user
@@ -97,6 +97,31 @@ ADOPT = planner.plan(
 )
 
 
+# End dates at 2026-12-10: an expired grant (sam), an expired account (tina), a grant and
+# an account ending soon (uma, victor), a rename (wei.li replaces li.wei, same email), and a
+# sensitive grant that goes on (uma keeps admin until the 15th).
+AT = dt.date(2026, 12, 10)
+DATED = expiry.plan_at(
+    desired(
+        user("sam", "agent", "admin", line=3, until={"admin": dt.date(2026, 12, 1)}),
+        user("tina", "agent", line=7, expires=dt.date(2026, 12, 10)),
+        user("uma", "agent", "admin", line=11, until={"admin": dt.date(2026, 12, 15)}),
+        user("victor", "reporting", line=15, expires=dt.date(2026, 12, 24)),
+        user("wei.li", "agent", email="li.wei@example.com", line=19),
+    ),
+    state(
+        record("sam", "agent", "admin"),
+        record("tina", "agent"),
+        record("uma", "agent"),
+        record("victor", "reporting"),
+        record("li.wei", "agent"),
+    ),
+    at=AT,
+    input_path="desired/",
+    state_location="desired/.reconciler/state.json",
+)
+
+
 def _large() -> Plan:
     """3000 changes: 2000 creates, 600 modifies, 400 disables."""
     users = [
@@ -112,7 +137,14 @@ def _large() -> Plan:
 
 
 LARGE = _large()
-PLANS = {"small": SMALL, "blocked": BLOCKED, "nothing": NOTHING, "new": NEW, "adopt": ADOPT}
+PLANS = {
+    "small": SMALL,
+    "blocked": BLOCKED,
+    "nothing": NOTHING,
+    "new": NEW,
+    "adopt": ADOPT,
+    "dated": DATED,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -164,6 +196,9 @@ def test_large_text_and_json_cover_every_change() -> None:
         "report_only": 0,
         "batches": 30,
         "blocked": False,
+        "expired_grants": 0,
+        "expired_accounts": 0,
+        "expiring_soon": 0,
     }
 
 

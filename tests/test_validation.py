@@ -117,7 +117,7 @@ USER_RULES = [
     ),
     pytest.param(
         {"extra": "    shoe_size: 44\n"},
-        ["30:5: unknown key 'shoe_size' (allowed: account, email, enabled, name, roles)"],
+        ["30:5: unknown key 'shoe_size' (allowed: account, email, enabled, expires, name, roles)"],
         id="unknown-user-key",
     ),
     pytest.param(

@@ -39,7 +39,7 @@ from reconciler.errors import (
     PlanError,
     UsageError,
 )
-from reconciler.plan import planfile, planner, provenance, redaction
+from reconciler.plan import expiry, planfile, provenance, redaction
 from reconciler.plan.model import Plan
 from reconciler.providers.cloudidentity import client as cloudidentity
 from reconciler.providers.federation import client as federation
@@ -78,6 +78,7 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
     made, _, desired = commands.make_plan(
         path,
         store,
+        when=commands.today(options.at, now),
         allow_disables=options.allow_disables,
         events_source=source,
     )
@@ -177,16 +178,18 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
-    desired = commands.load(path)
+    desired = commands.load(path, commands.today(options.at, now))
+    at = saved_plan.apply_date(desired, now)
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
         loaded()  # the desired and the recorded state: from here on the GC leaves them alone
         resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
-        made = planner.plan(
+        made = expiry.plan_at(
             desired,
             applier.state if applier.state.serial else None,
+            at=at,
             allow_disables=options.allow_disables,
             events=events,
             events_refreshed=source is not None,
@@ -197,6 +200,8 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
         _show_text(made, options, now)
         commands.check_guard(made)
+        if options.revocations_only:
+            commands.check_revocations_only(made)
         if not made.has_changes:
             report = resumed or applier.report
             return _finish(report, options.fmt, made, nothing=True)
@@ -263,7 +268,8 @@ def _apply_saved(
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
     path = saved_plan.input_path(saved)
-    desired = commands.load(path)
+    desired = commands.load(path, commands.today(options.at, now))
+    at = saved_plan.apply_date(desired, now)
     store = saved_plan.store(saved, options.common, os.environ)
     connect = cloudidentity_connect(os.environ)
     with _client_and_lock(store, options.common, "apply") as client:
@@ -279,7 +285,7 @@ def _apply_saved(
         recorded = current if current.serial else None
         planfile.check_fresh(saved, recorded, desired.digest)
         made = saved_plan.plan_again(
-            saved, desired, recorded, store, allow_disables=options.allow_disables
+            saved, desired, recorded, store, at=at, allow_disables=options.allow_disables
         )
         made = saved_plan.with_retries(
             made,
@@ -293,6 +299,8 @@ def _apply_saved(
         made = provenance.annotate(made, path, desired)
         _show_text(made, options, now)
         saved_plan.check_guard(made, saved)
+        if options.revocations_only:
+            commands.check_revocations_only(made)
         report = applier.run(made, source_commit=provenance.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
@@ -436,11 +444,13 @@ def refresh(options: RefreshOptions) -> int:
     return _finish(report, fmt, None)
 
 
-def why(options: WhyOptions) -> int:
+def why(options: WhyOptions, *, now: dt.datetime) -> int:
     """``reconciler why ACCOUNT``: YAML entry → roles → planned change → batch → state."""
     path, account = options.path, options.account
     store = commands.store_for(path, options.common)
-    made, recorded, desired = commands.make_plan(path, store, allow_disables=None)
+    made, recorded, desired = commands.make_plan(
+        path, store, when=commands.today(None, now), allow_disables=None
+    )
     user = desired.users.get(account)
     if user is None and (recorded is None or account not in recorded.accounts):
         raise UsageError(

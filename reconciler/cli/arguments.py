@@ -7,13 +7,22 @@ typed value; ``grammar`` composes them into the commands.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import parsing
-from reconciler.cli.options import Common, Options, PlanFormat, ReportFormat, Shell, ValidateFormat
+from reconciler.cli.options import (
+    AccessFormat,
+    Common,
+    Options,
+    PlanFormat,
+    ReportFormat,
+    Shell,
+    ValidateFormat,
+)
 from reconciler.errors import UsageError
 
 PROG = "reconciler"
@@ -185,6 +194,25 @@ def redact_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def choices(enum_type: type[ValidateFormat | PlanFormat | ReportFormat | Shell]) -> list[str]:
+def choices(
+    enum_type: type[ValidateFormat | PlanFormat | ReportFormat | AccessFormat | Shell],
+) -> list[str]:
     """The values of a closed set, for argparse's ``choices``."""
     return [member.value for member in enum_type]
+
+
+def iso_date(text: str) -> dt.date:
+    """An ``--at`` value: a calendar date YYYY-MM-DD (argparse turns the error into usage)."""
+    if len(text) == 10:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(
+        f"--at takes a calendar date YYYY-MM-DD, e.g. 2026-12-15 (got {text!r})"
+    )
+
+
+def at_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """--at DATE: the date end dates are evaluated at (default RECONCILER_AT, else today)."""
+    parser.add_argument("--at", type=iso_date, metavar="DATE", help=help_text)

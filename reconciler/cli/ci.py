@@ -249,6 +249,8 @@ def apply_summary(exit_code: int, report: dict[str, Any] | None, log: str) -> st
     errors = [line for line in log.splitlines() if line.startswith(("error:", "hint:"))]
     if exit_code == EXIT_OK:
         head = "### ✅ reconciler apply: done"
+    elif exit_code == EXIT_BLOCKED and any("--revocations-only" in line for line in errors):
+        head = "### ⛔ reconciler apply: refused, the plan grants or changes access"
     elif exit_code == EXIT_BLOCKED:
         head = "### ⛔ reconciler apply: blocked by a guard rail"
     elif any("stale plan" in line for line in errors):

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,7 +21,7 @@ from reconciler.cli.options import (
     ValidateFormat,
     ValidateOptions,
 )
-from reconciler.desired import loading, validation
+from reconciler.desired import dates, loading, validation
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
@@ -28,11 +29,12 @@ from reconciler.errors import (
     InputError,
     PlanError,
     Problem,
+    Severity,
     StateError,
     UsageError,
     ValidationFailed,
 )
-from reconciler.plan import planfile, planner
+from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
 from reconciler.stores import Store, open_store
@@ -90,10 +92,34 @@ def max_bytes() -> int:
         ) from None
 
 
-def load(path: Path) -> DesiredState:
-    """Read and validate the desired state; its problems, if any, go to stderr first."""
+AT_ENV = "RECONCILER_AT"
+
+
+def today(given: dt.date | None, now: dt.datetime) -> dates.Today:
+    """When end dates are evaluated: ``--at``, else RECONCILER_AT, else the clock's ``now``."""
+    if given is None and AT_ENV in os.environ:
+        raw = os.environ[AT_ENV]
+        given = dates.read_date(raw)
+        if given is None:
+            raise UsageError(
+                f"{AT_ENV} must be a calendar date YYYY-MM-DD, not {raw!r}",
+                hint=f"unset {AT_ENV} to evaluate end dates at today's date",
+            )
+    return dates.Today(now=now, given=given)
+
+
+def evaluated_at(desired: DesiredState) -> dt.date:
+    """The date validation evaluated ``desired``'s end dates at (load with ``today``)."""
+    if desired.at is None:
+        raise AssertionError("the desired state was loaded without a date")  # a bug, not input
+    return desired.at
+
+
+def load(path: Path, when: dates.Today | None = None) -> DesiredState:
+    """Read and validate the desired state (end dates at ``when``, if given); its problems,
+    if any, go to stderr first."""
     try:
-        return validation.load_desired(path, max_bytes=max_bytes())
+        return validation.load_desired(path, max_bytes=max_bytes(), today=when)
     except ValidationFailed as failed:
         # The error's hint says "fix the problems listed above": list them.
         for problem in failed.problems:
@@ -104,31 +130,37 @@ def load(path: Path) -> DesiredState:
 # -- validate ------------------------------------------------------------------------
 
 
-def validate(options: ValidateOptions) -> int:
-    """``reconciler validate``: every problem, located; exit 1 if any."""
+def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
+    """``reconciler validate``: every problem, located; exit 1 if any error (warnings, such
+    as an end date already past, are shown and do not fail)."""
     path, fmt = options.path, options.fmt
+    when = today(options.at, now)
     listing = loading.list_input(path)
     for item in listing.ignored:
         sys.stderr.write(f"note: ignored {item.display}: {item.reason}\n")
     if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
-        return _validate_for_review(path, listing, fmt=fmt)
+        return _validate_for_review(path, listing, fmt=fmt, when=when)
     ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
     try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes())
+        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
     except ValidationFailed as failed:
         if fmt is ValidateFormat.JSON:
-            out(json.dumps(_problems_json(failed) | ignored, indent=2))
+            out(json.dumps(_problems_json(failed.problems) | ignored, indent=2))
         else:
             for problem in failed.problems:
                 out(problem.render())
         raise
     if fmt is ValidateFormat.JSON:
-        report = {"valid": True, "problems": [], "users": len(desired.users)} | ignored
+        report = _problems_json(desired.warnings) | {"users": len(desired.users)} | ignored
         out(json.dumps(report, indent=2))
     else:
+        for problem in desired.warnings:
+            out(problem.render())
+        count = len(desired.warnings)
+        warned = f"; {count} warning{'s' if count != 1 else ''}" if count else ""
         out(
             f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
-            f"in {len(desired.files)} file(s)."
+            f"in {len(desired.files)} file(s){warned}."
         )
     return EXIT_OK
 
@@ -137,8 +169,10 @@ def _ignored_json(item: loading.Ignored) -> dict[str, str]:
     return {"file": item.display, "reason": item.reason}
 
 
-def _validate_for_review(path: Path, listing: loading.Listing, *, fmt: ValidateFormat) -> int:
-    """SARIF or GitHub annotations, with paths relative to the repository's top."""
+def _validate_for_review(
+    path: Path, listing: loading.Listing, *, fmt: ValidateFormat, when: dates.Today
+) -> int:
+    """SARIF or GitHub annotations (warnings as warnings), paths relative to the repository."""
     from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
     from reconciler.render import findings  # noqa: PLC0415 - only these formats render findings
 
@@ -150,28 +184,31 @@ def _validate_for_review(path: Path, listing: loading.Listing, *, fmt: ValidateF
             sys.stdout.write(findings.github(problems, root=root))
 
     try:
-        validation.load_listed(listing, max_bytes=max_bytes())
+        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
     except ValidationFailed as failed:
         emit(failed.problems)
         raise
-    emit(())
+    emit(desired.warnings)
     return EXIT_OK
 
 
-def _problems_json(failed: ValidationFailed) -> dict[str, Any]:
+def _problems_json(problems: tuple[Problem, ...]) -> dict[str, Any]:
+    """``valid`` (no error among ``problems``), and every problem with its severity."""
     return {
-        "valid": False,
+        "valid": not any(p.severity is Severity.ERROR for p in problems),
         "problems": [
             {
                 "file": p.file,
                 "line": p.line,
                 "col": p.col,
+                "severity": p.severity.value,
                 "message": p.message,
                 "rule": p.rule,
                 "path": list(p.path),
             }
-            for p in failed.problems
+            for p in problems
         ],
+        "warnings": sum(1 for p in problems if p.severity is Severity.WARNING),
     }
 
 
@@ -222,19 +259,42 @@ def check_guard(plan: Plan) -> None:
         )
 
 
+def check_revocations_only(plan: Plan) -> None:
+    """``apply --revocations-only``: GuardRailBlocked (exit 3) unless every change only takes
+    access away (role removals, disables); provisioning retries are allowed."""
+    others = [change for change in plan.changes if not change.revokes_only]
+    if not others:
+        return
+    shown = ", ".join(
+        f"{c.kind.value} {c.account}"
+        + (f" (+{common.roles_text(plan, c.roles_added)})" if c.roles_added else "")
+        for c in others[:5]
+    )
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    raise GuardRailBlocked(
+        f"--revocations-only: the plan also grants or changes access ({len(others)} "
+        f"change{'s' if len(others) != 1 else ''}: {shown}{more}); nothing was sent",
+        hint="changes that grant access go through a reviewed apply (a pull request and "
+        "its plan); run without --revocations-only only after reviewing this plan",
+    )
+
+
 def make_plan(
     path: Path,
     store: Store,
     *,
+    when: dates.Today,
     allow_disables: int | None,
     events_source: Any = None,
 ) -> tuple[Plan, State | None, DesiredState]:
-    """Load, read the state, list failed events when given a source, and plan."""
-    desired = load(path)
+    """Load (end dates at ``when``), read the state, list failed events when given a
+    source, and plan."""
+    desired = load(path, when)
     recorded = store.read()
-    plan = planner.plan(
+    plan = expiry.plan_at(
         desired,
         recorded,
+        at=evaluated_at(desired),
         allow_disables=allow_disables,
         events=events_source(desired, recorded) if events_source is not None else (),
         events_refreshed=events_source is not None,
@@ -242,6 +302,11 @@ def make_plan(
         workspace=workspace_of(store),
     )
     return plan, recorded, desired
+
+
+def with_input_path(plan: Plan, path: Path) -> Plan:
+    """``plan`` naming the desired-state path it was made from."""
+    return replace(plan, input_path=str(path))
 
 
 def read_plan(path: Path) -> Plan:

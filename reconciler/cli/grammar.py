@@ -3,7 +3,8 @@
 One rule for operands: a command's own operands come first, then the desired-state PATH,
 always optional and always last (default ``.``): ``why ACCOUNT [PATH]``, ``state push FILE
 [PATH]``. A variable number of accounts cannot share that rule without a guess, so ``import``
-names them with a repeatable ``--account NAME`` (or ``--all``) and keeps PATH its only operand.
+and ``state rm`` name them with a repeatable ``--account NAME`` and keep PATH their only
+operand: ``state rm li.wei desired`` would leave ``desired`` either an account or the path.
 
 Old spellings keep working with a one-line note on stderr: ``--path DIR`` on ``state`` and
 ``force-unlock`` (an error when it disagrees with the operand), ``--refresh=false|true``.
@@ -23,6 +24,7 @@ from reconciler.cli import arguments, parsing
 from reconciler.cli.arguments import Builder, Notes, Subparsers
 from reconciler.cli.completion import CommandSpec
 from reconciler.cli.options import (
+    AccessFormat,
     ApplyOptions,
     CompletionOptions,
     ForceUnlockOptions,
@@ -31,6 +33,7 @@ from reconciler.cli.options import (
     PlanFormat,
     PlanOptions,
     RefreshOptions,
+    ReportAccessOptions,
     ReportFormat,
     SandboxOptions,
     Shell,
@@ -38,6 +41,7 @@ from reconciler.cli.options import (
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
+    StateRmOptions,
     StateShowOptions,
     ValidateFormat,
     ValidateOptions,
@@ -53,10 +57,12 @@ Every command that reads the desired state takes it as PATH, its last operand: a
 file or a directory of them (default: the current directory)."""
 
 EPILOG = """exit codes: 0 success; 1 error, including a usage error; 2 changes present
-(plan --detailed-exitcode); 3 blocked by a guard rail; 130/143 apply or refresh stopped by
-SIGINT/SIGTERM (what was in flight is recorded: refresh or apply settles it).
+(plan --detailed-exitcode); 3 blocked by a guard rail (or apply --revocations-only); 130/143
+apply or refresh stopped by SIGINT/SIGTERM (what was in flight is recorded: refresh or apply
+settles it).
 
 environment: RECONCILER_STATE (state location: a path or postgresql://...),
+RECONCILER_AT (the date end dates are evaluated at, like --at),
 RECONCILER_PG_LOCK_TIMEOUT / _STATEMENT_TIMEOUT (PostgreSQL state),
 RECONCILER_FEDERATION_URL / _APP_KEY / _APP_SECRET / _TENANT_SPACE_ID / _TIMEOUT,
 RECONCILER_CLOUDIDENTITY_URL / _TIMEOUT, VOLCENGINE_ACCESS_KEY / _SECRET_KEY /
@@ -106,6 +112,7 @@ def build() -> parsing.Parser:
         _why,
         _force_unlock,
         _state,
+        _report,
         _sandbox,
         _completion,
     ):
@@ -125,10 +132,17 @@ def _validate(sub: Subparsers) -> None:
         default="text",
         help="how to report problems (github: annotations; sarif: code scanning)",
     )
+    arguments.at_option(p, _AT_HELP)
+
+
+_AT_HELP = (
+    "evaluate end dates (expires, until) at this date, YYYY-MM-DD (default: "
+    "RECONCILER_AT, else today in policy.timezone)"
+)
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
-    return ValidateOptions(path=ns.path or Path("."), fmt=ValidateFormat(ns.format))
+    return ValidateOptions(path=ns.path or Path("."), fmt=ValidateFormat(ns.format), at=ns.at)
 
 
 def _plan(sub: Subparsers) -> None:
@@ -145,6 +159,7 @@ def _plan(sub: Subparsers) -> None:
     )
     p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when there are changes")
     arguments.redact_option(p)
+    arguments.at_option(p, _AT_HELP)
 
 
 def _plan_options(ns: argparse.Namespace, notes: Notes) -> PlanOptions:
@@ -158,6 +173,7 @@ def _plan_options(ns: argparse.Namespace, notes: Notes) -> PlanOptions:
         refresh=arguments.refresh_flag(ns, notes),
         show_batches=ns.show_batches,
         redact=ns.redact,
+        at=ns.at,
     )
 
 
@@ -214,6 +230,17 @@ def _apply(sub: Subparsers) -> None:
         help="createTask calls in flight at once (default 8)",
     )
     arguments.task_timeout_option(p)
+    p.add_argument(
+        "--revocations-only",
+        action="store_true",
+        help="refuse (exit 3, nothing sent) a plan with anything but role removals, "
+        "disables and provisioning retries: for unreviewed, scheduled runs",
+    )
+    arguments.at_option(
+        p,
+        "evaluate end dates at this date, YYYY-MM-DD: today or later, never earlier "
+        "(default: RECONCILER_AT, else today in policy.timezone)",
+    )
 
 
 def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
@@ -227,6 +254,8 @@ def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
         refresh=arguments.refresh_flag(ns, notes),
         show_batches=ns.show_batches,
         task_timeout=ns.task_timeout,
+        at=ns.at,
+        revocations_only=ns.revocations_only,
     )
 
 
@@ -291,7 +320,7 @@ def _import_options(ns: argparse.Namespace, notes: Notes) -> ImportOptions:
 
 
 def _import_spelling(path: Path | None, accounts: Sequence[str]) -> str:
-    flags = [word for account in accounts for word in ("--account", account)]
+    flags = _account_flags(accounts)
     return shlex.join([PROG, "import", *([str(path)] if path is not None else []), *flags])
 
 
@@ -305,6 +334,15 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str]) -> UsageError:
         return UsageError(
             f"import takes one PATH; name accounts with --account: {' '.join(accounts)}",
             hint=_import_spelling(known, accounts),
+        )
+    if getattr(ns, "state_command", None) == "rm" and not any(w.startswith("-") for w in extras):
+        path = ns.path
+        words = [str(path)] if path is not None and not path.exists() else []
+        known = path if path is not None and path.exists() else None
+        accounts = (*words, *extras, *(ns.accounts or ()))
+        return UsageError(
+            f"state rm takes one PATH; name accounts with --account: {' '.join(accounts)}",
+            hint=_rm_spelling(known, accounts),
         )
     return UsageError(
         f"unrecognized arguments: {' '.join(extras)}", hint=f"run '{ns.command_prog} --help'"
@@ -365,6 +403,18 @@ def _state(sub: Subparsers) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="a state document (from state pull)")
     arguments.path_operand(p)
     p.add_argument("--force", action="store_true", help="skip the lineage and serial checks")
+    p = arguments.command(
+        inner, "rm", "stop managing accounts, without disabling them", _state_rm_options
+    )
+    arguments.path_operand(p)
+    p.add_argument(
+        "--account",
+        action="append",
+        dest="accounts",
+        metavar="NAME",
+        help="an account to forget (repeat for more); it is left as it is on the tenant",
+    )
+    p.add_argument("--force", action="store_true", help="do not ask for confirmation")
     for command in inner.choices.values():
         arguments.state_options(command)
         arguments.legacy_path(command)
@@ -390,6 +440,66 @@ def _state_pull_options(ns: argparse.Namespace, notes: Notes) -> StatePullOption
 def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOptions:
     path = arguments.located(ns, notes, ["state", "push", str(ns.file)])
     return StatePushOptions(path=path, file=ns.file, force=ns.force, common=arguments.common(ns))
+
+
+def _state_rm_options(ns: argparse.Namespace, notes: Notes) -> StateRmOptions:
+    accounts: tuple[str, ...] = tuple(ns.accounts or ())
+    if ns.path is not None and not ns.path.exists():
+        # ``state rm li.wei``: the natural guess at the spelling; say how it is written.
+        raise UsageError(
+            f"{ns.path}: no such desired-state path; state rm names accounts with --account",
+            hint=_rm_spelling(None, (str(ns.path), *accounts)),
+        )
+    path = arguments.located(ns, notes, ["state", "rm", *_account_flags(accounts)])
+    return StateRmOptions(path=path, accounts=accounts, force=ns.force, common=arguments.common(ns))
+
+
+def _account_flags(accounts: Sequence[str]) -> list[str]:
+    return [word for account in accounts for word in ("--account", account)]
+
+
+def _rm_spelling(path: Path | None, accounts: Sequence[str]) -> str:
+    where = [str(path)] if path is not None else []
+    return shlex.join([PROG, "state", "rm", *_account_flags(accounts), *where])
+
+
+def _report(sub: Subparsers) -> None:
+    parent: parsing.Parser = sub.add_parser(
+        "report",
+        help="reports for audits",
+        description="Reports for audits; PATH (last, default .) is the desired state.",
+    )
+    parent.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parent.set_defaults(command_prog=parent.prog)
+    inner = parent.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    p = arguments.command(
+        inner,
+        "access",
+        "who holds which role, since when, until when, granted by which change",
+        _report_access_options,
+    )
+    arguments.path_operand(p)
+    arguments.state_options(p)
+    p.add_argument(
+        "--format",
+        choices=arguments.choices(AccessFormat),
+        default="markdown",
+        help="markdown (a review ticket), csv (a spreadsheet) or json",
+    )
+    arguments.redact_option(p)
+    arguments.at_option(p, _AT_HELP)
+
+
+def _report_access_options(ns: argparse.Namespace, notes: Notes) -> ReportAccessOptions:
+    return ReportAccessOptions(
+        path=ns.path or Path("."),
+        common=arguments.common(ns),
+        fmt=AccessFormat(ns.format),
+        redact=ns.redact,
+        at=ns.at,
+    )
 
 
 def _sandbox(sub: Subparsers) -> None:

@@ -15,7 +15,15 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from reconciler.cli import commands, completion, grammar, masking, signals, state_commands
+from reconciler.cli import (
+    commands,
+    completion,
+    grammar,
+    masking,
+    report_commands,
+    signals,
+    state_commands,
+)
 from reconciler.cli.options import (
     LONG_RUNNING,
     ApplyOptions,
@@ -25,11 +33,13 @@ from reconciler.cli.options import (
     Options,
     PlanOptions,
     RefreshOptions,
+    ReportAccessOptions,
     SandboxOptions,
     ShowOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
+    StateRmOptions,
     StateShowOptions,
     ValidateOptions,
     WhyOptions,
@@ -48,7 +58,7 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
 
     match options:
         case ValidateOptions():
-            return commands.validate(options)
+            return commands.validate(options, now=now)
         case PlanOptions():
             return apply_commands.plan(options, now=now)
         case ShowOptions():
@@ -60,17 +70,19 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
         case ImportOptions():
             return commands.import_accounts(options)
         case WhyOptions():
-            return apply_commands.why(options)
+            return apply_commands.why(options, now=now)
         case ForceUnlockOptions():
             return state_commands.force_unlock(options)
-        case StateListOptions():
-            return state_commands.state_list(options)
-        case StateShowOptions():
-            return state_commands.state_show(options)
-        case StatePullOptions():
-            return state_commands.state_pull(options)
-        case StatePushOptions():
-            return state_commands.state_push(options)
+        case (
+            StateListOptions()
+            | StateShowOptions()
+            | StatePullOptions()
+            | StatePushOptions()
+            | StateRmOptions()
+        ):
+            return state_commands.run(options)
+        case ReportAccessOptions():
+            return report_commands.report_access(options, now=now)
         case SandboxOptions():
             from reconciler.cli import sandbox_command  # noqa: PLC0415 - loads the sandbox
 

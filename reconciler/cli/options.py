@@ -6,6 +6,7 @@ Handlers receive these, never an ``argparse.Namespace``: the command line's shap
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,14 @@ class ReportFormat(enum.StrEnum):
     JSON = "json"
 
 
+class AccessFormat(enum.StrEnum):
+    """How ``report access`` writes the access review."""
+
+    MARKDOWN = "markdown"
+    CSV = "csv"
+    JSON = "json"
+
+
 class Shell(enum.StrEnum):
     """Shells ``completion`` writes a script for."""
 
@@ -61,6 +70,7 @@ class ValidateOptions:
 
     path: Path
     fmt: ValidateFormat = ValidateFormat.TEXT
+    at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +86,7 @@ class PlanOptions:
     refresh: bool = True
     show_batches: bool = False
     redact: str = ""
+    at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +112,8 @@ class ApplyOptions:
     refresh: bool = True
     show_batches: bool = False
     task_timeout: float | None = None  # None: RECONCILER_TASK_TIMEOUT, else the default
+    at: dt.date | None = None  # None: RECONCILER_AT, else today; never before today
+    revocations_only: bool = False  # refuse (exit 3) a plan that grants or changes anything
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,6 +201,35 @@ class StatePushOptions:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StateRmOptions:
+    """``reconciler state rm --account NAME [--account NAME ...] [PATH] [--force]``."""
+
+    path: Path
+    accounts: tuple[str, ...]
+    force: bool = False  # no confirmation (needed without a terminal)
+    common: Common = Common()
+
+    def __post_init__(self) -> None:
+        """Refuse a removal of nothing."""
+        if not self.accounts:
+            raise UsageError(
+                "name the accounts to stop managing",
+                hint="reconciler state rm --account NAME [--account NAME ...] [PATH]",
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportAccessOptions:
+    """``reconciler report access [PATH]``."""
+
+    path: Path
+    common: Common = Common()
+    fmt: AccessFormat = AccessFormat.MARKDOWN
+    redact: str = ""
+    at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SandboxOptions:
     """``reconciler sandbox``."""
 
@@ -216,6 +258,8 @@ Options: TypeAlias = (
     | StateShowOptions
     | StatePullOptions
     | StatePushOptions
+    | StateRmOptions
+    | ReportAccessOptions
     | SandboxOptions
     | CompletionOptions
 )

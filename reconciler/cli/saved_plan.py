@@ -15,6 +15,7 @@ plans again from exactly those, so:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import replace
@@ -24,10 +25,10 @@ from reconciler.apply import provisioning
 from reconciler.apply.engine import ApplyReport
 from reconciler.cli import commands
 from reconciler.cli.options import Common
-from reconciler.desired import loading
+from reconciler.desired import dates, loading
 from reconciler.desired.model import DesiredState
-from reconciler.errors import ConfigError, GuardRailBlocked, PlanError
-from reconciler.plan import integrity, planner
+from reconciler.errors import ConfigError, GuardRailBlocked, PlanError, UsageError
+from reconciler.plan import integrity
 from reconciler.plan.model import Plan
 from reconciler.stores import STATE_ENV, Store, open_store
 from reconciler.stores.location import Backend as LocationBackend
@@ -133,19 +134,38 @@ def plan_again(
     recorded: State | None,
     store: Store,
     *,
+    at: dt.date,
     allow_disables: int | None,
 ) -> Plan:
-    """The plan of ``desired`` against ``recorded`` now; PlanError unless it is ``saved``."""
-    made = planner.plan(
+    """The plan of ``desired`` against ``recorded`` at ``at``; PlanError unless it is
+    ``saved`` (StalePlan when only end dates passed since it was made)."""
+    return integrity.replan(
+        saved,
         desired,
         recorded,
+        at=at,
+        against=f"{saved.input_path} and state {store.describe()}",
         allow_disables=allow_disables,
         input_path=saved.input_path,
         state_location=store.describe(),
         workspace=commands.workspace_of(store),
     )
-    integrity.verify(saved, made, against=f"{saved.input_path} and state {store.describe()}")
-    return made
+
+
+def apply_date(desired: DesiredState, now: dt.datetime) -> dt.date:
+    """The date apply evaluates end dates at: ``--at`` / RECONCILER_AT or today, in the
+    policy's timezone; never before today, which could give back access that has ended."""
+    at = commands.evaluated_at(desired)
+    clock = dates.Today(now=now).date(desired.policy.timezone)
+    if at < clock:
+        raise UsageError(
+            f"apply evaluates end dates at {at}, before today ({clock} in "
+            f"{desired.policy.timezone}): an earlier date could give back access that has "
+            "ended; nothing was sent",
+            hint="drop --at (and RECONCILER_AT) to apply at today's date, or give today or a "
+            "later date",
+        )
+    return at
 
 
 def with_retries(

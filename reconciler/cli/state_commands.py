@@ -1,4 +1,4 @@
-"""The state commands: ``state list|show|pull|push`` and ``force-unlock``.
+"""The state commands: ``state list|show|pull|push|rm`` and ``force-unlock``.
 
 Each names the state it used — location (password masked), workspace, lineage, serial —
 on stderr, so stdout stays the list or the document; a state that does not exist is
@@ -11,22 +11,45 @@ import json
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import TextIO
 
-from reconciler.cli.commands import out, store_for
+from reconciler.cli.commands import max_bytes, out, store_for
 from reconciler.cli.options import (
     ForceUnlockOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
+    StateRmOptions,
     StateShowOptions,
 )
-from reconciler.errors import EXIT_ERROR, EXIT_OK, StateError, UsageError
+from reconciler.desired import validation
+from reconciler.errors import EXIT_ERROR, EXIT_OK, InputError, StateError, UsageError
 from reconciler.stores import LockInfo, Store, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import State
 
 _WHERE_HINT = "if a state was expected here, check --state / RECONCILER_STATE and --workspace"
+
+
+StateOptions = (
+    StateListOptions | StateShowOptions | StatePullOptions | StatePushOptions | StateRmOptions
+)
+
+
+def run(options: StateOptions) -> int:
+    """Run one ``state`` subcommand."""
+    match options:
+        case StateListOptions():
+            return state_list(options)
+        case StateShowOptions():
+            return state_show(options)
+        case StatePullOptions():
+            return state_pull(options)
+        case StatePushOptions():
+            return state_push(options)
+        case StateRmOptions():
+            return state_rm(options)
 
 
 def _announce(store: Store, state: State, verb: str = "State at") -> None:
@@ -174,3 +197,95 @@ def _confirmed(store: Store, holder: LockInfo, stdin: TextIO) -> bool:
     )
     sys.stdout.flush()
     return stdin.readline().strip() == "yes"
+
+
+def state_rm(options: StateRmOptions, *, stdin: TextIO | None = None) -> int:
+    """``reconciler state rm --account NAME…``: stop managing accounts, never disabling them.
+
+    Checked before asking and again under the lock (the state may move while a person
+    reads the question): every account must be in the state, none in a batch of an
+    interrupted apply (forgetting it would lose what that batch did). The write is fenced
+    like every write under the lock.
+    """
+    accounts = tuple(dict.fromkeys(options.accounts))
+    store = store_for(options.path, options.common)
+    _removable(store, _read(store), accounts)
+    if not options.force and not _rm_confirmed(store, accounts, stdin or sys.stdin):
+        out("State rm cancelled.")
+        return EXIT_ERROR
+    with store.lock("state rm", timeout=options.common.lock_timeout):
+        current = store.read()
+        if current is None:
+            raise StateError(store.location.absent(), hint=_WHERE_HINT)
+        _removable(store, current, accounts)
+        kept = {a: r for a, r in current.accounts.items() if a not in accounts}
+        written = current.successor(accounts=kept)
+        store.write(written)
+    out(
+        f"Removed {len(accounts)} account(s) from the state at {store.location.named()} "
+        f"(lineage {written.lineage}, serial {written.serial}): {', '.join(accounts)}. "
+        "Nothing was sent: they stay as they are on the tenant, and reconciler no longer "
+        "manages them."
+    )
+    for line in _still_declared(options.path, accounts):
+        out(line, stream=sys.stderr)
+    return EXIT_OK
+
+
+def _removable(store: Store, current: State, accounts: tuple[str, ...]) -> None:
+    """StateError unless every account is in ``current`` and none awaits a batch's result."""
+    unknown = [a for a in accounts if a not in current.accounts]
+    if unknown:
+        raise StateError(
+            f"not in the state at {store.location.named()}: {', '.join(unknown)}; "
+            "nothing was removed",
+            hint="`reconciler state list` shows the managed accounts",
+        )
+    waiting = {
+        entry.account: batch.batch_id
+        for batch in current.pending
+        for entry in batch.entries
+        if entry.account in accounts
+    }
+    if waiting:
+        named = ", ".join(f"{a} (batch {b})" for a, b in sorted(waiting.items()))
+        raise StateError(
+            f"cannot remove {named}: a batch of an interrupted apply holds a change of it "
+            "without a recorded result, and forgetting the account would lose what that "
+            "batch did; nothing was removed",
+            hint="run `reconciler refresh` to settle the batch, then `reconciler state rm` again",
+        )
+
+
+def _rm_confirmed(store: Store, accounts: tuple[str, ...], stdin: TextIO) -> bool:
+    """Ask on the terminal; refuse (with the --force hint) without one."""
+    if not stdin.isatty():
+        raise UsageError(
+            "state rm needs confirmation, and there is no terminal to ask on",
+            hint="check the accounts, then add --force",
+        )
+    sys.stdout.write(
+        f"Stop managing {', '.join(accounts)} in the state at {store.location.named()}?\n"
+        "They are not disabled; reconciler forgets them (a later plan would create one that "
+        "is still declared).\nOnly 'yes' will be accepted to confirm: "
+    )
+    sys.stdout.flush()
+    return stdin.readline().strip() == "yes"
+
+
+def _still_declared(path: Path, accounts: tuple[str, ...]) -> list[str]:
+    """Warnings for removed accounts the desired state still declares."""
+    try:
+        desired = validation.load_desired(path, max_bytes=max_bytes())
+    except InputError as exc:
+        return [
+            f"warning: could not check whether the desired state at {path} still declares "
+            f"them ({exc.message}): remove them there before the next apply"
+        ]
+    return [
+        f"warning: {account} is still declared in the desired state "
+        f"({desired.users[account].source.render()}): remove it there before the next apply, "
+        "or the plan creates it again (which the API refuses for an account that exists)"
+        for account in accounts
+        if account in desired.users
+    ]

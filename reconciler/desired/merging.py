@@ -1,17 +1,28 @@
 """The rules across files (pure): merged roles, role references, unique accounts (also
 case-insensitively) and emails, email part lengths (API 100-214), one policy and one
-provisioning block. Each problem is a Pending: a path in a file, located later.
+provisioning block, end dates that name a day. Each problem is a Pending: a path in a
+file, located later.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.desired import loading
-from reconciler.desired.model import DesiredState, Policy, Provisioning, Role, Source, User
-from reconciler.errors import excerpt
+from reconciler.desired import dates, loading
+from reconciler.desired.model import (
+    DEFAULT_EXPIRY_NOTICE_DAYS,
+    DEFAULT_TIMEZONE,
+    DesiredState,
+    Policy,
+    Provisioning,
+    Role,
+    Source,
+    User,
+)
+from reconciler.errors import Severity, excerpt
 
 Path_ = tuple[str | int, ...]
 _SHOWN_ROLES = 10  # "not defined" lists this many defined roles
@@ -26,6 +37,7 @@ class Pending:
     message: str
     on_key: bool = False
     rule: str = "rule"
+    severity: Severity = Severity.ERROR
 
 
 def _dict(value: Any) -> dict[Any, Any]:
@@ -41,8 +53,15 @@ def merge(files: tuple[loading.SourceFile, ...]) -> tuple[DesiredState, list[Pen
     problems: list[Pending] = []
     roles = _merge_roles(files, problems)
     policy, provisioning = _merge_settings(files, problems)
+    _check_limited_roles(files, policy, roles, problems)
     users = _merge_users(files, roles, problems)
-    merged = DesiredState(roles=roles, users=users, policy=policy, provisioning=provisioning)
+    merged = DesiredState(
+        roles=roles,
+        users=users,
+        policy=policy,
+        provisioning=provisioning,
+        dated=tuple(a for a, u in users.items() if u.expires is not None or u.timed),
+    )
     return merged, problems
 
 
@@ -144,13 +163,55 @@ def _policy(index: int, spec: dict[Any, Any], problems: list[Pending]) -> Policy
         )
     if isinstance(percent, bool) or not isinstance(percent, (int, float)):
         percent = None
+    timezone = spec.get("timezone", DEFAULT_TIMEZONE)
+    if isinstance(timezone, str) and timezone and dates.zone_of(timezone) is None:
+        problems.append(
+            Pending(
+                file=index,
+                path=("policy", "timezone"),
+                message=f"timezone {excerpt(timezone)} is not a time zone this system knows: "
+                "write an IANA name such as UTC or Europe/Berlin (install tzdata if it lacks "
+                "a time zone database)",
+            )
+        )
+    notice = _whole(spec.get("expiry_notice_days"))
     return Policy(
         max_disable_count=_whole(limit.get("count")),
         max_disable_percent=None if percent is None else float(percent),
         protected_accounts=frozenset(
             a for a in _list(spec.get("protected_accounts")) if isinstance(a, str)
         ),
+        timezone=timezone if isinstance(timezone, str) and timezone else DEFAULT_TIMEZONE,
+        expiry_notice_days=DEFAULT_EXPIRY_NOTICE_DAYS if notice is None else notice,
+        max_grant_days={
+            role: days
+            for role, raw in _dict(spec.get("max_grant_days")).items()
+            if isinstance(role, str) and (days := _whole(raw)) is not None
+        },
     )
+
+
+def _check_limited_roles(
+    files: tuple[loading.SourceFile, ...],
+    policy: Policy,
+    roles: dict[str, Role],
+    problems: list[Pending],
+) -> None:
+    """Each role of ``policy.max_grant_days`` must be defined: a typo must not lift a limit."""
+    unknown = [role for role in policy.max_grant_days if role not in roles]
+    if not unknown:
+        return
+    index = next(i for i, f in enumerate(files) if "policy" in _dict(f.data))
+    for role in unknown:
+        problems.append(
+            Pending(
+                file=index,
+                path=("policy", "max_grant_days", role),
+                on_key=True,
+                message=f"max_grant_days names role {excerpt(role)}, which is not defined "
+                "under `roles`",
+            )
+        )
 
 
 def _email_problem(email: str) -> str | None:
@@ -200,8 +261,16 @@ def _merge_users(
             first = seen.account(file_index, index, account)
             if "@" in email:
                 seen.email(file_index, index, email)
-            names = tuple([r for r in _list(entry.get("roles")) if isinstance(r, str)])
+            raw_roles = _list(entry.get("roles"))
+            names = tuple([r for r in raw_roles if isinstance(r, str)])
+            grants = None
+            if len(names) != len(raw_roles):  # {role, until} grants (or what the schema refuses)
+                grants = _read_grants(raw_roles, file_index, index, problems)
+                names = grants.names
             role_ids = resolver.role_ids(names, file_index, index)
+            expires = None
+            if "expires" in entry:
+                expires = _read_expires(entry["expires"], file_index, index, problems)
             if not first:
                 continue  # a duplicate: reported by seen.account, never planned
             users[account] = User(
@@ -212,8 +281,42 @@ def _merge_users(
                 role_ids=role_ids or (),
                 enabled=entry.get("enabled", True) is not False,
                 source=Source(file=source.display, line=lines.get(id(entry), 0)),
+                expires=expires,
+                timed=grants.timed if grants is not None else (),
             )
     return users
+
+
+def _read_grants(
+    raw_roles: list[Any], file_index: int, index: int, problems: list[Pending]
+) -> dates.Grants:
+    """The names and end dates of a roles list with mappings; impossible days reported."""
+    grants = dates.read_grants(raw_roles)
+    for role_index, text in grants.impossible:
+        problems.append(
+            Pending(
+                file=file_index,
+                path=("users", index, "roles", role_index, "until"),
+                message=dates.impossible("until", text),
+            )
+        )
+    return grants
+
+
+def _read_expires(raw: Any, file_index: int, index: int, problems: list[Pending]) -> dt.date | None:
+    """The user's ``expires`` date (None: one the schema or this reports)."""
+    if not isinstance(raw, str):
+        return None
+    day = dates.read_date(raw)
+    if day is None and dates.ISO_DATE.fullmatch(raw) is not None:
+        problems.append(
+            Pending(
+                file=file_index,
+                path=("users", index, "expires"),
+                message=dates.impossible("expires", raw),
+            )
+        )
+    return day
 
 
 def _declared_roles(files: tuple[loading.SourceFile, ...]) -> set[str]:

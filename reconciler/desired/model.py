@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.errors import Problem
+
 DEFAULT_MAX_DISABLE_COUNT = 10
 DEFAULT_MAX_DISABLE_PERCENT = 10.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_EXPIRY_NOTICE_DAYS = 14
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,16 +60,28 @@ class Role:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TimedGrant:
+    """A role grant with an end date: ``until`` is the first day without the role."""
+
+    role: str  # the role's name, as written
+    until: dt.date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class User:
     """A desired federated user."""
 
     account: str
     name: str
     email: str
-    roles: tuple[str, ...]  # role names, as written
+    roles: tuple[str, ...]  # role names, as written (time-bound ones included)
     role_ids: tuple[str, ...]  # resolved and sorted
     enabled: bool
     source: Source
+    # End dates, each the first day without access (``expires``: the account is disabled
+    # from that day on). Evaluated against a date by ``plan.expiry``, never here.
+    expires: dt.date | None = None
+    timed: tuple[TimedGrant, ...] = ()  # the grants of ``roles`` that have an end date
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +91,9 @@ class Policy:
     max_disable_count: int | None = None
     max_disable_percent: float | None = None
     protected_accounts: frozenset[str] = frozenset()
+    timezone: str = DEFAULT_TIMEZONE  # an IANA name: where "today" is taken for end dates
+    expiry_notice_days: int = DEFAULT_EXPIRY_NOTICE_DAYS  # "expiring soon" window of a plan
+    max_grant_days: Mapping[str, int] = field(default_factory=dict)  # role name -> days
 
     def disable_limit(self, managed: int) -> int:
         """How many disables one plan may carry, given ``managed`` enabled accounts."""
@@ -122,3 +142,8 @@ class DesiredState:
     provisioning: Provisioning = Provisioning()
     digest: str = ""
     files: tuple[str, ...] = ()
+    # Accounts whose entry carries an end date (``expires`` or a grant's ``until``): the
+    # only ones the expiry step looks at, so it costs nothing when nobody has a date.
+    dated: tuple[str, ...] = ()
+    at: dt.date | None = None  # the date validation evaluated end dates at (None: it did not)
+    warnings: tuple[Problem, ...] = ()  # problems that do not make the input invalid

@@ -2,26 +2,35 @@
 
 Layers: each file is a mapping (never echoed when it is not: it may be anything, an env
 file), then the JSON Schema (structure and the API's per-field rules, with friendly
-messages kept in the schema), then the rules the schema cannot say (``merging``). Every
-problem is located at ``file:line:col``; every value a message echoes is clipped.
+messages kept in the schema), then the rules the schema cannot say (``merging``), then,
+given today's date, the rules of end dates (``date_rules``). Every problem is located at
+``file:line:col``; every value a message echoes is clipped. Warnings (an end date already
+past) are located the same way and kept on the DesiredState; only errors make it invalid.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from reconciler import schemas
-from reconciler.desired import loading, merging, yamlsafe
+from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
 from reconciler.desired.model import DesiredState
-from reconciler.errors import Problem, ValidationFailed, excerpt
+from reconciler.errors import Problem, Severity, ValidationFailed, excerpt
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
 
 
-def validate(files: tuple[loading.SourceFile, ...], *, digest: str) -> DesiredState:
-    """The merged desired state; ValidationFailed listing every problem."""
+def validate(
+    files: tuple[loading.SourceFile, ...], *, digest: str, today: dates.Today | None = None
+) -> DesiredState:
+    """The merged desired state; ValidationFailed listing every problem.
+
+    With ``today``, end dates are checked at its date in the policy's timezone (the
+    state records that date as ``at``), and past ones are kept as warnings.
+    """
     located: list[Problem] = []
     pending: list[merging.Pending] = []
     for index, source in enumerate(files):
@@ -41,6 +50,7 @@ def validate(files: tuple[loading.SourceFile, ...], *, digest: str) -> DesiredSt
                 )
             )
             continue
+        dates.as_text(source.data, source.text)
         for error in schemas.errors(SCHEMA, source.data):
             pending.append(
                 merging.Pending(
@@ -53,17 +63,20 @@ def validate(files: tuple[loading.SourceFile, ...], *, digest: str) -> DesiredSt
             )
     desired, rule_problems = merging.merge(files)
     pending.extend(rule_problems)
+    at = None
+    if today is not None and dates.zone_of(desired.policy.timezone) is not None:
+        at = today.date(desired.policy.timezone)
+        pending.extend(date_rules.check(files, desired, at))
     located.extend(_locate(files, pending))
-    if located:
-        located.sort(key=lambda p: (p.file, p.line, p.col, p.message))
+    located.sort(key=lambda p: (p.file, p.line, p.col, p.message))
+    if any(problem.severity is Severity.ERROR for problem in located):
         raise ValidationFailed(tuple(located))
-    return DesiredState(
-        roles=desired.roles,
-        users=desired.users,
-        policy=desired.policy,
-        provisioning=desired.provisioning,
+    return replace(
+        desired,
         digest=digest,
         files=tuple(f.display for f in files),
+        at=at,
+        warnings=tuple(located),
     )
 
 
@@ -93,34 +106,48 @@ def _schema_message(error: schemas.SchemaError) -> str:
 def _locate(
     files: tuple[loading.SourceFile, ...], pending: Iterable[merging.Pending]
 ) -> list[Problem]:
-    out = []
+    """Each pending problem at its file:line:col; each file is composed once for all."""
+    by_file: dict[int, list[merging.Pending]] = {}
     for item in pending:
-        source = files[item.file]
-        mark = yamlsafe.node_at(source.text, item.path, item.on_key)
-        out.append(
-            Problem(
-                file=source.display,
-                line=mark.line,
-                col=mark.col,
-                message=item.message,
-                path=item.path,
-                rule=item.rule,
+        by_file.setdefault(item.file, []).append(item)
+    out = []
+    for index, items in by_file.items():
+        source = files[index]
+        marks = yamlsafe.marks_at(source.text, [(item.path, item.on_key) for item in items])
+        for item, mark in zip(items, marks, strict=True):
+            out.append(
+                Problem(
+                    file=source.display,
+                    line=mark.line,
+                    col=mark.col,
+                    message=item.message,
+                    path=item.path,
+                    rule=item.rule,
+                    severity=item.severity,
+                )
             )
-        )
     return out
 
 
-def load_desired(path: Any, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES) -> DesiredState:
+def load_desired(
+    path: Any,
+    *,
+    max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES,
+    today: dates.Today | None = None,
+) -> DesiredState:
     """Read, parse and validate the input at ``path`` (the one I/O entry point)."""
-    return load_listed(loading.list_input(path), max_bytes=max_bytes)
+    return load_listed(loading.list_input(path), max_bytes=max_bytes, today=today)
 
 
 def load_listed(
-    listing: loading.Listing, *, max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES
+    listing: loading.Listing,
+    *,
+    max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES,
+    today: dates.Today | None = None,
 ) -> DesiredState:
-    """Read, parse and validate the files of ``listing``."""
+    """Read, parse and validate the files of ``listing`` (end dates at ``today``, if given)."""
     # Loading only allocates, and nothing cyclic: each collection would rescan it for nothing.
     with yamlsafe.gc_paused():
         raw = loading.read_listed(listing, max_bytes=max_bytes)
         parsed = tuple(loading.parse_file(file) for file in raw)
-        return validate(parsed, digest=loading.digest(raw))
+        return validate(parsed, digest=loading.digest(raw), today=today)

@@ -13,15 +13,71 @@ saved plan is retried only if it is still failed and still decided "retry".
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from reconciler.errors import PlanError
-from reconciler.plan import planfile
+from reconciler.desired.model import DesiredState
+from reconciler.errors import PlanError, StalePlan
+from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Decision, EventDecision, Plan
+from reconciler.stores.model import State
 
 _SHOWN = 120  # characters of a value shown in a difference
+_ENDS_SHOWN = 5  # end dates named in a stale-by-date refusal; the rest are counted
+
+
+def replan(
+    saved: Plan,
+    desired: DesiredState,
+    recorded: State | None,
+    *,
+    at: dt.date,
+    against: str,
+    **options: Any,
+) -> Plan:
+    """The plan made again at ``at``, if its changes are exactly those of ``saved``.
+
+    When they differ only because an end date passed between the saved plan's date and
+    ``at`` (planned again at the saved date, the changes are the saved ones), StalePlan
+    says so in those words; any other difference is refused by :func:`verify`.
+    ``options`` are the planner's.
+    """
+    made = expiry.plan_at(desired, recorded, at=at, **options)
+    found = difference(saved, made)
+    if found is None:
+        return made
+    if saved.at is not None and saved.at != at:
+        then = expiry.plan_at(desired, recorded, at=saved.at, **options)
+        ended = expiry.ended_between(desired, saved.at, at)
+        if ended and difference(saved, then) is None:
+            raise StalePlan(_passed(saved.at, at, ended), hint=_STALE_HINT)
+    return raise_different(found, against=against)
+
+
+_STALE_HINT = (
+    "plan again (`reconciler plan --out FILE`) and review the new plan; the scheduled "
+    "`reconciler apply --revocations-only` run carries out end dates without a review"
+)
+
+
+def _passed(made_at: dt.date, at: dt.date, ended: tuple[expiry.Ended, ...]) -> str:
+    """Why a saved plan is stale by date: which end dates lie between its date and ``at``."""
+    named = ", ".join(expiry.describe(e) for e in ended[:_ENDS_SHOWN])
+    if len(ended) > _ENDS_SHOWN:
+        named += f" and {len(ended) - _ENDS_SHOWN} more"
+    what = expiry.counted(ended)
+    if made_at < at:
+        return (
+            f"stale plan: {what} expired since the plan was made ({made_at} → {at}): "
+            f"{named}; nothing was sent"
+        )
+    return (
+        f"stale plan: it was made for {made_at}, a later date than this apply's {at}, and "
+        f"{what} it carries out {'has' if len(ended) == 1 else 'have'} not ended yet: "
+        f"{named}; nothing was sent"
+    )
 
 
 def verify(saved: Plan, derived: Plan, *, against: str) -> None:
@@ -29,16 +85,25 @@ def verify(saved: Plan, derived: Plan, *, against: str) -> None:
 
     ``against`` says what ``derived`` was made from, for the message.
     """
+    found = difference(saved, derived)
+    if found is not None:
+        raise_different(found, against=against)
+
+
+def difference(saved: Plan, derived: Plan) -> str | None:
+    """The first difference between the changes of ``saved`` (as written) and ``derived``."""
     written = saved.extra.get("changes")
     if written is None:  # a plan value that was never a file: compare what it holds
         written = tuple(planfile.change_json(change) for change in saved.changes)
     planned = [planfile.change_json(change) for change in derived.changes]
     if planfile.digest(written) == planfile.digest(planned):
-        return  # canonical JSON, so `1` is not `true`: identical, without walking 100k changes
+        return None  # canonical JSON, so `1` is not `true`: identical, without walking 100k
     # As the file would hold them: JSON types only (a str enum is not a str to compare).
-    difference = first_difference(written, json.loads(json.dumps(planned)))
-    if difference is None:
-        return
+    return first_difference(written, json.loads(json.dumps(planned)))
+
+
+def raise_different(difference: str, *, against: str) -> NoReturn:
+    """The refusal of a saved plan whose changes are not the ones planned again."""
     raise PlanError(
         f"the saved plan is not the plan {against} gives: {difference}; nothing was sent",
         hint="the file was edited, or made from another input or by another reconciler "

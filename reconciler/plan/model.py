@@ -6,6 +6,7 @@ apply; nothing here talks to the outside world.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ __all__ = [
     "Change",
     "Decision",
     "EventDecision",
+    "Expired",
+    "Expiring",
     "Field",
     "FieldChange",
     "Guard",
@@ -32,7 +35,9 @@ __all__ = [
     "batch",
 ]
 
-PLAN_FORMAT_VERSION = 2  # 2: changes digest, state location, adopt
+# 2: changes digest, state location, adopt; 3: the date it was made at, expired and
+# expiring-soon grants (a plan is a function of the date now)
+PLAN_FORMAT_VERSION = 3
 BATCH_SIZE = 100
 
 
@@ -45,6 +50,8 @@ class Reason(enum.Enum):
     ADOPT = "imported: the tenant's account is unverified"
     DISABLED_IN_YAML = "enabled: false in the desired state"
     REMOVED = "removed from the desired state"
+    EXPIRED = "expired: its end date has passed"
+    GRANT_EXPIRED = "a grant's end date has passed"
 
 
 class Field(enum.StrEnum):
@@ -82,6 +89,25 @@ class FieldChange:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Expired:
+    """An end date that has passed, carried out by a change: a role removed, or a disable."""
+
+    role_id: str | None  # None: the account's own end date (``expires``)
+    on: dt.date  # the first day without access
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expiring:
+    """A grant, or an account, that ends within ``policy.expiry_notice_days``."""
+
+    account: str
+    role_id: str | None  # None: the account itself (``expires``)
+    on: dt.date  # the first day without access
+    days_left: int  # days from the plan's date to ``on`` (at least 1)
+    source: Source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """One account's change."""
 
@@ -94,6 +120,24 @@ class Change:
     roles_added: tuple[str, ...] = ()  # role ids
     roles_removed: tuple[str, ...] = ()
     source: Source | None = None  # where the desired entry is (None for removed accounts)
+    expired: tuple[Expired, ...] = ()  # end dates this change carries out
+
+    @property
+    def revokes_only(self) -> bool:
+        """Whether the change only takes access away: a disable, or a MODIFY that only
+        removes roles (never an adopt, which sets every attribute)."""
+        match self.action:
+            case Action.DISABLE:
+                return True
+            case Action.MODIFY:
+                return (
+                    self.reason is not Reason.ADOPT
+                    and not self.fields
+                    and not self.roles_added
+                    and bool(self.roles_removed)
+                )
+            case Action.CREATE:
+                return False
 
     @property
     def kind(self) -> Kind:
@@ -211,6 +255,10 @@ class Plan:
     outstanding: tuple[str, ...] = ()  # batch ids of unfinished tasks in the state
     notes: tuple[str, ...] = ()
     input_path: str = ""  # the desired-state path the plan was made from
+    at: dt.date | None = None  # the date end dates were evaluated at (None: not evaluated)
+    timezone: str = "UTC"  # whose calendar day ``at`` is (policy.timezone)
+    notice_days: int = 0  # the "expiring soon" window (policy.expiry_notice_days)
+    expiring: tuple[Expiring, ...] = ()  # grants and accounts ending within the window
     format_version: int = PLAN_FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -241,6 +289,16 @@ class Plan:
         """The YAML name of ``role_id`` (the id itself when unknown)."""
         info = self.roles.get(role_id)
         return info.name if info else role_id
+
+    def why(self, change: Change) -> tuple[str, ...]:
+        """The end dates ``change`` carries out, in words: ``expired on 2026-12-15
+        (team.yaml:12)``, or ``tenant-admin expired on …`` for a grant."""
+        where = f" ({change.source.render()})" if change.source is not None else ""
+        return tuple(
+            (f"{self.role_name(e.role_id)} " if e.role_id is not None else "")
+            + f"expired on {e.on}{where}"
+            for e in change.expired
+        )
 
     def change_for(self, account: str) -> Change | None:
         """The change of ``account``, if any."""

@@ -1,7 +1,8 @@
 """The plan's JSON form (``schemas/plan.schema.json``): write, read back, refuse when stale.
 
 A saved plan carries ``changes_digest``: the sha256 of its changes as written (each
-without ``source``, which is provenance and may differ between checkouts). Reading a plan
+without ``source``, which is provenance and may differ between checkouts, and ``why``, the
+end dates it carries out in words). Reading a plan
 whose changes do not match its digest is refused: the file was edited. That alone proves
 nothing (an editor can recompute it); ``integrity`` compares the changes with the plan
 made again at apply time.
@@ -9,6 +10,7 @@ made again at apply time.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -24,6 +26,8 @@ from reconciler.plan.model import (
     Change,
     Decision,
     EventDecision,
+    Expired,
+    Expiring,
     Field,
     FieldChange,
     Guard,
@@ -45,7 +49,7 @@ def dumps(plan: Plan) -> str:
 
 def to_json(plan: Plan) -> dict[str, Any]:
     """The plan as its JSON document."""
-    changes = [change_json(change) for change in plan.changes]
+    changes = [change_json(change, plan) for change in plan.changes]
     document: dict[str, Any] = {
         "format_version": plan.format_version,
         "tool": {"name": "reconciler", "version": __version__},
@@ -57,6 +61,12 @@ def to_json(plan: Plan) -> dict[str, Any]:
         },
         "input_digest": plan.input_digest,
         "input_path": plan.input_path,
+        "at": plan.at.isoformat() if plan.at is not None else None,
+        "timezone": plan.timezone,
+        "expiring": {
+            "notice_days": plan.notice_days,
+            "items": [_expiring(plan, item) for item in plan.expiring],
+        },
         "changes_digest": digest(changes),
         "summary": summary(plan),
         "guard": _guard(plan.guard),
@@ -98,7 +108,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
 
 
 def summary(plan: Plan) -> dict[str, Any]:
-    """Counts by kind (an adopt is not counted as a modify)."""
+    """Counts by kind (an adopt is not counted as a modify), and of end dates."""
+    ended = [e for change in plan.changes for e in change.expired]
     return {
         "create": plan.tally(Kind.CREATE),
         "adopt": plan.tally(Kind.ADOPT),
@@ -108,6 +119,20 @@ def summary(plan: Plan) -> dict[str, Any]:
         "report_only": len(plan.events) - len(plan.retries),
         "batches": len(plan.batches),
         "blocked": plan.guard.blocked,
+        "expired_grants": sum(1 for e in ended if e.role_id is not None),
+        "expired_accounts": sum(1 for e in ended if e.role_id is None),
+        "expiring_soon": len(plan.expiring),
+    }
+
+
+def _expiring(plan: Plan, item: Expiring) -> dict[str, Any]:
+    return {
+        "account": item.account,
+        "role_id": item.role_id,
+        "role": plan.role_name(item.role_id) if item.role_id is not None else None,
+        "on": item.on.isoformat(),
+        "days_left": item.days_left,
+        "source": {"file": item.source.file, "line": item.source.line},
     }
 
 
@@ -132,9 +157,9 @@ def _access_row(row: access.RoleAccess) -> dict[str, Any]:
     }
 
 
-def change_json(change: Change) -> dict[str, Any]:
-    """One change as the saved plan writes it."""
-    return {
+def change_json(change: Change, plan: Plan | None = None) -> dict[str, Any]:
+    """One change as the saved plan writes it (``why`` names roles by ``plan``'s names)."""
+    document = {
         "action": change.action.value,
         "account": change.account,
         "reason": change.reason.name.lower(),
@@ -146,13 +171,20 @@ def change_json(change: Change) -> dict[str, Any]:
         ],
         "roles_added": list(change.roles_added),
         "roles_removed": list(change.roles_removed),
+        "expired": [{"role_id": e.role_id, "on": e.on.isoformat()} for e in change.expired],
         "wire": change.wire(),
     }
+    if change.expired and plan is not None:
+        document["why"] = list(plan.why(change))
+    return document
+
+
+_UNREVIEWED = ("source", "why")  # provenance, and the end dates in words: shown, not compared
 
 
 def reviewed(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A change document without its ``source``: what the changes digest covers."""
-    return {key: value for key, value in document.items() if key != "source"}
+    """A change document without its ``source`` and ``why``: what the changes digest covers."""
+    return {key: value for key, value in document.items() if key not in _UNREVIEWED}
 
 
 def digest(changes: Iterable[Mapping[str, Any]]) -> str:
@@ -237,7 +269,21 @@ def loads(text: str, *, where: str) -> Plan:
         outstanding=tuple(data["outstanding"]),
         notes=tuple(data["notes"]),
         input_path=data["input_path"],
+        at=dt.date.fromisoformat(data["at"]) if data["at"] is not None else None,
+        timezone=data["timezone"],
+        notice_days=data["expiring"]["notice_days"],
+        expiring=tuple(_expiring_back(item) for item in data["expiring"]["items"]),
         extra=_extra(data),
+    )
+
+
+def _expiring_back(data: dict[str, Any]) -> Expiring:
+    return Expiring(
+        account=data["account"],
+        role_id=data["role_id"],
+        on=dt.date.fromisoformat(data["on"]),
+        days_left=data["days_left"],
+        source=Source(file=data["source"]["file"], line=data["source"]["line"]),
     )
 
 
@@ -288,6 +334,10 @@ def _change_back(item: dict[str, Any]) -> Change:
         roles_added=tuple(item["roles_added"]),
         roles_removed=tuple(item["roles_removed"]),
         source=_source_back(item["source"]),
+        expired=tuple(
+            Expired(role_id=e["role_id"], on=dt.date.fromisoformat(e["on"]))
+            for e in item["expired"]
+        ),
     )
 
 

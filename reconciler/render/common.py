@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.plan.model import Change, EventDecision, Kind, Plan
+from reconciler.plan.model import Change, EventDecision, Expiring, Kind, Plan
 
 VERB = {
     Kind.CREATE: "created",
@@ -103,3 +103,40 @@ def state_line(plan: Plan) -> str:
     workspace = f"workspace {plan.workspace}, " if plan.workspace else ""
     where = plan.state_location or "(location not recorded)"
     return f"State: {where} ({workspace}lineage {plan.lineage}, serial {plan.serial})"
+
+
+def expiring_count(plan: Plan) -> str:
+    """``3 grants``, ``1 account``, ``2 grants, 1 account``."""
+    grants = sum(1 for item in plan.expiring if item.role_id is not None)
+    accounts = len(plan.expiring) - grants
+    parts = []
+    if grants or not accounts:
+        parts.append(f"{grants} grant{'s' if grants != 1 else ''}")
+    if accounts:
+        parts.append(f"{accounts} account{'s' if accounts != 1 else ''}")
+    return ", ".join(parts)
+
+
+def expiring_what(plan: Plan, item: Expiring) -> str:
+    """``tenant-admin of sam.okafor`` or ``account li.wei``."""
+    if item.role_id is None:
+        return f"account {item.account}"
+    return f"{plan.role_name(item.role_id)} of {item.account}"
+
+
+def in_days(days: int) -> str:
+    """``in 1 day``, ``in 5 days``."""
+    return f"in {days} day{'s' if days != 1 else ''}"
+
+
+def evaluated_at(plan: Plan) -> str:
+    """``end dates at 2026-12-10 (Europe/Berlin)``; empty for a plan made without a date."""
+    if plan.at is None:
+        return ""
+    return f"end dates at {plan.at} ({plan.timezone})"
+
+
+def is_sensitive(plan: Plan, role_id: str) -> bool:
+    """Whether granting ``role_id`` is a privilege escalation."""
+    info = plan.roles.get(role_id)
+    return bool(info and info.sensitive)

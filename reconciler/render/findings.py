@@ -42,6 +42,14 @@ RULES: dict[str, tuple[str, str, str]] = {
         "Duplicate accounts or emails, undefined or repeated roles, and limits the "
         "federation-user API enforces; the message names the API error code.",
     ),
+    "expiry": (
+        "EndDate",
+        "An end date has passed, or a grant runs longer than policy.max_grant_days",
+        "A warning for an expires or until date on or before today (the plan already "
+        "disables the account or removes the role: clean the entry up); an error for a grant "
+        "of a role limited by policy.max_grant_days without an end date, or with one further "
+        "away than the limit.",
+    ),
 }
 
 
@@ -60,7 +68,7 @@ def _rule(rule: str) -> tuple[str, str, str]:
 
 
 def sarif(problems: Sequence[Problem], *, root: Path | None = None) -> dict[str, Any]:
-    """A SARIF 2.1.0 log with one error result per problem."""
+    """A SARIF 2.1.0 log with one result per problem, at its level (error or warning)."""
     rule_ids = list(RULES)
     rule_ids += sorted({p.rule for p in problems} - set(rule_ids))
     rules = []
@@ -86,7 +94,7 @@ def sarif(problems: Sequence[Problem], *, root: Path | None = None) -> dict[str,
             {
                 "ruleId": problem.rule,
                 "ruleIndex": rule_ids.index(problem.rule),
-                "level": "error",
+                "level": problem.severity.value,  # SARIF's levels include "error", "warning"
                 "message": {"text": problem.message},
                 "locations": [
                     {
@@ -127,7 +135,8 @@ def _escape_property(text: str) -> str:
 
 
 def github(problems: Sequence[Problem], *, root: Path | None = None) -> str:
-    """GitHub workflow commands: one ``::error file=…,line=…,col=…,title=…::message`` each."""
+    """GitHub workflow commands: one ``::error file=…,line=…,col=…,title=…::message`` each
+    (``::warning`` for a warning)."""
     lines = []
     for problem in problems:
         properties = [("file", relative(printable(problem.file), root))]
@@ -137,5 +146,5 @@ def github(problems: Sequence[Problem], *, root: Path | None = None) -> str:
                 properties.append(("col", str(problem.col)))
         properties.append(("title", f"reconciler: {_rule(problem.rule)[1]}"))
         rendered = ",".join(f"{key}={_escape_property(value)}" for key, value in properties)
-        lines.append(f"::error {rendered}::{_escape_data(problem.message)}")
+        lines.append(f"::{problem.severity.value} {rendered}::{_escape_data(problem.message)}")
     return "".join(line + "\n" for line in lines)

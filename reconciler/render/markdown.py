@@ -77,6 +77,8 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     out.append(f"| 📦 createTask batches | {len(plan.batches)} |")
     out.append("")
     out.extend(_access(plan, max_rows))
+    if plan.expiring:
+        out.extend(_expiring(plan, max_rows))
     if plan.changes:
         out.extend(_changes(plan, max_rows))
     if plan.events:
@@ -112,12 +114,35 @@ def _state(plan: Plan) -> list[str]:
             "",
         ]
     lineage = f"lineage {_code(plan.lineage[:8])} serial {plan.serial}" if plan.lineage else "new"
+    dated = f" · end dates at {_code(str(plan.at))} ({_esc(plan.timezone)})" if plan.at else ""
     out += [
         f"State {where}{workspace} · {lineage} · input {_code(plan.input_digest[7:19])} · "
-        f"changes {_code(planfile.changes_digest(plan)[7:19])} · "
+        f"changes {_code(planfile.changes_digest(plan)[7:19])}{dated} · "
         f"disables {plan.guard.disables}/{plan.guard.limit} allowed",
         "",
     ]
+    return out
+
+
+def _expiring(plan: Plan, max_rows: int | None) -> list[str]:
+    """Grants and accounts that end soon: their owners extend them in a pull request."""
+    out = [
+        f"#### Expiring soon: {common.expiring_count(plan)}",
+        "",
+        f"_Ending within {plan.notice_days} days of {plan.at}; extend them in a pull request "
+        "to keep them._",
+        "",
+        "| ends | in | account | grant | source |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [
+        f"| {item.on} | {common.in_days(item.days_left)} | `{item.account}` | "
+        f"{_esc(plan.role_name(item.role_id)) if item.role_id else '(the account)'} | "
+        f"`{item.source.render()}` |"
+        for item in plan.expiring
+    ]
+    out.extend(_cut(rows, max_rows, "grants"))
+    out.append("")
     return out
 
 
@@ -162,8 +187,12 @@ def _change_row(plan: Plan, change: Change) -> str:
             detail = "; ".join(parts)
         case Action.DISABLE if change.reason is Reason.ADOPT:
             detail = "imported, unverified; declared enabled: false (the disable checks it exists)"
+        case Action.DISABLE if change.expired:
+            detail = "account expired"
         case Action.DISABLE:
             detail = change.reason.value
+    for why in plan.why(change):
+        detail += f"; {_esc(why)}"
     source = _source(change)
     return f"| {_ICON[change.kind]} | `{change.account}` | {detail} | {source} |"
 

@@ -1,10 +1,15 @@
-"""The plan as Terraform-like text: ``+`` create, ``~`` modify, ``-`` disable."""
+"""The plan as Terraform-like text: ``+`` create, ``~`` modify, ``-`` disable.
+
+Grants of ``sensitive`` roles are flagged where they appear and listed again before the
+summary, as the Markdown's access table lists them first; end dates a change carries out
+are named on it, and grants ending soon have a section of their own.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from reconciler.plan import planfile
+from reconciler.plan import access, planfile
 from reconciler.plan.model import Action, Change, Decision, Kind, Plan
 from reconciler.render import common
 
@@ -37,6 +42,8 @@ def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: b
     else:
         lines.append("No changes. The recorded state matches the desired state.")
         lines.append("")
+    if plan.expiring:
+        lines.extend(_expiring(plan))
     if plan.events or plan.events_refreshed:
         lines.extend(_events(plan, now))
     if show_batches and plan.batches:
@@ -48,6 +55,7 @@ def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: b
             lines.append(f"  batch {index}/{len(plan.batches)}: {len(accounts)} users ({kinds})")
             lines.append(f"    {', '.join(accounts)}")
         lines.append("")
+    lines.extend(_sensitive(plan, paint))
     for note in plan.notes:
         lines.append(f"Note: {note}")
     lines.append(paint(_BOLD, common.summary_line(plan)))
@@ -63,10 +71,48 @@ def _header(plan: Plan, paint: _Paint) -> list[str]:
     else:
         lines = [paint(_WARN, f"Warning: {common.state_line(plan)}.")]
     digest = planfile.changes_digest(plan)
+    dated = common.evaluated_at(plan)
     lines.append(
         f"Input: {plan.input_path or '(path not recorded)'} ({plan.input_digest[:19]}…), "
-        f"changes {digest[:19]}…"
+        f"changes {digest[:19]}…" + (f"; {dated}" if dated else "")
     )
+    lines.append("")
+    return lines
+
+
+def _roles(plan: Plan, role_ids: tuple[str, ...], paint: _Paint, prefix: str = "") -> list[str]:
+    """Role names, a sensitive one flagged (and painted on a terminal)."""
+    shown = []
+    for role_id in role_ids:
+        name = f"{prefix}{plan.role_name(role_id)}"
+        if common.is_sensitive(plan, role_id):
+            name = paint(_WARN, f"{name} [sensitive]")
+        shown.append(name)
+    return shown
+
+
+def _sensitive(plan: Plan, paint: _Paint) -> list[str]:
+    """Grants of sensitive roles again, together: privilege escalations to look at first."""
+    rows = [row for row in access.by_role(plan) if row.sensitive and row.gains]
+    if not rows:
+        return []
+    lines = [paint(_WARN, "Sensitive grants (privilege escalation):")]
+    lines += [f"  ! {row.role}: {', '.join(row.gains)}" for row in rows]
+    lines.append("")
+    return lines
+
+
+def _expiring(plan: Plan) -> list[str]:
+    """Grants and accounts ending within the notice window, soonest first."""
+    lines = [
+        f"Expiring soon: {common.expiring_count(plan)} (ending within {plan.notice_days} days "
+        "of the plan's date; extend them in a pull request to keep them)"
+    ]
+    for item in plan.expiring:
+        lines.append(
+            f"  {item.on} ({common.in_days(item.days_left)})  {common.expiring_what(plan, item)}"
+            f"  [{item.source.render()}]"
+        )
     lines.append("")
     return lines
 
@@ -91,19 +137,22 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
             after = change.after
             out.append(f"      name:  {after.name!r}")
             out.append(f"      email: {after.email!r}")
-            out.append(f"      roles: {common.roles_text(plan, after.role_ids)}")
+            out.append(f"      roles: {', '.join(_roles(plan, after.role_ids, paint)) or '(none)'}")
             if change.before is not None and change.roles_removed:
                 out.append(f"      (drops: {common.roles_text(plan, change.roles_removed)})")
         case Action.MODIFY if change.kind is Kind.ADOPT:
             after = change.after
             out.append(f"      name:  {after.name!r}")
             out.append(f"      email: {after.email!r}")
-            out.append(f"      roles: {common.roles_text(plan, after.role_ids)}")
+            out.append(f"      roles: {', '.join(_roles(plan, after.role_ids, paint)) or '(none)'}")
         case Action.MODIFY:
             for field in change.fields:
                 out.append(f"      {field.field + ':':<6} {field.before!r} -> {field.after!r}")
             roles = [
-                paint(_COLORS[Action.CREATE], f"+{plan.role_name(r)}") for r in change.roles_added
+                name if common.is_sensitive(plan, r) else paint(_COLORS[Action.CREATE], name)
+                for r, name in zip(
+                    change.roles_added, _roles(plan, change.roles_added, paint, "+"), strict=True
+                )
             ]
             roles += [
                 paint(_COLORS[Action.DISABLE], f"-{plan.role_name(r)}")
@@ -114,6 +163,7 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
         case Action.DISABLE:
             if change.before is not None:
                 out.append(f"      roles lost: {common.roles_text(plan, change.before.role_ids)}")
+    out.extend(f"      {why}" for why in plan.why(change))
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.desired import loading, validation
-from reconciler.desired.model import DesiredState, Policy, Role, Source, User
+from reconciler.desired.model import DesiredState, Policy, Role, Source, TimedGrant, User
 from reconciler.errors import Problem, ValidationFailed
 from reconciler.stores.model import (
     AccountRecord,
@@ -34,8 +36,11 @@ def user(
     email: str | None = None,
     enabled: bool = True,
     line: int = 1,
+    expires: dt.date | None = None,
+    until: Mapping[str, dt.date] | None = None,
 ) -> User:
-    """A desired user holding ``roles`` (names from ROLES)."""
+    """A desired user holding ``roles`` (names from ROLES); ``until`` gives some of them an
+    end date, ``expires`` the account."""
     return User(
         account=account,
         name=name or account.title(),
@@ -44,6 +49,8 @@ def user(
         role_ids=tuple(sorted(ROLES[r].id for r in roles)),
         enabled=enabled,
         source=Source(file="users.yaml", line=line),
+        expires=expires,
+        timed=tuple(TimedGrant(role=r, until=d) for r, d in (until or {}).items()),
     )
 
 
@@ -72,6 +79,7 @@ def desired(*users: User, policy: Policy | None = None) -> DesiredState:
         policy=policy or Policy(),
         digest=DIGEST,
         files=("users.yaml",),
+        dated=tuple(u.account for u in users if u.expires is not None or u.timed),
     )
 
 

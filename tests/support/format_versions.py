@@ -25,56 +25,63 @@ def _without_version(document: dict[str, Any]) -> Any:
     return {key: value for key, value in document.items() if key != "format_version"}
 
 
-# (how the document is changed, the verdict, the message after the document's name, with
-# <kind> for what it should be); the same text for a plan and a state.
-VERSIONS = [
-    pytest.param(_version(2), Verdict.SUPPORTED, "", id="current"),
-    pytest.param(
-        _version(3),
-        Verdict.NEWER,
-        " was written by a newer reconciler (<kind> format_version 3; "
-        "this reconciler reads up to 2)",
-        id="newer",
-    ),
-    pytest.param(
-        _version(10**12),
-        Verdict.NEWER,
-        " was written by a newer reconciler (<kind> format_version 1000000000000; "
-        "this reconciler reads up to 2)",
-        id="much-newer",
-    ),
-    pytest.param(
-        _without_version,
-        Verdict.INVALID,
-        " is not a valid <kind>: format_version is missing",
-        id="missing",
-    ),
-    *(
+def versions(current: int) -> list[Any]:
+    """The table for a reader whose newest (and, for plans, oldest) format is ``current``:
+    (how the document is changed, the verdict, the message after the document's name, with
+    <kind> for what it should be); the same text for a plan and a state."""
+    return [
+        pytest.param(_version(current), Verdict.SUPPORTED, "", id="current"),
         pytest.param(
-            _version(value),
+            _version(current + 1),
+            Verdict.NEWER,
+            f" was written by a newer reconciler (<kind> format_version {current + 1}; "
+            f"this reconciler reads up to {current})",
+            id="newer",
+        ),
+        pytest.param(
+            _version(10**12),
+            Verdict.NEWER,
+            " was written by a newer reconciler (<kind> format_version 1000000000000; "
+            f"this reconciler reads up to {current})",
+            id="much-newer",
+        ),
+        pytest.param(
+            _without_version,
             Verdict.INVALID,
-            f" is not a valid <kind>: format_version must be a whole number from 1, not {shown}",
-            id=name,
-        )
-        for name, value, shown in [
-            ("zero", 0, "0"),
-            ("negative", -1, "-1"),
-            ("true", True, "true"),
-            ("false", False, "false"),
-            ("null", None, "null"),
-            ("string", "1", '"1"'),
-            ("float", 1.0, "1.0"),
-            ("list", [1], "[1]"),
-            ("long-object", {"v": "x" * 99}, '{"v": "' + "x" * 32 + "…"),
-        ]
-    ),
-    pytest.param(
-        lambda document: [document],
-        Verdict.INVALID,
-        " is not a valid <kind>: it is not a JSON object",
-        id="not-an-object",
-    ),
-]
+            " is not a valid <kind>: format_version is missing",
+            id="missing",
+        ),
+        *(
+            pytest.param(
+                _version(value),
+                Verdict.INVALID,
+                " is not a valid <kind>: format_version must be a whole number from 1, "
+                f"not {shown}",
+                id=name,
+            )
+            for name, value, shown in [
+                ("zero", 0, "0"),
+                ("negative", -1, "-1"),
+                ("true", True, "true"),
+                ("false", False, "false"),
+                ("null", None, "null"),
+                ("string", "1", '"1"'),
+                ("float", 1.0, "1.0"),
+                ("list", [1], "[1]"),
+                ("long-object", {"v": "x" * 99}, '{"v": "' + "x" * 32 + "…"),
+            ]
+        ),
+        pytest.param(
+            lambda document: [document],
+            Verdict.INVALID,
+            " is not a valid <kind>: it is not a JSON object",
+            id="not-an-object",
+        ),
+    ]
+
+
+VERSIONS = versions(2)  # the state's format
+PLAN_VERSIONS = versions(3)  # the saved plan's format
 
 
 def check_answer(

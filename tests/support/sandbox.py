@@ -217,5 +217,10 @@ def point_cli_at(box: app.Sandbox, running: RunningSandbox, monkeypatch: Any) ->
     reset(box)
     for name, value in env_for(running).items():
         monkeypatch.setenv(name, value)
-    for name in ("RECONCILER_STATE", "VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY"):
+    for name in (
+        "RECONCILER_STATE",
+        "RECONCILER_AT",
+        "VOLCENGINE_ACCESS_KEY",
+        "VOLCENGINE_SECRET_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)

@@ -10,6 +10,7 @@ from reconciler.desired.yamlsafe.parsing import (
     MAX_EXPANDED_NODES,
     Parsed,
     gc_paused,
+    marks_at,
     node_at,
     parse,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "YamlProblem",
     "gc_paused",
     "kind_of",
+    "marks_at",
     "node_at",
     "parse",
     "yaml11_reading",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,12 +215,22 @@ def _reader_error(exc: yaml.reader.ReaderError, source: str) -> HostileInput:
 
 def node_at(source: str, path: tuple[str | int, ...], on_key: bool) -> Mark:
     """The position of ``path`` inside ``text`` (deepest existing part when not found)."""
+    return marks_at(source, [(path, on_key)])[0]
+
+
+def marks_at(source: str, wanted: Sequence[tuple[tuple[str | int, ...], bool]]) -> list[Mark]:
+    """:func:`node_at` for each (path, on_key) of ``wanted``, composing ``source`` once."""
     try:
         node = _compose(source)
     except (yaml.YAMLError, HostileInput):
-        return Mark(line=1, col=1)
+        node = None
     if node is None:
-        return Mark(line=1, col=1)
+        return [Mark(line=1, col=1) for _ in wanted]
+    return [_descend(node, path, on_key) for path, on_key in wanted]
+
+
+def _descend(node: yaml.Node, path: tuple[str | int, ...], on_key: bool) -> Mark:
+    """The mark of ``path`` below ``node`` (of its deepest existing part when not found)."""
     mark = loader.mark_of(node.start_mark)
     for index, part in enumerate(path):
         last = index == len(path) - 1

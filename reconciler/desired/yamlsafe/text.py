@@ -190,5 +190,8 @@ def unreadable_message(tag: str, value: object) -> str:
     if kind == "bool":
         return f"cannot read {shown} as a boolean: write true or false"
     if kind == "timestamp":
-        return f"cannot read {shown} as a date: quote it to keep it as text"
+        return (
+            f"cannot read {shown} as a date: there is no such day (a date is YYYY-MM-DD); "
+            "quote it to keep it as text"
+        )
     return f"cannot read {shown} as {kind}: write a valid {kind}, or drop the !!{kind} tag"
