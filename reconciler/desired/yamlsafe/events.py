@@ -1,0 +1,246 @@
+"""Values straight from libyaml's events: no node graph, one pass, the same answers.
+
+libyaml's composer builds a node (with two marks) for every scalar and collection, and
+PyYAML then walks that graph again to make values. Here the parser's events become values
+as they come: plain mappings, lists and scalars, with the loader's readings (YAML 1.2
+spellings, strict booleans), duplicate and non-text keys reported, the line of each
+mapping with an ``account`` key recorded, and a key made of a list or mapping refused.
+Anything else (an alias, a merge key ``<<``, an explicit tag) raises ``Unusual``, having
+reported nothing, and the caller composes the document with the general loader, which
+measures aliases first and keeps PyYAML's behaviour for merge keys and tags.
+
+Mapping keys and the text items of lists (role names) are interned: 100k users share one
+copy of ``account``, ``name`` and of each role name instead of one each.
+
+``marks`` walks the events of a file again, only when the file has problems, and
+records only the marks of the paths asked for (and of their parents): one pass per file,
+never one per problem.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from reconciler.desired.yamlsafe import loader, text
+from reconciler.desired.yamlsafe.loader import YamlProblem
+from reconciler.desired.yamlsafe.text import HostileInput, Mark
+from reconciler.errors import excerpt
+
+_STR, _NULL, _BOOL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null", text.BOOL
+# Plain scalars whose reading is made by PyYAML's constructor (numbers, dates).
+_CONSTRUCTED = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("int", "float", "timestamp", "binary")
+)
+_SCALAR = yaml.ScalarEvent
+_MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
+_MAP_END, _SEQ_END = yaml.MappingEndEvent, yaml.SequenceEndEvent
+_KEY_KIND = {_MAP_START: "a mapping", _SEQ_START: "a list"}
+_NO_KEY: Any = object()  # a mapping frame waiting for its next key
+_ITEM: Any = object()  # a list frame: every value is its next item
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_intern = sys.intern
+
+
+class Unusual(Exception):
+    """The document needs the general loader (aliases, merge keys, explicit tags)."""
+
+
+def _reading(value: str, mark: Any) -> Any:
+    """What a plain scalar means: the loader's resolution, then its constructor."""
+    for tag, regexp in loader.IMPLICIT.get(value[:1], loader.WILDCARD):
+        if regexp.match(value):
+            core = text.CORE_SPELLING.get(tag)
+            if core is not None and core.fullmatch(value) is None:
+                return value  # only YAML 1.1 reads it as a boolean or number: text
+            if tag == _NULL:
+                return None
+            if tag == _BOOL:
+                return value in text.TRUE
+            if tag not in _CONSTRUCTED:
+                raise Unusual  # a merge key, or YAML 1.1's = and ! readings
+            try:
+                return _CONSTRUCTOR.yaml_constructors[tag](
+                    _CONSTRUCTOR, yaml.ScalarNode(tag, value)
+                )
+            except loader.UNREADABLE:
+                raise HostileInput(
+                    text.unreadable_message(tag, value), loader.mark_of(mark)
+                ) from None
+    return value
+
+
+class _Builder:
+    """The state of one build: problems, account lines, the frames of open collections."""
+
+    __slots__ = ("account_lines", "end", "problems")
+
+    def __init__(self) -> None:
+        self.problems: list[YamlProblem] = []
+        self.account_lines: dict[int, int] = {}
+        self.end = 0  # index of the character after the document's content
+
+    def key_problem(self, key: Any, event: Any, mapping: dict[Any, Any]) -> None:
+        """Report a key that is not text, or a text key seen before in ``mapping``."""
+        if type(key) is not str:
+            message = (
+                f"key {excerpt(event.value)} is read as {text.kind_of(key)}, "
+                "not as text: put it in quotes"
+            )
+        else:
+            message = f"duplicate key {excerpt(key)}: the later value would silently win; keep one"
+        self.problems.append(YamlProblem(message=message, mark=loader.mark_of(event.start_mark)))
+
+    def build(self, get: Any) -> Any:  # noqa: C901 - one loop over every event kind
+        """The value of the next node of ``get`` (the parser's get_event)."""
+        # Each open collection is a frame: [container, its pending key (_NO_KEY: waiting
+        # for one; _ITEM: a list), start line]; ``top`` is the innermost one.
+        stack: list[list[Any]] = []
+        top: list[Any] | None = None
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is _SCALAR:
+                if event.tag is not None:
+                    raise Unusual
+                value = event.value
+                if event.implicit[0]:
+                    value = _reading(value, event.start_mark)
+            elif kind is _MAP_START or kind is _SEQ_START:
+                if event.tag is not None:
+                    raise Unusual
+                if top is not None and top[1] is _NO_KEY:
+                    raise HostileInput(
+                        f"{_KEY_KIND[kind]} is used as a key: keys are text",
+                        loader.mark_of(event.start_mark),
+                    )
+                if kind is _MAP_START:
+                    frame = [{}, _NO_KEY, event.start_mark.line + 1]
+                else:
+                    frame = [[], _ITEM, 0]
+                if top is not None:
+                    stack.append(top)
+                top = frame
+                continue
+            elif kind is _MAP_END or kind is _SEQ_END:
+                assert top is not None
+                value = top[0]
+                if kind is _MAP_END and "account" in value:
+                    self.account_lines[id(value)] = top[2]
+                if not stack:
+                    self.end = event.end_mark.index
+                    return value
+                top = stack.pop()
+            else:  # an alias
+                raise Unusual
+            if top is None:
+                self.end = event.end_mark.index
+                return value
+            container, key = top[0], top[1]
+            if key is _ITEM:
+                container.append(_intern(value) if type(value) is str else value)
+            elif key is _NO_KEY:
+                if type(value) is str:
+                    value = _intern(value)
+                    if value in container:
+                        self.key_problem(value, event, container)
+                else:
+                    self.key_problem(value, event, container)
+                top[1] = value
+            else:
+                container[key] = value
+                top[1] = _NO_KEY
+
+
+def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
+    """The document's value from ``parser`` (positioned after DocumentStart), the line
+    of each mapping with an ``account`` key (by id), the problems reported, and the
+    index of the character after the value."""
+    builder = _Builder()
+    data = builder.build(parser.get_event)
+    return data, builder.account_lines, builder.problems, builder.end
+
+
+def marks(source: str, wanted: Sequence[tuple[tuple[str | int, ...], bool]]) -> list[Mark]:
+    """The mark of each (path, on_key) of ``wanted`` in ``source`` (of the deepest
+    existing part when not found; 1:1 for text that does not parse), from one pass."""
+    targets: set[tuple[tuple[str | int, ...], bool]] = set()
+    for path, on_key in wanted:
+        targets.update((path[:end], False) for end in range(len(path) + 1))
+        if on_key:
+            targets.add((path, True))
+    try:
+        found = _walk(source, {(tuple(map(_part, p)), k) for p, k in targets})
+    except (yaml.YAMLError, Unusual):
+        found = {}
+    out = []
+    for path, on_key in wanted:
+        parts = tuple(map(_part, path))
+        mark = found.get((parts, True)) if on_key else None
+        end = len(parts)
+        while mark is None and end >= 0:
+            mark = found.get((parts[:end], False))
+            end -= 1
+        out.append(mark or Mark(line=1, col=1))
+    return out
+
+
+def _part(part: str | int) -> str | int:
+    """A path part as the walk sees it: list indexes as ints, keys as their text."""
+    return part if type(part) is int else str(part)
+
+
+def _walk(
+    source: str, targets: set[tuple[tuple[str | int, ...], bool]]
+) -> dict[tuple[tuple[str | int, ...], bool], Mark]:
+    """Marks of the targets (path, on_key): the first node (or key) at each path."""
+    parser: Any = loader.BaseLoader(source)  # its event methods are untyped in the stubs
+    found: dict[tuple[tuple[str | int, ...], bool], Mark] = {}
+    # frames: [path of the collection, is a mapping, next index / pending key or None]
+    stack: list[list[Any]] = []
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            kind = type(event)
+            if kind is _MAP_END or kind is _SEQ_END:
+                stack.pop()
+                _advance(stack)
+                continue
+            if kind not in (_SCALAR, _MAP_START, _SEQ_START, yaml.AliasEvent):
+                continue
+            if not stack:
+                path: tuple[str | int, ...] = ()
+            else:
+                frame = stack[-1]
+                if frame[1] and frame[2] is None:  # a key of a mapping
+                    key = event.value if kind is _SCALAR else ""
+                    key_path = (*frame[0], key)
+                    if (key_path, True) in targets and (key_path, True) not in found:
+                        found[(key_path, True)] = loader.mark_of(event.start_mark)
+                    if kind is not _SCALAR:
+                        raise Unusual  # a key that is a collection: the loader refuses it
+                    frame[2] = key
+                    continue
+                path = (*frame[0], frame[2])
+            if (path, False) in targets and (path, False) not in found:
+                found[(path, False)] = loader.mark_of(event.start_mark)
+            if kind is _MAP_START or kind is _SEQ_START:
+                stack.append([path, kind is _MAP_START, None if kind is _MAP_START else 0])
+            else:
+                _advance(stack)
+    finally:
+        parser.dispose()
+    return found
+
+
+def _advance(stack: list[list[Any]]) -> None:
+    """After a value: a mapping waits for its next key, a list counts the next index."""
+    if stack:
+        frame = stack[-1]
+        if frame[1]:
+            frame[2] = None
+        else:
+            frame[2] += 1
