@@ -39,9 +39,10 @@ _SCALAR = yaml.ScalarEvent
 _MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
 _MAP_END, _SEQ_END = yaml.MappingEndEvent, yaml.SequenceEndEvent
 _KEY_KIND = {_MAP_START: "a mapping", _SEQ_START: "a list"}
-_NO_KEY: Any = object()  # a mapping frame waiting for its next key
-_ITEM: Any = object()  # a list frame: every value is its next item
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+# The first characters of plain scalars that may read as something else than text.
+_READ_FIRST = frozenset(loader.IMPLICIT)
+assert not loader.WILDCARD  # else every plain scalar would need _reading
 _intern = sys.intern
 
 
@@ -83,8 +84,8 @@ class _Builder:
         self.account_lines: dict[int, int] = {}
         self.end = 0  # index of the character after the document's content
 
-    def key_problem(self, key: Any, event: Any, mapping: dict[Any, Any]) -> None:
-        """Report a key that is not text, or a text key seen before in ``mapping``."""
+    def key_problem(self, key: Any, event: Any) -> None:
+        """Report a key that is not text, or text seen before as a key of its mapping."""
         if type(key) is not str:
             message = (
                 f"key {excerpt(event.value)} is read as {text.kind_of(key)}, "
@@ -94,65 +95,86 @@ class _Builder:
             message = f"duplicate key {excerpt(key)}: the later value would silently win; keep one"
         self.problems.append(YamlProblem(message=message, mark=loader.mark_of(event.start_mark)))
 
-    def build(self, get: Any) -> Any:  # noqa: C901 - one loop over every event kind
+    def node(self, get: Any) -> Any:
         """The value of the next node of ``get`` (the parser's get_event)."""
-        # Each open collection is a frame: [container, its pending key (_NO_KEY: waiting
-        # for one; _ITEM: a list), start line]; ``top`` is the innermost one.
-        stack: list[list[Any]] = []
-        top: list[Any] | None = None
+        event = get()
+        kind = type(event)
+        if kind is _SCALAR:
+            self.end = event.end_mark.index
+            return _scalar(event)
+        if kind is _MAP_START and event.tag is None:
+            return self.mapping(get, event)
+        if kind is _SEQ_START and event.tag is None:
+            return self.sequence(get)
+        raise Unusual  # a tag, or an alias
+
+    def mapping(self, get: Any, start: Any) -> dict[Any, Any]:
+        """The mapping that ``start`` opens, up to its end event."""
+        made: dict[Any, Any] = {}
         while True:
             event = get()
             kind = type(event)
             if kind is _SCALAR:
-                if event.tag is not None:
-                    raise Unusual
-                value = event.value
-                if event.implicit[0]:
-                    value = _reading(value, event.start_mark)
-            elif kind is _MAP_START or kind is _SEQ_START:
-                if event.tag is not None:
-                    raise Unusual
-                if top is not None and top[1] is _NO_KEY:
-                    raise HostileInput(
-                        f"{_KEY_KIND[kind]} is used as a key: keys are text",
-                        loader.mark_of(event.start_mark),
-                    )
-                if kind is _MAP_START:
-                    frame = [{}, _NO_KEY, event.start_mark.line + 1]
+                key = _scalar(event)
+                if type(key) is str:
+                    key = _intern(key)
+                    if key in made:
+                        self.key_problem(key, event)
                 else:
-                    frame = [[], _ITEM, 0]
-                if top is not None:
-                    stack.append(top)
-                top = frame
-                continue
-            elif kind is _MAP_END or kind is _SEQ_END:
-                assert top is not None
-                value = top[0]
-                if kind is _MAP_END and "account" in value:
-                    self.account_lines[id(value)] = top[2]
-                if not stack:
-                    self.end = event.end_mark.index
-                    return value
-                top = stack.pop()
-            else:  # an alias
-                raise Unusual
-            if top is None:
+                    self.key_problem(key, event)
+            elif kind is _MAP_END:
+                if "account" in made:
+                    self.account_lines[id(made)] = start.start_mark.line + 1
                 self.end = event.end_mark.index
-                return value
-            container, key = top[0], top[1]
-            if key is _ITEM:
-                container.append(_intern(value) if type(value) is str else value)
-            elif key is _NO_KEY:
-                if type(value) is str:
-                    value = _intern(value)
-                    if value in container:
-                        self.key_problem(value, event, container)
-                else:
-                    self.key_problem(value, event, container)
-                top[1] = value
+                return made
+            elif kind is _MAP_START or kind is _SEQ_START:
+                raise HostileInput(
+                    f"{_KEY_KIND[kind]} is used as a key: keys are text",
+                    loader.mark_of(event.start_mark),
+                )
             else:
-                container[key] = value
-                top[1] = _NO_KEY
+                raise Unusual  # an alias as a key
+            event = get()
+            kind = type(event)
+            if kind is _SCALAR:
+                made[key] = _scalar(event)
+            elif kind is _MAP_START and event.tag is None:
+                made[key] = self.mapping(get, event)
+            elif kind is _SEQ_START and event.tag is None:
+                made[key] = self.sequence(get)
+            else:
+                raise Unusual  # a tag, or an alias
+
+    def sequence(self, get: Any) -> list[Any]:
+        """The list whose start event was just read, up to its end event."""
+        made: list[Any] = []
+        append = made.append
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is _SCALAR:
+                value = _scalar(event)
+                append(_intern(value) if type(value) is str else value)
+            elif kind is _SEQ_END:
+                self.end = event.end_mark.index
+                return made
+            elif kind is _MAP_START and event.tag is None:
+                append(self.mapping(get, event))
+            elif kind is _SEQ_START and event.tag is None:
+                append(self.sequence(get))
+            else:
+                raise Unusual  # a tag, or an alias
+
+
+def _scalar(event: Any) -> Any:
+    """A scalar event's value: text, or what a plain scalar reads as (Unusual for a tag)."""
+    value = event.value
+    implicit = event.implicit
+    if implicit[0]:  # plain (also with the non-specific tag !): resolved like the loader
+        return _reading(value, event.start_mark) if value[:1] in _READ_FIRST else value
+    if not implicit[1]:  # an explicit tag
+        raise Unusual
+    return value
 
 
 def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
@@ -160,7 +182,7 @@ def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
     of each mapping with an ``account`` key (by id), the problems reported, and the
     index of the character after the value."""
     builder = _Builder()
-    data = builder.build(parser.get_event)
+    data = builder.node(parser.get_event)
     return data, builder.account_lines, builder.problems, builder.end
 
 
