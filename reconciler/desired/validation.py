@@ -21,6 +21,7 @@ from reconciler.errors import Problem, Severity, ValidationFailed, excerpt
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
+_CHUNK = 64  # users checked at once when looking for the entries that break the schema
 
 
 def validate(
@@ -51,7 +52,7 @@ def validate(
             )
             continue
         dates.as_text(source.data, source.text)
-        for error in schemas.errors(SCHEMA, source.data):
+        for error in _schema_errors(source.data):
             pending.append(
                 merging.Pending(
                     file=index,
@@ -78,6 +79,37 @@ def validate(
         at=at,
         warnings=tuple(located),
     )
+
+
+def _schema_errors(data: dict[Any, Any]) -> list[schemas.SchemaError]:
+    """The schema's errors in ``data``; for a long ``users`` list, only the entries that
+    fail are walked by the slow, every-error validator (each item is checked on its own
+    by the schema, so a chunk of them can be too)."""
+    if schemas.is_valid(SCHEMA, data):
+        return []
+    users = data.get("users")
+    if type(users) is not list or len(users) <= _CHUNK:
+        return list(schemas.errors(SCHEMA, data))
+    found = list(schemas.errors(SCHEMA, {**data, "users": []}))
+    for start in range(0, len(users), _CHUNK):
+        _failing_users(users, start, min(start + _CHUNK, len(users)), found)
+    return found
+
+
+def _failing_users(
+    users: list[Any], start: int, stop: int, found: list[schemas.SchemaError]
+) -> None:
+    """Add the schema's errors of ``users[start:stop]`` to ``found``, halving the range
+    until each failing entry is checked on its own (valid halves cost one fast check)."""
+    if schemas.is_valid(SCHEMA, {"version": 1, "users": users[start:stop]}):
+        return
+    if stop - start > 1:
+        middle = (start + stop) // 2
+        _failing_users(users, start, middle, found)
+        _failing_users(users, middle, stop, found)
+        return
+    for error in schemas.errors(SCHEMA, {"version": 1, "users": [users[start]]}):
+        found.append(replace(error, path=("users", start, *error.path[2:])))
 
 
 def _schema_message(error: schemas.SchemaError) -> str:

@@ -249,13 +249,26 @@ def _walk(
                 path = (*frame[0], frame[2])
             if (path, False) in targets and (path, False) not in found:
                 found[(path, False)] = loader.mark_of(event.start_mark)
-            if kind is _MAP_START or kind is _SEQ_START:
+            if (kind is _MAP_START or kind is _SEQ_START) and (path, False) in targets:
                 stack.append([path, kind is _MAP_START, None if kind is _MAP_START else 0])
-            else:
-                _advance(stack)
+                continue
+            if kind is _MAP_START or kind is _SEQ_START:
+                _skip(parser.get_event)  # nothing asked for is inside
+            _advance(stack)
     finally:
         parser.dispose()
     return found
+
+
+def _skip(get: Any) -> None:
+    """Read the events of the collection just started, up to its end."""
+    depth = 1
+    while depth:
+        kind = type(get())
+        if kind is _MAP_START or kind is _SEQ_START:
+            depth += 1
+        elif kind is _MAP_END or kind is _SEQ_END:
+            depth -= 1
 
 
 def _advance(stack: list[list[Any]]) -> None:
