@@ -677,3 +677,51 @@ def test_every_echoed_value_is_clipped(tmp_path: Path) -> None:
     assert {p.rule for p in found} == {"schema", "rule"}
     assert len(found) == 4
     assert not [p.message for p in found if "TAIL-SECRET" in p.message]
+
+
+def test_problems_in_a_long_users_list_are_each_at_their_entry(tmp_path: Path) -> None:
+    """Past the first chunk of users, each entry that breaks the schema is found at its
+    own line, however many valid entries lie between (only failing ones are walked)."""
+    bad = {3: ("name", "'n(1)'"), 64: ("colour", "blue"), 65: ("email", "nobody")}
+    bad[299] = ("roles", "r0")
+    lines = ["version: 1", "roles:", '  r0: {id: "100"}', "users:"]
+    where = {}
+    for index in range(300):
+        where[index] = len(lines) + 1
+        fields = {"name": f"U {index}", "email": f"u{index}@x.io", "roles": "[r0]"}
+        fields.update([bad[index]] if index in bad else [])
+        lines += [f"  - account: u{index}", *(f"    {k}: {v}" for k, v in fields.items())]
+    file = tmp_path / "long.yaml"
+    file.write_text("\n".join(lines) + "\n")
+    found = [(p.line, p.path) for p in problems_of(file)]
+    assert found == [
+        (where[3] + 1, ("users", 3, "name")),
+        (where[64] + 4, ("users", 64, "colour")),
+        (where[65] + 2, ("users", 65, "email")),
+        (where[299] + 3, ("users", 299, "roles")),
+    ]
+
+
+def test_problems_are_located_with_one_pass_over_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many problems in a file cost one more pass over its events, not one per problem."""
+    from reconciler.desired.yamlsafe import events  # noqa: PLC0415 - the pass being counted
+
+    walks: list[int] = []
+    real = events._walk
+
+    def counted(source: str, targets: object) -> object:
+        walks.append(1)
+        return real(source, targets)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(events, "_walk", counted)
+    users = "".join(
+        f"  - {{account: 'bad {i}', name: N, email: n{i}@x.io, roles: []}}\n" for i in range(30)
+    )
+    (tmp_path / "a.yaml").write_text(f"version: 1\nusers:\n{users}")
+    (tmp_path / "b.yaml").write_text("version: 1\nroles: {'-x': {id: '1'}}\n")
+    found = problems_of(tmp_path)
+    assert len(found) == 31
+    assert [(p.line, p.col) for p in found[:2]] == [(3, 15), (4, 15)]
+    assert len(walks) == 2

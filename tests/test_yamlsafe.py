@@ -455,3 +455,45 @@ def test_a_long_duplicate_key_is_clipped() -> None:
     ((_, _, message),) = _located(_parse(f"{key}: 1\n{key}: 2\n".encode()))
     assert "SECRET" not in message
     assert message.startswith(f"duplicate key '{'k' * 39}S…'")
+
+
+def test_an_alias_the_text_scan_misses_is_still_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event builder hands any alias to the composing loader, which measures the
+    expanded graph first: a bomb is refused even when the cheap text scan says no alias."""
+    from reconciler.desired.yamlsafe import parsing  # noqa: PLC0415 - the scan being bypassed
+
+    monkeypatch.setattr(parsing, "_has_aliases", lambda source: False)
+    raw = _laughs()
+    with pytest.raises(yamlsafe.HostileInput, match="alias bomb"):
+        yamlsafe.parse(raw, raw.decode())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"a: ! 10\nb: ! '10'\nc: !!str x\n", id="tags"),
+        pytest.param(b"<<: {a: 1}\nb: 2\n", id="merge-key-without-alias"),
+        pytest.param(b"1:\n  true: 2\n  ~: 3\nk: v\nk: w\n", id="odd-keys"),
+        pytest.param(b"- 1\n- [a, {b: [c, 2024-01-01]}]\n- {account: x}\n", id="nested"),
+        pytest.param(b"a: &x 1\nb: {c: 0x1F, d: .inf, e: ''}\n", id="anchor-without-alias"),
+    ],
+)
+def test_built_from_events_as_the_composing_loader_builds(raw: bytes) -> None:
+    """Plain documents (events) and the rest (composed) read the same values, problems
+    and account lines: the event builder hands over what it does not build itself."""
+    from reconciler.desired.yamlsafe import parsing  # noqa: PLC0415 - both paths compared
+
+    text = raw.decode()
+    try:
+        built = parsing._from_events(text)
+    except yamlsafe.events.Unusual:
+        built = None  # handed over: parse composes it
+    composed = parsing._composed(text)
+    assert composed is not None
+    parsed = yamlsafe.parse(raw, text)
+    assert parsed is not None
+    assert parsed.data == composed.data
+    assert sorted(parsed.problems, key=str) == sorted(composed.problems, key=str)
+    if built is not None:
+        assert built.data == composed.data
+        assert sorted(built.account_lines.values()) == sorted(composed.account_lines.values())
