@@ -180,6 +180,10 @@ def load_listed(
     """Read, parse and validate the files of ``listing`` (end dates at ``today``, if given)."""
     # Loading only allocates, and nothing cyclic: each collection would rescan it for nothing.
     with yamlsafe.gc_paused():
-        raw = loading.read_listed(listing, max_bytes=max_bytes)
-        parsed = tuple(loading.parse_file(file) for file in raw)
-        return validate(parsed, digest=loading.digest(raw), today=today)
+        raw = list(loading.read_listed(listing, max_bytes=max_bytes))
+        digest = loading.digest(tuple(raw))
+        raw.reverse()
+        parsed = []
+        while raw:  # each file's bytes are let go once its text is parsed
+            parsed.append(loading.parse_file(raw.pop()))
+        return validate(tuple(parsed), digest=digest, today=today)
