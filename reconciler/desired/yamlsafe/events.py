@@ -136,8 +136,15 @@ class _Builder:
                 raise Unusual  # an alias as a key
             event = get()
             kind = type(event)
-            if kind is _SCALAR:
-                made[key] = _scalar(event)
+            if kind is _SCALAR:  # _scalar(event), inlined: the parse's hottest line
+                value = event.value
+                implicit = event.implicit
+                if implicit[0]:
+                    if value[:1] in _READ_FIRST:
+                        value = _reading(value, event.start_mark)
+                elif not implicit[1]:
+                    raise Unusual
+                made[key] = value
             elif kind is _MAP_START and event.tag is None:
                 made[key] = self.mapping(get, event)
             elif kind is _SEQ_START and event.tag is None:
