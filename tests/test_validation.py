@@ -725,3 +725,13 @@ def test_problems_are_located_with_one_pass_over_each_file(
     assert len(found) == 31
     assert [(p.line, p.col) for p in found[:2]] == [(3, 15), (4, 15)]
     assert len(walks) == 2
+
+
+def test_users_with_the_same_roles_share_one_tuple_of_names(tmp_path: Path) -> None:
+    """A million users hold a few role-name tuples, not a million."""
+    users = "".join(
+        f"  - {{account: u{i}, name: U, email: u{i}@x.io, roles: [r0, r1]}}\n" for i in range(3)
+    )
+    (tmp_path / "a.yaml").write_text(f"version: 1\nroles:\n{ROLES_BLOCK}users:\n{users}")
+    desired = validation.load_desired(tmp_path)
+    assert desired.users["u0"].roles is desired.users["u2"].roles

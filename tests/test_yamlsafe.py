@@ -497,3 +497,13 @@ def test_built_from_events_as_the_composing_loader_builds(raw: bytes) -> None:
     if built is not None:
         assert built.data == composed.data
         assert sorted(built.account_lines.values()) == sorted(composed.account_lines.values())
+
+
+def test_keys_and_role_names_are_one_copy_each() -> None:
+    """100k users must not hold 100k copies of ``account`` or of a role name."""
+    raw = b"users:\n  - {account: a, roles: [agent, billing]}\n  - {account: b, roles: [agent]}\n"
+    parsed = yamlsafe.parse(raw, raw.decode())
+    assert parsed is not None
+    first, second = parsed.data["users"]
+    assert next(iter(first)) is next(iter(second))  # the key "account"
+    assert first["roles"][0] is second["roles"][0]
