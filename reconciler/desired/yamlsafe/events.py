@@ -30,7 +30,7 @@ from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
 from reconciler.errors import excerpt
 
-_STR, _NULL, _BOOL = "tag:yaml.org,2002:str", "tag:yaml.org,2002:null", text.BOOL
+_NULL, _BOOL = "tag:yaml.org,2002:null", text.BOOL
 # Plain scalars whose reading is made by PyYAML's constructor (numbers, dates).
 _CONSTRUCTED = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("int", "float", "timestamp", "binary")
@@ -217,9 +217,9 @@ def marks(source: str, wanted: Sequence[tuple[tuple[str | int, ...], bool]]) -> 
     return out
 
 
-def _part(part: str | int) -> str | int:
-    """A path part as the walk sees it: list indexes as ints, keys as their text."""
-    return part if type(part) is int else str(part)
+def _part(part: str | int) -> str:
+    """A path part as the walk sees it: as text (keys as written, list indexes)."""
+    return str(part)
 
 
 def _walk(
@@ -253,7 +253,7 @@ def _walk(
                         raise Unusual  # a key that is a collection: the loader refuses it
                     frame[2] = key
                     continue
-                path = (*frame[0], frame[2])
+                path = (*frame[0], frame[2] if frame[1] else str(frame[2]))
             if (path, False) in targets and (path, False) not in found:
                 found[(path, False)] = loader.mark_of(event.start_mark)
             if (kind is _MAP_START or kind is _SEQ_START) and (path, False) in targets:
