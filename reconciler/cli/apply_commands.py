@@ -75,14 +75,17 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
         notes.append("provisioning events not refreshed (--no-refresh): planned offline")
     path = options.path
     store = commands.store_for(path, options.common)
-    made, _, desired = commands.make_plan(
-        path,
-        store,
-        when=commands.today(options.at, now),
-        allow_disables=options.allow_disables,
-        events_source=source,
-    )
-    made = provenance.annotate(_with_path(made, path, notes), path, desired)
+    # git blame runs beside the parse, on another core; collected by annotate.
+    with provenance.blaming(path) as blames:
+        made, _, desired = commands.make_plan(
+            path,
+            store,
+            when=commands.today(options.at, now),
+            allow_disables=options.allow_disables,
+            events_source=source,
+            cache=commands.parse_cache(path, options.common.cache),
+        )
+        made = provenance.annotate(_with_path(made, path, notes), path, desired, blames)
     shown = _redact(made, options.redact)
     sys.stdout.write(
         commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
@@ -178,7 +181,11 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
-    desired = commands.load(path, commands.today(options.at, now))
+    desired = commands.load(
+        path,
+        commands.today(options.at, now),
+        cache=commands.parse_cache(path, options.common.cache),
+    )
     at = saved_plan.apply_date(desired, now)
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
@@ -268,7 +275,11 @@ def _apply_saved(
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
     path = saved_plan.input_path(saved)
-    desired = commands.load(path, commands.today(options.at, now))
+    desired = commands.load(
+        path,
+        commands.today(options.at, now),
+        cache=commands.parse_cache(path, options.common.cache),
+    )
     at = saved_plan.apply_date(desired, now)
     store = saved_plan.store(saved, options.common, os.environ)
     connect = cloudidentity_connect(os.environ)
@@ -449,7 +460,11 @@ def why(options: WhyOptions, *, now: dt.datetime) -> int:
     path, account = options.path, options.account
     store = commands.store_for(path, options.common)
     made, recorded, desired = commands.make_plan(
-        path, store, when=commands.today(None, now), allow_disables=None
+        path,
+        store,
+        when=commands.today(None, now),
+        allow_disables=None,
+        cache=commands.parse_cache(path, options.common.cache),
     )
     user = desired.users.get(account)
     if user is None and (recorded is None or account not in recorded.accounts):

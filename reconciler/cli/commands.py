@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reconciler.cli.options import (
+    CacheOptions,
     Common,
     ImportOptions,
     PlanFormat,
@@ -22,6 +23,7 @@ from reconciler.cli.options import (
     ValidateOptions,
 )
 from reconciler.desired import dates, loading, validation
+from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
@@ -59,7 +61,11 @@ def base_dir(path: Path) -> Path:
 def store_for(path: Path, common: Common) -> Store:
     """The store selected by --state / RECONCILER_STATE or the default beside ``path``."""
     return open_store(
-        common.state, base_dir=base_dir(path), workspace=common.workspace, environ=os.environ
+        common.state,
+        base_dir=base_dir(path),
+        workspace=common.workspace,
+        environ=os.environ,
+        check_record=common.cache.enabled,
     )
 
 
@@ -115,11 +121,34 @@ def evaluated_at(desired: DesiredState) -> dt.date:
     return desired.at
 
 
-def load(path: Path, when: dates.Today | None = None) -> DesiredState:
+CACHE_DIRECTORY = Path(".reconciler") / "cache"
+
+
+def parse_cache(path: Path, options: CacheOptions) -> ParseCache | None:
+    """The parse cache of the desired state at ``path``: ``.reconciler/cache/`` beside it
+    (whatever the state's backend); None with ``--no-cache``."""
+    if not options.enabled:
+        return None
+
+    def debug(line: str) -> None:
+        sys.stderr.write(f"debug: {line}\n")
+
+    def announce(line: str) -> None:
+        sys.stderr.write(f"note: {line}\n")
+
+    directory = base_dir(path) / CACHE_DIRECTORY
+    if options.debug:
+        return ParseCache(directory, debug=debug, announce=announce)
+    return ParseCache(directory, announce=announce)
+
+
+def load(
+    path: Path, when: dates.Today | None = None, *, cache: ParseCache | None = None
+) -> DesiredState:
     """Read and validate the desired state (end dates at ``when``, if given); its problems,
     if any, go to stderr first."""
     try:
-        return validation.load_desired(path, max_bytes=max_bytes(), today=when)
+        return validation.load_desired(path, max_bytes=max_bytes(), today=when, cache=cache)
     except ValidationFailed as failed:
         # The error's hint says "fix the problems listed above": list them.
         for problem in failed.problems:
@@ -139,10 +168,12 @@ def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
     for item in listing.ignored:
         sys.stderr.write(f"note: ignored {item.display}: {item.reason}\n")
     if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
-        return _validate_for_review(path, listing, fmt=fmt, when=when)
+        return _validate_for_review(path, listing, fmt=fmt, when=when, cache=options.cache)
     ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
     try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
+        desired = validation.load_listed(
+            listing, max_bytes=max_bytes(), today=when, cache=parse_cache(path, options.cache)
+        )
     except ValidationFailed as failed:
         if fmt is ValidateFormat.JSON:
             out(json.dumps(_problems_json(failed.problems) | ignored, indent=2))
@@ -170,7 +201,12 @@ def _ignored_json(item: loading.Ignored) -> dict[str, str]:
 
 
 def _validate_for_review(
-    path: Path, listing: loading.Listing, *, fmt: ValidateFormat, when: dates.Today
+    path: Path,
+    listing: loading.Listing,
+    *,
+    fmt: ValidateFormat,
+    when: dates.Today,
+    cache: CacheOptions,
 ) -> int:
     """SARIF or GitHub annotations (warnings as warnings), paths relative to the repository."""
     from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
@@ -184,7 +220,9 @@ def _validate_for_review(
             sys.stdout.write(findings.github(problems, root=root))
 
     try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
+        desired = validation.load_listed(
+            listing, max_bytes=max_bytes(), today=when, cache=parse_cache(path, cache)
+        )
     except ValidationFailed as failed:
         emit(failed.problems)
         raise
@@ -286,10 +324,11 @@ def make_plan(
     when: dates.Today,
     allow_disables: int | None,
     events_source: Any = None,
+    cache: ParseCache | None = None,
 ) -> tuple[Plan, State | None, DesiredState]:
-    """Load (end dates at ``when``), read the state, list failed events when given a
-    source, and plan."""
-    desired = load(path, when)
+    """Load (end dates at ``when``, through ``cache`` if given), read the state, list failed
+    events when given a source, and plan."""
+    desired = load(path, when, cache=cache)
     recorded = store.read()
     plan = expiry.plan_at(
         desired,
@@ -332,7 +371,7 @@ def import_accounts(options: ImportOptions) -> int:
     the next plan adopts it: a MODIFY setting every attribute, which fails when the
     tenant has no such account (apply then records it as absent; the plan after creates it).
     """
-    desired = load(options.path)
+    desired = load(options.path, cache=parse_cache(options.path, options.common.cache))
     store = store_for(options.path, options.common)
     with store.lock("import", timeout=options.common.lock_timeout):
         current = store.read() or State.empty()

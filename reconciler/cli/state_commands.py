@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from reconciler.cli.commands import max_bytes, out, store_for
+from reconciler.cli.commands import max_bytes, out, parse_cache, store_for
 from reconciler.cli.options import (
+    CacheOptions,
     ForceUnlockOptions,
     StateListOptions,
     StatePullOptions,
@@ -227,7 +228,7 @@ def state_rm(options: StateRmOptions, *, stdin: TextIO | None = None) -> int:
         "Nothing was sent: they stay as they are on the tenant, and reconciler no longer "
         "manages them."
     )
-    for line in _still_declared(options.path, accounts):
+    for line in _still_declared(options.path, accounts, options.common.cache):
         out(line, stream=sys.stderr)
     return EXIT_OK
 
@@ -273,10 +274,12 @@ def _rm_confirmed(store: Store, accounts: tuple[str, ...], stdin: TextIO) -> boo
     return stdin.readline().strip() == "yes"
 
 
-def _still_declared(path: Path, accounts: tuple[str, ...]) -> list[str]:
+def _still_declared(path: Path, accounts: tuple[str, ...], cache: CacheOptions) -> list[str]:
     """Warnings for removed accounts the desired state still declares."""
     try:
-        desired = validation.load_desired(path, max_bytes=max_bytes())
+        desired = validation.load_desired(
+            path, max_bytes=max_bytes(), cache=parse_cache(path, cache)
+        )
     except InputError as exc:
         return [
             f"warning: could not check whether the desired state at {path} still declares "
