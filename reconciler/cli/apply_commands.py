@@ -83,7 +83,7 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
             when=commands.today(options.at, now),
             allow_disables=options.allow_disables,
             events_source=source,
-            cache=commands.parse_cache(path, options.common.cache),
+            cache=commands.parse_cache(path, options.common.cache, common=options.common),
         )
         made = provenance.annotate(_with_path(made, path, notes), path, desired, blames)
     shown = _redact(made, options.redact)
@@ -181,11 +181,8 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
-    desired = commands.load(
-        path,
-        commands.today(options.at, now),
-        cache=commands.parse_cache(path, options.common.cache),
-    )
+    cache = commands.parse_cache(path, options.common.cache, common=options.common)
+    desired = commands.load(path, commands.today(options.at, now), cache=cache)
     at = saved_plan.apply_date(desired, now)
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
@@ -204,6 +201,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
             state_location=store.describe(),
             workspace=commands.workspace_of(store),
         )
+        commands.flush(cache)  # the desired and the recorded state checked out
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
         _show_text(made, options, now)
         commands.check_guard(made)
@@ -275,11 +273,8 @@ def _apply_saved(
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
     path = saved_plan.input_path(saved)
-    desired = commands.load(
-        path,
-        commands.today(options.at, now),
-        cache=commands.parse_cache(path, options.common.cache),
-    )
+    cache = commands.parse_cache(path, options.common.cache, common=options.common)
+    desired = commands.load(path, commands.today(options.at, now), cache=cache)
     at = saved_plan.apply_date(desired, now)
     store = saved_plan.store(saved, options.common, os.environ)
     connect = cloudidentity_connect(os.environ)
@@ -298,6 +293,7 @@ def _apply_saved(
         made = saved_plan.plan_again(
             saved, desired, recorded, store, at=at, allow_disables=options.allow_disables
         )
+        commands.flush(cache)  # the desired and the recorded state checked out
         made = saved_plan.with_retries(
             made,
             saved,
@@ -464,7 +460,7 @@ def why(options: WhyOptions, *, now: dt.datetime) -> int:
         store,
         when=commands.today(None, now),
         allow_disables=None,
-        cache=commands.parse_cache(path, options.common.cache),
+        cache=commands.parse_cache(path, options.common.cache, common=options.common),
     )
     user = desired.users.get(account)
     if user is None and (recorded is None or account not in recorded.accounts):

@@ -39,7 +39,7 @@ from reconciler.errors import (
 from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
-from reconciler.stores import Store, open_store
+from reconciler.stores import STATE_ENV, Store, open_store
 from reconciler.stores.model import AccountRecord, State, utc_now
 
 
@@ -124,11 +124,16 @@ def evaluated_at(desired: DesiredState) -> dt.date:
 CACHE_DIRECTORY = Path(".reconciler") / "cache"
 
 
-def parse_cache(path: Path, options: CacheOptions) -> ParseCache | None:
-    """The parse cache of the desired state at ``path``: ``.reconciler/cache/`` beside it
-    (whatever the state's backend); None with ``--no-cache``."""
+def parse_cache(
+    path: Path, options: CacheOptions, *, common: Common | None = None
+) -> ParseCache | None:
+    """The parse cache of the desired state at ``path``: ``.reconciler/cache/`` beside it,
+    whatever the state's backend; None with ``--no-cache``. Where the state is elsewhere
+    (``--state``, RECONCILER_STATE), a note says where the cache went when it is created.
+    """
     if not options.enabled:
         return None
+    elsewhere = (common is not None and common.state is not None) or STATE_ENV in os.environ
 
     def debug(line: str) -> None:
         sys.stderr.write(f"debug: {line}\n")
@@ -138,8 +143,18 @@ def parse_cache(path: Path, options: CacheOptions) -> ParseCache | None:
 
     directory = base_dir(path) / CACHE_DIRECTORY
     if options.debug:
-        return ParseCache(directory, debug=debug, announce=announce)
-    return ParseCache(directory, announce=announce)
+        return ParseCache(directory, debug=debug, announce=announce if elsewhere else _quiet)
+    return ParseCache(directory, announce=announce if elsewhere else _quiet)
+
+
+def _quiet(_: str) -> None:
+    """Say nothing."""
+
+
+def flush(cache: ParseCache | None) -> None:
+    """Write the parse cache's new entries: the command's whole input checked out."""
+    if cache is not None:
+        cache.flush()
 
 
 def load(
@@ -170,10 +185,9 @@ def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
     if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
         return _validate_for_review(path, listing, fmt=fmt, when=when, cache=options.cache)
     ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
+    cache = parse_cache(path, options.cache)
     try:
-        desired = validation.load_listed(
-            listing, max_bytes=max_bytes(), today=when, cache=parse_cache(path, options.cache)
-        )
+        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when, cache=cache)
     except ValidationFailed as failed:
         if fmt is ValidateFormat.JSON:
             out(json.dumps(_problems_json(failed.problems) | ignored, indent=2))
@@ -193,6 +207,7 @@ def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
             f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
             f"in {len(desired.files)} file(s){warned}."
         )
+    flush(cache)
     return EXIT_OK
 
 
@@ -219,14 +234,14 @@ def _validate_for_review(
         else:
             sys.stdout.write(findings.github(problems, root=root))
 
+    parsed = parse_cache(path, cache)
     try:
-        desired = validation.load_listed(
-            listing, max_bytes=max_bytes(), today=when, cache=parse_cache(path, cache)
-        )
+        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when, cache=parsed)
     except ValidationFailed as failed:
         emit(failed.problems)
         raise
     emit(desired.warnings)
+    flush(parsed)
     return EXIT_OK
 
 
@@ -340,6 +355,7 @@ def make_plan(
         state_location=store.describe(),
         workspace=workspace_of(store),
     )
+    flush(cache)
     return plan, recorded, desired
 
 
@@ -371,10 +387,12 @@ def import_accounts(options: ImportOptions) -> int:
     the next plan adopts it: a MODIFY setting every attribute, which fails when the
     tenant has no such account (apply then records it as absent; the plan after creates it).
     """
-    desired = load(options.path, cache=parse_cache(options.path, options.common.cache))
+    cache = parse_cache(options.path, options.common.cache, common=options.common)
+    desired = load(options.path, cache=cache)
     store = store_for(options.path, options.common)
     with store.lock("import", timeout=options.common.lock_timeout):
         current = store.read() or State.empty()
+        flush(cache)
         chosen = _to_import(options, desired, current)
         if not chosen:
             out(

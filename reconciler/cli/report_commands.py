@@ -23,7 +23,7 @@ def report_access(options: ReportAccessOptions, *, now: dt.datetime) -> int:
             store,
             when=commands.today(options.at, now),
             allow_disables=None,
-            cache=commands.parse_cache(path, options.common.cache),
+            cache=commands.parse_cache(path, options.common.cache, common=options.common),
         )
         made = commands.with_input_path(made, path)
         sources = [user.source for user in desired.users.values()]

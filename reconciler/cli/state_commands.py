@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from reconciler.cli.commands import max_bytes, out, parse_cache, store_for
+from reconciler.cli.commands import flush, max_bytes, out, parse_cache, store_for
 from reconciler.cli.options import (
     CacheOptions,
     ForceUnlockOptions,
@@ -277,9 +277,9 @@ def _rm_confirmed(store: Store, accounts: tuple[str, ...], stdin: TextIO) -> boo
 def _still_declared(path: Path, accounts: tuple[str, ...], cache: CacheOptions) -> list[str]:
     """Warnings for removed accounts the desired state still declares."""
     try:
-        desired = validation.load_desired(
-            path, max_bytes=max_bytes(), cache=parse_cache(path, cache)
-        )
+        parsed = parse_cache(path, cache)
+        desired = validation.load_desired(path, max_bytes=max_bytes(), cache=parsed)
+        flush(parsed)
     except InputError as exc:
         return [
             f"warning: could not check whether the desired state at {path} still declares "

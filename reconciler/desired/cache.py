@@ -15,9 +15,11 @@ edited — is ignored with a debug note and rebuilt, never trusted and never an 
 digest catches corruption and stray edits, not a writer with the owner's rights: such a
 writer could edit the YAML (and the state) as well.
 
-Entries are written to a temp file and renamed into place (0600; the directory 0700 with
-a ``.gitignore`` of ``*``), so concurrent runs never see half an entry and the last rename
-wins with identical bytes. The cache is safe to delete at any time.
+New entries are held (encoded) until the command that read them has checked all of its
+input (``flush``): a run refused for bad input writes nothing. Each is written to a temp
+file and renamed into place (0600; the directory 0700 with a ``.gitignore`` of ``*``), so
+concurrent runs never see half an entry and the last rename wins with identical bytes.
+The cache is safe to delete at any time.
 """
 
 from __future__ import annotations
@@ -255,6 +257,7 @@ class ParseCache:
         self.tool = tool if tool is not None else tool_version()
         self.schema = schema if schema is not None else schema_digest()
         self._usable: bool | None = None
+        self._pending: dict[str, bytes] = {}  # entry name -> bytes, until flush
         self.hits = 0
         self.misses = 0
         self.writes = 0
@@ -299,15 +302,25 @@ class ParseCache:
                 return None
 
     def store(self, key: Key, entry: Entry) -> None:
-        """Write ``entry`` under ``key`` (atomically; failures are debug notes)."""
+        """Hold ``entry`` under ``key`` for :meth:`flush` (encoded now: the data may change
+        or be dropped later)."""
         blob = encode(key, entry)
         if blob is None:
             self._debug("parse cache: a file's data is not plain JSON: not cached")
             return
-        if not self._prepare():
+        self._pending[key.name] = blob
+
+    def flush(self) -> None:
+        """Write the entries held by :meth:`store` (atomically; failures are debug notes)."""
+        pending, self._pending = self._pending, {}
+        if not pending or not self._prepare():
             return
-        target = self.directory / key.name
-        tmp = self.directory / f".{key.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        for name, blob in pending.items():
+            self._write(name, blob)
+
+    def _write(self, name: str, blob: bytes) -> None:
+        target = self.directory / name
+        tmp = self.directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as handle:

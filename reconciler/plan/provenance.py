@@ -127,7 +127,11 @@ def blaming(path: Path) -> Iterator[Blames]:
             return
         blames.inside = _inside_work_tree(_directory(path))
         if blames.inside:
-            for file in listing.files:
+            # Only files that can hold a user entry (reading is safe: loading's own reader;
+            # a file without the word is blamed later if ever asked for).
+            for file, read in zip(listing.files, loading.read_listed(listing), strict=True):
+                if read.raw is None or b"account" not in read.raw:
+                    continue
                 started = _start_blame(file)
                 if started is not None:
                     blames.started[_source_name(file)] = started
