@@ -6,8 +6,9 @@ The data is ``plan.py``'s (1% created, 1% modified, 1% disabled), its team files
 100 files so that one team's edit is one file of 100. Each figure is a fresh process, best
 of N, next to a bare libyaml parse of the same YAML (GC paused), as in ``plan.py``:
 
-- cold:   ``plan DIR --state FILE --no-refresh --format json`` with no parse cache and no
-          state check record (both removed before each run): the cost of filling them;
+- cold:   ``plan DIR --state FILE --no-refresh --format json`` with no parse cache
+          (``FILE.cache/``) and no state check record (``FILE.checked``), both removed
+          before each run: the cost of filling them;
 - warm:   the same plan again, nothing changed since the last run (target: <= 0.5x);
 - edited: one of the 100 team files changed before each run (one entry's name), the rest
           from the cache.
@@ -57,7 +58,7 @@ def main() -> int:
     try:
         data = plan_bench.generate(root / f"desired-{args.users}", args.users)
         split(data.directory, FILES)
-        cache_dir = data.directory / ".reconciler" / "cache"
+        cache_dir = data.state.with_name(data.state.name + ".cache")
         record = data.state.with_name(data.state.name + ".checked")
         plan = [
             *python,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import stat
 import threading
 from pathlib import Path
@@ -12,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from reconciler.cli import commands
 from reconciler.cli import main as cli
+from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import cache, loading, validation, yamlsafe
 from reconciler.desired.cache import Entry, Key, ParseCache
 from reconciler.errors import ValidationFailed
@@ -344,21 +345,63 @@ def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> Non
 # -- the command line ------------------------------------------------------------------
 
 
-def test_plan_caches_beside_the_desired_state_and_no_cache_writes_nothing(
+def default_cache(workdir: Path) -> Path:
+    """The default state's folder made (as its first write would), and its cache's path."""
+    (workdir / ".reconciler").mkdir(exist_ok=True)
+    return workdir / ".reconciler" / "state.json.cache"
+
+
+def test_plan_caches_beside_the_state_and_no_cache_writes_nothing(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``--no-cache`` neither writes the cache nor the state's check record."""
+    """``--no-cache`` writes neither the cache nor the state's check record."""
+    directory = default_cache(workdir)
     assert cli.main(["plan", ".", "--no-refresh", "--no-cache"]) == 0
-    assert not (workdir / ".reconciler").exists()
+    assert list((workdir / ".reconciler").iterdir()) == []
     assert cli.main(["plan", ".", "--no-refresh"]) == 0
-    assert len(list((workdir / ".reconciler" / "cache").glob("*.json"))) == 2
-    assert capsys.readouterr().err == ""  # the default state's own directory: no note
+    assert len(list(directory.glob("*.json"))) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_the_state_folder_is_never_made_for_the_cache(workdir: Path) -> None:
+    """Before the state's first write there is no folder for the cache: nothing is made."""
+    assert cli.main(["validate", "."]) == 0
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
+    assert sorted(p.name for p in workdir.iterdir()) == ["roles.yaml", "users.yaml"]
+
+
+def test_a_state_elsewhere_keeps_its_cache_beside_it(workdir: Path, tmp_path: Path) -> None:
+    """With --state elsewhere, the desired-state folder stays as it is."""
+    state = tmp_path / "states" / "prod.json"
+    state.parent.mkdir()
+    assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 0
+    assert len(list((state.parent / "prod.json.cache").glob("*.json"))) == 2
+    assert not (workdir / ".reconciler").exists()
+
+
+def test_a_postgresql_state_caches_beside_the_desired_state_and_says_so(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PostgreSQL state has no folder: .reconciler/cache/ beside PATH, announced once."""
+    dsn = "postgresql://ci@db.invalid/identity"
+    assert commands.cache_directory(workdir, Common(state=dsn)) == (
+        workdir / ".reconciler" / "cache",
+        True,
+    )
+    (workdir / ".reconciler").mkdir()
+    store = commands.parse_cache(workdir, CacheOptions(), common=Common(state=dsn))
+    assert store is not None
+    load(workdir, store)
+    assert "note: created the parse cache" in capsys.readouterr().err
+    load(workdir, commands.parse_cache(workdir, CacheOptions(), common=Common(state=dsn)))
+    assert capsys.readouterr().err == ""
 
 
 def test_no_cache_reads_nothing(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An entry forged with the right key is believed by a cached run, never by --no-cache."""
+    directory = default_cache(workdir)
     assert cli.main(["validate", "."]) == 0
-    store = ParseCache(workdir / ".reconciler" / "cache")
+    store = ParseCache(directory)
     raw = (workdir / "users.yaml").read_bytes()
     forged = entry_of((workdir / "users.yaml").read_text().replace("Alice", "Mallory"))
     store.store(store.key(raw), forged)
@@ -374,21 +417,24 @@ def test_no_cache_reads_nothing(workdir: Path, capsys: pytest.CaptureFixture[str
 
 def test_bad_input_writes_no_cache(workdir: Path) -> None:
     """A run refused for its input (problems, or a corrupt state) leaves nothing behind."""
+    directory = default_cache(workdir)
     (workdir / "users.yaml").write_text("version: 1\nusers: nope\n")
     assert cli.main(["validate", "."]) == 1
     (workdir / "users.yaml").unlink()
     state = workdir / "s.json"
     state.write_text("{not json")
     assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 1
-    assert not (workdir / ".reconciler").exists()
+    assert not directory.exists()
+    assert not (workdir / "s.json.cache").exists()
 
 
 def test_debug_says_why_an_entry_was_not_used(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With --debug, a spoilt entry is named on stderr; without, nothing is said."""
+    directory = default_cache(workdir)
     assert cli.main(["validate", "."]) == 0
-    for entry in (workdir / ".reconciler" / "cache").glob("*.json"):
+    for entry in directory.glob("*.json"):
         entry.write_bytes(entry.read_bytes()[:-1])
     capsys.readouterr()
     assert cli.main(["validate", ".", "--debug"]) == 0
@@ -397,15 +443,3 @@ def test_debug_says_why_an_entry_was_not_used(
     assert "truncated" in err
     assert cli.main(["validate", "."]) == 0
     assert capsys.readouterr().err == ""
-
-
-def test_the_cache_location_is_said_once_when_the_state_is_elsewhere(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """With --state elsewhere, creating .reconciler/cache/ is announced (the first time)."""
-    state = str(workdir / "elsewhere.json")
-    assert cli.main(["plan", ".", "--no-refresh", "--state", state]) == 0
-    assert "note: created the parse cache .reconciler/cache" in capsys.readouterr().err
-    assert cli.main(["plan", ".", "--no-refresh", "--state", state]) == 0
-    assert "parse cache" not in capsys.readouterr().err
-    assert os.path.isdir(workdir / ".reconciler" / "cache")

@@ -114,8 +114,8 @@ def cache_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-cache",
         action="store_true",
-        help="neither read nor write the parse cache (.reconciler/cache/ beside the desired "
-        "state) nor the state's check record",
+        help="neither read nor write the parse cache (<state>.cache/ beside the state) nor "
+        "the state's check record",
     )
 
 

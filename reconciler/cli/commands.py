@@ -27,6 +27,7 @@ from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
+    ConfigError,
     GuardRailBlocked,
     InputError,
     PlanError,
@@ -39,7 +40,8 @@ from reconciler.errors import (
 from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
-from reconciler.stores import STATE_ENV, Store, open_store
+from reconciler.stores import DEFAULT_STATE, STATE_ENV, Store, open_store
+from reconciler.stores.location import Backend, classify
 from reconciler.stores.model import AccountRecord, State, utc_now
 
 
@@ -121,19 +123,44 @@ def evaluated_at(desired: DesiredState) -> dt.date:
     return desired.at
 
 
-CACHE_DIRECTORY = Path(".reconciler") / "cache"
+POSTGRES_CACHE = Path(".reconciler") / "cache"
+CACHE_SUFFIX = ".cache"
+
+
+def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | None:
+    """Where the parse cache of the desired state at ``path`` is, and whether to say so.
+
+    Beside the state file, as ``<state>.cache/`` (the state's folder is never created for
+    it); for a PostgreSQL state ``.reconciler/cache/`` beside the desired state, said once
+    on stderr. The state is ``--state``, else RECONCILER_STATE, else the default; None when
+    that location is not one (the command refuses it, or never reads the state).
+    """
+    location = common.state if common is not None else None
+    source = "--state"
+    if location is None and STATE_ENV in os.environ:
+        location, source = os.environ[STATE_ENV], STATE_ENV
+    if location is None:
+        location = str(base_dir(path) / DEFAULT_STATE)
+    else:
+        try:
+            backend = classify(location, source=source)
+        except ConfigError:
+            return None
+        if backend is Backend.POSTGRES:
+            return base_dir(path) / POSTGRES_CACHE, True
+    state = Path(os.path.realpath(location))  # a symlinked state: beside its target
+    return state.with_name(state.name + CACHE_SUFFIX), False
 
 
 def parse_cache(
     path: Path, options: CacheOptions, *, common: Common | None = None
 ) -> ParseCache | None:
-    """The parse cache of the desired state at ``path``: ``.reconciler/cache/`` beside it,
-    whatever the state's backend; None with ``--no-cache``. Where the state is elsewhere
-    (``--state``, RECONCILER_STATE), a note says where the cache went when it is created.
-    """
-    if not options.enabled:
+    """The parse cache of the desired state at ``path`` (see :func:`cache_directory`);
+    None with ``--no-cache``."""
+    where = cache_directory(path, common) if options.enabled else None
+    if where is None:
         return None
-    elsewhere = (common is not None and common.state is not None) or STATE_ENV in os.environ
+    directory, elsewhere = where
 
     def debug(line: str) -> None:
         sys.stderr.write(f"debug: {line}\n")
@@ -141,7 +168,6 @@ def parse_cache(
     def announce(line: str) -> None:
         sys.stderr.write(f"note: {line}\n")
 
-    directory = base_dir(path) / CACHE_DIRECTORY
     if options.debug:
         return ParseCache(directory, debug=debug, announce=announce if elsewhere else _quiet)
     return ParseCache(directory, announce=announce if elsewhere else _quiet)

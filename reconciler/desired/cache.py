@@ -341,7 +341,8 @@ class ParseCache:
         directory = self.directory
         try:
             if not directory.exists():
-                directory.mkdir(parents=True, mode=0o700)
+                # Never its parent: the state's folder is made by the state's first write.
+                directory.mkdir(mode=0o700)
                 self._announce(
                     f"created the parse cache {directory} (safe to delete; --no-cache bypasses it)"
                 )
