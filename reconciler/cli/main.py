@@ -28,6 +28,7 @@ from reconciler.cli.options import (
     ReportAccessOptions,
     SandboxOptions,
     ShowOptions,
+    StateDiffOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
@@ -72,6 +73,10 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
             from reconciler.cli import state_commands  # noqa: PLC0415
 
             return state_commands.run(options)
+        case StateDiffOptions():
+            from reconciler.cli import state_diff  # noqa: PLC0415
+
+            return state_diff.state_diff(options)
         case ReportAccessOptions():
             from reconciler.cli import report_commands  # noqa: PLC0415
 
