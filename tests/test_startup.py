@@ -22,7 +22,7 @@ import contextlib, io, json, sys
 from reconciler.cli.main import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     code = main(sys.argv[1:])
-print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
 
@@ -43,7 +43,22 @@ def _loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
         timeout=120,
     )
     result = json.loads(done.stdout)
-    return result["code"], set(result["modules"])
+    return result["code"], {name.split(".")[0] for name in result["modules"]}
+
+
+def _ours(tmp_path: Path, *argv: str) -> set[str]:
+    """The packages of reconciler (``reconciler.plan``…) that ``reconciler ARGV`` loads."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    names = json.loads(done.stdout)["modules"]
+    return {".".join(n.split(".")[:2]) for n in names if n.startswith("reconciler.")}
 
 
 @pytest.mark.parametrize(
@@ -59,6 +74,14 @@ def test_help_and_validate_load_no_heavy_module(tmp_path: Path, argv: tuple[str,
     assert code == 0
     assert "reconciler" in modules  # the probe ran the CLI
     assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_validate_loads_only_the_desired_state_layer(tmp_path: Path) -> None:
+    """validate needs no planner, renderer, store or API client of ours."""
+    ours = _ours(tmp_path, "validate", str(ROOT / "examples"))
+    assert "reconciler.desired" in ours
+    assert ours.isdisjoint({"reconciler.plan", "reconciler.render", "reconciler.stores"})
+    assert ours.isdisjoint({"reconciler.providers", "reconciler.apply"})
 
 
 def test_plan_path_never_loads_deepdiff(tmp_path: Path) -> None:

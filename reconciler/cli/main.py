@@ -52,9 +52,9 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
     # Each `noqa: PLC0415` below: the import inside a function is the point.
     match options:
         case ValidateOptions():
-            from reconciler.cli import commands  # noqa: PLC0415
+            from reconciler.cli import validate_command  # noqa: PLC0415
 
-            return commands.validate(options, now=now)
+            return validate_command.validate(options, now=now)
         case ImportOptions():
             from reconciler.cli import commands  # noqa: PLC0415
 
