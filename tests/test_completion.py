@@ -110,7 +110,7 @@ def bash_script(
         ),
         (["pl"], ["plan"]),
         (["--debug", "st"], ["state"]),
-        (["state", ""], ["list", "show", "pull", "push", "rm"]),
+        (["state", ""], ["list", "show", "pull", "push", "rm", "diff"]),
         (["plan", "--det"], ["--detailed-exitcode"]),
         (["plan", "--no"], ["--no-cache", "--no-refresh"]),
         (["state", "push", "--f"], ["--force"]),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import commands
+from reconciler.cli import inputs
 from reconciler.cli import main as cli
 from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import cache, loading, validation, yamlsafe
@@ -384,16 +384,16 @@ def test_a_postgresql_state_caches_beside_the_desired_state_and_says_so(
 ) -> None:
     """A PostgreSQL state has no folder: .reconciler/cache/ beside PATH, announced once."""
     dsn = "postgresql://ci@db.invalid/identity"
-    assert commands.cache_directory(workdir, Common(state=dsn)) == (
+    assert inputs.cache_directory(workdir, Common(state=dsn)) == (
         workdir / ".reconciler" / "cache",
         True,
     )
     (workdir / ".reconciler").mkdir()
-    store = commands.parse_cache(workdir, CacheOptions(), common=Common(state=dsn))
+    store = inputs.parse_cache(workdir, CacheOptions(), common=Common(state=dsn))
     assert store is not None
     load(workdir, store)
     assert "note: created the parse cache" in capsys.readouterr().err
-    load(workdir, commands.parse_cache(workdir, CacheOptions(), common=Common(state=dsn)))
+    load(workdir, inputs.parse_cache(workdir, CacheOptions(), common=Common(state=dsn)))
     assert capsys.readouterr().err == ""
 
 

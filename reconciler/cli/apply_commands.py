@@ -86,13 +86,21 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
             cache=commands.parse_cache(path, options.common.cache, common=options.common),
         )
         made = provenance.annotate(_with_path(made, path, notes), path, desired, blames)
-    shown = _redact(made, options.redact)
-    sys.stdout.write(
-        commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
-    )
+    # The changes are encoded once: their digest (shown in every format) and the lines
+    # of the JSON, which is built once when it is both printed and saved.
+    encoded = planfile.encode(made)
+    made = planfile.with_digest(made, encoded)
+    saved = planfile.dumps(made, encoded) if options.out is not None else None
+    if options.fmt is PlanFormat.JSON and not options.redact:
+        sys.stdout.write(saved if saved is not None else planfile.dumps(made, encoded))
+    else:
+        shown = _redact(made, options.redact)
+        sys.stdout.write(
+            commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
+        )
     commands.check_guard(made)
-    if options.out is not None:
-        commands.write_atomic(options.out, planfile.dumps(made))
+    if saved is not None and options.out is not None:
+        commands.write_atomic(options.out, saved)
         if options.fmt is PlanFormat.TEXT:
             out(
                 f"Saved the plan to {options.out}. Apply exactly this plan with: "

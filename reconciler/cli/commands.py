@@ -7,57 +7,58 @@ Each takes its command's options value (``options``); apply-side commands live i
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.cli.options import (
-    CacheOptions,
-    Common,
-    ImportOptions,
-    PlanFormat,
-    ValidateFormat,
-    ValidateOptions,
+from reconciler.cli.inputs import (
+    AT_ENV,
+    base_dir,
+    evaluated_at,
+    flush,
+    load,
+    max_bytes,
+    out,
+    parse_cache,
+    today,
 )
-from reconciler.desired import dates, loading, validation
+from reconciler.cli.options import Common, ImportOptions, PlanFormat
+from reconciler.desired import dates
 from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
-    ConfigError,
     GuardRailBlocked,
     InputError,
     PlanError,
-    Problem,
-    Severity,
     StateError,
     UsageError,
-    ValidationFailed,
 )
 from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
-from reconciler.stores import DEFAULT_STATE, STATE_ENV, Store, open_store
-from reconciler.stores.location import Backend, classify
+from reconciler.stores import Store, open_store
 from reconciler.stores.model import AccountRecord, State, utc_now
 
-
-def out(line: str = "", *, stream: TextIO | None = None) -> None:
-    """Write a line to stdout (or ``stream``)."""
-    (stream or sys.stdout).write(line if line.endswith("\n") else line + "\n")
+# The shared inputs, re-exported: the command modules use them as ``commands.X``.
+__all__ = [
+    "AT_ENV",
+    "base_dir",
+    "evaluated_at",
+    "flush",
+    "load",
+    "max_bytes",
+    "out",
+    "parse_cache",
+    "today",
+]
 
 
 def use_color(stream: TextIO) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set."""
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-
-
-def base_dir(path: Path) -> Path:
-    """The directory whose ``.reconciler/state.json`` is the default state."""
-    return path if path.is_dir() else path.parent
 
 
 def store_for(path: Path, common: Common) -> Store:
@@ -85,210 +86,6 @@ def state_words(store: Store, current: State | None) -> str:
     else:
         facts += [f"lineage {current.lineage}", f"serial {current.serial}"]
     return f"{store.describe()} ({', '.join(facts)})"
-
-
-def max_bytes() -> int:
-    """The per-file size limit (RECONCILER_MAX_FILE_BYTES overrides)."""
-    raw = os.environ.get("RECONCILER_MAX_FILE_BYTES")
-    if raw is None:
-        return loading.DEFAULT_MAX_FILE_BYTES
-    try:
-        return int(raw)
-    except ValueError:
-        raise UsageError(
-            f"RECONCILER_MAX_FILE_BYTES must be a number of bytes, not {raw!r}"
-        ) from None
-
-
-AT_ENV = "RECONCILER_AT"
-
-
-def today(given: dt.date | None, now: dt.datetime) -> dates.Today:
-    """When end dates are evaluated: ``--at``, else RECONCILER_AT, else the clock's ``now``."""
-    if given is None and AT_ENV in os.environ:
-        raw = os.environ[AT_ENV]
-        given = dates.read_date(raw)
-        if given is None:
-            raise UsageError(
-                f"{AT_ENV} must be a calendar date YYYY-MM-DD, not {raw!r}",
-                hint=f"unset {AT_ENV} to evaluate end dates at today's date",
-            )
-    return dates.Today(now=now, given=given)
-
-
-def evaluated_at(desired: DesiredState) -> dt.date:
-    """The date validation evaluated ``desired``'s end dates at (load with ``today``)."""
-    if desired.at is None:
-        raise AssertionError("the desired state was loaded without a date")  # a bug, not input
-    return desired.at
-
-
-POSTGRES_CACHE = Path(".reconciler") / "cache"
-CACHE_SUFFIX = ".cache"
-
-
-def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | None:
-    """Where the parse cache of the desired state at ``path`` is, and whether to say so.
-
-    Beside the state file, as ``<state>.cache/`` (the state's folder is never created for
-    it); for a PostgreSQL state ``.reconciler/cache/`` beside the desired state, said once
-    on stderr. The state is ``--state``, else RECONCILER_STATE, else the default; None when
-    that location is not one (the command refuses it, or never reads the state).
-    """
-    location = common.state if common is not None else None
-    source = "--state"
-    if location is None and STATE_ENV in os.environ:
-        location, source = os.environ[STATE_ENV], STATE_ENV
-    if location is None:
-        location = str(base_dir(path) / DEFAULT_STATE)
-    else:
-        try:
-            backend = classify(location, source=source)
-        except ConfigError:
-            return None
-        if backend is Backend.POSTGRES:
-            return base_dir(path) / POSTGRES_CACHE, True
-    state = Path(os.path.realpath(location))  # a symlinked state: beside its target
-    return state.with_name(state.name + CACHE_SUFFIX), False
-
-
-def parse_cache(
-    path: Path, options: CacheOptions, *, common: Common | None = None
-) -> ParseCache | None:
-    """The parse cache of the desired state at ``path`` (see :func:`cache_directory`);
-    None with ``--no-cache``."""
-    where = cache_directory(path, common) if options.enabled else None
-    if where is None:
-        return None
-    directory, elsewhere = where
-
-    def debug(line: str) -> None:
-        sys.stderr.write(f"debug: {line}\n")
-
-    def announce(line: str) -> None:
-        sys.stderr.write(f"note: {line}\n")
-
-    if options.debug:
-        return ParseCache(directory, debug=debug, announce=announce if elsewhere else _quiet)
-    return ParseCache(directory, announce=announce if elsewhere else _quiet)
-
-
-def _quiet(_: str) -> None:
-    """Say nothing."""
-
-
-def flush(cache: ParseCache | None) -> None:
-    """Write the parse cache's new entries: the command's whole input checked out."""
-    if cache is not None:
-        cache.flush()
-
-
-def load(
-    path: Path, when: dates.Today | None = None, *, cache: ParseCache | None = None
-) -> DesiredState:
-    """Read and validate the desired state (end dates at ``when``, if given); its problems,
-    if any, go to stderr first."""
-    try:
-        return validation.load_desired(path, max_bytes=max_bytes(), today=when, cache=cache)
-    except ValidationFailed as failed:
-        # The error's hint says "fix the problems listed above": list them.
-        for problem in failed.problems:
-            sys.stderr.write(problem.render() + "\n")
-        raise
-
-
-# -- validate ------------------------------------------------------------------------
-
-
-def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
-    """``reconciler validate``: every problem, located; exit 1 if any error (warnings, such
-    as an end date already past, are shown and do not fail)."""
-    path, fmt = options.path, options.fmt
-    when = today(options.at, now)
-    listing = loading.list_input(path)
-    for item in listing.ignored:
-        sys.stderr.write(f"note: ignored {item.display}: {item.reason}\n")
-    if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
-        return _validate_for_review(path, listing, fmt=fmt, when=when, cache=options.cache)
-    ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
-    cache = parse_cache(path, options.cache)
-    try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when, cache=cache)
-    except ValidationFailed as failed:
-        if fmt is ValidateFormat.JSON:
-            out(json.dumps(_problems_json(failed.problems) | ignored, indent=2))
-        else:
-            for problem in failed.problems:
-                out(problem.render())
-        raise
-    if fmt is ValidateFormat.JSON:
-        report = _problems_json(desired.warnings) | {"users": len(desired.users)} | ignored
-        out(json.dumps(report, indent=2))
-    else:
-        for problem in desired.warnings:
-            out(problem.render())
-        count = len(desired.warnings)
-        warned = f"; {count} warning{'s' if count != 1 else ''}" if count else ""
-        out(
-            f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
-            f"in {len(desired.files)} file(s){warned}."
-        )
-    flush(cache)
-    return EXIT_OK
-
-
-def _ignored_json(item: loading.Ignored) -> dict[str, str]:
-    return {"file": item.display, "reason": item.reason}
-
-
-def _validate_for_review(
-    path: Path,
-    listing: loading.Listing,
-    *,
-    fmt: ValidateFormat,
-    when: dates.Today,
-    cache: CacheOptions,
-) -> int:
-    """SARIF or GitHub annotations (warnings as warnings), paths relative to the repository."""
-    from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
-    from reconciler.render import findings  # noqa: PLC0415 - only these formats render findings
-
-    def emit(problems: tuple[Problem, ...]) -> None:
-        root = provenance.repo_root(path)
-        if fmt is ValidateFormat.SARIF:
-            out(json.dumps(findings.sarif(problems, root=root), indent=2, ensure_ascii=False))
-        else:
-            sys.stdout.write(findings.github(problems, root=root))
-
-    parsed = parse_cache(path, cache)
-    try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when, cache=parsed)
-    except ValidationFailed as failed:
-        emit(failed.problems)
-        raise
-    emit(desired.warnings)
-    flush(parsed)
-    return EXIT_OK
-
-
-def _problems_json(problems: tuple[Problem, ...]) -> dict[str, Any]:
-    """``valid`` (no error among ``problems``), and every problem with its severity."""
-    return {
-        "valid": not any(p.severity is Severity.ERROR for p in problems),
-        "problems": [
-            {
-                "file": p.file,
-                "line": p.line,
-                "col": p.col,
-                "severity": p.severity.value,
-                "message": p.message,
-                "rule": p.rule,
-                "path": list(p.path),
-            }
-            for p in problems
-        ],
-        "warnings": sum(1 for p in problems if p.severity is Severity.WARNING),
-    }
 
 
 # -- plan / show ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ from reconciler.cli.options import (
     SandboxOptions,
     Shell,
     ShowOptions,
+    StateDiffOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
@@ -413,7 +414,14 @@ def _state(sub: Subparsers) -> None:
     p = arguments.command(inner, "push", "replace the state with a document", _state_push_options)
     p.add_argument("file", type=Path, metavar="FILE", help="a state document (from state pull)")
     arguments.path_operand(p)
-    p.add_argument("--force", action="store_true", help="skip the lineage and serial checks")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="skip the lineage and serial checks (shows what it replaces; asks on a terminal)",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="with --force: do not ask, even on a terminal"
+    )
     p = arguments.command(
         inner, "rm", "stop managing accounts, without disabling them", _state_rm_options
     )
@@ -429,6 +437,37 @@ def _state(sub: Subparsers) -> None:
     for command in inner.choices.values():
         arguments.state_options(command)
         arguments.legacy_path(command)
+    _state_diff(inner)  # two locations of its own; no PATH, no lock
+
+
+def _state_diff(inner: Subparsers) -> None:
+    p = arguments.command(inner, "diff", "compare two states (read only)", _state_diff_options)
+    for name, side in (("left", "A"), ("right", "B")):
+        p.add_argument(
+            name,
+            metavar=side,
+            help="a state file or `state pull` document, a postgresql:// URL "
+            "(?workspace=NAME), or workspace:NAME of the --state URL",
+        )
+    p.add_argument(
+        "--format", choices=arguments.choices(ReportFormat), default="text", help="output"
+    )
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when the states differ")
+    p.add_argument(
+        "--state",
+        metavar="LOCATION",
+        help="the postgresql:// URL workspace:NAME operands refer to (default: RECONCILER_STATE)",
+    )
+
+
+def _state_diff_options(ns: argparse.Namespace, notes: Notes) -> StateDiffOptions:
+    return StateDiffOptions(
+        left=ns.left,
+        right=ns.right,
+        fmt=ReportFormat(ns.format),
+        detailed_exitcode=ns.detailed_exitcode,
+        state=ns.state,
+    )
 
 
 def _state_list_options(ns: argparse.Namespace, notes: Notes) -> StateListOptions:
@@ -450,7 +489,14 @@ def _state_pull_options(ns: argparse.Namespace, notes: Notes) -> StatePullOption
 
 def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOptions:
     path = arguments.located(ns, notes, ["state", "push", str(ns.file)])
-    return StatePushOptions(path=path, file=ns.file, force=ns.force, common=arguments.common(ns))
+    if ns.yes and not ns.force:
+        raise UsageError(
+            "--yes confirms a forced push; without --force there is nothing to confirm",
+            hint=f"reconciler state push {shlex.quote(str(ns.file))} --force --yes",
+        )
+    return StatePushOptions(
+        path=path, file=ns.file, force=ns.force, yes=ns.yes, common=arguments.common(ns)
+    )
 
 
 def _state_rm_options(ns: argparse.Namespace, notes: Notes) -> StateRmOptions:

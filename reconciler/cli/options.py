@@ -207,7 +207,19 @@ class StatePushOptions:
     path: Path
     file: Path
     force: bool = False
+    yes: bool = False  # --force without asking on a terminal
     common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateDiffOptions:
+    """``reconciler state diff A B``: two state locations, read only."""
+
+    left: str
+    right: str
+    fmt: ReportFormat = ReportFormat.TEXT
+    detailed_exitcode: bool = False
+    state: str | None = None  # the PostgreSQL URL ``workspace:NAME`` operands refer to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,6 +281,7 @@ Options: TypeAlias = (
     | StatePullOptions
     | StatePushOptions
     | StateRmOptions
+    | StateDiffOptions
     | ReportAccessOptions
     | SandboxOptions
     | CompletionOptions
