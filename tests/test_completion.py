@@ -112,7 +112,7 @@ def bash_script(
         (["--debug", "st"], ["state"]),
         (["state", ""], ["list", "show", "pull", "push", "rm", "diff"]),
         (["plan", "--det"], ["--detailed-exitcode"]),
-        (["plan", "--no"], ["--no-refresh"]),
+        (["plan", "--no"], ["--no-cache", "--no-refresh"]),
         (["state", "push", "--f"], ["--force"]),
         (["import", "--a"], ["--account", "--all"]),
         (["plan", "--format", ""], ["text", "json", "markdown"]),

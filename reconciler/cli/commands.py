@@ -13,9 +13,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.cli.inputs import AT_ENV, evaluated_at, load, max_bytes, out, today
+from reconciler.cli.inputs import (
+    AT_ENV,
+    base_dir,
+    evaluated_at,
+    flush,
+    load,
+    max_bytes,
+    out,
+    parse_cache,
+    today,
+)
 from reconciler.cli.options import Common, ImportOptions, PlanFormat
 from reconciler.desired import dates
+from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
@@ -32,7 +43,17 @@ from reconciler.stores import Store, open_store
 from reconciler.stores.model import AccountRecord, State, utc_now
 
 # The shared inputs, re-exported: the command modules use them as ``commands.X``.
-__all__ = ["AT_ENV", "evaluated_at", "load", "max_bytes", "out", "today"]
+__all__ = [
+    "AT_ENV",
+    "base_dir",
+    "evaluated_at",
+    "flush",
+    "load",
+    "max_bytes",
+    "out",
+    "parse_cache",
+    "today",
+]
 
 
 def use_color(stream: TextIO) -> bool:
@@ -40,15 +61,14 @@ def use_color(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def base_dir(path: Path) -> Path:
-    """The directory whose ``.reconciler/state.json`` is the default state."""
-    return path if path.is_dir() else path.parent
-
-
 def store_for(path: Path, common: Common) -> Store:
     """The store selected by --state / RECONCILER_STATE or the default beside ``path``."""
     return open_store(
-        common.state, base_dir=base_dir(path), workspace=common.workspace, environ=os.environ
+        common.state,
+        base_dir=base_dir(path),
+        workspace=common.workspace,
+        environ=os.environ,
+        check_record=common.cache.enabled,
     )
 
 
@@ -142,10 +162,11 @@ def make_plan(
     when: dates.Today,
     allow_disables: int | None,
     events_source: Any = None,
+    cache: ParseCache | None = None,
 ) -> tuple[Plan, State | None, DesiredState]:
-    """Load (end dates at ``when``), read the state, list failed events when given a
-    source, and plan."""
-    desired = load(path, when)
+    """Load (end dates at ``when``, through ``cache`` if given), read the state, list failed
+    events when given a source, and plan."""
+    desired = load(path, when, cache=cache)
     recorded = store.read()
     plan = expiry.plan_at(
         desired,
@@ -157,6 +178,7 @@ def make_plan(
         state_location=store.describe(),
         workspace=workspace_of(store),
     )
+    flush(cache)
     return plan, recorded, desired
 
 
@@ -188,10 +210,12 @@ def import_accounts(options: ImportOptions) -> int:
     the next plan adopts it: a MODIFY setting every attribute, which fails when the
     tenant has no such account (apply then records it as absent; the plan after creates it).
     """
-    desired = load(options.path)
+    cache = parse_cache(options.path, options.common.cache, common=options.common)
+    desired = load(options.path, cache=cache)
     store = store_for(options.path, options.common)
     with store.lock("import", timeout=options.common.lock_timeout):
         current = store.read() or State.empty()
+        flush(cache)
         chosen = _to_import(options, desired, current)
         if not chosen:
             out(

@@ -101,7 +101,9 @@ def build() -> parsing.Parser:
     """The whole parser: the program's flags, then one builder per command."""
     parser = parsing.Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks, and why a cache entry was not used"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _validate,
@@ -134,6 +136,7 @@ def _validate(sub: Subparsers) -> None:
         help="how to report problems (github: annotations; sarif: code scanning)",
     )
     arguments.at_option(p, _AT_HELP)
+    arguments.cache_option(p)
 
 
 _AT_HELP = (
@@ -143,7 +146,12 @@ _AT_HELP = (
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
-    return ValidateOptions(path=ns.path or Path("."), fmt=ValidateFormat(ns.format), at=ns.at)
+    return ValidateOptions(
+        path=ns.path or Path("."),
+        fmt=ValidateFormat(ns.format),
+        at=ns.at,
+        cache=arguments.cache(ns),
+    )
 
 
 def _plan(sub: Subparsers) -> None:
@@ -389,7 +397,10 @@ def _state(sub: Subparsers) -> None:
         "recorded state; PATH (last, default .) locates the default state file.",
     )
     parent.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks, and why a cache entry was not used",
     )
     parent.set_defaults(command_prog=parent.prog)
     inner = parent.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
@@ -516,7 +527,10 @@ def _report(sub: Subparsers) -> None:
         description="Reports for audits; PATH (last, default .) is the desired state.",
     )
     parent.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks, and why a cache entry was not used",
     )
     parent.set_defaults(command_prog=parent.prog)
     inner = parent.add_subparsers(dest="report_command", required=True, metavar="REPORT")

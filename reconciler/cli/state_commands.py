@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler.cli import state_diff
-from reconciler.cli.commands import max_bytes, out, store_for
+from reconciler.cli.commands import flush, max_bytes, out, parse_cache, store_for
 from reconciler.cli.options import (
+    CacheOptions,
     ForceUnlockOptions,
     StateListOptions,
     StatePullOptions,
@@ -277,7 +278,7 @@ def state_rm(options: StateRmOptions, *, stdin: TextIO | None = None) -> int:
         "Nothing was sent: they stay as they are on the tenant, and reconciler no longer "
         "manages them."
     )
-    for line in _still_declared(options.path, accounts):
+    for line in _still_declared(options.path, accounts, options.common.cache):
         out(line, stream=sys.stderr)
     return EXIT_OK
 
@@ -323,10 +324,12 @@ def _rm_confirmed(store: Store, accounts: tuple[str, ...], stdin: TextIO) -> boo
     return stdin.readline().strip() == "yes"
 
 
-def _still_declared(path: Path, accounts: tuple[str, ...]) -> list[str]:
+def _still_declared(path: Path, accounts: tuple[str, ...], cache: CacheOptions) -> list[str]:
     """Warnings for removed accounts the desired state still declares."""
     try:
-        desired = validation.load_desired(path, max_bytes=max_bytes())
+        parsed = parse_cache(path, cache)
+        desired = validation.load_desired(path, max_bytes=max_bytes(), cache=parsed)
+        flush(parsed)
     except InputError as exc:
         return [
             f"warning: could not check whether the desired state at {path} still declares "

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli.inputs import max_bytes, out, today
-from reconciler.cli.options import ValidateFormat, ValidateOptions
+from reconciler.cli.inputs import flush, max_bytes, out, parse_cache, today
+from reconciler.cli.options import CacheOptions, ValidateFormat, ValidateOptions
 from reconciler.desired import dates, loading, validation
 from reconciler.errors import EXIT_OK, Problem, Severity, ValidationFailed
 
@@ -26,10 +26,11 @@ def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
     for item in listing.ignored:
         sys.stderr.write(f"note: ignored {item.display}: {item.reason}\n")
     if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
-        return _validate_for_review(path, listing, fmt=fmt, when=when)
+        return _validate_for_review(path, listing, fmt=fmt, when=when, cache=options.cache)
     ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
+    cache = parse_cache(path, options.cache)
     try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
+        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when, cache=cache)
     except ValidationFailed as failed:
         if fmt is ValidateFormat.JSON:
             out(json.dumps(_problems_json(failed.problems) | ignored, indent=2))
@@ -49,6 +50,7 @@ def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
             f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
             f"in {len(desired.files)} file(s){warned}."
         )
+    flush(cache)
     return EXIT_OK
 
 
@@ -57,7 +59,12 @@ def _ignored_json(item: loading.Ignored) -> dict[str, str]:
 
 
 def _validate_for_review(
-    path: Path, listing: loading.Listing, *, fmt: ValidateFormat, when: dates.Today
+    path: Path,
+    listing: loading.Listing,
+    *,
+    fmt: ValidateFormat,
+    when: dates.Today,
+    cache: CacheOptions,
 ) -> int:
     """SARIF or GitHub annotations (warnings as warnings), paths relative to the repository."""
     from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
@@ -70,12 +77,14 @@ def _validate_for_review(
         else:
             sys.stdout.write(findings.github(problems, root=root))
 
+    parsed = parse_cache(path, cache)
     try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
+        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when, cache=parsed)
     except ValidationFailed as failed:
         emit(failed.problems)
         raise
     emit(desired.warnings)
+    flush(parsed)
     return EXIT_OK
 
 
