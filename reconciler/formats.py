@@ -64,12 +64,14 @@ def check(
     newest: int,
     oldest: int = 1,
     repair_hint: str = "",
+    schema_checked: bool = False,
 ) -> None:
     """Raise the error of ``kind`` unless ``document`` is one this reconciler can read.
 
     ``subject`` names the document in the message (``state PATH``), ``newest`` and
     ``oldest`` bound the format_versions of ``kind`` it reads, ``repair_hint`` replaces the
     kind's own hint for an invalid document (a backend knows a better step).
+    ``schema_checked``: these very bytes passed the schema before (a store's check record).
     """
     version = classify(document, newest=newest, oldest=oldest)
     match version.verdict:
@@ -83,7 +85,7 @@ def check(
         case Verdict.INVALID:
             problem = version.problem
         case Verdict.SUPPORTED:
-            problems = schemas.check(kind.schema, document)
+            problems = () if schema_checked else schemas.check(kind.schema, document)
             if not problems:
                 return
             problem = problems[0]

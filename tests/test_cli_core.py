@@ -185,6 +185,22 @@ def test_allow_disables_equal_to_count_saves_the_plan(
     assert json.loads((workdir / "p.json").read_text())["guard"]["override"] == 2
 
 
+def test_json_out_prints_exactly_the_saved_plan(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan --format json --out FILE` prints the very text it saves (built once); with
+    --redact the printed plan is redacted and the saved one is not."""
+    code, out, _ = run(capsys, "plan", "--no-refresh", "--format", "json", "--out", "p.json")
+    assert code == 0
+    assert out == (workdir / "p.json").read_text(encoding="utf-8")
+    code, redacted, _ = run(
+        capsys, "plan", "--no-refresh", "--format", "json", "--redact", "emails", "--out", "p.json"
+    )
+    assert code == 0
+    assert json.loads(redacted)["redacted"] == ["emails"]
+    assert "redacted" not in json.loads((workdir / "p.json").read_text(encoding="utf-8"))
+
+
 def test_out_then_show(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A saved plan shows the same text and JSON as the plan that wrote it."""
     code, out, _ = run(capsys, "plan", "--no-refresh", "--out", "plan.json")

@@ -165,7 +165,7 @@ def test_state_push_and_force_unlock_take_path_last(
     pulled.write_text(capsys.readouterr().out, encoding="utf-8")
     code, out, _ = run(capsys, "state", "push", str(pulled), str(elsewhere), "--force")
     assert code == 0
-    assert out.startswith(f"Pushed {pulled} to ")
+    assert out.splitlines()[-1].startswith(f"Pushed {pulled} to ")  # after what it replaces
     store = LocalStore(elsewhere / ".reconciler" / "state.json")
     with store.lock("test") as held:
         code, out, _ = run(capsys, "force-unlock", held.lock_id, str(elsewhere), "--force")

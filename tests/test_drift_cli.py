@@ -555,6 +555,8 @@ def test_secret_key_never_printed(world: World, monkeypatch: pytest.MonkeyPatch)
     assert code == 1
     assert "SignatureDoesNotMatch" in err
     assert wrong not in out + err
-    files = sorted(world.state.parent.glob(world.state.name + "*"))  # snapshot, journal, backup
+    # snapshot, journal, backup, check record; and the parse cache's entries
+    files = sorted(f for f in world.state.parent.glob(world.state.name + "*") if f.is_file())
+    files += sorted(world.state.parent.glob(world.state.name + ".cache/*.json"))
     everything = "\n".join([*world.outputs, *(f.read_text(encoding="utf-8") for f in files)])
     assert SECRET not in everything

@@ -34,6 +34,15 @@ def _edited(index: int, path: tuple[str | int, ...], value: Any) -> list[dict[st
     return docs
 
 
+def _edited_in_many_places() -> list[dict[str, Any]]:
+    """Change 1 edited in three places, change 2 in one."""
+    docs = _edited(0, ("after", "role_ids"), ["109"])
+    docs[0]["wire"]["roleIds"] = ["109"]
+    docs[0]["roles_removed"] = ["101"]
+    docs[1]["after"]["name"] = "Mallory"
+    return docs
+
+
 @pytest.mark.parametrize(
     ("written", "expected"),
     [
@@ -59,6 +68,12 @@ def _edited(index: int, path: tuple[str | int, ...], value: Any) -> list[dict[st
             'change 2 (alice): wire.roleIds is ["109"] in the saved plan, but absent when '
             "planned again",
             id="key-only-in-the-file",
+        ),
+        pytest.param(
+            _edited_in_many_places(),
+            'change 1 (bob): after.role_ids[0] is "109" in the saved plan, but "101" when '
+            "planned again; it also differs at roles_removed, wire.roleIds; 2 of 2 changes differ",
+            id="more-differences-named",
         ),
         pytest.param(
             _edited(0, ("account",), "mallory"),

@@ -3,6 +3,7 @@ saved-plan round trip."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -335,7 +336,29 @@ def test_plan_file_is_canonical() -> None:
     assert planfile.dumps(SAMPLE) == planfile.dumps(replace(SAMPLE))
     text = planfile.dumps(SAMPLE)
     assert text.endswith("}\n")
-    assert json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n" == text
+    document = json.loads(text)
+    assert document == json.loads(json.dumps(planfile.to_json(SAMPLE)))
+    keys = [line.split('"')[1] for line in text.splitlines() if line.startswith('  "')]
+    assert keys == sorted(document)
+
+
+def test_plan_file_has_one_compact_line_per_change() -> None:
+    """Each change is one line of compact JSON (no indent inside: the C encoder), and the
+    lines without ``source`` are exactly the canonical text the changes digest covers."""
+    text = planfile.dumps(SAMPLE)
+    lines = text.splitlines()
+    start = lines.index('  "changes": [') + 1
+    written = lines[start : start + len(SAMPLE.changes)]
+    assert lines[start + len(SAMPLE.changes)] == "  ],"
+    documents = [json.loads(line.strip().rstrip(",")) for line in written]
+    assert [d["account"] for d in documents] == [c.account for c in SAMPLE.changes]
+    canonical = [
+        json.dumps(planfile.reviewed(d), sort_keys=True, separators=(",", ":")) for d in documents
+    ]
+    for line, reviewed in zip(written, canonical, strict=True):
+        assert line.strip().rstrip(",").endswith(reviewed[1:])
+    hashed = hashlib.sha256(("[" + ",".join(canonical) + "]").encode()).hexdigest()
+    assert json.loads(text)["changes_digest"] == "sha256:" + hashed
 
 
 @pytest.mark.parametrize(

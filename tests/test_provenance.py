@@ -476,3 +476,33 @@ def test_markdown_golden_large_plan_with_provenance(
     comment = capsys.readouterr().out
     assert len(comment) <= 65_536
     golden("review/plan-large-with-provenance.md", comment)
+
+
+@needs_git
+def test_blame_starts_before_the_parse_and_is_collected_once(history: Path) -> None:
+    """``blaming`` starts one blame per file with user entries; ``commits`` collects it
+    (the same answer as blaming then), and what nobody collected is stopped on the way out."""
+    users = [Source(file="users.yaml", line=line) for line in (3, 7, 11, 15)]
+    expected = provenance.commits(users, Path("."))
+    with provenance.blaming(Path(".")) as blames:
+        assert blames.inside is True
+        assert set(blames.started) == {"users.yaml"}  # roles.yaml has no user entry
+        process = blames.started["users.yaml"].process
+        assert provenance.commits(users, Path("."), blames) == expected
+        assert blames.started == {}
+        assert process.returncode == 0
+    with provenance.blaming(Path(".")) as blames:
+        process = blames.started["users.yaml"].process
+    assert blames.started == {}
+    assert process.returncode is not None  # stopped or finished: never left running
+
+
+def test_blaming_outside_git_starts_nothing(
+    workdir: Path, isolated_git: pytest.MonkeyPatch
+) -> None:
+    """No work tree: no blame is started, and commits finds none."""
+    isolated_git.setenv("GIT_CEILING_DIRECTORIES", str(workdir.parent))
+    with provenance.blaming(Path(".")) as blames:
+        assert blames.inside is False
+        assert blames.started == {}
+        assert provenance.commits([Source(file="users.yaml", line=3)], Path("."), blames) == {}

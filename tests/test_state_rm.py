@@ -214,11 +214,11 @@ def test_removed_accounts_are_not_disabled_by_the_next_plan(
 ) -> None:
     """zed (not declared) would be disabled by a plan; once removed, the plan leaves it."""
     code, out, _ = run(capsys, "plan", "--no-refresh", "--format", "json")
-    assert '"account": "zed"' in out
+    assert '"account":"zed"' in out
     assert run(capsys, "state", "rm", "--account", "zed", "--force")[0] == 0
     code, out, _ = run(capsys, "plan", "--no-refresh", "--format", "json")
     assert code == 0
-    assert '"account": "zed"' not in out
+    assert '"account":"zed"' not in out
 
 
 def test_a_removed_account_keeps_its_records_elsewhere(store: LocalStore) -> None:

@@ -75,21 +75,32 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
         notes.append("provisioning events not refreshed (--no-refresh): planned offline")
     path = options.path
     store = commands.store_for(path, options.common)
-    made, _, desired = commands.make_plan(
-        path,
-        store,
-        when=commands.today(options.at, now),
-        allow_disables=options.allow_disables,
-        events_source=source,
-    )
-    made = provenance.annotate(_with_path(made, path, notes), path, desired)
-    shown = _redact(made, options.redact)
-    sys.stdout.write(
-        commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
-    )
+    # git blame runs beside the parse, on another core; collected by annotate.
+    with provenance.blaming(path) as blames:
+        made, _, desired = commands.make_plan(
+            path,
+            store,
+            when=commands.today(options.at, now),
+            allow_disables=options.allow_disables,
+            events_source=source,
+            cache=commands.parse_cache(path, options.common.cache, common=options.common),
+        )
+        made = provenance.annotate(_with_path(made, path, notes), path, desired, blames)
+    # The changes are encoded once: their digest (shown in every format) and the lines
+    # of the JSON, which is built once when it is both printed and saved.
+    encoded = planfile.encode(made)
+    made = planfile.with_digest(made, encoded)
+    saved = planfile.dumps(made, encoded) if options.out is not None else None
+    if options.fmt is PlanFormat.JSON and not options.redact:
+        sys.stdout.write(saved if saved is not None else planfile.dumps(made, encoded))
+    else:
+        shown = _redact(made, options.redact)
+        sys.stdout.write(
+            commands.render_plan(shown, fmt=options.fmt, show_batches=options.show_batches, now=now)
+        )
     commands.check_guard(made)
-    if options.out is not None:
-        commands.write_atomic(options.out, planfile.dumps(made))
+    if saved is not None and options.out is not None:
+        commands.write_atomic(options.out, saved)
         if options.fmt is PlanFormat.TEXT:
             out(
                 f"Saved the plan to {options.out}. Apply exactly this plan with: "
@@ -178,7 +189,8 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     path = options.target
     notes: list[str] = []
     source = _events_source(notes) if options.refresh else None
-    desired = commands.load(path, commands.today(options.at, now))
+    cache = commands.parse_cache(path, options.common.cache, common=options.common)
+    desired = commands.load(path, commands.today(options.at, now), cache=cache)
     at = saved_plan.apply_date(desired, now)
     store = commands.store_for(path, options.common)
     with _client_and_lock(store, options.common, "apply") as client:
@@ -197,6 +209,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
             state_location=store.describe(),
             workspace=commands.workspace_of(store),
         )
+        commands.flush(cache)  # the desired and the recorded state checked out
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
         _show_text(made, options, now)
         commands.check_guard(made)
@@ -268,7 +281,8 @@ def _apply_saved(
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
     path = saved_plan.input_path(saved)
-    desired = commands.load(path, commands.today(options.at, now))
+    cache = commands.parse_cache(path, options.common.cache, common=options.common)
+    desired = commands.load(path, commands.today(options.at, now), cache=cache)
     at = saved_plan.apply_date(desired, now)
     store = saved_plan.store(saved, options.common, os.environ)
     connect = cloudidentity_connect(os.environ)
@@ -287,6 +301,7 @@ def _apply_saved(
         made = saved_plan.plan_again(
             saved, desired, recorded, store, at=at, allow_disables=options.allow_disables
         )
+        commands.flush(cache)  # the desired and the recorded state checked out
         made = saved_plan.with_retries(
             made,
             saved,
@@ -449,7 +464,11 @@ def why(options: WhyOptions, *, now: dt.datetime) -> int:
     path, account = options.path, options.account
     store = commands.store_for(path, options.common)
     made, recorded, desired = commands.make_plan(
-        path, store, when=commands.today(None, now), allow_disables=None
+        path,
+        store,
+        when=commands.today(None, now),
+        allow_disables=None,
+        cache=commands.parse_cache(path, options.common.cache, common=options.common),
     )
     user = desired.users.get(account)
     if user is None and (recorded is None or account not in recorded.accounts):

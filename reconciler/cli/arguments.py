@@ -16,6 +16,7 @@ from typing import Any
 from reconciler.cli import parsing
 from reconciler.cli.options import (
     AccessFormat,
+    CacheOptions,
     Common,
     Options,
     PlanFormat,
@@ -41,7 +42,10 @@ def command(sub: Subparsers, name: str, help_text: str, builder: Builder) -> par
     )
     # SUPPRESS: unless given here, the program-level --debug (default False) stands.
     parser.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks, and why a cache entry was not used",
     )
     parser.set_defaults(build=builder, command_prog=parser.prog)
     return parser
@@ -73,6 +77,7 @@ def state_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait this long for the state lock instead of failing at once",
     )
+    cache_option(parser)
 
 
 def task_timeout_option(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +104,24 @@ def _positive_seconds(raw: str) -> float:
 
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
-    return Common(state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout)
+    return Common(
+        state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout, cache=cache(ns)
+    )
+
+
+def cache_option(parser: argparse.ArgumentParser) -> None:
+    """--no-cache, for every command that reads the desired state or the state."""
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the parse cache (<state>.cache/ beside the state) nor "
+        "the state's check record",
+    )
+
+
+def cache(ns: argparse.Namespace) -> CacheOptions:
+    """--no-cache (and --debug, which says why a cache entry was not used), read back."""
+    return CacheOptions(enabled=not ns.no_cache, debug=bool(getattr(ns, "debug", False)))
 
 
 def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:

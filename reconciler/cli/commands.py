@@ -7,32 +7,34 @@ Each takes its command's options value (``options``); apply-side commands live i
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.cli.options import (
-    Common,
-    ImportOptions,
-    PlanFormat,
-    ValidateFormat,
-    ValidateOptions,
+from reconciler.cli.inputs import (
+    AT_ENV,
+    base_dir,
+    evaluated_at,
+    flush,
+    load,
+    max_bytes,
+    out,
+    parse_cache,
+    today,
 )
-from reconciler.desired import dates, loading, validation
+from reconciler.cli.options import Common, ImportOptions, PlanFormat
+from reconciler.desired import dates
+from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_OK,
     GuardRailBlocked,
     InputError,
     PlanError,
-    Problem,
-    Severity,
     StateError,
     UsageError,
-    ValidationFailed,
 )
 from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Plan
@@ -40,10 +42,18 @@ from reconciler.render import common, markdown, text
 from reconciler.stores import Store, open_store
 from reconciler.stores.model import AccountRecord, State, utc_now
 
-
-def out(line: str = "", *, stream: TextIO | None = None) -> None:
-    """Write a line to stdout (or ``stream``)."""
-    (stream or sys.stdout).write(line if line.endswith("\n") else line + "\n")
+# The shared inputs, re-exported: the command modules use them as ``commands.X``.
+__all__ = [
+    "AT_ENV",
+    "base_dir",
+    "evaluated_at",
+    "flush",
+    "load",
+    "max_bytes",
+    "out",
+    "parse_cache",
+    "today",
+]
 
 
 def use_color(stream: TextIO) -> bool:
@@ -51,15 +61,14 @@ def use_color(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def base_dir(path: Path) -> Path:
-    """The directory whose ``.reconciler/state.json`` is the default state."""
-    return path if path.is_dir() else path.parent
-
-
 def store_for(path: Path, common: Common) -> Store:
     """The store selected by --state / RECONCILER_STATE or the default beside ``path``."""
     return open_store(
-        common.state, base_dir=base_dir(path), workspace=common.workspace, environ=os.environ
+        common.state,
+        base_dir=base_dir(path),
+        workspace=common.workspace,
+        environ=os.environ,
+        check_record=common.cache.enabled,
     )
 
 
@@ -77,139 +86,6 @@ def state_words(store: Store, current: State | None) -> str:
     else:
         facts += [f"lineage {current.lineage}", f"serial {current.serial}"]
     return f"{store.describe()} ({', '.join(facts)})"
-
-
-def max_bytes() -> int:
-    """The per-file size limit (RECONCILER_MAX_FILE_BYTES overrides)."""
-    raw = os.environ.get("RECONCILER_MAX_FILE_BYTES")
-    if raw is None:
-        return loading.DEFAULT_MAX_FILE_BYTES
-    try:
-        return int(raw)
-    except ValueError:
-        raise UsageError(
-            f"RECONCILER_MAX_FILE_BYTES must be a number of bytes, not {raw!r}"
-        ) from None
-
-
-AT_ENV = "RECONCILER_AT"
-
-
-def today(given: dt.date | None, now: dt.datetime) -> dates.Today:
-    """When end dates are evaluated: ``--at``, else RECONCILER_AT, else the clock's ``now``."""
-    if given is None and AT_ENV in os.environ:
-        raw = os.environ[AT_ENV]
-        given = dates.read_date(raw)
-        if given is None:
-            raise UsageError(
-                f"{AT_ENV} must be a calendar date YYYY-MM-DD, not {raw!r}",
-                hint=f"unset {AT_ENV} to evaluate end dates at today's date",
-            )
-    return dates.Today(now=now, given=given)
-
-
-def evaluated_at(desired: DesiredState) -> dt.date:
-    """The date validation evaluated ``desired``'s end dates at (load with ``today``)."""
-    if desired.at is None:
-        raise AssertionError("the desired state was loaded without a date")  # a bug, not input
-    return desired.at
-
-
-def load(path: Path, when: dates.Today | None = None) -> DesiredState:
-    """Read and validate the desired state (end dates at ``when``, if given); its problems,
-    if any, go to stderr first."""
-    try:
-        return validation.load_desired(path, max_bytes=max_bytes(), today=when)
-    except ValidationFailed as failed:
-        # The error's hint says "fix the problems listed above": list them.
-        for problem in failed.problems:
-            sys.stderr.write(problem.render() + "\n")
-        raise
-
-
-# -- validate ------------------------------------------------------------------------
-
-
-def validate(options: ValidateOptions, *, now: dt.datetime) -> int:
-    """``reconciler validate``: every problem, located; exit 1 if any error (warnings, such
-    as an end date already past, are shown and do not fail)."""
-    path, fmt = options.path, options.fmt
-    when = today(options.at, now)
-    listing = loading.list_input(path)
-    for item in listing.ignored:
-        sys.stderr.write(f"note: ignored {item.display}: {item.reason}\n")
-    if fmt in (ValidateFormat.GITHUB, ValidateFormat.SARIF):
-        return _validate_for_review(path, listing, fmt=fmt, when=when)
-    ignored = {"ignored": [_ignored_json(i) for i in listing.ignored]} if listing.ignored else {}
-    try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
-    except ValidationFailed as failed:
-        if fmt is ValidateFormat.JSON:
-            out(json.dumps(_problems_json(failed.problems) | ignored, indent=2))
-        else:
-            for problem in failed.problems:
-                out(problem.render())
-        raise
-    if fmt is ValidateFormat.JSON:
-        report = _problems_json(desired.warnings) | {"users": len(desired.users)} | ignored
-        out(json.dumps(report, indent=2))
-    else:
-        for problem in desired.warnings:
-            out(problem.render())
-        count = len(desired.warnings)
-        warned = f"; {count} warning{'s' if count != 1 else ''}" if count else ""
-        out(
-            f"Valid: {len(desired.users)} users, {len(desired.roles)} roles "
-            f"in {len(desired.files)} file(s){warned}."
-        )
-    return EXIT_OK
-
-
-def _ignored_json(item: loading.Ignored) -> dict[str, str]:
-    return {"file": item.display, "reason": item.reason}
-
-
-def _validate_for_review(
-    path: Path, listing: loading.Listing, *, fmt: ValidateFormat, when: dates.Today
-) -> int:
-    """SARIF or GitHub annotations (warnings as warnings), paths relative to the repository."""
-    from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
-    from reconciler.render import findings  # noqa: PLC0415 - only these formats render findings
-
-    def emit(problems: tuple[Problem, ...]) -> None:
-        root = provenance.repo_root(path)
-        if fmt is ValidateFormat.SARIF:
-            out(json.dumps(findings.sarif(problems, root=root), indent=2, ensure_ascii=False))
-        else:
-            sys.stdout.write(findings.github(problems, root=root))
-
-    try:
-        desired = validation.load_listed(listing, max_bytes=max_bytes(), today=when)
-    except ValidationFailed as failed:
-        emit(failed.problems)
-        raise
-    emit(desired.warnings)
-    return EXIT_OK
-
-
-def _problems_json(problems: tuple[Problem, ...]) -> dict[str, Any]:
-    """``valid`` (no error among ``problems``), and every problem with its severity."""
-    return {
-        "valid": not any(p.severity is Severity.ERROR for p in problems),
-        "problems": [
-            {
-                "file": p.file,
-                "line": p.line,
-                "col": p.col,
-                "severity": p.severity.value,
-                "message": p.message,
-                "rule": p.rule,
-                "path": list(p.path),
-            }
-            for p in problems
-        ],
-        "warnings": sum(1 for p in problems if p.severity is Severity.WARNING),
-    }
 
 
 # -- plan / show ---------------------------------------------------------------------
@@ -286,10 +162,11 @@ def make_plan(
     when: dates.Today,
     allow_disables: int | None,
     events_source: Any = None,
+    cache: ParseCache | None = None,
 ) -> tuple[Plan, State | None, DesiredState]:
-    """Load (end dates at ``when``), read the state, list failed events when given a
-    source, and plan."""
-    desired = load(path, when)
+    """Load (end dates at ``when``, through ``cache`` if given), read the state, list failed
+    events when given a source, and plan."""
+    desired = load(path, when, cache=cache)
     recorded = store.read()
     plan = expiry.plan_at(
         desired,
@@ -301,6 +178,7 @@ def make_plan(
         state_location=store.describe(),
         workspace=workspace_of(store),
     )
+    flush(cache)
     return plan, recorded, desired
 
 
@@ -332,10 +210,12 @@ def import_accounts(options: ImportOptions) -> int:
     the next plan adopts it: a MODIFY setting every attribute, which fails when the
     tenant has no such account (apply then records it as absent; the plan after creates it).
     """
-    desired = load(options.path)
+    cache = parse_cache(options.path, options.common.cache, common=options.common)
+    desired = load(options.path, cache=cache)
     store = store_for(options.path, options.common)
     with store.lock("import", timeout=options.common.lock_timeout):
         current = store.read() or State.empty()
+        flush(cache)
         chosen = _to_import(options, desired, current)
         if not chosen:
             out(

@@ -38,6 +38,7 @@ from reconciler.cli.options import (
     SandboxOptions,
     Shell,
     ShowOptions,
+    StateDiffOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
@@ -100,7 +101,9 @@ def build() -> parsing.Parser:
     """The whole parser: the program's flags, then one builder per command."""
     parser = parsing.Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks, and why a cache entry was not used"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _validate,
@@ -133,6 +136,7 @@ def _validate(sub: Subparsers) -> None:
         help="how to report problems (github: annotations; sarif: code scanning)",
     )
     arguments.at_option(p, _AT_HELP)
+    arguments.cache_option(p)
 
 
 _AT_HELP = (
@@ -142,7 +146,12 @@ _AT_HELP = (
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
-    return ValidateOptions(path=ns.path or Path("."), fmt=ValidateFormat(ns.format), at=ns.at)
+    return ValidateOptions(
+        path=ns.path or Path("."),
+        fmt=ValidateFormat(ns.format),
+        at=ns.at,
+        cache=arguments.cache(ns),
+    )
 
 
 def _plan(sub: Subparsers) -> None:
@@ -388,7 +397,10 @@ def _state(sub: Subparsers) -> None:
         "recorded state; PATH (last, default .) locates the default state file.",
     )
     parent.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks, and why a cache entry was not used",
     )
     parent.set_defaults(command_prog=parent.prog)
     inner = parent.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
@@ -402,7 +414,14 @@ def _state(sub: Subparsers) -> None:
     p = arguments.command(inner, "push", "replace the state with a document", _state_push_options)
     p.add_argument("file", type=Path, metavar="FILE", help="a state document (from state pull)")
     arguments.path_operand(p)
-    p.add_argument("--force", action="store_true", help="skip the lineage and serial checks")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="skip the lineage and serial checks (shows what it replaces; asks on a terminal)",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="with --force: do not ask, even on a terminal"
+    )
     p = arguments.command(
         inner, "rm", "stop managing accounts, without disabling them", _state_rm_options
     )
@@ -418,6 +437,37 @@ def _state(sub: Subparsers) -> None:
     for command in inner.choices.values():
         arguments.state_options(command)
         arguments.legacy_path(command)
+    _state_diff(inner)  # two locations of its own; no PATH, no lock
+
+
+def _state_diff(inner: Subparsers) -> None:
+    p = arguments.command(inner, "diff", "compare two states (read only)", _state_diff_options)
+    for name, side in (("left", "A"), ("right", "B")):
+        p.add_argument(
+            name,
+            metavar=side,
+            help="a state file or `state pull` document, a postgresql:// URL "
+            "(?workspace=NAME), or workspace:NAME of the --state URL",
+        )
+    p.add_argument(
+        "--format", choices=arguments.choices(ReportFormat), default="text", help="output"
+    )
+    p.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when the states differ")
+    p.add_argument(
+        "--state",
+        metavar="LOCATION",
+        help="the postgresql:// URL workspace:NAME operands refer to (default: RECONCILER_STATE)",
+    )
+
+
+def _state_diff_options(ns: argparse.Namespace, notes: Notes) -> StateDiffOptions:
+    return StateDiffOptions(
+        left=ns.left,
+        right=ns.right,
+        fmt=ReportFormat(ns.format),
+        detailed_exitcode=ns.detailed_exitcode,
+        state=ns.state,
+    )
 
 
 def _state_list_options(ns: argparse.Namespace, notes: Notes) -> StateListOptions:
@@ -439,7 +489,14 @@ def _state_pull_options(ns: argparse.Namespace, notes: Notes) -> StatePullOption
 
 def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOptions:
     path = arguments.located(ns, notes, ["state", "push", str(ns.file)])
-    return StatePushOptions(path=path, file=ns.file, force=ns.force, common=arguments.common(ns))
+    if ns.yes and not ns.force:
+        raise UsageError(
+            "--yes confirms a forced push; without --force there is nothing to confirm",
+            hint=f"reconciler state push {shlex.quote(str(ns.file))} --force --yes",
+        )
+    return StatePushOptions(
+        path=path, file=ns.file, force=ns.force, yes=ns.yes, common=arguments.common(ns)
+    )
 
 
 def _state_rm_options(ns: argparse.Namespace, notes: Notes) -> StateRmOptions:
@@ -470,7 +527,10 @@ def _report(sub: Subparsers) -> None:
         description="Reports for audits; PATH (last, default .) is the desired state.",
     )
     parent.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks, and why a cache entry was not used",
     )
     parent.set_defaults(command_prog=parent.prog)
     inner = parent.add_subparsers(dest="report_command", required=True, metavar="REPORT")

@@ -15,15 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from reconciler.cli import (
-    commands,
-    completion,
-    grammar,
-    masking,
-    report_commands,
-    signals,
-    state_commands,
-)
+from reconciler.cli import completion, grammar, masking, signals
 from reconciler.cli.options import (
     LONG_RUNNING,
     ApplyOptions,
@@ -36,6 +28,7 @@ from reconciler.cli.options import (
     ReportAccessOptions,
     SandboxOptions,
     ShowOptions,
+    StateDiffOptions,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
@@ -54,24 +47,21 @@ from reconciler.errors import (
 
 
 def _dispatch(options: Options, now: dt.datetime) -> int:
-    from reconciler.cli import apply_commands  # noqa: PLC0415 - httpx clients load only when used
-
+    # Each command's modules load only when it runs (start-up: `--help` and `validate`
+    # load neither httpx nor deepdiff); tests/test_startup.py holds that.
+    # Each `noqa: PLC0415` below: the import inside a function is the point.
     match options:
         case ValidateOptions():
-            return commands.validate(options, now=now)
-        case PlanOptions():
-            return apply_commands.plan(options, now=now)
-        case ShowOptions():
-            return apply_commands.show(options, now=now)
-        case ApplyOptions():
-            return apply_commands.apply(options, now=now)
-        case RefreshOptions():
-            return apply_commands.refresh(options)
+            from reconciler.cli import validate_command  # noqa: PLC0415
+
+            return validate_command.validate(options, now=now)
         case ImportOptions():
+            from reconciler.cli import commands  # noqa: PLC0415
+
             return commands.import_accounts(options)
-        case WhyOptions():
-            return apply_commands.why(options, now=now)
         case ForceUnlockOptions():
+            from reconciler.cli import state_commands  # noqa: PLC0415
+
             return state_commands.force_unlock(options)
         case (
             StateListOptions()
@@ -80,16 +70,43 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
             | StatePushOptions()
             | StateRmOptions()
         ):
+            from reconciler.cli import state_commands  # noqa: PLC0415
+
             return state_commands.run(options)
+        case StateDiffOptions():
+            from reconciler.cli import state_diff  # noqa: PLC0415
+
+            return state_diff.state_diff(options)
         case ReportAccessOptions():
+            from reconciler.cli import report_commands  # noqa: PLC0415
+
             return report_commands.report_access(options, now=now)
         case SandboxOptions():
-            from reconciler.cli import sandbox_command  # noqa: PLC0415 - loads the sandbox
+            from reconciler.cli import sandbox_command  # noqa: PLC0415
 
             return sandbox_command.sandbox(options)
         case CompletionOptions():
             sys.stdout.write(completion.script(options.shell, grammar.spec(), grammar.PROG))
             return EXIT_OK
+    return _dispatch_planning(options, now)
+
+
+def _dispatch_planning(options: Options, now: dt.datetime) -> int:
+    """The commands that plan or apply: their module loads the API clients (httpx)."""
+    from reconciler.cli import apply_commands  # noqa: PLC0415 - see _dispatch
+
+    match options:
+        case PlanOptions():
+            return apply_commands.plan(options, now=now)
+        case ShowOptions():
+            return apply_commands.show(options, now=now)
+        case ApplyOptions():
+            return apply_commands.apply(options, now=now)
+        case RefreshOptions():
+            return apply_commands.refresh(options)
+        case WhyOptions():
+            return apply_commands.why(options, now=now)
+    raise AssertionError(f"no command for {type(options).__name__}")  # a bug: grammar's
 
 
 def report(error: ReconcilerError, *, debug: bool, secrets: Sequence[str] = ()) -> int:

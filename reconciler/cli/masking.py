@@ -12,7 +12,6 @@ and ``RECONCILER_STATE`` — and anything shaped like a credential (a URL's pass
 from __future__ import annotations
 
 import re
-import traceback
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
@@ -79,4 +78,6 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 def traceback_text(error: BaseException, secrets: Iterable[str]) -> str:
     """The whole traceback of ``error`` (its causes and contexts included), masked."""
+    import traceback  # noqa: PLC0415 - only --debug and a bug need it: start-up stays short
+
     return mask("".join(traceback.format_exception(error)), tuple(secrets))

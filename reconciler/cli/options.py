@@ -56,12 +56,21 @@ class Shell(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CacheOptions:
+    """The parse cache and the state's check record: used unless ``--no-cache``."""
+
+    enabled: bool = True
+    debug: bool = False  # --debug: say on stderr why an entry was not used
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Common:
     """Options every state-touching command shares."""
 
     state: str | None = None
     workspace: str | None = None
     lock_timeout: float = 0.0
+    cache: CacheOptions = CacheOptions()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +80,7 @@ class ValidateOptions:
     path: Path
     fmt: ValidateFormat = ValidateFormat.TEXT
     at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
+    cache: CacheOptions = CacheOptions()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,7 +207,19 @@ class StatePushOptions:
     path: Path
     file: Path
     force: bool = False
+    yes: bool = False  # --force without asking on a terminal
     common: Common = Common()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateDiffOptions:
+    """``reconciler state diff A B``: two state locations, read only."""
+
+    left: str
+    right: str
+    fmt: ReportFormat = ReportFormat.TEXT
+    detailed_exitcode: bool = False
+    state: str | None = None  # the PostgreSQL URL ``workspace:NAME`` operands refer to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +281,7 @@ Options: TypeAlias = (
     | StatePullOptions
     | StatePushOptions
     | StateRmOptions
+    | StateDiffOptions
     | ReportAccessOptions
     | SandboxOptions
     | CompletionOptions

@@ -16,12 +16,19 @@ def report_access(options: ReportAccessOptions, *, now: dt.datetime) -> int:
     """Who holds which role as applied, what the YAML would change, in ``options.fmt``."""
     path = options.path
     store = commands.store_for(path, options.common)
-    made, recorded, desired = commands.make_plan(
-        path, store, when=commands.today(options.at, now), allow_disables=None
-    )
-    made = commands.with_input_path(made, path)
-    sources = [user.source for user in desired.users.values()]
-    built = report.build(desired, recorded, made, commits=provenance.commits(sources, path))
+    # git blame runs beside the parse, on another core; collected by commits.
+    with provenance.blaming(path) as blames:
+        made, recorded, desired = commands.make_plan(
+            path,
+            store,
+            when=commands.today(options.at, now),
+            allow_disables=None,
+            cache=commands.parse_cache(path, options.common.cache, common=options.common),
+        )
+        made = commands.with_input_path(made, path)
+        sources = [user.source for user in desired.users.values()]
+        found = provenance.commits(sources, path, blames)
+    built = report.build(desired, recorded, made, commits=found)
     if options.redact:
         built = report.redact(built, options.redact)
     match options.fmt:

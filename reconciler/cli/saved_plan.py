@@ -16,8 +16,9 @@ plans again from exactly those, so:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
             )
         location = recorded
     base = commands.base_dir(Path(saved.input_path or "."))
-    chosen = _open(location, base, common.workspace, saved.workspace, env)
+    opened = functools.partial(open_store, environ=env, check_record=common.cache.enabled)
+    chosen = _open(opened, location, base, common.workspace, saved.workspace)
     if chosen.describe() != recorded:
         raise PlanError(
             f"the plan was made against state {recorded}, but this apply would use state "
@@ -112,20 +114,20 @@ def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
 
 
 def _open(
+    opened: Callable[..., Store],
     location: str,
     base: Path,
     given: str | None,
     recorded: str | None,
-    env: Mapping[str, str],
 ) -> Store:
     """Open ``location`` in the given workspace, else in the plan's own if the DSN allows."""
     if given is not None or recorded is None:
-        return open_store(location, base_dir=base, workspace=given, environ=env)
+        return opened(location, base_dir=base, workspace=given)
     try:
-        return open_store(location, base_dir=base, workspace=recorded, environ=env)
+        return opened(location, base_dir=base, workspace=recorded)
     except ConfigError:
         # The DSN names another workspace: open it as named; the comparison then refuses.
-        return open_store(location, base_dir=base, workspace=None, environ=env)
+        return opened(location, base_dir=base, workspace=None)
 
 
 def plan_again(

@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from reconciler.cli.commands import max_bytes, out, store_for
+from reconciler.cli import state_diff
+from reconciler.cli.commands import flush, max_bytes, out, parse_cache, store_for
 from reconciler.cli.options import (
+    CacheOptions,
     ForceUnlockOptions,
     StateListOptions,
     StatePullOptions,
@@ -24,7 +26,14 @@ from reconciler.cli.options import (
     StateShowOptions,
 )
 from reconciler.desired import validation
-from reconciler.errors import EXIT_ERROR, EXIT_OK, InputError, StateError, UsageError
+from reconciler.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    InputError,
+    StateConflict,
+    StateError,
+    UsageError,
+)
 from reconciler.stores import LockInfo, Store, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import State
@@ -124,15 +133,40 @@ def state_pull(options: StatePullOptions) -> int:
     return EXIT_OK
 
 
-def state_push(options: StatePushOptions) -> int:
-    """``reconciler state push FILE``: under the lock, by the push rules (``transfer``)."""
+def state_push(options: StatePushOptions, *, stdin: TextIO | None = None) -> int:
+    """``reconciler state push FILE``: under the lock, by the push rules (``transfer``).
+
+    ``--force`` first shows what it replaces (accounts only in the stored state, only in
+    the document, changed; lineage and serial), and on a terminal asks unless ``--yes``.
+    Without a terminal it goes on: ``--force`` is the consent a pipeline gives.
+    """
     source, common = options.file, options.common
     try:
         document = json.loads(source.read_bytes())
     except (OSError, ValueError) as exc:
-        raise StateError(f"cannot read {source} as a JSON state document: {exc}") from exc
+        raise StateError(
+            f"cannot read {source} as a JSON state document: {exc}",
+            hint="push a file written by `reconciler state pull`",
+        ) from exc
     store = store_for(options.path, common)
+    terminal = stdin or sys.stdin
+    asked: State | None = None
+    if options.force and not options.yes and terminal.isatty():
+        pushed = transfer.parse(document)
+        asked = store.read()
+        if asked is not None:
+            state_diff.write_lines(state_diff.overwrite_summary(store, asked, pushed))
+            if not _push_confirmed(terminal):
+                out("State push cancelled.")
+                return EXIT_ERROR
     with store.lock("state push", timeout=common.lock_timeout):
+        if options.force:
+            current = store.read()
+            if asked is not None:
+                _unchanged_since_asked(store, asked, current)
+            elif current is not None:
+                summary = state_diff.overwrite_summary(store, current, transfer.parse(document))
+                state_diff.write_lines(summary)
         done = transfer.push(store, document, force=options.force)
     written, replaced = done.written, done.replaced
     before = (
@@ -145,6 +179,23 @@ def state_push(options: StatePushOptions) -> int:
         f"serial {written.serial} ({before})."
     )
     return EXIT_OK
+
+
+def _push_confirmed(stdin: TextIO) -> bool:
+    sys.stdout.write("Only 'yes' will be accepted to confirm: ")
+    sys.stdout.flush()
+    return stdin.readline().strip() == "yes"
+
+
+def _unchanged_since_asked(store: Store, asked: State, current: State | None) -> None:
+    """StateConflict when the state moved while a person read what it would replace."""
+    if current is None or (current.lineage, current.serial) != (asked.lineage, asked.serial):
+        now = "gone" if current is None else f"lineage {current.lineage} serial {current.serial}"
+        raise StateConflict(
+            f"the state at {store.location.named()} changed while you were asked (it was "
+            f"lineage {asked.lineage} serial {asked.serial}, now {now}); nothing was written",
+            hint="run the push again to see what it would replace now",
+        )
 
 
 def force_unlock(options: ForceUnlockOptions, *, stdin: TextIO | None = None) -> int:
@@ -227,7 +278,7 @@ def state_rm(options: StateRmOptions, *, stdin: TextIO | None = None) -> int:
         "Nothing was sent: they stay as they are on the tenant, and reconciler no longer "
         "manages them."
     )
-    for line in _still_declared(options.path, accounts):
+    for line in _still_declared(options.path, accounts, options.common.cache):
         out(line, stream=sys.stderr)
     return EXIT_OK
 
@@ -273,10 +324,12 @@ def _rm_confirmed(store: Store, accounts: tuple[str, ...], stdin: TextIO) -> boo
     return stdin.readline().strip() == "yes"
 
 
-def _still_declared(path: Path, accounts: tuple[str, ...]) -> list[str]:
+def _still_declared(path: Path, accounts: tuple[str, ...], cache: CacheOptions) -> list[str]:
     """Warnings for removed accounts the desired state still declares."""
     try:
-        desired = validation.load_desired(path, max_bytes=max_bytes())
+        parsed = parse_cache(path, cache)
+        desired = validation.load_desired(path, max_bytes=max_bytes(), cache=parsed)
+        flush(parsed)
     except InputError as exc:
         return [
             f"warning: could not check whether the desired state at {path} still declares "

@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler import schemas
 from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
+from reconciler.desired.cache import Entry, ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import Problem, Severity, ValidationFailed, excerpt
 
@@ -25,18 +26,24 @@ _CHUNK = 64  # users checked at once when looking for the entries that break the
 
 
 def validate(
-    files: tuple[loading.SourceFile, ...], *, digest: str, today: dates.Today | None = None
+    files: tuple[loading.SourceFile, ...],
+    *,
+    digest: str,
+    today: dates.Today | None = None,
+    checked: frozenset[int] = frozenset(),
 ) -> DesiredState:
     """The merged desired state; ValidationFailed listing every problem.
 
     With ``today``, end dates are checked at its date in the policy's timezone (the
-    state records that date as ``at``), and past ones are kept as warnings.
+    state records that date as ``at``), and past ones are kept as warnings. The files at
+    the indexes in ``checked`` passed their own checks already (the parse cache's): only
+    the rules across files run on them.
     """
     located: list[Problem] = []
     pending: list[merging.Pending] = []
     for index, source in enumerate(files):
         located.extend(source.problems)
-        if source.data is None:
+        if source.data is None or index in checked:
             continue
         if not isinstance(source.data, dict):
             # Never echoed: a file that is not a mapping may be anything (an env file).
@@ -166,9 +173,11 @@ def load_desired(
     *,
     max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES,
     today: dates.Today | None = None,
+    cache: ParseCache | None = None,
 ) -> DesiredState:
     """Read, parse and validate the input at ``path`` (the one I/O entry point)."""
-    return load_listed(loading.list_input(path), max_bytes=max_bytes, today=today)
+    listing = loading.list_input(path)
+    return load_listed(listing, max_bytes=max_bytes, today=today, cache=cache)
 
 
 def load_listed(
@@ -176,14 +185,75 @@ def load_listed(
     *,
     max_bytes: int = loading.DEFAULT_MAX_FILE_BYTES,
     today: dates.Today | None = None,
+    cache: ParseCache | None = None,
 ) -> DesiredState:
-    """Read, parse and validate the files of ``listing`` (end dates at ``today``, if given)."""
+    """Read, parse and validate the files of ``listing`` (end dates at ``today``, if given);
+    with a ``cache``, files it holds skip the parser and their own schema check."""
     # Loading only allocates, and nothing cyclic: each collection would rescan it for nothing.
     with yamlsafe.gc_paused():
         raw = list(loading.read_listed(listing, max_bytes=max_bytes))
         digest = loading.digest(tuple(raw))
-        raw.reverse()
-        parsed = []
-        while raw:  # each file's bytes are let go once its text is parsed
-            parsed.append(loading.parse_file(raw.pop()))
-        return validate(tuple(parsed), digest=digest, today=today)
+        if cache is None:
+            return validate(_parse_all(raw), digest=digest, today=today)
+        parsed, checked = _parse_cached(raw, cache)
+        return validate(parsed, digest=digest, today=today, checked=checked)
+
+
+def _parse_all(raw: list[loading.RawFile]) -> tuple[loading.SourceFile, ...]:
+    """Each file parsed; its bytes let go once its text is parsed (``raw`` ends empty)."""
+    raw.reverse()
+    parsed = []
+    while raw:
+        parsed.append(loading.parse_file(raw.pop()))
+    return tuple(parsed)
+
+
+def _parse_cached(
+    raw: list[loading.RawFile], cache: ParseCache
+) -> tuple[tuple[loading.SourceFile, ...], frozenset[int]]:
+    """Each file from the cache, else parsed (and cached when it passes its own checks);
+    the indexes of the files that passed them. Each file's bytes are let go once read
+    (``raw`` ends empty)."""
+    parsed: list[loading.SourceFile] = []
+    checked: set[int] = set()
+    raw.reverse()
+    while raw:
+        index, file = len(parsed), raw.pop()
+        if file.raw is None:
+            parsed.append(loading.parse_file(file))
+            continue
+        key = cache.key(file.raw)
+        entry = cache.load(key)
+        if entry is not None:
+            parsed.append(_from_entry(file, entry))
+            checked.add(index)
+            continue
+        source = loading.parse_file(file)
+        parsed.append(source)
+        if _passes_own_checks(source):
+            cache.store(key, Entry(data=source.data, account_lines=source.account_lines))
+            checked.add(index)
+    return tuple(parsed), frozenset(checked)
+
+
+def _passes_own_checks(source: loading.SourceFile) -> bool:
+    """Whether ``source`` parsed without problems into a mapping its schema accepts (its
+    dates turned into text first, as validate does)."""
+    if source.problems or not isinstance(source.data, dict):
+        return False
+    dates.as_text(source.data, source.text)
+    return schemas.is_valid(SCHEMA, source.data)
+
+
+def _from_entry(file: loading.RawFile, entry: Entry) -> loading.SourceFile:
+    """A cached file as the parser would have given it (the text kept to locate the
+    problems the rules across files may find in it)."""
+    assert file.raw is not None  # only readable files have a key
+    return loading.SourceFile(
+        display=file.display,
+        relative=file.relative,
+        text=file.raw.decode("utf-8-sig"),  # it decoded when it was parsed: same bytes
+        data=entry.data,
+        account_lines=entry.account_lines,
+        problems=(),
+    )

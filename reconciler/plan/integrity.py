@@ -22,6 +22,7 @@ from reconciler.desired.model import DesiredState
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Decision, EventDecision, Plan
+from reconciler.stores import comparing
 from reconciler.stores.model import State
 
 _SHOWN = 120  # characters of a value shown in a difference
@@ -128,6 +129,8 @@ def first_difference(
             return (
                 f"change {index} ({account}): {path} is {value} in the saved plan, "
                 f"but {other} when planned again"
+                + _also(path, mine, theirs)
+                + _how_many(written, planned)
             )
     if len(written) > len(planned):
         extra = written[len(planned)]
@@ -143,6 +146,34 @@ def first_difference(
             f"{len(planned)}: {missing['action']} {missing['account']} is missing from it"
         )
     return None
+
+
+_ALSO_SHOWN = 3  # further differing paths of the first differing change
+
+
+def _also(first: str, mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> str:
+    """The other places the first differing change differs (DeepDiff: only on refusal)."""
+    others = [
+        found.path
+        for found in comparing.differences(planfile.reviewed(mine), planfile.reviewed(theirs))
+        if not (first == found.path or first.startswith((found.path + ".", found.path + "[")))
+    ]
+    if not others:
+        return ""
+    named = ", ".join(others[:_ALSO_SHOWN])
+    if len(others) > _ALSO_SHOWN:
+        named += f" and {len(others) - _ALSO_SHOWN} more"
+    return f"; it also differs at {named}"
+
+
+def _how_many(written: Sequence[Mapping[str, Any]], planned: Sequence[Mapping[str, Any]]) -> str:
+    """How many changes differ in all, when more than the first one does."""
+    differing = sum(
+        1
+        for mine, theirs in zip(written, planned, strict=False)
+        if planfile.reviewed(mine) != planfile.reviewed(theirs)
+    )
+    return f"; {differing} of {len(written)} changes differ" if differing > 1 else ""
 
 
 def _walk(path: str, mine: Any, theirs: Any) -> tuple[str, str, str] | None:

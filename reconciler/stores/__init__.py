@@ -276,6 +276,7 @@ def open_store(
     base_dir: Path,
     workspace: str | None = None,
     environ: Mapping[str, str],
+    check_record: bool = True,
 ) -> Store:
     """The store for ``location``, else ``RECONCILER_STATE`` in ``environ``, else the default.
 
@@ -283,7 +284,8 @@ def open_store(
     ``RECONCILER_STATE`` and use the default file. The location must be a postgresql://
     URL or a plain path (``location.classify``); anything else is refused before a store
     exists. ``--workspace`` is for PostgreSQL only: a file has no workspaces, and a
-    misspelt one must not select an empty state.
+    misspelt one must not select an empty state. ``check_record``: a state file may skip
+    the schema for bytes that passed it before (``stores.checked``; off with --no-cache).
     """
     source = "--state"
     if location is None and STATE_ENV in environ:
@@ -303,5 +305,7 @@ def open_store(
             "use one --state path per environment",
         )
     if location is None:
-        return LocalStore(base_dir / DEFAULT_STATE, private_directory=True)
-    return LocalStore(Path(location))
+        return LocalStore(
+            base_dir / DEFAULT_STATE, private_directory=True, check_record=check_record
+        )
+    return LocalStore(Path(location), check_record=check_record)

@@ -79,14 +79,24 @@ def record(change: deltas.Delta, *, journal: str) -> bytes:
     return b"%d %08x %s\n" % (len(payload), zlib.crc32(payload), payload)
 
 
-def load(snapshot_data: bytes, journal_data: bytes, *, where: str, repair_hint: str) -> Loaded:
-    """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted."""
+def load(
+    snapshot_data: bytes,
+    journal_data: bytes,
+    *,
+    where: str,
+    repair_hint: str,
+    schema_checked: bool = False,
+) -> Loaded:
+    """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted.
+    ``schema_checked``: the snapshot's bytes passed the state schema before."""
     try:
         data = json.loads(snapshot_data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
     journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
-    state = model.from_json(document, where=where, repair_hint=repair_hint)
+    state = model.from_json(
+        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+    )
     lines, valid = _lines(journal_data)
     sizes = {"snapshot_bytes": len(snapshot_data), "journal_bytes": valid}
     cut = valid < len(journal_data)

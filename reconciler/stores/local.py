@@ -48,6 +48,7 @@ from reconciler.stores import (
     LockInfo,
     check_serial,
     check_successor,
+    checked,
     files,
     lock_lost,
     locked_error,
@@ -94,6 +95,7 @@ class LocalStore:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         journal_floor: int = _RUN_FLOOR,
+        check_record: bool = True,
     ) -> None:
         self.path = path
         # A symlinked state is written through to its target: never replaced by a file.
@@ -104,6 +106,8 @@ class LocalStore:
         self._private = private_directory  # the default .reconciler/: always gitignored
         self._monotonic, self._sleep = monotonic, sleep
         self._journal_floor = journal_floor  # a journal may grow this big in a run, at least
+        # Skip the schema for snapshot bytes that passed it before (stores.checked).
+        self._check_record = check_record
         self._temp = re.compile(rf"^\.{re.escape(self.file.name)}\.[0-9]+(?:\.backup)?\.tmp$")
         self._held: _Held | None = None
         self._prepared = False  # the directory exists, with its .gitignore if it is ours
@@ -147,9 +151,17 @@ class LocalStore:
         if known is not None and known.signature == signature:
             return known
         pair = files.read_pair(fd, self.journal_path)
+        digest = checked.snapshot_digest(pair.snapshot) if self._check_record else ""
+        passed = bool(digest) and checked.known(self.file, digest)
         loaded = journals.load(
-            pair.snapshot, pair.journal, where=str(self.path), repair_hint=self._repair_hint()
+            pair.snapshot,
+            pair.journal,
+            where=str(self.path),
+            repair_hint=self._repair_hint(),
+            schema_checked=passed,
         )
+        if digest and not passed:
+            checked.remember(self.file, digest)
         self._known = _Known(state=loaded.state, loaded=loaded, signature=pair.signature)
         return self._known
 

@@ -289,10 +289,13 @@ def to_json(state: State) -> dict[str, Any]:
     }
 
 
-def from_json(data: Any, *, where: str, repair_hint: str = "") -> State:
+def from_json(
+    data: Any, *, where: str, repair_hint: str = "", schema_checked: bool = False
+) -> State:
     """Parse a state document; anything unexpected raises StateCorrupt naming ``where``.
 
     ``repair_hint`` is the backend's own step for a corrupt state; a newer one says "upgrade".
+    ``schema_checked``: the document's bytes passed the schema before (``stores.checked``).
     """
     formats.check(
         data,
@@ -300,6 +303,7 @@ def from_json(data: Any, *, where: str, repair_hint: str = "") -> State:
         subject=f"state {where}",
         newest=FORMAT_VERSION,
         repair_hint=repair_hint,
+        schema_checked=schema_checked,
     )
     return State(
         lineage=data["lineage"],

@@ -49,9 +49,14 @@ def pull(store: Store) -> dict[str, Any]:
     return state_codec.to_json(current)
 
 
+def parse(document: Any) -> State:
+    """The state a pushed document holds; StateCorrupt when it is not a valid one."""
+    return state_codec.from_json(document, where="document being pushed")
+
+
 def push(store: Store, document: Any, *, force: bool = False) -> Pushed:
     """Validate ``document`` and write it to ``store`` under the push rules."""
-    pushed = state_codec.from_json(document, where="document being pushed")
+    pushed = parse(document)
     if pushed.serial >= MAX_SERIAL:
         raise StateError(
             f"the pushed document has serial {pushed.serial}, which leaves no room for a "

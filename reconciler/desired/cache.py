@@ -1,0 +1,382 @@
+"""The parse cache: each desired-state file's parsed, per-file-validated data, by content.
+
+An entry is keyed by the sha256 of the file's raw bytes, this reconciler's version (and the
+entry format) and the sha256 of the desired-state schema: the same bytes read by the same
+reconciler against the same schema give the same data, so the parser and the file's schema
+check are skipped. The rules across files (duplicate accounts, role references, end dates)
+always run on the merged data; files with any problem are never cached (their locations
+come from the text).
+
+An entry is one file of JSON, never pickle or marshal: a header line naming the key and the
+sha256 of the payload, then the payload (the data and the line of each user entry, by
+path). Reading checks everything (owner, mode, size, header, key, payload digest, shape)
+and anything that does not check out — corrupt, truncated, another version, another schema,
+edited — is ignored with a debug note and rebuilt, never trusted and never an error. The
+digest catches corruption and stray edits, not a writer with the owner's rights: such a
+writer could edit the YAML (and the state) as well.
+
+New entries are held (encoded) until the command that read them has checked all of its
+input (``flush``): a run refused for bad input writes nothing. Each is written to a temp
+file and renamed into place (0600; the directory 0700 with a ``.gitignore`` of ``*``), so
+concurrent runs never see half an entry and the last rename wins with identical bytes.
+The cache is safe to delete at any time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__, schemas
+
+FORMAT = 1  # bump when what an entry means changes (the parser's output, the payload)
+SCHEMA = "desired-state"
+GITIGNORE = "*\n"
+_SUFFIX = ".json"
+_MAX_ENTRY_BYTES = 512 * 1024 * 1024  # a larger file is not an entry this code wrote
+_MAX_HEADER_BYTES = 4096
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_TEXT = frozenset({str})
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Key:
+    """What an entry's data depends on: the file's bytes, the reconciler, the schema."""
+
+    content: str  # sha256 hex of the file's raw bytes
+    tool: str  # reconciler version and entry format
+    schema: str  # sha256 hex of the desired-state schema file
+
+    @property
+    def name(self) -> str:
+        """The entry's file name: one digest over the whole key."""
+        joined = f"{self.content}\0{self.tool}\0{self.schema}".encode()
+        return hashlib.sha256(joined).hexdigest() + _SUFFIX
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """A file's data as the parser gave it (dates as text), and each user entry's line."""
+
+    data: Any
+    account_lines: dict[int, int]  # id(user mapping) -> line, as yamlsafe.Parsed has it
+
+
+def tool_version() -> str:
+    """This reconciler's version and the entry format."""
+    return f"reconciler {__version__} cache {FORMAT}"
+
+
+def schema_digest() -> str:
+    """sha256 hex of the desired-state schema file."""
+    return hashlib.sha256(schemas.schema_path(SCHEMA).read_bytes()).hexdigest()
+
+
+def key_for(raw: bytes, *, tool: str, schema: str) -> Key:
+    """The key of a file with these raw bytes."""
+    return Key(content=hashlib.sha256(raw).hexdigest(), tool=tool, schema=schema)
+
+
+# -- pure: the codec ------------------------------------------------------------------
+
+
+def encode(key: Key, entry: Entry) -> bytes | None:
+    """The entry's bytes; None when the data holds anything JSON would not give back as is
+    (a key that is not text, a date, bytes, a shared or cyclic container)."""
+    lines = _line_paths(entry.data, entry.account_lines)
+    if lines is None:
+        return None
+    try:
+        payload = json.dumps(
+            {"data": entry.data, "lines": lines},
+            separators=(",", ":"),
+            check_circular=False,  # _line_paths walked all of it: no cycle
+        ).encode()  # ASCII: \u escapes keep every string exact, lone surrogates too
+    except (TypeError, ValueError):
+        return None
+    header = {
+        "format": FORMAT,
+        "content": key.content,
+        "tool": key.tool,
+        "schema": key.schema,
+        "payload": hashlib.sha256(payload).hexdigest(),
+        "bytes": len(payload),
+    }
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
+
+
+def decode(key: Key, blob: bytes) -> Entry | str:
+    """The entry in ``blob``; else why it cannot be used (never raises)."""
+    end = blob.find(b"\n", 0, _MAX_HEADER_BYTES)
+    if end < 0:
+        return "no header line"
+    try:
+        header = json.loads(blob[:end])
+    except ValueError:
+        return "the header is not JSON"
+    if not isinstance(header, dict):
+        return "the header is not a JSON object"
+    expected = {
+        "format": FORMAT,
+        "content": key.content,
+        "tool": key.tool,
+        "schema": key.schema,
+    }
+    for field, value in expected.items():
+        if header.get(field) != value:
+            return f"another {field} ({str(header.get(field))[:80]!r})"
+    payload = memoryview(blob)[end + 1 :]
+    if header.get("bytes") != len(payload):
+        return "truncated or grown: the payload's length does not match its header"
+    if hashlib.sha256(payload).hexdigest() != header.get("payload"):
+        return "the payload's digest does not match its header"
+    try:
+        body = json.loads(bytes(payload))
+    except ValueError:
+        return "the payload is not JSON"
+    if not isinstance(body, dict) or set(body) != {"data", "lines"}:
+        return "the payload is not an entry"
+    account_lines = _account_lines(body["data"], body["lines"])
+    if account_lines is None:
+        return "the payload's lines do not fit its data"
+    return Entry(data=body["data"], account_lines=account_lines)
+
+
+class _NotPlain(Exception):
+    """The data holds something JSON would not give back as it is."""
+
+
+def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | None:
+    """[*path, line] of each mapping ``account_lines`` names, in document order; None
+    unless ``data`` is made of JSON values with text keys and every mapping is found once.
+
+    A container shared through an alias is written twice (JSON has no aliases) and read
+    back as two equal copies: the same data. A shared user entry would be found twice and
+    is refused, as its line could only go to one of the copies.
+    """
+    found: list[list[Any]] = []
+    path: list[str | int] = []
+
+    def visit(value: Any) -> None:
+        # Recursion is bounded: the parser refuses nesting deeper than yamlsafe's MAX_DEPTH.
+        kind = type(value)
+        if kind is dict:
+            # Type checks through map(type, ...) run in C: this walk is on the cold path.
+            if not _TEXT.issuperset(map(type, value)):
+                raise _NotPlain  # JSON would turn a key of 1 into "1"
+            line = account_lines.get(id(value))
+            if line is not None:
+                found.append([*path, line])
+            for key, child in value.items():
+                if type(child) not in _SCALARS:
+                    path.append(key)
+                    visit(child)
+                    path.pop()
+        elif kind is list:
+            if _SCALARS.issuperset(map(type, value)):
+                return
+            for index, child in enumerate(value):
+                if type(child) not in _SCALARS:
+                    path.append(index)
+                    visit(child)
+                    path.pop()
+        else:
+            raise _NotPlain  # a date, bytes, a set: not JSON
+
+    try:
+        if type(data) not in _SCALARS:
+            visit(data)
+    except (_NotPlain, RecursionError):
+        return None
+    if len(found) != len(account_lines):
+        return None
+    return found
+
+
+def _account_lines(data: Any, lines: Any) -> dict[int, int] | None:
+    """id(mapping) -> line for each [*path, line] of ``lines``; None if one does not fit."""
+    if not isinstance(lines, list):
+        return None
+    out: dict[int, int] = {}
+    for item in lines:
+        if not isinstance(item, list) or not item:
+            return None
+        *path, line = item
+        if type(line) is not int or line < 1:
+            return None
+        node = data
+        for part in path:
+            if not _holds(node, part):
+                return None
+            node = node[part]
+        if type(node) is not dict:
+            return None
+        out[id(node)] = line
+    return out
+
+
+def _holds(node: Any, part: Any) -> bool:
+    """Whether ``node[part]`` is a step of a path into JSON data."""
+    if type(part) is str:
+        return type(node) is dict and part in node
+    return type(part) is int and type(node) is list and 0 <= part < len(node)
+
+
+# -- I/O: the cache directory ---------------------------------------------------------
+
+
+def _quiet(_: str) -> None:
+    """Drop a debug note."""
+
+
+class ParseCache:
+    """Entries in one directory; every failure to read or write is a debug note only."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        debug: Callable[[str], None] = _quiet,
+        announce: Callable[[str], None] = _quiet,
+        tool: str | None = None,
+        schema: str | None = None,
+    ) -> None:
+        self.directory = directory
+        self._debug = debug
+        self._announce = announce  # told once, when this creates the directory
+        self.tool = tool if tool is not None else tool_version()
+        self.schema = schema if schema is not None else schema_digest()
+        self._usable: bool | None = None
+        self._pending: dict[str, bytes] = {}  # entry name -> bytes, until flush
+        self.hits = 0
+        self.misses = 0
+        self.writes = 0
+
+    def key(self, raw: bytes) -> Key:
+        """The key of a file with these raw bytes."""
+        return key_for(raw, tool=self.tool, schema=self.schema)
+
+    def load(self, key: Key) -> Entry | None:
+        """The entry of ``key``; None (with a debug note when one was there) otherwise."""
+        path = self.directory / key.name
+        blob = self._read(path)
+        if blob is None:
+            self.misses += 1
+            return None
+        entry = decode(key, blob)
+        if isinstance(entry, str):
+            self._debug(f"parse cache: ignored {path}: {entry}; rebuilding it")
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._debug(f"parse cache: cannot read {path}: {exc.strerror}")
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            status = os.fstat(fd)
+            why = _untrusted(status)
+            if why:
+                self._debug(f"parse cache: ignored {path}: {why}")
+                return None
+            try:
+                return handle.read()
+            except OSError as exc:
+                self._debug(f"parse cache: cannot read {path}: {exc.strerror}")
+                return None
+
+    def store(self, key: Key, entry: Entry) -> None:
+        """Hold ``entry`` under ``key`` for :meth:`flush` (encoded now: the data may change
+        or be dropped later)."""
+        blob = encode(key, entry)
+        if blob is None:
+            self._debug("parse cache: a file's data is not plain JSON: not cached")
+            return
+        self._pending[key.name] = blob
+
+    def flush(self) -> None:
+        """Write the entries held by :meth:`store` (atomically; failures are debug notes)."""
+        pending, self._pending = self._pending, {}
+        if not pending or not self._prepare():
+            return
+        for name, blob in pending.items():
+            self._write(name, blob)
+
+    def _write(self, name: str, blob: bytes) -> None:
+        target = self.directory / name
+        tmp = self.directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blob)
+            os.replace(tmp, target)
+            self.writes += 1
+        except OSError as exc:
+            self._debug(f"parse cache: cannot write {target}: {exc.strerror}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _prepare(self) -> bool:
+        """The directory exists, is ours and private (created 0700 with its .gitignore)."""
+        if self._usable is not None:
+            return self._usable
+        self._usable = False
+        directory = self.directory
+        try:
+            if not directory.exists():
+                # Never its parent: the state's folder is made by the state's first write.
+                directory.mkdir(mode=0o700)
+                self._announce(
+                    f"created the parse cache {directory} (safe to delete; --no-cache bypasses it)"
+                )
+            _ignore_all(directory)
+            status = os.lstat(directory)
+        except OSError as exc:
+            self._debug(f"parse cache: cannot use {directory}: {exc.strerror}")
+            return False
+        if not stat.S_ISDIR(status.st_mode):
+            self._debug(f"parse cache: {directory} is not a directory: not used")
+            return False
+        if status.st_uid != os.getuid() or status.st_mode & 0o022:
+            self._debug(f"parse cache: {directory} is not private to this user: not used")
+            return False
+        self._usable = True
+        return True
+
+
+def _untrusted(status: os.stat_result) -> str:
+    """Why an entry with this status is not read ('' when it may be)."""
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file"
+    if status.st_uid != os.getuid():
+        return "owned by another user"
+    if status.st_mode & 0o077:
+        return f"mode {stat.S_IMODE(status.st_mode):04o}, not 0600"
+    if status.st_size > _MAX_ENTRY_BYTES:
+        return "too large"
+    return ""
+
+
+def _ignore_all(directory: Path) -> None:
+    """Put a ``.gitignore`` of ``*`` in ``directory`` unless it has one."""
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(directory / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(GITIGNORE)

@@ -1,0 +1,445 @@
+"""The parse cache: same results as the parser, verified entries, private files, --no-cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import inputs
+from reconciler.cli import main as cli
+from reconciler.cli.options import CacheOptions, Common
+from reconciler.desired import cache, loading, validation, yamlsafe
+from reconciler.desired.cache import Entry, Key, ParseCache
+from reconciler.errors import ValidationFailed
+
+KEY = Key(content="c" * 64, tool="reconciler test cache 1", schema="s" * 64)
+TEAM = """\
+version: 1
+users:
+  - account: {account}
+    name: Team {index}
+    email: {account}@example.com
+    roles: [agent]
+"""
+ROLES = 'version: 1\nroles:\n  agent:\n    id: "101"\n'
+
+
+def parsed(text: str) -> loading.SourceFile:
+    """``text`` through the parser, as one file."""
+    raw = loading.RawFile(display="t.yaml", relative="t.yaml", raw=text.encode())
+    return loading.parse_file(raw)
+
+
+def entry_of(text: str) -> Entry:
+    """The cache entry the parser's result for ``text`` makes."""
+    source = parsed(text)
+    return Entry(data=source.data, account_lines=source.account_lines)
+
+
+def lines_by_account(entry: Entry) -> dict[str, int]:
+    """account -> line, through the ids of ``account_lines``."""
+    users = entry.data.get("users", [])
+    return {u["account"]: entry.account_lines[id(u)] for u in users if id(u) in entry.account_lines}
+
+
+def team_repo(directory: Path, teams: int) -> Path:
+    """A desired state of one roles file and ``teams`` team files of one user each."""
+    directory.mkdir(exist_ok=True)
+    (directory / "roles.yaml").write_text(ROLES, encoding="utf-8")
+    for index in range(teams):
+        text = TEAM.format(account=f"user{index:03d}", index=index)
+        (directory / f"team-{index:03d}.yaml").write_text(text, encoding="utf-8")
+    return directory
+
+
+def counting_parser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A spy on yamlsafe.parse: one item per call (the parser itself still runs)."""
+    calls: list[int] = []
+    real = yamlsafe.parse
+
+    def parse(raw: bytes, source: str) -> yamlsafe.Parsed | None:
+        calls.append(1)
+        return real(raw, source)
+
+    monkeypatch.setattr(yamlsafe, "parse", parse)
+    return calls
+
+
+def load(path: Path, store: ParseCache | None) -> Any:
+    """Load and validate ``path`` through ``store``, then flush what it learned."""
+    desired = validation.load_desired(path, cache=store)
+    if store is not None:
+        store.flush()
+    return desired
+
+
+# -- the codec -------------------------------------------------------------------------
+
+
+def test_round_trip_keeps_the_data_and_the_line_of_each_entry() -> None:
+    """Decoding gives the same data, and each user mapping's line through its new id."""
+    text = (
+        "version: 1\nusers:\n  - account: ana\n    name: Ana\n    roles: [agent]\n"
+        "  # a comment\n"
+        '  - {account: bo, name: "Bo \\u00e9 \\u2603", roles: []}\n'  # stays exact
+    )
+    original = entry_of(text)
+    blob = cache.encode(KEY, original)
+    assert blob is not None
+    decoded = cache.decode(KEY, blob)
+    assert isinstance(decoded, Entry)
+    assert decoded.data == original.data
+    assert lines_by_account(decoded) == lines_by_account(original) == {"ana": 3, "bo": 7}
+    assert decoded.data["users"][1]["name"] == "Bo \u00e9 \u2603"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({1: "a"}, id="key-not-text"),
+        pytest.param({"expires": dt.date(2027, 1, 1)}, id="date"),
+        pytest.param({"b": b"bytes"}, id="bytes"),
+        pytest.param({"s": {1, 2}}, id="set"),
+    ],
+)
+def test_data_json_would_change_is_never_encoded(data: Any) -> None:
+    """A value JSON would not give back as it is makes no entry."""
+    assert cache.encode(KEY, Entry(data=data, account_lines={})) is None
+
+
+def test_a_shared_user_entry_is_never_encoded() -> None:
+    """An alias shares one user mapping twice: its line could go to one copy only."""
+    user = {"account": "ana"}
+    data = {"users": [user, user]}
+    assert cache.encode(KEY, Entry(data=data, account_lines={id(user): 3})) is None
+
+
+def _tampered(blob: bytes) -> bytes:
+    return blob.replace(b'"Team 1"', b'"Team X"')
+
+
+def _resealed_header(blob: bytes, **changes: Any) -> bytes:
+    head, _, payload = blob.partition(b"\n")
+    header = json.loads(head) | changes
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        pytest.param(_tampered, "digest", id="tampered"),
+        pytest.param(lambda b: b[:-10], "truncated", id="truncated"),
+        pytest.param(lambda b: b + b" ", "truncated or grown", id="grown"),
+        pytest.param(lambda b: b[:20], "no header", id="cut-in-header"),
+        pytest.param(lambda b: b"", "no header", id="empty"),
+        pytest.param(lambda b: b"\x00\xff garbage\n{}", "not JSON", id="garbage"),
+        pytest.param(lambda b: _resealed_header(b, tool="reconciler 0.0.1"), "tool", id="version"),
+        pytest.param(lambda b: _resealed_header(b, schema="0" * 64), "schema", id="schema"),
+        pytest.param(lambda b: _resealed_header(b, format=99), "format", id="format"),
+        pytest.param(lambda b: _resealed_header(b, content="0" * 64), "content", id="content"),
+    ],
+)
+def test_an_entry_that_does_not_check_out_is_refused(spoil: Any, why: str) -> None:
+    """Corrupt, truncated, foreign or edited: decode says why, never raises, never trusts."""
+    blob = cache.encode(KEY, entry_of(TEAM.format(account="ana", index=1)))
+    assert blob is not None
+    reason = cache.decode(KEY, spoil(blob))
+    assert isinstance(reason, str)
+    assert why in reason
+
+
+def test_lines_that_do_not_fit_the_data_are_refused() -> None:
+    """A payload whose sealed line paths lead nowhere is not an entry."""
+    payload = json.dumps({"data": {"users": []}, "lines": [["users", 0, 3]]}).encode()
+    blob = _sealed(payload)
+    assert cache.decode(KEY, blob) == "the payload's lines do not fit its data"
+
+
+def _sealed(payload: bytes) -> bytes:
+    import hashlib  # noqa: PLC0415 - only this helper forges entries
+
+    header = {
+        "format": cache.FORMAT,
+        "content": KEY.content,
+        "tool": KEY.tool,
+        "schema": KEY.schema,
+        "payload": hashlib.sha256(payload).hexdigest(),
+        "bytes": len(payload),
+    }
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+# -- loading through the cache ---------------------------------------------------------
+
+
+def test_the_second_load_parses_nothing_and_gives_the_same_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchanged files come from the cache: no parser call, the same users and sources."""
+    repo = team_repo(tmp_path / "repo", 3)
+    fresh = load(repo, None)
+    calls = counting_parser(monkeypatch)
+    store = ParseCache(tmp_path / "cache")
+    assert load(repo, store) == fresh
+    assert (len(calls), store.writes) == (4, 4)
+    calls.clear()
+    again = ParseCache(tmp_path / "cache")
+    assert load(repo, again) == fresh
+    assert (len(calls), again.hits, again.writes) == (0, 4, 0)
+
+
+def test_one_edited_file_of_a_hundred_is_parsed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-team edit in a 100-file repository re-parses that one file."""
+    repo = team_repo(tmp_path / "repo", 99)
+    load(repo, ParseCache(tmp_path / "cache"))
+    edited = repo / "team-042.yaml"
+    edited.write_text(edited.read_text().replace("Team 42", "Team Forty-Two"), encoding="utf-8")
+    calls = counting_parser(monkeypatch)
+    store = ParseCache(tmp_path / "cache")
+    desired = load(repo, store)
+    assert (len(calls), store.hits, store.misses, store.writes) == (1, 99, 1, 1)
+    assert desired.users["user042"].name == "Team Forty-Two"
+
+
+def test_rules_across_files_still_run_and_locate_in_cached_files(tmp_path: Path) -> None:
+    """Two files, each valid and cached on its own, declaring one account: both located."""
+    repo = team_repo(tmp_path / "repo", 2)
+    load(repo, ParseCache(tmp_path / "cache"))
+    (repo / "team-001.yaml").write_text(TEAM.format(account="user000", index=1), encoding="utf-8")
+    (repo / "team-000.yaml").rename(tmp_path / "aside.yaml")
+    load(repo, ParseCache(tmp_path / "cache"))  # without team-000 it is valid: cached
+    (tmp_path / "aside.yaml").rename(repo / "team-000.yaml")
+    store = ParseCache(tmp_path / "cache")
+    with pytest.raises(ValidationFailed) as failed:
+        load(repo, store)
+    assert store.misses == 0
+    where = sorted((p.file.rsplit("/", 1)[-1], p.line, p.col) for p in failed.value.problems)
+    assert where == [  # the account and the email, in both files
+        ("team-000.yaml", 3, 14),
+        ("team-000.yaml", 5, 12),
+        ("team-001.yaml", 3, 14),
+        ("team-001.yaml", 5, 12),
+    ]
+
+
+def test_files_with_problems_are_never_cached(tmp_path: Path) -> None:
+    """A file the parser or the schema refuses always goes through the parser."""
+    repo = team_repo(tmp_path / "repo", 1)
+    (repo / "bad.yaml").write_text("version: 1\nusers:\n  - account: x\n  - {1: 2}\n")
+    (repo / "dup.yaml").write_text("version: 1\nversion: 1\n")
+    store = ParseCache(tmp_path / "cache")
+    with pytest.raises(ValidationFailed):
+        validation.load_desired(repo, cache=store)
+    store.flush()
+    assert store.writes == 2  # roles.yaml and team-000.yaml
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+
+
+def test_a_spoilt_entry_is_ignored_with_a_debug_note_and_rebuilt(tmp_path: Path) -> None:
+    """An edited entry is noted (debug), parsed again, and written back whole."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "cache"))
+    entries = sorted((tmp_path / "cache").glob("*.json"))
+    spoilt = next(p for p in entries if b"Team 0" in p.read_bytes())
+    spoilt.write_bytes(spoilt.read_bytes().replace(b"Team 0", b"Team 9"))
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "cache", debug=notes.append)
+    desired = load(repo, store)
+    assert desired.users["user000"].name == "Team 0"
+    assert (store.hits, store.misses, store.writes) == (1, 1, 1)
+    assert len(notes) == 1
+    assert "digest does not match" in notes[0]
+    assert ParseCache(tmp_path / "cache").load(store.key(spoilt_source(repo))) is not None
+
+
+def spoilt_source(repo: Path) -> bytes:
+    """The raw bytes of the one team file."""
+    return (repo / "team-000.yaml").read_bytes()
+
+
+def test_entries_are_private_and_the_directory_is_ignored_by_git(tmp_path: Path) -> None:
+    """Entries 0600 in a 0700 directory with a .gitignore of ``*``; no temp file is left."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "cache"))
+    directory = tmp_path / "cache"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert (directory / ".gitignore").read_text() == "*\n"
+    names = sorted(p.name for p in directory.iterdir())
+    assert len(names) == 3
+    assert names[0] == ".gitignore"
+    for name in names[1:]:
+        assert name.endswith(".json")
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600
+
+
+def test_an_entry_others_could_write_is_not_read(tmp_path: Path) -> None:
+    """An entry whose mode is not 0600 is ignored (someone else may have written it)."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "cache"))
+    for entry in (tmp_path / "cache").glob("*.json"):
+        entry.chmod(0o664)
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "cache", debug=notes.append)
+    load(repo, store)
+    assert store.hits == 0
+    assert store.misses == 2
+    assert all("not 0600" in note for note in notes)
+
+
+def test_an_unwritable_cache_is_only_a_debug_note(tmp_path: Path) -> None:
+    """A cache directory that cannot be made never fails the run."""
+    repo = team_repo(tmp_path / "repo", 1)
+    (tmp_path / "file").write_text("not a directory")
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "file" / "cache", debug=notes.append)
+    assert load(repo, store).users
+    assert store.writes == 0
+    assert notes
+
+
+def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> None:
+    """Writers racing on the same entries, a reader meanwhile: every read is whole or none."""
+    repo = team_repo(tmp_path / "repo", 5)
+    raws = loading.read_files(repo)
+    sources = [loading.parse_file(raw) for raw in raws]
+    directory = tmp_path / "cache"
+    stop = threading.Event()
+    notes: list[str] = []
+
+    def write() -> None:
+        for _ in range(20):
+            store = ParseCache(directory, debug=notes.append)
+            for raw, source in zip(raws, sources, strict=True):
+                assert raw.raw is not None
+                store.store(store.key(raw.raw), Entry(data=source.data, account_lines={}))
+            store.flush()
+
+    def read() -> None:
+        store = ParseCache(directory, debug=notes.append)
+        while not stop.is_set():
+            for raw in raws:
+                assert raw.raw is not None
+                store.load(store.key(raw.raw))
+
+    reader = threading.Thread(target=read)
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    reader.join()
+    assert notes == []
+    assert sorted(p.suffix for p in directory.iterdir()) == ["", *[".json"] * 6]
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+def default_cache(workdir: Path) -> Path:
+    """The default state's folder made (as its first write would), and its cache's path."""
+    (workdir / ".reconciler").mkdir(exist_ok=True)
+    return workdir / ".reconciler" / "state.json.cache"
+
+
+def test_plan_caches_beside_the_state_and_no_cache_writes_nothing(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--no-cache`` writes neither the cache nor the state's check record."""
+    directory = default_cache(workdir)
+    assert cli.main(["plan", ".", "--no-refresh", "--no-cache"]) == 0
+    assert list((workdir / ".reconciler").iterdir()) == []
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
+    assert len(list(directory.glob("*.json"))) == 2
+    assert capsys.readouterr().err == ""
+
+
+def test_the_state_folder_is_never_made_for_the_cache(workdir: Path) -> None:
+    """Before the state's first write there is no folder for the cache: nothing is made."""
+    assert cli.main(["validate", "."]) == 0
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
+    assert sorted(p.name for p in workdir.iterdir()) == ["roles.yaml", "users.yaml"]
+
+
+def test_a_state_elsewhere_keeps_its_cache_beside_it(workdir: Path, tmp_path: Path) -> None:
+    """With --state elsewhere, the desired-state folder stays as it is."""
+    state = tmp_path / "states" / "prod.json"
+    state.parent.mkdir()
+    assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 0
+    assert len(list((state.parent / "prod.json.cache").glob("*.json"))) == 2
+    assert not (workdir / ".reconciler").exists()
+
+
+def test_a_postgresql_state_caches_beside_the_desired_state_and_says_so(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PostgreSQL state has no folder: .reconciler/cache/ beside PATH, announced once."""
+    dsn = "postgresql://ci@db.invalid/identity"
+    assert inputs.cache_directory(workdir, Common(state=dsn)) == (
+        workdir / ".reconciler" / "cache",
+        True,
+    )
+    (workdir / ".reconciler").mkdir()
+    store = inputs.parse_cache(workdir, CacheOptions(), common=Common(state=dsn))
+    assert store is not None
+    load(workdir, store)
+    assert "note: created the parse cache" in capsys.readouterr().err
+    load(workdir, inputs.parse_cache(workdir, CacheOptions(), common=Common(state=dsn)))
+    assert capsys.readouterr().err == ""
+
+
+def test_no_cache_reads_nothing(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry forged with the right key is believed by a cached run, never by --no-cache."""
+    directory = default_cache(workdir)
+    assert cli.main(["validate", "."]) == 0
+    store = ParseCache(directory)
+    raw = (workdir / "users.yaml").read_bytes()
+    forged = entry_of((workdir / "users.yaml").read_text().replace("Alice", "Mallory"))
+    store.store(store.key(raw), forged)
+    store.flush()
+    capsys.readouterr()
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "json"]) == 0
+    assert "Mallory" in capsys.readouterr().out
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "json", "--no-cache"]) == 0
+    output = capsys.readouterr().out
+    assert "Mallory" not in output
+    assert "Alice" in output
+
+
+def test_bad_input_writes_no_cache(workdir: Path) -> None:
+    """A run refused for its input (problems, or a corrupt state) leaves nothing behind."""
+    directory = default_cache(workdir)
+    (workdir / "users.yaml").write_text("version: 1\nusers: nope\n")
+    assert cli.main(["validate", "."]) == 1
+    (workdir / "users.yaml").unlink()
+    state = workdir / "s.json"
+    state.write_text("{not json")
+    assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 1
+    assert not directory.exists()
+    assert not (workdir / "s.json.cache").exists()
+
+
+def test_debug_says_why_an_entry_was_not_used(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --debug, a spoilt entry is named on stderr; without, nothing is said."""
+    directory = default_cache(workdir)
+    assert cli.main(["validate", "."]) == 0
+    for entry in directory.glob("*.json"):
+        entry.write_bytes(entry.read_bytes()[:-1])
+    capsys.readouterr()
+    assert cli.main(["validate", ".", "--debug"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("debug: parse cache: ignored") == 2
+    assert "truncated" in err
+    assert cli.main(["validate", "."]) == 0
+    assert capsys.readouterr().err == ""

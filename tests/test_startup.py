@@ -1,0 +1,104 @@
+"""Start-up stays short: what `--help`, `validate` and `plan` load, seen from a fresh process.
+
+Each command runs in a new interpreter (``sys.modules`` of this test process holds
+everything), which then prints the heavy third-party packages it loaded. Timings are the
+benchmark's subject (benchmarks/startup.py); this test holds the imports that cost them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("deepdiff", "httpx", "jsonschema", "psycopg")
+PROBE = """
+import contextlib, io, json, sys
+from reconciler.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
+    """(exit code, top-level packages loaded) of ``reconciler ARGV`` in a fresh process."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RECONCILER_", "VOLCENGINE_"))
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result = json.loads(done.stdout)
+    return result["code"], {name.split(".")[0] for name in result["modules"]}
+
+
+def _ours(tmp_path: Path, *argv: str) -> set[str]:
+    """The packages of reconciler (``reconciler.plan``…) that ``reconciler ARGV`` loads."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    names = json.loads(done.stdout)["modules"]
+    return {".".join(n.split(".")[:2]) for n in names if n.startswith("reconciler.")}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(("--help",), id="help"),
+        pytest.param(("validate", str(ROOT / "examples")), id="validate"),
+    ],
+)
+def test_help_and_validate_load_no_heavy_module(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    """`--help` and `validate examples/` load neither deepdiff, httpx, jsonschema nor psycopg."""
+    code, modules = _loaded(tmp_path, *argv)
+    assert code == 0
+    assert "reconciler" in modules  # the probe ran the CLI
+    assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_validate_loads_only_the_desired_state_layer(tmp_path: Path) -> None:
+    """validate needs no planner, renderer, store or API client of ours."""
+    ours = _ours(tmp_path, "validate", str(ROOT / "examples"))
+    assert "reconciler.desired" in ours
+    assert ours.isdisjoint({"reconciler.plan", "reconciler.render", "reconciler.stores"})
+    assert ours.isdisjoint({"reconciler.providers", "reconciler.apply"})
+
+
+def test_plan_path_never_loads_deepdiff(tmp_path: Path) -> None:
+    """A plan (offline, to a file state) compares records directly: no deepdiff, no psycopg."""
+    state = tmp_path / "state.json"
+    code, modules = _loaded(
+        tmp_path, "plan", str(ROOT / "examples"), "--no-refresh", "--state", str(state)
+    )
+    assert code == 0
+    assert "deepdiff" not in modules
+    assert "psycopg" not in modules
+    assert "jsonschema" not in modules
+
+
+def test_invalid_input_still_loads_jsonschema(tmp_path: Path) -> None:
+    """The probe can see a lazy import happen: an invalid file needs jsonschema's messages."""
+    (tmp_path / "bad.yaml").write_text("version: 1\nteams: []\n", encoding="utf-8")
+    code, modules = _loaded(tmp_path, "validate", str(tmp_path))
+    assert code == 1
+    assert "jsonschema" in modules

@@ -1,0 +1,116 @@
+"""The state's check record: the schema is skipped only for the very bytes that passed it."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from reconciler import schemas
+from reconciler.errors import StateCorrupt
+from reconciler.stores import checked
+from reconciler.stores.local import LocalStore
+from tests.support.builders import sample_state
+
+
+def schema_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A spy on the state schema check: the name of each schema checked (it still runs)."""
+    calls: list[str] = []
+    real = schemas.check
+
+    def check(name: str, document: object) -> tuple[str, ...]:
+        calls.append(name)
+        return real(name, document)
+
+    monkeypatch.setattr(schemas, "check", check)
+    return calls
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> Path:
+    """A written state (one snapshot, no journal records)."""
+    path = tmp_path / "state.json"
+    LocalStore(path).write(sample_state())
+    return path
+
+
+def test_a_second_read_of_the_same_bytes_skips_the_schema(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first read checks and records; a fresh store reading the same bytes does not."""
+    calls = schema_checks(monkeypatch)
+    first = LocalStore(state_file).read()
+    assert calls == ["state"]
+    record = checked.record_path(state_file)
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert LocalStore(state_file).read() == first
+    assert calls == ["state"]
+
+
+def test_new_bytes_are_checked_again(state_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the snapshot changes, its record no longer matches: the schema runs."""
+    LocalStore(state_file).read()
+    store = LocalStore(state_file)
+    current = store.read()
+    assert current is not None
+    store.write(current.successor(), force=True)  # a new snapshot
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda b: b.replace(b'"format": 1', b'"format": 2'), id="format"),
+        pytest.param(lambda b: b.replace(b'"tool": "reconciler ', b'"tool": "other '), id="tool"),
+        pytest.param(lambda b: b[:-5], id="truncated"),
+        pytest.param(lambda b: b"not json", id="garbage"),
+    ],
+)
+def test_a_record_that_does_not_check_out_is_ignored_and_rewritten(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch, spoil: object
+) -> None:
+    """A spoilt record means a full check, and a new record."""
+    LocalStore(state_file).read()
+    record = checked.record_path(state_file)
+    spoilt = spoil(record.read_bytes())  # type: ignore[operator]
+    assert spoilt != record.read_bytes()
+    record.write_bytes(spoilt)
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+
+
+def test_a_record_of_other_bytes_lets_no_invalid_state_through(state_file: Path) -> None:
+    """A state broken after its record was written is refused: the record names old bytes."""
+    LocalStore(state_file).read()
+    text = state_file.read_text()
+    state_file.write_text(text.replace('"enabled":true', '"enabled":"yes"', 1))
+    with pytest.raises(StateCorrupt):
+        LocalStore(state_file).read()
+
+
+def test_without_the_record_nothing_is_written_or_skipped(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check_record=False`` (--no-cache) checks every time and writes no record."""
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file, check_record=False).read()
+    LocalStore(state_file, check_record=False).read()
+    assert calls == ["state", "state"]
+    assert not checked.record_path(state_file).exists()
+
+
+def test_a_record_others_could_write_is_not_believed(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group-writable record is ignored."""
+    LocalStore(state_file).read()
+    checked.record_path(state_file).chmod(0o664)
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
