@@ -702,29 +702,54 @@ def test_problems_in_a_long_users_list_are_each_at_their_entry(tmp_path: Path) -
     ]
 
 
-def test_problems_are_located_with_one_pass_over_each_file(
+def test_problems_are_located_without_a_pass_over_the_file_for_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Many problems in a file cost one more pass over its events, not one per problem."""
-    from reconciler.desired.yamlsafe import events  # noqa: PLC0415 - the pass being counted
+    """Many problems in a file cost their entries' lines, not one pass over the file each:
+    what is walked to locate them stays within twice the text."""
+    from reconciler.desired.yamlsafe import events  # noqa: PLC0415 - the passes being counted
 
-    walks: list[int] = []
+    walked: list[int] = []
     real = events._walk
 
     def counted(source: str, targets: object) -> object:
-        walks.append(1)
+        walked.append(len(source))
         return real(source, targets)  # type: ignore[arg-type]
 
     monkeypatch.setattr(events, "_walk", counted)
     users = "".join(
         f"  - {{account: 'bad {i}', name: N, email: n{i}@x.io, roles: []}}\n" for i in range(30)
     )
-    (tmp_path / "a.yaml").write_text(f"version: 1\nusers:\n{users}")
-    (tmp_path / "b.yaml").write_text("version: 1\nroles: {'-x': {id: '1'}}\n")
+    texts = {"a.yaml": f"version: 1\nusers:\n{users}", "b.yaml": "version: 1\nroles: {'-x': {}}\n"}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
     found = problems_of(tmp_path)
-    assert len(found) == 31
+    assert len(found) == 32
     assert [(p.line, p.col) for p in found[:2]] == [(3, 15), (4, 15)]
-    assert len(walks) == 2
+    assert [(p.line, p.col) for p in found if p.path[:2] == ("users", 29)] == [(32, 15)]
+    assert sum(walked) <= 2 * sum(len(text) for text in texts.values())
+
+
+def test_a_problem_in_an_entry_after_a_dash_line_is_located(tmp_path: Path) -> None:
+    """Entries written as a ``-`` line, then the mapping; flow entries across lines: each
+    problem at its place (an entry that is not one item on its own: the whole file)."""
+    file = tmp_path / "a.yaml"
+    file.write_text(
+        "version: 1\nusers:\n"
+        "  -\n    account: a\n    name: A\n    email: a@x.io\n    roles: []\n    x: 1\n"
+        "  -\n    account: b\n    name: B\n    email: b@x.io\n    roles: []\n"
+        "users_flow: 1\n"
+    )
+    assert [(p.line, p.col, p.path) for p in problems_of(file)] == [
+        (8, 5, ("users", 0, "x")),
+        (14, 1, ("users_flow",)),
+    ]
+    flow = tmp_path / "b.yaml"
+    flow.write_text(
+        "version: 1\nusers: [\n  {account: a, name: A, email: a@x.io, roles: [], x: 1},\n"
+        "  {account: b, name: B, email: b@x.io, roles: []},\n]\n"
+    )
+    assert [(p.line, p.col) for p in problems_of(flow)] == [(3, 51)]
 
 
 def test_users_with_the_same_roles_share_one_tuple_of_names(tmp_path: Path) -> None:

@@ -510,3 +510,29 @@ def test_keys_and_role_names_are_one_copy_each() -> None:
     first, second = parsed.data["users"]
     assert next(iter(first)) is next(iter(second))  # the key "account"
     assert first["roles"][0] is second["roles"][0]
+
+
+def test_marks_inside_user_entries_agree_with_one_pass_over_the_file() -> None:
+    """A path inside users[i] found in the entry's own lines is where the walk over the
+    whole file finds it, in every way of writing entries (block, flow, after a dash line)."""
+    text = (
+        "version: 1\nusers:\n"
+        "  - account: a\n    name: A\n    roles: [r0, {role: r1, until: x}]\n"
+        "  # a comment between entries\n\n"
+        "  -\n    account: b\n    email: b@x.io\n"
+        "  - {account: c, name: 'C',\n     roles: [r2]}\n"
+        "  - account: d\n    name: |\n      D\n      more\n    enabled: true\n"
+        "  - account: e\n"
+        "policy: {}\n"
+    )
+    parsed = yamlsafe.parse(text.encode(), text)
+    assert parsed is not None
+    users = parsed.data["users"]
+    entries = [parsed.account_lines.get(id(entry)) for entry in users]
+    wanted = [
+        (("users", index, *rest), on_key)
+        for index, entry in enumerate(users)
+        for rest in [(), *((key,) for key in entry), ("roles", 1, "until"), ("missing", 3)]
+        for on_key in (False, True)
+    ]
+    assert yamlsafe.marks_at(text, wanted, entries) == yamlsafe.marks_at(text, wanted)

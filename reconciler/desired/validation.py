@@ -22,7 +22,7 @@ from reconciler.errors import Problem, Severity, ValidationFailed, excerpt
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
-_CHUNK = 64  # users checked at once when looking for the entries that break the schema
+_CHUNK = 16  # users checked at once when looking for the entries that break the schema
 
 
 def validate(
@@ -145,14 +145,19 @@ def _schema_message(error: schemas.SchemaError) -> str:
 def _locate(
     files: tuple[loading.SourceFile, ...], pending: Iterable[merging.Pending]
 ) -> list[Problem]:
-    """Each pending problem at its file:line:col; each file is composed once for all."""
+    """Each pending problem at its file:line:col: those inside a user entry from the
+    entry's own lines, the others from one pass over the file."""
     by_file: dict[int, list[merging.Pending]] = {}
     for item in pending:
         by_file.setdefault(item.file, []).append(item)
     out = []
     for index, items in by_file.items():
         source = files[index]
-        marks = yamlsafe.marks_at(source.text, [(item.path, item.on_key) for item in items])
+        users = source.data.get("users") if isinstance(source.data, dict) else None
+        lines = source.account_lines
+        entries = [lines.get(id(entry)) for entry in users] if type(users) is list else []
+        wanted = [(item.path, item.on_key) for item in items]
+        marks = yamlsafe.marks_at(source.text, wanted, entries)
         for item, mark in zip(items, marks, strict=True):
             out.append(
                 Problem(

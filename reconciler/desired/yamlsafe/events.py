@@ -193,28 +193,83 @@ def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
     return data, builder.account_lines, builder.problems, builder.end
 
 
-def marks(source: str, wanted: Sequence[tuple[tuple[str | int, ...], bool]]) -> list[Mark]:
+Wanted = Sequence[tuple[tuple[str | int, ...], bool]]  # (path, on_key) of each problem
+_Found = dict[tuple[tuple[str, ...], bool], Mark]
+
+
+def marks(source: str, wanted: Wanted, entries: Sequence[int | None] = ()) -> list[Mark]:
     """The mark of each (path, on_key) of ``wanted`` in ``source`` (of the deepest
-    existing part when not found; 1:1 for text that does not parse), from one pass."""
-    targets: set[tuple[tuple[str | int, ...], bool]] = set()
-    for path, on_key in wanted:
+    existing part when not found; 1:1 for text that does not parse).
+
+    ``entries``: the first line of each item of ``users`` (None: not known). A path inside
+    ``users[i]`` is looked up in that item's own lines, cut out up to the next item's
+    first line, when they parse as one item; everything else is found in one pass over
+    the whole text. A file's many problems cost their entries, not the file each.
+    """
+    out: list[Mark | None] = [None] * len(wanted)
+    if entries:
+        _in_entries(source, wanted, entries, out)
+    rest = [number for number, mark in enumerate(out) if mark is None]
+    if rest:
+        asked = [(tuple(map(_part, wanted[n][0])), wanted[n][1]) for n in rest]
+        try:
+            found = _walk(source, _targets(asked))
+        except (yaml.YAMLError, Unusual):
+            found = {}
+        for number, (path, on_key) in zip(rest, asked, strict=True):
+            out[number] = _lookup(found, path, on_key) or Mark(line=1, col=1)
+    return [mark or Mark(line=1, col=1) for mark in out]
+
+
+def _in_entries(
+    source: str, wanted: Wanted, entries: Sequence[int | None], out: list[Mark | None]
+) -> None:
+    """Fill ``out`` for the paths inside a ``users`` item whose lines can be cut out."""
+    by_entry: dict[tuple[int, int], list[int]] = {}  # (first line, next item's) -> numbers
+    for number, (path, _) in enumerate(wanted):
+        if len(path) < 2 or path[0] != "users" or type(path[1]) is not int:
+            continue
+        index = path[1]
+        if 0 <= index < len(entries) - 1:
+            first, after = entries[index], entries[index + 1]
+            if first is not None and after is not None and first < after:
+                by_entry.setdefault((first, after), []).append(number)
+    starts = text.line_starts(source) if by_entry else []
+    for (first, after), numbers in by_entry.items():
+        piece = source[starts[first - 1] : starts[after - 1]]
+        # "  - account: …" is a list of one item; "    account: …" (after a "-" line) the
+        # item's mapping itself.
+        root: tuple[str, ...] = ("0",) if piece.lstrip(" ").startswith("-") else ()
+        asked = [((*root, *map(_part, wanted[n][0][2:])), wanted[n][1]) for n in numbers]
+        try:
+            found = _walk(piece, _targets(asked))
+        except (yaml.YAMLError, Unusual):
+            continue  # not one item on its own: the whole text is walked
+        if (root, False) not in found:
+            continue
+        for number, (path, on_key) in zip(numbers, asked, strict=True):
+            mark = _lookup(found, path, on_key) or found[(root, False)]
+            out[number] = Mark(line=mark.line + first - 1, col=mark.col)
+
+
+def _targets(asked: Sequence[tuple[tuple[str, ...], bool]]) -> set[tuple[tuple[str, ...], bool]]:
+    """What the walk records: each asked path and all its parents (and the key itself)."""
+    targets: set[tuple[tuple[str, ...], bool]] = set()
+    for path, on_key in asked:
         targets.update((path[:end], False) for end in range(len(path) + 1))
         if on_key:
             targets.add((path, True))
-    try:
-        found = _walk(source, {(tuple(map(_part, p)), k) for p, k in targets})
-    except (yaml.YAMLError, Unusual):
-        found = {}
-    out = []
-    for path, on_key in wanted:
-        parts = tuple(map(_part, path))
-        mark = found.get((parts, True)) if on_key else None
-        end = len(parts)
-        while mark is None and end >= 0:
-            mark = found.get((parts[:end], False))
-            end -= 1
-        out.append(mark or Mark(line=1, col=1))
-    return out
+    return targets
+
+
+def _lookup(found: _Found, path: tuple[str, ...], on_key: bool) -> Mark | None:
+    """The mark of ``path`` (its key when ``on_key``), else of its deepest found part."""
+    mark = found.get((path, True)) if on_key else None
+    end = len(path)
+    while mark is None and end >= 0:
+        mark = found.get((path[:end], False))
+        end -= 1
+    return mark
 
 
 def _part(part: str | int) -> str:
@@ -222,12 +277,10 @@ def _part(part: str | int) -> str:
     return str(part)
 
 
-def _walk(
-    source: str, targets: set[tuple[tuple[str | int, ...], bool]]
-) -> dict[tuple[tuple[str | int, ...], bool], Mark]:
+def _walk(source: str, targets: set[tuple[tuple[str, ...], bool]]) -> _Found:
     """Marks of the targets (path, on_key): the first node (or key) at each path."""
     parser: Any = loader.BaseLoader(source)  # its event methods are untyped in the stubs
-    found: dict[tuple[tuple[str | int, ...], bool], Mark] = {}
+    found: _Found = {}
     # frames: [path of the collection, is a mapping, next index / pending key or None]
     stack: list[list[Any]] = []
     try:
@@ -241,7 +294,7 @@ def _walk(
             if kind not in (_SCALAR, _MAP_START, _SEQ_START, yaml.AliasEvent):
                 continue
             if not stack:
-                path: tuple[str | int, ...] = ()
+                path: tuple[str, ...] = ()
             else:
                 frame = stack[-1]
                 if frame[1] and frame[2] is None:  # a key of a mapping

@@ -255,11 +255,16 @@ def node_at(source: str, path: tuple[str | int, ...], on_key: bool) -> Mark:
     return marks_at(source, [(path, on_key)])[0]
 
 
-def marks_at(source: str, wanted: Sequence[tuple[tuple[str | int, ...], bool]]) -> list[Mark]:
-    """:func:`node_at` for each (path, on_key) of ``wanted``, from one pass over
-    ``source``'s events (composed once when it has aliases, which lead elsewhere)."""
+def marks_at(
+    source: str,
+    wanted: Sequence[tuple[tuple[str | int, ...], bool]],
+    entries: Sequence[int | None] = (),
+) -> list[Mark]:
+    """:func:`node_at` for each (path, on_key) of ``wanted``, from ``source``'s events
+    (composed once when it has aliases, which lead elsewhere); ``entries``, the first line
+    of each ``users`` item, lets a problem inside one be found in that item's lines."""
     if not _has_aliases(source):
-        return events.marks(source, wanted)
+        return events.marks(source, wanted, entries)
     try:
         node = _compose(source)
     except (yaml.YAMLError, HostileInput):
