@@ -10,7 +10,8 @@ reported nothing, and the caller composes the document with the general loader, 
 measures aliases first and keeps PyYAML's behaviour for merge keys and tags.
 
 Mapping keys and the text items of lists (role names) are interned: 100k users share one
-copy of ``account``, ``name`` and of each role name instead of one each.
+copy of ``account``, ``name`` and of each role name instead of one each. The build recurses
+once per level of nesting, which ``parsing`` bounds (256) before the first event is read.
 
 ``marks`` walks the events of a file again, only when the file has problems, and
 records only the marks of the paths asked for (and of their parents): one pass per file,
