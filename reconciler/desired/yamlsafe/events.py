@@ -195,6 +195,9 @@ def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
 
 
 Wanted = Sequence[tuple[tuple[str | int, ...], bool]]  # (path, on_key) of each problem
+# Reading one entry on its own costs about as much as skipping this many entries in a pass
+# over the whole text (a parser to set up): past that share, the one pass is cheaper.
+_ENTRY_COST = 32
 _Found = dict[tuple[tuple[str, ...], bool], Mark]
 
 
@@ -205,7 +208,8 @@ def marks(source: str, wanted: Wanted, entries: Sequence[int | None] = ()) -> li
     ``entries``: the first line of each item of ``users`` (None: not known). A path inside
     ``users[i]`` is looked up in that item's own lines, cut out up to the next item's
     first line, when they parse as one item; everything else is found in one pass over
-    the whole text. A file's many problems cost their entries, not the file each.
+    the whole text. A file's problems cost their entries, not the file each (or, when more
+    than one entry in ``_ENTRY_COST`` has one, a single pass over the whole text).
     """
     out: list[Mark | None] = [None] * len(wanted)
     if entries:
@@ -235,7 +239,9 @@ def _in_entries(
             first, after = entries[index], entries[index + 1]
             if first is not None and after is not None and first < after:
                 by_entry.setdefault((first, after), []).append(number)
-    starts = text.line_starts(source) if by_entry else []
+    if not by_entry or len(by_entry) * _ENTRY_COST > len(entries):
+        return  # so many entries that one pass over the whole text costs less
+    starts = text.line_starts(source)
     for (first, after), numbers in by_entry.items():
         piece = source[starts[first - 1] : starts[after - 1]]
         # "  - account: …" is a list of one item; "    account: …" (after a "-" line) the
