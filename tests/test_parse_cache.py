@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import stat
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import cache, loading, validation, yamlsafe
 from reconciler.desired.cache import Entry, Key, ParseCache
 from reconciler.errors import ValidationFailed
+from tests.support.blocking import returns_within
 
 KEY = Key(content="c" * 64, tool="reconciler test cache 1", schema="s" * 64)
 TEAM = """\
@@ -292,6 +294,21 @@ def test_an_entry_others_could_write_is_not_read(tmp_path: Path) -> None:
     assert store.hits == 0
     assert store.misses == 2
     assert all("not 0600" in note for note in notes)
+
+
+def test_a_fifo_entry_never_blocks_the_run(tmp_path: Path) -> None:
+    """A FIFO where an entry belongs (anyone who can write the folder can make one) is
+    ignored at once, never opened to wait for a writer; the file is parsed."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "cache"))
+    entry = tmp_path / "cache" / ParseCache(tmp_path / "cache").key(spoilt_source(repo)).name
+    entry.unlink()
+    os.mkfifo(entry, 0o600)
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "cache", debug=notes.append)
+    returns_within(lambda: load(repo, store))
+    assert (store.hits, store.misses) == (1, 1)
+    assert any("not a regular file" in note for note in notes)
 
 
 def test_an_unwritable_cache_is_only_a_debug_note(tmp_path: Path) -> None:

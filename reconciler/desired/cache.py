@@ -45,6 +45,8 @@ _MAX_ENTRY_BYTES = 512 * 1024 * 1024  # a larger file is not an entry this code 
 _MAX_HEADER_BYTES = 4096
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _TEXT = frozenset({str})
+# Never block on a FIFO (its fstat then refuses it), never follow a symlinked entry.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 Path_ = tuple[str | int, ...]
 
@@ -283,7 +285,7 @@ class ParseCache:
 
     def _read(self, path: Path) -> bytes | None:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
