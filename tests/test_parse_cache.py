@@ -311,6 +311,52 @@ def test_a_fifo_entry_never_blocks_the_run(tmp_path: Path) -> None:
     assert any("not a regular file" in note for note in notes)
 
 
+def _filled(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-team repo and a cache folder holding its two entries (intact, 0600, ours)."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "filled"))
+    return repo, tmp_path / "filled"
+
+
+def test_a_symlinked_cache_folder_is_neither_read_nor_written(tmp_path: Path) -> None:
+    """``<state>.cache`` as a symlink to a folder of intact entries: not one is read, and
+    nothing (not even a .gitignore) is written through the link."""
+    repo, filled = _filled(tmp_path)
+    (filled / ".gitignore").unlink()
+    before = sorted(p.name for p in filled.iterdir())
+    (tmp_path / "link").symlink_to(filled)
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "link", debug=notes.append)
+    load(repo, store)
+    assert (store.hits, store.misses, store.writes) == (0, 2, 0)
+    assert sorted(p.name for p in filled.iterdir()) == before
+    assert len([n for n in notes if "link" in n]) == 2  # once reading, once writing
+
+
+def test_a_cache_folder_others_can_write_is_not_read(tmp_path: Path) -> None:
+    """Entries in a group- or world-writable folder are not read: anyone could have put
+    them there (and not written: the folder is not private)."""
+    repo, filled = _filled(tmp_path)
+    filled.chmod(0o777)
+    notes: list[str] = []
+    store = ParseCache(filled, debug=notes.append)
+    load(repo, store)
+    assert (store.hits, store.misses, store.writes) == (0, 2, 0)
+    assert any("not private to this user" in note for note in notes)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to another user")
+@pytest.mark.parametrize("whose", ["folder", "entries"])
+def test_another_users_cache_is_not_read(tmp_path: Path, whose: str) -> None:
+    """A folder or entries owned by someone else are not read, however intact."""
+    repo, filled = _filled(tmp_path)
+    for path in [filled] if whose == "folder" else list(filled.glob("*.json")):
+        os.chown(path, 65534, 65534)
+    store = ParseCache(filled)
+    assert load(repo, store).users
+    assert store.hits == 0
+
+
 def test_an_unwritable_cache_is_only_a_debug_note(tmp_path: Path) -> None:
     """A cache directory that cannot be made never fails the run."""
     repo = team_repo(tmp_path / "repo", 1)

@@ -17,7 +17,7 @@ def returns_within(call: Callable[[], object], seconds: float = 20.0) -> None:
     def target() -> None:
         try:
             call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:  # handed to the test thread
             failures.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)
