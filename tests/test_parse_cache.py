@@ -18,6 +18,8 @@ from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import cache, loading, validation, yamlsafe
 from reconciler.desired.cache import Entry, Key, ParseCache
 from reconciler.errors import ValidationFailed
+from reconciler.stores.local import LocalStore
+from reconciler.stores.model import State
 from tests.support.blocking import returns_within
 
 KEY = Key(content="c" * 64, tool="reconciler test cache 1", schema="s" * 64)
@@ -408,10 +410,17 @@ def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> Non
 # -- the command line ------------------------------------------------------------------
 
 
+def written_state(path: Path) -> Path:
+    """A state at ``path`` with no accounts, written as an apply would (folder and all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    LocalStore(path).write(State.empty().successor())
+    return path
+
+
 def default_cache(workdir: Path) -> Path:
-    """The default state's folder made (as its first write would), and its cache's path."""
-    (workdir / ".reconciler").mkdir(exist_ok=True)
-    return workdir / ".reconciler" / "state.json.cache"
+    """The default state written (as the first apply would), and its cache's path."""
+    state = written_state(workdir / ".reconciler" / "state.json")
+    return state.with_name("state.json.cache")
 
 
 def test_plan_caches_beside_the_state_and_no_cache_writes_nothing(
@@ -419,8 +428,9 @@ def test_plan_caches_beside_the_state_and_no_cache_writes_nothing(
 ) -> None:
     """``--no-cache`` writes neither the cache nor the state's check record."""
     directory = default_cache(workdir)
+    before = sorted((workdir / ".reconciler").iterdir())
     assert cli.main(["plan", ".", "--no-refresh", "--no-cache"]) == 0
-    assert list((workdir / ".reconciler").iterdir()) == []
+    assert sorted((workdir / ".reconciler").iterdir()) == before
     assert cli.main(["plan", ".", "--no-refresh"]) == 0
     assert len(list(directory.glob("*.json"))) == 2
     assert capsys.readouterr().err == ""
@@ -435,11 +445,24 @@ def test_the_state_folder_is_never_made_for_the_cache(workdir: Path) -> None:
 
 def test_a_state_elsewhere_keeps_its_cache_beside_it(workdir: Path, tmp_path: Path) -> None:
     """With --state elsewhere, the desired-state folder stays as it is."""
-    state = tmp_path / "states" / "prod.json"
-    state.parent.mkdir()
+    state = written_state(tmp_path / "states" / "prod.json")
     assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 0
     assert len(list((state.parent / "prod.json.cache").glob("*.json"))) == 2
     assert not (workdir / ".reconciler").exists()
+
+
+@pytest.mark.parametrize("given", ["prod.jsn", "-", "states/prod.json"])
+def test_a_state_not_written_yet_gets_no_cache(
+    workdir: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """A misspelt ``--state`` (or ``-``, or one before its first write): the plan says there
+    is no state, and no ``<state>.cache/`` is left beside nothing."""
+    (workdir / "states").mkdir()
+    before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    assert cli.main(["plan", ".", "--no-refresh", "--state", given]) == 0
+    assert "no state at" in capsys.readouterr().out
+    assert cli.main(["validate", "."]) == 0
+    assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == before
 
 
 def test_a_postgresql_state_caches_beside_the_desired_state_and_says_so(
