@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from reconciler import schemas
 from reconciler.cli import inputs
 from reconciler.cli import main as cli
 from reconciler.cli.options import CacheOptions, Common
@@ -449,6 +450,40 @@ def test_a_state_elsewhere_keeps_its_cache_beside_it(workdir: Path, tmp_path: Pa
     assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 0
     assert len(list((state.parent / "prod.json.cache").glob("*.json"))) == 2
     assert not (workdir / ".reconciler").exists()
+
+
+@pytest.mark.parametrize("errno_", [28, 30], ids=["disk-full", "read-only"])
+def test_a_full_or_read_only_disk_fails_nothing_and_skips_no_check(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    errno_: int,
+) -> None:
+    """Neither an entry nor the state's check record can be written: the plan still
+    succeeds, no temp file is left, and the next run checks the state's schema again."""
+    directory = default_cache(workdir)
+
+    def fail(*_: object, **__: object) -> None:
+        raise OSError(errno_, os.strerror(errno_))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", fail)
+        assert cli.main(["plan", ".", "--no-refresh", "--debug"]) == 0
+    assert "parse cache: cannot write" in capsys.readouterr().err
+    left = [p.name for p in (workdir / ".reconciler").rglob("*")]
+    assert not [name for name in left if name.endswith(".tmp")]
+    assert "state.json.checked" not in left
+    assert list(directory.glob("*.json")) == []
+    calls: list[str] = []
+    real = schemas.check
+
+    def check(name: str, document: object) -> tuple[str, ...]:
+        calls.append(name)
+        return real(name, document)
+
+    monkeypatch.setattr(schemas, "check", check)
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
+    assert "state" in calls
 
 
 @pytest.mark.parametrize("given", ["prod.jsn", "-", "states/prod.json"])
