@@ -297,6 +297,28 @@ def test_forced_push_refuses_a_state_that_moved_while_asking(
     assert store.read() == moved
 
 
+def test_forced_push_on_a_terminal_refuses_a_state_written_since_it_was_found_empty(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing stored, so nothing to ask about; a state written before the lock is taken is
+    never replaced unseen: refused, nothing written."""
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+    _document(workdir, BEFORE)
+    store = LocalStore(workdir / "s.json")
+    real_lock = LocalStore.lock
+
+    def lock_after_a_write(self: LocalStore, *args: object, **kwargs: object) -> object:
+        store.write(AFTER, force=True)  # another run, between the read and the lock
+        monkeypatch.setattr(LocalStore, "lock", real_lock)
+        return real_lock(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalStore, "lock", lock_after_a_write)
+    code, _, err = run(capsys, "state", "push", "pushed.json", "--state", "s.json", "--force")
+    assert code == 1
+    assert "changed since it was read (it was empty, now lineage" in err
+    assert LocalStore(workdir / "s.json").read() == AFTER
+
+
 def test_yes_needs_force(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--yes alone confirms nothing: a usage error naming the spelling."""
     _document(workdir, BEFORE)
