@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import stat
 import threading
 from pathlib import Path
@@ -11,12 +12,16 @@ from typing import Any
 
 import pytest
 
+from reconciler import schemas
 from reconciler.cli import inputs
 from reconciler.cli import main as cli
 from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import cache, loading, validation, yamlsafe
 from reconciler.desired.cache import Entry, Key, ParseCache
 from reconciler.errors import ValidationFailed
+from reconciler.stores.local import LocalStore
+from reconciler.stores.model import State
+from tests.support.blocking import returns_within
 
 KEY = Key(content="c" * 64, tool="reconciler test cache 1", schema="s" * 64)
 TEAM = """\
@@ -294,6 +299,67 @@ def test_an_entry_others_could_write_is_not_read(tmp_path: Path) -> None:
     assert all("not 0600" in note for note in notes)
 
 
+def test_a_fifo_entry_never_blocks_the_run(tmp_path: Path) -> None:
+    """A FIFO where an entry belongs (anyone who can write the folder can make one) is
+    ignored at once, never opened to wait for a writer; the file is parsed."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "cache"))
+    entry = tmp_path / "cache" / ParseCache(tmp_path / "cache").key(spoilt_source(repo)).name
+    entry.unlink()
+    os.mkfifo(entry, 0o600)
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "cache", debug=notes.append)
+    returns_within(lambda: load(repo, store))
+    assert (store.hits, store.misses) == (1, 1)
+    assert any("not a regular file" in note for note in notes)
+
+
+def _filled(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-team repo and a cache folder holding its two entries (intact, 0600, ours)."""
+    repo = team_repo(tmp_path / "repo", 1)
+    load(repo, ParseCache(tmp_path / "filled"))
+    return repo, tmp_path / "filled"
+
+
+def test_a_symlinked_cache_folder_is_neither_read_nor_written(tmp_path: Path) -> None:
+    """``<state>.cache`` as a symlink to a folder of intact entries: not one is read, and
+    nothing (not even a .gitignore) is written through the link."""
+    repo, filled = _filled(tmp_path)
+    (filled / ".gitignore").unlink()
+    before = sorted(p.name for p in filled.iterdir())
+    (tmp_path / "link").symlink_to(filled)
+    notes: list[str] = []
+    store = ParseCache(tmp_path / "link", debug=notes.append)
+    load(repo, store)
+    assert (store.hits, store.misses, store.writes) == (0, 2, 0)
+    assert sorted(p.name for p in filled.iterdir()) == before
+    assert len([n for n in notes if "link" in n]) == 2  # once reading, once writing
+
+
+def test_a_cache_folder_others_can_write_is_not_read(tmp_path: Path) -> None:
+    """Entries in a group- or world-writable folder are not read: anyone could have put
+    them there (and not written: the folder is not private)."""
+    repo, filled = _filled(tmp_path)
+    filled.chmod(0o777)
+    notes: list[str] = []
+    store = ParseCache(filled, debug=notes.append)
+    load(repo, store)
+    assert (store.hits, store.misses, store.writes) == (0, 2, 0)
+    assert any("not private to this user" in note for note in notes)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to another user")
+@pytest.mark.parametrize("whose", ["folder", "entries"])
+def test_another_users_cache_is_not_read(tmp_path: Path, whose: str) -> None:
+    """A folder or entries owned by someone else are not read, however intact."""
+    repo, filled = _filled(tmp_path)
+    for path in [filled] if whose == "folder" else list(filled.glob("*.json")):
+        os.chown(path, 65534, 65534)
+    store = ParseCache(filled)
+    assert load(repo, store).users
+    assert store.hits == 0
+
+
 def test_an_unwritable_cache_is_only_a_debug_note(tmp_path: Path) -> None:
     """A cache directory that cannot be made never fails the run."""
     repo = team_repo(tmp_path / "repo", 1)
@@ -345,10 +411,17 @@ def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> Non
 # -- the command line ------------------------------------------------------------------
 
 
+def written_state(path: Path) -> Path:
+    """A state at ``path`` with no accounts, written as an apply would (folder and all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    LocalStore(path).write(State.empty().successor())
+    return path
+
+
 def default_cache(workdir: Path) -> Path:
-    """The default state's folder made (as its first write would), and its cache's path."""
-    (workdir / ".reconciler").mkdir(exist_ok=True)
-    return workdir / ".reconciler" / "state.json.cache"
+    """The default state written (as the first apply would), and its cache's path."""
+    state = written_state(workdir / ".reconciler" / "state.json")
+    return state.with_name("state.json.cache")
 
 
 def test_plan_caches_beside_the_state_and_no_cache_writes_nothing(
@@ -356,8 +429,9 @@ def test_plan_caches_beside_the_state_and_no_cache_writes_nothing(
 ) -> None:
     """``--no-cache`` writes neither the cache nor the state's check record."""
     directory = default_cache(workdir)
+    before = sorted((workdir / ".reconciler").iterdir())
     assert cli.main(["plan", ".", "--no-refresh", "--no-cache"]) == 0
-    assert list((workdir / ".reconciler").iterdir()) == []
+    assert sorted((workdir / ".reconciler").iterdir()) == before
     assert cli.main(["plan", ".", "--no-refresh"]) == 0
     assert len(list(directory.glob("*.json"))) == 2
     assert capsys.readouterr().err == ""
@@ -372,11 +446,58 @@ def test_the_state_folder_is_never_made_for_the_cache(workdir: Path) -> None:
 
 def test_a_state_elsewhere_keeps_its_cache_beside_it(workdir: Path, tmp_path: Path) -> None:
     """With --state elsewhere, the desired-state folder stays as it is."""
-    state = tmp_path / "states" / "prod.json"
-    state.parent.mkdir()
+    state = written_state(tmp_path / "states" / "prod.json")
     assert cli.main(["plan", ".", "--no-refresh", "--state", str(state)]) == 0
     assert len(list((state.parent / "prod.json.cache").glob("*.json"))) == 2
     assert not (workdir / ".reconciler").exists()
+
+
+@pytest.mark.parametrize("errno_", [28, 30], ids=["disk-full", "read-only"])
+def test_a_full_or_read_only_disk_fails_nothing_and_skips_no_check(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    errno_: int,
+) -> None:
+    """Neither an entry nor the state's check record can be written: the plan still
+    succeeds, no temp file is left, and the next run checks the state's schema again."""
+    directory = default_cache(workdir)
+
+    def fail(*_: object, **__: object) -> None:
+        raise OSError(errno_, os.strerror(errno_))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", fail)
+        assert cli.main(["plan", ".", "--no-refresh", "--debug"]) == 0
+    assert "parse cache: cannot write" in capsys.readouterr().err
+    left = [p.name for p in (workdir / ".reconciler").rglob("*")]
+    assert not [name for name in left if name.endswith(".tmp")]
+    assert "state.json.checked" not in left
+    assert list(directory.glob("*.json")) == []
+    calls: list[str] = []
+    real = schemas.check
+
+    def check(name: str, document: object) -> tuple[str, ...]:
+        calls.append(name)
+        return real(name, document)
+
+    monkeypatch.setattr(schemas, "check", check)
+    assert cli.main(["plan", ".", "--no-refresh"]) == 0
+    assert "state" in calls
+
+
+@pytest.mark.parametrize("given", ["prod.jsn", "-", "states/prod.json"])
+def test_a_state_not_written_yet_gets_no_cache(
+    workdir: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """A misspelt ``--state`` (or ``-``, or one before its first write): the plan says there
+    is no state, and no ``<state>.cache/`` is left beside nothing."""
+    (workdir / "states").mkdir()
+    before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    assert cli.main(["plan", ".", "--no-refresh", "--state", given]) == 0
+    assert "no state at" in capsys.readouterr().out
+    assert cli.main(["validate", "."]) == 0
+    assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == before
 
 
 def test_a_postgresql_state_caches_beside_the_desired_state_and_says_so(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from reconciler import schemas
 from reconciler.errors import StateCorrupt
 from reconciler.stores import checked
 from reconciler.stores.local import LocalStore
+from tests.support.blocking import returns_within
 from tests.support.builders import sample_state
 
 
@@ -111,6 +114,73 @@ def test_a_record_others_could_write_is_not_believed(
     """A group-writable record is ignored."""
     LocalStore(state_file).read()
     checked.record_path(state_file).chmod(0o664)
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+
+
+def test_a_fifo_at_the_record_never_blocks_the_read(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mkfifo state.json.checked``: the read checks the schema at once (a FIFO is no
+    record; the read holds the state's lock, so blocking would block every run), and the
+    FIFO is replaced by a real record."""
+    record = checked.record_path(state_file)
+    os.mkfifo(record)
+    calls = schema_checks(monkeypatch)
+    returns_within(LocalStore(state_file).read)
+    assert calls == ["state"]
+    assert stat.S_ISREG(record.lstat().st_mode)
+
+
+def test_a_symlinked_record_is_not_believed(
+    state_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record that is a symlink (even to an intact record of these bytes) is ignored."""
+    LocalStore(state_file).read()
+    record = checked.record_path(state_file)
+    elsewhere = tmp_path / "elsewhere.checked"
+    record.rename(elsewhere)
+    record.symlink_to(elsewhere)
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+
+
+def test_a_huge_record_is_not_read(state_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record far larger than any record written is ignored without reading it all."""
+    LocalStore(state_file).read()
+    record = checked.record_path(state_file)
+    with record.open("ab") as handle:
+        handle.truncate(1 << 30)  # sparse: 1 GiB on paper
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+
+
+def test_a_record_copied_from_another_state_is_not_believed(
+    state_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another state's record names other bytes: this state is checked in full."""
+    other = tmp_path / "other" / "state.json"
+    other.parent.mkdir()
+    store = LocalStore(other)
+    store.write(sample_state())
+    store.write(sample_state().successor(), force=True)  # other bytes than state_file's
+    LocalStore(other).read()  # a fresh store reads the file: its record is written
+    shutil.copy(checked.record_path(other), checked.record_path(state_file))
+    calls = schema_checks(monkeypatch)
+    LocalStore(state_file).read()
+    assert calls == ["state"]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to another user")
+def test_another_users_record_is_not_believed(
+    state_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record owned by someone else is ignored, however intact."""
+    LocalStore(state_file).read()
+    os.chown(checked.record_path(state_file), 65534, 65534)
     calls = schema_checks(monkeypatch)
     LocalStore(state_file).read()
     assert calls == ["state"]

@@ -79,8 +79,9 @@ def base_dir(path: Path) -> Path:
 def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | None:
     """Where the parse cache of the desired state at ``path`` is, and whether to say so.
 
-    Beside the state file, as ``<state>.cache/`` (the state's folder is never created for
-    it); for a PostgreSQL state ``.reconciler/cache/`` beside the desired state, said once
+    Beside the state file, as ``<state>.cache/``, once that file exists (a misspelt
+    ``--state`` leaves nothing behind, and the state's folder is never created for it); for
+    a PostgreSQL state ``.reconciler/cache/`` beside the desired state, said once
     on stderr. The state is ``--state``, else RECONCILER_STATE, else the default; None when
     that is no state location (the command refuses it, or never reads the state).
     """
@@ -94,6 +95,8 @@ def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | No
     elif not location or location != location.strip() or _NOT_A_PATH.match(location):
         return None  # refused by stores.location wherever the state is opened
     state = Path(os.path.realpath(location))  # a symlinked state: beside its target
+    if not state.is_file():
+        return None  # not written yet, or misspelt: no cache folder is left beside nothing
     return state.with_name(state.name + CACHE_SUFFIX), False
 
 

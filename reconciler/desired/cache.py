@@ -11,9 +11,11 @@ An entry is one file of JSON, never pickle or marshal: a header line naming the 
 sha256 of the payload, then the payload (the data and the line of each user entry, by
 path). Reading checks everything (owner, mode, size, header, key, payload digest, shape)
 and anything that does not check out — corrupt, truncated, another version, another schema,
-edited — is ignored with a debug note and rebuilt, never trusted and never an error. The
-digest catches corruption and stray edits, not a writer with the owner's rights: such a
-writer could edit the YAML (and the state) as well.
+edited — is ignored with a debug note and rebuilt, never trusted and never an error.
+Entries are read (and written) only in a real folder of this user that no one else can
+write, opened without following symlinks, and never a FIFO. The digest catches corruption
+and stray edits, not a writer with the owner's rights: such a writer could edit the state
+as well, so the cache is trusted exactly as much as the state beside it.
 
 New entries are held (encoded) until the command that read them has checked all of its
 input (``flush``): a run refused for bad input writes nothing. Each is written to a temp
@@ -45,6 +47,10 @@ _MAX_ENTRY_BYTES = 512 * 1024 * 1024  # a larger file is not an entry this code 
 _MAX_HEADER_BYTES = 4096
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _TEXT = frozenset({str})
+# Never block on a FIFO (its fstat then refuses it), never follow a symlinked entry.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+# The folder itself, never through a symlink: its status is checked on the open descriptor.
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 Path_ = tuple[str | int, ...]
 
@@ -257,6 +263,7 @@ class ParseCache:
         self.tool = tool if tool is not None else tool_version()
         self.schema = schema if schema is not None else schema_digest()
         self._usable: bool | None = None
+        self._told_refused = False
         self._pending: dict[str, bytes] = {}  # entry name -> bytes, until flush
         self.hits = 0
         self.misses = 0
@@ -283,12 +290,26 @@ class ParseCache:
 
     def _read(self, path: Path) -> bytes | None:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+            directory = os.open(self.directory, _DIRECTORY_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._refused(f"cannot open {self.directory}: {exc.strerror}")
+            return None
+        try:
+            why = _untrusted_directory(os.fstat(directory))
+            if why:
+                self._refused(f"{self.directory} {why}: not used")
+                return None
+            # Through the folder just checked: a folder swapped in since is never read.
+            fd = os.open(path.name, _READ_FLAGS, dir_fd=directory)
         except FileNotFoundError:
             return None
         except OSError as exc:
             self._debug(f"parse cache: cannot read {path}: {exc.strerror}")
             return None
+        finally:
+            os.close(directory)
         with os.fdopen(fd, "rb") as handle:
             status = os.fstat(fd)
             why = _untrusted(status)
@@ -300,6 +321,12 @@ class ParseCache:
             except OSError as exc:
                 self._debug(f"parse cache: cannot read {path}: {exc.strerror}")
                 return None
+
+    def _refused(self, why: str) -> None:
+        """One debug note for a folder whose entries are not read."""
+        if not self._told_refused:
+            self._told_refused = True
+            self._debug(f"parse cache: {why}")
 
     def store(self, key: Key, entry: Entry) -> None:
         """Hold ``entry`` under ``key`` for :meth:`flush` (encoded now: the data may change
@@ -340,25 +367,37 @@ class ParseCache:
         self._usable = False
         directory = self.directory
         try:
-            if not directory.exists():
+            if not os.path.lexists(directory):
                 # Never its parent: the state's folder is made by the state's first write.
                 directory.mkdir(mode=0o700)
                 self._announce(
                     f"created the parse cache {directory} (safe to delete; --no-cache bypasses it)"
                 )
-            _ignore_all(directory)
-            status = os.lstat(directory)
+            # Checked before anything is written into it: never through a symlink.
+            why = _untrusted_directory(os.lstat(directory))
+            if not why:
+                _ignore_all(directory)
         except OSError as exc:
             self._debug(f"parse cache: cannot use {directory}: {exc.strerror}")
             return False
-        if not stat.S_ISDIR(status.st_mode):
-            self._debug(f"parse cache: {directory} is not a directory: not used")
-            return False
-        if status.st_uid != os.getuid() or status.st_mode & 0o022:
-            self._debug(f"parse cache: {directory} is not private to this user: not used")
+        if why:
+            self._debug(f"parse cache: {directory} {why}: not used")
             return False
         self._usable = True
         return True
+
+
+def _untrusted_directory(status: os.stat_result) -> str:
+    """Why a cache folder with this (lstat) status is not used ('' when it may be): it is
+    read and written only when it is a real folder of this user that no one else can write
+    (a symlink could point anywhere; another's folder could hold anything)."""
+    if stat.S_ISLNK(status.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(status.st_mode):
+        return "is not a directory"
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        return "is not private to this user"
+    return ""
 
 
 def _untrusted(status: os.stat_result) -> str:

@@ -28,6 +28,8 @@ FORMAT = 1
 SUFFIX = ".checked"
 _MAX_BYTES = 4096
 _FIELDS = ("format", "snapshot", "schema", "tool")
+# Never block on a FIFO at the record's path (its fstat then refuses it), never follow a symlink.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 
 def snapshot_digest(snapshot: bytes) -> str:
@@ -81,7 +83,7 @@ def known(state_file: Path, snapshot: str) -> bool:
     """Whether the record beside ``state_file`` says ``snapshot`` passed (never raises)."""
     path = record_path(state_file)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as handle:
