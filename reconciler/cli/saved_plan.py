@@ -101,7 +101,8 @@ def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
             )
         location = recorded
     base = commands.base_dir(Path(saved.input_path or "."))
-    opened = functools.partial(open_store, environ=env, check_record=common.cache.enabled)
+    record = commands.seal(common.cache, what="state check record")
+    opened = functools.partial(open_store, environ=env, check_record=record)
     chosen = _open(opened, location, base, common.workspace, saved.workspace)
     if chosen.describe() != recorded:
         raise PlanError(
