@@ -326,7 +326,7 @@ class LocalStore:
         if self._held is not None:
             raise StateError(f"state {self.path} is already locked by this process")
         self._prepare_directory()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = files.open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             self._take(fd, timeout)
             info = LockInfo.new(operation)
@@ -390,9 +390,11 @@ class LocalStore:
     def holder(self) -> LockInfo | None:
         """The holder recorded in the lock file, or None."""
         try:
-            return _parse_holder(self.lock_path.read_bytes())
-        except OSError:
-            return None
+            fd = files.open_regular(self.lock_path, os.O_RDONLY)
+        except (OSError, StateError):
+            return None  # none, or not a file: no holder to name
+        with open(fd, "rb") as handle:
+            return _parse_holder(handle.read(65536))
 
     def force_unlock(self, lock_id: str) -> None:
         """Remove the lock file if it names ``lock_id``."""
