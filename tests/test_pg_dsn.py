@@ -136,3 +136,28 @@ def test_an_empty_host_parameter_is_refused(dsn: str) -> None:
     """M4: ``host=`` (an unset variable, say) is not silently libpq's default socket."""
     with pytest.raises(ConfigError, match="host="):
         pg_dsn.split(dsn)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--state", "postgresql://postgres@127.0.0.1:1/db", "--workspace", ""],
+        ["--state", "postgresql://postgres@127.0.0.1:1/db?workspace="],
+    ],
+    ids=["flag", "dsn"],
+)
+def test_an_empty_workspace_is_an_error_not_the_default(
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """M1: `--workspace ""` (an unset CI variable) never plans against the default workspace."""
+    monkeypatch.delenv("RECONCILER_STATE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "users.yaml").write_text("version: 1\nusers: []\n", encoding="utf-8")
+    code = cli.main(["plan", "--no-refresh", *args])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: " in err
+    assert "empty" in err
