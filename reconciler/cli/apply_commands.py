@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -177,10 +178,16 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
 
 
 def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
-    """``reconciler apply [PLANFILE | PATH]``."""
+    """``reconciler apply [PLANFILE [PATH] | PATH]``."""
     with memory.long_run() as loaded:
         if not saved_plan.is_desired_state(options.target):
             return _apply_saved(options, saved_plan.read(options.target), now=now, loaded=loaded)
+        if options.path is not None:
+            raise UsageError(
+                f"apply takes one desired-state PATH ({options.target}), or a saved plan and "
+                f"its PATH; {options.path} is one too many",
+                hint=f"reconciler apply {shlex.quote(str(options.target))}",
+            )
         return _apply_desired(options, now=now, loaded=loaded)
 
 
@@ -280,11 +287,11 @@ def _apply_saved(
 ) -> int:
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
-    path = saved_plan.input_path(saved)
+    path = saved_plan.input_path(saved, options.path, options.target)
+    store = saved_plan.store(saved, path, options.common, options.target)
     cache = commands.parse_cache(path, options.common.cache, common=options.common)
     desired = commands.load(path, commands.today(options.at, now), cache=cache)
     at = saved_plan.apply_date(desired, now)
-    store = saved_plan.store(saved, options.common, os.environ)
     connect = cloudidentity_connect(os.environ)
     with _client_and_lock(store, options.common, "apply") as client:
         # The applier reads the state once; the checks and the new plan use that same read.

@@ -222,6 +222,15 @@ def _apply(sub: Subparsers) -> None:
         help="a directory or a .yaml/.yml file is the desired state (default .); any other "
         "file must be a plan saved with `reconciler plan --out FILE`",
     )
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        type=Path,
+        metavar="PATH",
+        help="after a PLANFILE: the desired state it was made from (default .); the state "
+        "is chosen as for every command, never taken from the plan",
+    )
     arguments.state_options(p)
     arguments.plan_like(p)
     p.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
@@ -255,6 +264,7 @@ def _apply(sub: Subparsers) -> None:
 def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
     return ApplyOptions(
         target=ns.target,
+        path=ns.path,
         common=arguments.common(ns),
         fmt=ReportFormat(ns.format),
         auto_approve=ns.auto_approve,

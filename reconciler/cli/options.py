@@ -111,9 +111,10 @@ class ShowOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyOptions:
-    """``reconciler apply [PLANFILE | PATH]``."""
+    """``reconciler apply [PLANFILE [PATH] | PATH]``."""
 
     target: Path
+    path: Path | None = None  # PATH after a PLANFILE (None: ``.``); never taken from the plan
     common: Common = Common()
     fmt: ReportFormat = ReportFormat.TEXT
     auto_approve: bool = False
