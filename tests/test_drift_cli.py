@@ -435,6 +435,24 @@ def test_a_saved_retry_of_an_event_resolved_since_is_skipped(world: World, tmp_p
     assert set(world.listed()) == {later}
 
 
+def test_a_retry_added_to_a_saved_plan_is_refused(world: World, tmp_path: Path) -> None:
+    """M6: the retries are covered by changes_digest: an event that failed after the
+    review, written into plan.json as a retry, is refused with the file; nothing is sent."""
+    event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
+    (later,) = world.seed({"UserName": "bob"})
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    (item,) = document["events"]["items"]
+    document["events"]["items"].append({**item, "event_id": later, "account": "bob"})
+    document["summary"]["retry"] = 2
+    saved.write_text(json.dumps(document), encoding="utf-8")
+    world.log.calls.clear()
+    code, _, err = world.run("apply", str(saved), str(world.desired))
+    assert code == 1
+    assert "retries do not match its changes_digest (the file was edited)" in err
+    assert RETRY_CALL not in world.log.calls
+    assert set(world.listed()) == {event_id, later}
+
+
 def test_saved_retries_are_not_sent_when_the_listing_is_refused(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

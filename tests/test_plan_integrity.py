@@ -106,7 +106,8 @@ def _grant_admin_on_the_wire(document: dict[str, Any]) -> None:
             (
                 _grant_admin,
                 False,
-                "its changes do not match its changes_digest (the file was edited)",
+                "its changes or provisioning retries do not match its changes_digest "
+                "(the file was edited)",
             ),
             id="digest-left-alone",
         ),
