@@ -6,11 +6,21 @@ what is applied, and hostile names must never forge output lines, cells or formu
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli import main as cli
+from reconciler.sandbox import app
+from reconciler.sandbox.federation_rules import FederationSettings
+from reconciler.sandbox.server import RunningSandbox
+from reconciler.stores.local import LocalStore
+from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL
+from tests.support import sandbox as fx
+
+Served = tuple[app.Sandbox, RunningSandbox]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -49,3 +59,65 @@ def test_a_merge_key_is_a_located_error_and_nothing_is_planned(
     code, _, _ = _run(capsys, "plan", "--no-refresh")
     assert code == 1
     assert not (tmp_path / ".reconciler").exists()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Served]:
+    """One loopback sandbox for the module."""
+    with fx.loopback(FederationSettings(todo_seconds=0.0, doing_seconds=0.0)) as served:
+        yield served
+
+
+@pytest.fixture
+def served(server: Served, monkeypatch: pytest.MonkeyPatch) -> Served:
+    """The sandbox reset; the CLI's variables point at it; no RECONCILER_STATE."""
+    box, running = server
+    fx.point_cli_at(box, running, monkeypatch)
+    return box, running
+
+
+def _state_at(path: Path, serial: int) -> None:
+    """The default state beside ``path`` rewritten at ``serial`` (a forced push would do)."""
+    store = LocalStore(path / ".reconciler" / "state.json")
+    current = store.read()
+    assert current is not None
+    store.write(dataclasses.replace(current, serial=serial), force=True)
+
+
+@pytest.mark.parametrize("room", [1, 2, 5, 2**32 - 1])
+def test_an_apply_near_the_last_serial_sends_nothing(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str], room: int
+) -> None:
+    """H4: a state fewer than 2^32 writes short of 2^63-1 is refused before anything is
+    sent — not with an out-of-range write after every batch went out, which left batches
+    no run could record (refresh failed the same way)."""
+    box, _ = served
+    path = fx.write_desired(tmp_path / "desired", fx.users(2))
+    assert cli.main(["apply", str(path), "--auto-approve", "--no-refresh"]) == 0
+    _state_at(path, MAX_SERIAL - room)
+    before = fx.state_document(path)
+    calls = dict(box.federation.stats().calls)
+    fx.write_desired(path, fx.users(250))
+    code, _, err = _run(capsys, "apply", str(path), "--auto-approve", "--no-refresh")
+    assert code == 1
+    assert f"is at serial {MAX_SERIAL - room}, less than 2^32 writes before the last" in err
+    assert "hint: `reconciler state pull > copy.json`" in err
+    assert box.federation.stats().calls == calls
+    assert fx.state_document(path) == before
+    assert _run(capsys, "refresh", str(path))[0] == 1
+
+
+def test_an_apply_at_the_last_starting_serial_runs(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """H4: the documented bound itself still applies (three batches, all recorded)."""
+    path = fx.write_desired(tmp_path / "desired", fx.users(2))
+    assert cli.main(["apply", str(path), "--auto-approve", "--no-refresh"]) == 0
+    _state_at(path, LAST_STARTING_SERIAL)
+    fx.write_desired(path, fx.users(250))
+    code, _, err = _run(capsys, "apply", str(path), "--auto-approve", "--no-refresh")
+    assert code == 0, err
+    after = fx.state_document(path)
+    assert after is not None
+    assert LAST_STARTING_SERIAL < after["serial"] < MAX_SERIAL
+    assert len(after["accounts"]) == 250
