@@ -87,7 +87,7 @@ class Applier:
         self.progress = progress or _Quiet()
         self.sleep, self.monotonic, self.now, self.stop = sleep, monotonic, now, stop
         self.state: State = store.read() or State.empty()
-        check_room(self.state, where=store.describe())  # before anything is sent
+        check_room(self.state, store)  # before anything is sent
         self.report = ApplyReport()
         self._staged = False  # self.state holds task ids/results not yet written
         self._pace = Pacer(self.settings)

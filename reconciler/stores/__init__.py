@@ -239,7 +239,7 @@ def check_serial(state: State, *, where: str) -> None:
         )
 
 
-def check_room(state: State, *, where: str) -> None:
+def check_room(state: State, store: Store) -> None:
     """Refuse to start a run (apply, refresh) on a state too close to the last serial.
 
     Each batch takes writes; a run that reached MAX_SERIAL halfway would have sent
@@ -247,7 +247,8 @@ def check_room(state: State, *, where: str) -> None:
     """
     if state.serial > LAST_STARTING_SERIAL:
         raise StateError(
-            f"state {where} is at serial {state.serial}, less than 2^32 writes before the "
+            f"state {store.describe()} is at serial {state.serial}, less than 2^32 writes "
+            "before the "
             f"last serial ({MAX_SERIAL}): apply and refresh do not start there, as they "
             "could not record what they send; nothing was sent",
             hint="`reconciler state pull > copy.json`, give it a serial below "
