@@ -39,6 +39,7 @@ from reconciler.errors import (
     Interrupted,
     PlanError,
     UsageError,
+    printable,
 )
 from reconciler.plan import expiry, planfile, provenance, redaction
 from reconciler.plan.model import Plan
@@ -419,22 +420,29 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
 
 
 def _print_report(report: ApplyReport) -> None:
+    # Account names may come from a hand-edited state, messages from the API: one line each.
     for account, action in report.applied:
-        out(f"  ✓ {action:<7} {account}")
+        out(f"  ✓ {action:<7} {printable(account)}")
     for group in report.failure_groups():
         if len(group.failures) == 1:
             [failure] = group.failures
-            out(f"  ✗ {failure.action:<7} {failure.account}: {failure.code} {failure.message}")
+            out(
+                f"  ✗ {failure.action:<7} {printable(failure.account)}: {printable(failure.code)} "
+                f"{printable(failure.message)}"
+            )
             continue
-        accounts = [failure.account for failure in group.failures]
+        accounts = [printable(failure.account) for failure in group.failures]
         listed = ", ".join(accounts[:MAX_LISTED])
         if len(accounts) > MAX_LISTED:
             listed += f", … and {len(accounts) - MAX_LISTED} more"
-        out(f"  ✗ {group.code} {group.message}: {len(accounts)} accounts: {listed}")
+        out(
+            f"  ✗ {printable(group.code)} {printable(group.message)}: {len(accounts)} accounts: "
+            f"{listed}"
+        )
     for message in report.unresolved:
-        out(f"  ? {message}")
+        out(f"  ? {printable(message)}")
     for note in report.notes:
-        out(f"  · {note}")
+        out(f"  · {printable(note)}")
     counters = report.counters
     out(
         f"Apply {'complete' if report.ok else 'incomplete'}: {len(report.applied)} applied, "
