@@ -583,10 +583,18 @@ def _sandbox(sub: Subparsers) -> None:
         help="seed the sandbox tenant with the role ids of this desired state "
         "(default: the current directory, when it holds one)",
     )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a --host other than loopback: the sandbox accepts its published "
+        "fake credentials from anyone who can reach it",
+    )
 
 
 def _sandbox_options(ns: argparse.Namespace, notes: Notes) -> SandboxOptions:
-    return SandboxOptions(host=ns.host, port=ns.port, roles_from=ns.roles_from)
+    return SandboxOptions(
+        host=ns.host, port=ns.port, roles_from=ns.roles_from, allow_remote=ns.allow_remote
+    )
 
 
 def _completion(sub: Subparsers) -> None:

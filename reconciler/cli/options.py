@@ -259,6 +259,7 @@ class SandboxOptions:
     host: str = "127.0.0.1"
     port: int = 8780
     roles_from: Path | None = None  # None: the current directory, if it holds a desired state
+    allow_remote: bool = False  # listen on a non-loopback address (it accepts fake credentials)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
