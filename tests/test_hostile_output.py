@@ -17,8 +17,8 @@ from dataclasses import replace
 import pytest
 
 from reconciler.cli import ci
-from reconciler.desired.model import Commit, DesiredState, Source
-from reconciler.plan import expiry, planner, report
+from reconciler.desired.model import Commit, DesiredState, Policy, Source
+from reconciler.plan import expiry, planfile, planner, report
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import access, markdown, text
 from reconciler.stores.model import State
@@ -135,3 +135,45 @@ def test_the_apply_comment_keeps_api_messages_in_their_line() -> None:
     fences = [line for line in rendered.split("\n") if line.startswith("```")]
     assert len(fences) == 2
     assert fences[0] == fences[1] == "`````"  # longer than any run of backticks inside
+
+
+def _loosened_plan(policy: Policy) -> Plan:
+    """100 managed accounts; the change keeps 40 and sets ``policy``."""
+    recorded = state(*(record(f"u{i:03}", "agent") for i in range(100)))
+    wanted = replace(desired(*(user(f"u{i:03}", "agent") for i in range(40))), policy=policy)
+    return planner.plan(wanted, recorded, state_location="s.json")
+
+
+def test_a_loosened_guard_rail_is_shown_first_in_every_format() -> None:
+    """Loosening policy.max_disable in the change that disables 60 of 100 accounts passes
+    its own guard rail: every format says so at the top, in words a reviewer stops at."""
+    made = _loosened_plan(Policy(max_disable_count=1000))
+    assert not made.guard.blocked
+    rendered = text.render(made, now=NOW)
+    head = rendered.split("\n")[:4]
+    assert any(
+        line.startswith(
+            "Warning: guard rail loosened: 60 disables pass only because "
+            "policy.max_disable: count 1000 allows 1000; the default guard rail "
+            "would allow 10 and block this plan."
+        )
+        for line in head
+    ), head
+    md = markdown.render(made, now=NOW)
+    assert md.index("> **Guard rail loosened:** 60 disables") < md.index("| | accounts |")
+    document = planfile.to_json(made)
+    assert (document["guard"]["loosened"], document["guard"]["default_limit"]) == (True, 10)
+    again = planfile.loads(planfile.dumps(made), where="plan.json")
+    assert again.guard.loosened
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [Policy(), Policy(max_disable_count=5), Policy(max_disable_percent=70.0)],
+    ids=["default", "stricter-blocks", "percent-loosened"],
+)
+def test_the_warning_appears_only_when_the_policy_lets_it_pass(policy: Policy) -> None:
+    """Blocked plans say "blocked", default-policy plans say nothing more; 70% loosens."""
+    made = _loosened_plan(policy)
+    warned = "guard rail loosened" in text.render(made, now=NOW)
+    assert warned == (policy.max_disable_percent == 70.0)

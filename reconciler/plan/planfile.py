@@ -212,6 +212,8 @@ def _guard(guard: Guard) -> dict[str, Any]:
         "protected_hits": list(guard.protected_hits),
         "override": guard.override,
         "blocked": guard.blocked,
+        "default_limit": guard.default_limit,
+        "loosened": guard.loosened,
     }
 
 
@@ -364,6 +366,7 @@ def loads(text: str, *, where: str) -> Plan:
             rule=guard["rule"],
             protected_hits=tuple(guard["protected_hits"]),
             override=guard["override"],
+            default_limit=guard.get("default_limit"),
         ),
         events=tuple(_event_back(e) for e in data["events"]["items"]),
         events_refreshed=data["events"]["refreshed"],

@@ -64,6 +64,18 @@ def event_line(event: EventDecision, now: dt.datetime, max_attempts_note: str = 
     )
 
 
+def loosened_message(plan: Plan) -> str | None:
+    """Why a plan with many disables passes: the policy loosened the guard rail (or None)."""
+    guard = plan.guard
+    if not guard.loosened:
+        return None
+    return (
+        f"{guard.disables} disables pass only because {guard.rule} allows {guard.limit}; "
+        f"the default guard rail would allow {guard.default_limit} and block this plan. "
+        "Check that loosening policy.max_disable was intended and reviewed"
+    )
+
+
 def guard_messages(plan: Plan) -> list[str]:
     """Why the plan is blocked (empty when it is not)."""
     guard, out = plan.guard, []

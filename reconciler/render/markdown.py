@@ -67,6 +67,10 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     out.append(f"### reconciler plan: {headline}")
     out.append("")
     out.extend(_state(plan))
+    loosened = common.loosened_message(plan)
+    if loosened is not None:
+        out.append(f"> [!WARNING]\n> **Guard rail loosened:** {_esc(loosened)}.")
+        out.append("")
     if plan.guard.blocked:
         for message in common.guard_messages(plan):
             out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")

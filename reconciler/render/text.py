@@ -78,6 +78,9 @@ def _header(plan: Plan, paint: _Paint) -> list[str]:
         f"({plan.input_digest[:19]}…), "
         f"changes {digest[:19]}…" + (f"; {dated}" if dated else "")
     )
+    loosened = common.loosened_message(plan)
+    if loosened is not None:
+        lines.append(paint(_WARN, f"Warning: guard rail loosened: {loosened}."))
     lines.append("")
     return lines
 
