@@ -121,3 +121,37 @@ def test_an_apply_at_the_last_starting_serial_runs(
     assert after is not None
     assert LAST_STARTING_SERIAL < after["serial"] < MAX_SERIAL
     assert len(after["accounts"]) == 250
+
+
+@pytest.mark.parametrize("out", ["users.yaml", "plan.YML", "desired"])
+def test_plan_out_never_overwrites_the_desired_state(
+    clean_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+) -> None:
+    """`plan --out users.yaml` replaced the input file with the plan's JSON (and told the
+    user to `apply users.yaml`, read as desired state): refused before anything is read."""
+    clean_env.chdir(tmp_path)
+    desired_dir = fx.write_desired(tmp_path / "desired", fx.users(1))
+    (tmp_path / "users.yaml").write_text("version: 1\nusers: []\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, _, err = _run(capsys, "plan", str(desired_dir), "--no-refresh", "--out", out)
+    assert code == 1
+    assert f"error: --out {out} is a" in err
+    assert "hint: save the plan under another name, e.g. --out plan.json" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_plan_out_names_the_command_that_applies_it(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pasteable apply line carries PATH and --state, since apply takes neither from
+    the plan (C1)."""
+    clean_env.chdir(tmp_path)
+    path = fx.write_desired(tmp_path / "desired", fx.users(1))
+    state = tmp_path / "team.json"
+    argv = ["plan", str(path), "--no-refresh", "--out", "p.json", "--state", str(state)]
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0
+    assert f"Apply exactly this plan with: reconciler apply p.json {path} --state {state}\n" in out

@@ -72,6 +72,8 @@ def _redact(plan: Plan, spec: str) -> Plan:
 def plan(options: PlanOptions, *, now: dt.datetime) -> int:
     """``reconciler plan``."""
     notes: list[str] = []
+    if options.out is not None:
+        saved_plan.check_out(options.out)  # before anything is read, written or shown
     source = _events_source(notes) if options.refresh else None
     if not options.refresh:
         notes.append("provisioning events not refreshed (--no-refresh): planned offline")
@@ -106,7 +108,7 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
         if options.fmt is PlanFormat.TEXT:
             out(
                 f"Saved the plan to {options.out}. Apply exactly this plan with: "
-                f"reconciler apply {options.out}"
+                f"{saved_plan.apply_command(options.out, path, options.common)}"
             )
     if options.detailed_exitcode and made.has_changes:
         return EXIT_CHANGES

@@ -29,6 +29,7 @@ from reconciler.plan import integrity
 from reconciler.plan.model import Plan
 from reconciler.stores import Store
 from reconciler.stores.location import Backend as LocationBackend
+from reconciler.stores.location import mask
 from reconciler.stores.model import State
 
 
@@ -95,6 +96,32 @@ def store(saved: Plan, path: Path, common: Common, plan_file: Path) -> Store:
             hint=hint,
         )
     return chosen
+
+
+def check_out(out: Path) -> None:
+    """UsageError for a ``plan --out`` that apply would not read back as a plan: a
+    .yaml/.yml name (it is the desired state to apply, and may be one of its files) or a
+    directory."""
+    if loading.is_yaml_name(out.name) or out.is_dir():
+        what = "a directory" if out.is_dir() else "a .yaml/.yml name"
+        raise UsageError(
+            f"--out {out} is {what}: apply reads such a PATH as the desired state, and the "
+            "plan would overwrite it; nothing was written",
+            hint="save the plan under another name, e.g. --out plan.json",
+        )
+
+
+def apply_command(out: Path, path: Path, common: Common) -> str:
+    """The command that applies the plan saved at ``out`` (the same PATH and state flags)."""
+    words = ["reconciler", "apply", _quote(out)]
+    if os.path.normpath(path) != ".":
+        words.append(_quote(path))
+    if common.state is not None:
+        shown = mask(common.state)
+        words += ["--state", _quote(shown)]
+    if common.workspace is not None:
+        words += ["--workspace", _quote(common.workspace)]
+    return " ".join(words)
 
 
 def _same_path(recorded: str, path: Path) -> bool:
