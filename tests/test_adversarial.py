@@ -19,6 +19,7 @@ from reconciler.sandbox.server import RunningSandbox
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL
 from tests.support import sandbox as fx
+from tests.support.builders import problems_of
 
 Served = tuple[app.Sandbox, RunningSandbox]
 
@@ -155,3 +156,17 @@ def test_plan_out_names_the_command_that_applies_it(
     code, out, _ = _run(capsys, *argv)
     assert code == 0
     assert f"Apply exactly this plan with: reconciler apply p.json {path} --state {state}\n" in out
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200f", "\u061c"])
+def test_a_bidi_control_in_a_name_is_refused(tmp_path: Path, char: str) -> None:
+    """H5: a name with a bidirectional control reads differently from what it is, in the
+    review and in the tenant's own UI: a located validation error, like other controls."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
+        f"    name: 'Al{char}ice'\n    email: alice@example.com\n    roles: [agent]\n",
+        encoding="utf-8",
+    )
+    problems = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in problems] == [(6, 11)]
+    assert "or a control character" in problems[0].message
