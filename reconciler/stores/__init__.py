@@ -248,9 +248,8 @@ def check_room(state: State, store: Store) -> None:
     if state.serial > LAST_STARTING_SERIAL:
         raise StateError(
             f"state {store.describe()} is at serial {state.serial}, less than 2^32 writes "
-            "before the "
-            f"last serial ({MAX_SERIAL}): apply and refresh do not start there, as they "
-            "could not record what they send; nothing was sent",
+            f"before the last serial ({MAX_SERIAL}): apply and refresh do not start there, "
+            "as they could not record what they send; nothing was sent",
             hint="`reconciler state pull > copy.json`, give it a serial below "
             f"{LAST_STARTING_SERIAL}, then `reconciler state push copy.json` into an empty "
             "workspace or file",
