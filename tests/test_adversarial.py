@@ -12,14 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.apply import ledger
 from reconciler.cli import main as cli
 from reconciler.sandbox import app
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.stores.local import LocalStore
-from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL
+from reconciler.stores.model import (
+    LAST_STARTING_SERIAL,
+    MAX_SERIAL,
+    Action,
+    PendingBatch,
+    PendingEntry,
+)
 from tests.support import sandbox as fx
-from tests.support.builders import problems_of
+from tests.support.builders import desired, problems_of, record, state, user
 
 Served = tuple[app.Sandbox, RunningSandbox]
 
@@ -170,3 +177,76 @@ def test_a_bidi_control_in_a_name_is_refused(tmp_path: Path, char: str) -> None:
     problems = problems_of(tmp_path)
     assert [(p.line, p.col) for p in problems] == [(6, 11)]
     assert "or a control character" in problems[0].message
+
+
+def _inject(path: Path, entry: PendingEntry) -> None:
+    """The default state beside ``path`` with a lost batch (no task id) holding ``entry``."""
+    store = LocalStore(path / ".reconciler" / "state.json")
+    current = store.read()
+    assert current is not None
+    batch = PendingBatch(
+        batch_id="b-injected", recorded_at="2025-01-01T00:00:00Z", entries=(entry,)
+    )
+    store.write(dataclasses.replace(current, pending=(batch,)), force=True)
+
+
+@pytest.mark.parametrize("command", ["apply", "refresh"])
+def test_a_grant_injected_into_the_state_is_never_sent(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """Settling an interrupted apply resends its lost entries as recorded: a hand-edited
+    state adding a MODIFY that grants a role nobody declared is refused, nothing sent."""
+    box, _ = served
+    specs = fx.users(2)
+    path = fx.write_desired(tmp_path / "desired", specs)
+    assert cli.main(["apply", str(path), "--auto-approve", "--no-refresh"]) == 0
+    account = specs[0].account
+    recorded = LocalStore(path / ".reconciler" / "state.json").read()
+    assert recorded is not None
+    before = recorded.accounts[account]
+    escalated = (*before.role_ids, fx.ROLE_REPORTING)
+    _inject(
+        path,
+        PendingEntry(
+            action=Action.MODIFY,
+            account=account,
+            wire={"action": "MODIFY", "userAccount": account, "roleIds": list(escalated)},
+            target=dataclasses.replace(before, role_ids=escalated),
+        ),
+    )
+    calls = dict(box.federation.stats().calls)
+    argv = [command, str(path)] + (["--auto-approve", "--no-refresh"] if command == "apply" else [])
+    code, _, err = _run(capsys, *argv)
+    assert code == 1
+    assert "1 entry of an interrupted apply that the desired state does not account for" in err
+    assert f"role id(s) {fx.ROLE_REPORTING} granted by neither" in err
+    assert box.federation.stats().calls == calls
+    assert fx.ROLE_REPORTING not in fx.tenant_view(box)[account]["role_ids"]
+
+
+def test_an_interrupted_batch_the_desired_state_explains_is_still_settled() -> None:
+    """The rule lets a genuine lost batch through: its grants are the desired ones."""
+    wanted = desired(user("alice", "agent", "admin"))
+    recorded = state(record("alice", "agent"))
+    entry = PendingEntry(
+        action=Action.MODIFY,
+        account="alice",
+        wire={"action": "MODIFY", "userAccount": "alice", "roleIds": ["101", "109"]},
+        target=record("alice", "agent", "admin"),
+    )
+    gone = PendingEntry(
+        action=Action.DISABLE,
+        account="zed",
+        wire={"action": "DISABLE", "userAccount": "zed"},
+        target=record("zed", enabled=False),
+    )
+    batch = PendingBatch(batch_id="b", recorded_at="t", entries=(entry, gone))
+    assert ledger.unexplained(dataclasses.replace(recorded, pending=(batch,)), wanted) == ()
+    forged = dataclasses.replace(
+        gone, wire={"action": "CREATE", "userAccount": "zed", "roleIds": ["109"]}
+    )
+    batch = PendingBatch(batch_id="b", recorded_at="t", entries=(forged,))
+    (line,) = ledger.unexplained(dataclasses.replace(recorded, pending=(batch,)), wanted)
+    assert (
+        line == "batch b: DISABLE zed: its request names another action or account than the entry"
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.apply import engine, progress, provisioning
+from reconciler.apply import engine, ledger, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
 from reconciler.cli import commands, memory, saved_plan, signals
 from reconciler.cli.commands import out
@@ -29,6 +29,7 @@ from reconciler.cli.options import (
     ShowOptions,
     WhyOptions,
 )
+from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_BLOCKED,
     EXIT_CHANGES,
@@ -38,6 +39,7 @@ from reconciler.errors import (
     ConfigError,
     Interrupted,
     PlanError,
+    StateError,
     UsageError,
     printable,
 )
@@ -46,6 +48,7 @@ from reconciler.plan.model import Plan
 from reconciler.providers.cloudidentity import client as cloudidentity
 from reconciler.providers.federation import client as federation
 from reconciler.stores import Store
+from reconciler.stores.model import State
 
 
 def cloudidentity_connect(env: Mapping[str, str]) -> provisioning.Connect | None:
@@ -206,6 +209,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
         loaded()  # the desired and the recorded state: from here on the GC leaves them alone
+        _refuse_unexplained(applier.state, desired, store)
         resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
         made = expiry.plan_at(
@@ -234,6 +238,30 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
         report = applier.run(made, source_commit=provenance.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
+
+
+def _refuse_unexplained(state: State, desired: DesiredState, store: Store) -> None:
+    """StateError when settling would send entries the desired state does not account for.
+
+    An interrupted apply's lost entries are resent as the state recorded them: a state
+    edited by hand (or by anyone who can write it) must not carry grants past review.
+    """
+    found = ledger.unexplained(state, desired)
+    if not found:
+        return
+    shown = "; ".join(printable(line) for line in found[:3])
+    if len(found) > 3:
+        shown += f"; … and {len(found) - 3} more"
+    raise StateError(
+        f"the state at {store.describe()} holds {len(found)} entr"
+        f"{'y' if len(found) == 1 else 'ies'} of an interrupted apply that the desired "
+        f"state does not account for ({shown}); settling them would send them unreviewed, "
+        "so nothing was sent",
+        hint="inspect them with `reconciler state pull`: if the state was edited, restore it "
+        "(its .backup, or the last good copy, with `reconciler state push --force`); if the "
+        "desired state changed since that apply, check out the reviewed one it was made from "
+        "and run `reconciler refresh PATH`",
+    )
 
 
 def _settle_earlier(applier: engine.Applier, fmt: ReportFormat) -> ApplyReport:
@@ -460,6 +488,8 @@ def refresh(options: RefreshOptions) -> int:
     with memory.long_run() as loaded, _client_and_lock(store, options.common, "refresh") as session:
         applier = _applier(store, session, options)
         loaded()  # from here on the GC leaves the recorded state alone
+        if applier.state.pending:
+            _refuse_unexplained(applier.state, commands.load(options.path), store)
         if fmt is ReportFormat.TEXT:
             current = applier.state if applier.state.serial else None
             out(f"State: {commands.state_words(store, current)}")
