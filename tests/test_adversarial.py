@@ -165,18 +165,44 @@ def test_plan_out_names_the_command_that_applies_it(
     assert f"Apply exactly this plan with: reconciler apply p.json {path} --state {state}\n" in out
 
 
-@pytest.mark.parametrize("char", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200f", "\u061c"])
-def test_a_bidi_control_in_a_name_is_refused(tmp_path: Path, char: str) -> None:
+@pytest.mark.parametrize(
+    ("char", "where", "fragment"),
+    [
+        ("\u202e", (6, 14), "bidirectional control character U+202E: the file would read"),
+        ("\u202a", (6, 14), "bidirectional control character U+202A"),
+        ("\u2066", (6, 14), "bidirectional control character U+2066"),
+        ("\u2069", (6, 14), "bidirectional control character U+2069"),
+        ("\u200f", (6, 11), "or a control character"),
+        ("\u061c", (6, 11), "or a control character"),
+    ],
+)
+def test_a_bidi_control_in_a_name_is_refused(
+    tmp_path: Path, char: str, where: tuple[int, int], fragment: str
+) -> None:
     """H5: a name with a bidirectional control reads differently from what it is, in the
-    review and in the tenant's own UI: a located validation error, like other controls."""
+    review and in the tenant's own UI: a located validation error. Overrides, embeddings
+    and isolates are refused anywhere in a file (Trojan Source), marks in names."""
     (tmp_path / "users.yaml").write_text(
         "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
         f"    name: 'Al{char}ice'\n    email: alice@example.com\n    roles: [agent]\n",
         encoding="utf-8",
     )
     problems = problems_of(tmp_path)
-    assert [(p.line, p.col) for p in problems] == [(6, 11)]
-    assert "or a control character" in problems[0].message
+    assert [(p.line, p.col) for p in problems] == [where]
+    assert fragment in problems[0].message
+
+
+def test_a_bidi_override_in_a_comment_is_refused(tmp_path: Path) -> None:
+    """Trojan Source: an override in a comment can make a grant read as a comment."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\n  admin: {id: '109', sensitive: true}\n"
+        "users:\n  - account: alice\n    name: Alice\n    email: alice@example.com\n"
+        "    roles: [agent, admin] # \u202e just agent\n",
+        encoding="utf-8",
+    )
+    problems = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in problems] == [(9, 29)]
+    assert problems[0].message.startswith("bidirectional control character U+202E")
 
 
 def _inject(path: Path, entry: PendingEntry) -> None:
