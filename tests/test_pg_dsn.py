@@ -7,6 +7,7 @@ wrote, and what it prints must hold no password.
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,14 @@ def test_an_empty_workspace_is_an_error_not_the_default(
     assert code == 1
     assert "error: " in err
     assert "empty" in err
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["password=a&sslpassword=b%2Fc&passfile=/x", "PASSWORD=x&user=y", "sslpassword=&x=1", ""],
+)
+def test_masking_and_the_dsn_reader_agree_on_what_is_secret(query: str) -> None:
+    """The CLI's masking keeps its own copy of the rule (start-up loads no store)."""
+    raw = set(pg_dsn.query_secrets(query))
+    decoded = {form for value in raw for form in (value, urllib.parse.unquote(value))}
+    assert set(masking.known_secrets({}, [f"postgresql://h/db?{query}"])) == decoded
