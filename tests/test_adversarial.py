@@ -7,6 +7,7 @@ what is applied, and hostile names must never forge output lines, cells or formu
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,16 @@ def test_an_interrupted_batch_the_desired_state_explains_is_still_settled() -> N
     assert (
         line == "batch b: DISABLE zed: its request names another action or account than the entry"
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("command", ["apply", "show"])
+def test_a_fifo_given_as_a_plan_is_refused_unopened(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """`apply FIFO` / `show FIFO` blocked forever reading it: refused without opening it."""
+    clean_env.chdir(tmp_path)
+    os.mkfifo(tmp_path / "plan.json")
+    code, _, err = _run(capsys, command, "plan.json")
+    assert code == 1
+    assert "plan.json is not a regular file" in err

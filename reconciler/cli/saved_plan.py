@@ -60,6 +60,8 @@ def read(target: Path) -> Plan:
 
 def _names_itself_a_plan(target: Path) -> bool:
     """Whether ``target`` is a JSON object with a plan's ``format_version`` and ``changes``."""
+    if not target.is_file():  # never open a FIFO or a device
+        return False
     try:
         document = json.loads(target.read_bytes())
     except (OSError, ValueError):
