@@ -39,7 +39,8 @@ from typing import Any
 
 from reconciler import __version__, schemas
 
-FORMAT = 1  # bump when what an entry means changes (the parser's output, the payload)
+FORMAT = 2  # bump when what an entry means changes (the parser's output, the payload)
+# 2: merge keys and bidirectional controls are refused (entries of 1 may hold such files)
 SCHEMA = "desired-state"
 GITIGNORE = "*\n"
 _SUFFIX = ".json"
