@@ -43,7 +43,9 @@ from typing import Any
 from reconciler import __version__, schemas
 from reconciler.seals import Seal
 
-FORMAT = 2  # bump when what an entry means changes (the parser's output, the payload)
+FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
+# 2: merge keys and bidirectional controls are refused (entries of 1 may hold such files)
+# 3: sealed with the user's key (an HMAC in the header), no longer a bare digest
 SCHEMA = "desired-state"
 GITIGNORE = "*\n"
 _SUFFIX = ".json"

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from reconciler.errors import ConfigError, StateConflict, StateError, StateLocked, StateLockLost
 from reconciler.seals import Seal
 from reconciler.stores.location import Backend, Location, classify
-from reconciler.stores.model import MAX_SERIAL, State, utc_now
+from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, State, utc_now
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 STATE_ENV = "RECONCILER_STATE"
@@ -237,6 +237,23 @@ def check_serial(state: State, *, where: str) -> None:
             f"to {MAX_SERIAL}; nothing was written",
             hint="push a copy with a smaller serial into an empty workspace or file "
             "(`reconciler state push FILE`)",
+        )
+
+
+def check_room(state: State, store: Store) -> None:
+    """Refuse to start a run (apply, refresh) on a state too close to the last serial.
+
+    Each batch takes writes; a run that reached MAX_SERIAL halfway would have sent
+    batches whose results it cannot record. StateError before anything is sent.
+    """
+    if state.serial > LAST_STARTING_SERIAL:
+        raise StateError(
+            f"state {store.describe()} is at serial {state.serial}, less than 2^32 writes "
+            f"before the last serial ({MAX_SERIAL}): apply and refresh do not start there, "
+            "as they could not record what they send; nothing was sent",
+            hint="`reconciler state pull > copy.json`, give it a serial below "
+            f"{LAST_STARTING_SERIAL}, then `reconciler state push copy.json` into an empty "
+            "workspace or file",
         )
 
 
