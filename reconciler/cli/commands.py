@@ -23,6 +23,7 @@ from reconciler.cli.inputs import (
     max_bytes,
     out,
     parse_cache,
+    seal,
     today,
 )
 from reconciler.cli.options import Common, ImportOptions, PlanFormat
@@ -53,6 +54,7 @@ __all__ = [
     "max_bytes",
     "out",
     "parse_cache",
+    "seal",
     "today",
 ]
 
@@ -69,7 +71,7 @@ def store_for(path: Path, common: Common) -> Store:
         base_dir=base_dir(path),
         workspace=common.workspace,
         environ=os.environ,
-        check_record=common.cache.enabled,
+        check_record=seal(common.cache, what="state check record"),
     )
 
 

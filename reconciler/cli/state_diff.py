@@ -62,7 +62,7 @@ def _read(operand: str, state: str | None) -> tuple[Store, State]:
     _refuse_special_file(location)
     # Read only: no check record (stores.checked) is written beside a file compared.
     store = open_store(
-        location, base_dir=Path.cwd(), workspace=workspace, environ=os.environ, check_record=False
+        location, base_dir=Path.cwd(), workspace=workspace, environ=os.environ, check_record=None
     )
     current = store.read()
     if current is None:

@@ -8,14 +8,17 @@ always run on the merged data; files with any problem are never cached (their lo
 come from the text).
 
 An entry is one file of JSON, never pickle or marshal: a header line naming the key and the
-sha256 of the payload, then the payload (the data and the line of each user entry, by
-path). Reading checks everything (owner, mode, size, header, key, payload digest, shape)
-and anything that does not check out — corrupt, truncated, another version, another schema,
-edited — is ignored with a debug note and rebuilt, never trusted and never an error.
-Entries are read (and written) only in a real folder of this user that no one else can
-write, opened without following symlinks, and never a FIFO. The digest catches corruption
-and stray edits, not a writer with the owner's rights: such a writer could edit the state
-as well, so the cache is trusted exactly as much as the state beside it.
+sha256 of the payload, sealed with an HMAC under this user's key (``reconciler.seals``,
+kept outside every repository and state folder), then the payload (the data and the line
+of each user entry, by path). Reading checks everything (owner, mode, size, seal, header,
+key, payload digest, shape) and anything that does not check out — corrupt, truncated,
+another version, another schema, edited, sealed under another key or not at all — is
+ignored with a debug note and rebuilt, never trusted and never an error. A digest is not a
+seal: anyone who can write a file as the user (a checkout, a restored CI cache, a copied
+folder) can write a correct digest, but only a holder of the key can seal, so an entry
+this user's runs did not write never checks out. Entries are read (and written) only in a
+real folder of this user that no one else can write, opened without following symlinks,
+and never a FIFO.
 
 New entries are held (encoded) until the command that read them has checked all of its
 input (``flush``): a run refused for bad input writes nothing. Each is written to a temp
@@ -38,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, schemas
+from reconciler.seals import Seal
 
-FORMAT = 2  # bump when what an entry means changes (the parser's output, the payload)
+FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
 # 2: merge keys and bidirectional controls are refused (entries of 1 may hold such files)
+# 3: sealed with the user's key (an HMAC in the header), no longer a bare digest
 SCHEMA = "desired-state"
 GITIGNORE = "*\n"
 _SUFFIX = ".json"
@@ -97,7 +102,17 @@ def key_for(raw: bytes, *, tool: str, schema: str) -> Key:
 # -- pure: the codec ------------------------------------------------------------------
 
 
-def encode(key: Key, entry: Entry) -> bytes | None:
+def signed_part(header: dict[str, Any]) -> bytes:
+    """The bytes an entry's seal signs: its header but the seal, canonically (the header
+    names the key and the payload's digest and length, so the seal covers all three)."""
+    return json.dumps(
+        {field: value for field, value in header.items() if field != "seal"},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode(key: Key, entry: Entry, seal: Seal) -> bytes | None:
     """The entry's bytes; None when the data holds anything JSON would not give back as is
     (a key that is not text, a date, bytes, a shared or cyclic container)."""
     lines = _line_paths(entry.data, entry.account_lines)
@@ -119,10 +134,11 @@ def encode(key: Key, entry: Entry) -> bytes | None:
         "payload": hashlib.sha256(payload).hexdigest(),
         "bytes": len(payload),
     }
+    header["seal"] = seal.sign(signed_part(header))
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
 
 
-def decode(key: Key, blob: bytes) -> Entry | str:
+def decode(key: Key, blob: bytes, seal: Seal) -> Entry | str:
     """The entry in ``blob``; else why it cannot be used (never raises)."""
     end = blob.find(b"\n", 0, _MAX_HEADER_BYTES)
     if end < 0:
@@ -133,6 +149,9 @@ def decode(key: Key, blob: bytes) -> Entry | str:
         return "the header is not JSON"
     if not isinstance(header, dict):
         return "the header is not a JSON object"
+    if not seal.verifies(signed_part(header), header.get("seal")):
+        # Before anything in it is believed: a copied, restored or forged entry.
+        return "not sealed by this user's key (copied, restored or forged)"
     expected = {
         "format": FORMAT,
         "content": key.content,
@@ -253,12 +272,14 @@ class ParseCache:
         self,
         directory: Path,
         *,
+        seal: Seal,
         debug: Callable[[str], None] = _quiet,
         announce: Callable[[str], None] = _quiet,
         tool: str | None = None,
         schema: str | None = None,
     ) -> None:
         self.directory = directory
+        self._seal = seal
         self._debug = debug
         self._announce = announce  # told once, when this creates the directory
         self.tool = tool if tool is not None else tool_version()
@@ -281,7 +302,7 @@ class ParseCache:
         if blob is None:
             self.misses += 1
             return None
-        entry = decode(key, blob)
+        entry = decode(key, blob, self._seal)
         if isinstance(entry, str):
             self._debug(f"parse cache: ignored {path}: {entry}; rebuilding it")
             self.misses += 1
@@ -332,7 +353,7 @@ class ParseCache:
     def store(self, key: Key, entry: Entry) -> None:
         """Hold ``entry`` under ``key`` for :meth:`flush` (encoded now: the data may change
         or be dropped later)."""
-        blob = encode(key, entry)
+        blob = encode(key, entry, self._seal)
         if blob is None:
             self._debug("parse cache: a file's data is not plain JSON: not cached")
             return

@@ -8,7 +8,11 @@ nothing is added and nothing fails.
 
 ``blaming`` starts those ``git blame`` processes before the desired state is parsed, their
 output going to temp files, and ``commits`` collects it: on a work tree with 100k entries
-blame costs about a third of a plan, and it runs on another core while Python parses.
+blame costs about a third of a plan, and it runs on another core while Python parses. At
+most ``os.cpu_count()`` (at most 4) run at once, the next starting as one ends, so 100 team
+files never mean 100 git processes; and all of them together are waited for at most
+``_GIT_TIMEOUT`` seconds, not that long per file (a blame still running then is stopped, and
+its entries get no commit, as an untracked file's).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from reconciler.desired import loading
 from reconciler.desired.model import Commit, DesiredState, Source
@@ -30,7 +35,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.plan.model import Change, Plan
 from reconciler.stores.model import AccountRecord, State
 
-_GIT_TIMEOUT = 60.0
+_GIT_TIMEOUT = 60.0  # for one git command; for all the blames of a plan together
+_MAX_RUNNING = 4  # git blames at once, at most (and at most one per core)
 _UNCOMMITTED = "0" * 40
 
 
@@ -55,51 +61,28 @@ def _directory(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-@dataclass(slots=True, kw_only=True)
-class _Started:
-    """One ``git blame`` running, its stdout going to a temp file."""
+class Process(Protocol):
+    """What ``Blames`` needs of a started process (``subprocess.Popen`` has it)."""
 
-    process: subprocess.Popen[bytes]
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class Started:
+    """One ``git blame`` started, its stdout going to a temp file."""
+
+    process: Process
     output: IO[bytes]
 
 
-@dataclass(slots=True, kw_only=True)
-class Blames:
-    """``git blame`` started early for each desired-state file, by the name its entries'
-    sources carry (``inside``: PATH is in a git work tree; None: not asked yet)."""
-
-    inside: bool | None = None
-    started: dict[str, _Started] = field(default_factory=dict)
-
-    def collect(self, file: str) -> str | None:
-        """The porcelain of ``file``'s blame if it was started (None otherwise, or when
-        git failed: untracked, ignored, no commit yet); each is collected once."""
-        run = self.started.pop(file, None)
-        if run is None:
-            return None
-        with run.output:
-            try:
-                code = run.process.wait(timeout=_GIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.wait()
-                return None
-            if code != 0:
-                return None
-            run.output.seek(0)
-            return run.output.read().decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        """Stop what was not collected (the plan needed no provenance, or failed)."""
-        for run in self.started.values():
-            with contextlib.suppress(OSError):
-                run.process.kill()
-            run.process.wait()
-            run.output.close()
-        self.started.clear()
-
-
-def _start_blame(file: Path) -> _Started | None:
+def _start_blame(file: Path) -> Started | None:
     output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Blames.collect/close
     try:
         process = subprocess.Popen(
@@ -111,14 +94,105 @@ def _start_blame(file: Path) -> _Started | None:
     except OSError:
         output.close()
         return None
-    return _Started(process=process, output=output)
+    return Started(process=process, output=output)
+
+
+def _max_running() -> int:
+    return max(1, min(_MAX_RUNNING, os.cpu_count() or 1))
+
+
+@dataclass(slots=True, kw_only=True)
+class Blames:
+    """``git blame`` started early for each desired-state file, by the name its entries'
+    sources carry (``inside``: PATH is in a git work tree; None: not asked yet).
+
+    ``pending`` files wait for a free slot: at most ``limit`` blames run at once. The first
+    :meth:`collect` sets one deadline, ``budget`` seconds of ``clock`` away, for them all.
+    """
+
+    inside: bool | None = None
+    started: dict[str, Started] = field(default_factory=dict)
+    pending: dict[str, Path] = field(default_factory=dict)  # name -> file, in start order
+    limit: int = field(default_factory=_max_running)
+    start: Callable[[Path], Started | None] = _start_blame
+    clock: Callable[[], float] = time.monotonic
+    budget: float = _GIT_TIMEOUT
+    deadline: float | None = None
+
+    def holds(self, file: str) -> bool:
+        """Whether ``file``'s blame was asked for early (started or waiting to start)."""
+        return file in self.started or file in self.pending
+
+    def top_up(self) -> None:
+        """Start waiting blames while fewer than ``limit`` run (none past the deadline)."""
+        running = sum(1 for run in self.started.values() if run.process.poll() is None)
+        while self.pending and running < self.limit and not self._late():
+            name, file = next(iter(self.pending.items()))
+            del self.pending[name]
+            started = self.start(file)
+            if started is not None:
+                self.started[name] = started
+                running += 1
+
+    def _late(self) -> bool:
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    def _left(self) -> float:
+        if self.deadline is None:
+            self.deadline = self.clock() + self.budget
+        return max(0.0, self.deadline - self.clock())
+
+    def collect(self, file: str) -> str | None:
+        """The porcelain of ``file``'s blame if it was asked for (None otherwise, when git
+        failed — untracked, ignored, no commit yet — or when the deadline passed); each is
+        collected once."""
+        self._left()  # the one deadline starts with the first collect
+        while file in self.pending and not self._late():
+            # Its turn comes as others end: wait for the oldest one still running.
+            running = [run for run in self.started.values() if run.process.poll() is None]
+            if running:
+                self._wait(running[0])
+            self.top_up()
+        self.pending.pop(file, None)  # still waiting at the deadline: not started at all
+        run = self.started.pop(file, None)
+        if run is None:
+            return None
+        with run.output:
+            code = self._wait(run)
+            self.top_up()  # the next ones run while this one is parsed
+            if code != 0:
+                return None
+            run.output.seek(0)
+            return run.output.read().decode("utf-8", errors="replace")
+
+    def _wait(self, run: Started) -> int | None:
+        """``run``'s exit code; None (it stopped) when it outlives the deadline."""
+        try:
+            return run.process.wait(timeout=self._left())
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                run.process.kill()
+            run.process.wait()
+            return None
+
+    def close(self) -> None:
+        """Stop what was not collected (the plan needed no provenance, or failed)."""
+        self.pending.clear()
+        for run in self.started.values():
+            with contextlib.suppress(OSError):
+                run.process.kill()
+            run.process.wait()
+            run.output.close()
+        self.started.clear()
 
 
 @contextlib.contextmanager
-def blaming(path: Path) -> Iterator[Blames]:
+def blaming(path: Path, blames: Blames | None = None) -> Iterator[Blames]:
     """Start ``git blame`` for every desired-state file at ``path`` (nothing outside a git
-    work tree); the processes are stopped on the way out if nobody collected them."""
-    blames = Blames()
+    work tree), a few at a time (:class:`Blames`); the processes are stopped on the way
+    out if nobody collected them. ``blames``: an empty one to fill (tests inject its
+    ``start``, ``limit`` and ``clock``)."""
+    blames = blames if blames is not None else Blames()
     try:
         try:
             listing = loading.list_input(path)
@@ -132,9 +206,8 @@ def blaming(path: Path) -> Iterator[Blames]:
             for file, read in zip(listing.files, loading.read_listed(listing), strict=True):
                 if read.raw is None or b"account" not in read.raw:
                     continue
-                started = _start_blame(file)
-                if started is not None:
-                    blames.started[_source_name(file)] = started
+                blames.pending[_source_name(file)] = file
+            blames.top_up()
         yield blames
     finally:
         blames.close()
@@ -326,7 +399,7 @@ def commits(
     for file, starts in by_file.items():
         where = Path(file)
         porcelain = None
-        if blames is not None and file in blames.started:
+        if blames is not None and blames.holds(file):
             porcelain = blames.collect(file)
         else:
             porcelain = _git(where.parent, "blame", "--porcelain", "--", where.name)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.errors import ConfigError, StateConflict, StateError, StateLocked, StateLockLost
+from reconciler.seals import Seal
 from reconciler.stores.location import Backend, Location, classify
 from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, State, utc_now
 
@@ -293,7 +294,7 @@ def open_store(
     base_dir: Path,
     workspace: str | None = None,
     environ: Mapping[str, str],
-    check_record: bool = True,
+    check_record: Seal | None = None,
 ) -> Store:
     """The store for ``location``, else ``RECONCILER_STATE`` in ``environ``, else the default.
 
@@ -301,8 +302,9 @@ def open_store(
     ``RECONCILER_STATE`` and use the default file. The location must be a postgresql://
     URL or a plain path (``location.classify``); anything else is refused before a store
     exists. ``--workspace`` is for PostgreSQL only: a file has no workspaces, and a
-    misspelt one must not select an empty state. ``check_record``: a state file may skip
-    the schema for bytes that passed it before (``stores.checked``; off with --no-cache).
+    misspelt one must not select an empty state. ``check_record``: the key under which a
+    state file may skip the schema for bytes that passed it before (``stores.checked``);
+    None (--no-cache, or no usable key) checks every read.
     """
     source = "--state"
     if location is None and STATE_ENV in environ:
