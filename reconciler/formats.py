@@ -73,6 +73,11 @@ def check(
     kind's own hint for an invalid document (a backend knows a better step).
     ``schema_checked``: these very bytes passed the schema before (a store's check record).
     """
+    other = _other_kind(document, kind)
+    if other is not None:
+        # Before the version: a plan's version judged as a state's reads as "upgrade".
+        message = f"{subject} is a {other.value}, not a {kind.value}"
+        raise _refusal(kind, message, newer=False, repair_hint=_WRONG_KIND_HINTS[kind])
     version = classify(document, newest=newest, oldest=oldest)
     match version.verdict:
         case Verdict.NEWER:
@@ -133,6 +138,26 @@ _OLDER_HINTS = {
     Kind.STATE: "",  # never raised: a state reads every version from 1
     Kind.PLAN: "plan again with `reconciler plan --out FILE` and review the new plan",
 }
+
+
+_WRONG_KIND_HINTS = {
+    Kind.STATE: "a state is a state file or a `reconciler state pull` document: check the "
+    "location given (--state, RECONCILER_STATE or the operand); nothing was modified",
+    Kind.PLAN: "a saved plan is the file `reconciler plan --out FILE` wrote; a state is shown "
+    "by `reconciler state list` and compared by `reconciler state diff`",
+}
+# A key only the other kind has at its top level (the schemas require it there).
+_MARKS = {Kind.STATE: "lineage", Kind.PLAN: "changes_digest"}
+
+
+def _other_kind(document: Any, kind: Kind) -> Kind | None:
+    """The other kind of document ``document`` plainly is, if it is one (else None)."""
+    if not isinstance(document, dict):
+        return None
+    for other, mark in _MARKS.items():
+        if other is not kind and mark in document and _MARKS[kind] not in document:
+            return other
+    return None
 
 
 def _refusal(kind: Kind, message: str, *, newer: bool, repair_hint: str) -> ReconcilerError:

@@ -94,6 +94,17 @@ def _no_date_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RECONCILER_AT", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def cache_key_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Each test's own XDG_CACHE_HOME: the parse cache's key (reconciler.seals) is made
+    there, never in the real home, and no test sees another's key."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """An environment without state location, size limit, colour or provider settings."""

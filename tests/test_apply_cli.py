@@ -441,7 +441,7 @@ def test_saved_plan_applies_exactly(served: Served, tmp_path: Path) -> None:
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "plan.json"
     assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
-    assert cli.main(["apply", str(saved)]) == 0
+    assert cli.main(["apply", str(saved), str(path)]) == 0
     _assert_converged(box, path, specs)
 
 
@@ -457,7 +457,7 @@ def test_stale_plan_after_the_state_changed(
     assert _apply(path) == 0
     calls = box.federation.stats().calls["createTask"]
     capsys.readouterr()
-    assert cli.main(["apply", str(saved)]) == 1
+    assert cli.main(["apply", str(saved), str(path)]) == 1
     assert "stale plan" in capsys.readouterr().err
     assert box.federation.stats().calls["createTask"] == calls
 
@@ -473,7 +473,7 @@ def test_stale_plan_after_the_yaml_changed(
     assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     fx.write_desired(path, fx.users(4))
     capsys.readouterr()
-    assert cli.main(["apply", str(saved)]) == 1
+    assert cli.main(["apply", str(saved), str(path)]) == 1
     err = capsys.readouterr().err
     assert "stale plan" in err
     assert "desired-state files changed" in err
@@ -505,7 +505,7 @@ def test_a_plan_saved_under_any_other_name_is_read_as_a_plan(
     path = fx.write_desired(tmp_path / "desired", specs)
     saved = tmp_path / "reviewed.plan"
     assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
-    assert cli.main(["apply", str(saved)]) == 0
+    assert cli.main(["apply", str(saved), str(path)]) == 0
     _assert_converged(box, path, specs)
 
 

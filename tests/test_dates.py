@@ -174,9 +174,12 @@ def test_yaml_dates_elsewhere_are_still_refused(tmp_path: Path) -> None:
 # -- timezone and today ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", "utc+2"])
+@pytest.mark.parametrize(
+    "zone", ["Mars/Olympus", "../../etc/passwd", "utc+2", "localtime", "posixrules"]
+)
 def test_an_unknown_timezone_is_refused(tmp_path: Path, zone: str) -> None:
-    """policy.timezone must be an IANA name this system knows."""
+    """policy.timezone must be an IANA name this system knows; ``localtime`` and
+    ``posixrules`` are files of the database that name the machine's own setting."""
     path = _write(tmp_path, _user(), policy=f"  timezone: {json.dumps(zone)}\n")
     shown = _shown(_problems(path))
     assert len(shown) == 1

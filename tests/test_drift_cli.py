@@ -378,7 +378,7 @@ def test_saved_plan_applies_its_retries(world: World, tmp_path: Path) -> None:
     saved = tmp_path / "plan.json"
     code, _, _ = world.run("plan", str(world.desired), "--out", str(saved))
     assert code == 0
-    code, out, _ = world.run("apply", str(saved))
+    code, out, _ = world.run("apply", str(saved), str(world.desired))
     assert code == 0
     assert f"event {event_id} (alice → member-account): retry succeeded (attempt 1)" in out
     assert world.listed() == {}
@@ -407,7 +407,7 @@ def test_rejected_retry_is_recorded_and_reported(world: World, tmp_path: Path) -
     """A retry the API refuses (here: InvalidParameter) fails with its code and counts."""
     event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
     world.log.refuse_retries = True
-    code, out, _ = world.run("apply", str(saved))
+    code, out, _ = world.run("apply", str(saved), str(world.desired))
     assert code == 1
     assert "✗ RETRY   alice: InvalidParameter" in out
     recorded = world.recorded_events()[event_id]
@@ -428,11 +428,29 @@ def test_a_saved_retry_of_an_event_resolved_since_is_skipped(world: World, tmp_p
     assert world.listed() == {}
     (later,) = world.seed({"UserName": "bob"})
     world.log.calls.clear()
-    code, out, _ = world.run("apply", str(saved))
+    code, out, _ = world.run("apply", str(saved), str(world.desired))
     assert code == 0
     assert f"event {event_id} (alice): not failed any more; its retry is skipped" in out
     assert world.log.calls == [LIST_CALL]
     assert set(world.listed()) == {later}
+
+
+def test_a_retry_added_to_a_saved_plan_is_refused(world: World, tmp_path: Path) -> None:
+    """M6: the retries are covered by changes_digest: an event that failed after the
+    review, written into plan.json as a retry, is refused with the file; nothing is sent."""
+    event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
+    (later,) = world.seed({"UserName": "bob"})
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    (item,) = document["events"]["items"]
+    document["events"]["items"].append({**item, "event_id": later, "account": "bob"})
+    document["summary"]["retry"] = 2
+    saved.write_text(json.dumps(document), encoding="utf-8")
+    world.log.calls.clear()
+    code, _, err = world.run("apply", str(saved), str(world.desired))
+    assert code == 1
+    assert "retries do not match its changes_digest (the file was edited)" in err
+    assert RETRY_CALL not in world.log.calls
+    assert set(world.listed()) == {event_id, later}
 
 
 def test_saved_retries_are_not_sent_when_the_listing_is_refused(
@@ -442,7 +460,7 @@ def test_saved_retries_are_not_sent_when_the_listing_is_refused(
     event_id, saved = _saved_plan_with_one_retry(world, tmp_path)
     monkeypatch.setenv("VOLCENGINE_SECRET_KEY", "not-the-secret")
     world.log.calls.clear()
-    code, out, err = world.run("apply", str(saved))
+    code, out, err = world.run("apply", str(saved), str(world.desired))
     assert code == 1
     assert "SignatureDoesNotMatch" in err
     assert RETRY_CALL not in world.log.calls
@@ -458,7 +476,7 @@ def test_retry_without_credentials_fails_each_event(
     _, saved = _saved_plan_with_one_retry(world, tmp_path)
     monkeypatch.delenv("VOLCENGINE_ACCESS_KEY")
     monkeypatch.delenv("VOLCENGINE_SECRET_KEY")
-    code, out, _ = world.run("apply", str(saved))
+    code, out, _ = world.run("apply", str(saved), str(world.desired))
     assert code == 1
     assert "✗ RETRY   alice: config CloudIdentity is not configured" in out
     assert RETRY_CALL not in world.log.calls

@@ -191,7 +191,9 @@ def test_a_saved_plan_is_stale_once_a_grant_expired(world: World, tmp_path: Path
     )
     assert code == 0, err
     calls = world.box.federation.stats().calls.get("createTask", 0)
-    code, _, err = world.run("apply", str(plan), "--no-refresh", "--at", "2099-06-16")
+    code, _, err = world.run(
+        "apply", str(plan), str(world.desired), "--no-refresh", "--at", "2099-06-16"
+    )
     assert code == 1
     assert (
         "error: stale plan: 1 grant expired since the plan was made (2099-06-12 → 2099-06-16)"
@@ -208,7 +210,9 @@ def test_a_saved_plan_without_dates_passing_still_applies(world: World, tmp_path
         "plan", str(world.desired), "--no-refresh", "--at", "2099-06-16", "--out", str(plan)
     )
     assert code == 0, err
-    code, _, err = world.run("apply", str(plan), "--no-refresh", "--at", "2099-06-17")
+    code, _, err = world.run(
+        "apply", str(plan), str(world.desired), "--no-refresh", "--at", "2099-06-17"
+    )
     assert code == 0, err
     assert ROLE_SUPERVISOR not in world.tenant()["alice"]["role_ids"]
 
@@ -221,7 +225,9 @@ def test_a_plan_made_for_a_later_date_is_refused_before_it(world: World, tmp_pat
         "plan", str(world.desired), "--no-refresh", "--at", "2099-06-19", "--out", str(plan)
     )
     assert code == 0, err
-    code, _, err = world.run("apply", str(plan), "--no-refresh", "--at", "2099-06-12")
+    code, _, err = world.run(
+        "apply", str(plan), str(world.desired), "--no-refresh", "--at", "2099-06-12"
+    )
     assert code == 1
     assert "it was made for 2099-06-19, a later date than this apply's 2099-06-12" in err
     assert "1 grant and 1 account it carries out have not ended yet" in err

@@ -74,6 +74,23 @@ def test_an_older_plan_is_refused_as_made_by_an_older_reconciler(old: int) -> No
     assert (caught.value.hint or "").startswith("plan again with `reconciler plan --out FILE`")
 
 
+def test_a_saved_plan_read_as_a_state_is_named_for_what_it_is() -> None:
+    """``--state plan.json``: a saved plan, not "written by a newer reconciler" (whose hint,
+    upgrade, would be wrong); nothing about its version."""
+    with pytest.raises(StateCorrupt) as caught:
+        state_codec.from_json(_PLAN, where="plan.json")
+    assert caught.value.message == "state plan.json is a saved plan, not a state"
+    assert "upgrade" not in (caught.value.hint or "")
+
+
+def test_a_state_read_as_a_saved_plan_is_named_for_what_it_is() -> None:
+    """``apply state.json``: a state, not "made by an older reconciler" (plan again)."""
+    with pytest.raises(PlanError) as caught:
+        planfile.loads(json.dumps(_STATE), where="state.json")
+    assert caught.value.message == "state.json is a state, not a saved plan"
+    assert "reconciler state diff" in (caught.value.hint or "")
+
+
 def test_a_version_1_state_is_read_with_no_adopted_account() -> None:
     """A format-1 state (written before ``adopted`` existed) reads, every account verified."""
     document = {**_STATE, "format_version": 1}

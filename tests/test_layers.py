@@ -1,6 +1,6 @@
 """The layer contract of the package, read from the source with ``ast``.
 
-    cli → apply | render → plan → stores | providers | desired → errors, schemas, formats
+    cli → apply | render → plan → stores | providers | desired → errors, schemas, formats, seals
 
 A layer imports only layers below it; apply and render do not import each other, nor do
 stores, providers and desired. ``sandbox`` imports only its own modules and the pure
@@ -28,6 +28,7 @@ LAYERS = {
     "errors": "base",
     "schemas": "base",
     "formats": "base",
+    "seals": "base",
     "desired": "desired",
     "stores": "stores",
     "providers": "providers",

@@ -106,7 +106,8 @@ def _grant_admin_on_the_wire(document: dict[str, Any]) -> None:
             (
                 _grant_admin,
                 False,
-                "its changes do not match its changes_digest (the file was edited)",
+                "its changes or provisioning retries do not match its changes_digest "
+                "(the file was edited)",
             ),
             id="digest-left-alone",
         ),
@@ -143,7 +144,7 @@ def test_a_plan_edited_to_grant_a_sensitive_role_is_refused_and_nothing_is_sent(
     calls = dict(box.federation.stats().calls)
     state_before = fx.state_document(path)
     _edit(saved, edit, redigest=redigest)
-    code, _, err = _run(capsys, "apply", str(saved))
+    code, _, err = _run(capsys, "apply", str(saved), str(path))
     assert code == 1
     assert message in err
     assert "neither a desired-state" not in err
@@ -159,7 +160,7 @@ def test_a_reviewed_plan_applies_and_what_apply_never_reads_is_ignored(
 ) -> None:
     """Summary, notes, guard, access, roles and batches of the file are not what apply uses."""
     box, _ = served
-    _, saved = _reviewed_rename(tmp_path)
+    path, saved = _reviewed_rename(tmp_path)
 
     def dress_up(document: dict[str, Any]) -> None:
         document["summary"].update(create=0, modify=0)
@@ -170,7 +171,7 @@ def test_a_reviewed_plan_applies_and_what_apply_never_reads_is_ignored(
         document["batches"] = [{"index": 1, "accounts": ["alice", "bob"]}]
 
     _edit(saved, dress_up, redigest=False)
-    code, out, _ = _run(capsys, "apply", str(saved))
+    code, out, _ = _run(capsys, "apply", str(saved), str(path))
     assert code == 0
     assert "reviewed and approved by security" not in out
     assert "Plan: 0 to create, 1 to modify, 0 to disable; 1 batch." in out
@@ -194,12 +195,12 @@ def test_an_override_is_never_taken_from_the_plan_file(
     plan = ["plan", str(path), "--out", str(saved), "--no-refresh", "--allow-disables", "2"]
     assert cli.main(plan) == 0
     calls = dict(box.federation.stats().calls)
-    code, _, err = _run(capsys, "apply", str(saved))
+    code, _, err = _run(capsys, "apply", str(saved), str(path))
     assert code == 3
     assert "would disable 2 accounts, over the limit of 1" in err
     assert "apply never takes an override from a file" in err
     assert box.federation.stats().calls == calls
-    assert _run(capsys, "apply", str(saved), "--allow-disables", "2")[0] == 0
+    assert _run(capsys, "apply", str(saved), str(path), "--allow-disables", "2")[0] == 0
     assert [u["enabled"] for _, u in sorted(fx.tenant_view(box).items())] == [True, False, False]
 
 
@@ -225,19 +226,76 @@ def test_a_plan_of_an_older_reconciler_is_refused_plainly(
     assert sum(box.federation.stats().calls.values()) == 0
 
 
-def test_a_plan_whose_desired_input_is_gone_is_refused_with_a_hint(
+def test_a_plan_never_chooses_its_input_or_state(
+    served: Served,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """C1: a plan file (an artifact) made from another folder and state than the reviewed
+    ones cannot point apply at them: apply reads PATH (default .) and the state every
+    command would use, and refuses naming both when the plan records others."""
+    box, _ = served
+    path = _write(tmp_path / "desired", [ALICE])
+    assert cli.main(["apply", str(path), "--auto-approve", "--no-refresh"]) == 0
+    calls = dict(box.federation.stats().calls)
+    state_before = fx.state_document(path)
+    # The forged artifact: made from a folder granting tenant-admin, against an empty state.
+    evil = _write(tmp_path / "evil", [ALICE])
+    (evil / "users.yaml").write_text(
+        (evil / "users.yaml").read_text(encoding="utf-8").replace("agent", "tenant-admin"),
+        encoding="utf-8",
+    )
+    forged = tmp_path / "plan.json"
+    empty = tmp_path / "empty-state.json"
+    made = ["plan", str(evil), "--out", str(forged), "--no-refresh", "--state", str(empty)]
+    assert cli.main(made) == 0
+    code, _, err = _run(capsys, "apply", str(forged), str(path))
+    assert code == 1
+    assert f"the plan was made from the desired state at {evil}, but this apply reads {path}" in err
+    assert f"hint: reconciler apply {forged} {evil} " in err
+    # Even from the folder it names, its state is not the one every command uses there.
+    code, _, err = _run(capsys, "apply", str(forged), str(evil))
+    assert code == 1
+    assert f"the plan was made against state {empty}, but this apply would use state {evil}" in err
+    assert box.federation.stats().calls == calls
+    assert fx.state_document(path) == state_before
+    assert not empty.exists()
+    # PATH defaults to ".", never to the plan's path.
+    saved = tmp_path / "reviewed.json"
+    assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, "apply", str(saved))
+    assert code == 1
+    assert f"made from the desired state at {path}, but this apply reads ." in err
+    assert f"hint: reconciler apply {saved} {path} " in err
+    assert box.federation.stats().calls == calls
+
+
+def test_a_plan_whose_desired_input_is_gone_is_refused(
     served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """apply plans again from the input the plan names: without it, it refuses."""
+    """apply plans again from PATH: without the input there, it refuses and sends nothing."""
     box, _ = served
     path = _write(tmp_path / "desired", [ALICE])
     saved = tmp_path / "plan.json"
     assert cli.main(["plan", str(path), "--out", str(saved), "--no-refresh"]) == 0
     shutil.move(path, tmp_path / "elsewhere")
-    code, _, err = _run(capsys, "apply", str(saved))
+    code, _, err = _run(capsys, "apply", str(saved), str(path))
     assert code == 1
-    assert f"the plan was made from the desired state at {path}, which is not there" in err
-    assert "hint: run apply from the directory the plan was made in" in err
+    assert str(path) in err
+    assert sum(box.federation.stats().calls.values()) == 0
+
+
+def test_apply_a_desired_path_takes_no_second_path(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`apply PATH PATH` is a usage error (exit 1), not a silently ignored operand."""
+    box, _ = served
+    path = _write(tmp_path / "desired", [ALICE])
+    code, _, err = _run(capsys, "apply", str(path), str(path), "--auto-approve", "--no-refresh")
+    assert code == 1
+    assert "one too many" in err
     assert sum(box.federation.stats().calls.values()) == 0
 
 

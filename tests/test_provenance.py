@@ -16,6 +16,7 @@ import pytest
 from reconciler.apply import ledger
 from reconciler.cli import main as cli
 from reconciler.desired.model import Commit, Source
+from reconciler.plan import git as plan_git
 from reconciler.plan import planfile, planner, provenance
 from reconciler.plan.model import Action, Change, Reason
 from reconciler.sandbox.federation_rules import FederationSettings
@@ -484,14 +485,14 @@ def test_blame_starts_before_the_parse_and_is_collected_once(history: Path) -> N
     (the same answer as blaming then), and what nobody collected is stopped on the way out."""
     users = [Source(file="users.yaml", line=line) for line in (3, 7, 11, 15)]
     expected = provenance.commits(users, Path("."))
-    with provenance.blaming(Path(".")) as blames:
+    with plan_git.blaming(Path(".")) as blames:
         assert blames.inside is True
         assert set(blames.started) == {"users.yaml"}  # roles.yaml has no user entry
         process = blames.started["users.yaml"].process
         assert provenance.commits(users, Path("."), blames) == expected
         assert blames.started == {}
         assert process.returncode == 0
-    with provenance.blaming(Path(".")) as blames:
+    with plan_git.blaming(Path(".")) as blames:
         process = blames.started["users.yaml"].process
     assert blames.started == {}
     assert process.returncode is not None  # stopped or finished: never left running
@@ -502,7 +503,110 @@ def test_blaming_outside_git_starts_nothing(
 ) -> None:
     """No work tree: no blame is started, and commits finds none."""
     isolated_git.setenv("GIT_CEILING_DIRECTORIES", str(workdir.parent))
-    with provenance.blaming(Path(".")) as blames:
+    with plan_git.blaming(Path(".")) as blames:
         assert blames.inside is False
         assert blames.started == {}
         assert provenance.commits([Source(file="users.yaml", line=3)], Path("."), blames) == {}
+
+
+class _FakeGit:
+    """Started blames that run until waited for (or forever, when ``hang``), on a fake
+    clock that a timed-out wait moves on by its timeout: no wall time passes."""
+
+    def __init__(self, *, hang: bool = False) -> None:
+        self.hang = hang
+        self.now = 0.0
+        self.running: set[str] = set()
+        self.started: list[str] = []
+        self.most = 0
+        self.timeouts: list[float | None] = []
+
+    def start(self, file: Path) -> plan_git.Started:
+        """What Blames.start gives: one fake process, its output in a temp file."""
+        import tempfile  # noqa: PLC0415 - only the fake writes output
+
+        name = file.name
+        self.started.append(name)
+        self.running.add(name)
+        self.most = max(self.most, len(self.running))
+        output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Blames
+        output.write(f"blame of {name}".encode())
+        return plan_git.Started(process=_FakeProcess(self, name), output=output)
+
+
+class _FakeProcess:
+    def __init__(self, world: _FakeGit, name: str) -> None:
+        self.world, self.name = world, name
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.world.timeouts.append(timeout)
+        if self.returncode is None and self.world.hang and timeout is not None:
+            self.world.now += timeout
+            raise subprocess.TimeoutExpired("git", timeout)
+        if self.returncode is None:
+            self._end(0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self._end(-9)
+
+    def _end(self, code: int) -> None:
+        self.returncode = code
+        self.world.running.discard(self.name)
+
+
+def _team_files(workdir: Path, count: int) -> list[str]:
+    """``count`` files with a user entry each, in a git work tree."""
+    names = [f"team-{index:03d}.yaml" for index in range(count)]
+    for name in names:
+        (workdir / name).write_text(f"version: 1\nusers:\n  - account: {name[:-5]}\n")
+    git(workdir, "init", "-q", "-b", "main")
+    return names
+
+
+@needs_git
+def test_blames_run_a_few_at_a_time_not_one_per_file(
+    workdir: Path, isolated_git: pytest.MonkeyPatch
+) -> None:
+    """100 files with user entries: at most ``limit`` blames run at once, the next starting
+    as one ends, and every file's blame is still collected, in order."""
+    names = _team_files(workdir, 100)
+    fake = _FakeGit()
+    blames = plan_git.Blames(start=fake.start, limit=3, clock=lambda: fake.now)
+    with plan_git.blaming(Path("."), blames):
+        assert fake.started == names[:3]
+        for name in names:
+            assert blames.collect(name) == f"blame of {name}"
+            assert len(fake.running) <= 3
+    assert fake.started == [*names, "users.yaml"]  # the fixture's own file comes last
+    assert fake.most == 3
+    assert fake.running == set()
+
+
+def test_the_default_limit_is_bounded_by_the_cores() -> None:
+    """Never more blames at once than cores, nor than four."""
+    limit = plan_git.Blames().limit
+    assert 1 <= limit <= min(4, os.cpu_count() or 1)
+
+
+@needs_git
+def test_all_blames_together_wait_at_most_the_budget(
+    workdir: Path, isolated_git: pytest.MonkeyPatch
+) -> None:
+    """Blames that never end: the first collect waits out the one budget, every later one
+    waits no more, the rest are never started, and nothing is left running."""
+    names = _team_files(workdir, 10)
+    fake = _FakeGit(hang=True)
+    blames = plan_git.Blames(start=fake.start, limit=2, clock=lambda: fake.now, budget=60.0)
+    with plan_git.blaming(Path("."), blames):
+        assert [blames.collect(name) for name in names] == [None] * 10
+        assert fake.now == 60.0  # one budget in all, not 60 s per file
+        assert fake.started == names[:2]
+        assert [t for t in fake.timeouts if t] == [60.0]
+    assert fake.running == set()

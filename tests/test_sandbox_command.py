@@ -48,10 +48,35 @@ def test_a_bad_address_is_an_error_line(
 ) -> None:
     """An unknown host, a foreign address, an impossible port: one `error:` line each."""
     argv = ["sandbox", "--host", host, "--port", port, "--roles-from", str(EXAMPLES)]
+    argv += ["--allow-remote"]  # past the loopback rule, to the address itself
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert f"error: cannot listen on {host}:{port}: {why}" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "192.0.2.1", "sandbox.example", "127.0.0.1.nip.io"]
+)
+def test_a_non_loopback_host_is_refused_without_allow_remote(
+    capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """L1: the sandbox accepts its published fake credentials; it never listens beyond
+    loopback unless --allow-remote says so (nothing is served)."""
+    argv = ["sandbox", "--host", host, "--port", "0", "--roles-from", str(EXAMPLES)]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"error: --host {host!r} is not a loopback address" in captured.err
+    assert "hint: reconciler sandbox --host 127.0.0.1" in captured.err
+    assert "listening" not in captured.out
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]
+)
+def test_loopback_hosts_need_no_flag(host: str) -> None:
+    """L1: every loopback spelling is allowed as it is."""
+    assert sandbox_command.is_loopback(host)
 
 
 def test_an_unusable_roles_source_fails_with_a_hint(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import uuid
 from dataclasses import replace
@@ -20,6 +21,7 @@ from reconciler.cli.main import main
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from tests.support.blocking import returns_within
 from tests.support.pg import pg_dsn, unique_workspace, with_query
 from tests.support.terminal import Terminal
 
@@ -130,6 +132,49 @@ def test_an_unreadable_side_is_an_error(
     assert (code, out) == (1, "")
     assert err.startswith(f"error: {message}")
     assert "\nhint: " in err
+
+
+def test_diff_writes_nothing_beside_the_states_it_reads(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read only: no check record (``<state>.checked``) or anything else appears."""
+    _stored(workdir / "a.json", BEFORE)
+    _stored(workdir / "b.json", AFTER)
+    before = sorted(p.name for p in workdir.iterdir())
+    assert run(capsys, "state", "diff", "a.json", "b.json")[0] == 0
+    assert sorted(p.name for p in workdir.iterdir()) == before
+
+
+@pytest.mark.parametrize("special", ["fifo", "folder"])
+def test_an_operand_that_is_not_a_file_is_refused_at_once(
+    workdir: Path, capsys: pytest.CaptureFixture[str], special: str
+) -> None:
+    """A FIFO (which would block the read forever) or a folder: exit 1, nothing compared."""
+    _stored(workdir / "a.json", BEFORE)
+    if special == "fifo":
+        os.mkfifo(workdir / "other")
+    else:
+        (workdir / "other").mkdir()
+    answers: list[tuple[int, str, str]] = []
+    returns_within(lambda: answers.append(run(capsys, "state", "diff", "a.json", "other")))
+    code, out, err = answers[0]
+    assert (code, out) == (1, "")
+    assert err.startswith("error: other is ")
+    assert "not a state; nothing was compared" in err
+    assert "\nhint: " in err
+
+
+def test_a_saved_plan_as_an_operand_is_named_for_what_it_is(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plan.json given by mistake: "a saved plan, not a state", never "upgrade"."""
+    _stored(workdir / "a.json", BEFORE)
+    plan = {"format_version": 3, "changes_digest": "sha256:" + "0" * 64, "changes": []}
+    (workdir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+    code, _, err = run(capsys, "state", "diff", "a.json", "plan.json")
+    assert code == 1
+    assert err.startswith("error: state plan.json is a saved plan, not a state")
+    assert "upgrade" not in err
 
 
 def test_workspace_operands_need_a_postgres_state(
@@ -250,6 +295,28 @@ def test_forced_push_refuses_a_state_that_moved_while_asking(
     assert code == 1
     assert "changed while you were asked" in err
     assert store.read() == moved
+
+
+def test_forced_push_on_a_terminal_refuses_a_state_written_since_it_was_found_empty(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing stored, so nothing to ask about; a state written before the lock is taken is
+    never replaced unseen: refused, nothing written."""
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+    _document(workdir, BEFORE)
+    store = LocalStore(workdir / "s.json")
+    real_lock = LocalStore.lock
+
+    def lock_after_a_write(self: LocalStore, *args: object, **kwargs: object) -> object:
+        store.write(AFTER, force=True)  # another run, between the read and the lock
+        monkeypatch.setattr(LocalStore, "lock", real_lock)
+        return real_lock(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalStore, "lock", lock_after_a_write)
+    code, _, err = run(capsys, "state", "push", "pushed.json", "--state", "s.json", "--force")
+    assert code == 1
+    assert "changed since it was read (it was empty, now lineage" in err
+    assert LocalStore(workdir / "s.json").read() == AFTER
 
 
 def test_yes_needs_force(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

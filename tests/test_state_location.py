@@ -132,7 +132,7 @@ def test_a_workspace_typo_is_visible_first_and_the_password_never(
 def test_a_plan_made_against_postgres_asks_for_its_dsn_instead_of_calling_it_stale(
     served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Applied without --state: refused naming the recorded (masked) state; nothing sent."""
+    """Applied without --state: refused naming both states (masked), never called stale."""
     box, _ = served
     dsn = _dsn_with_password()
     workspace = unique_workspace()
@@ -141,15 +141,23 @@ def test_a_plan_made_against_postgres_asks_for_its_dsn_instead_of_calling_it_sta
     plan = ["plan", str(path), "--no-refresh", "--out", str(saved)]
     assert cli.main([*plan, "--state", dsn, "--workspace", workspace]) == 0
     assert _secret(dsn) not in saved.read_text(encoding="utf-8")
-    code, _, err = _run(capsys, "apply", str(saved))
+    code, _, err = _run(capsys, "apply", str(saved), str(path))
     assert code == 1
     assert "stale" not in err
     assert "the plan was made against state postgresql://" in err
-    assert f"workspace={workspace}; a plan records no password" in err
+    assert f"workspace={workspace}, but this apply would use state {path}/" in err
+    assert f"hint: reconciler apply {saved} {path} --state 'postgresql://" in err
+    assert "a plan never records one" in err
     assert _secret(dsn) not in err
     assert sum(box.federation.stats().calls.values()) == 0
-    # Given the DSN (here without the workspace: the plan's own is used), it applies.
-    code, out, _ = _run(capsys, "apply", str(saved), "--state", dsn)
+    # The workspace is never taken from the plan: without it, the default is another state.
+    code, _, err = _run(capsys, "apply", str(saved), str(path), "--state", dsn)
+    assert code == 1
+    assert "workspace=default; nothing was sent" in err
+    assert sum(box.federation.stats().calls.values()) == 0
+    # Given the DSN and the workspace, as when the plan was made, it applies.
+    apply = ["apply", str(saved), str(path), "--state", dsn, "--workspace", workspace]
+    code, out, _ = _run(capsys, *apply)
     assert code == 0
     assert _secret(dsn) not in out
     assert sorted(fx.tenant_view(box)) == ["user00000", "user00001"]
@@ -166,7 +174,8 @@ def test_a_plan_is_never_applied_to_another_workspace(
     saved = tmp_path / "plan.json"
     plan = ["plan", str(path), "--no-refresh", "--out", str(saved), "--state", dsn]
     assert cli.main([*plan, "--workspace", made]) == 0
-    code, _, err = _run(capsys, "apply", str(saved), "--state", dsn, "--workspace", other)
+    apply = ["apply", str(saved), str(path), "--state", dsn, "--workspace", other]
+    code, _, err = _run(capsys, *apply)
     assert code == 1
     assert f"workspace={made}, but this apply would use state postgresql://" in err
     assert f"workspace={other}; nothing was sent" in err
@@ -174,10 +183,11 @@ def test_a_plan_is_never_applied_to_another_workspace(
     assert sum(box.federation.stats().calls.values()) == 0
 
 
-def test_a_plan_made_against_a_state_file_applies_to_that_file(
+def test_a_plan_names_its_state_file_but_never_chooses_it(
     served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Made with --state FILE, applied without it: the recorded file is used, not the default."""
+    """C1: made with --state FILE, applied without it: refused naming both (the default
+    beside PATH is not the plan's), with a pasteable hint; given the same --state, applied."""
     box, _ = served
     specs = fx.users(3)
     custom = tmp_path / "team-state.json"
@@ -188,10 +198,16 @@ def test_a_plan_made_against_a_state_file_applies_to_that_file(
     saved = tmp_path / "plan.json"
     plan = ["plan", str(path), "--no-refresh", "--out", str(saved), "--state", str(custom)]
     assert cli.main(plan) == 0
-    code, out, _ = _run(capsys, "apply", str(saved))
+    calls = dict(box.federation.stats().calls)
+    code, _, err = _run(capsys, "apply", str(saved), str(path))
+    assert code == 1
+    default = path / ".reconciler" / "state.json"
+    assert f"made against state {custom}, but this apply would use state {default}" in err
+    assert f"hint: reconciler apply {saved} {path} --state {custom}\n" in err
+    assert box.federation.stats().calls == calls
+    code, out, _ = _run(capsys, "apply", str(saved), str(path), "--state", str(custom))
     assert code == 0
     assert out.startswith(f"State: {custom} (lineage ")
-    assert not (path / ".reconciler").exists()
     recorded = LocalStore(custom).read()  # the snapshot and its journal
     assert recorded is not None
     assert sorted(recorded.accounts) == [s.account for s in specs]
@@ -199,10 +215,12 @@ def test_a_plan_made_against_a_state_file_applies_to_that_file(
     saved_again = tmp_path / "plan2.json"
     assert cli.main([*plan[:4], str(saved_again), *plan[5:]]) == 0
     elsewhere = tmp_path / "other.json"
-    code, _, err = _run(capsys, "apply", str(saved_again), "--state", str(elsewhere))
+    apply = ["apply", str(saved_again), str(path), "--state", str(elsewhere)]
+    code, _, err = _run(capsys, *apply)
     assert code == 1
     assert f"made against state {custom}, but this apply would use state {elsewhere}" in err
     assert sorted(fx.tenant_view(box)) == [s.account for s in specs]
+    assert not elsewhere.exists()
 
 
 def test_apply_refresh_why_and_import_name_the_state(

@@ -157,6 +157,9 @@ def test_pg_workspace_selection(dsn: str, workspace: str | None, expected: str) 
         ("postgresql://h/db?workspace=a&workspace=b", None),
         ("postgresql://h/db", "x" * 65),
         ("postgresql://h/db", "../etc"),
+        ("postgresql://h/db", ""),  # M1: an empty name is not the default workspace
+        ("postgresql://h/db?workspace=", None),
+        ("postgresql://h/db?workspace=", "default"),
         ("mysql://h/db", None),
         ("postgresql:/h/db", None),
         ("postgresql://h/db?lock_timeout=soon", None),

@@ -38,7 +38,7 @@ from reconciler.apply.tasks import NotSent, Refused, Sent, TaskApi
 from reconciler.errors import FederationError, ReconcilerError, TransportError
 from reconciler.plan.model import Plan
 from reconciler.providers.federation.replies import BatchRefused
-from reconciler.stores import Store
+from reconciler.stores import Store, check_room
 from reconciler.stores.model import PendingBatch, State, utc_now
 
 # Also exported: the report (report.py), the settings (pacing.py) and the API protocol
@@ -87,6 +87,7 @@ class Applier:
         self.progress = progress or _Quiet()
         self.sleep, self.monotonic, self.now, self.stop = sleep, monotonic, now, stop
         self.state: State = store.read() or State.empty()
+        check_room(self.state, store)  # before anything is sent
         self.report = ApplyReport()
         self._staged = False  # self.state holds task ids/results not yet written
         self._pace = Pacer(self.settings)

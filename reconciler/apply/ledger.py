@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from reconciler.desired.model import DesiredState
 from reconciler.plan.model import Change
 from reconciler.stores import revisions
 from reconciler.stores.model import AccountRecord, Action, PendingBatch, PendingEntry, State
@@ -206,3 +207,50 @@ def creates_to_resend(
     if not entries:
         return None
     return PendingBatch(batch_id=str(uuid.uuid4()), recorded_at=now, entries=tuple(entries))
+
+
+_WIRE_KEYS = frozenset({"action", "userAccount", "userName", "email", "roleIds"})
+
+
+def unexplained(state: State, desired: DesiredState) -> tuple[str, ...]:
+    """Pending entries that neither the desired state nor the recorded state accounts for.
+
+    Settling an interrupted apply resends its lost entries as the state recorded them
+    (``probe_batch``): whoever can write the state could otherwise have any grant sent,
+    unreviewed. A DISABLE is always explained (it only takes access away); any other entry
+    must be for a declared account, and each role id, name and email it sends must be the
+    desired or the recorded one. Returns one line per unexplained entry (empty: all are).
+    """
+    found: list[str] = []
+    for batch in state.pending:
+        for entry in batch.entries:
+            why = _unexplained(entry, state.accounts.get(entry.account), desired)
+            if why:
+                found.append(f"batch {batch.batch_id}: {entry.action} {entry.account}: {why}")
+    return tuple(found)
+
+
+def _unexplained(entry: PendingEntry, before: AccountRecord | None, desired: DesiredState) -> str:
+    wire = entry.wire
+    if wire.get("action") != entry.action.value or wire.get("userAccount") != entry.account:
+        return "its request names another action or account than the entry"
+    if not set(wire) <= _WIRE_KEYS:
+        unknown = ", ".join(sorted(set(wire) - _WIRE_KEYS))
+        return f"its request carries fields reconciler never sends ({unknown})"
+    if entry.action is Action.DISABLE:
+        return "" if set(wire) == {"action", "userAccount"} else "a DISABLE carrying attributes"
+    user = desired.users.get(entry.account)
+    if user is None:
+        return "the account is not in the desired state"
+    granted = set(user.role_ids) | set(before.role_ids if before else ())
+    extra = sorted(set(wire.get("roleIds", ())) - granted)
+    if extra:
+        named = ", ".join(map(str, extra))
+        return f"role id(s) {named} granted by neither the desired nor the recorded state"
+    for key, wanted, had in (
+        ("userName", user.name, before.name if before else None),
+        ("email", user.email, before.email if before else None),
+    ):
+        if key in wire and wire[key] not in (wanted, had):
+            return f"its {key} is neither the desired nor the recorded one"
+    return ""

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.apply import engine, progress, provisioning
+from reconciler.apply import engine, ledger, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
 from reconciler.cli import commands, memory, saved_plan, signals
 from reconciler.cli.commands import out
@@ -28,6 +29,7 @@ from reconciler.cli.options import (
     ShowOptions,
     WhyOptions,
 )
+from reconciler.desired.model import DesiredState
 from reconciler.errors import (
     EXIT_BLOCKED,
     EXIT_CHANGES,
@@ -37,13 +39,16 @@ from reconciler.errors import (
     ConfigError,
     Interrupted,
     PlanError,
+    StateError,
     UsageError,
+    printable,
 )
-from reconciler.plan import expiry, planfile, provenance, redaction
+from reconciler.plan import expiry, git, planfile, provenance, redaction
 from reconciler.plan.model import Plan
 from reconciler.providers.cloudidentity import client as cloudidentity
 from reconciler.providers.federation import client as federation
 from reconciler.stores import Store
+from reconciler.stores.model import State
 
 
 def cloudidentity_connect(env: Mapping[str, str]) -> provisioning.Connect | None:
@@ -70,13 +75,15 @@ def _redact(plan: Plan, spec: str) -> Plan:
 def plan(options: PlanOptions, *, now: dt.datetime) -> int:
     """``reconciler plan``."""
     notes: list[str] = []
+    if options.out is not None:
+        saved_plan.check_out(options.out)  # before anything is read, written or shown
     source = _events_source(notes) if options.refresh else None
     if not options.refresh:
         notes.append("provisioning events not refreshed (--no-refresh): planned offline")
     path = options.path
     store = commands.store_for(path, options.common)
     # git blame runs beside the parse, on another core; collected by annotate.
-    with provenance.blaming(path) as blames:
+    with git.blaming(path) as blames:
         made, _, desired = commands.make_plan(
             path,
             store,
@@ -104,7 +111,7 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
         if options.fmt is PlanFormat.TEXT:
             out(
                 f"Saved the plan to {options.out}. Apply exactly this plan with: "
-                f"reconciler apply {options.out}"
+                f"{saved_plan.apply_command(options.out, path, options.common)}"
             )
     if options.detailed_exitcode and made.has_changes:
         return EXIT_CHANGES
@@ -177,10 +184,16 @@ def _confirm(plan_: Plan, auto_approve: bool) -> bool:
 
 
 def apply(options: ApplyOptions, *, now: dt.datetime) -> int:
-    """``reconciler apply [PLANFILE | PATH]``."""
+    """``reconciler apply [PLANFILE [PATH] | PATH]``."""
     with memory.long_run() as loaded:
         if not saved_plan.is_desired_state(options.target):
             return _apply_saved(options, saved_plan.read(options.target), now=now, loaded=loaded)
+        if options.path is not None:
+            raise UsageError(
+                f"apply takes one desired-state PATH ({options.target}), or a saved plan and "
+                f"its PATH; {options.path} is one too many",
+                hint=f"reconciler apply {shlex.quote(str(options.target))}",
+            )
         return _apply_desired(options, now=now, loaded=loaded)
 
 
@@ -196,6 +209,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
         loaded()  # the desired and the recorded state: from here on the GC leaves them alone
+        _refuse_unexplained(applier.state, desired, store)
         resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
         made = expiry.plan_at(
@@ -221,9 +235,33 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
         if not _confirm(made, options.auto_approve):
             out("Apply cancelled.")
             return EXIT_ERROR
-        report = applier.run(made, source_commit=provenance.head_commit(path))
+        report = applier.run(made, source_commit=git.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
+
+
+def _refuse_unexplained(state: State, desired: DesiredState, store: Store) -> None:
+    """StateError when settling would send entries the desired state does not account for.
+
+    An interrupted apply's lost entries are resent as the state recorded them: a state
+    edited by hand (or by anyone who can write it) must not carry grants past review.
+    """
+    found = ledger.unexplained(state, desired)
+    if not found:
+        return
+    shown = "; ".join(printable(line) for line in found[:3])
+    if len(found) > 3:
+        shown += f"; … and {len(found) - 3} more"
+    raise StateError(
+        f"the state at {store.describe()} holds {len(found)} entr"
+        f"{'y' if len(found) == 1 else 'ies'} of an interrupted apply that the desired "
+        f"state does not account for ({shown}); settling them would send them unreviewed, "
+        "so nothing was sent",
+        hint="inspect them with `reconciler state pull`: if the state was edited, restore it "
+        "(its .backup, or the last good copy, with `reconciler state push --force`); if the "
+        "desired state changed since that apply, check out the reviewed one it was made from "
+        "and run `reconciler refresh PATH`",
+    )
 
 
 def _settle_earlier(applier: engine.Applier, fmt: ReportFormat) -> ApplyReport:
@@ -280,11 +318,11 @@ def _apply_saved(
 ) -> int:
     """Apply the plan made again now, if it is exactly the saved one (see ``integrity``)."""
     planfile.refuse_redacted(saved)
-    path = saved_plan.input_path(saved)
+    path = saved_plan.input_path(saved, options.path, options.target)
+    store = saved_plan.store(saved, path, options.common, options.target)
     cache = commands.parse_cache(path, options.common.cache, common=options.common)
     desired = commands.load(path, commands.today(options.at, now), cache=cache)
     at = saved_plan.apply_date(desired, now)
-    store = saved_plan.store(saved, options.common, os.environ)
     connect = cloudidentity_connect(os.environ)
     with _client_and_lock(store, options.common, "apply") as client:
         # The applier reads the state once; the checks and the new plan use that same read.
@@ -316,7 +354,7 @@ def _apply_saved(
         saved_plan.check_guard(made, saved)
         if options.revocations_only:
             commands.check_revocations_only(made)
-        report = applier.run(made, source_commit=provenance.head_commit(path))
+        report = applier.run(made, source_commit=git.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
 
@@ -412,22 +450,29 @@ def report_json(report: ApplyReport) -> dict[str, Any]:
 
 
 def _print_report(report: ApplyReport) -> None:
+    # Account names may come from a hand-edited state, messages from the API: one line each.
     for account, action in report.applied:
-        out(f"  ✓ {action:<7} {account}")
+        out(f"  ✓ {action:<7} {printable(account)}")
     for group in report.failure_groups():
         if len(group.failures) == 1:
             [failure] = group.failures
-            out(f"  ✗ {failure.action:<7} {failure.account}: {failure.code} {failure.message}")
+            out(
+                f"  ✗ {failure.action:<7} {printable(failure.account)}: {printable(failure.code)} "
+                f"{printable(failure.message)}"
+            )
             continue
-        accounts = [failure.account for failure in group.failures]
+        accounts = [printable(failure.account) for failure in group.failures]
         listed = ", ".join(accounts[:MAX_LISTED])
         if len(accounts) > MAX_LISTED:
             listed += f", … and {len(accounts) - MAX_LISTED} more"
-        out(f"  ✗ {group.code} {group.message}: {len(accounts)} accounts: {listed}")
+        out(
+            f"  ✗ {printable(group.code)} {printable(group.message)}: {len(accounts)} accounts: "
+            f"{listed}"
+        )
     for message in report.unresolved:
-        out(f"  ? {message}")
+        out(f"  ? {printable(message)}")
     for note in report.notes:
-        out(f"  · {note}")
+        out(f"  · {printable(note)}")
     counters = report.counters
     out(
         f"Apply {'complete' if report.ok else 'incomplete'}: {len(report.applied)} applied, "
@@ -443,6 +488,8 @@ def refresh(options: RefreshOptions) -> int:
     with memory.long_run() as loaded, _client_and_lock(store, options.common, "refresh") as session:
         applier = _applier(store, session, options)
         loaded()  # from here on the GC leaves the recorded state alone
+        if applier.state.pending:
+            _refuse_unexplained(applier.state, commands.load(options.path), store)
         if fmt is ReportFormat.TEXT:
             current = applier.state if applier.state.serial else None
             out(f"State: {commands.state_words(store, current)}")

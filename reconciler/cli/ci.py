@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,7 +37,14 @@ from typing import Any
 import httpx
 
 from reconciler.cli import parsing
-from reconciler.errors import EXIT_BLOCKED, EXIT_OK, ApiError, ConfigError, ReconcilerError
+from reconciler.errors import (
+    EXIT_BLOCKED,
+    EXIT_OK,
+    ApiError,
+    ConfigError,
+    ReconcilerError,
+    printable,
+)
 from reconciler.providers import http
 
 _PAGE = 100
@@ -265,15 +273,31 @@ def apply_summary(exit_code: int, report: dict[str, Any] | None, log: str) -> st
             f"{counters.get('create_task_calls', 0)} createTask calls."
         )
         out.append("")
-        out.extend(f"- ✓ {a['action']} `{a['account']}`" for a in report.get("applied", []))
         out.extend(
-            f"- ✗ {f['action']} `{f['account']}`: {f['code']} {f['message']}"
+            f"- ✓ {_md(a['action'])} {_md_code(a['account'])}" for a in report.get("applied", [])
+        )
+        out.extend(
+            f"- ✗ {_md(f['action'])} {_md_code(f['account'])}: {_md(f['code'])} {_md(f['message'])}"
             for f in report.get("failed", [])
         )
         out.append("")
     if errors:
-        out.extend(["```", *errors, "```", ""])
+        shown = [printable(line) for line in errors]
+        # A fence ends at a line of as many backticks: make it longer than any in the log.
+        longest = max((len(run) for line in shown for run in re.findall("`+", line)), default=0)
+        fence = "`" * max(3, longest + 1)
+        out.extend([fence, *shown, fence, ""])
     return "\n".join(out)
+
+
+def _md(value: object) -> str:
+    """An API's or a report's text in a Markdown line: one line, no HTML, no code span."""
+    text = printable(str(value)).replace("`", "\\`").replace("|", "\\|")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_code(value: object) -> str:
+    return "`" + printable(str(value)).replace("`", "'") + "`"
 
 
 PROG = "python -m reconciler.ci"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from reconciler.cli.inputs import (
     max_bytes,
     out,
     parse_cache,
+    seal,
     today,
 )
 from reconciler.cli.options import Common, ImportOptions, PlanFormat
@@ -52,6 +54,7 @@ __all__ = [
     "max_bytes",
     "out",
     "parse_cache",
+    "seal",
     "today",
 ]
 
@@ -68,7 +71,7 @@ def store_for(path: Path, common: Common) -> Store:
         base_dir=base_dir(path),
         workspace=common.workspace,
         environ=os.environ,
-        check_record=common.cache.enabled,
+        check_record=seal(common.cache, what="state check record"),
     )
 
 
@@ -188,8 +191,16 @@ def with_input_path(plan: Plan, path: Path) -> Plan:
 
 
 def read_plan(path: Path) -> Plan:
-    """Read a saved plan file."""
+    """Read a saved plan file; PlanError for anything but a readable regular file (a FIFO
+    or a device would block or never end)."""
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise PlanError(
+                f"{path} is not a regular file, so it is not a saved plan (a FIFO or a device "
+                "would block or never end); nothing was read",
+                hint="give the file saved with `reconciler plan --out FILE`",
+            )
         content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"cannot read plan {path}: {exc}") from exc

@@ -222,6 +222,15 @@ def _apply(sub: Subparsers) -> None:
         help="a directory or a .yaml/.yml file is the desired state (default .); any other "
         "file must be a plan saved with `reconciler plan --out FILE`",
     )
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        type=Path,
+        metavar="PATH",
+        help="after a PLANFILE: the desired state it was made from (default .); the state "
+        "is chosen as for every command, never taken from the plan",
+    )
     arguments.state_options(p)
     arguments.plan_like(p)
     p.add_argument("--auto-approve", action="store_true", help="do not ask for confirmation")
@@ -255,6 +264,7 @@ def _apply(sub: Subparsers) -> None:
 def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
     return ApplyOptions(
         target=ns.target,
+        path=ns.path,
         common=arguments.common(ns),
         fmt=ReportFormat(ns.format),
         auto_approve=ns.auto_approve,
@@ -573,10 +583,18 @@ def _sandbox(sub: Subparsers) -> None:
         help="seed the sandbox tenant with the role ids of this desired state "
         "(default: the current directory, when it holds one)",
     )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a --host other than loopback: the sandbox accepts its published "
+        "fake credentials from anyone who can reach it",
+    )
 
 
 def _sandbox_options(ns: argparse.Namespace, notes: Notes) -> SandboxOptions:
-    return SandboxOptions(host=ns.host, port=ns.port, roles_from=ns.roles_from)
+    return SandboxOptions(
+        host=ns.host, port=ns.port, roles_from=ns.roles_from, allow_remote=ns.allow_remote
+    )
 
 
 def _completion(sub: Subparsers) -> None:

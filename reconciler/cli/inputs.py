@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from reconciler import seals
 from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import dates, loading, validation
 from reconciler.desired.cache import ParseCache
@@ -79,8 +80,9 @@ def base_dir(path: Path) -> Path:
 def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | None:
     """Where the parse cache of the desired state at ``path`` is, and whether to say so.
 
-    Beside the state file, as ``<state>.cache/`` (the state's folder is never created for
-    it); for a PostgreSQL state ``.reconciler/cache/`` beside the desired state, said once
+    Beside the state file, as ``<state>.cache/``, once that file exists (a misspelt
+    ``--state`` leaves nothing behind, and the state's folder is never created for it); for
+    a PostgreSQL state ``.reconciler/cache/`` beside the desired state, said once
     on stderr. The state is ``--state``, else RECONCILER_STATE, else the default; None when
     that is no state location (the command refuses it, or never reads the state).
     """
@@ -94,16 +96,36 @@ def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | No
     elif not location or location != location.strip() or _NOT_A_PATH.match(location):
         return None  # refused by stores.location wherever the state is opened
     state = Path(os.path.realpath(location))  # a symlinked state: beside its target
+    if not state.is_file():
+        return None  # not written yet, or misspelt: no cache folder is left beside nothing
     return state.with_name(state.name + CACHE_SUFFIX), False
+
+
+def seal(options: CacheOptions, *, what: str) -> seals.Seal | None:
+    """This user's key for the parse cache and the state's check record (made on first
+    use); None with ``--no-cache``, or when there is no usable key (``--debug`` says why):
+    then ``what`` is not used and everything is checked."""
+    if not options.enabled:
+        return None
+    where = seals.key_path(os.environ)
+    found = seals.load(where) if where is not None else "neither XDG_CACHE_HOME nor HOME is set"
+    if isinstance(found, str):
+        if options.debug:
+            sys.stderr.write(f"debug: {what}: not used: {found}\n")
+        return None
+    return found
 
 
 def parse_cache(
     path: Path, options: CacheOptions, *, common: Common | None = None
 ) -> ParseCache | None:
     """The parse cache of the desired state at ``path`` (see :func:`cache_directory`);
-    None with ``--no-cache``."""
+    None with ``--no-cache`` or without a usable key (:func:`seal`)."""
     where = cache_directory(path, common) if options.enabled else None
     if where is None:
+        return None
+    key = seal(options, what="parse cache")
+    if key is None:
         return None
     directory, elsewhere = where
 
@@ -115,8 +137,8 @@ def parse_cache(
 
     told = announce if elsewhere else _quiet
     if options.debug:
-        return ParseCache(directory, debug=debug, announce=told)
-    return ParseCache(directory, announce=told)
+        return ParseCache(directory, seal=key, debug=debug, announce=told)
+    return ParseCache(directory, seal=key, announce=told)
 
 
 def _quiet(_: str) -> None:

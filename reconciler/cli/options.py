@@ -111,9 +111,10 @@ class ShowOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyOptions:
-    """``reconciler apply [PLANFILE | PATH]``."""
+    """``reconciler apply [PLANFILE [PATH] | PATH]``."""
 
     target: Path
+    path: Path | None = None  # PATH after a PLANFILE (None: ``.``); never taken from the plan
     common: Common = Common()
     fmt: ReportFormat = ReportFormat.TEXT
     auto_approve: bool = False
@@ -258,6 +259,7 @@ class SandboxOptions:
     host: str = "127.0.0.1"
     port: int = 8780
     roles_from: Path | None = None  # None: the current directory, if it holds a desired state
+    allow_remote: bool = False  # listen on a non-loopback address (it accepts fake credentials)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

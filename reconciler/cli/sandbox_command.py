@@ -10,6 +10,7 @@ are public test values, not secrets. Binding problems are ``error:`` lines with 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import shlex
 import socket
 import sys
@@ -98,6 +99,13 @@ def sandbox(options: SandboxOptions) -> int:
     """``reconciler sandbox``: serve the fake APIs until interrupted."""
     from reconciler.sandbox import app  # noqa: PLC0415 - the sandbox loads only when served
 
+    if not options.allow_remote and not is_loopback(options.host):
+        raise UsageError(
+            f"--host {options.host!r} is not a loopback address: the sandbox serves fake APIs "
+            "that accept its published credentials, so anyone who can reach it could use them",
+            hint="reconciler sandbox --host 127.0.0.1 (or add --allow-remote if others must "
+            "reach it, e.g. from a container, on a network you trust)",
+        )
     seeded = seed_roles(options.roles_from)
     box = app.build(role_ids=seeded.role_ids)
     try:
@@ -125,6 +133,16 @@ def sandbox(options: SandboxOptions) -> int:
     finally:
         server.stop()
     return EXIT_OK
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); never resolved by DNS."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _reachable(url: str) -> str:

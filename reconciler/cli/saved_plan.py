@@ -1,24 +1,20 @@
-"""``apply PLANFILE``: telling a saved plan apart, and what it needs to be planned again.
+"""``apply PLANFILE [PATH]``: telling a saved plan apart, and what it needs to be planned again.
 
-A saved plan names the desired-state path it was made from and the state it was made
-against (its location with any password masked, and the PostgreSQL workspace). Apply
-plans again from exactly those, so:
-
-- the input must be at the path the plan names (paths are relative to where the plan
-  was made);
-- the state is the one the plan names. ``--state``, ``RECONCILER_STATE`` and
-  ``--workspace`` may give it (they must, for PostgreSQL: the plan records no password),
-  but the location they give must be the recorded one, or apply refuses naming both. A
-  file state is used from the plan when nothing names one. A plan never applies to
-  another state than the one it was reviewed against.
+A saved plan is an artifact (a CI run's download, say): nothing that decides *where* apply
+reads or writes is taken from it. The desired state is PATH (default ``.``) and the state
+is chosen as every command chooses it (``--state``, ``RECONCILER_STATE``, ``--workspace``,
+else the default beside PATH). The plan records what it was made from; when the input
+path or the state differs from the recorded one, apply refuses, naming both, and sends
+nothing. A plan never applies to another input or state than the one it was reviewed
+against, and a plan file cannot point apply at another one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-from collections.abc import Callable, Mapping
+import os
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,12 +24,12 @@ from reconciler.cli import commands
 from reconciler.cli.options import Common
 from reconciler.desired import dates, loading
 from reconciler.desired.model import DesiredState
-from reconciler.errors import ConfigError, GuardRailBlocked, PlanError, UsageError
+from reconciler.errors import GuardRailBlocked, PlanError, UsageError
 from reconciler.plan import integrity
 from reconciler.plan.model import Plan
-from reconciler.stores import STATE_ENV, Store, open_store
+from reconciler.stores import Store
 from reconciler.stores.location import Backend as LocationBackend
-from reconciler.stores.location import classify
+from reconciler.stores.location import mask
 from reconciler.stores.model import State
 
 
@@ -64,6 +60,8 @@ def read(target: Path) -> Plan:
 
 def _names_itself_a_plan(target: Path) -> bool:
     """Whether ``target`` is a JSON object with a plan's ``format_version`` and ``changes``."""
+    if not target.is_file():  # never open a FIFO or a device
+        return False
     try:
         document = json.loads(target.read_bytes())
     except (OSError, ValueError):
@@ -71,63 +69,79 @@ def _names_itself_a_plan(target: Path) -> bool:
     return isinstance(document, dict) and {"format_version", "changes"} <= document.keys()
 
 
-def input_path(saved: Plan) -> Path:
-    """The desired-state path the plan was made from; PlanError when it is not there."""
-    path = Path(saved.input_path)
-    if not saved.input_path or not path.exists():
+def input_path(saved: Plan, given: Path | None, plan_file: Path) -> Path:
+    """PATH of ``apply PLANFILE [PATH]`` (default ``.``); PlanError unless the plan was
+    made from it (the same path as written, or the same directory seen from here)."""
+    path = given if given is not None else Path(".")
+    if not _same_path(saved.input_path, path):
         raise PlanError(
             f"the plan was made from the desired state at {saved.input_path or '(none)'}, "
-            f"which is not there (looked from {Path.cwd()}); apply plans again from it to "
-            "check the saved plan, and nothing was sent",
-            hint="run apply from the directory the plan was made in, with the same "
-            "desired-state files checked out",
+            f"but this apply reads {path}; nothing was sent",
+            hint=f"reconciler apply {_quote(plan_file)} {_quote(saved.input_path or '.')} "
+            "(from the directory the plan was made in, with the reviewed files checked out)",
         )
     return path
 
 
-def store(saved: Plan, common: Common, env: Mapping[str, str]) -> Store:
-    """The store of the state the plan was made against (see the module docstring)."""
+def store(saved: Plan, path: Path, common: Common, plan_file: Path) -> Store:
+    """The store ``apply`` would use for ``path`` anyway; PlanError unless it is the
+    state the plan was made against (location, PostgreSQL workspace)."""
+    chosen = commands.store_for(path, common)
     recorded = saved.state_location
-    location = common.state
-    if location is None and STATE_ENV in env:
-        location = env[STATE_ENV]  # an empty value is refused by open_store, never skipped
-    if location is None:
-        if classify(recorded, source="the saved plan's state") is LocationBackend.POSTGRES:
-            raise PlanError(
-                f"the plan was made against state {recorded}; a plan records no password, "
-                "so apply needs that state's DSN",
-                hint="pass --state 'postgresql://…' or set RECONCILER_STATE to the DSN the "
-                "plan was made with (same host, database and workspace)",
-            )
-        location = recorded
-    base = commands.base_dir(Path(saved.input_path or "."))
-    opened = functools.partial(open_store, environ=env, check_record=common.cache.enabled)
-    chosen = _open(opened, location, base, common.workspace, saved.workspace)
-    if chosen.describe() != recorded:
+    if not _same_state(chosen, recorded):
+        hint = f"reconciler apply {_quote(plan_file)} {_quote(path)} --state {_quote(recorded)}"
+        if chosen.location.backend is LocationBackend.POSTGRES or "://" in recorded:
+            hint += " (with the DSN's password: a plan never records one)"
         raise PlanError(
             f"the plan was made against state {recorded}, but this apply would use state "
             f"{chosen.describe()}; nothing was sent",
-            hint="apply a plan to the state it was made against: give the same --state / "
-            "RECONCILER_STATE and --workspace, or plan again against the other state",
+            hint=hint,
         )
     return chosen
 
 
-def _open(
-    opened: Callable[..., Store],
-    location: str,
-    base: Path,
-    given: str | None,
-    recorded: str | None,
-) -> Store:
-    """Open ``location`` in the given workspace, else in the plan's own if the DSN allows."""
-    if given is not None or recorded is None:
-        return opened(location, base_dir=base, workspace=given)
-    try:
-        return opened(location, base_dir=base, workspace=recorded)
-    except ConfigError:
-        # The DSN names another workspace: open it as named; the comparison then refuses.
-        return opened(location, base_dir=base, workspace=None)
+def check_out(out: Path) -> None:
+    """UsageError for a ``plan --out`` that apply would not read back as a plan: a
+    .yaml/.yml name (it is the desired state to apply, and may be one of its files) or a
+    directory."""
+    if loading.is_yaml_name(out.name) or out.is_dir():
+        what = "a directory" if out.is_dir() else "a .yaml/.yml name"
+        raise UsageError(
+            f"--out {out} is {what}: apply reads such a PATH as the desired state, and the "
+            "plan would overwrite it; nothing was written",
+            hint="save the plan under another name, e.g. --out plan.json",
+        )
+
+
+def apply_command(out: Path, path: Path, common: Common) -> str:
+    """The command that applies the plan saved at ``out`` (the same PATH and state flags)."""
+    words = ["reconciler", "apply", _quote(out)]
+    if os.path.normpath(path) != ".":
+        words.append(_quote(path))
+    if common.state is not None:
+        shown = mask(common.state)
+        words += ["--state", _quote(shown)]
+    if common.workspace is not None:
+        words += ["--workspace", _quote(common.workspace)]
+    return " ".join(words)
+
+
+def _same_path(recorded: str, path: Path) -> bool:
+    if not recorded:
+        return False
+    if os.path.normpath(recorded) == os.path.normpath(path):
+        return True
+    return Path(recorded).resolve() == path.resolve()
+
+
+def _same_state(chosen: Store, recorded: str) -> bool:
+    if chosen.location.backend is LocationBackend.POSTGRES:
+        return chosen.describe() == recorded
+    return _same_path(recorded, Path(chosen.describe()))
+
+
+def _quote(value: object) -> str:
+    return shlex.quote(str(value))
 
 
 def plan_again(

@@ -150,8 +150,9 @@ def state_push(options: StatePushOptions, *, stdin: TextIO | None = None) -> int
         ) from exc
     store = store_for(options.path, common)
     terminal = stdin or sys.stdin
+    asking = options.force and not options.yes and terminal.isatty()
     asked: State | None = None
-    if options.force and not options.yes and terminal.isatty():
+    if asking:
         pushed = transfer.parse(document)
         asked = store.read()
         if asked is not None:
@@ -162,7 +163,8 @@ def state_push(options: StatePushOptions, *, stdin: TextIO | None = None) -> int
     with store.lock("state push", timeout=common.lock_timeout):
         if options.force:
             current = store.read()
-            if asked is not None:
+            if asking:
+                # Nothing to replace was not asked about: a state written since is.
                 _unchanged_since_asked(store, asked, current)
             elif current is not None:
                 summary = state_diff.overwrite_summary(store, current, transfer.parse(document))
@@ -187,15 +189,24 @@ def _push_confirmed(stdin: TextIO) -> bool:
     return stdin.readline().strip() == "yes"
 
 
-def _unchanged_since_asked(store: Store, asked: State, current: State | None) -> None:
-    """StateConflict when the state moved while a person read what it would replace."""
-    if current is None or (current.lineage, current.serial) != (asked.lineage, asked.serial):
-        now = "gone" if current is None else f"lineage {current.lineage} serial {current.serial}"
+def _unchanged_since_asked(store: Store, asked: State | None, current: State | None) -> None:
+    """StateConflict when the state moved while a person read what it would replace (or
+    was written since it was found empty, when there was nothing to ask about)."""
+    if _version(asked) != _version(current):
+        when = "while you were asked" if asked is not None else "since it was read"
         raise StateConflict(
-            f"the state at {store.location.named()} changed while you were asked (it was "
-            f"lineage {asked.lineage} serial {asked.serial}, now {now}); nothing was written",
+            f"the state at {store.location.named()} changed {when} (it was "
+            f"{_named(asked)}, now {_named(current)}); nothing was written",
             hint="run the push again to see what it would replace now",
         )
+
+
+def _version(state: State | None) -> tuple[str, int] | None:
+    return None if state is None else (state.lineage, state.serial)
+
+
+def _named(state: State | None) -> str:
+    return "empty" if state is None else f"lineage {state.lineage} serial {state.serial}"
 
 
 def force_unlock(options: ForceUnlockOptions, *, stdin: TextIO | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,11 @@ def _read(operand: str, state: str | None) -> tuple[Store, State]:
                 hint="write workspace:NAME, e.g. reconciler state diff workspace:staging "
                 "workspace:prod",
             )
-    store = open_store(location, base_dir=Path.cwd(), workspace=workspace, environ=os.environ)
+    _refuse_special_file(location)
+    # Read only: no check record (stores.checked) is written beside a file compared.
+    store = open_store(
+        location, base_dir=Path.cwd(), workspace=workspace, environ=os.environ, check_record=None
+    )
     current = store.read()
     if current is None:
         raise StateError(
@@ -68,6 +73,22 @@ def _read(operand: str, state: str | None) -> tuple[Store, State]:
             "LOCATION` shows what a location holds",
         )
     return store, current
+
+
+def _refuse_special_file(location: str) -> None:
+    """ConfigError when ``location`` is a path to something other than a file: a FIFO
+    would block the read forever, a folder or a device holds no state."""
+    try:
+        mode = os.stat(location).st_mode  # through a symlink: a symlinked state is read so
+    except (OSError, ValueError):
+        return  # no such file, or a URL: the store says what it is
+    if not stat.S_ISREG(mode):
+        what = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ConfigError(
+            f"{location} is {what}: not a state; nothing was compared",
+            hint="save the state first, e.g. reconciler state pull --state LOCATION > a.json; "
+            "then reconciler state diff a.json B",
+        )
 
 
 def _dsn(state: str | None, operand: str) -> str:

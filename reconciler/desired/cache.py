@@ -8,12 +8,17 @@ always run on the merged data; files with any problem are never cached (their lo
 come from the text).
 
 An entry is one file of JSON, never pickle or marshal: a header line naming the key and the
-sha256 of the payload, then the payload (the data and the line of each user entry, by
-path). Reading checks everything (owner, mode, size, header, key, payload digest, shape)
-and anything that does not check out — corrupt, truncated, another version, another schema,
-edited — is ignored with a debug note and rebuilt, never trusted and never an error. The
-digest catches corruption and stray edits, not a writer with the owner's rights: such a
-writer could edit the YAML (and the state) as well.
+sha256 of the payload, sealed with an HMAC under this user's key (``reconciler.seals``,
+kept outside every repository and state folder), then the payload (the data and the line
+of each user entry, by path). Reading checks everything (owner, mode, size, seal, header,
+key, payload digest, shape) and anything that does not check out — corrupt, truncated,
+another version, another schema, edited, sealed under another key or not at all — is
+ignored with a debug note and rebuilt, never trusted and never an error. A digest is not a
+seal: anyone who can write a file as the user (a checkout, a restored CI cache, a copied
+folder) can write a correct digest, but only a holder of the key can seal, so an entry
+this user's runs did not write never checks out. Entries are read (and written) only in a
+real folder of this user that no one else can write, opened without following symlinks,
+and never a FIFO.
 
 New entries are held (encoded) until the command that read them has checked all of its
 input (``flush``): a run refused for bad input writes nothing. Each is written to a temp
@@ -36,8 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, schemas
+from reconciler.seals import Seal
 
-FORMAT = 1  # bump when what an entry means changes (the parser's output, the payload)
+FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
+# 2: merge keys and bidirectional controls are refused (entries of 1 may hold such files)
+# 3: sealed with the user's key (an HMAC in the header), no longer a bare digest
 SCHEMA = "desired-state"
 GITIGNORE = "*\n"
 _SUFFIX = ".json"
@@ -45,6 +53,10 @@ _MAX_ENTRY_BYTES = 512 * 1024 * 1024  # a larger file is not an entry this code 
 _MAX_HEADER_BYTES = 4096
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _TEXT = frozenset({str})
+# Never block on a FIFO (its fstat then refuses it), never follow a symlinked entry.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+# The folder itself, never through a symlink: its status is checked on the open descriptor.
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 Path_ = tuple[str | int, ...]
 
@@ -73,8 +85,23 @@ class Entry:
 
 
 def tool_version() -> str:
-    """This reconciler's version and the entry format."""
-    return f"reconciler {__version__} cache {FORMAT}"
+    """This reconciler's version, the entry format and the digest of the parsing rules."""
+    return f"reconciler {__version__} cache {FORMAT} rules {rules_digest()}"
+
+
+def rules_digest(package: Path | None = None) -> str:
+    """sha256 hex (short) of the source of the desired-state package: the code whose output
+    an entry stands for. A rule changed without a new version (a development checkout, a
+    patched install) makes every entry another key, so no entry outlives the rules that
+    accepted it; bumping ``FORMAT`` by hand is not relied on."""
+    package = package or Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(source.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def schema_digest() -> str:
@@ -90,7 +117,17 @@ def key_for(raw: bytes, *, tool: str, schema: str) -> Key:
 # -- pure: the codec ------------------------------------------------------------------
 
 
-def encode(key: Key, entry: Entry) -> bytes | None:
+def signed_part(header: dict[str, Any]) -> bytes:
+    """The bytes an entry's seal signs: its header but the seal, canonically (the header
+    names the key and the payload's digest and length, so the seal covers all three)."""
+    return json.dumps(
+        {field: value for field, value in header.items() if field != "seal"},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode(key: Key, entry: Entry, seal: Seal) -> bytes | None:
     """The entry's bytes; None when the data holds anything JSON would not give back as is
     (a key that is not text, a date, bytes, a shared or cyclic container)."""
     lines = _line_paths(entry.data, entry.account_lines)
@@ -112,10 +149,11 @@ def encode(key: Key, entry: Entry) -> bytes | None:
         "payload": hashlib.sha256(payload).hexdigest(),
         "bytes": len(payload),
     }
+    header["seal"] = seal.sign(signed_part(header))
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
 
 
-def decode(key: Key, blob: bytes) -> Entry | str:
+def decode(key: Key, blob: bytes, seal: Seal) -> Entry | str:
     """The entry in ``blob``; else why it cannot be used (never raises)."""
     end = blob.find(b"\n", 0, _MAX_HEADER_BYTES)
     if end < 0:
@@ -126,6 +164,9 @@ def decode(key: Key, blob: bytes) -> Entry | str:
         return "the header is not JSON"
     if not isinstance(header, dict):
         return "the header is not a JSON object"
+    if not seal.verifies(signed_part(header), header.get("seal")):
+        # Before anything in it is believed: a copied, restored or forged entry.
+        return "not sealed by this user's key (copied, restored or forged)"
     expected = {
         "format": FORMAT,
         "content": key.content,
@@ -246,17 +287,20 @@ class ParseCache:
         self,
         directory: Path,
         *,
+        seal: Seal,
         debug: Callable[[str], None] = _quiet,
         announce: Callable[[str], None] = _quiet,
         tool: str | None = None,
         schema: str | None = None,
     ) -> None:
         self.directory = directory
+        self._seal = seal
         self._debug = debug
         self._announce = announce  # told once, when this creates the directory
         self.tool = tool if tool is not None else tool_version()
         self.schema = schema if schema is not None else schema_digest()
         self._usable: bool | None = None
+        self._told_refused = False
         self._pending: dict[str, bytes] = {}  # entry name -> bytes, until flush
         self.hits = 0
         self.misses = 0
@@ -273,7 +317,7 @@ class ParseCache:
         if blob is None:
             self.misses += 1
             return None
-        entry = decode(key, blob)
+        entry = decode(key, blob, self._seal)
         if isinstance(entry, str):
             self._debug(f"parse cache: ignored {path}: {entry}; rebuilding it")
             self.misses += 1
@@ -283,12 +327,26 @@ class ParseCache:
 
     def _read(self, path: Path) -> bytes | None:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+            directory = os.open(self.directory, _DIRECTORY_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._refused(f"cannot open {self.directory}: {exc.strerror}")
+            return None
+        try:
+            why = _untrusted_directory(os.fstat(directory))
+            if why:
+                self._refused(f"{self.directory} {why}: not used")
+                return None
+            # Through the folder just checked: a folder swapped in since is never read.
+            fd = os.open(path.name, _READ_FLAGS, dir_fd=directory)
         except FileNotFoundError:
             return None
         except OSError as exc:
             self._debug(f"parse cache: cannot read {path}: {exc.strerror}")
             return None
+        finally:
+            os.close(directory)
         with os.fdopen(fd, "rb") as handle:
             status = os.fstat(fd)
             why = _untrusted(status)
@@ -301,10 +359,16 @@ class ParseCache:
                 self._debug(f"parse cache: cannot read {path}: {exc.strerror}")
                 return None
 
+    def _refused(self, why: str) -> None:
+        """One debug note for a folder whose entries are not read."""
+        if not self._told_refused:
+            self._told_refused = True
+            self._debug(f"parse cache: {why}")
+
     def store(self, key: Key, entry: Entry) -> None:
         """Hold ``entry`` under ``key`` for :meth:`flush` (encoded now: the data may change
         or be dropped later)."""
-        blob = encode(key, entry)
+        blob = encode(key, entry, self._seal)
         if blob is None:
             self._debug("parse cache: a file's data is not plain JSON: not cached")
             return
@@ -340,25 +404,37 @@ class ParseCache:
         self._usable = False
         directory = self.directory
         try:
-            if not directory.exists():
+            if not os.path.lexists(directory):
                 # Never its parent: the state's folder is made by the state's first write.
                 directory.mkdir(mode=0o700)
                 self._announce(
                     f"created the parse cache {directory} (safe to delete; --no-cache bypasses it)"
                 )
-            _ignore_all(directory)
-            status = os.lstat(directory)
+            # Checked before anything is written into it: never through a symlink.
+            why = _untrusted_directory(os.lstat(directory))
+            if not why:
+                _ignore_all(directory)
         except OSError as exc:
             self._debug(f"parse cache: cannot use {directory}: {exc.strerror}")
             return False
-        if not stat.S_ISDIR(status.st_mode):
-            self._debug(f"parse cache: {directory} is not a directory: not used")
-            return False
-        if status.st_uid != os.getuid() or status.st_mode & 0o022:
-            self._debug(f"parse cache: {directory} is not private to this user: not used")
+        if why:
+            self._debug(f"parse cache: {directory} {why}: not used")
             return False
         self._usable = True
         return True
+
+
+def _untrusted_directory(status: os.stat_result) -> str:
+    """Why a cache folder with this (lstat) status is not used ('' when it may be): it is
+    read and written only when it is a real folder of this user that no one else can write
+    (a symlink could point anywhere; another's folder could hold anything)."""
+    if stat.S_ISLNK(status.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(status.st_mode):
+        return "is not a directory"
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        return "is not private to this user"
+    return ""
 
 
 def _untrusted(status: os.stat_result) -> str:

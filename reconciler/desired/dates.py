@@ -25,6 +25,9 @@ from reconciler.desired.model import TimedGrant
 from reconciler.errors import excerpt
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Files of the zone database that name this machine's setting, not a zone: "today" would
+# differ between the laptop that planned and the runner that applies.
+_MACHINE_ZONES = frozenset({"localtime", "posixrules"})
 _KEYS = ("expires", "until")  # what a file must contain for a date to be worth looking for
 
 
@@ -49,6 +52,8 @@ def zone_of(name: str) -> dt.tzinfo | None:
     """The time zone an IANA ``name`` names (UTC without a database); None when unknown."""
     if name == "UTC":
         return dt.UTC
+    if name in _MACHINE_ZONES:
+        return None
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ _OPEN_FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
 )
 _TARGET_CHARS = 120  # how much of a symlink's target a message shows
+# Embeddings, overrides and isolates (Trojan Source, CVE-2021-42574): they make text read
+# in another order than it is, so a reviewer could read a grant as a comment.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -323,6 +327,21 @@ def parse_file(file: RawFile) -> SourceFile:
             _problem(
                 file.display,
                 f"not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                line,
+                col,
+            ),
+        )
+    bidi = _BIDI.search(text) if b"\xe2\x80" in raw or b"\xe2\x81" in raw else None
+    if bidi is not None:
+        start = bidi.start()
+        line = text.count("\n", 0, start) + 1
+        col = start - (text.rfind("\n", 0, start) + 1) + 1
+        return _with(
+            empty,
+            _problem(
+                file.display,
+                f"bidirectional control character U+{ord(bidi[0]):04X}: the file would read "
+                "differently from what it is (in a review, a diff, an editor); remove it",
                 line,
                 col,
             ),

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.errors import Problem
+from reconciler.errors import Problem, printable
 
 DEFAULT_MAX_DISABLE_COUNT = 10
 DEFAULT_MAX_DISABLE_PERCENT = 10.0
@@ -33,7 +33,7 @@ class Commit:
         """``1a2b3c4 Ada Lovelace 2024-03-01`` or ``uncommitted``."""
         if self.uncommitted:
             return "uncommitted"
-        return f"{self.hash} {self.author} {self.date[:10]}"
+        return printable(f"{self.hash} {self.author} {self.date[:10]}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +46,8 @@ class Source:
 
     def render(self) -> str:
         """``file:line``."""
-        return f"{self.file}:{self.line}" if self.line else self.file
+        # A file name can hold anything but / and NUL: a newline must not start a line.
+        return printable(f"{self.file}:{self.line}" if self.line else self.file)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

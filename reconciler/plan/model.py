@@ -201,6 +201,17 @@ class Guard:
     rule: str
     protected_hits: tuple[str, ...] = ()
     override: int | None = None  # --allow-disables N, recorded so apply honours it
+    default_limit: int | None = None  # the limit without policy.max_disable (None: unknown)
+
+    @property
+    def loosened(self) -> bool:
+        """The disables pass only because policy.max_disable is looser than the default.
+
+        The policy is YAML like the users: a change that loosens it and disables many
+        accounts at once would otherwise pass its own guard rail unnoticed.
+        """
+        limit = self.default_limit
+        return limit is not None and self.disables > limit and not self.over_limit
 
     @property
     def over_limit(self) -> bool:

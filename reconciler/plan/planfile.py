@@ -73,6 +73,7 @@ def encode(plan: Plan) -> Encoded:
             front += ',"why":' + _canonical(document["why"])
         lines.append(front + "," + text[1:])
     hasher.update(b"]")
+    _hash_retries(hasher, _retry_items(_event_json(e) for e in plan.events))
     return Encoded(lines=tuple(lines), digest="sha256:" + hasher.hexdigest())
 
 
@@ -99,7 +100,7 @@ def dumps(plan: Plan, encoded: Encoded | None = None) -> str:
 def to_json(plan: Plan) -> dict[str, Any]:
     """The plan as its JSON document."""
     changes = [change_json(change, plan) for change in plan.changes]
-    document = _head(plan, digest(changes))
+    document = _head(plan, digest(changes, _retry_items(_event_json(e) for e in plan.events)))
     document["changes"] = changes
     return document
 
@@ -158,21 +159,7 @@ def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
         ],
         "events": {
             "refreshed": plan.events_refreshed,
-            "items": [
-                {
-                    "event_id": e.event_id,
-                    "account": e.account,
-                    "target": e.target,
-                    "target_id": e.target_id,
-                    "reason": e.reason,
-                    "created_at": e.created_at,
-                    "updated_at": e.updated_at,
-                    "attempts": e.attempts,
-                    "decision": e.decision.value,
-                    "why": e.why,
-                }
-                for e in plan.events
-            ],
+            "items": [_event_json(e) for e in plan.events],
         },
         "roles": {
             role_id: {"name": info.name, "sensitive": info.sensitive}
@@ -225,6 +212,8 @@ def _guard(guard: Guard) -> dict[str, Any]:
         "protected_hits": list(guard.protected_hits),
         "override": guard.override,
         "blocked": guard.blocked,
+        "default_limit": guard.default_limit,
+        "loosened": guard.loosened,
     }
 
 
@@ -268,8 +257,10 @@ def reviewed(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key not in _UNREVIEWED}
 
 
-def digest(changes: Iterable[Mapping[str, Any]]) -> str:
-    """``sha256:…`` of the change documents (without sources) as canonical JSON."""
+def digest(changes: Iterable[Mapping[str, Any]], retries: Iterable[Mapping[str, Any]] = ()) -> str:
+    """``sha256:…`` of the change documents (without sources) as canonical JSON, and of
+    the provisioning retries' event documents when there are any (a plan without retries
+    keeps the digest of its changes alone)."""
     hasher = hashlib.sha256()
     hasher.update(b"[")
     for index, document in enumerate(changes):
@@ -277,7 +268,35 @@ def digest(changes: Iterable[Mapping[str, Any]]) -> str:
             hasher.update(b",")
         hasher.update(_canonical(reviewed(document)).encode("ascii"))
     hasher.update(b"]")
+    _hash_retries(hasher, retries)
     return "sha256:" + hasher.hexdigest()
+
+
+def _hash_retries(hasher: Any, retries: Iterable[Mapping[str, Any]]) -> None:
+    """Add the retries' event documents to ``hasher`` (nothing when there are none)."""
+    retried = list(retries)
+    if retried:
+        hasher.update(b"retries:" + _canonical(retried).encode("ascii"))
+
+
+def _event_json(e: EventDecision) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "account": e.account,
+        "target": e.target,
+        "target_id": e.target_id,
+        "reason": e.reason,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+        "attempts": e.attempts,
+        "decision": e.decision.value,
+        "why": e.why,
+    }
+
+
+def _retry_items(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The event documents decided "retry": provisioning calls apply makes, so reviewed."""
+    return [item for item in items if item.get("decision") == Decision.RETRY.value]
 
 
 def changes_digest(plan: Plan) -> str:
@@ -285,7 +304,10 @@ def changes_digest(plan: Plan) -> str:
     kept = plan.extra.get("changes_digest")
     if isinstance(kept, str):
         return kept
-    return digest(change_json(change) for change in plan.changes)
+    return digest(
+        (change_json(change) for change in plan.changes),
+        _retry_items(_event_json(e) for e in plan.events),
+    )
 
 
 def _record(record: AccountRecord | None) -> dict[str, Any] | None:
@@ -316,9 +338,10 @@ def loads(text: str, *, where: str) -> Plan:
     not what this reader makes of them, with the plan made again.
     """
     data = _document(text, where=where)
-    if digest(data["changes"]) != data["changes_digest"]:
+    if digest(data["changes"], _retry_items(data["events"]["items"])) != data["changes_digest"]:
         raise PlanError(
-            f"{where}: its changes do not match its changes_digest (the file was edited)",
+            f"{where}: its changes or provisioning retries do not match its changes_digest "
+            "(the file was edited)",
             hint="apply only plans saved with `reconciler plan --out FILE`, unedited; "
             "plan again and review the new plan",
         )
@@ -343,6 +366,7 @@ def loads(text: str, *, where: str) -> Plan:
             rule=guard["rule"],
             protected_hits=tuple(guard["protected_hits"]),
             override=guard["override"],
+            default_limit=guard.get("default_limit"),
         ),
         events=tuple(_event_back(e) for e in data["events"]["items"]),
         events_refreshed=data["events"]["refreshed"],

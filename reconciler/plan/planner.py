@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.desired.model import DesiredState, User
+from reconciler.desired.model import DesiredState, Policy, User
 from reconciler.plan import diffing
 from reconciler.plan.model import (
     Action,
@@ -162,6 +162,7 @@ def guard(
         rule=policy.describe_limit(managed),
         protected_hits=tuple(a for a in disabled if a in policy.protected_accounts),
         override=allow_disables,
+        default_limit=Policy().disable_limit(managed),
     )
 
 

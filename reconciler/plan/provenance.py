@@ -5,164 +5,23 @@ per change: plans can carry 100k changes); an entry spans from its start line to
 before the next entry of its sequence, or the end of that sequence (found by indentation),
 and the newest commit among those lines is the entry's commit. Outside a git work tree
 nothing is added and nothing fails.
-
-``blaming`` starts those ``git blame`` processes before the desired state is parsed, their
-output going to temp files, and ``commits`` collects it: on a work tree with 100k entries
-blame costs about a third of a plan, and it runs on another core while Python parses.
+The git commands run through ``plan.git``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import re
-import subprocess
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
 
-from reconciler.desired import loading
 from reconciler.desired.model import Commit, DesiredState, Source
-from reconciler.errors import ReconcilerError
+from reconciler.plan import git
 from reconciler.plan.model import Change, Plan
 from reconciler.stores.model import AccountRecord, State
 
-_GIT_TIMEOUT = 60.0
 _UNCOMMITTED = "0" * 40
-
-
-def _git(directory: Path, *args: str, stdin: str | None = None) -> str | None:
-    """Stdout of ``git -C directory args`` (None when git is missing or fails)."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(directory), *args],
-            input=stdin.encode() if stdin is not None else None,
-            capture_output=True,
-            timeout=_GIT_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.decode("utf-8", errors="replace")
-
-
-def _directory(path: Path) -> Path:
-    return path if path.is_dir() else path.parent
-
-
-@dataclass(slots=True, kw_only=True)
-class _Started:
-    """One ``git blame`` running, its stdout going to a temp file."""
-
-    process: subprocess.Popen[bytes]
-    output: IO[bytes]
-
-
-@dataclass(slots=True, kw_only=True)
-class Blames:
-    """``git blame`` started early for each desired-state file, by the name its entries'
-    sources carry (``inside``: PATH is in a git work tree; None: not asked yet)."""
-
-    inside: bool | None = None
-    started: dict[str, _Started] = field(default_factory=dict)
-
-    def collect(self, file: str) -> str | None:
-        """The porcelain of ``file``'s blame if it was started (None otherwise, or when
-        git failed: untracked, ignored, no commit yet); each is collected once."""
-        run = self.started.pop(file, None)
-        if run is None:
-            return None
-        with run.output:
-            try:
-                code = run.process.wait(timeout=_GIT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.wait()
-                return None
-            if code != 0:
-                return None
-            run.output.seek(0)
-            return run.output.read().decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        """Stop what was not collected (the plan needed no provenance, or failed)."""
-        for run in self.started.values():
-            with contextlib.suppress(OSError):
-                run.process.kill()
-            run.process.wait()
-            run.output.close()
-        self.started.clear()
-
-
-def _start_blame(file: Path) -> _Started | None:
-    output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Blames.collect/close
-    try:
-        process = subprocess.Popen(
-            ["git", "-C", str(file.parent), "blame", "--porcelain", "--", file.name],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
-        output.close()
-        return None
-    return _Started(process=process, output=output)
-
-
-@contextlib.contextmanager
-def blaming(path: Path) -> Iterator[Blames]:
-    """Start ``git blame`` for every desired-state file at ``path`` (nothing outside a git
-    work tree); the processes are stopped on the way out if nobody collected them."""
-    blames = Blames()
-    try:
-        try:
-            listing = loading.list_input(path)
-        except ReconcilerError:
-            yield blames  # loading reports it
-            return
-        blames.inside = _inside_work_tree(_directory(path))
-        if blames.inside:
-            # Only files that can hold a user entry (reading is safe: loading's own reader;
-            # a file without the word is blamed later if ever asked for).
-            for file, read in zip(listing.files, loading.read_listed(listing), strict=True):
-                if read.raw is None or b"account" not in read.raw:
-                    continue
-                started = _start_blame(file)
-                if started is not None:
-                    blames.started[_source_name(file)] = started
-        yield blames
-    finally:
-        blames.close()
-
-
-def _source_name(file: Path) -> str:
-    """The name an entry's Source carries for ``file``, as loading shows it (a name shown
-    otherwise, with escapes, is not found here and is blamed when asked for, as before)."""
-    try:
-        return os.path.relpath(file)
-    except ValueError:  # another drive on Windows
-        return str(file)
-
-
-def _inside_work_tree(directory: Path) -> bool:
-    return (_git(directory, "rev-parse", "--is-inside-work-tree") or "").strip() == "true"
-
-
-def head_commit(path: Path) -> str | None:
-    """The short hash of HEAD when ``path`` is in a git work tree (None otherwise)."""
-    output = _git(_directory(path), "rev-parse", "--short", "HEAD")
-    return (output or "").strip() or None
-
-
-def repo_root(path: Path) -> Path | None:
-    """The top of the git work tree holding ``path`` (None outside git)."""
-    output = _git(_directory(path), "rev-parse", "--show-toplevel")
-    return Path(output.strip()) if output and output.strip() else None
 
 
 # -- pure: blame output and entry spans --------------------------------------------
@@ -304,7 +163,7 @@ def _date(commit: BlameCommit) -> str:
 
 
 def commits(
-    sources: Iterable[Source], path: Path, blames: Blames | None = None
+    sources: Iterable[Source], path: Path, blames: git.Blames | None = None
 ) -> dict[tuple[str, int], Commit]:
     """(file, line) → the commit behind the entry starting there ({} outside git).
 
@@ -318,18 +177,18 @@ def commits(
             by_file.setdefault(source.file, []).append(source.line)
     if not by_file:
         return {}
-    directory = _directory(path)
+    directory = git.directory_of(path)
     inside = blames.inside if blames is not None else None
-    if not (inside if inside is not None else _inside_work_tree(directory)):
+    if not (inside if inside is not None else git.inside_work_tree(directory)):
         return {}
     winners: dict[tuple[str, int], BlameCommit | None] = {}
     for file, starts in by_file.items():
         where = Path(file)
         porcelain = None
-        if blames is not None and file in blames.started:
+        if blames is not None and blames.holds(file):
             porcelain = blames.collect(file)
         else:
-            porcelain = _git(where.parent, "blame", "--porcelain", "--", where.name)
+            porcelain = git.run(where.parent, "blame", "--porcelain", "--", where.name)
         if porcelain is None:  # untracked, ignored, or no commit yet
             winners.update({(file, s): None for s in starts})
             continue
@@ -352,7 +211,7 @@ def commits(
 
 
 def annotate(
-    plan: Plan, path: Path, desired: DesiredState | None = None, blames: Blames | None = None
+    plan: Plan, path: Path, desired: DesiredState | None = None, blames: git.Blames | None = None
 ) -> Plan:
     """The plan with git provenance on each change's source (unchanged outside git).
 
@@ -378,7 +237,7 @@ def _abbreviations(directory: Path, shas: set[str]) -> dict[str, str]:
     """Full sha → the repository's short form (one git call for all of them)."""
     if not shas:
         return {}
-    output = _git(
+    output = git.run(
         directory,
         "log",
         "--no-walk=unsorted",

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from reconciler.desired.model import Source
+from reconciler.errors import printable
 from reconciler.plan import planfile
 from reconciler.plan.report import AccessReport, AccountRow, Holding, RoleSection, Status
 
@@ -54,11 +55,18 @@ def _where(source: Source | None) -> str:
 
 _CHUNK_LINES = 10_000  # lines per piece of text handed to the writer
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')  # RFC 4180: such a field is quoted
+_KEPT = re.compile(r"([\t\r\n])")  # kept as they are in a quoted field
 
 
 def cell(value: str) -> str:
-    """``value`` safe for a spreadsheet: a leading formula character is neutralised."""
-    return "'" + value if value[:1] in _FORMULA_STARTS else value
+    """``value`` safe for a spreadsheet: control and bidi characters escaped (tabs and line
+    breaks stay: the field is quoted), and a leading formula character — also after
+    leading spaces — neutralised."""
+    if not value.isprintable():
+        value = "".join(
+            part if _KEPT.fullmatch(part) else printable(part) for part in _KEPT.split(value)
+        )
+    return "'" + value if value.lstrip(" ")[:1] in _FORMULA_STARTS else value
 
 
 def csv_line(values: Iterable[str]) -> str:
@@ -144,11 +152,13 @@ def _account_cells(row: AccountRow) -> str:
 
 
 def _esc(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """One line, no cell separator, no HTML, no code span opened (as in plan Markdown)."""
+    escaped = printable(text).replace("|", "\\|").replace("`", "\\`")
+    return escaped.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`" if text else ""
+    return "`" + printable(text).replace("`", "'").replace("|", "\\|") + "`" if text else ""
 
 
 def _status(status: Status) -> str:
@@ -205,7 +215,7 @@ def _head(report: AccessReport) -> list[str]:
 
 
 def _section(section: RoleSection) -> list[str]:
-    role = f"**{_esc(section.role)}** (`{section.role_id}`)"
+    role = f"**{_esc(section.role)}** ({_code(section.role_id)})"
     if section.sensitive:
         role = f"⚠️ {role}, sensitive"
     count = len(section.holders)
@@ -222,7 +232,7 @@ def _section(section: RoleSection) -> list[str]:
 
 def _holder_row(holding: Holding) -> str:
     return (
-        f"| `{holding.account}` | {_status(holding.status)} | {holding.last_applied or ''} | "
+        f"| {_code(holding.account)} | {_status(holding.status)} | {holding.last_applied or ''} | "
         f"{holding.ends or ''} | {_code(_where(holding.source))} | "
         f"{_esc(_commit(holding.source))} | {_code(holding.applied_from or '')} | "
         f"{_esc(holding.pending)} |"
@@ -244,7 +254,7 @@ def _accounts(report: AccessReport) -> list[str]:
 def _account_row(report: AccessReport, row: AccountRow) -> str:
     roles = ", ".join(report.role_name(role_id) for role_id in row.roles)
     return (
-        f"| `{row.account}` | {_esc(row.name)} | {_esc(row.email)} | {_status(row.status)} | "
+        f"| {_code(row.account)} | {_esc(row.name)} | {_esc(row.email)} | {_status(row.status)} | "
         f"{_esc(roles)} | {row.expires or ''} | {_code(_where(row.source))} | "
         f"{_esc(row.pending)} |"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from reconciler.errors import printable
 from reconciler.plan.model import Change, EventDecision, Expiring, Kind, Plan
 
 VERB = {
@@ -55,10 +56,23 @@ def age(timestamp: str, now: dt.datetime) -> str:
 
 def event_line(event: EventDecision, now: dt.datetime, max_attempts_note: str = "") -> str:
     """One provisioning event as a line of text, its age taken at ``now``."""
+    # Every field but the decision is the API's text: one line, whatever it holds.
     return (
-        f"{event.event_id} {event.account} → {event.target}: {event.reason} "
-        f"(age {age(event.created_at, now)}, attempts {event.attempts}{max_attempts_note}) — "
-        f"{event.decision.value}: {event.why}"
+        f"{printable(event.event_id)} {printable(event.account)} → {printable(event.target)}: "
+        f"{printable(event.reason)} (age {age(event.created_at, now)}, attempts "
+        f"{event.attempts}{max_attempts_note}) — {event.decision.value}: {printable(event.why)}"
+    )
+
+
+def loosened_message(plan: Plan) -> str | None:
+    """Why a plan with many disables passes: the policy loosened the guard rail (or None)."""
+    guard = plan.guard
+    if not guard.loosened:
+        return None
+    return (
+        f"{guard.disables} disables pass only because {guard.rule} allows {guard.limit}; "
+        f"the default guard rail would allow {guard.default_limit} and block this plan. "
+        "Check that loosening policy.max_disable was intended and reviewed"
     )
 
 
@@ -87,21 +101,21 @@ def guard_messages(plan: Plan) -> list[str]:
 
 def change_heading(change: Change) -> str:
     """``alice will be created (new account)``."""
-    return f"{change.account} will be {VERB[change.kind]} ({change.reason.value})"
+    return f"{printable(change.account)} will be {VERB[change.kind]} ({change.reason.value})"
 
 
 def location(plan: Plan) -> str:
     """Where the plan's state is: the location and, for PostgreSQL, the workspace."""
-    where = plan.state_location or "(location not recorded)"
-    return f"{where} (workspace {plan.workspace})" if plan.workspace else where
+    where = printable(plan.state_location or "(location not recorded)")
+    return f"{where} (workspace {printable(plan.workspace)})" if plan.workspace else where
 
 
 def state_line(plan: Plan) -> str:
     """The state the plan was made against: location, workspace, lineage and serial."""
     if not plan.state_exists:
         return f"no state at {location(plan)}: every declared account is new"
-    workspace = f"workspace {plan.workspace}, " if plan.workspace else ""
-    where = plan.state_location or "(location not recorded)"
+    workspace = f"workspace {printable(plan.workspace)}, " if plan.workspace else ""
+    where = printable(plan.state_location or "(location not recorded)")
     return f"State: {where} ({workspace}lineage {plan.lineage}, serial {plan.serial})"
 
 
@@ -120,8 +134,8 @@ def expiring_count(plan: Plan) -> str:
 def expiring_what(plan: Plan, item: Expiring) -> str:
     """``tenant-admin of sam.okafor`` or ``account li.wei``."""
     if item.role_id is None:
-        return f"account {item.account}"
-    return f"{plan.role_name(item.role_id)} of {item.account}"
+        return f"account {printable(item.account)}"
+    return f"{plan.role_name(item.role_id)} of {printable(item.account)}"
 
 
 def in_days(days: int) -> str:

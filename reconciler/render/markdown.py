@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from reconciler.errors import printable
 from reconciler.plan import access, planfile
 from reconciler.plan.model import Action, Change, Decision, Kind, Plan, Reason
 from reconciler.render import common
@@ -36,12 +37,16 @@ def render(
 
 
 def _esc(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """``text`` for a table cell or a line: one line (control and bidi characters escaped),
+    no cell separator, no HTML, no code span opened."""
+    escaped = printable(text).replace("|", "\\|").replace("`", "\\`")
+    return escaped.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _code(text: str) -> str:
-    """``text`` as inline code (a backtick inside could end the span early)."""
-    return "`" + text.replace("`", "'") + "`"
+    """``text`` as inline code, one line (a backtick inside could end the span early, a
+    pipe end a table cell: GitHub reads ``\\|`` as a pipe even in code)."""
+    return "`" + printable(text).replace("`", "'").replace("|", "\\|") + "`"
 
 
 def _cut(items: list[str], max_rows: int | None, what: str) -> list[str]:
@@ -53,7 +58,7 @@ def _cut(items: list[str], max_rows: int | None, what: str) -> list[str]:
 def _names(accounts: tuple[str, ...], max_rows: int | None) -> str:
     shown = list(accounts) if max_rows is None else list(accounts[: max(max_rows, 3)])
     more = len(accounts) - len(shown)
-    return ", ".join(f"`{a}`" for a in shown) + (f" and {more} more" if more > 0 else "")
+    return ", ".join(_code(a) for a in shown) + (f" and {more} more" if more > 0 else "")
 
 
 def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int | None) -> str:
@@ -62,6 +67,10 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     out.append(f"### reconciler plan: {headline}")
     out.append("")
     out.extend(_state(plan))
+    loosened = common.loosened_message(plan)
+    if loosened is not None:
+        out.append(f"> [!WARNING]\n> **Guard rail loosened:** {_esc(loosened)}.")
+        out.append("")
     if plan.guard.blocked:
         for message in common.guard_messages(plan):
             out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")
@@ -136,9 +145,9 @@ def _expiring(plan: Plan, max_rows: int | None) -> list[str]:
         "|---|---|---|---|---|",
     ]
     rows = [
-        f"| {item.on} | {common.in_days(item.days_left)} | `{item.account}` | "
+        f"| {item.on} | {common.in_days(item.days_left)} | {_code(item.account)} | "
         f"{_esc(plan.role_name(item.role_id)) if item.role_id else '(the account)'} | "
-        f"`{item.source.render()}` |"
+        f"{_code(item.source.render())} |"
         for item in plan.expiring
     ]
     out.extend(_cut(rows, max_rows, "grants"))
@@ -194,18 +203,18 @@ def _change_row(plan: Plan, change: Change) -> str:
     for why in plan.why(change):
         detail += f"; {_esc(why)}"
     source = _source(change)
-    return f"| {_ICON[change.kind]} | `{change.account}` | {detail} | {source} |"
+    return f"| {_ICON[change.kind]} | {_code(change.account)} | {detail} | {source} |"
 
 
 def _source(change: Change) -> str:
     if change.source is None:
         return ""
-    where, commit = f"`{change.source.render()}`", change.source.commit
+    where, commit = _code(change.source.render()), change.source.commit
     if commit is None:
         return where
     if commit.uncommitted:
         return f"{where} · uncommitted"
-    return f"{where} · `{commit.hash}` {_esc(commit.author)}, {commit.date[:10]}"
+    return f"{where} · {_code(commit.hash)} {_esc(commit.author)}, {_esc(commit.date[:10])}"
 
 
 def _changes(plan: Plan, max_rows: int | None) -> list[str]:
@@ -237,7 +246,7 @@ def _events(plan: Plan, max_rows: int | None, now: dt.datetime) -> list[str]:
         )
         rows = [
             f"| {'🔁 retry' if e.decision is Decision.RETRY else '👀 report only'} | "
-            f"`{e.event_id}` | `{e.account}` | {_esc(e.target)} | {_esc(e.reason)} | "
+            f"{_code(e.event_id)} | {_code(e.account)} | {_esc(e.target)} | {_esc(e.reason)} | "
             f"{common.age(e.created_at, now)} | {e.attempts} | {_esc(e.why)} |"
             for e in plan.events
         ]

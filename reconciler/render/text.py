@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from reconciler.errors import printable
 from reconciler.plan import access, planfile
 from reconciler.plan.model import Action, Change, Decision, Kind, Plan
 from reconciler.render import common
@@ -57,7 +58,7 @@ def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: b
         lines.append("")
     lines.extend(_sensitive(plan, paint))
     for note in plan.notes:
-        lines.append(f"Note: {note}")
+        lines.append(f"Note: {printable(note)}")
     lines.append(paint(_BOLD, common.summary_line(plan)))
     for message in common.guard_messages(plan):
         lines.append(paint(_COLORS[Action.DISABLE], f"Blocked by guard rail: {message}"))
@@ -73,9 +74,13 @@ def _header(plan: Plan, paint: _Paint) -> list[str]:
     digest = planfile.changes_digest(plan)
     dated = common.evaluated_at(plan)
     lines.append(
-        f"Input: {plan.input_path or '(path not recorded)'} ({plan.input_digest[:19]}…), "
+        f"Input: {printable(plan.input_path or '(path not recorded)')} "
+        f"({plan.input_digest[:19]}…), "
         f"changes {digest[:19]}…" + (f"; {dated}" if dated else "")
     )
+    loosened = common.loosened_message(plan)
+    if loosened is not None:
+        lines.append(paint(_WARN, f"Warning: guard rail loosened: {loosened}."))
     lines.append("")
     return lines
 
@@ -97,7 +102,7 @@ def _sensitive(plan: Plan, paint: _Paint) -> list[str]:
     if not rows:
         return []
     lines = [paint(_WARN, "Sensitive grants (privilege escalation):")]
-    lines += [f"  ! {row.role}: {', '.join(row.gains)}" for row in rows]
+    lines += [f"  ! {row.role}: {printable(', '.join(row.gains))}" for row in rows]
     lines.append("")
     return lines
 
@@ -128,7 +133,7 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
         paint(_DIM, f"  # {common.change_heading(change)}{where}"),
         paint(
             color,
-            f"  {change.action.symbol} account {change.account}"
+            f"  {change.action.symbol} account {printable(change.account)}"
             + (adopt if change.kind is Kind.ADOPT else ""),
         ),
     ]

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.errors import ConfigError, StateConflict, StateError, StateLocked, StateLockLost
+from reconciler.seals import Seal
 from reconciler.stores.location import Backend, Location, classify
-from reconciler.stores.model import MAX_SERIAL, State, utc_now
+from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, State, utc_now
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 STATE_ENV = "RECONCILER_STATE"
@@ -239,6 +240,23 @@ def check_serial(state: State, *, where: str) -> None:
         )
 
 
+def check_room(state: State, store: Store) -> None:
+    """Refuse to start a run (apply, refresh) on a state too close to the last serial.
+
+    Each batch takes writes; a run that reached MAX_SERIAL halfway would have sent
+    batches whose results it cannot record. StateError before anything is sent.
+    """
+    if state.serial > LAST_STARTING_SERIAL:
+        raise StateError(
+            f"state {store.describe()} is at serial {state.serial}, less than 2^32 writes "
+            f"before the last serial ({MAX_SERIAL}): apply and refresh do not start there, "
+            "as they could not record what they send; nothing was sent",
+            hint="`reconciler state pull > copy.json`, give it a serial below "
+            f"{LAST_STARTING_SERIAL}, then `reconciler state push copy.json` into an empty "
+            "workspace or file",
+        )
+
+
 def check_successor(
     current: State | None, new: State, *, where: str, expected: Expected | None = None
 ) -> None:
@@ -276,7 +294,7 @@ def open_store(
     base_dir: Path,
     workspace: str | None = None,
     environ: Mapping[str, str],
-    check_record: bool = True,
+    check_record: Seal | None = None,
 ) -> Store:
     """The store for ``location``, else ``RECONCILER_STATE`` in ``environ``, else the default.
 
@@ -284,8 +302,9 @@ def open_store(
     ``RECONCILER_STATE`` and use the default file. The location must be a postgresql://
     URL or a plain path (``location.classify``); anything else is refused before a store
     exists. ``--workspace`` is for PostgreSQL only: a file has no workspaces, and a
-    misspelt one must not select an empty state. ``check_record``: a state file may skip
-    the schema for bytes that passed it before (``stores.checked``; off with --no-cache).
+    misspelt one must not select an empty state. ``check_record``: the key under which a
+    state file may skip the schema for bytes that passed it before (``stores.checked``);
+    None (--no-cache, or no usable key) checks every read.
     """
     source = "--state"
     if location is None and STATE_ENV in environ:

@@ -6,9 +6,12 @@ on the bytes, the schema and this reconciler, so after a snapshot passed it, a s
 beside it (``<state>.checked``) names the three by their digests; a later read of the very
 same bytes skips the schema and keeps every other check (format version, shape, journal).
 
-The record is JSON with a digest over its own fields, written to a temp file and renamed
-(0600); one that is missing, unreadable, corrupt or names anything else is ignored and
-rewritten after the full check. Deleting it costs one check on the next read.
+The record is JSON sealed with an HMAC over its own fields under this user's key
+(``reconciler.seals``, kept outside every repository and state folder), written to a temp
+file and renamed (0600); one that is missing, unreadable, corrupt, names anything else or
+is not sealed by this key (copied from another user or machine, restored, forged with a
+plain digest) is ignored and rewritten after the full check. Deleting it costs one check
+on the next read.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ import stat
 from pathlib import Path
 
 from reconciler import __version__, schemas
+from reconciler.seals import Seal
 
-FORMAT = 1
+FORMAT = 2  # 2: sealed with the user's key, no longer a plain digest
 SUFFIX = ".checked"
 _MAX_BYTES = 4096
 _FIELDS = ("format", "snapshot", "schema", "tool")
+# Never block on a FIFO at the record's path (its fstat then refuses it), never follow a symlink.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 
 def snapshot_digest(snapshot: bytes) -> str:
@@ -50,26 +56,28 @@ def _facts(snapshot: str) -> dict[str, object]:
     }
 
 
-def _seal(facts: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+def _signed(facts: dict[str, object]) -> bytes:
+    """The bytes a record's seal signs: its facts, canonically."""
+    return json.dumps(facts, sort_keys=True, separators=(",", ":")).encode()
 
 
-def encode(snapshot: str) -> bytes:
+def encode(snapshot: str, seal: Seal) -> bytes:
     """The record for a snapshot with digest ``snapshot`` (pure but for the schema file)."""
     facts = _facts(snapshot)
-    return json.dumps({**facts, "digest": _seal(facts)}, sort_keys=True).encode() + b"\n"
+    record = {**facts, "seal": seal.sign(_signed(facts))}
+    return json.dumps(record, sort_keys=True).encode() + b"\n"
 
 
-def matches(blob: bytes, snapshot: str) -> bool:
-    """Whether ``blob`` is an intact record for a snapshot with digest ``snapshot``."""
+def matches(blob: bytes, snapshot: str, seal: Seal) -> bool:
+    """Whether ``blob`` is a record sealed by ``seal`` for a snapshot with digest ``snapshot``."""
     try:
         record = json.loads(blob)
     except ValueError:
         return False
-    if not isinstance(record, dict) or set(record) != {*_FIELDS, "digest"}:
+    if not isinstance(record, dict) or set(record) != {*_FIELDS, "seal"}:
         return False
     facts = {field: record[field] for field in _FIELDS}
-    return facts == _facts(snapshot) and record["digest"] == _seal(facts)
+    return seal.verifies(_signed(facts), record["seal"]) and facts == _facts(snapshot)
 
 
 def record_path(state_file: Path) -> Path:
@@ -77,11 +85,11 @@ def record_path(state_file: Path) -> Path:
     return state_file.with_name(state_file.name + SUFFIX)
 
 
-def known(state_file: Path, snapshot: str) -> bool:
+def known(state_file: Path, snapshot: str, seal: Seal) -> bool:
     """Whether the record beside ``state_file`` says ``snapshot`` passed (never raises)."""
     path = record_path(state_file)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as handle:
@@ -94,19 +102,19 @@ def known(state_file: Path, snapshot: str) -> bool:
                 or status.st_size > _MAX_BYTES
             ):
                 return False
-            return matches(handle.read(_MAX_BYTES), snapshot)
+            return matches(handle.read(_MAX_BYTES), snapshot, seal)
         except OSError:
             return False
 
 
-def remember(state_file: Path, snapshot: str) -> None:
+def remember(state_file: Path, snapshot: str, seal: Seal) -> None:
     """Record that ``snapshot`` passed (atomically; a failure only costs a check later)."""
     path = record_path(state_file)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(encode(snapshot))
+            handle.write(encode(snapshot, seal))
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only directory: the next read checks the schema again

@@ -2,20 +2,33 @@
 
 Kept apart from ``local`` (which decides what to write) so that each step's durability is
 visible in one place: every function returns only once what it wrote is on disk.
+
+Every open of the state's files (snapshot, journal, temp snapshot, lock) goes through
+:func:`open_regular`: opened without blocking and refused unless it is a regular file, so a
+FIFO given as ``--state`` (or left where a journal or lock file belongs) fails at once with
+an error naming it, instead of hanging every command. Symlinks are followed as before: a
+symlinked state is one state with its target (``local``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.errors import StateError
+
 # (st_ino, st_mtime_ns, st_size) of the snapshot, and of the journal or None
 Mark = tuple[int, int, int]
 Signature = tuple[Mark, Mark | None]
+# Opening a FIFO for reading (or writing) blocks until a writer (reader) comes: never wait.
+# O_NONBLOCK means nothing for a regular file, so the descriptor is used as it is.
+_NO_WAIT = os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +54,51 @@ def mark(st: os.stat_result) -> Mark:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open(path, flags, mode)`` without ever blocking; StateError (the descriptor
+    closed) unless what is there is a regular file: a FIFO, a device or a folder holds no
+    state, and reading a FIFO would wait forever."""
+    try:
+        fd = os.open(path, flags | _NO_WAIT, mode)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise _not_a_file(path, os.stat(path).st_mode) from None
+        raise
+    try:
+        kind = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if stat.S_ISREG(kind):
+        return fd
+    os.close(fd)
+    raise _not_a_file(path, kind)
+
+
+def _not_a_file(path: Path, kind: int) -> StateError:
+    """The error for a state's file that is not a regular file."""
+    return StateError(
+        f"{path} is {_kind(kind)}, not a regular file: it cannot hold a state, and nothing "
+        "was read or written",
+        hint=f"point --state (or RECONCILER_STATE) at a state file, e.g. --state "
+        f".reconciler/state.json; or move {path} aside (mv {path} {path}.aside) if it was "
+        "left there",
+    )
+
+
+def _kind(mode: int) -> str:
+    """What a file of ``mode`` (not a regular file) is, in words."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
 @contextlib.contextmanager
 def locked(path: Path, *, exclusive: bool) -> Iterator[int | None]:
     """The snapshot ``path`` open and flocked (None when it does not exist).
@@ -50,7 +108,7 @@ def locked(path: Path, *, exclusive: bool) -> Iterator[int | None]:
     """
     while True:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = open_regular(path, os.O_RDONLY)
         except FileNotFoundError:
             yield None
             return
@@ -74,15 +132,18 @@ def read_pair(fd: int, journal: Path) -> Pair:
         handle.seek(0)
         snapshot = handle.read()
     try:
-        journal_data = journal.read_bytes()
+        journal_fd = open_regular(journal, os.O_RDONLY)
     except FileNotFoundError:
         journal_data = b""
+    else:
+        with open(journal_fd, "rb") as handle:
+            journal_data = handle.read()
     return Pair(snapshot=snapshot, journal=journal_data, signature=signature(os.fstat(fd), journal))
 
 
 def write_new(path: Path, data: bytes) -> os.stat_result:
     """Write ``data`` to a new file ``path`` (mode 0600), fsync it; its status after."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         _write_all(fd, data)
         os.fsync(fd)
@@ -99,7 +160,7 @@ def append(path: Path, data: bytes, *, at: int) -> Mark:
     as far as the system lets us: a record cut short is ignored by readers either way.
     """
     created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         if os.fstat(fd).st_size != at:
             os.ftruncate(fd, at)  # a record a crash cut short, never acknowledged

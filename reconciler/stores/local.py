@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import StateConflict, StateCorrupt, StateError
+from reconciler.seals import Seal
 from reconciler.stores import (
     Expected,
     Lock,
@@ -95,7 +96,7 @@ class LocalStore:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         journal_floor: int = _RUN_FLOOR,
-        check_record: bool = True,
+        check_record: Seal | None = None,
     ) -> None:
         self.path = path
         # A symlinked state is written through to its target: never replaced by a file.
@@ -106,7 +107,8 @@ class LocalStore:
         self._private = private_directory  # the default .reconciler/: always gitignored
         self._monotonic, self._sleep = monotonic, sleep
         self._journal_floor = journal_floor  # a journal may grow this big in a run, at least
-        # Skip the schema for snapshot bytes that passed it before (stores.checked).
+        # Skip the schema for snapshot bytes that passed it before (stores.checked), by a
+        # record sealed with this key; None: no record, every read checks the schema.
         self._check_record = check_record
         self._temp = re.compile(rf"^\.{re.escape(self.file.name)}\.[0-9]+(?:\.backup)?\.tmp$")
         self._held: _Held | None = None
@@ -151,8 +153,9 @@ class LocalStore:
         if known is not None and known.signature == signature:
             return known
         pair = files.read_pair(fd, self.journal_path)
-        digest = checked.snapshot_digest(pair.snapshot) if self._check_record else ""
-        passed = bool(digest) and checked.known(self.file, digest)
+        seal = self._check_record
+        digest = checked.snapshot_digest(pair.snapshot) if seal is not None else ""
+        passed = seal is not None and checked.known(self.file, digest, seal)
         loaded = journals.load(
             pair.snapshot,
             pair.journal,
@@ -160,8 +163,8 @@ class LocalStore:
             repair_hint=self._repair_hint(),
             schema_checked=passed,
         )
-        if digest and not passed:
-            checked.remember(self.file, digest)
+        if seal is not None and not passed:
+            checked.remember(self.file, digest, seal)
         self._known = _Known(state=loaded.state, loaded=loaded, signature=pair.signature)
         return self._known
 
@@ -323,7 +326,7 @@ class LocalStore:
         if self._held is not None:
             raise StateError(f"state {self.path} is already locked by this process")
         self._prepare_directory()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = files.open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             self._take(fd, timeout)
             info = LockInfo.new(operation)
@@ -387,9 +390,11 @@ class LocalStore:
     def holder(self) -> LockInfo | None:
         """The holder recorded in the lock file, or None."""
         try:
-            return _parse_holder(self.lock_path.read_bytes())
-        except OSError:
-            return None
+            fd = files.open_regular(self.lock_path, os.O_RDONLY)
+        except (OSError, StateError):
+            return None  # none, or not a file: no holder to name
+        with open(fd, "rb") as handle:
+            return _parse_holder(handle.read(65536))
 
     def force_unlock(self, lock_id: str) -> None:
         """Remove the lock file if it names ``lock_id``."""

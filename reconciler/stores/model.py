@@ -26,6 +26,9 @@ FORMAT_VERSION = 2
 # The largest serial a state can have: PostgreSQL's bigint, and the same for files so a
 # state moves between backends unchanged (``schemas/state.schema.json`` says so too).
 MAX_SERIAL = 2**63 - 1
+# The largest serial an apply or refresh starts from: 2^32 writes of room, far more than
+# any run makes (two or three per batch), so a run never sends what it cannot record.
+LAST_STARTING_SERIAL = MAX_SERIAL - 2**32
 
 
 class Action(enum.StrEnum):

@@ -86,6 +86,17 @@ class _Held:
     lock_id: str
 
 
+def _refuse_empty(name: str, source: str) -> None:
+    """ConfigError for an empty workspace name: it is never the default workspace."""
+    if not name:
+        raise ConfigError(
+            f"{source} is empty: an empty workspace is not the default workspace "
+            f"{DEFAULT_WORKSPACE!r}",
+            hint=f"name the workspace (e.g. --workspace {DEFAULT_WORKSPACE}), or leave it out "
+            "for the default",
+        )
+
+
 class PostgresStore:
     """One workspace's state in a PostgreSQL database (several workspaces per database)."""
 
@@ -130,6 +141,9 @@ class PostgresStore:
         """The store for ``dsn``; the workspace comes from ``?workspace=`` or the argument."""
         parsed = pg_dsn.split(dsn, timeouts=timeouts)
         named = parsed.workspace
+        for source, name in (("--workspace", workspace), ("the DSN's workspace=", named)):
+            if name is not None:
+                _refuse_empty(name, source)
         if workspace and named and workspace != named:
             raise ConfigError(
                 f"workspace {workspace!r} given, but the DSN names workspace {named!r}",

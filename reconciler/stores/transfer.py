@@ -13,7 +13,8 @@ moves a state unchanged — lineage *and* serial, so history is never lost. Push
   state, and every plan saved against it, sees a change and stops.
 
 Every push is a compare-and-swap against the state it read, and a serial must leave room
-for the writes after it: a document at ``MAX_SERIAL`` (2^63-1) is refused, even forced.
+for the writes after it: a document above ``LAST_STARTING_SERIAL`` (2^63-1 - 2^32) is
+refused, even forced.
 A stored state that is corrupt or of a newer format is refused even with ``force`` (the
 store's read refuses it): it is evidence, moved aside by hand, never overwritten.
 The caller holds the store's lock around :func:`push`.
@@ -27,7 +28,7 @@ from typing import Any
 from reconciler.errors import StateConflict, StateError
 from reconciler.stores import Expected, Store
 from reconciler.stores import model as state_codec
-from reconciler.stores.model import MAX_SERIAL, State
+from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, State
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,11 +58,13 @@ def parse(document: Any) -> State:
 def push(store: Store, document: Any, *, force: bool = False) -> Pushed:
     """Validate ``document`` and write it to ``store`` under the push rules."""
     pushed = parse(document)
-    if pushed.serial >= MAX_SERIAL:
+    if pushed.serial > LAST_STARTING_SERIAL:
         raise StateError(
             f"the pushed document has serial {pushed.serial}, which leaves no room for a "
-            f"later write (serials end at {MAX_SERIAL}); nothing was written",
-            hint="give the document a smaller serial, then push it into an empty store",
+            f"later apply (one starts at serial {LAST_STARTING_SERIAL} at most; serials end "
+            f"at {MAX_SERIAL}); nothing was written",
+            hint=f"give the document a serial below {LAST_STARTING_SERIAL}, then push it "
+            "into an empty store",
         )
     current = store.read()
     serial = pushed.serial

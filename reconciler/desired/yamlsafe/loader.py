@@ -95,7 +95,7 @@ class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at i
         raise ValueError(value)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """PyYAML's (merge keys included), after reporting duplicate and non-text keys."""
+        """PyYAML's (merge keys refused), after reporting duplicate and non-text keys."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -112,15 +112,13 @@ class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at i
         return mapping
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        """PyYAML's, after checking that each merge key (<<) merges mappings."""
-        for key_node, value_node in node.value:
-            if key_node.tag != _MERGE:
-                continue
-            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            if not all(isinstance(part, yaml.MappingNode) for part in merged):
+        """Refuse merge keys (<<): a reviewer reading the diff does not see merged values."""
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
                 raise HostileInput(
-                    "a merge key (<<) takes a mapping or a list of mappings",
-                    mark_of(value_node.start_mark),
+                    "merge keys are not supported; write the keys out (a reviewer reading "
+                    "the change does not see the values a merge key (<<) brings in)",
+                    mark_of(key_node.start_mark),
                 )
         super().flatten_mapping(node)
 
