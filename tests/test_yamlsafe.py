@@ -465,7 +465,6 @@ def test_an_alias_the_text_scan_misses_is_still_measured(monkeypatch: pytest.Mon
     "raw",
     [
         pytest.param(b"a: ! 10\nb: ! '10'\nc: !!str x\n", id="tags"),
-        pytest.param(b"<<: {a: 1}\nb: 2\n", id="merge-key-without-alias"),
         pytest.param(b"1:\n  true: 2\n  ~: 3\nk: v\nk: w\n", id="odd-keys"),
         pytest.param(b"- 1\n- [a, {b: [c, 2024-01-01]}]\n- {account: x}\n", id="nested"),
         pytest.param(b"a: &x 1\nb: {c: 0x1F, d: .inf, e: ''}\n", id="anchor-without-alias"),

@@ -7,7 +7,7 @@ spellings, strict booleans), duplicate and non-text keys reported, the line of e
 mapping with an ``account`` key recorded, and a key made of a list or mapping refused.
 Anything else (an alias, a merge key ``<<``, an explicit tag) raises ``Unusual``, having
 reported nothing, and the caller composes the document with the general loader, which
-measures aliases first and keeps PyYAML's behaviour for merge keys and tags.
+measures aliases first, refuses merge keys and reads or refuses tags.
 
 Mapping keys and the text items of lists (role names) are interned: 100k users share one
 copy of ``account``, ``name`` and of each role name instead of one each. The build recurses

@@ -11,7 +11,7 @@
 Documents of plain mappings, lists and scalars never reach this loader: ``events``
 builds them from libyaml's events without a node graph, with the same readings and
 problems. This loader composes what needs more: aliases (measured first), merge keys
-and explicit tags.
+(refused, at the key) and explicit tags.
 """
 
 from __future__ import annotations
