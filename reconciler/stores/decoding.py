@@ -20,8 +20,10 @@ the per-record check: the whole document was checked, records included.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -35,23 +37,69 @@ _RECORD_KEYS = frozenset(
 _REQUIRED_KEYS = frozenset(model.ATTRIBUTES)
 
 
+# The decoder's constructor: each slot set through its descriptor, as ``__init__`` would,
+# without a frozen dataclass's ``object.__setattr__`` per field (half the cost of a record).
+_new = object.__new__
+(
+    _set_account,
+    _set_name,
+    _set_email,
+    _set_role_ids,
+    _set_enabled,
+    _set_last_task_id,
+    _set_created_at,
+    _set_updated_at,
+    _set_source_commit,
+    _set_adopted,
+) = (getattr(AccountRecord, name).__set__ for name in AccountRecord.__slots__)
+
+
 class _Records:
     """The ``object_hook``: a record-shaped JSON object that fits becomes an AccountRecord.
 
     Its ``account`` is blank until :func:`state` names it after its key in ``accounts``.
+    Role-id lists repeat (a few hundred combinations among a million accounts): each
+    distinct one is a single tuple of interned ids, as are repeated task ids and times.
     """
 
-    __slots__ = ("_fits",)
+    __slots__ = ("_fits", "_role_ids", "_texts")
 
     def __init__(self, fits: Callable[[Any], bool] | None) -> None:
         self._fits = fits
+        self._role_ids: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._texts: dict[Any, Any] = {}
 
     def __call__(self, obj: dict[str, Any]) -> Any:
         if "role_ids" not in obj or not (_REQUIRED_KEYS <= obj.keys() <= _RECORD_KEYS):
             return obj
         if self._fits is not None and not self._fits(obj):
             return obj  # stays JSON: the plain reader reports what is wrong with it
-        return model.account_from_json("", obj)
+        try:
+            return self._record(obj)
+        except TypeError:  # unhashable where a text belongs: the plain reader decides
+            return obj
+
+    def _record(self, obj: dict[str, Any]) -> AccountRecord:
+        get, texts = obj.get, self._texts
+        listed = tuple(obj["role_ids"])
+        role_ids = self._role_ids.get(listed)
+        if role_ids is None:
+            role_ids = tuple([model.shared(role_id) for role_id in listed])
+            self._role_ids[listed] = role_ids
+        last_task_id, created_at = get("last_task_id"), get("created_at")
+        updated_at = get("updated_at")
+        record: AccountRecord = _new(AccountRecord)
+        _set_account(record, "")
+        _set_name(record, obj["name"])
+        _set_email(record, obj["email"])
+        _set_role_ids(record, role_ids)
+        _set_enabled(record, obj["enabled"])
+        _set_last_task_id(record, texts.setdefault(last_task_id, last_task_id))
+        _set_created_at(record, texts.setdefault(created_at, created_at))
+        _set_updated_at(record, texts.setdefault(updated_at, updated_at))
+        _set_source_commit(record, get("source_commit"))
+        _set_adopted(record, get("adopted", False))  # absent in format 1: nothing was adopted
+        return record
 
 
 def loads(data: bytes, *, schema_checked: bool) -> Any:
@@ -60,7 +108,22 @@ def loads(data: bytes, *, schema_checked: bool) -> Any:
     Raises what ``json.loads`` raises on bytes that are not JSON.
     """
     fits = None if schema_checked else schemas.part_check("state", "account")
-    return json.loads(data, object_hook=_Records(fits))
+    with _collector_paused():
+        return json.loads(data, object_hook=_Records(fits))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while decoding: JSON makes no cycles, and the collector,
+    set off by every 700 new objects, walked all the records made so far each time it
+    reached the oldest generation (a million records took 3x as long to decode)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) -> State | None:
@@ -77,7 +140,7 @@ def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) 
         if type(record) is not AccountRecord:
             return None
         # Not yet published: the decoder made it, blank, a moment ago (see _Records).
-        object.__setattr__(record, "account", account)
+        _set_account(record, account)
     skeleton = _skeleton(document)
     if skeleton is None:
         return None
