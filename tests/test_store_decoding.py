@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.errors import StateCorrupt
 from reconciler.stores import decoding, journal, model
+from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
 from tests.support.builders import sample_state
 
@@ -143,3 +145,37 @@ def test_records_share_their_repeated_strings() -> None:
     assert bob.role_ids[0] is carol.role_ids[0]
     assert bob.created_at is carol.created_at
     assert bob.last_task_id is carol.last_task_id
+
+
+def test_a_snapshot_read_as_text_keeps_its_byte_size_and_encoding(tmp_path: Path) -> None:
+    """The store decodes the bytes itself (to let go of them early): UTF-16 still reads, as
+    ``json.loads`` of bytes read it, and the snapshot's size stays its size in bytes."""
+    state = replace(
+        sample_state(),
+        accounts={"alice": replace(sample_state().accounts["alice"], name="Ålice Žák")},
+    )
+    document = json.dumps(model.to_json(state), ensure_ascii=False)
+    for encoding in ("utf-8", "utf-16"):
+        path = tmp_path / f"{encoding}.json"
+        path.write_bytes(document.encode(encoding))
+        read = LocalStore(path).read()
+        assert read == state
+    raw = document.encode()
+    loaded = journal.load(
+        journal.text(raw, where=_WHERE, repair_hint=_HINT),
+        b"",
+        where=_WHERE,
+        repair_hint=_HINT,
+        snapshot_bytes=len(raw),
+    )
+    assert loaded.state == state
+    assert loaded.snapshot_bytes == len(raw) > len(document)
+
+
+def test_a_snapshot_that_is_not_text_is_refused_as_not_json(tmp_path: Path) -> None:
+    """Bytes that decode as no text are refused as before: not valid JSON, nothing changed."""
+    path = tmp_path / "state.json"
+    path.write_bytes(b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}')
+    with pytest.raises(StateCorrupt, match="is not valid JSON"):
+        LocalStore(path).read()
+    assert path.read_bytes() == b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'

@@ -102,7 +102,7 @@ class _Records:
         return record
 
 
-def loads(data: bytes, *, schema_checked: bool) -> Any:
+def loads(data: bytes | str, *, schema_checked: bool) -> Any:
     """``json.loads(data)`` with account records decoded as they are parsed.
 
     Raises what ``json.loads`` raises on bytes that are not JSON.
