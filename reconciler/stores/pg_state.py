@@ -59,7 +59,7 @@ def read(conn: Connection, workspace: str, *, where: str, repair_hint: str) -> S
     data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=True)
     loaded = decoding.state(data, where=where, repair_hint=repair_hint, schema_checked=False)
     if loaded is None:
-        data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=True)
+        data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=False)
         loaded = model.from_json(data, where=where, repair_hint=repair_hint)
     if (loaded.lineage, loaded.serial) != (lineage, serial):
         raise StateCorrupt(
