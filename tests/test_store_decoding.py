@@ -147,29 +147,86 @@ def test_records_share_their_repeated_strings() -> None:
     assert bob.last_task_id is carol.last_task_id
 
 
-def test_a_snapshot_read_as_text_keeps_its_byte_size_and_encoding(tmp_path: Path) -> None:
-    """The store decodes the bytes itself (to let go of them early): UTF-16 still reads, as
-    ``json.loads`` of bytes read it, and the snapshot's size stays its size in bytes."""
-    state = replace(
-        sample_state(),
-        accounts={"alice": replace(sample_state().accounts["alice"], name="Ålice Žák")},
+def _chunked(raw: bytes, size: int) -> decoding.Chunks:
+    return decoding.Chunks([raw[i : i + size] for i in range(0, len(raw), size)])
+
+
+def _snapshot_bytes(state: State, *, indent: int | None, encoding: str = "utf-8") -> bytes:
+    wrapper = {
+        "format_version": 3,
+        "snapshot": {"journal": "j", "folded": None},
+        "state": model.to_json(state),
+    }
+    return json.dumps(wrapper, indent=indent, ensure_ascii=False).encode(encoding)
+
+
+def _non_ascii() -> State:
+    state = _with_adopted(sample_state())
+    alice = replace(
+        state.accounts["alice"], account="ålice", name="Ålice Žák 😀", email="ålice@example.com"
     )
-    document = json.dumps(model.to_json(state), ensure_ascii=False)
-    for encoding in ("utf-8", "utf-16"):
-        path = tmp_path / f"{encoding}.json"
-        path.write_bytes(document.encode(encoding))
-        read = LocalStore(path).read()
-        assert read == state
-    raw = document.encode()
-    loaded = journal.load(
-        journal.text(raw, where=_WHERE, repair_hint=_HINT),
-        b"",
-        where=_WHERE,
-        repair_hint=_HINT,
-        snapshot_bytes=len(raw),
-    )
+    return replace(state, serial=12345678901234, accounts={**state.accounts, "ålice": alice})
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_a_snapshot_decoded_chunk_by_chunk_is_the_same_state(
+    size: int, indent: int | None, encoding: str
+) -> None:
+    """However the bytes are cut (inside numbers, keys, multi-byte characters, white space),
+    the chunked decoder gives the plain reader's state and the snapshot's size in bytes."""
+    state = _non_ascii()
+    raw = _snapshot_bytes(state, indent=indent, encoding=encoding)
+    loaded = journal.load(_chunked(raw, size), b"", where=_WHERE, repair_hint=_HINT)
     assert loaded.state == state
-    assert loaded.snapshot_bytes == len(raw) > len(document)
+    assert loaded.snapshot_bytes == len(raw)
+    assert loaded.journal == "j"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"format_version": 2} {}',  # more after the document
+        b'{"format_version": 2, "accounts": {"a": }}',  # not JSON
+        b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'.decode("unicode_escape").encode(
+            "latin-1"
+        ),  # not UTF-8
+        b'{"format_version": 2, "accounts": {"a": {"name": "x"}',  # cut short
+        b"[]",
+        b'{"accounts": {"a": {"name": "x", "email": "y", "role_ids": ["1"], "enabled": true}}}',
+    ],
+)
+def test_what_the_chunked_decoder_does_not_take_goes_to_the_plain_reader(
+    tmp_path: Path, raw: bytes
+) -> None:
+    """Chunked, it is Irregular (or refused after a clean decode); read from a file, the
+    refusal is the plain reader's own, word for word, and the file is left as it was."""
+    with pytest.raises((decoding.Irregular, StateCorrupt)):
+        journal.load(_chunked(raw, 5), b"", where=_WHERE, repair_hint=_HINT)
+    with pytest.raises(StateCorrupt) as plain:
+        journal.load(raw, b"", where=str(tmp_path / "state.json"), repair_hint=_HINT)
+    path = tmp_path / "state.json"
+    path.write_bytes(raw)
+    with pytest.raises(StateCorrupt) as read:
+        LocalStore(path).read()
+    assert str(read.value) == str(plain.value)
+    assert path.read_bytes() == raw
+
+
+def test_a_large_state_file_reads_back_through_the_chunked_path(tmp_path: Path) -> None:
+    """A state larger than a chunk is written and read back whole (by another handle)."""
+    first = sample_state()
+    alice = first.accounts["alice"]
+    accounts = {
+        f"user{i:06d}": replace(alice, account=f"user{i:06d}", name=f"User {i}")
+        for i in range(decoding.CHUNK_BYTES // 100)
+    }
+    state = replace(first, accounts=accounts)
+    path = tmp_path / "state.json"
+    LocalStore(path).write(state)
+    assert path.stat().st_size > decoding.CHUNK_BYTES
+    assert LocalStore(path).read() == state
 
 
 def test_a_snapshot_that_is_not_text_is_refused_as_not_json(tmp_path: Path) -> None:

@@ -20,9 +20,13 @@ the per-record check: the whole document was checked, records included.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import json
+import json.decoder
+import json.scanner
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -184,3 +188,151 @@ def _holds_record(value: Any) -> bool:
     if type(value) is list:
         return any(_holds_record(item) for item in value)
     return False
+
+
+# -- decoding a snapshot from its chunks, letting go of each as the parser moves on -------
+
+CHUNK_BYTES = 4 * 1024 * 1024
+# Objects parsed here key by key, so that their members (records above all) are made
+# while the chunks behind them are freed; every other value goes to json's C scanner whole.
+_STREAMED = frozenset({(), ("state",), ("accounts",), ("state", "accounts")})
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class Irregular(Exception):
+    """The chunks hold something :func:`stream` does not take: decode the bytes plainly."""
+
+
+class Chunks:
+    """A snapshot's bytes as consecutive chunks, taken (and so freed) from the front."""
+
+    __slots__ = ("_left", "size")
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._left = chunks[::-1]  # popped from the end: the first chunk last
+        self.size = sum(len(chunk) for chunk in chunks)
+
+    def take(self) -> bytes | None:
+        """The next chunk, which this no longer holds; None after the last."""
+        return self._left.pop() if self._left else None
+
+
+class _Window:
+    """The decoded text from the parser's position on, refilled from the chunks."""
+
+    __slots__ = ("_chunks", "_decoder", "pos", "text")
+
+    def __init__(self, chunks: Chunks) -> None:
+        first = b""
+        while len(first) < 4 and (chunk := chunks.take()) is not None:
+            first += chunk  # the encoding is told by the first four bytes
+        encoding = json.detect_encoding(first)
+        self._decoder: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder(encoding)(
+            "surrogatepass"
+        )
+        self._chunks = chunks
+        self.text, self.pos = "", 0
+        self._add(first)
+
+    def _add(self, chunk: bytes | None) -> None:
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            more = decoder.decode(chunk or b"", final=chunk is None)
+        except UnicodeDecodeError:
+            raise Irregular from None  # the plain reader words it, at its position
+        if chunk is None:
+            self._decoder = None
+        self.text = self.text[self.pos :] + more
+        self.pos = 0
+
+    def more(self) -> bool:
+        """Add the next chunk's text; False when there is none."""
+        if self._decoder is None:
+            return False
+        self._add(self._chunks.take())
+        return True
+
+    def next_char(self) -> str:
+        """The next character after white space ('' at the end), the position on it."""
+        while True:
+            match = _SPACE.match(self.text, self.pos)
+            assert match is not None
+            self.pos = match.end()
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+
+def stream(chunks: Chunks, *, schema_checked: bool) -> Any:
+    """What :func:`loads` makes of the chunks' bytes, never holding all of their text.
+
+    Raises Irregular for anything that is not plain JSON (the plain reader then decides).
+    """
+    fits = None if schema_checked else schemas.part_check("state", "account")
+    hook = _Records(fits)
+    decoder = json.JSONDecoder(object_hook=hook)
+    scan = json.scanner.make_scanner(decoder)  # type: ignore[arg-type]  # typeshed: a class
+    window = _Window(chunks)
+    with _collector_paused():
+        document = _value(window, (), scan, hook)
+    if window.next_char():
+        raise Irregular  # more after the document
+    return document
+
+
+def _value(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -> Any:
+    """The JSON value at the window's position (after white space)."""
+    char = window.next_char()
+    if char == "{" and path in _STREAMED:
+        return _object(window, path, scan, hook)
+    while True:
+        try:
+            value, end = scan(window.text, window.pos)
+        except (StopIteration, json.JSONDecodeError):
+            if window.more():
+                continue  # cut by the window's end, perhaps
+            raise Irregular from None
+        if end == len(window.text) and window.more():
+            continue  # a number or a word may go on in the next chunk
+        window.pos = end
+        return value
+
+
+def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -> Any:
+    """A JSON object member by member (the window is on its ``{``)."""
+    window.pos += 1
+    members: dict[str, Any] = {}
+    if window.next_char() == "}":
+        window.pos += 1
+        return hook(members)
+    while True:
+        if window.next_char() != '"':
+            raise Irregular
+        key = _key(window)
+        if window.next_char() != ":":
+            raise Irregular
+        window.pos += 1
+        members[key] = _value(window, (*path, key), scan, hook)
+        match window.next_char():
+            case ",":
+                window.pos += 1
+            case "}":
+                window.pos += 1
+                return hook(members)
+            case _:
+                raise Irregular
+
+
+def _key(window: _Window) -> str:
+    """The string at the window's position (on its opening quote)."""
+    while True:
+        try:
+            key, end = json.decoder.scanstring(window.text, window.pos + 1, True)  # type: ignore[attr-defined]
+        except json.JSONDecodeError:
+            if window.more():
+                continue
+            raise Irregular from None
+        window.pos = end
+        return str(key)

@@ -79,33 +79,23 @@ def record(change: deltas.Delta, *, journal: str) -> bytes:
     return b"%d %08x %s\n" % (len(payload), zlib.crc32(payload), payload)
 
 
-def text(snapshot_data: bytes, *, where: str, repair_hint: str) -> str:
-    """The snapshot's text, decoded as ``json.loads`` decodes bytes (UTF-8, -16 or -32).
-
-    A reader that lets go of the bytes before decoding the text never holds both with the
-    records: at a million accounts, the bytes are a quarter of a gigabyte.
-    """
-    try:
-        return snapshot_data.decode(json.detect_encoding(snapshot_data), "surrogatepass")
-    except UnicodeDecodeError as exc:
-        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
-
-
 def load(
-    snapshot_data: bytes | str,
+    snapshot_data: bytes | decoding.Chunks,
     journal_data: bytes,
     *,
     where: str,
     repair_hint: str,
     schema_checked: bool = False,
-    snapshot_bytes: int | None = None,
 ) -> Loaded:
     """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted.
 
-    ``snapshot_data``: the snapshot's bytes, or its :func:`text` (then ``snapshot_bytes``
-    says how many bytes it had). ``schema_checked``: they passed the state schema before.
+    ``snapshot_data``: the snapshot's bytes, or its chunks, each let go of once decoded
+    (then decoding.Irregular means: read the bytes again and load them plainly).
+    ``schema_checked``: they passed the state schema before.
     """
-    size = len(snapshot_data) if snapshot_bytes is None else snapshot_bytes
+    data = snapshot_data
+    size = data.size if isinstance(data, decoding.Chunks) else len(data)
+    del data
     journal, folded, state = _decode(
         snapshot_data, where=where, repair_hint=repair_hint, schema_checked=schema_checked
     )
@@ -133,7 +123,7 @@ def load(
 
 
 def _decode(
-    snapshot_data: bytes | str, *, where: str, repair_hint: str, schema_checked: bool
+    snapshot_data: bytes | decoding.Chunks, *, where: str, repair_hint: str, schema_checked: bool
 ) -> tuple[str | None, str | None, State]:
     """(journal id, folded journal id, the state) of a snapshot file's bytes or text.
 
@@ -141,7 +131,10 @@ def _decode(
     whole is decoded again the plain way, which decides and words any refusal.
     """
     try:
-        data = decoding.loads(snapshot_data, schema_checked=schema_checked)
+        if isinstance(snapshot_data, decoding.Chunks):
+            data = decoding.stream(snapshot_data, schema_checked=schema_checked)
+        else:
+            data = decoding.loads(snapshot_data, schema_checked=schema_checked)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
     journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
@@ -151,6 +144,8 @@ def _decode(
     )
     if state is not None:
         return journal, folded, state
+    if isinstance(snapshot_data, decoding.Chunks):
+        raise decoding.Irregular  # its bytes are gone: the caller reads them again
     del document
     journal, folded, document = _unwrap(
         json.loads(snapshot_data), where=where, repair_hint=repair_hint

@@ -50,6 +50,7 @@ from reconciler.stores import (
     check_serial,
     check_successor,
     checked,
+    decoding,
     files,
     lock_lost,
     locked_error,
@@ -152,24 +153,28 @@ class LocalStore:
         known = self._known
         if known is not None and known.signature == signature:
             return known
-        pair = files.read_pair(fd, self.journal_path)
+        pair = files.read_pair(fd, self.journal_path, chunk_bytes=decoding.CHUNK_BYTES)
         seal = self._check_record
         digest = checked.snapshot_digest(pair.snapshot) if seal is not None else ""
         passed = seal is not None and checked.known(self.file, digest, seal)
         where, repair_hint = str(self.path), self._repair_hint()
-        journal, read_at, size = pair.journal, pair.signature, len(pair.snapshot)
-        # The bytes go before the records are made: a million accounts' peak is the text
-        # and the records, not the bytes as well (a quarter of a gigabyte).
-        text = journals.text(pair.snapshot, where=where, repair_hint=repair_hint)
+        journal, read_at = pair.journal, pair.signature
+        # Each chunk is let go of once decoded: a million accounts' peak is their records
+        # and what is left of the bytes, not the bytes, their text and the records.
+        chunks = decoding.Chunks(pair.snapshot)
         del pair
-        loaded = journals.load(
-            text,
-            journal,
-            where=where,
-            repair_hint=repair_hint,
-            schema_checked=passed,
-            snapshot_bytes=size,
-        )
+        try:
+            loaded = journals.load(
+                chunks, journal, where=where, repair_hint=repair_hint, schema_checked=passed
+            )
+        except decoding.Irregular:
+            # Not plain enough for the chunked path: the plain reader decides, on the bytes
+            # read again (the same locked file) and checked in full, whatever the record says.
+            whole = files.read_whole(fd)
+            loaded = journals.load(whole, journal, where=where, repair_hint=repair_hint)
+            # Only the bytes that were checked earn a record (an edit in place between the
+            # two reads would otherwise lend the checked bytes' pass to the first ones).
+            passed = passed or checked.snapshot_digest(whole) != digest
         if seal is not None and not passed:
             checked.remember(self.file, digest, seal)
         self._known = _Known(state=loaded.state, loaded=loaded, signature=read_at)
