@@ -80,7 +80,7 @@ def versions(current: int) -> list[Any]:
     ]
 
 
-VERSIONS = versions(2)  # the state's format
+VERSIONS = versions(3)  # the state's format (3: the recorded policy)
 PLAN_VERSIONS = versions(3)  # the saved plan's format
 
 
