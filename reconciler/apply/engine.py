@@ -150,6 +150,10 @@ class Applier:
     def run(self, plan: Plan, *, source_commit: str | None = None) -> ApplyReport:
         """Apply ``plan``'s changes in its batches."""
         self._role_names = {role_id: info.name for role_id, info in plan.roles.items()}
+        if plan.policy is not None and plan.policy.desired != self.state.policy:
+            # Before anything is sent: the changes go out under this policy, and the next
+            # plan is compared with it (a policy-only change is applied by this write).
+            self.write_state(replace(self.state, policy=plan.policy.desired))
         changes = {change.account: change for change in plan.changes}
         # An account in a batch still pending (its task not followed, or its request maybe
         # received and not settled) is not sent again: a CREATE could meet the account the

@@ -71,6 +71,7 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     if loosened is not None:
         out.append(f"> [!WARNING]\n> **Guard rail loosened:** {_esc(loosened)}.")
         out.append("")
+    out.extend(_policy(plan))
     if plan.guard.blocked:
         for message in common.guard_messages(plan):
             out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")
@@ -109,7 +110,31 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     if not plan.has_changes:
         out.append("No changes. The recorded state matches the desired state.")
         out.append("")
+    elif plan.policy_changed and not plan.changes and not plan.retries:
+        out.append("No account changes. Apply records the changed policy.")
+        out.append("")
     return "\n".join(out)
+
+
+def _policy(plan: Plan) -> list[str]:
+    """Policy changes since the last apply, before the summary; loosening ones warned."""
+    review = plan.policy
+    if review is None or not review.changes:
+        return []
+    out = []
+    message = common.policy_message(plan)
+    if message is not None:
+        out.append(f"> [!WARNING]\n> **Policy loosened:** {_esc(message)}.")
+        out.append("")
+    out.append("**Policy changes since the last apply** (apply records the new policy):")
+    out.append("")
+    for change in review.changes:
+        mark = "⚠️ " if change.loosened else ""
+        out.append(f"- {mark}{_esc(change.message)}")
+    for use in review.uses:
+        out.append(f"  - ⚠️ {_code(use.account)} passes only because of it: {_esc(use.why)}")
+    out.append("")
+    return out
 
 
 def _state(plan: Plan) -> list[str]:

@@ -81,7 +81,7 @@ def versions(current: int) -> list[Any]:
 
 
 VERSIONS = versions(3)  # the state's format (3: the recorded policy)
-PLAN_VERSIONS = versions(3)  # the saved plan's format
+PLAN_VERSIONS = versions(4)  # the saved plan's format (4: the policy review)
 
 
 def check_answer(
