@@ -198,6 +198,9 @@ def test_markdown_warns_before_the_summary_table() -> None:
     assert warning < shown.index("| | accounts |")
     assert "- ⚠️ policy.protected_accounts[alice]: protected -&gt; - (loosened)" in shown
     assert "`alice` passes only because of it" in shown
+    row = next(line for line in shown.splitlines() if "was protected" in line and "|" in line)
+    assert row.split(" | ")[1] == "`alice`"
+    assert "⚠️ passes only because the policy loosened: was protected" in row
 
 
 def test_the_policy_review_survives_a_saved_plan() -> None:

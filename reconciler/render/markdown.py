@@ -227,6 +227,8 @@ def _change_row(plan: Plan, change: Change) -> str:
             detail = change.reason.value
     for why in plan.why(change):
         detail += f"; {_esc(why)}"
+    for why in common.policy_uses(plan, change.account):
+        detail += f"; ⚠️ passes only because the policy loosened: {_esc(why)}"
     source = _source(change)
     return f"| {_ICON[change.kind]} | {_code(change.account)} | {detail} | {source} |"
 
