@@ -61,15 +61,15 @@ def test_a_state_follows_the_rule(mutate: Mutate, verdict: Verdict, tail: str) -
     check_answer(caught, verdict, tail, subject="state s.json", kind="state")
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_an_older_plan_is_refused_as_made_by_an_older_reconciler(old: int) -> None:
-    """A saved plan of format 1 (no changes digest) or 2 (no date: its end dates were never
-    evaluated) is never applied."""
+    """A saved plan of format 1 (no changes digest), 2 (no date: its end dates were never
+    evaluated) or 3 (no policy review: a loosened policy was never shown) is never applied."""
     older = {**_PLAN, "format_version": old}
     with pytest.raises(PlanError) as caught:
         planfile.loads(json.dumps(older), where="p.json")
     assert caught.value.message == (
-        f"p.json was made by an older reconciler (format_version {old}; this reconciler reads 3 "
+        f"p.json was made by an older reconciler (format_version {old}; this reconciler reads 4 "
         "and later)"
     )
     assert (caught.value.hint or "").startswith("plan again with `reconciler plan --out FILE`")

@@ -150,10 +150,6 @@ class Applier:
     def run(self, plan: Plan, *, source_commit: str | None = None) -> ApplyReport:
         """Apply ``plan``'s changes in its batches."""
         self._role_names = {role_id: info.name for role_id, info in plan.roles.items()}
-        if plan.policy is not None and plan.policy.desired != self.state.policy:
-            # Before anything is sent: the changes go out under this policy, and the next
-            # plan is compared with it (a policy-only change is applied by this write).
-            self.write_state(replace(self.state, policy=plan.policy.desired))
         changes = {change.account: change for change in plan.changes}
         # An account in a batch still pending (its task not followed, or its request maybe
         # received and not settled) is not sent again: a CREATE could meet the account the
@@ -175,6 +171,7 @@ class Applier:
         self._tell()
         if batches:
             self.api.authenticate()  # a refused credential fails here, once, before any batch
+        self._record_policy(plan, sending=bool(batches))
         queue = deque((b, False) for b in batches)
         resent: set[str] = set()
         while True:
@@ -199,6 +196,21 @@ class Applier:
             )
         self._tell()
         return self.report
+
+    def _record_policy(self, plan: Plan, *, sending: bool) -> None:
+        """Record the policy the plan was made under, if the state holds another.
+
+        With batches to send it goes with the first intent (nothing sent: nothing recorded,
+        so a refused credential or an early stop leaves the state as it was); a policy-only
+        plan writes it at once. The next plan compares its policy with this one.
+        """
+        if plan.policy is None or plan.policy.desired == self.state.policy:
+            return
+        changed = replace(self.state, policy=plan.policy.desired)
+        if sending:
+            self._stage(changed)
+        elif not self._stopping():
+            self.write_state(changed)
 
     # -- stopping ---------------------------------------------------------------
 
