@@ -33,12 +33,23 @@ def _applied_under(policy: Policy, *accounts: str) -> State:
     return replace(recorded, policy=policy_review.record_of(base))
 
 
-def test_no_recorded_policy_is_no_change() -> None:
-    """A state from before format 3 (or a new one) has nothing to compare: no change."""
+def test_no_recorded_policy_is_a_change_to_record_it() -> None:
+    """A state from before format 3 records no policy: nothing to compare, nothing loosened,
+    but apply records it, so the plan has a change and says so."""
     plan = _plan(desired(user("alice", "agent")), state(record("alice", "agent")))
     assert plan.policy is not None
     assert plan.policy.recorded is None
     assert plan.policy.changes == ()
+    assert not plan.policy.loosened
+    assert plan.has_changes
+    assert "the state records no policy yet" in text.render(plan, now=NOW)
+    assert "the state records no policy yet" in markdown.render(plan, now=NOW)
+
+
+def test_a_new_state_records_its_policy_with_the_first_changes() -> None:
+    """No state yet: the policy is no change of its own (an empty plan stays empty)."""
+    plan = _plan(desired(), None)
+    assert plan.policy is not None
     assert not plan.has_changes
 
 
@@ -238,3 +249,18 @@ def test_record_of_keeps_what_the_guard_rails_use() -> None:
         timezone="Europe/Berlin",
         expiry_notice_days=7,
     )
+
+
+def test_many_dependent_changes_keep_the_markdown_under_the_comment_limit() -> None:
+    """1500 disables that pass only because max_disable was raised: the Markdown names some
+    and counts the rest, and still fits one GitHub comment."""
+    accounts = [f"user{i:04d}" for i in range(3000)]
+    recorded = _applied_under(Policy(max_disable_count=1), *accounts)
+    kept = [user(a, "agent") for a in accounts[1500:]]
+    plan = _plan(desired(*kept, policy=Policy(max_disable_count=2000)), recorded)
+    assert plan.policy is not None
+    assert len(plan.policy.uses) == 1500
+    shown = markdown.render(plan, now=NOW)
+    assert len(shown) <= markdown.GITHUB_COMMENT_LIMIT
+    assert "more in the saved plan" in shown
+    assert "> **Policy loosened:**" in shown

@@ -347,8 +347,12 @@ class Plan:
 
     @property
     def policy_changed(self) -> bool:
-        """Whether the policy differs from the one recorded at the last apply."""
-        return self.policy is not None and bool(self.policy.changes)
+        """Whether apply records a policy: it differs from the one recorded at the last
+        apply, or a state that exists records none yet (written before format 3)."""
+        review = self.policy
+        if review is None:
+            return False
+        return bool(review.changes) or (review.recorded is None and self.state_exists)
 
     @property
     def has_changes(self) -> bool:

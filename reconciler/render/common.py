@@ -100,6 +100,17 @@ def policy_message(plan: Plan) -> str | None:
     )
 
 
+def policy_unrecorded(plan: Plan) -> str | None:
+    """Why a plan records a policy although nothing differs: the state has none (or None)."""
+    review = plan.policy
+    if review is None or review.recorded is not None or not plan.state_exists:
+        return None
+    return (
+        "the state records no policy yet (it was written before state format 3, or by "
+        "import); apply records this one, and later plans compare with it"
+    )
+
+
 def policy_uses(plan: Plan, account: str) -> tuple[str, ...]:
     """Why ``account``'s change passes only because the policy loosened (one line each)."""
     if plan.policy is None:

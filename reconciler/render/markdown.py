@@ -71,7 +71,7 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     if loosened is not None:
         out.append(f"> [!WARNING]\n> **Guard rail loosened:** {_esc(loosened)}.")
         out.append("")
-    out.extend(_policy(plan))
+    out.extend(_policy(plan, max_rows))
     if plan.guard.blocked:
         for message in common.guard_messages(plan):
             out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")
@@ -116,9 +116,12 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     return "\n".join(out)
 
 
-def _policy(plan: Plan) -> list[str]:
+def _policy(plan: Plan, max_rows: int | None) -> list[str]:
     """Policy changes since the last apply, before the summary; loosening ones warned."""
     review = plan.policy
+    unrecorded = common.policy_unrecorded(plan)
+    if unrecorded is not None:
+        return [f"> [!NOTE]\n> **Policy:** {_esc(unrecorded)}.", ""]
     if review is None or not review.changes:
         return []
     out = []
@@ -131,8 +134,11 @@ def _policy(plan: Plan) -> list[str]:
     for change in review.changes:
         mark = "⚠️ " if change.loosened else ""
         out.append(f"- {mark}{_esc(change.message)}")
-    for use in review.uses:
+    uses = list(review.uses if max_rows is None else review.uses[: max(max_rows, 3)])
+    for use in uses:
         out.append(f"  - ⚠️ {_code(use.account)} passes only because of it: {_esc(use.why)}")
+    if len(review.uses) > len(uses):
+        out.append(f"  - … {len(review.uses) - len(uses)} more in the saved plan")
     out.append("")
     return out
 

@@ -95,6 +95,9 @@ def _header(plan: Plan, paint: _Paint) -> list[str]:
 def _policy(plan: Plan, paint: _Paint) -> list[str]:
     """Policy changes since the last apply, first: a loosening one is a warning."""
     review = plan.policy
+    unrecorded = common.policy_unrecorded(plan)
+    if unrecorded is not None:
+        return [f"Policy: {unrecorded}.", ""]
     if review is None or not review.changes:
         return []
     lines = ["Policy changes since the last apply (apply records the new policy):"]
