@@ -196,6 +196,9 @@ def test_the_recorded_policy_is_kept_by_every_write(backend: Backend) -> None:
     assert read == fourth
     assert read is not None
     assert read.policy == loose
+    fifth = fourth.successor(policy=None)
+    backend.store.write(fifth)
+    assert backend.reopen().read() == fifth
 
 
 def test_newer_format_version_is_refused(backend: Backend) -> None:

@@ -60,6 +60,7 @@ class Delta:
     marks: Mapping[str, Marks] = field(default_factory=dict)  # batch id -> its new marks
     order: tuple[str, ...] | None = None  # every pending batch id in order; None: unchanged
     policy: PolicyRecord | None = None  # the newly recorded policy; None: unchanged
+    policy_removed: bool = False  # the state no longer records a policy (a hand-made state)
 
 
 def between(old: State, new: State) -> Delta:
@@ -80,6 +81,7 @@ def between(old: State, new: State) -> Delta:
         marks=marks,
         order=order,
         policy=None if new.policy == old.policy else new.policy,
+        policy_removed=new.policy is None and old.policy is not None,
     )
 
 
@@ -142,7 +144,7 @@ class Replay:
                 f"follows lineage {self.lineage} serial {self.serial}",
             )
         self.serial, self.updated_at = delta.serial, delta.updated_at
-        if delta.policy is not None:
+        if delta.policy is not None or delta.policy_removed:
             self.policy = delta.policy
         self.accounts.update(delta.accounts)
         for account in delta.removed:
@@ -220,6 +222,8 @@ def to_json(delta: Delta) -> dict[str, Any]:
         out["order"] = list(delta.order)
     if delta.policy is not None:
         out["policy"] = recorded_policy.to_json(delta.policy)
+    elif delta.policy_removed:
+        out["policy"] = None  # null: removed (absent: unchanged)
     return out
 
 
@@ -269,6 +273,7 @@ def from_json(data: Mapping[str, Any], *, where: str) -> Delta:
         },
         order=None if order is None else tuple(order),
         policy=model.policy_from_json(data.get("policy")),
+        policy_removed="policy" in data and data["policy"] is None,
     )
 
 
@@ -290,7 +295,7 @@ def _problem(data: Mapping[str, Any]) -> str:
         "pending": data.get("batches", []),
         "events": data.get("events", {}),
     }
-    if "policy" in data:
+    if data.get("policy") is not None:
         document["policy"] = data["policy"]
     problems = schemas.check("state", document)
     if problems:
