@@ -56,7 +56,9 @@ def review(
     found = _compared(before, wanted, managed)
     if not any(change.loosened for change in found):
         return PolicyReview(desired=wanted, recorded=before, changes=found)
-    uses = _uses(_Context(before=before, wanted=wanted, desired=desired, at=at), changes, managed)
+    names = {role.id: role.name for role in desired.roles.values()}
+    context = _Context(before=before, wanted=wanted, desired=desired, at=at, names=names)
+    uses = _uses(context, changes, managed)
     return PolicyReview(desired=wanted, recorded=before, changes=found, uses=uses)
 
 
@@ -142,6 +144,7 @@ class _Context:
     wanted: PolicyRecord
     desired: DesiredState
     at: dt.date
+    names: dict[str, str]  # role id -> name
 
 
 def _uses(context: _Context, changes: tuple[Change, ...], managed: int) -> tuple[PolicyUse, ...]:
@@ -175,12 +178,11 @@ def _grant_uses(context: _Context, change: Change) -> list[PolicyUse]:
     """Grants the recorded max_grant_days would refuse, or of a role that was sensitive."""
     if not change.roles_added:
         return []
-    names = {role.id: role.name for role in context.desired.roles.values()}
     user = context.desired.users.get(change.account)
     ends = {grant.role: grant.until for grant in user.timed} if user is not None else {}
     found = []
     for role_id in change.roles_added:
-        name = names.get(role_id, role_id)
+        name = context.names.get(role_id, role_id)
         was = context.before.sensitive_roles.get(role_id)
         if was is not None and role_id not in context.wanted.sensitive_roles:
             found.append(_use(change, f"grants {name}, a sensitive role at the last apply"))
