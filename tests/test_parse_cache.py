@@ -766,3 +766,23 @@ def test_the_key_is_never_shown() -> None:
     secret = b"\xab" * 32
     assert "ab" not in repr(Seal(secret)).lower().replace("seal", "")
     assert secret.hex() not in str(Seal(secret))
+
+
+def test_a_rule_changed_without_a_new_version_makes_every_entry_another_key(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "desired"
+    (package / "yamlsafe").mkdir(parents=True)
+    (package / "merging.py").write_text("RULE = 1\n")
+    (package / "yamlsafe" / "events.py").write_text("DEPTH = 64\n")
+    before = cache.rules_digest(package)
+    assert cache.rules_digest(package) == before  # the same sources, the same digest
+    (package / "yamlsafe" / "events.py").write_text("DEPTH = 65\n")
+    assert cache.rules_digest(package) != before
+    # the installed package's own sources are part of every entry's key
+    assert cache.rules_digest() in cache.tool_version()
+    raw = b"version: 1\n"
+    schema = cache.schema_digest()
+    old = cache.key_for(raw, tool=f"t rules {before}", schema=schema)
+    new = cache.key_for(raw, tool=f"t rules {cache.rules_digest(package)}", schema=schema)
+    assert old.name != new.name

@@ -16,6 +16,7 @@ import pytest
 from reconciler.apply import ledger
 from reconciler.cli import main as cli
 from reconciler.desired.model import Commit, Source
+from reconciler.plan import git as plan_git
 from reconciler.plan import planfile, planner, provenance
 from reconciler.plan.model import Action, Change, Reason
 from reconciler.sandbox.federation_rules import FederationSettings
@@ -484,14 +485,14 @@ def test_blame_starts_before_the_parse_and_is_collected_once(history: Path) -> N
     (the same answer as blaming then), and what nobody collected is stopped on the way out."""
     users = [Source(file="users.yaml", line=line) for line in (3, 7, 11, 15)]
     expected = provenance.commits(users, Path("."))
-    with provenance.blaming(Path(".")) as blames:
+    with plan_git.blaming(Path(".")) as blames:
         assert blames.inside is True
         assert set(blames.started) == {"users.yaml"}  # roles.yaml has no user entry
         process = blames.started["users.yaml"].process
         assert provenance.commits(users, Path("."), blames) == expected
         assert blames.started == {}
         assert process.returncode == 0
-    with provenance.blaming(Path(".")) as blames:
+    with plan_git.blaming(Path(".")) as blames:
         process = blames.started["users.yaml"].process
     assert blames.started == {}
     assert process.returncode is not None  # stopped or finished: never left running
@@ -502,7 +503,7 @@ def test_blaming_outside_git_starts_nothing(
 ) -> None:
     """No work tree: no blame is started, and commits finds none."""
     isolated_git.setenv("GIT_CEILING_DIRECTORIES", str(workdir.parent))
-    with provenance.blaming(Path(".")) as blames:
+    with plan_git.blaming(Path(".")) as blames:
         assert blames.inside is False
         assert blames.started == {}
         assert provenance.commits([Source(file="users.yaml", line=3)], Path("."), blames) == {}
@@ -520,7 +521,7 @@ class _FakeGit:
         self.most = 0
         self.timeouts: list[float | None] = []
 
-    def start(self, file: Path) -> provenance.Started:
+    def start(self, file: Path) -> plan_git.Started:
         """What Blames.start gives: one fake process, its output in a temp file."""
         import tempfile  # noqa: PLC0415 - only the fake writes output
 
@@ -530,7 +531,7 @@ class _FakeGit:
         self.most = max(self.most, len(self.running))
         output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Blames
         output.write(f"blame of {name}".encode())
-        return provenance.Started(process=_FakeProcess(self, name), output=output)
+        return plan_git.Started(process=_FakeProcess(self, name), output=output)
 
 
 class _FakeProcess:
@@ -577,8 +578,8 @@ def test_blames_run_a_few_at_a_time_not_one_per_file(
     as one ends, and every file's blame is still collected, in order."""
     names = _team_files(workdir, 100)
     fake = _FakeGit()
-    blames = provenance.Blames(start=fake.start, limit=3, clock=lambda: fake.now)
-    with provenance.blaming(Path("."), blames):
+    blames = plan_git.Blames(start=fake.start, limit=3, clock=lambda: fake.now)
+    with plan_git.blaming(Path("."), blames):
         assert fake.started == names[:3]
         for name in names:
             assert blames.collect(name) == f"blame of {name}"
@@ -590,7 +591,7 @@ def test_blames_run_a_few_at_a_time_not_one_per_file(
 
 def test_the_default_limit_is_bounded_by_the_cores() -> None:
     """Never more blames at once than cores, nor than four."""
-    limit = provenance.Blames().limit
+    limit = plan_git.Blames().limit
     assert 1 <= limit <= min(4, os.cpu_count() or 1)
 
 
@@ -602,8 +603,8 @@ def test_all_blames_together_wait_at_most_the_budget(
     waits no more, the rest are never started, and nothing is left running."""
     names = _team_files(workdir, 10)
     fake = _FakeGit(hang=True)
-    blames = provenance.Blames(start=fake.start, limit=2, clock=lambda: fake.now, budget=60.0)
-    with provenance.blaming(Path("."), blames):
+    blames = plan_git.Blames(start=fake.start, limit=2, clock=lambda: fake.now, budget=60.0)
+    with plan_git.blaming(Path("."), blames):
         assert [blames.collect(name) for name in names] == [None] * 10
         assert fake.now == 60.0  # one budget in all, not 60 s per file
         assert fake.started == names[:2]

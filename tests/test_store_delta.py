@@ -222,3 +222,32 @@ def test_a_record_that_does_not_follow_is_refused(
     )
     with pytest.raises(StateCorrupt, match="does not fit its snapshot"):
         deltas.Replay(old).apply(change, where="s")
+
+
+def test_records_read_back_share_one_copy_of_repeated_text() -> None:
+    """Role ids, task ids and timestamps repeat across records: decoding keeps one copy."""
+    import json  # noqa: PLC0415 - only this test round-trips through JSON text
+
+    records = {
+        account: AccountRecord(
+            account=account,
+            name="N",
+            email=f"{account}@example.com",
+            role_ids=("1672380646005741601",),
+            enabled=True,
+            last_task_id="task-000001",
+            created_at="2024-01-01T00:00:00Z",
+            updated_at="2024-06-01T12:00:00Z",
+        )
+        for account in ("a", "b")
+    }
+    document = json.loads(
+        json.dumps(state_codec.to_json(State.empty().successor(accounts=records)))
+    )
+    read = state_codec.from_json(document, where="test")
+    first, second = read.accounts["a"], read.accounts["b"]
+    assert first == records["a"]
+    assert first.role_ids[0] is second.role_ids[0]
+    assert first.last_task_id is second.last_task_id
+    assert first.created_at is second.created_at
+    assert first.updated_at is second.updated_at

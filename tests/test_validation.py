@@ -677,3 +677,85 @@ def test_every_echoed_value_is_clipped(tmp_path: Path) -> None:
     assert {p.rule for p in found} == {"schema", "rule"}
     assert len(found) == 4
     assert not [p.message for p in found if "TAIL-SECRET" in p.message]
+
+
+def test_problems_in_a_long_users_list_are_each_at_their_entry(tmp_path: Path) -> None:
+    """Past the first chunk of users, each entry that breaks the schema is found at its
+    own line, however many valid entries lie between (only failing ones are walked)."""
+    bad = {3: ("name", "'n(1)'"), 64: ("colour", "blue"), 65: ("email", "nobody")}
+    bad[299] = ("roles", "r0")
+    lines = ["version: 1", "roles:", '  r0: {id: "100"}', "users:"]
+    where = {}
+    for index in range(300):
+        where[index] = len(lines) + 1
+        fields = {"name": f"U {index}", "email": f"u{index}@x.io", "roles": "[r0]"}
+        fields.update([bad[index]] if index in bad else [])
+        lines += [f"  - account: u{index}", *(f"    {k}: {v}" for k, v in fields.items())]
+    file = tmp_path / "long.yaml"
+    file.write_text("\n".join(lines) + "\n")
+    found = [(p.line, p.path) for p in problems_of(file)]
+    assert found == [
+        (where[3] + 1, ("users", 3, "name")),
+        (where[64] + 4, ("users", 64, "colour")),
+        (where[65] + 2, ("users", 65, "email")),
+        (where[299] + 3, ("users", 299, "roles")),
+    ]
+
+
+def test_problems_are_located_without_a_pass_over_the_file_for_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Problems in a few entries of a long file cost those entries' lines, not a pass over
+    the file each (nor even one): what is walked to locate them is a fraction of the text."""
+    from reconciler.desired.yamlsafe import events  # noqa: PLC0415 - the passes being counted
+
+    walked: list[int] = []
+    real = events._walk
+
+    def counted(source: str, targets: object) -> object:
+        walked.append(len(source))
+        return real(source, targets)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(events, "_walk", counted)
+    users = "".join(
+        f"  - account: {'bad ' if i % 100 == 7 else ''}u{i}\n    name: N\n"
+        f"    email: u{i}@x.io\n    roles: []\n"
+        for i in range(2000)
+    )
+    text = f"version: 1\nusers:\n{users}"
+    (tmp_path / "a.yaml").write_text(text)
+    found = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in found] == [(3 + 4 * i, 14) for i in range(7, 2000, 100)]
+    assert sum(walked) < len(text) / 10
+
+
+def test_a_problem_in_an_entry_after_a_dash_line_is_located(tmp_path: Path) -> None:
+    """Entries written as a ``-`` line, then the mapping; flow entries across lines: each
+    problem at its place (an entry that is not one item on its own: the whole file)."""
+    file = tmp_path / "a.yaml"
+    file.write_text(
+        "version: 1\nusers:\n"
+        "  -\n    account: a\n    name: A\n    email: a@x.io\n    roles: []\n    x: 1\n"
+        "  -\n    account: b\n    name: B\n    email: b@x.io\n    roles: []\n"
+        "users_flow: 1\n"
+    )
+    assert [(p.line, p.col, p.path) for p in problems_of(file)] == [
+        (8, 5, ("users", 0, "x")),
+        (14, 1, ("users_flow",)),
+    ]
+    flow = tmp_path / "b.yaml"
+    flow.write_text(
+        "version: 1\nusers: [\n  {account: a, name: A, email: a@x.io, roles: [], x: 1},\n"
+        "  {account: b, name: B, email: b@x.io, roles: []},\n]\n"
+    )
+    assert [(p.line, p.col) for p in problems_of(flow)] == [(3, 51)]
+
+
+def test_users_with_the_same_roles_share_one_tuple_of_names(tmp_path: Path) -> None:
+    """A million users hold a few role-name tuples, not a million."""
+    users = "".join(
+        f"  - {{account: u{i}, name: U, email: u{i}@x.io, roles: [r0, r1]}}\n" for i in range(3)
+    )
+    (tmp_path / "a.yaml").write_text(f"version: 1\nroles:\n{ROLES_BLOCK}users:\n{users}")
+    desired = validation.load_desired(tmp_path)
+    assert desired.users["u0"].roles is desired.users["u2"].roles

@@ -185,6 +185,9 @@ def test_missing_path_is_an_input_error(tmp_path: Path) -> None:
         ("a:\n  - x\n  - y\n", ("a", 1), False, (3, 5)),
         ("a:\n  b: 1\n", ("a", "missing"), False, (2, 3)),
         ("a: [\n", ("a",), False, (1, 1)),
+        ("a:\n  1: x\n", ("a", 1), False, (2, 6)),
+        ("a:\n  b: 1\n  b: 2\n", ("a", "b"), True, (2, 3)),
+        ("a: [{b: 1}, {c: [x, {d: 2}]}]\n", ("a", 1, "c", 1, "d"), False, (1, 25)),
     ],
 )
 def test_node_at_locates_paths(
@@ -445,3 +448,82 @@ def test_a_long_duplicate_key_is_clipped() -> None:
     ((_, _, message),) = _located(_parse(f"{key}: 1\n{key}: 2\n".encode()))
     assert "SECRET" not in message
     assert message.startswith(f"duplicate key '{'k' * 39}S…'")
+
+
+def test_an_alias_the_text_scan_misses_is_still_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event builder hands any alias to the composing loader, which measures the
+    expanded graph first: a bomb is refused even when the cheap text scan says no alias."""
+    from reconciler.desired.yamlsafe import parsing  # noqa: PLC0415 - the scan being bypassed
+
+    monkeypatch.setattr(parsing, "_has_aliases", lambda source: False)
+    raw = _laughs()
+    with pytest.raises(yamlsafe.HostileInput, match="alias bomb"):
+        yamlsafe.parse(raw, raw.decode())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"a: ! 10\nb: ! '10'\nc: !!str x\n", id="tags"),
+        pytest.param(b"1:\n  true: 2\n  ~: 3\nk: v\nk: w\n", id="odd-keys"),
+        pytest.param(b"- 1\n- [a, {b: [c, 2024-01-01]}]\n- {account: x}\n", id="nested"),
+        pytest.param(b"a: &x 1\nb: {c: 0x1F, d: .inf, e: ''}\n", id="anchor-without-alias"),
+    ],
+)
+def test_built_from_events_as_the_composing_loader_builds(raw: bytes) -> None:
+    """Plain documents (events) and the rest (composed) read the same values, problems
+    and account lines: the event builder hands over what it does not build itself."""
+    from reconciler.desired.yamlsafe import parsing  # noqa: PLC0415 - both paths compared
+
+    text = raw.decode()
+    try:
+        built = parsing._from_events(text)
+    except yamlsafe.events.Unusual:
+        built = None  # handed over: parse composes it
+    composed = parsing._composed(text)
+    assert composed is not None
+    parsed = yamlsafe.parse(raw, text)
+    assert parsed is not None
+    assert parsed.data == composed.data
+    assert sorted(parsed.problems, key=str) == sorted(composed.problems, key=str)
+    if built is not None:
+        assert built.data == composed.data
+        assert sorted(built.account_lines.values()) == sorted(composed.account_lines.values())
+
+
+def test_keys_and_role_names_are_one_copy_each() -> None:
+    """100k users must not hold 100k copies of ``account`` or of a role name."""
+    raw = b"users:\n  - {account: a, roles: [agent, billing]}\n  - {account: b, roles: [agent]}\n"
+    parsed = yamlsafe.parse(raw, raw.decode())
+    assert parsed is not None
+    first, second = parsed.data["users"]
+    assert next(iter(first)) is next(iter(second))  # the key "account"
+    assert first["roles"][0] is second["roles"][0]
+
+
+def test_marks_inside_user_entries_agree_with_one_pass_over_the_file() -> None:
+    """A path inside users[i] found in the entry's own lines is where the walk over the
+    whole file finds it, in every way of writing entries (block, flow, after a dash line);
+    a few entries among many are read on their own."""
+    text = (
+        "version: 1\nusers:\n"
+        "  - account: a\n    name: A\n    roles: [r0, {role: r1, until: x}]\n"
+        "  # a comment between entries\n\n"
+        "  -\n    account: b\n    email: b@x.io\n"
+        "  - {account: c, name: 'C',\n     roles: [r2]}\n"
+        "  - account: d\n    name: |\n      D\n      more\n    enabled: true\n"
+        "  - account: e\n"
+        + "".join(f"  - account: f{i}\n    name: F\n" for i in range(200))
+        + "policy: {}\n"
+    )
+    parsed = yamlsafe.parse(text.encode(), text)
+    assert parsed is not None
+    users = parsed.data["users"]
+    entries = [parsed.account_lines.get(id(entry)) for entry in users]
+    wanted = [
+        (("users", index, *rest), on_key)
+        for index, entry in enumerate(users[:6])
+        for rest in [(), *((key,) for key in entry), ("roles", 1, "until"), ("missing", 3)]
+        for on_key in (False, True)
+    ]
+    assert yamlsafe.marks_at(text, wanted, entries) == yamlsafe.marks_at(text, wanted)

@@ -43,7 +43,7 @@ from reconciler.errors import (
     UsageError,
     printable,
 )
-from reconciler.plan import expiry, planfile, provenance, redaction
+from reconciler.plan import expiry, git, planfile, provenance, redaction
 from reconciler.plan.model import Plan
 from reconciler.providers.cloudidentity import client as cloudidentity
 from reconciler.providers.federation import client as federation
@@ -83,7 +83,7 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
     path = options.path
     store = commands.store_for(path, options.common)
     # git blame runs beside the parse, on another core; collected by annotate.
-    with provenance.blaming(path) as blames:
+    with git.blaming(path) as blames:
         made, _, desired = commands.make_plan(
             path,
             store,
@@ -235,7 +235,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
         if not _confirm(made, options.auto_approve):
             out("Apply cancelled.")
             return EXIT_ERROR
-        report = applier.run(made, source_commit=provenance.head_commit(path))
+        report = applier.run(made, source_commit=git.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
 
@@ -354,7 +354,7 @@ def _apply_saved(
         saved_plan.check_guard(made, saved)
         if options.revocations_only:
             commands.check_revocations_only(made)
-        report = applier.run(made, source_commit=provenance.head_commit(path))
+        report = applier.run(made, source_commit=git.head_commit(path))
         _retry_events(made, applier, report)
     return _finish(report, options.fmt, made)
 

@@ -8,7 +8,7 @@ import sys
 from reconciler.cli import commands
 from reconciler.cli.options import AccessFormat, ReportAccessOptions
 from reconciler.errors import EXIT_OK
-from reconciler.plan import provenance, report
+from reconciler.plan import git, provenance, report
 from reconciler.render import access
 
 
@@ -17,7 +17,7 @@ def report_access(options: ReportAccessOptions, *, now: dt.datetime) -> int:
     path = options.path
     store = commands.store_for(path, options.common)
     # git blame runs beside the parse, on another core; collected by commits.
-    with provenance.blaming(path) as blames:
+    with git.blaming(path) as blames:
         made, recorded, desired = commands.make_plan(
             path,
             store,

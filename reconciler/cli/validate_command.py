@@ -67,11 +67,11 @@ def _validate_for_review(
     cache: CacheOptions,
 ) -> int:
     """SARIF or GitHub annotations (warnings as warnings), paths relative to the repository."""
-    from reconciler.plan import provenance  # noqa: PLC0415 - git runs only for these formats
+    from reconciler.plan import git  # noqa: PLC0415 - git runs only for these formats
     from reconciler.render import findings  # noqa: PLC0415 - only these formats render findings
 
     def emit(problems: tuple[Problem, ...]) -> None:
-        root = provenance.repo_root(path)
+        root = git.repo_root(path)
         if fmt is ValidateFormat.SARIF:
             out(json.dumps(findings.sarif(problems, root=root), indent=2, ensure_ascii=False))
         else:

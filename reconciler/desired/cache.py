@@ -85,8 +85,23 @@ class Entry:
 
 
 def tool_version() -> str:
-    """This reconciler's version and the entry format."""
-    return f"reconciler {__version__} cache {FORMAT}"
+    """This reconciler's version, the entry format and the digest of the parsing rules."""
+    return f"reconciler {__version__} cache {FORMAT} rules {rules_digest()}"
+
+
+def rules_digest(package: Path | None = None) -> str:
+    """sha256 hex (short) of the source of the desired-state package: the code whose output
+    an entry stands for. A rule changed without a new version (a development checkout, a
+    patched install) makes every entry another key, so no entry outlives the rules that
+    accepted it; bumping ``FORMAT`` by hand is not relied on."""
+    package = package or Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(source.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def schema_digest() -> str:

@@ -250,6 +250,7 @@ def _merge_users(
     users: dict[str, User] = {}
     seen = _FirstSeen(files=files, problems=problems)
     resolver = _RoleResolver(roles=roles, declared=_declared_roles(files), problems=problems)
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for file_index, source in enumerate(files):
         lines = source.account_lines
         for index, entry in enumerate(_list(_dict(source.data).get("users"))):
@@ -263,6 +264,7 @@ def _merge_users(
                 seen.email(file_index, index, email)
             raw_roles = _list(entry.get("roles"))
             names = tuple([r for r in raw_roles if isinstance(r, str)])
+            names = shared.setdefault(names, names)  # users share a few combinations
             grants = None
             if len(names) != len(raw_roles):  # {role, until} grants (or what the schema refuses)
                 grants = _read_grants(raw_roles, file_index, index, problems)
@@ -324,23 +326,38 @@ def _declared_roles(files: tuple[loading.SourceFile, ...]) -> set[str]:
     return {name for source in files for name in _dict(_dict(source.data).get("roles"))}
 
 
+def _folded(text: str) -> str:
+    """``text`` in lower case; ``text`` itself when it already is (no second copy)."""
+    lowered = text.lower()
+    return text if lowered == text else lowered
+
+
 @dataclass(slots=True, kw_only=True)
 class _FirstSeen:
-    """Where each account and email (case-folded) first appeared; later ones are flagged."""
+    """Where each account and email (case-folded) first appeared; later ones are flagged.
+
+    A place is one int (file << 32 | index): a million users keep a million ints, not a
+    million tuples; the exact text there is read back from the file's data when needed.
+    """
 
     files: tuple[loading.SourceFile, ...]
     problems: list[Pending]
-    accounts: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # (file, index, exact)
-    emails: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    accounts: dict[str, int] = field(default_factory=dict)
+    emails: dict[str, int] = field(default_factory=dict)
+
+    def _at(self, place: int, key: str) -> tuple[int, int, str]:
+        """(file, index, the exact text of ``key``) of a recorded place."""
+        file, index = place >> 32, place & 0xFFFFFFFF
+        return file, index, self.files[file].data["users"][index][key]
 
     def account(self, file_index: int, index: int, account: str) -> bool:
         """Record ``account`` at users[index]; False (both places flagged) for a duplicate."""
-        folded = account.lower()
+        folded = _folded(account)
         first = self.accounts.get(folded)
         if first is None:
-            self.accounts[folded] = (file_index, index, account)
+            self.accounts[folded] = file_index << 32 | index
             return True
-        other_file, other_index, other_exact = first
+        other_file, other_index, other_exact = self._at(first, "account")
         other = f"{self.files[other_file].display} (users[{other_index}])"
         same = "" if other_exact == account else " (accounts differ only in case)"
         _flag_both(
@@ -361,12 +378,12 @@ class _FirstSeen:
             self.problems.append(
                 Pending(file=file_index, path=("users", index, "email"), message=message)
             )
-        folded = email.lower()
+        folded = _folded(email)
         first = self.emails.get(folded)
         if first is None:
-            self.emails[folded] = (file_index, index, email)
+            self.emails[folded] = file_index << 32 | index
             return
-        other_file, other_index, other_email = first
+        other_file, other_index, other_email = self._at(first, "email")
         _flag_both(
             self.problems,
             "email",

@@ -22,6 +22,7 @@ from reconciler.errors import Problem, Severity, ValidationFailed, excerpt
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
+_CHUNK = 16  # users checked at once when looking for the entries that break the schema
 
 
 def validate(
@@ -58,7 +59,7 @@ def validate(
             )
             continue
         dates.as_text(source.data, source.text)
-        for error in schemas.errors(SCHEMA, source.data):
+        for error in _schema_errors(source.data):
             pending.append(
                 merging.Pending(
                     file=index,
@@ -87,6 +88,37 @@ def validate(
     )
 
 
+def _schema_errors(data: dict[Any, Any]) -> list[schemas.SchemaError]:
+    """The schema's errors in ``data``; for a long ``users`` list, only the entries that
+    fail are walked by the slow, every-error validator (each item is checked on its own
+    by the schema, so a chunk of them can be too)."""
+    if schemas.is_valid(SCHEMA, data):
+        return []
+    users = data.get("users")
+    if type(users) is not list or len(users) <= _CHUNK:
+        return list(schemas.errors(SCHEMA, data))
+    found = list(schemas.errors(SCHEMA, {**data, "users": []}))
+    for start in range(0, len(users), _CHUNK):
+        _failing_users(users, start, min(start + _CHUNK, len(users)), found)
+    return found
+
+
+def _failing_users(
+    users: list[Any], start: int, stop: int, found: list[schemas.SchemaError]
+) -> None:
+    """Add the schema's errors of ``users[start:stop]`` to ``found``, halving the range
+    until each failing entry is checked on its own (valid halves cost one fast check)."""
+    if schemas.is_valid(SCHEMA, {"version": 1, "users": users[start:stop]}):
+        return
+    if stop - start > 1:
+        middle = (start + stop) // 2
+        _failing_users(users, start, middle, found)
+        _failing_users(users, middle, stop, found)
+        return
+    for error in schemas.errors(SCHEMA, {"version": 1, "users": [users[start]]}):
+        found.append(replace(error, path=("users", start, *error.path[2:])))
+
+
 def _schema_message(error: schemas.SchemaError) -> str:
     """The schema's message, or how to write a boolean or number that YAML 1.1 alone reads
     from text like ``no``, ``on`` or ``010`` (the loader keeps those as text)."""
@@ -113,14 +145,19 @@ def _schema_message(error: schemas.SchemaError) -> str:
 def _locate(
     files: tuple[loading.SourceFile, ...], pending: Iterable[merging.Pending]
 ) -> list[Problem]:
-    """Each pending problem at its file:line:col; each file is composed once for all."""
+    """Each pending problem at its file:line:col: those inside a user entry from the
+    entry's own lines, the others from one pass over the file."""
     by_file: dict[int, list[merging.Pending]] = {}
     for item in pending:
         by_file.setdefault(item.file, []).append(item)
     out = []
     for index, items in by_file.items():
         source = files[index]
-        marks = yamlsafe.marks_at(source.text, [(item.path, item.on_key) for item in items])
+        users = source.data.get("users") if isinstance(source.data, dict) else None
+        lines = source.account_lines
+        entries = [lines.get(id(entry)) for entry in users] if type(users) is list else []
+        wanted = [(item.path, item.on_key) for item in items]
+        marks = yamlsafe.marks_at(source.text, wanted, entries)
         for item, mark in zip(items, marks, strict=True):
             out.append(
                 Problem(
@@ -159,22 +196,34 @@ def load_listed(
     with a ``cache``, files it holds skip the parser and their own schema check."""
     # Loading only allocates, and nothing cyclic: each collection would rescan it for nothing.
     with yamlsafe.gc_paused():
-        raw = loading.read_listed(listing, max_bytes=max_bytes)
+        raw = list(loading.read_listed(listing, max_bytes=max_bytes))
+        digest = loading.digest(tuple(raw))
         if cache is None:
-            parsed = tuple(loading.parse_file(file) for file in raw)
-            return validate(parsed, digest=loading.digest(raw), today=today)
+            return validate(_parse_all(raw), digest=digest, today=today)
         parsed, checked = _parse_cached(raw, cache)
-        return validate(parsed, digest=loading.digest(raw), today=today, checked=checked)
+        return validate(parsed, digest=digest, today=today, checked=checked)
+
+
+def _parse_all(raw: list[loading.RawFile]) -> tuple[loading.SourceFile, ...]:
+    """Each file parsed; its bytes let go once its text is parsed (``raw`` ends empty)."""
+    raw.reverse()
+    parsed = []
+    while raw:
+        parsed.append(loading.parse_file(raw.pop()))
+    return tuple(parsed)
 
 
 def _parse_cached(
-    raw: tuple[loading.RawFile, ...], cache: ParseCache
+    raw: list[loading.RawFile], cache: ParseCache
 ) -> tuple[tuple[loading.SourceFile, ...], frozenset[int]]:
     """Each file from the cache, else parsed (and cached when it passes its own checks);
-    the indexes of the files that passed them."""
+    the indexes of the files that passed them. Each file's bytes are let go once read
+    (``raw`` ends empty)."""
     parsed: list[loading.SourceFile] = []
     checked: set[int] = set()
-    for index, file in enumerate(raw):
+    raw.reverse()
+    while raw:
+        index, file = len(parsed), raw.pop()
         if file.raw is None:
             parsed.append(loading.parse_file(file))
             continue

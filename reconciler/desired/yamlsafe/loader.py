@@ -8,18 +8,16 @@
 - Duplicate mapping keys, and keys that are not text (``1:``, ``true:``, ``~:``), are
   reported, not silently collapsed or dropped.
 
-Speed (100k users, 14 MB): libyaml composes the node graph in C; PyYAML's constructor
-then spends as long again on per-node bookkeeping (memo dicts, generators) that only
-aliases and merge keys need. Documents of plain mappings, lists and scalars are built by
-a direct breadth-first walk that yields the same values and problems in the same order;
-anything else goes through PyYAML's constructor.
+Documents of plain mappings, lists and scalars never reach this loader: ``events``
+builds them from libyaml's events without a node graph, with the same readings and
+problems. This loader composes what needs more: aliases (measured first), merge keys
+(refused, at the key) and explicit tags.
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +50,7 @@ _KIND_OF_NODE = {
     yaml.MappingNode: "a mapping",
 }
 # What a scalar constructor raises on a value it cannot read (``!!int ""``, ``!!bool maybe``).
-_UNREADABLE = (ValueError, TypeError, AttributeError, LookupError, ArithmeticError)
+UNREADABLE = (ValueError, TypeError, AttributeError, LookupError, ArithmeticError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,10 +59,6 @@ class YamlProblem:
 
     message: str
     mark: Mark
-
-
-class _Unusual(Exception):
-    """The document needs PyYAML's general constructor (shared nodes, merge keys, tags)."""
 
 
 def mark_of(raw: Any) -> Mark:
@@ -85,7 +79,7 @@ class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at i
         # loader has no path resolvers), without rebuilding the candidate list each time,
         # and text for what only YAML 1.1 reads as a boolean or number.
         if kind is yaml.ScalarNode and implicit[0]:
-            for tag, regexp in _IMPLICIT.get(value[:1], _WILDCARD):
+            for tag, regexp in IMPLICIT.get(value[:1], WILDCARD):
                 if regexp.match(value):
                     core = text.CORE_SPELLING.get(tag)
                     return _STR if core is not None and core.fullmatch(value) is None else tag
@@ -153,95 +147,24 @@ class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at i
         if "account" in data:
             self.account_lines[id(data)] = node.start_mark.line + 1
 
-    def _scalar(self, tag: str, node: yaml.Node) -> Any:
-        try:
-            return self.yaml_constructors[tag](self, node)
-        except _UNREADABLE:
-            raise _unreadable(node) from None
-
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """PyYAML's, for plain tags only, with a located error for unreadable values."""
         if node.tag not in _TAGS_OF[type(node)]:
             raise _refused_tag(node)
         try:
             return super().construct_object(node, deep=deep)
-        except _UNREADABLE:
+        except UNREADABLE:
             raise _unreadable(node) from None
-
-    def construct_plain(self, root: yaml.Node) -> Any:
-        """What ``construct_document(root)`` returns, for documents of plain mappings, lists
-        and scalars; raises _Unusual (having reported nothing) for any other document.
-
-        PyYAML fills containers breadth-first (each level's generators run after the level
-        above), so a FIFO queue visits them, and reports duplicates, in the same order.
-        """
-        queue: deque[tuple[yaml.Node, Any]] = deque()
-        seen: set[int] = set()
-
-        def value(node: yaml.Node) -> Any:
-            tag, kind = node.tag, type(node)
-            if kind is yaml.ScalarNode:
-                if tag == _STR:
-                    return node.value
-                if tag in _PURE_SCALARS:
-                    return self._scalar(tag, node)
-                raise _Unusual
-            if id(node) in seen:  # an alias the text scan missed: PyYAML shares the value
-                raise _Unusual
-            seen.add(id(node))
-            made: Any
-            if kind is yaml.MappingNode and tag == _MAP:
-                made = {}
-            elif kind is yaml.SequenceNode and tag == _SEQ:
-                made = []
-            else:
-                raise _Unusual
-            queue.append((node, made))
-            return made
-
-        data = value(root)
-        while queue:
-            node, made = queue.popleft()
-            if type(made) is list:
-                made.extend([value(child) for child in node.value])
-            else:
-                self._fill_plain(node, made, value)
-        return data
-
-    def _fill_plain(
-        self, node: yaml.Node, made: dict[Any, Any], value: Callable[[yaml.Node], Any]
-    ) -> None:
-        """Fill ``made`` from mapping ``node`` with construct_plain's ``value``."""
-        if any(key_node.tag == _MERGE for key_node, _ in node.value):
-            raise _Unusual
-        for key_node, value_node in node.value:
-            if type(key_node) is not yaml.ScalarNode:
-                raise _Unusual
-            key = value(key_node)  # str, number, bool, None, bytes or date: hashable
-            if type(key) is not str or key in made:
-                self._check_key(key, key_node, made)
-            made[key] = value(value_node)
-        if "account" in made:
-            self.account_lines[id(made)] = node.start_mark.line + 1
-
-    def construct_root(self, root: yaml.Node, *, plain: bool) -> Any:
-        """The document of ``root``: the direct walk when ``plain``, else PyYAML's."""
-        if plain:
-            try:
-                return self.construct_plain(root)
-            except _Unusual:
-                self.problems, self.account_lines = [], {}
-        return self.construct_document(root)
 
 
 Loader.add_constructor(_MAP, Loader.construct_yaml_map)
 Loader.add_constructor(text.BOOL, Loader.construct_strict_bool)
 assert not Loader.yaml_path_resolvers  # Loader.resolve relies on it
-_WILDCARD: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+WILDCARD: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     Loader.yaml_implicit_resolvers.get(None, ())
 )
-_IMPLICIT: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
-    first: (*resolvers, *_WILDCARD)
+IMPLICIT: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: (*resolvers, *WILDCARD)
     for first, resolvers in Loader.yaml_implicit_resolvers.items()
     if first is not None
 }
@@ -250,7 +173,7 @@ _YAML11 = yaml.constructor.SafeConstructor()
 
 def yaml11_reading(spelled: str) -> bool | int | float | None:
     """The boolean or number YAML 1.1 (PyYAML's default) reads ``spelled`` as; else None."""
-    for tag, regexp in _IMPLICIT.get(spelled[:1], _WILDCARD):
+    for tag, regexp in IMPLICIT.get(spelled[:1], WILDCARD):
         if regexp.match(spelled):
             if tag not in text.CORE_SPELLING:
                 return None
@@ -258,7 +181,7 @@ def yaml11_reading(spelled: str) -> bool | int | float | None:
                 read: bool | int | float = _YAML11.yaml_constructors[tag](
                     _YAML11, yaml.ScalarNode(tag, spelled)
                 )
-            except _UNREADABLE:
+            except UNREADABLE:
                 return None
             return read
     return None

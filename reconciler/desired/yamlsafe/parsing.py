@@ -2,8 +2,9 @@
 
 - Nesting is bounded before parsing (text.check_nesting, then an exact count of events):
   libyaml's composer recurses in C and crashes the process on tens of thousands of levels.
-- Alias bombs are measured before construction (expanded size of the node graph) and
-  refused; recursive aliases too.
+- Plain documents are built from libyaml's events (``events``), without a node graph.
+  Documents with aliases are composed, and alias bombs measured before construction
+  (expanded size of the node graph) and refused; recursive aliases too.
 - One document per file.
 - Every message is reconciler's own, made from the error's type, its marks and the text
   there: PyYAML's and libyaml's message texts change between releases.
@@ -23,12 +24,12 @@ from typing import Any
 
 import yaml
 
-from reconciler.desired.yamlsafe import loader, text
+from reconciler.desired.yamlsafe import events, loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
 
 MAX_EXPANDED_NODES = 2_000_000
-_ALIAS = re.compile(rb"(?:^|[\s\[{,:-])\*[^\s\]},]")
+_ALIAS = re.compile(r"(?:^|[\s\[{,:-])\*[^\s\]},]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,12 +136,7 @@ def _single_root(composer: yaml.SafeLoader, source: str) -> yaml.Node | None:
     root: yaml.Node | None = composer.get_node() if composer.check_node() else None
     if root is not None and composer.check_node():
         second = composer.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
-        # libyaml has consumed the second document's start by now, PyYAML has not: both
-        # point at its "---" line when it has one.
-        start = text.document_start(source, root.end_mark.index, second.start_mark.index)
-        raise HostileInput(
-            "more than one YAML document (---) in one file; use one file per document", start
-        )
+        raise _second_document(source, root.end_mark.index, second)
     return root
 
 
@@ -172,13 +168,54 @@ def _parse(raw: bytes, source: str) -> Parsed | None:
         # The byte scan also counts brackets inside quotes and comments: let libyaml's
         # (non-recursive) parser measure the real depth before refusing.
         _check_depth_exactly(source)
-    aliases = b"*" in raw and _ALIAS.search(raw) is not None
-    if aliases:
-        _check_aliases(source)
+    if not _has_aliases(source):
+        try:
+            return _from_events(source)
+        except events.Unusual:
+            pass  # an alias the text scan missed, a merge key or a tag: compose it
+    _check_aliases(source)
+    return _composed(source)
+
+
+def _has_aliases(source: str) -> bool:
+    """Whether the text may hold an alias (``*name``): then the graph is measured first."""
+    return "*" in source and _ALIAS.search(source) is not None
+
+
+def _from_events(source: str) -> Parsed | None:
+    """A plain document built from libyaml's events (events.Unusual for any other)."""
+    parser: Any = loader.BaseLoader(source)  # its event methods are untyped in the stubs
+    try:
+        parser.get_event()  # the stream's start
+        if parser.check_event(yaml.StreamEndEvent):
+            return None
+        parser.get_event()  # the document's start
+        data, account_lines, problems, end = events.build(parser)
+        parser.get_event()  # the document's end
+        if not parser.check_event(yaml.StreamEndEvent):
+            raise _second_document(source, end, parser.peek_event())
+    finally:
+        parser.dispose()
+    if data is None:
+        return None
+    return Parsed(data=data, account_lines=account_lines, problems=tuple(problems))
+
+
+def _second_document(source: str, end: int, second: Any) -> HostileInput:
+    # libyaml has consumed the second document's start by now, PyYAML has not: both
+    # point at its "---" line when it has one.
+    start = text.document_start(source, end, second.start_mark.index)
+    return HostileInput(
+        "more than one YAML document (---) in one file; use one file per document", start
+    )
+
+
+def _composed(source: str) -> Parsed | None:
+    """The document composed and constructed by the general safe loader."""
     safe = loader.Loader(source)
     try:
         root = _single_root(safe, source)
-        data = None if root is None else safe.construct_root(root, plain=not aliases)
+        data = None if root is None else safe.construct_document(root)
     finally:
         safe.dispose()
     if data is None:
@@ -218,8 +255,16 @@ def node_at(source: str, path: tuple[str | int, ...], on_key: bool) -> Mark:
     return marks_at(source, [(path, on_key)])[0]
 
 
-def marks_at(source: str, wanted: Sequence[tuple[tuple[str | int, ...], bool]]) -> list[Mark]:
-    """:func:`node_at` for each (path, on_key) of ``wanted``, composing ``source`` once."""
+def marks_at(
+    source: str,
+    wanted: Sequence[tuple[tuple[str | int, ...], bool]],
+    entries: Sequence[int | None] = (),
+) -> list[Mark]:
+    """:func:`node_at` for each (path, on_key) of ``wanted``, from ``source``'s events
+    (composed once when it has aliases, which lead elsewhere); ``entries``, the first line
+    of each ``users`` item, lets a problem inside one be found in that item's lines."""
+    if not _has_aliases(source):
+        return events.marks(source, wanted, entries)
     try:
         node = _compose(source)
     except (yaml.YAMLError, HostileInput):

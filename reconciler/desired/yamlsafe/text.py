@@ -110,6 +110,11 @@ def position(text: str, index: int) -> Mark:
     return Mark(line=line, col=index - start + 1)
 
 
+def line_starts(text: str) -> list[int]:
+    """The index of the first character of each line (YAML's line breaks)."""
+    return [0, *(found.end() for found in _LINE_BREAK.finditer(text))]
+
+
 def document_start(source: str, after: int, content: int) -> Mark:
     """Where a document whose content starts at index ``content`` begins: its ``---`` line
     after index ``after`` (the end of the document before it), or its content."""
