@@ -172,6 +172,7 @@ class Applier:
         self._tell()
         if batches:
             self.api.authenticate()  # a refused credential fails here, once, before any batch
+        self._record_policy(plan, sending=bool(batches))
         queue = deque((b, False) for b in batches)
         resent: set[str] = set()
         while True:
@@ -197,6 +198,21 @@ class Applier:
             )
         self._tell()
         return self.report
+
+    def _record_policy(self, plan: Plan, *, sending: bool) -> None:
+        """Record the policy the plan was made under, if the state holds another.
+
+        With batches to send it goes with the first intent (nothing sent: nothing recorded,
+        so a refused credential or an early stop leaves the state as it was); a policy-only
+        plan writes it at once. The next plan compares its policy with this one.
+        """
+        if plan.policy is None or plan.policy.desired == self.state.policy:
+            return
+        changed = replace(self.state, policy=plan.policy.desired)
+        if sending:
+            self._stage(changed)
+        elif not self._stopping():
+            self.write_state(changed)
 
     # -- stopping ---------------------------------------------------------------
 
