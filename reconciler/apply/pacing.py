@@ -2,9 +2,9 @@
 tenant's task limit, and when to give up on a task (pure: the applier sleeps and asks).
 
 Polling waits until the oldest task in flight is nearly as old as the quickest task seen
-DONE (``EARLY``), then polls closely with a growing delay, asking only about the tasks that old; at the
-task limit with none of our tasks in flight it backs off exponentially. A task followed
-longer than ``task_timeout`` is left for ``reconciler refresh``.
+DONE (``EARLY``), then polls closely with a growing delay, asking only about the tasks that
+old; at the task limit with none of our tasks in flight it backs off exponentially. A task
+followed longer than ``task_timeout`` is left for ``reconciler refresh``.
 """
 
 from __future__ import annotations
