@@ -321,3 +321,20 @@ def test_crlf_line_ends_are_read_as_written(tmp_path: Path) -> None:
     )
     problems = problems_of(tmp_path)
     assert [(p.line, p.col) for p in problems] == [(8, 13)]
+
+
+@pytest.mark.parametrize("composed", [False, True], ids=["events", "composed"])
+def test_a_problem_under_a_duplicate_key_is_located_in_the_value_that_wins(
+    tmp_path: Path, composed: bool
+) -> None:
+    """With a key given twice the later value is the one read: a problem inside it is
+    located there, not at the same path in the earlier value (where there is none)."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
+        "    name: Alice\n    email: alice@example.com\n    roles: [agent]\n"
+        "users:\n  - account: bob\n    name: Bob\n    email: bob@example.com\n"
+        "    roles: [nope]\n" + ("# *composed\n" if composed else ""),
+        encoding="utf-8",
+    )
+    problems = problems_of(tmp_path)
+    assert sorted((p.line, p.col) for p in problems) == [(9, 1), (13, 13)]
