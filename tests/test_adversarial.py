@@ -338,3 +338,20 @@ def test_a_problem_under_a_duplicate_key_is_located_in_the_value_that_wins(
     )
     problems = problems_of(tmp_path)
     assert sorted((p.line, p.col) for p in problems) == [(9, 1), (13, 13)]
+
+
+@pytest.mark.parametrize("value", ["=", "<<"])
+def test_a_plain_value_yaml_11_gives_a_meaning_says_to_quote_it(tmp_path: Path, value: str) -> None:
+    """``=`` and ``<<`` written plain are YAML 1.1's value and merge keys: the message
+    says so and how to keep the text, not that a tag nobody wrote is refused."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
+        f"    name: {value}\n    email: alice@example.com\n    roles: [agent]\n",
+        encoding="utf-8",
+    )
+    problems = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in problems] == [(6, 11)]
+    assert problems[0].message == (
+        f"the plain value {value!r} has a special meaning in YAML: quote it ('{value}') "
+        "to keep it as text"
+    )
