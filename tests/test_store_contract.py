@@ -36,6 +36,7 @@ from reconciler.stores.model import (
     MAX_SERIAL,
     State,
 )
+from reconciler.stores.recorded_policy import PolicyRecord
 from tests.support.builders import sample_state
 from tests.support.format_versions import VERSIONS, Mutate, check_answer
 from tests.support.stores import Backend, FakeClock, held_in_thread, with_account
@@ -171,6 +172,33 @@ def test_corrupt_document_is_refused_and_kept(backend: Backend, text: str) -> No
     with pytest.raises(StateCorrupt):
         backend.reopen().write(with_account(state, "bob"), force=True)
     assert backend.raw() == text
+
+
+def test_the_recorded_policy_is_kept_by_every_write(backend: Backend) -> None:
+    """A policy recorded by one write reads back from another handle, survives writes that
+    do not touch it, and a write that changes only the policy is a write of its own."""
+    first = sample_state()
+    backend.store.write(first)
+    assert backend.reopen().read() == first
+    assert first.policy is None
+    strict = PolicyRecord(max_disable_count=2, protected_accounts=("alice",))
+    second = first.successor(policy=strict)
+    backend.store.write(second)
+    assert backend.reopen().read() == second
+    third = with_account(second, "bob")
+    backend.store.write(third)
+    assert backend.reopen().read() == third
+    assert third.policy == strict
+    loose = replace(strict, max_disable_count=50, protected_accounts=())
+    fourth = third.successor(policy=loose)
+    backend.store.write(fourth)
+    read = backend.reopen().read()
+    assert read == fourth
+    assert read is not None
+    assert read.policy == loose
+    fifth = fourth.successor(policy=None)
+    backend.store.write(fifth)
+    assert backend.reopen().read() == fifth
 
 
 def test_newer_format_version_is_refused(backend: Backend) -> None:

@@ -2,9 +2,9 @@
 
 ``state.json`` is the snapshot, the state document wrapped with the id of its journal::
 
-    {"format_version": 3,
+    {"format_version": 4,
      "snapshot": {"journal": "<id>", "folded": "<id of the journal it took in, or null>"},
-     "state": {<the state document: format_version 2, what `state pull` prints>}}
+     "state": {<the state document: format_version 3, what `state pull` prints>}}
 
 ``state.json.journal`` holds one record per write since that snapshot, one per line::
 
@@ -20,10 +20,14 @@ record of another journal: a journal never silently loses a write. The one excep
 the journal the snapshot names as ``folded``: a compaction wrote the snapshot including it
 and was stopped before it removed the file, so it is ignored and the next writer removes it.
 
-The wrapper's ``format_version`` 3 is what keeps older reconcilers away: they read state
-files up to format 2 and refuse this one as written by a newer reconciler, instead of
-reading the snapshot without its journal. A file that is a plain state document (format 1
-or 2, an older reconciler's) is read as a snapshot with no journal; the first write wraps it.
+The wrapper's ``format_version`` is what keeps older reconcilers away: it is always greater
+than the document's, so a reconciler from before the journal (reading state files up to
+format 2) refuses it as written by a newer reconciler instead of reading the snapshot without
+its journal. Wrapper 3 held a format-2 document; wrapper 4 holds format 3, which added the
+recorded policy: a reconciler reading up to wrapper 3 refuses it rather than write the state
+back without its policy. Both wrappers are read (``WRAPPERS``). A file that is a plain state
+document (format 1 or 2, an older reconciler's) is read as a snapshot with no journal; the
+first write wraps it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from reconciler.stores import decoding, model
 from reconciler.stores import delta as deltas
 from reconciler.stores.model import State
 
-SNAPSHOT_FORMAT = 3  # the wrapper, not the document inside it (model.FORMAT_VERSION)
+SNAPSHOT_FORMAT = 4  # the wrapper, not the document inside it (model.FORMAT_VERSION)
+# Wrappers read: 3 (a format-2 document inside, before the recorded policy) and this one.
+# A plain document is never one of these versions with a "snapshot" member.
+WRAPPERS = (3, SNAPSHOT_FORMAT)  # a tuple: a hand-edited version may be unhashable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,9 +166,7 @@ def _decode(
 def _unwrap(data: Any, *, where: str, repair_hint: str) -> tuple[str | None, str | None, Any]:
     """(journal id, folded journal id, the state document) of a snapshot file's content."""
     if not (
-        isinstance(data, dict)
-        and data.get("format_version") == SNAPSHOT_FORMAT
-        and "snapshot" in data
+        isinstance(data, dict) and data.get("format_version") in WRAPPERS and "snapshot" in data
     ):
         return None, None, data  # a plain document: format_version's rules decide
     marks = data.get("snapshot")
