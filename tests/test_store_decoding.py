@@ -81,7 +81,11 @@ def test_a_record_shaped_wire_is_left_to_the_plain_reader(schema_checked: bool) 
     document["pending"][0]["entries"][0]["wire"] = wire
     assert _fast(document, schema_checked=schema_checked) is None
     data = json.dumps(
-        {"format_version": 3, "snapshot": {"journal": "j", "folded": None}, "state": document}
+        {
+            "format_version": journal.SNAPSHOT_FORMAT,
+            "snapshot": {"journal": "j", "folded": None},
+            "state": document,
+        }
     ).encode()
     loaded = journal.load(data, b"", where=_WHERE, repair_hint=_HINT)
     assert loaded.state.pending[0].entries[0].wire == wire
@@ -153,7 +157,7 @@ def _chunked(raw: bytes, size: int) -> decoding.Chunks:
 
 def _snapshot_bytes(state: State, *, indent: int | None, encoding: str = "utf-8") -> bytes:
     wrapper = {
-        "format_version": 3,
+        "format_version": journal.SNAPSHOT_FORMAT,
         "snapshot": {"journal": "j", "folded": None},
         "state": model.to_json(state),
     }
