@@ -16,6 +16,13 @@ decide: this path never accepts what the plain one refuses, nor says it differen
 
 A snapshot whose bytes passed the schema before (``stores.checked``) is decoded without
 the per-record check: the whole document was checked, records included.
+
+The file backend goes one step further (:func:`stream`): it hands over the snapshot's bytes
+in chunks, and the top of the document (the wrapper, the state, its ``accounts``) is parsed
+member by member here, every other value by json's C scanner, so each chunk is freed once
+decoded and the bytes, their text and the records never stand in memory together. Anything
+that is not plain JSON to this parser raises Irregular: the caller reads the bytes again
+and the plain reader decides.
 """
 
 from __future__ import annotations
