@@ -545,3 +545,23 @@ def test_push_refuses_a_serial_without_room(
     with pytest.raises(StateError, match=error):
         transfer.push(backend.store, document, force=force)
     assert backend.raw() == before
+
+
+def test_records_read_share_repeated_values(backend: Backend) -> None:
+    """Accounts read back hold one tuple per distinct role-id list and one copy of each
+    repeated task id (a million records would otherwise hold a million of each)."""
+    first = sample_state()
+    alice = first.accounts["alice"]
+    state = replace(
+        first,
+        accounts={
+            account: replace(alice, account=account, name=account, role_ids=("1001", "1002"))
+            for account in ("alice", "bob", "carol")
+        },
+    )
+    backend.store.write(state)
+    read = backend.reopen().read()
+    assert read == state
+    bob, carol = read.accounts["bob"], read.accounts["carol"]
+    assert bob.role_ids is carol.role_ids
+    assert bob.last_task_id is carol.last_task_id

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import StateCorrupt
+from reconciler.stores import decoding, model
 from reconciler.stores import delta as deltas
-from reconciler.stores import model
 from reconciler.stores.model import State
 
 SNAPSHOT_FORMAT = 4  # the wrapper, not the document inside it (model.FORMAT_VERSION)
@@ -87,7 +87,7 @@ def record(change: deltas.Delta, *, journal: str) -> bytes:
 
 
 def load(
-    snapshot_data: bytes,
+    snapshot_data: bytes | decoding.Chunks,
     journal_data: bytes,
     *,
     where: str,
@@ -95,17 +95,19 @@ def load(
     schema_checked: bool = False,
 ) -> Loaded:
     """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted.
-    ``schema_checked``: the snapshot's bytes passed the state schema before."""
-    try:
-        data = json.loads(snapshot_data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
-    journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
-    state = model.from_json(
-        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+
+    ``snapshot_data``: the snapshot's bytes, or its chunks, each let go of once decoded
+    (then decoding.Irregular means: read the bytes again and load them plainly).
+    ``schema_checked``: they passed the state schema before.
+    """
+    data = snapshot_data
+    size = data.size if isinstance(data, decoding.Chunks) else len(data)
+    del data
+    journal, folded, state = _decode(
+        snapshot_data, where=where, repair_hint=repair_hint, schema_checked=schema_checked
     )
     lines, valid = _lines(journal_data)
-    sizes = {"snapshot_bytes": len(snapshot_data), "journal_bytes": valid}
+    sizes = {"snapshot_bytes": size, "journal_bytes": valid}
     cut = valid < len(journal_data)
     if not lines:
         return Loaded(state=state, journal=journal, cut=cut, folded=False, **sizes)
@@ -125,6 +127,40 @@ def load(
         del payload["journal"]
         replay.apply(deltas.from_json(payload, where=where), where=where)
     return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
+
+
+def _decode(
+    snapshot_data: bytes | decoding.Chunks, *, where: str, repair_hint: str, schema_checked: bool
+) -> tuple[str | None, str | None, State]:
+    """(journal id, folded journal id, the state) of a snapshot file's bytes or text.
+
+    Records are decoded as they are parsed (``decoding``); a document that path cannot take
+    whole is decoded again the plain way, which decides and words any refusal.
+    """
+    try:
+        if isinstance(snapshot_data, decoding.Chunks):
+            data = decoding.stream(snapshot_data, schema_checked=schema_checked)
+        else:
+            data = decoding.loads(snapshot_data, schema_checked=schema_checked)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
+    journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
+    del data
+    state = decoding.state(
+        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+    )
+    if state is not None:
+        return journal, folded, state
+    if isinstance(snapshot_data, decoding.Chunks):
+        raise decoding.Irregular  # its bytes are gone: the caller reads them again
+    del document
+    journal, folded, document = _unwrap(
+        json.loads(snapshot_data), where=where, repair_hint=repair_hint
+    )
+    plain = model.from_json(
+        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+    )
+    return journal, folded, plain
 
 
 def _unwrap(data: Any, *, where: str, repair_hint: str) -> tuple[str | None, str | None, Any]:

@@ -192,7 +192,7 @@ def _record_to_json(record: AccountRecord) -> dict[str, Any]:
     return out
 
 
-def _shared(value: Any) -> Any:
+def shared(value: Any) -> Any:
     """One copy of a text many records hold (a role id, a task id, a timestamp)."""
     return sys.intern(value) if type(value) is str else value
 
@@ -204,11 +204,11 @@ def _record_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord:
         account=account,
         name=data["name"],
         email=data["email"],
-        role_ids=tuple([_shared(role_id) for role_id in data["role_ids"]]),
+        role_ids=tuple([shared(role_id) for role_id in data["role_ids"]]),
         enabled=data["enabled"],
-        last_task_id=_shared(data.get("last_task_id")),
-        created_at=_shared(data.get("created_at")),
-        updated_at=_shared(data.get("updated_at")),
+        last_task_id=shared(data.get("last_task_id")),
+        created_at=shared(data.get("created_at")),
+        updated_at=shared(data.get("updated_at")),
         source_commit=data.get("source_commit"),
         adopted=data.get("adopted", False),  # absent in format 1: nothing was adopted
     )
