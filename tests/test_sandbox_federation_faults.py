@@ -11,7 +11,7 @@ from reconciler.sandbox.control import ManualClock, build_federation
 from reconciler.sandbox.federation import CREATE_TASK_PATH, QUERY_TASK_PATH, TOKEN_PATH
 from reconciler.sandbox.federation_faults import Endpoint, EndpointFaults
 from reconciler.sandbox.federation_rules import FederationSettings
-from reconciler.sandbox.server import running
+from reconciler.sandbox.server import RunningSandbox, running
 from tests.support.federation_world import (
     APP_KEY,
     APP_SECRET,
@@ -220,3 +220,34 @@ def test_dropped_create_task_over_loopback_still_created_the_task() -> None:
         again = http.post(CREATE_TASK_PATH, json={"federationUserList": [entry()]}, headers=headers)
         task = http.post(QUERY_TASK_PATH, json={"taskId": again.json()["taskId"]}, headers=headers)
         assert task.json()["taskInfo"]["status"] == "TODO"
+
+
+class _Raising:
+    """A handler that fails the way a request's processing can."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def handle(self, request: object) -> None:
+        """Raise."""
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "printed"),
+    [
+        (ConnectionResetError("peer gone"), ""),
+        (BrokenPipeError("peer gone"), ""),
+        (ValueError("a bug"), "sandbox: a request failed: ValueError: a bug\n"),
+    ],
+)
+def test_the_server_is_quiet_about_clients_gone_and_says_one_line_otherwise(
+    error: Exception, printed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = RunningSandbox([_Raising(error)]).start()  # type: ignore[list-item]
+    try:
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(server.url + "/x", content=b"{}", timeout=5)
+    finally:
+        server.stop()
+    assert capsys.readouterr().err == printed

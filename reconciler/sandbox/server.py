@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -28,6 +29,15 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handlers: Sequence[Handler]) -> None:
         super().__init__(address, _Exchange)
         self.handlers = tuple(handlers)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client gone mid-exchange is normal here (a closed client, a dropped response):
+        quiet. Anything else is one line on stderr, not socketserver's traceback, which a
+        server thread would print into whatever output is current (a test's, a demo's)."""
+        error = sys.exc_info()[1]
+        if error is None or isinstance(error, ConnectionError | TimeoutError):
+            return
+        sys.stderr.write(f"sandbox: a request failed: {type(error).__name__}: {error}\n")
 
 
 class _Exchange(BaseHTTPRequestHandler):
