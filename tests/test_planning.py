@@ -487,3 +487,17 @@ def test_the_encoder_refuses_what_json_cannot_hold() -> None:
     """A value JSON has no form for is an error, never silently turned into text."""
     with pytest.raises(TypeError):
         planfile._canonical({"a": object()})
+
+
+def test_the_first_apply_creates_each_role_once_in_order() -> None:
+    """With no state every account is a CREATE whose roles are sorted and distinct, in
+    account order, and no rename note is looked for (there is nothing disabled)."""
+    made = planner.plan(
+        desired(user("b", "admin", "agent", "agent"), user("a", "reporting"), user("c")), None
+    )
+    assert [c.as_tuple() for c in made.changes] == [
+        ("CREATE", "a", (), ("103",), ()),
+        ("CREATE", "b", (), ("101", "109"), ()),
+        ("CREATE", "c", (), (), ()),
+    ]
+    assert [c.reason for c in made.changes] == [Reason.NEW] * 3
