@@ -293,6 +293,21 @@ CROSS_FILE = [
         ],
         id="duplicate-email-two-files",
     ),
+    pytest.param(
+        {
+            "a.yaml": _users(("alice", "a@example.com"), ("bob", "b@example.com")).replace(
+                "[agent]", "[ghost]"
+            ),
+            "b.yaml": _users(("carol", "A@example.com")),
+        },
+        [
+            "a.yaml:5:12: email 'a@example.com' is also used by {b} (users[0])",
+            "a.yaml:6:13: role 'ghost' is not defined under `roles` (defined: agent)",
+            "a.yaml:10:13: role 'ghost' is not defined under `roles` (defined: agent)",
+            "b.yaml:5:12: email 'A@example.com' is also used by {a} (users[0])",
+        ],
+        id="duplicate-found-after-other-problems-reported-once",
+    ),
 ]
 
 

@@ -247,21 +247,55 @@ def _flag_both(
 def _merge_users(
     files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[Pending]
 ) -> dict[str, User]:
+    """The users by account. Built once without asking, user by user, whether an account
+    or email was seen before; only when one was (or an email is long enough to check its
+    parts) are they built again with each checked in order, so the problems are the same."""
+    start = len(problems)
+    users, entries = _users(files, roles, problems, None)
+    if _all_distinct(users, entries):
+        return users
+    del problems[start:]
+    return _users(files, roles, problems, _FirstSeen(files=files, problems=problems))[0]
+
+
+def _all_distinct(users: dict[str, User], entries: int) -> bool:
+    """Each of ``entries`` its own account and email (case-folded), no email over 64
+    characters: nothing :class:`_FirstSeen` could report."""
+    emails = [user.email for user in users.values() if "@" in user.email]
+    return (
+        len(users) == entries
+        and len(set(map(str.lower, users))) == entries
+        and len(set(map(str.lower, emails))) == len(emails)
+        and max(map(len, emails), default=0) <= 64
+    )
+
+
+def _users(
+    files: tuple[loading.SourceFile, ...],
+    roles: dict[str, Role],
+    problems: list[Pending],
+    seen: _FirstSeen | None,
+) -> tuple[dict[str, User], int]:
+    """The users by account, and how many entries had a text account, name and email."""
     users: dict[str, User] = {}
-    seen = _FirstSeen(files=files, problems=problems)
+    entries = 0
     resolver = _RoleResolver(roles=roles, declared=_declared_roles(files), problems=problems)
+    resolved = resolver.resolved
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for file_index, source in enumerate(files):
-        lines = source.account_lines
+        lines, display = source.account_lines, source.display
         for index, entry in enumerate(_list(_dict(source.data).get("users"))):
             if not isinstance(entry, dict):
                 continue
             account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
             if not (isinstance(account, str) and isinstance(name, str) and isinstance(email, str)):
                 continue
-            first = seen.account(file_index, index, account)
-            if "@" in email:
-                seen.email(file_index, index, email)
+            entries += 1
+            first = True
+            if seen is not None:
+                first = seen.account(file_index, index, account)
+                if "@" in email:
+                    seen.email(file_index, index, email)
             raw_roles = _list(entry.get("roles"))
             names = tuple([r for r in raw_roles if isinstance(r, str)])
             names = shared.setdefault(names, names)  # users share a few combinations
@@ -269,7 +303,7 @@ def _merge_users(
             if len(names) != len(raw_roles):  # {role, until} grants (or what the schema refuses)
                 grants = _read_grants(raw_roles, file_index, index, problems)
                 names = grants.names
-            role_ids = resolver.role_ids(names, file_index, index)
+            role_ids = resolved.get(names) or resolver.role_ids(names, file_index, index)
             expires = None
             if "expires" in entry:
                 expires = _read_expires(entry["expires"], file_index, index, problems)
@@ -282,11 +316,11 @@ def _merge_users(
                 roles=names,
                 role_ids=role_ids or (),
                 enabled=entry.get("enabled", True) is not False,
-                source=Source(file=source.display, line=lines.get(id(entry), 0)),
+                source=Source(file=display, line=lines.get(id(entry), 0)),
                 expires=expires,
                 timed=grants.timed if grants is not None else (),
             )
-    return users
+    return users, entries
 
 
 def _read_grants(
