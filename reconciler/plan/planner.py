@@ -146,7 +146,18 @@ def changes(desired: DesiredState, recorded: State | None) -> tuple[Change, ...]
     by_action: dict[Action, list[Change]] = {action: [] for action in _ORDER}
     recorded_as = accounts.get
     for account, user in desired.users.items():
-        change = _user_change(user, recorded_as(account))
+        before = recorded_as(account)
+        if (  # the common case, unchanged, decided here: no call per account
+            before is not None
+            and before.role_ids == user.role_ids
+            and before.name == user.name
+            and before.email == user.email
+            and before.enabled
+            and user.enabled
+            and not before.adopted
+        ):
+            continue
+        change = _user_change(user, before)
         if change is not None:
             by_action[change.action].append(change)
     users = desired.users
