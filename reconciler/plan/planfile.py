@@ -278,6 +278,7 @@ def change_json(change: Change, plan: Plan | None = None) -> dict[str, Any]:
 
 _ACTIONS = {action: action.value for action in Action}  # not an enum lookup per change
 _REASONS = {reason: reason.name.lower() for reason in Reason}
+_FIELDS = {field: field.value for field in Field}
 
 
 def _reviewed_json(change: Change) -> dict[str, Any]:
@@ -289,7 +290,7 @@ def _reviewed_json(change: Change) -> dict[str, Any]:
         "before": None if change.before is None else state_codec.attributes_to_json(change.before),
         "after": state_codec.attributes_to_json(change.after),
         "fields": [
-            {"field": f.field.value, "before": f.before, "after": f.after} for f in change.fields
+            {"field": _FIELDS[f.field], "before": f.before, "after": f.after} for f in change.fields
         ],
         "roles_added": list(change.roles_added),
         "roles_removed": list(change.roles_removed),
