@@ -111,6 +111,27 @@ def is_valid(name: str, document: Any) -> bool:
     return _fast_error(name, document) is None
 
 
+@functools.cache
+def part_check(name: str, definition: str) -> Callable[[Any], bool]:
+    """A fast yes/no check of one part of schema ``name``: its ``$defs/<definition>``.
+
+    For a reader that checks a document's many like parts as it decodes them (a state's
+    account records); the document without them still goes through the whole schema.
+    """
+    schema = load(name)
+    defs = schema.get("$defs", {})
+    compiled = fastjsonschema.compile({"$schema": _DRAFT07, **_inline(defs[definition], defs)})
+
+    def fits(value: Any) -> bool:
+        try:
+            compiled(value)
+        except fastjsonschema.JsonSchemaValueException:
+            return False
+        return True
+
+    return fits
+
+
 # Our own words for each keyword: never the validator's message text, which changes
 # between releases. A schema's ``x-messages`` (keyed by keyword) overrides these.
 _GENERIC = {

@@ -290,3 +290,68 @@ def test_a_fifo_given_as_a_plan_is_refused_unopened(
     code, _, err = _run(capsys, command, "plan.json")
     assert code == 1
     assert "plan.json is not a regular file" in err
+
+
+@pytest.mark.parametrize(
+    ("char", "name"),
+    [("\x85", "U+0085"), ("\u2028", "U+2028"), ("\u2029", "U+2029"), ("\r", "U+000D")],
+)
+def test_a_line_break_editors_do_not_show_is_refused(tmp_path: Path, char: str, name: str) -> None:
+    """YAML breaks lines at NEL, LS, PS and a lone CR; editors, diffs and grep do not: a
+    user after one inside a comment was read as content (a grant hidden in a comment),
+    and every later line number was off by one. Refused anywhere, located as read."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
+        "    name: Alice\n    email: alice@example.com\n"
+        f"    roles: [agent] # reviewed{char}  - {{account: evil, name: E, "
+        "email: e@example.com, roles: [agent]}\n",
+        encoding="utf-8",
+        newline="",
+    )
+    problems = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in problems] == [(8, 30)]
+    assert problems[0].message.startswith(f"line break {name} that editors")
+
+
+def test_crlf_line_ends_are_read_as_written(tmp_path: Path) -> None:
+    """CRLF files stay valid, their problems on the lines a reader sees."""
+    (tmp_path / "users.yaml").write_bytes(
+        b"version: 1\r\nroles:\r\n  agent: {id: '101'}\r\nusers:\r\n  - account: alice\r\n"
+        b"    name: Alice\r\n    email: alice@example.com\r\n    roles: [nope]\r\n"
+    )
+    problems = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in problems] == [(8, 13)]
+
+
+@pytest.mark.parametrize("composed", [False, True], ids=["events", "composed"])
+def test_a_problem_under_a_duplicate_key_is_located_in_the_value_that_wins(
+    tmp_path: Path, composed: bool
+) -> None:
+    """With a key given twice the later value is the one read: a problem inside it is
+    located there, not at the same path in the earlier value (where there is none)."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
+        "    name: Alice\n    email: alice@example.com\n    roles: [agent]\n"
+        "users:\n  - account: bob\n    name: Bob\n    email: bob@example.com\n"
+        "    roles: [nope]\n" + ("# *composed\n" if composed else ""),
+        encoding="utf-8",
+    )
+    problems = problems_of(tmp_path)
+    assert sorted((p.line, p.col) for p in problems) == [(9, 1), (13, 13)]
+
+
+@pytest.mark.parametrize("value", ["=", "<<"])
+def test_a_plain_value_yaml_11_gives_a_meaning_says_to_quote_it(tmp_path: Path, value: str) -> None:
+    """``=`` and ``<<`` written plain are YAML 1.1's value and merge keys: the message
+    says so and how to keep the text, not that a tag nobody wrote is refused."""
+    (tmp_path / "users.yaml").write_text(
+        "version: 1\nroles:\n  agent: {id: '101'}\nusers:\n  - account: alice\n"
+        f"    name: {value}\n    email: alice@example.com\n    roles: [agent]\n",
+        encoding="utf-8",
+    )
+    problems = problems_of(tmp_path)
+    assert [(p.line, p.col) for p in problems] == [(6, 11)]
+    assert problems[0].message == (
+        f"the plain value {value!r} has a special meaning in YAML: quote it ('{value}') "
+        "to keep it as text"
+    )

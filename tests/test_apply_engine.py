@@ -236,6 +236,51 @@ def test_every_write_is_a_successor(make_world: Callable[..., World]) -> None:
     assert seen[-1].pending == ()
 
 
+def test_the_next_intents_are_written_while_the_slots_are_busy(
+    make_world: Callable[..., World],
+) -> None:
+    """With one slot, batch 2's intent is written while batch 1 runs, not after it is DONE:
+    a slot that frees is refilled without a state write on the way."""
+    specs = fx.users(250)
+    world = make_world(specs)
+    seen: list[State] = []
+    store = _Recording(world.store, seen)
+    report = world.applier(store=store, parallel=1).run(world.plan(store))
+    assert report.ok
+    ahead = [
+        s for s in seen if len(s.pending) == 2 and sum(b.task_id is None for b in s.pending) == 1
+    ]
+    assert ahead, "no write held a running batch and the next batch's intent together"
+    assert seen[-1].pending == ()
+    _check_converged(world, specs)
+
+
+def test_a_run_stopped_with_batches_queued_takes_back_their_intents(
+    make_world: Callable[..., World],
+) -> None:
+    """Intents written ahead for batches the run then never sends are taken back: the
+    state keeps no intent of a batch this run knows it did not send."""
+    specs = fx.users(350)
+    world = make_world(specs)
+    calls = world.box.federation.stats
+    applier = engine.Applier(
+        world.store,
+        world.client,
+        settings=ApplySettings(parallel=1),
+        sleep=world.sleep,
+        monotonic=world.clock,
+        stop=lambda: "SIGTERM" if calls().calls.get("createTask", 0) >= 2 else None,
+    )
+    report = applier.run(world.plan())
+    assert report.interrupted == "SIGTERM"
+    state = world.store.read()
+    assert state is not None
+    assert all(batch.task_id is not None for batch in state.pending), state.pending
+    assert any("were not sent in this run" in line for line in report.unresolved)
+    world.converge()
+    _check_converged(world, specs)
+
+
 # -- retries and failures at the engine level --------------------------------------------
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from reconciler.cli import commands
 from reconciler.cli.main import main
+from reconciler.desired import validation
+from reconciler.plan import policy_review
 from reconciler.stores.local import LocalStore
 
 STATE = Path(".reconciler") / "state.json"
@@ -136,9 +138,24 @@ def test_detailed_exitcode(workdir: Path, capsys: pytest.CaptureFixture[str]) ->
     assert run(capsys, "import", "--account", "alice", "--account", "bob")[0] == 0
     assert run(capsys, "plan", "--detailed-exitcode", "--no-refresh")[0] == 2
     _verify_adopted(workdir)
+    # A state that records no policy: apply would record it, so that is a change.
+    code, out, _ = run(capsys, "plan", "--detailed-exitcode", "--no-refresh")
+    assert code == 2
+    assert "the state records no policy yet" in out
+    assert "No account changes. Apply records the changed policy." in out
+    _record_policy(workdir)
     code, out, _ = run(capsys, "plan", "--detailed-exitcode", "--no-refresh")
     assert code == 0
     assert "No changes." in out
+
+
+def _record_policy(workdir: Path) -> None:
+    """Record the desired policy in the state, as an apply would."""
+    store = LocalStore(workdir / STATE)
+    current = store.read()
+    assert current is not None
+    policy = policy_review.record_of(validation.load_desired(workdir))
+    store.write(current.successor(policy=policy))
 
 
 def _verify_adopted(workdir: Path) -> None:

@@ -17,6 +17,7 @@ from reconciler.errors import PlanError, StateCorrupt
 from reconciler.formats import Verdict
 from reconciler.plan import planfile, planner
 from reconciler.stores import model as state_codec
+from reconciler.stores.recorded_policy import PolicyRecord
 from tests.support.builders import desired, record, state, user
 from tests.support.format_versions import PLAN_VERSIONS, VERSIONS, Mutate, check_answer
 
@@ -34,8 +35,8 @@ _STATE = state_codec.to_json(state(record("alice", "agent")))
 
 @pytest.mark.parametrize(("mutate", "verdict", "tail"), VERSIONS)
 def test_classify_gives_the_verdict(mutate: Mutate, verdict: Verdict, tail: str) -> None:
-    """The pure classifier gives each row's verdict for a document whose newest is 2."""
-    assert formats.classify(mutate(_STATE), newest=2).verdict is verdict
+    """The pure classifier gives each row's verdict for a document whose newest is 3."""
+    assert formats.classify(mutate(_STATE), newest=3).verdict is verdict
 
 
 @pytest.mark.parametrize(("mutate", "verdict", "tail"), PLAN_VERSIONS)
@@ -60,15 +61,15 @@ def test_a_state_follows_the_rule(mutate: Mutate, verdict: Verdict, tail: str) -
     check_answer(caught, verdict, tail, subject="state s.json", kind="state")
 
 
-@pytest.mark.parametrize("old", [1, 2])
+@pytest.mark.parametrize("old", [1, 2, 3])
 def test_an_older_plan_is_refused_as_made_by_an_older_reconciler(old: int) -> None:
-    """A saved plan of format 1 (no changes digest) or 2 (no date: its end dates were never
-    evaluated) is never applied."""
+    """A saved plan of format 1 (no changes digest), 2 (no date: its end dates were never
+    evaluated) or 3 (no policy review: a loosened policy was never shown) is never applied."""
     older = {**_PLAN, "format_version": old}
     with pytest.raises(PlanError) as caught:
         planfile.loads(json.dumps(older), where="p.json")
     assert caught.value.message == (
-        f"p.json was made by an older reconciler (format_version {old}; this reconciler reads 3 "
+        f"p.json was made by an older reconciler (format_version {old}; this reconciler reads 4 "
         "and later)"
     )
     assert (caught.value.hint or "").startswith("plan again with `reconciler plan --out FILE`")
@@ -96,7 +97,29 @@ def test_a_version_1_state_is_read_with_no_adopted_account() -> None:
     document = {**_STATE, "format_version": 1}
     read = state_codec.from_json(document, where="s.json")
     assert read.accounts["alice"].adopted is False
-    assert state_codec.to_json(read)["format_version"] == 2
+    assert read.policy is None
+    assert state_codec.to_json(read)["format_version"] == 3
+
+
+def test_a_version_2_state_is_read_with_no_recorded_policy() -> None:
+    """A format-2 state (written before the policy was recorded) reads as format 3 without
+    one, and a recorded policy survives the round trip through JSON."""
+    read = state_codec.from_json({**_STATE, "format_version": 2}, where="s.json")
+    assert read.policy is None
+    assert "policy" not in state_codec.to_json(read)
+    recorded = PolicyRecord(
+        max_disable_count=2,
+        max_disable_percent=12.5,
+        protected_accounts=("alice",),
+        max_grant_days={"tenant-admin": 30},
+        sensitive_roles={"1672380646005741609": "tenant-admin"},
+        timezone="Europe/Berlin",
+        expiry_notice_days=7,
+    )
+    document = state_codec.to_json(replace(read, policy=recorded))
+    assert document["policy"]["max_disable"] == {"count": 2, "percent": 12.5}
+    back = state_codec.from_json(json.loads(json.dumps(document)), where="s.json")
+    assert back.policy == recorded
 
 
 def test_an_adopted_account_survives_the_state_round_trip() -> None:

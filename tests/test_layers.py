@@ -29,6 +29,7 @@ LAYERS = {
     "schemas": "base",
     "formats": "base",
     "seals": "base",
+    "jsontext": "base",
     "desired": "desired",
     "stores": "stores",
     "providers": "providers",

@@ -61,3 +61,19 @@ def test_a_poll_skips_tasks_younger_than_the_quickest_done() -> None:
     pace.follow("earlier-run", 2.9)  # followed from a recorded task id: always asked
     assert pace.due(["old", "new", "earlier-run"], 3.0) == ["old", "earlier-run"]
     assert pace.due(["old", "new", "earlier-run"], 4.5) == ["old", "new", "earlier-run"]
+
+
+def test_the_task_time_estimate_comes_down_when_tasks_are_quicker_than_first_seen() -> None:
+    """The first task seen DONE at 2 s (the poll came late): tasks are asked about a little
+    before that age, so one seen DONE earlier lowers the estimate, and the next polls
+    come earlier still. Asking only at the full age could never learn a shorter time."""
+    pace = Pacer(ApplySettings())
+    pace.follow("first", 0.0, accepted=True)
+    pace.done("first", 2.0)
+    pace.follow("second", 10.0, accepted=True)
+    assert pace.due(["second"], 11.7) == []
+    assert pace.due(["second"], 11.8) == ["second"]  # 90% of the 2 s seen
+    pace.done("second", 11.8)
+    pace.follow("third", 20.0, accepted=True)
+    assert pace.due(["third"], 21.62) == ["third"]  # 90% of the 1.8 s seen since
+    assert pace.poll_pause(["third"], 20.0) == pytest.approx(1.62)

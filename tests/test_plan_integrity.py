@@ -253,7 +253,7 @@ def test_a_plan_never_chooses_its_input_or_state(
     code, _, err = _run(capsys, "apply", str(forged), str(path))
     assert code == 1
     assert f"the plan was made from the desired state at {evil}, but this apply reads {path}" in err
-    assert f"hint: reconciler apply {forged} {evil} " in err
+    assert f"hint: reconciler apply {forged} {evil} --state {empty} (from the" in err
     # Even from the folder it names, its state is not the one every command uses there.
     code, _, err = _run(capsys, "apply", str(forged), str(evil))
     assert code == 1
@@ -268,7 +268,9 @@ def test_a_plan_never_chooses_its_input_or_state(
     code, _, err = _run(capsys, "apply", str(saved))
     assert code == 1
     assert f"made from the desired state at {path}, but this apply reads ." in err
-    assert f"hint: reconciler apply {saved} {path} " in err
+    # The hint is the whole command: PATH alone would be refused next on the state.
+    state = path / ".reconciler" / "state.json"
+    assert f"hint: reconciler apply {saved} {path} --state {state} (from the" in err
     assert box.federation.stats().calls == calls
 
 

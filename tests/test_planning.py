@@ -365,7 +365,7 @@ def test_plan_file_has_one_compact_line_per_change() -> None:
     ("mutate", "message"),
     [
         pytest.param(
-            lambda d: d.update(format_version=4), "written by a newer reconciler", id="newer-format"
+            lambda d: d.update(format_version=5), "written by a newer reconciler", id="newer-format"
         ),
         pytest.param(lambda d: d.pop("changes"), "not a valid saved plan", id="missing-changes"),
         pytest.param(

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from reconciler.desired.model import Policy
-from reconciler.plan import access, expiry, planfile, planner
+from reconciler.plan import access, expiry, planfile, planner, policy_review
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import common, markdown, text
 from tests.support.builders import desired, record, state, user
@@ -122,6 +122,28 @@ DATED = expiry.plan_at(
 )
 
 
+# The policy recorded at the last apply protected alice, allowed 1 disable and admin grants
+# of 30 days at most; this change unprotects and removes alice and bob, allows 5 disables,
+# drops the admin limit and grants carol admin with no end date, and moves the timezone.
+_STRICT = Policy(
+    protected_accounts=frozenset({"alice"}), max_disable_count=1, max_grant_days={"admin": 30}
+)
+_LOOSE = Policy(max_disable_count=5, timezone="Europe/Berlin")
+_USERS = ("alice", "bob", "carol", "dave", "erin")
+LOOSENED = expiry.plan_at(
+    desired(
+        user("carol", "agent", "admin"), user("dave", "agent"), user("erin", "agent"), policy=_LOOSE
+    ),
+    replace(
+        state(*(record(a, "agent") for a in _USERS)),
+        policy=policy_review.record_of(desired(policy=_STRICT)),
+    ),
+    at=AT,
+    input_path="desired/",
+    state_location="desired/.reconciler/state.json",
+)
+
+
 def _large() -> Plan:
     """3000 changes: 2000 creates, 600 modifies, 400 disables."""
     users = [
@@ -144,6 +166,7 @@ PLANS = {
     "new": NEW,
     "adopt": ADOPT,
     "dated": DATED,
+    "loosened": LOOSENED,
 }
 
 

@@ -21,6 +21,7 @@ from reconciler.cli.main import main
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.stores.recorded_policy import PolicyRecord
 from tests.support.blocking import returns_within
 from tests.support.pg import pg_dsn, unique_workspace, with_query
 from tests.support.terminal import Terminal
@@ -325,3 +326,21 @@ def test_yes_needs_force(workdir: Path, capsys: pytest.CaptureFixture[str]) -> N
     code, _, err = run(capsys, "state", "push", "pushed.json", "--yes")
     assert code == 1
     assert "hint: reconciler state push pushed.json --force --yes" in err
+
+
+def test_a_policy_difference_is_a_difference(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same accounts, lineage and serial, another recorded policy: exit 2, spelled out."""
+    strict = PolicyRecord(protected_accounts=("alice",))
+    _stored(workdir / "a.json", replace(BEFORE, policy=strict))
+    _stored(workdir / "b.json", replace(BEFORE, policy=replace(strict, protected_accounts=())))
+    code, out, _ = run(capsys, "state", "diff", "a.json", "b.json", "--detailed-exitcode")
+    assert code == 2
+    assert "policy recorded at the last apply differs:" in out
+    assert "protected_accounts" in out
+    code, out, _ = run(capsys, "state", "diff", "a.json", "b.json", "--format", "json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["same"] is False
+    assert [d["path"] for d in document["policy"]] != []

@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from reconciler.stores.model import (
     MAX_SERIAL,
     State,
 )
+from reconciler.stores.recorded_policy import PolicyRecord
 from tests.support.builders import sample_state
 from tests.support.format_versions import VERSIONS, Mutate, check_answer
 from tests.support.stores import Backend, FakeClock, held_in_thread, with_account
@@ -170,6 +172,33 @@ def test_corrupt_document_is_refused_and_kept(backend: Backend, text: str) -> No
     with pytest.raises(StateCorrupt):
         backend.reopen().write(with_account(state, "bob"), force=True)
     assert backend.raw() == text
+
+
+def test_the_recorded_policy_is_kept_by_every_write(backend: Backend) -> None:
+    """A policy recorded by one write reads back from another handle, survives writes that
+    do not touch it, and a write that changes only the policy is a write of its own."""
+    first = sample_state()
+    backend.store.write(first)
+    assert backend.reopen().read() == first
+    assert first.policy is None
+    strict = PolicyRecord(max_disable_count=2, protected_accounts=("alice",))
+    second = first.successor(policy=strict)
+    backend.store.write(second)
+    assert backend.reopen().read() == second
+    third = with_account(second, "bob")
+    backend.store.write(third)
+    assert backend.reopen().read() == third
+    assert third.policy == strict
+    loose = replace(strict, max_disable_count=50, protected_accounts=())
+    fourth = third.successor(policy=loose)
+    backend.store.write(fourth)
+    read = backend.reopen().read()
+    assert read == fourth
+    assert read is not None
+    assert read.policy == loose
+    fifth = fourth.successor(policy=None)
+    backend.store.write(fifth)
+    assert backend.reopen().read() == fifth
 
 
 def test_newer_format_version_is_refused(backend: Backend) -> None:
@@ -516,3 +545,23 @@ def test_push_refuses_a_serial_without_room(
     with pytest.raises(StateError, match=error):
         transfer.push(backend.store, document, force=force)
     assert backend.raw() == before
+
+
+def test_records_read_share_repeated_values(backend: Backend) -> None:
+    """Accounts read back hold one tuple per distinct role-id list and one copy of each
+    repeated task id (a million records would otherwise hold a million of each)."""
+    first = sample_state()
+    alice = first.accounts["alice"]
+    state = replace(
+        first,
+        accounts={
+            account: replace(alice, account=account, name=account, role_ids=("1001", "1002"))
+            for account in ("alice", "bob", "carol")
+        },
+    )
+    backend.store.write(state)
+    read = backend.reopen().read()
+    assert read == state
+    bob, carol = read.accounts["bob"], read.accounts["carol"]
+    assert bob.role_ids is carol.role_ids
+    assert bob.last_task_id is carol.last_task_id

@@ -190,14 +190,32 @@ def test_a_long_run_compacts_once_the_journal_outgrows_its_bound(path: Path) -> 
 
 
 def test_older_reconcilers_refuse_the_snapshot_as_newer(path: Path) -> None:
-    """Format 3 is the wrapper: a reader of formats up to 2 says "newer", never misreads."""
+    """Format 4 is the wrapper: a reader of documents up to 2 or 3 says "newer", never
+    misreads (nor writes the state back without its recorded policy)."""
     _written(path, 1)
     wrapper = json.loads(path.read_bytes())
-    assert wrapper["format_version"] == 3
-    verdict = formats.classify(wrapper, newest=2)
-    assert verdict.verdict is Verdict.NEWER
-    assert verdict.problem == "format_version 3; this reconciler reads up to 2"
+    assert wrapper["format_version"] == 4
+    for older in (2, 3):
+        verdict = formats.classify(wrapper, newest=older)
+        assert verdict.verdict is Verdict.NEWER
+        assert verdict.problem == f"format_version 4; this reconciler reads up to {older}"
     assert wrapper["state"]["format_version"] == state_codec.FORMAT_VERSION
+
+
+def test_a_format_3_snapshot_of_a_format_2_document_is_read_and_rewrapped(path: Path) -> None:
+    """The previous wrapper (3, before the recorded policy) reads with its journal; the next
+    write's compaction wraps it as 4 and the document as 3."""
+    first = sample_state()
+    document = {**state_codec.to_json(first), "format_version": 2}
+    wrapper = {"format_version": 3, "snapshot": {"journal": "j", "folded": None}, "state": document}
+    path.write_text(json.dumps(wrapper), encoding="utf-8")
+    store = LocalStore(path)
+    assert store.read() == first
+    second = with_account(first, "bob")
+    store.write(second, force=True)
+    rewritten = json.loads(path.read_bytes())
+    assert (rewritten["format_version"], rewritten["state"]["format_version"]) == (4, 3)
+    assert LocalStore(path).read() == second
 
 
 def test_the_wrapper_stays_newer_than_every_document_format() -> None:
@@ -213,7 +231,7 @@ def test_an_older_reconcilers_file_is_read_and_wrapped_by_the_first_write(path: 
     assert store.read() == first
     second = with_account(first, "bob")
     store.write(second)
-    assert json.loads(path.read_bytes())["format_version"] == 3
+    assert json.loads(path.read_bytes())["format_version"] == journals.SNAPSHOT_FORMAT
     assert not _journal(path).exists()  # wrapping is a new snapshot, not a record
     assert LocalStore(path).read() == second
 

@@ -137,3 +137,25 @@ def test_a_schema_1_database_is_migrated_and_its_documents_split(pg_schema_dsn: 
     [(head,)] = pg_execute(pg_schema_dsn, "SELECT document FROM reconciler_states")
     assert "accounts" not in json.loads(head)
     assert PostgresStore.from_dsn(pg_schema_dsn).read() == later
+
+
+def test_a_bad_account_row_is_refused_in_the_plain_readers_words(workspace: str) -> None:
+    """An account row that breaks the schema is refused as the whole document would be
+    (the row-by-row decoder leaves it to the plain reader), never read or crashed on."""
+    first = sample_state()
+    state = with_account(first, "bob")
+    _store(workspace).write(first)
+    _store(workspace).write(state)
+    record = state_codec.account_to_json(state.accounts["bob"])
+    pg_execute(
+        pg_dsn(),
+        "UPDATE reconciler_accounts SET record = %s WHERE workspace = %s AND account = 'bob'",
+        (json.dumps({**record, "role_ids": [7]}), workspace),
+    )
+    document = state_codec.to_json(state)
+    document["accounts"]["bob"]["role_ids"] = [7]
+    with pytest.raises(StateCorrupt) as plain:
+        state_codec.from_json(document, where="x", repair_hint="")
+    with pytest.raises(StateCorrupt) as read:
+        _store(workspace).read()
+    assert plain.value.args[0].split(": ", 1)[1] in str(read.value)

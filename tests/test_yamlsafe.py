@@ -186,7 +186,7 @@ def test_missing_path_is_an_input_error(tmp_path: Path) -> None:
         ("a:\n  b: 1\n", ("a", "missing"), False, (2, 3)),
         ("a: [\n", ("a",), False, (1, 1)),
         ("a:\n  1: x\n", ("a", 1), False, (2, 6)),
-        ("a:\n  b: 1\n  b: 2\n", ("a", "b"), True, (2, 3)),
+        ("a:\n  b: 1\n  b: 2\n", ("a", "b"), True, (3, 3)),  # the later key: its value is read
         ("a: [{b: 1}, {c: [x, {d: 2}]}]\n", ("a", 1, "c", 1, "d"), False, (1, 25)),
     ],
 )

@@ -1,10 +1,10 @@
 """How apply paces itself: when to poll the tasks in flight, how long to back off at the
 tenant's task limit, and when to give up on a task (pure: the applier sleeps and asks).
 
-Polling waits until the oldest task in flight is as old as the quickest task seen DONE,
-then polls closely with a growing delay, asking only about the tasks that old; at the
-task limit with none of our tasks in flight it backs off exponentially. A task followed
-longer than ``task_timeout`` is left for ``reconciler refresh``.
+Polling waits until the oldest task in flight is nearly as old as the quickest task seen
+DONE (``EARLY``), then polls closely with a growing delay, asking only about the tasks that
+old; at the task limit with none of our tasks in flight it backs off exponentially. A task
+followed longer than ``task_timeout`` is left for ``reconciler refresh``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 LIMIT_WAIT_MAX = 30.0  # seconds: the longest back-off at the tenant's task limit
+# A task is asked about once it is this share as old as the quickest task seen DONE. Asking
+# only at the full age could never learn a shorter time than the one first seen (which
+# includes the wait before that poll); asking a little early lets the estimate come down.
+EARLY = 0.9
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,7 +24,7 @@ class ApplySettings:
     """How apply paces itself."""
 
     parallel: int = 8  # tasks in flight; the tenant's limit is 10 [ASSUME]
-    poll_initial: float = 0.05
+    poll_initial: float = 0.02
     poll_max: float = 2.0
     task_timeout: float = 1800.0  # longest wait for one task to be DONE (then: refresh)
     limit_backoff: float = 0.5  # first wait when the tenant's task limit is reached
@@ -66,7 +70,8 @@ class Pacer:
         if quickest is None:
             return list(batch_ids)
         accepted = self.accepted_at
-        return [b for b in batch_ids if b not in accepted or now - accepted[b] >= quickest]
+        due_at = quickest * EARLY
+        return [b for b in batch_ids if b not in accepted or now - accepted[b] >= due_at]
 
     def expired(self, batch_ids: Collection[str], now: float) -> list[str]:
         """The batches followed for ``task_timeout`` seconds or more."""
@@ -94,4 +99,4 @@ class Pacer:
         accepted = [self.accepted_at[b] for b in in_flight if b in self.accepted_at]
         if self.task_seconds is None or not accepted:
             return 0.0
-        return min(min(accepted) + self.task_seconds - now, self.settings.poll_max)
+        return min(min(accepted) + self.task_seconds * EARLY - now, self.settings.poll_max)

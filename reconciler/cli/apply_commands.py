@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import json
 import os
 import shlex
 import signal
@@ -15,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler import jsontext
 from reconciler.apply import engine, ledger, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
 from reconciler.cli import commands, memory, saved_plan, signals
@@ -388,7 +388,7 @@ def _emit(
         document = report_json(report)
         if plan_ is not None:
             document["state"] = {"location": plan_.state_location, "workspace": plan_.workspace}
-        out(json.dumps(document, indent=2, ensure_ascii=False))
+        out(jsontext.laid_out(document))
     else:
         if nothing and not report.applied and not report.failed:
             out("Nothing to apply.")

@@ -140,7 +140,16 @@ def check_guard(plan: Plan) -> None:
 
 def check_revocations_only(plan: Plan) -> None:
     """``apply --revocations-only``: GuardRailBlocked (exit 3) unless every change only takes
-    access away (role removals, disables); provisioning retries are allowed."""
+    access away (role removals, disables); provisioning retries are allowed. A plan whose
+    policy loosened since the last apply needs review whatever its changes are."""
+    loosened = common.policy_message(plan)
+    if loosened is not None:
+        raise GuardRailBlocked(
+            f"--revocations-only: {loosened}; nothing was sent",
+            hint="a loosened policy goes through a reviewed apply (a pull request and its "
+            "plan); run `reconciler plan` to see it, and apply without --revocations-only "
+            "only after reviewing it",
+        )
     others = [change for change in plan.changes if not change.revokes_only]
     if not others:
         return

@@ -77,10 +77,24 @@ def input_path(saved: Plan, given: Path | None, plan_file: Path) -> Path:
         raise PlanError(
             f"the plan was made from the desired state at {saved.input_path or '(none)'}, "
             f"but this apply reads {path}; nothing was sent",
-            hint=f"reconciler apply {_quote(plan_file)} {_quote(saved.input_path or '.')} "
-            "(from the directory the plan was made in, with the reviewed files checked out)",
+            hint=f"reconciler apply {_quote(plan_file)} {_quote(saved.input_path or '.')}"
+            f"{_state_flags(saved)} (from the directory the plan was made in, with the "
+            "reviewed files checked out)",
         )
     return path
+
+
+def _state_flags(saved: Plan) -> str:
+    """`` --state …`` (and ``--workspace``) of the state ``saved`` was made against: a
+    hint that named PATH alone would fail next on the state."""
+    if not saved.state_location:
+        return ""
+    flags = f" --state {_quote(saved.state_location)}"
+    if saved.workspace is not None:
+        flags += f" --workspace {_quote(saved.workspace)}"
+    if "://" in saved.state_location:
+        flags += " (with the DSN's password: a plan never records one)"
+    return flags
 
 
 def store(saved: Plan, path: Path, common: Common, plan_file: Path) -> Store:

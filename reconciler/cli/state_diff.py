@@ -121,7 +121,7 @@ def _text(found: comparing.StateComparison, *, listed: int, detailed: int) -> li
     """The differences as lines: versions, accounts (changed ones spelled out), the rest."""
     left, right = found.left, found.right
     if found.same:
-        return ["No differences: the same lineage, serial, accounts, batches and events."]
+        return ["No differences: the same lineage, serial, accounts, batches, events and policy."]
     lines = []
     if left.lineage != right.lineage:
         lines.append(f"lineage: {left.lineage} (A) → {right.lineage} (B): another state")
@@ -144,6 +144,10 @@ def _text(found: comparing.StateComparison, *, listed: int, detailed: int) -> li
                 f"{what}: {counts['removed']} only in A, {counts['added']} only in B, "
                 f"{counts['changed']} changed"
             )
+    policy = found.policy_differences()
+    if policy:
+        lines.append("policy recorded at the last apply differs:")
+        lines.extend(f"      {d.render()}" for d in policy)
     lines.append(
         f"Summary: {len(accounts.removed)} account(s) only in A, {len(accounts.added)} only "
         f"in B, {len(accounts.changed)} changed."
@@ -182,6 +186,7 @@ def _json(found: comparing.StateComparison, left: Store, right: Store) -> dict[s
         },
         "pending": _keyed_json(found.pending),
         "events": _keyed_json(found.events),
+        "policy": [{"path": d.path, "a": d.left, "b": d.right} for d in found.policy_differences()],
     }
 
 

@@ -39,6 +39,9 @@ _TARGET_CHARS = 120  # how much of a symlink's target a message shows
 # Embeddings, overrides and isolates (Trojan Source, CVE-2021-42574): they make text read
 # in another order than it is, so a reviewer could read a grant as a comment.
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Line breaks to YAML (NEL, LS, PS, a CR without LF) that editors, diffs and grep do not
+# show as one: text after one, even in a comment, is read as content.
+_HIDDEN_BREAK = re.compile("[\x85\u2028\u2029]|\r(?!\n)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,21 +334,9 @@ def parse_file(file: RawFile) -> SourceFile:
                 col,
             ),
         )
-    bidi = _BIDI.search(text) if b"\xe2\x80" in raw or b"\xe2\x81" in raw else None
-    if bidi is not None:
-        start = bidi.start()
-        line = text.count("\n", 0, start) + 1
-        col = start - (text.rfind("\n", 0, start) + 1) + 1
-        return _with(
-            empty,
-            _problem(
-                file.display,
-                f"bidirectional control character U+{ord(bidi[0]):04X}: the file would read "
-                "differently from what it is (in a review, a diff, an editor); remove it",
-                line,
-                col,
-            ),
-        )
+    hidden = _hidden_text(text, raw)
+    if hidden is not None:
+        return _with(empty, _problem(file.display, *hidden))
     try:
         parsed = yamlsafe.parse(raw, text)
     except yamlsafe.HostileInput as exc:
@@ -386,3 +377,28 @@ def _with(source: SourceFile, problem: Problem) -> SourceFile:
         account_lines=source.account_lines,
         problems=(*source.problems, problem),
     )
+
+
+def _hidden_text(text: str, raw: bytes) -> tuple[str, int, int] | None:
+    """A problem (message, line, col) for a character that makes the file read otherwise
+    than it is: a bidirectional control, or a line break only YAML sees."""
+    found = _BIDI.search(text) if b"\xe2\x80" in raw or b"\xe2\x81" in raw else None
+    if found is not None:
+        message = (
+            f"bidirectional control character U+{ord(found[0]):04X}: the file would read "
+            "differently from what it is (in a review, a diff, an editor); remove it"
+        )
+    else:
+        maybe = b"\r" in raw or b"\xc2\x85" in raw or b"\xe2\x80" in raw
+        found = _HIDDEN_BREAK.search(text) if maybe else None
+        if found is None:
+            return None
+        message = (
+            f"line break U+{ord(found[0]):04X} that editors, diffs and grep do not show as "
+            "one: YAML starts a new line there, so what follows (even in a comment) is read "
+            "as content; use a plain newline or remove it"
+        )
+    start = found.start()
+    line = text.count("\n", 0, start) + 1
+    col = start - (text.rfind("\n", 0, start) + 1) + 1
+    return message, line, col

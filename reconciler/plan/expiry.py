@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.desired.model import DesiredState, Source, User
-from reconciler.plan import planner, review
+from reconciler.plan import planner, policy_review, review
 from reconciler.plan.model import Action, Change, Expired, Expiring, Plan, Reason
 from reconciler.stores.model import State
 
@@ -162,6 +162,7 @@ def plan_at(desired: DesiredState, recorded: State | None, *, at: dt.date, **opt
     return replace(
         made,
         changes=changes,
+        policy=policy_review.review(desired, recorded, changes, at=at, managed=made.managed),
         notes=(*made.notes, *review.notes(changes)),
         at=at,
         timezone=policy.timezone,

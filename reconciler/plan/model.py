@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler.desired.model import Source
 from reconciler.stores.model import AccountRecord, Action
+from reconciler.stores.recorded_policy import PolicyRecord
 
 # Action is defined with the state (a recorded batch entry carries it) and exported here.
 __all__ = [
@@ -30,14 +31,18 @@ __all__ = [
     "Guard",
     "Kind",
     "Plan",
+    "PolicyChange",
+    "PolicyReview",
+    "PolicyUse",
     "Reason",
     "RoleInfo",
     "batch",
 ]
 
 # 2: changes digest, state location, adopt; 3: the date it was made at, expired and
-# expiring-soon grants (a plan is a function of the date now)
-PLAN_FORMAT_VERSION = 3
+# expiring-soon grants (a plan is a function of the date now); 4: the policy against the
+# one recorded at the last apply (``policy``), which a policy-only change is a change of
+PLAN_FORMAT_VERSION = 4
 BATCH_SIZE = 100
 
 
@@ -224,6 +229,54 @@ class Guard:
         return self.over_limit or bool(self.protected_hits)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyChange:
+    """One policy setting that differs from the one recorded at the last apply."""
+
+    setting: str  # ``max_disable``, ``protected_accounts[alice]``, ``max_grant_days[role]``…
+    before: str
+    after: str
+    loosened: bool  # a guard rail is weaker than at the last apply
+
+    @property
+    def message(self) -> str:
+        """``policy.max_disable: count 2 -> count 50 (loosened)``."""
+        mark = " (loosened)" if self.loosened else ""
+        return f"policy.{self.setting}: {self.before} -> {self.after}{mark}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyUse:
+    """A change of the plan that passes only because the policy loosened since the last apply."""
+
+    account: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyReview:
+    """The desired policy against the one recorded at the last apply."""
+
+    desired: PolicyRecord  # what apply records
+    recorded: PolicyRecord | None  # None: the state records none (new, or an older format)
+    changes: tuple[PolicyChange, ...] = ()
+    uses: tuple[PolicyUse, ...] = ()
+
+    @property
+    def loosened(self) -> bool:
+        """Whether any guard rail is weaker than at the last apply."""
+        return any(change.loosened for change in self.changes)
+
+    def uses_of(self, account: str) -> tuple[str, ...]:
+        """Why ``account``'s change passes only because of the loosening (empty: it does not)."""
+        return tuple(use.why for use in self.uses if use.account == account)
+
+    @property
+    def dependent(self) -> int:
+        """How many changes of the plan pass only because of the loosening."""
+        return len({use.account for use in self.uses})
+
+
 class Decision(enum.Enum):
     """What apply will do with a failed provisioning event."""
 
@@ -270,6 +323,7 @@ class Plan:
     timezone: str = "UTC"  # whose calendar day ``at`` is (policy.timezone)
     notice_days: int = 0  # the "expiring soon" window (policy.expiry_notice_days)
     expiring: tuple[Expiring, ...] = ()  # grants and accounts ending within the window
+    policy: PolicyReview | None = None  # None: not reviewed (a plan made without a date)
     format_version: int = PLAN_FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -292,9 +346,18 @@ class Plan:
         return tuple(e for e in self.events if e.decision is Decision.RETRY)
 
     @property
+    def policy_changed(self) -> bool:
+        """Whether apply records a policy: it differs from the one recorded at the last
+        apply, or a state that exists records none yet (written before format 3)."""
+        review = self.policy
+        if review is None:
+            return False
+        return bool(review.changes) or (review.recorded is None and self.state_exists)
+
+    @property
     def has_changes(self) -> bool:
-        """Whether apply would do anything."""
-        return bool(self.changes) or bool(self.retries)
+        """Whether apply would do anything (recording a changed policy is something)."""
+        return bool(self.changes) or bool(self.retries) or self.policy_changed
 
     def role_name(self, role_id: str) -> str:
         """The YAML name of ``role_id`` (the id itself when unknown)."""

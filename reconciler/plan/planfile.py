@@ -21,7 +21,7 @@ from typing import Any
 from reconciler import __version__, formats
 from reconciler.desired.model import Commit, Source
 from reconciler.errors import PlanError, StalePlan
-from reconciler.plan import access
+from reconciler.plan import access, policy_json
 from reconciler.plan.model import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -193,6 +193,7 @@ def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
         "changes_digest": changes_digest,
         "summary": summary(plan),
         "guard": _guard(plan.guard),
+        "policy": policy_json.to_json(plan.policy),
         "access": [_access_row(row) for row in access.by_role(plan)],
         "batches": [
             {"index": index, "accounts": list(accounts)}
@@ -423,6 +424,7 @@ def loads(text: str, *, where: str) -> Plan:
         timezone=data["timezone"],
         notice_days=data["expiring"]["notice_days"],
         expiring=tuple(_expiring_back(item) for item in data["expiring"]["items"]),
+        policy=policy_json.from_json(data["policy"]),
         extra=_extra(data),
     )
 

@@ -76,6 +76,48 @@ def loosened_message(plan: Plan) -> str | None:
     )
 
 
+def policy_message(plan: Plan) -> str | None:
+    """What the policy loosened since the last apply and what depends on it (or None)."""
+    review = plan.policy
+    if review is None or not review.loosened:
+        return None
+    loosened = [change for change in review.changes if change.loosened]
+    message = (
+        f"the policy loosened since the last apply ({len(loosened)} setting"
+        f"{'s' if len(loosened) != 1 else ''}: "
+        + ", ".join(printable(f"policy.{change.setting}") for change in loosened)
+        + ")"
+    )
+    dependent = sorted({use.account for use in review.uses})
+    if not dependent:
+        return message + "; no change of this plan depends on it"
+    shown = ", ".join(printable(account) for account in dependent[:5])
+    more = f" and {len(dependent) - 5} more" if len(dependent) > 5 else ""
+    verb = "passes" if len(dependent) == 1 else "pass"
+    return (
+        f"{message}; {len(dependent)} change{'s' if len(dependent) != 1 else ''} of this plan "
+        f"{verb} only because of it: {shown}{more}"
+    )
+
+
+def policy_unrecorded(plan: Plan) -> str | None:
+    """Why a plan records a policy although nothing differs: the state has none (or None)."""
+    review = plan.policy
+    if review is None or review.recorded is not None or not plan.state_exists:
+        return None
+    return (
+        "the state records no policy yet (it was written before state format 3, or by "
+        "import); apply records this one, and later plans compare with it"
+    )
+
+
+def policy_uses(plan: Plan, account: str) -> tuple[str, ...]:
+    """Why ``account``'s change passes only because the policy loosened (one line each)."""
+    if plan.policy is None:
+        return ()
+    return tuple(printable(why) for why in plan.policy.uses_of(account))
+
+
 def guard_messages(plan: Plan) -> list[str]:
     """Why the plan is blocked (empty when it is not)."""
     guard, out = plan.guard, []

@@ -71,6 +71,7 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     if loosened is not None:
         out.append(f"> [!WARNING]\n> **Guard rail loosened:** {_esc(loosened)}.")
         out.append("")
+    out.extend(_policy(plan, max_rows))
     if plan.guard.blocked:
         for message in common.guard_messages(plan):
             out.append(f"> [!CAUTION]\n> **Blocked by guard rail:** {_esc(message)}")
@@ -109,7 +110,37 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
     if not plan.has_changes:
         out.append("No changes. The recorded state matches the desired state.")
         out.append("")
+    elif plan.policy_changed and not plan.changes and not plan.retries:
+        out.append("No account changes. Apply records the changed policy.")
+        out.append("")
     return "\n".join(out)
+
+
+def _policy(plan: Plan, max_rows: int | None) -> list[str]:
+    """Policy changes since the last apply, before the summary; loosening ones warned."""
+    review = plan.policy
+    unrecorded = common.policy_unrecorded(plan)
+    if unrecorded is not None:
+        return [f"> [!NOTE]\n> **Policy:** {_esc(unrecorded)}.", ""]
+    if review is None or not review.changes:
+        return []
+    out = []
+    message = common.policy_message(plan)
+    if message is not None:
+        out.append(f"> [!WARNING]\n> **Policy loosened:** {_esc(message)}.")
+        out.append("")
+    out.append("**Policy changes since the last apply** (apply records the new policy):")
+    out.append("")
+    for change in review.changes:
+        mark = "⚠️ " if change.loosened else ""
+        out.append(f"- {mark}{_esc(change.message)}")
+    uses = list(review.uses if max_rows is None else review.uses[: max(max_rows, 3)])
+    for use in uses:
+        out.append(f"  - ⚠️ {_code(use.account)} passes only because of it: {_esc(use.why)}")
+    if len(review.uses) > len(uses):
+        out.append(f"  - … {len(review.uses) - len(uses)} more in the saved plan")
+    out.append("")
+    return out
 
 
 def _state(plan: Plan) -> list[str]:
@@ -202,6 +233,8 @@ def _change_row(plan: Plan, change: Change) -> str:
             detail = change.reason.value
     for why in plan.why(change):
         detail += f"; {_esc(why)}"
+    for why in common.policy_uses(plan, change.account):
+        detail += f"; ⚠️ passes only because the policy loosened: {_esc(why)}"
     source = _source(change)
     return f"| {_ICON[change.kind]} | {_code(change.account)} | {detail} | {source} |"
 

@@ -40,6 +40,9 @@ def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: b
     elif plan.retries:
         lines.append("No user changes. The recorded state matches the desired state.")
         lines.append("")
+    elif plan.policy_changed:
+        lines.append("No account changes. Apply records the changed policy.")
+        lines.append("")
     else:
         lines.append("No changes. The recorded state matches the desired state.")
         lines.append("")
@@ -60,6 +63,9 @@ def render(plan: Plan, *, now: dt.datetime, color: bool = False, show_batches: b
     for note in plan.notes:
         lines.append(f"Note: {printable(note)}")
     lines.append(paint(_BOLD, common.summary_line(plan)))
+    policy = common.policy_message(plan)
+    if policy is not None:
+        lines.append(paint(_WARN, f"Warning: {policy}."))
     for message in common.guard_messages(plan):
         lines.append(paint(_COLORS[Action.DISABLE], f"Blocked by guard rail: {message}"))
     return "\n".join(lines) + "\n"
@@ -81,6 +87,26 @@ def _header(plan: Plan, paint: _Paint) -> list[str]:
     loosened = common.loosened_message(plan)
     if loosened is not None:
         lines.append(paint(_WARN, f"Warning: guard rail loosened: {loosened}."))
+    lines.append("")
+    lines.extend(_policy(plan, paint))
+    return lines
+
+
+def _policy(plan: Plan, paint: _Paint) -> list[str]:
+    """Policy changes since the last apply, first: a loosening one is a warning."""
+    review = plan.policy
+    unrecorded = common.policy_unrecorded(plan)
+    if unrecorded is not None:
+        return [f"Policy: {unrecorded}.", ""]
+    if review is None or not review.changes:
+        return []
+    lines = ["Policy changes since the last apply (apply records the new policy):"]
+    for change in review.changes:
+        text = printable(change.message)
+        lines.append(paint(_WARN, f"  ! {text}") if change.loosened else f"    {text}")
+    message = common.policy_message(plan)
+    if message is not None:
+        lines.append(paint(_WARN, f"Warning: {message}."))
     lines.append("")
     return lines
 
@@ -169,6 +195,10 @@ def _change(plan: Plan, change: Change, paint: _Paint) -> list[str]:
             if change.before is not None:
                 out.append(f"      roles lost: {common.roles_text(plan, change.before.role_ids)}")
     out.extend(f"      {why}" for why in plan.why(change))
+    out.extend(
+        paint(_WARN, f"      ! passes only because the policy loosened: {why}")
+        for why in common.policy_uses(plan, change.account)
+    )
     return out
 
 

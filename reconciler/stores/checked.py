@@ -36,9 +36,12 @@ _FIELDS = ("format", "snapshot", "schema", "tool")
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 
-def snapshot_digest(snapshot: bytes) -> str:
-    """sha256 hex of a snapshot's bytes."""
-    return hashlib.sha256(snapshot).hexdigest()
+def snapshot_digest(snapshot: bytes | list[bytes]) -> str:
+    """sha256 hex of a snapshot's bytes (whole, or in consecutive chunks)."""
+    digest = hashlib.sha256()
+    for chunk in [snapshot] if isinstance(snapshot, bytes) else snapshot:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 @functools.cache

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.stores import model
+from reconciler.stores import model, recorded_policy
 from reconciler.stores.model import State
 
 _SHOWN = 120  # characters of a value shown in a difference
@@ -75,7 +75,14 @@ class StateComparison:
             and self.accounts.same
             and self.pending.same
             and self.events.same
+            and self.left.policy == self.right.policy
         )
+
+    def policy_differences(self) -> tuple[Difference, ...]:
+        """What differs in the policy each state recorded at its last apply (None: absent)."""
+        if self.left.policy == self.right.policy:
+            return ()
+        return differences(_policy(self.left), _policy(self.right))
 
     def account_differences(self, account: str) -> tuple[Difference, ...]:
         """What differs in one changed account's record (attributes and bookkeeping)."""
@@ -83,6 +90,10 @@ class StateComparison:
             model.account_to_json(self.left.accounts[account]),
             model.account_to_json(self.right.accounts[account]),
         )
+
+
+def _policy(state: State) -> Any:
+    return None if state.policy is None else recorded_policy.to_json(state.policy)
 
 
 def _keyed(left: Mapping[str, Any], right: Mapping[str, Any]) -> Keyed:

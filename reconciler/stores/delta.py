@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 from reconciler import schemas
 from reconciler.errors import StateCorrupt
-from reconciler.stores import model, revisions
+from reconciler.stores import model, recorded_policy, revisions
 from reconciler.stores.model import AccountRecord, EventRecord, PendingBatch, State
+from reconciler.stores.recorded_policy import PolicyRecord
 
 V = TypeVar("V")
 
@@ -58,6 +59,8 @@ class Delta:
     batches: tuple[PendingBatch, ...] = ()  # new pending batches, or with other entries
     marks: Mapping[str, Marks] = field(default_factory=dict)  # batch id -> its new marks
     order: tuple[str, ...] | None = None  # every pending batch id in order; None: unchanged
+    policy: PolicyRecord | None = None  # the newly recorded policy; None: unchanged
+    policy_removed: bool = False  # the state no longer records a policy (a hand-made state)
 
 
 def between(old: State, new: State) -> Delta:
@@ -77,6 +80,8 @@ def between(old: State, new: State) -> Delta:
         batches=batches,
         marks=marks,
         order=order,
+        policy=None if new.policy == old.policy else new.policy,
+        policy_removed=new.policy is None and old.policy is not None,
     )
 
 
@@ -128,6 +133,7 @@ class Replay:
         self.events = dict(state.events)
         self.pending = {batch.batch_id: batch for batch in state.pending}
         self.order = [batch.batch_id for batch in state.pending]
+        self.policy = state.policy
 
     def apply(self, delta: Delta, *, where: str) -> None:
         """Apply the next delta; StateCorrupt when it does not follow what was replayed."""
@@ -138,6 +144,8 @@ class Replay:
                 f"follows lineage {self.lineage} serial {self.serial}",
             )
         self.serial, self.updated_at = delta.serial, delta.updated_at
+        if delta.policy is not None or delta.policy_removed:
+            self.policy = delta.policy
         self.accounts.update(delta.accounts)
         for account in delta.removed:
             self.accounts.pop(account, None)
@@ -172,6 +180,7 @@ class Replay:
             accounts=self.accounts,
             pending=tuple(self.pending[batch_id] for batch_id in self.order),
             events=self.events,
+            policy=self.policy,
         )
 
 
@@ -211,6 +220,10 @@ def to_json(delta: Delta) -> dict[str, Any]:
         }
     if delta.order is not None:
         out["order"] = list(delta.order)
+    if delta.policy is not None:
+        out["policy"] = recorded_policy.to_json(delta.policy)
+    elif delta.policy_removed:
+        out["policy"] = None  # null: removed (absent: unchanged)
     return out
 
 
@@ -227,6 +240,7 @@ _MEMBERS = frozenset(
         "batches",
         "marks",
         "order",
+        "policy",
     )
 )
 
@@ -258,6 +272,8 @@ def from_json(data: Mapping[str, Any], *, where: str) -> Delta:
             for batch_id, m in marks.items()
         },
         order=None if order is None else tuple(order),
+        policy=model.policy_from_json(data.get("policy")),
+        policy_removed="policy" in data and data["policy"] is None,
     )
 
 
@@ -279,6 +295,8 @@ def _problem(data: Mapping[str, Any]) -> str:
         "pending": data.get("batches", []),
         "events": data.get("events", {}),
     }
+    if data.get("policy") is not None:
+        document["policy"] = data["policy"]
     problems = schemas.check("state", document)
     if problems:
         return problems[0]

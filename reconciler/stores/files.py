@@ -33,9 +33,10 @@ _NO_WAIT = os.O_NONBLOCK | os.O_CLOEXEC
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pair:
-    """The bytes of a snapshot and its journal, read together, and where they stood."""
+    """The bytes of a snapshot (in chunks) and its journal, read together, and where they
+    stood. Chunks, so that a reader can let go of each once it has decoded it."""
 
-    snapshot: bytes
+    snapshot: list[bytes]
     journal: bytes
     signature: Signature
 
@@ -126,11 +127,13 @@ def locked(path: Path, *, exclusive: bool) -> Iterator[int | None]:
             os.close(fd)  # also releases the flock
 
 
-def read_pair(fd: int, journal: Path) -> Pair:
-    """Both files' bytes, the snapshot through its locked ``fd``."""
+def read_pair(fd: int, journal: Path, *, chunk_bytes: int) -> Pair:
+    """Both files' bytes, the snapshot through its locked ``fd`` in chunks of ``chunk_bytes``."""
+    snapshot = []
     with open(fd, "rb", closefd=False) as handle:
         handle.seek(0)
-        snapshot = handle.read()
+        while chunk := handle.read(chunk_bytes):
+            snapshot.append(chunk)
     try:
         journal_fd = open_regular(journal, os.O_RDONLY)
     except FileNotFoundError:
@@ -139,6 +142,13 @@ def read_pair(fd: int, journal: Path) -> Pair:
         with open(journal_fd, "rb") as handle:
             journal_data = handle.read()
     return Pair(snapshot=snapshot, journal=journal_data, signature=signature(os.fstat(fd), journal))
+
+
+def read_whole(fd: int) -> bytes:
+    """The snapshot's bytes again, all at once, through its locked ``fd``."""
+    with open(fd, "rb", closefd=False) as handle:
+        handle.seek(0)
+        return handle.read()
 
 
 def write_new(path: Path, data: bytes) -> os.stat_result:

@@ -2,9 +2,9 @@
 
 ``state.json`` is the snapshot, the state document wrapped with the id of its journal::
 
-    {"format_version": 3,
+    {"format_version": 4,
      "snapshot": {"journal": "<id>", "folded": "<id of the journal it took in, or null>"},
-     "state": {<the state document: format_version 2, what `state pull` prints>}}
+     "state": {<the state document: format_version 3, what `state pull` prints>}}
 
 ``state.json.journal`` holds one record per write since that snapshot, one per line::
 
@@ -20,10 +20,14 @@ record of another journal: a journal never silently loses a write. The one excep
 the journal the snapshot names as ``folded``: a compaction wrote the snapshot including it
 and was stopped before it removed the file, so it is ignored and the next writer removes it.
 
-The wrapper's ``format_version`` 3 is what keeps older reconcilers away: they read state
-files up to format 2 and refuse this one as written by a newer reconciler, instead of
-reading the snapshot without its journal. A file that is a plain state document (format 1
-or 2, an older reconciler's) is read as a snapshot with no journal; the first write wraps it.
+The wrapper's ``format_version`` is what keeps older reconcilers away: it is always greater
+than the document's, so a reconciler from before the journal (reading state files up to
+format 2) refuses it as written by a newer reconciler instead of reading the snapshot without
+its journal. Wrapper 3 held a format-2 document; wrapper 4 holds format 3, which added the
+recorded policy: a reconciler reading up to wrapper 3 refuses it rather than write the state
+back without its policy. Both wrappers are read (``WRAPPERS``). A file that is a plain state
+document (format 1 or 2, an older reconciler's) is read as a snapshot with no journal; the
+first write wraps it.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import StateCorrupt
+from reconciler.stores import decoding, model
 from reconciler.stores import delta as deltas
-from reconciler.stores import model
 from reconciler.stores.model import State
 
-SNAPSHOT_FORMAT = 3  # the wrapper, not the document inside it (model.FORMAT_VERSION)
+SNAPSHOT_FORMAT = 4  # the wrapper, not the document inside it (model.FORMAT_VERSION)
+# Wrappers read: 3 (a format-2 document inside, before the recorded policy) and this one.
+# A plain document is never one of these versions with a "snapshot" member.
+WRAPPERS = (3, SNAPSHOT_FORMAT)  # a tuple: a hand-edited version may be unhashable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +87,7 @@ def record(change: deltas.Delta, *, journal: str) -> bytes:
 
 
 def load(
-    snapshot_data: bytes,
+    snapshot_data: bytes | decoding.Chunks,
     journal_data: bytes,
     *,
     where: str,
@@ -88,17 +95,19 @@ def load(
     schema_checked: bool = False,
 ) -> Loaded:
     """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted.
-    ``schema_checked``: the snapshot's bytes passed the state schema before."""
-    try:
-        data = json.loads(snapshot_data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
-    journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
-    state = model.from_json(
-        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+
+    ``snapshot_data``: the snapshot's bytes, or its chunks, each let go of once decoded
+    (then decoding.Irregular means: read the bytes again and load them plainly).
+    ``schema_checked``: they passed the state schema before.
+    """
+    data = snapshot_data
+    size = data.size if isinstance(data, decoding.Chunks) else len(data)
+    del data
+    journal, folded, state = _decode(
+        snapshot_data, where=where, repair_hint=repair_hint, schema_checked=schema_checked
     )
     lines, valid = _lines(journal_data)
-    sizes = {"snapshot_bytes": len(snapshot_data), "journal_bytes": valid}
+    sizes = {"snapshot_bytes": size, "journal_bytes": valid}
     cut = valid < len(journal_data)
     if not lines:
         return Loaded(state=state, journal=journal, cut=cut, folded=False, **sizes)
@@ -120,12 +129,44 @@ def load(
     return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
 
 
+def _decode(
+    snapshot_data: bytes | decoding.Chunks, *, where: str, repair_hint: str, schema_checked: bool
+) -> tuple[str | None, str | None, State]:
+    """(journal id, folded journal id, the state) of a snapshot file's bytes or text.
+
+    Records are decoded as they are parsed (``decoding``); a document that path cannot take
+    whole is decoded again the plain way, which decides and words any refusal.
+    """
+    try:
+        if isinstance(snapshot_data, decoding.Chunks):
+            data = decoding.stream(snapshot_data, schema_checked=schema_checked)
+        else:
+            data = decoding.loads(snapshot_data, schema_checked=schema_checked)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
+    journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
+    del data
+    state = decoding.state(
+        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+    )
+    if state is not None:
+        return journal, folded, state
+    if isinstance(snapshot_data, decoding.Chunks):
+        raise decoding.Irregular  # its bytes are gone: the caller reads them again
+    del document
+    journal, folded, document = _unwrap(
+        json.loads(snapshot_data), where=where, repair_hint=repair_hint
+    )
+    plain = model.from_json(
+        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+    )
+    return journal, folded, plain
+
+
 def _unwrap(data: Any, *, where: str, repair_hint: str) -> tuple[str | None, str | None, Any]:
     """(journal id, folded journal id, the state document) of a snapshot file's content."""
     if not (
-        isinstance(data, dict)
-        and data.get("format_version") == SNAPSHOT_FORMAT
-        and "snapshot" in data
+        isinstance(data, dict) and data.get("format_version") in WRAPPERS and "snapshot" in data
     ):
         return None, None, data  # a plain document: format_version's rules decide
     marks = data.get("snapshot")

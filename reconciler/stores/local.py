@@ -50,6 +50,7 @@ from reconciler.stores import (
     check_serial,
     check_successor,
     checked,
+    decoding,
     files,
     lock_lost,
     locked_error,
@@ -152,20 +153,31 @@ class LocalStore:
         known = self._known
         if known is not None and known.signature == signature:
             return known
-        pair = files.read_pair(fd, self.journal_path)
+        pair = files.read_pair(fd, self.journal_path, chunk_bytes=decoding.CHUNK_BYTES)
         seal = self._check_record
         digest = checked.snapshot_digest(pair.snapshot) if seal is not None else ""
         passed = seal is not None and checked.known(self.file, digest, seal)
-        loaded = journals.load(
-            pair.snapshot,
-            pair.journal,
-            where=str(self.path),
-            repair_hint=self._repair_hint(),
-            schema_checked=passed,
-        )
+        where, repair_hint = str(self.path), self._repair_hint()
+        journal, read_at = pair.journal, pair.signature
+        # Each chunk is let go of once decoded: a million accounts' peak is their records
+        # and what is left of the bytes, not the bytes, their text and the records.
+        chunks = decoding.Chunks(pair.snapshot)
+        del pair
+        try:
+            loaded = journals.load(
+                chunks, journal, where=where, repair_hint=repair_hint, schema_checked=passed
+            )
+        except decoding.Irregular:
+            # Not plain enough for the chunked path: the plain reader decides, on the bytes
+            # read again (the same locked file) and checked in full, whatever the record says.
+            whole = files.read_whole(fd)
+            loaded = journals.load(whole, journal, where=where, repair_hint=repair_hint)
+            # Only the bytes that were checked earn a record (an edit in place between the
+            # two reads would otherwise lend the checked bytes' pass to the first ones).
+            passed = passed or checked.snapshot_digest(whole) != digest
         if seal is not None and not passed:
             checked.remember(self.file, digest, seal)
-        self._known = _Known(state=loaded.state, loaded=loaded, signature=pair.signature)
+        self._known = _Known(state=loaded.state, loaded=loaded, signature=read_at)
         return self._known
 
     def _refuse_orphan_journal(self) -> None:

@@ -8,6 +8,11 @@ Format 2 added ``adopted`` (an account recorded by ``import``, its attributes no
 on the tenant). A reconciler that reads only format 1 would take such an account for a
 verified one, so it must refuse format 2; a format-1 document reads as format 2 with no
 adopted account, and is written back as format 2.
+
+Format 3 added ``policy``: the guard rails in force at the last apply
+(:mod:`reconciler.stores.recorded_policy`). An older reconciler would write the state back
+without it, and the next plan could not show a loosened policy; so it must refuse format 3.
+A format-1 or 2 document reads as format 3 with no recorded policy.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler import formats
+from reconciler.stores import recorded_policy
+from reconciler.stores.recorded_policy import PolicyRecord
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # The largest serial a state can have: PostgreSQL's bigint, and the same for files so a
 # state moves between backends unchanged (``schemas/state.schema.json`` says so too).
 MAX_SERIAL = 2**63 - 1
@@ -136,6 +143,7 @@ class State:
     pending: tuple[PendingBatch, ...] = ()
     events: Mapping[str, EventRecord] = field(default_factory=dict)
     updated_at: str | None = None
+    policy: PolicyRecord | None = None  # in force at the last apply (None: none recorded)
 
     @staticmethod
     def empty() -> State:
@@ -184,7 +192,7 @@ def _record_to_json(record: AccountRecord) -> dict[str, Any]:
     return out
 
 
-def _shared(value: Any) -> Any:
+def shared(value: Any) -> Any:
     """One copy of a text many records hold (a role id, a task id, a timestamp)."""
     return sys.intern(value) if type(value) is str else value
 
@@ -196,11 +204,11 @@ def _record_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord:
         account=account,
         name=data["name"],
         email=data["email"],
-        role_ids=tuple([_shared(role_id) for role_id in data["role_ids"]]),
+        role_ids=tuple([shared(role_id) for role_id in data["role_ids"]]),
         enabled=data["enabled"],
-        last_task_id=_shared(data.get("last_task_id")),
-        created_at=_shared(data.get("created_at")),
-        updated_at=_shared(data.get("updated_at")),
+        last_task_id=shared(data.get("last_task_id")),
+        created_at=shared(data.get("created_at")),
+        updated_at=shared(data.get("updated_at")),
         source_commit=data.get("source_commit"),
         adopted=data.get("adopted", False),  # absent in format 1: nothing was adopted
     )
@@ -277,7 +285,7 @@ def _event_from_json(event_id: str, data: Mapping[str, Any]) -> EventRecord:
 
 def to_json(state: State) -> dict[str, Any]:
     """The state as the JSON document both backends store (accounts sorted)."""
-    return {
+    document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "lineage": state.lineage,
         "serial": state.serial,
@@ -290,6 +298,9 @@ def to_json(state: State) -> dict[str, Any]:
             event_id: _event_to_json(state.events[event_id]) for event_id in sorted(state.events)
         },
     }
+    if state.policy is not None:
+        document["policy"] = recorded_policy.to_json(state.policy)
+    return document
 
 
 def from_json(
@@ -321,7 +332,13 @@ def from_json(
             event_id: _event_from_json(event_id, event)
             for event_id, event in data.get("events", {}).items()
         },
+        policy=policy_from_json(data.get("policy")),
     )
+
+
+def policy_from_json(data: Any) -> PolicyRecord | None:
+    """The recorded policy of a document's ``policy`` (None: absent, as before format 3)."""
+    return None if data is None else recorded_policy.from_json(data)
 
 
 # The document's parts on their own, for stores that keep them apart (the file backend's

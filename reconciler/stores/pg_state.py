@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.errors import StateCorrupt
+from reconciler.stores import decoding, model, pg_sql
 from reconciler.stores import delta as deltas
-from reconciler.stores import model, pg_sql
 from reconciler.stores.model import AccountRecord, EventRecord, State
 from reconciler.stores.pg_tables import Connection
 
@@ -54,8 +54,33 @@ def read(conn: Connection, workspace: str, *, where: str, repair_hint: str) -> S
     if row is None:
         return None
     xmin, lineage, serial, document, *parts = row
+    # Records decoded as they are parsed (``decoding``); a document that path cannot take
+    # whole is assembled again the plain way, whose checks decide and word any refusal.
+    data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=True)
+    loaded = decoding.state(data, where=where, repair_hint=repair_hint, schema_checked=False)
+    if loaded is None:
+        data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=False)
+        loaded = model.from_json(data, where=where, repair_hint=repair_hint)
+    if (loaded.lineage, loaded.serial) != (lineage, serial):
+        raise StateCorrupt(
+            f"state {where}: the document says lineage {loaded.lineage} serial "
+            f"{loaded.serial}, its row says lineage {lineage} serial {serial}",
+            hint=repair_hint,
+        )
+    return Stored(xmin=xmin, state=loaded, split=split)
+
+
+def _assemble(
+    document: str, parts: Sequence[str | None], *, where: str, repair_hint: str, fast: bool
+) -> tuple[Any, bool]:
+    """The state document from the head row's and the parts' JSON, and whether it was split
+    into rows; ``fast``: account records decoded as they are parsed (``decoding.loads``)."""
+
+    def loads(text: str) -> Any:
+        return decoding.loads(text, schema_checked=False) if fast else json.loads(text)
+
     try:
-        data = json.loads(document)
+        data = loads(document)
     except json.JSONDecodeError as exc:
         raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
     split = isinstance(data, dict) and not any(part in data for part in _PARTS)
@@ -67,17 +92,10 @@ def read(conn: Connection, workspace: str, *, where: str, repair_hint: str) -> S
                     hint=repair_hint,
                 )
             if text is not None:
-                data[part] = json.loads(text)
+                data[part] = loads(text)
             elif split:
                 data[part] = [] if part == "pending" else {}
-    loaded = model.from_json(data, where=where, repair_hint=repair_hint)
-    if (loaded.lineage, loaded.serial) != (lineage, serial):
-        raise StateCorrupt(
-            f"state {where}: the document says lineage {loaded.lineage} serial "
-            f"{loaded.serial}, its row says lineage {lineage} serial {serial}",
-            hint=repair_hint,
-        )
-    return Stored(xmin=xmin, state=loaded, split=split)
+    return data, split
 
 
 def head(state: State) -> str:

@@ -80,8 +80,8 @@ def versions(current: int) -> list[Any]:
     ]
 
 
-VERSIONS = versions(2)  # the state's format
-PLAN_VERSIONS = versions(3)  # the saved plan's format
+VERSIONS = versions(3)  # the state's format (3: the recorded policy)
+PLAN_VERSIONS = versions(4)  # the saved plan's format (4: the policy review)
 
 
 def check_answer(

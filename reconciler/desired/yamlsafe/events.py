@@ -285,7 +285,8 @@ def _part(part: str | int) -> str:
 
 
 def _walk(source: str, targets: set[tuple[tuple[str, ...], bool]]) -> _Found:
-    """Marks of the targets (path, on_key): the first node (or key) at each path."""
+    """Marks of the targets (path, on_key): the node (or key) at each path; of a key
+    given twice, the later one, whose value is the one read."""
     parser: Any = loader.BaseLoader(source)  # its event methods are untyped in the stubs
     found: _Found = {}
     # frames: [path of the collection, is a mapping, next index / pending key or None]
@@ -307,14 +308,14 @@ def _walk(source: str, targets: set[tuple[tuple[str, ...], bool]]) -> _Found:
                 if frame[1] and frame[2] is None:  # a key of a mapping
                     key = event.value if kind is _SCALAR else ""
                     key_path = (*frame[0], key)
-                    if (key_path, True) in targets and (key_path, True) not in found:
+                    if (key_path, True) in targets:  # a later duplicate key wins
                         found[(key_path, True)] = loader.mark_of(event.start_mark)
                     if kind is not _SCALAR:
                         raise Unusual  # a key that is a collection: the loader refuses it
                     frame[2] = key
                     continue
                 path = (*frame[0], frame[2] if frame[1] else str(frame[2]))
-            if (path, False) in targets and (path, False) not in found:
+            if (path, False) in targets:
                 found[(path, False)] = loader.mark_of(event.start_mark)
             if (kind is _MAP_START or kind is _SEQ_START) and (path, False) in targets:
                 stack.append([path, kind is _MAP_START, None if kind is _MAP_START else 0])

@@ -35,6 +35,8 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 _STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _MERGE = "tag:yaml.org,2002:merge"
+# What YAML 1.1 reads plain ``<<`` and ``=`` as (not tags anyone wrote).
+_SPECIAL = frozenset({_MERGE, "tag:yaml.org,2002:value"})
 # Scalar tags whose constructor functions are pure (a value from one node, no state).
 _PURE_SCALARS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp")
@@ -196,7 +198,12 @@ def _unreadable(node: yaml.Node) -> HostileInput:
 
 def _refused_tag(node: yaml.Node) -> HostileInput:
     tag = text.short_tag(str(node.tag))
-    if any(node.tag in tags for tags in _TAGS_OF.values()):
+    if node.tag in _SPECIAL and isinstance(node, yaml.ScalarNode) and not node.style:
+        message = (
+            f"the plain value {node.value!r} has a special meaning in YAML: quote it "
+            f"('{node.value}') to keep it as text"
+        )
+    elif any(node.tag in tags for tags in _TAGS_OF.values()):
         message = f"tag {tag} does not fit {_KIND_OF_NODE[type(node)]}: remove the tag"
     else:
         message = (

@@ -281,7 +281,7 @@ def _descend(node: yaml.Node, path: tuple[str | int, ...], on_key: bool) -> Mark
         last = index == len(path) - 1
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
+            for key_node, value_node in reversed(node.value):  # a later duplicate wins
                 if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
                     child = key_node if (last and on_key) else value_node
                     break

@@ -1,0 +1,345 @@
+"""Decoding a state document straight into records: no dict per account is ever kept.
+
+``json.loads`` calls a hook on every JSON object as soon as it is parsed. An object with an
+account record's keys that passes the record's part of the state schema becomes an
+``AccountRecord`` there and then, so a million accounts never stand as a million dicts
+(the document of dicts was most of the peak of reading a large state). The rest of the
+document, which is small, goes through the whole of ``formats.check`` as before, its
+``accounts`` left out (each was checked as it was decoded).
+
+The records must stand where the schema puts them: the values of ``accounts`` (and the
+``target`` of pending entries, turned back into JSON for the check). When the decoded
+document is anything else (a record that failed its check and stayed a dict, a
+record-shaped object inside a ``wire``, ``accounts`` not an object), :func:`state` answers
+None and the reader decodes the bytes again the plain way, whose checks and messages then
+decide: this path never accepts what the plain one refuses, nor says it differently.
+
+A snapshot whose bytes passed the schema before (``stores.checked``) is decoded without
+the per-record check: the whole document was checked, records included.
+
+The file backend goes one step further (:func:`stream`): it hands over the snapshot's bytes
+in chunks, and the top of the document (the wrapper, the state, its ``accounts``) is parsed
+member by member here, every other value by json's C scanner, so each chunk is freed once
+decoded and the bytes, their text and the records never stand in memory together. Anything
+that is not plain JSON to this parser raises Irregular: the caller reads the bytes again
+and the plain reader decides.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gc
+import json
+import json.decoder
+import json.scanner
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from reconciler import schemas
+from reconciler.stores import model
+from reconciler.stores.model import AccountRecord, State
+
+_RECORD_KEYS = frozenset(
+    (*model.ATTRIBUTES, "last_task_id", "created_at", "updated_at", "source_commit", "adopted")
+)
+_REQUIRED_KEYS = frozenset(model.ATTRIBUTES)
+
+
+# The decoder's constructor: each slot set through its descriptor, as ``__init__`` would,
+# without a frozen dataclass's ``object.__setattr__`` per field (half the cost of a record).
+_new = object.__new__
+(
+    _set_account,
+    _set_name,
+    _set_email,
+    _set_role_ids,
+    _set_enabled,
+    _set_last_task_id,
+    _set_created_at,
+    _set_updated_at,
+    _set_source_commit,
+    _set_adopted,
+) = (getattr(AccountRecord, name).__set__ for name in AccountRecord.__slots__)
+
+
+class _Records:
+    """The ``object_hook``: a record-shaped JSON object that fits becomes an AccountRecord.
+
+    Its ``account`` is blank until :func:`state` names it after its key in ``accounts``.
+    Role-id lists repeat (a few hundred combinations among a million accounts): each
+    distinct one is a single tuple of interned ids, as are repeated task ids and times.
+    """
+
+    __slots__ = ("_fits", "_role_ids", "_texts")
+
+    def __init__(self, fits: Callable[[Any], bool] | None) -> None:
+        self._fits = fits
+        self._role_ids: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._texts: dict[Any, Any] = {}
+
+    def __call__(self, obj: dict[str, Any]) -> Any:
+        if "role_ids" not in obj or not (_REQUIRED_KEYS <= obj.keys() <= _RECORD_KEYS):
+            return obj
+        if self._fits is not None and not self._fits(obj):
+            return obj  # stays JSON: the plain reader reports what is wrong with it
+        try:
+            return self._record(obj)
+        except TypeError:  # unhashable where a text belongs: the plain reader decides
+            return obj
+
+    def _record(self, obj: dict[str, Any]) -> AccountRecord:
+        get, texts = obj.get, self._texts
+        listed = tuple(obj["role_ids"])
+        role_ids = self._role_ids.get(listed)
+        if role_ids is None:
+            role_ids = tuple([model.shared(role_id) for role_id in listed])
+            self._role_ids[listed] = role_ids
+        last_task_id, created_at = get("last_task_id"), get("created_at")
+        updated_at = get("updated_at")
+        record: AccountRecord = _new(AccountRecord)
+        _set_account(record, "")
+        _set_name(record, obj["name"])
+        _set_email(record, obj["email"])
+        _set_role_ids(record, role_ids)
+        _set_enabled(record, obj["enabled"])
+        _set_last_task_id(record, texts.setdefault(last_task_id, last_task_id))
+        _set_created_at(record, texts.setdefault(created_at, created_at))
+        _set_updated_at(record, texts.setdefault(updated_at, updated_at))
+        _set_source_commit(record, get("source_commit"))
+        _set_adopted(record, get("adopted", False))  # absent in format 1: nothing was adopted
+        return record
+
+
+def loads(data: bytes | str, *, schema_checked: bool) -> Any:
+    """``json.loads(data)`` with account records decoded as they are parsed.
+
+    Raises what ``json.loads`` raises on bytes that are not JSON.
+    """
+    fits = None if schema_checked else schemas.part_check("state", "account")
+    with _collector_paused():
+        return json.loads(data, object_hook=_Records(fits))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while decoding: JSON makes no cycles, and the collector,
+    set off by every 700 new objects, walked all the records made so far each time it
+    reached the oldest generation (a million records took 3x as long to decode)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) -> State | None:
+    """The state in a document from :func:`loads`; None when the plain reader must decide.
+
+    Raises StateCorrupt (``model.from_json``'s) when the rest of the document is refused.
+    """
+    if type(document) is not dict:
+        return None
+    accounts = document.get("accounts")
+    if type(accounts) is not dict:
+        return None
+    for account, record in accounts.items():
+        if type(record) is not AccountRecord:
+            return None
+        # Not yet published: the decoder made it, blank, a moment ago (see _Records).
+        _set_account(record, account)
+    skeleton = _skeleton(document)
+    if skeleton is None:
+        return None
+    bare = model.from_json(
+        skeleton, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+    )
+    return replace(bare, accounts=accounts)
+
+
+def _skeleton(document: dict[str, Any]) -> dict[str, Any] | None:
+    """The document as JSON without its accounts; None if a record stands anywhere else."""
+    rest = {key: value for key, value in document.items() if key not in ("accounts", "pending")}
+    skeleton: dict[str, Any] = {**rest, "accounts": {}}
+    if "pending" in document:
+        pending = document["pending"]
+        skeleton["pending"] = (
+            [_plain_batch(batch) for batch in pending] if type(pending) is list else pending
+        )
+    return None if _holds_record(skeleton) else skeleton
+
+
+def _plain_batch(batch: Any) -> Any:
+    """A pending batch with its entries' targets (records) back as JSON."""
+    if type(batch) is not dict or type(batch.get("entries")) is not list:
+        return batch
+    entries = [
+        {**entry, "target": model.account_to_json(entry["target"])}
+        if type(entry) is dict and type(entry.get("target")) is AccountRecord
+        else entry
+        for entry in batch["entries"]
+    ]
+    return {**batch, "entries": entries}
+
+
+def _holds_record(value: Any) -> bool:
+    """Whether an AccountRecord stands anywhere inside ``value`` (JSON otherwise)."""
+    if type(value) is AccountRecord:
+        return True
+    if type(value) is dict:
+        return any(_holds_record(item) for item in value.values())
+    if type(value) is list:
+        return any(_holds_record(item) for item in value)
+    return False
+
+
+# -- decoding a snapshot from its chunks, letting go of each as the parser moves on -------
+
+CHUNK_BYTES = 4 * 1024 * 1024
+# Objects parsed here key by key, so that their members (records above all) are made
+# while the chunks behind them are freed; every other value goes to json's C scanner whole.
+_STREAMED = frozenset({(), ("state",), ("accounts",), ("state", "accounts")})
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class Irregular(Exception):
+    """The chunks hold something :func:`stream` does not take: decode the bytes plainly."""
+
+
+class Chunks:
+    """A snapshot's bytes as consecutive chunks, taken (and so freed) from the front."""
+
+    __slots__ = ("_left", "size")
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._left = chunks[::-1]  # popped from the end: the first chunk last
+        self.size = sum(len(chunk) for chunk in chunks)
+
+    def take(self) -> bytes | None:
+        """The next chunk, which this no longer holds; None after the last."""
+        return self._left.pop() if self._left else None
+
+
+class _Window:
+    """The decoded text from the parser's position on, refilled from the chunks."""
+
+    __slots__ = ("_chunks", "_decoder", "pos", "text")
+
+    def __init__(self, chunks: Chunks) -> None:
+        first = b""
+        while len(first) < 4 and (chunk := chunks.take()) is not None:
+            first += chunk  # the encoding is told by the first four bytes
+        encoding = json.detect_encoding(first)
+        self._decoder: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder(encoding)(
+            "surrogatepass"
+        )
+        self._chunks = chunks
+        self.text, self.pos = "", 0
+        self._add(first)
+
+    def _add(self, chunk: bytes | None) -> None:
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            more = decoder.decode(chunk or b"", final=chunk is None)
+        except UnicodeDecodeError:
+            raise Irregular from None  # the plain reader words it, at its position
+        if chunk is None:
+            self._decoder = None
+        self.text = self.text[self.pos :] + more
+        self.pos = 0
+
+    def more(self) -> bool:
+        """Add the next chunk's text; False when there is none."""
+        if self._decoder is None:
+            return False
+        self._add(self._chunks.take())
+        return True
+
+    def next_char(self) -> str:
+        """The next character after white space ('' at the end), the position on it."""
+        while True:
+            match = _SPACE.match(self.text, self.pos)
+            assert match is not None
+            self.pos = match.end()
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+
+def stream(chunks: Chunks, *, schema_checked: bool) -> Any:
+    """What :func:`loads` makes of the chunks' bytes, never holding all of their text.
+
+    Raises Irregular for anything that is not plain JSON (the plain reader then decides).
+    """
+    fits = None if schema_checked else schemas.part_check("state", "account")
+    hook = _Records(fits)
+    decoder = json.JSONDecoder(object_hook=hook)
+    scan = json.scanner.make_scanner(decoder)  # type: ignore[arg-type]  # typeshed: a class
+    window = _Window(chunks)
+    with _collector_paused():
+        document = _value(window, (), scan, hook)
+    if window.next_char():
+        raise Irregular  # more after the document
+    return document
+
+
+def _value(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -> Any:
+    """The JSON value at the window's position (after white space)."""
+    char = window.next_char()
+    if char == "{" and path in _STREAMED:
+        return _object(window, path, scan, hook)
+    while True:
+        try:
+            value, end = scan(window.text, window.pos)
+        except (StopIteration, json.JSONDecodeError):
+            if window.more():
+                continue  # cut by the window's end, perhaps
+            raise Irregular from None
+        if end == len(window.text) and window.more():
+            continue  # a number or a word may go on in the next chunk
+        window.pos = end
+        return value
+
+
+def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -> Any:
+    """A JSON object member by member (the window is on its ``{``)."""
+    window.pos += 1
+    members: dict[str, Any] = {}
+    if window.next_char() == "}":
+        window.pos += 1
+        return hook(members)
+    while True:
+        if window.next_char() != '"':
+            raise Irregular
+        key = _key(window)
+        if window.next_char() != ":":
+            raise Irregular
+        window.pos += 1
+        members[key] = _value(window, (*path, key), scan, hook)
+        match window.next_char():
+            case ",":
+                window.pos += 1
+            case "}":
+                window.pos += 1
+                return hook(members)
+            case _:
+                raise Irregular
+
+
+def _key(window: _Window) -> str:
+    """The string at the window's position (on its opening quote)."""
+    while True:
+        try:
+            key, end = json.decoder.scanstring(window.text, window.pos + 1, True)  # type: ignore[attr-defined]
+        except json.JSONDecodeError:
+            if window.more():
+                continue
+            raise Irregular from None
+        window.pos = end
+        return str(key)

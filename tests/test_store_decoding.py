@@ -1,0 +1,242 @@
+"""Decoding a state snapshot into records as it is parsed: the same state, the same refusals.
+
+The fast path (``stores.decoding``) must give exactly what the plain reader gives
+(``json.loads`` then ``model.from_json``), and refuse exactly what it refuses, in the same
+words; it must also actually be taken for an ordinary document, or it saves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.errors import StateCorrupt
+from reconciler.stores import decoding, journal, model
+from reconciler.stores.local import LocalStore
+from reconciler.stores.model import AccountRecord, State
+from tests.support.builders import sample_state
+
+_WHERE, _HINT = "state.json", "restore it"
+
+
+def _with_adopted(state: State) -> State:
+    """``sample_state`` plus an adopted account with every optional field."""
+    bob = AccountRecord(
+        account="bob",
+        name="Bob",
+        email="bob@example.com",
+        role_ids=("7",),
+        enabled=False,
+        last_task_id="t-2",
+        created_at="2024-01-01T00:00:00Z",
+        updated_at="2024-01-02T00:00:00Z",
+        source_commit="abc",
+        adopted=True,
+    )
+    return replace(state, accounts={**state.accounts, "bob": bob})
+
+
+def _fast(document: Any, *, schema_checked: bool = False) -> State | None:
+    decoded = decoding.loads(json.dumps(document).encode(), schema_checked=schema_checked)
+    return decoding.state(decoded, where=_WHERE, repair_hint=_HINT, schema_checked=schema_checked)
+
+
+def _plain_error(document: Any) -> str:
+    with pytest.raises(StateCorrupt) as caught:
+        model.from_json(document, where=_WHERE, repair_hint=_HINT)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("schema_checked", [False, True])
+def test_an_ordinary_document_takes_the_fast_path_and_decodes_the_same(
+    schema_checked: bool,
+) -> None:
+    """Records, pending batches (targets included) and events come out as the plain reader's."""
+    state = _with_adopted(sample_state())
+    document = model.to_json(state)
+    fast = _fast(document, schema_checked=schema_checked)
+    assert fast is not None  # the path is taken: no plain re-decode
+    assert fast == model.from_json(document, where=_WHERE) == state
+    assert all(account == record.account for account, record in fast.accounts.items())
+
+
+def test_a_format_1_document_decodes_the_same() -> None:
+    """Records without ``adopted`` (format 1) read as not adopted, on the fast path too."""
+    document = model.to_json(sample_state())
+    document["format_version"] = 1
+    fast = _fast(document)
+    assert fast is not None
+    assert fast == model.from_json(document, where=_WHERE)
+
+
+@pytest.mark.parametrize("schema_checked", [False, True])
+def test_a_record_shaped_wire_is_left_to_the_plain_reader(schema_checked: bool) -> None:
+    """A wire that looks like a record stays the JSON it is: the plain reader decodes it."""
+    document = model.to_json(sample_state())
+    wire = {"name": "x", "email": "y", "role_ids": ["1"], "enabled": True}
+    document["pending"][0]["entries"][0]["wire"] = wire
+    assert _fast(document, schema_checked=schema_checked) is None
+    data = json.dumps(
+        {
+            "format_version": journal.SNAPSHOT_FORMAT,
+            "snapshot": {"journal": "j", "folded": None},
+            "state": document,
+        }
+    ).encode()
+    loaded = journal.load(data, b"", where=_WHERE, repair_hint=_HINT)
+    assert loaded.state.pending[0].entries[0].wire == wire
+
+
+def _broken(change: str) -> dict[str, Any]:
+    document = model.to_json(_with_adopted(sample_state()))
+    match change:
+        case "numeric role id":
+            document["accounts"]["bob"]["role_ids"] = [7]
+        case "unknown key":
+            document["accounts"]["bob"]["colour"] = "blue"
+        case "missing email":
+            del document["accounts"]["bob"]["email"]
+        case "accounts a list":
+            document["accounts"] = [document["accounts"]["bob"]]
+        case "bad target":
+            document["pending"][0]["entries"][0]["target"]["enabled"] = "yes"
+        case "bad lineage":
+            document["lineage"] = "not-a-uuid"
+        case "newer and a bad record":
+            document["format_version"] = 99
+            document["accounts"]["bob"]["role_ids"] = [7]
+    return document
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "numeric role id",
+        "unknown key",
+        "missing email",
+        "accounts a list",
+        "bad target",
+        "bad lineage",
+        "newer and a bad record",
+    ],
+)
+def test_a_bad_document_is_refused_in_the_plain_readers_words(change: str) -> None:
+    """Whatever the plain reader refuses, reading the snapshot refuses with its message."""
+    document = _broken(change)
+    expected = _plain_error(document)
+    with pytest.raises(StateCorrupt) as caught:
+        journal.load(json.dumps(document).encode(), b"", where=_WHERE, repair_hint=_HINT)
+    assert str(caught.value) == expected
+
+
+def test_records_share_their_repeated_strings() -> None:
+    """Role ids, task ids and timestamps are one object across records, not one each."""
+    state = _with_adopted(sample_state())
+    state = replace(
+        state,
+        accounts={
+            **state.accounts,
+            "carol": replace(state.accounts["bob"], account="carol", name="Carol"),
+        },
+    )
+    fast = _fast(model.to_json(state))
+    assert fast is not None
+    bob, carol = fast.accounts["bob"], fast.accounts["carol"]
+    assert bob.role_ids[0] is carol.role_ids[0]
+    assert bob.created_at is carol.created_at
+    assert bob.last_task_id is carol.last_task_id
+
+
+def _chunked(raw: bytes, size: int) -> decoding.Chunks:
+    return decoding.Chunks([raw[i : i + size] for i in range(0, len(raw), size)])
+
+
+def _snapshot_bytes(state: State, *, indent: int | None, encoding: str = "utf-8") -> bytes:
+    wrapper = {
+        "format_version": journal.SNAPSHOT_FORMAT,
+        "snapshot": {"journal": "j", "folded": None},
+        "state": model.to_json(state),
+    }
+    return json.dumps(wrapper, indent=indent, ensure_ascii=False).encode(encoding)
+
+
+def _non_ascii() -> State:
+    state = _with_adopted(sample_state())
+    alice = replace(
+        state.accounts["alice"], account="ålice", name="Ålice Žák 😀", email="ålice@example.com"
+    )
+    return replace(state, serial=12345678901234, accounts={**state.accounts, "ålice": alice})
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 10_000])
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_a_snapshot_decoded_chunk_by_chunk_is_the_same_state(
+    size: int, indent: int | None, encoding: str
+) -> None:
+    """However the bytes are cut (inside numbers, keys, multi-byte characters, white space),
+    the chunked decoder gives the plain reader's state and the snapshot's size in bytes."""
+    state = _non_ascii()
+    raw = _snapshot_bytes(state, indent=indent, encoding=encoding)
+    loaded = journal.load(_chunked(raw, size), b"", where=_WHERE, repair_hint=_HINT)
+    assert loaded.state == state
+    assert loaded.snapshot_bytes == len(raw)
+    assert loaded.journal == "j"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"format_version": 2} {}',  # more after the document
+        b'{"format_version": 2, "accounts": {"a": }}',  # not JSON
+        b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'.decode("unicode_escape").encode(
+            "latin-1"
+        ),  # not UTF-8
+        b'{"format_version": 2, "accounts": {"a": {"name": "x"}',  # cut short
+        b"[]",
+        b'{"accounts": {"a": {"name": "x", "email": "y", "role_ids": ["1"], "enabled": true}}}',
+    ],
+)
+def test_what_the_chunked_decoder_does_not_take_goes_to_the_plain_reader(
+    tmp_path: Path, raw: bytes
+) -> None:
+    """Chunked, it is Irregular (or refused after a clean decode); read from a file, the
+    refusal is the plain reader's own, word for word, and the file is left as it was."""
+    with pytest.raises((decoding.Irregular, StateCorrupt)):
+        journal.load(_chunked(raw, 5), b"", where=_WHERE, repair_hint=_HINT)
+    with pytest.raises(StateCorrupt) as plain:
+        journal.load(raw, b"", where=str(tmp_path / "state.json"), repair_hint=_HINT)
+    path = tmp_path / "state.json"
+    path.write_bytes(raw)
+    with pytest.raises(StateCorrupt) as read:
+        LocalStore(path).read()
+    assert str(read.value) == str(plain.value)
+    assert path.read_bytes() == raw
+
+
+def test_a_large_state_file_reads_back_through_the_chunked_path(tmp_path: Path) -> None:
+    """A state larger than a chunk is written and read back whole (by another handle)."""
+    first = sample_state()
+    alice = first.accounts["alice"]
+    accounts = {
+        f"user{i:06d}": replace(alice, account=f"user{i:06d}", name=f"User {i}")
+        for i in range(decoding.CHUNK_BYTES // 100)
+    }
+    state = replace(first, accounts=accounts)
+    path = tmp_path / "state.json"
+    LocalStore(path).write(state)
+    assert path.stat().st_size > decoding.CHUNK_BYTES
+    assert LocalStore(path).read() == state
+
+
+def test_a_snapshot_that_is_not_text_is_refused_as_not_json(tmp_path: Path) -> None:
+    """Bytes that decode as no text are refused as before: not valid JSON, nothing changed."""
+    path = tmp_path / "state.json"
+    path.write_bytes(b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}')
+    with pytest.raises(StateCorrupt, match="is not valid JSON"):
+        LocalStore(path).read()
+    assert path.read_bytes() == b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'
