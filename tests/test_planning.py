@@ -437,3 +437,67 @@ def test_check_fresh_accepts_the_same_state_and_input() -> None:
         Action.DISABLE,
         Action.DISABLE,
     ]
+
+
+def test_plan_file_in_pieces_is_the_same_text_across_blocks() -> None:
+    """The pieces written to stdout are exactly ``dumps``, also when the changes span more
+    than one block of lines, and the text still reads back with its digest verified."""
+    many = planner.plan(
+        desired(*(user(f"u{i:05d}", "agent", "admin", name=f"Zoë {i}") for i in range(5000))),
+        None,
+        input_path="desired/",
+        state_location=".reconciler/state.json",
+    )
+    pieces = list(planfile.pieces(many))
+    text = planfile.dumps(many)
+    assert "".join(pieces) == text
+    assert len(pieces) > 5000 // planfile._BLOCK + 2  # written a block at a time
+    assert planfile.dumps(planfile.loads(text, where="p.json")) == text
+    empty = replace(many, changes=(), batches=())
+    assert "".join(planfile.pieces(empty)) == planfile.dumps(empty)
+    assert json.loads(planfile.dumps(empty))["changes"] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"b": [1, 2.5, None, True], "a": {"z": 'Zoë\u2028\x00"\\', "y": ()}},
+        ["\ud83d\ude00", {"é": -0.0, "1": 10**20}],
+        "plain",
+        float("inf"),
+    ],
+)
+def test_the_encoders_made_once_match_json_dumps(value: Any) -> None:
+    """The encoders called directly (and their fallback without the C accelerator) write
+    what ``json.dumps`` writes with the same options: the digest's definition holds."""
+    options: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
+    assert planfile._canonical(value) == json.dumps(value, **options)
+    assert planfile._compact(value) == json.dumps(value, ensure_ascii=False, **options)
+    assert planfile._one_shot(ascii_only=True)(value) == json.dumps(value, **options)
+
+
+def test_the_encoder_falls_back_without_the_c_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``c_make_encoder`` the standard encoder writes the same text."""
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    fallback = planfile._one_shot(ascii_only=False)
+    assert fallback({"b": "Zoë", "a": [1]}) == '{"a":[1],"b":"Zoë"}'
+
+
+def test_the_encoder_refuses_what_json_cannot_hold() -> None:
+    """A value JSON has no form for is an error, never silently turned into text."""
+    with pytest.raises(TypeError):
+        planfile._canonical({"a": object()})
+
+
+def test_the_first_apply_creates_each_role_once_in_order() -> None:
+    """With no state every account is a CREATE whose roles are sorted and distinct, in
+    account order, and no rename note is looked for (there is nothing disabled)."""
+    made = planner.plan(
+        desired(user("b", "admin", "agent", "agent"), user("a", "reporting"), user("c")), None
+    )
+    assert [c.as_tuple() for c in made.changes] == [
+        ("CREATE", "a", (), ("103",), ()),
+        ("CREATE", "b", (), ("101", "109"), ()),
+        ("CREATE", "c", (), (), ()),
+    ]
+    assert [c.reason for c in made.changes] == [Reason.NEW] * 3

@@ -610,3 +610,19 @@ def test_all_blames_together_wait_at_most_the_budget(
         assert fake.started == names[:2]
         assert [t for t in fake.timeouts if t] == [60.0]
     assert fake.running == set()
+
+
+def test_outside_a_work_tree_no_source_is_looked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the blamer found no work tree, annotate returns the plan as it is, without
+    listing the sources (100k of them are hashed otherwise)."""
+
+    def looked_up(*_args: Any) -> dict[tuple[str, int], Commit]:
+        raise AssertionError("no source should be looked up outside a work tree")
+
+    monkeypatch.setattr(provenance, "commits", looked_up)
+    wanted = desired(user("alice", "agent"))
+    made = planner.plan(wanted, None)
+    outside = plan_git.Blames(inside=False)
+    assert provenance.annotate(made, tmp_path, wanted, outside) is made

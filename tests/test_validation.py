@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import schemas
-from reconciler.desired import validation
+from reconciler.desired import loading, merging, validation
 from reconciler.errors import InputError, ValidationFailed
 from tests.support.builders import problems_of, rendered
 
@@ -292,6 +292,21 @@ CROSS_FILE = [
             "b.yaml:5:12: email 'x@example.com' is also used by {a} (users[0])",
         ],
         id="duplicate-email-two-files",
+    ),
+    pytest.param(
+        {
+            "a.yaml": _users(("alice", "a@example.com"), ("bob", "b@example.com")).replace(
+                "[agent]", "[ghost]"
+            ),
+            "b.yaml": _users(("carol", "A@example.com")),
+        },
+        [
+            "a.yaml:5:12: email 'a@example.com' is also used by {b} (users[0])",
+            "a.yaml:6:13: role 'ghost' is not defined under `roles` (defined: agent)",
+            "a.yaml:10:13: role 'ghost' is not defined under `roles` (defined: agent)",
+            "b.yaml:5:12: email 'A@example.com' is also used by {a} (users[0])",
+        ],
+        id="duplicate-found-after-other-problems-reported-once",
     ),
 ]
 
@@ -759,3 +774,35 @@ def test_users_with_the_same_roles_share_one_tuple_of_names(tmp_path: Path) -> N
     (tmp_path / "a.yaml").write_text(f"version: 1\nroles:\n{ROLES_BLOCK}users:\n{users}")
     desired = validation.load_desired(tmp_path)
     assert desired.users["u0"].roles is desired.users["u2"].roles
+
+
+@pytest.mark.parametrize(
+    ("accounts", "kept"),
+    [
+        (["alice", "Alice", "alice", "bob"], {"alice": 0, "bob": 3}),
+        (["Alice", "alice", "Alice"], {"Alice": 0}),
+        (["alice", "bob", "carol"], {"alice": 0, "bob": 1, "carol": 2}),
+    ],
+)
+def test_merged_users_keep_each_accounts_first_entry(
+    accounts: list[str], kept: dict[str, int]
+) -> None:
+    """Repeated accounts (also in another case) keep the first entry, in entry order, and
+    each repeat is flagged at both places; distinct ones are not flagged."""
+    users = [
+        {"account": a, "name": f"N{i}", "email": f"e{i}@example.com", "roles": []}
+        for i, a in enumerate(accounts)
+    ]
+    source = loading.SourceFile(
+        display="u.yaml",
+        relative="u.yaml",
+        text="",
+        data={"users": users},
+        account_lines={},
+        problems=(),
+    )
+    merged, problems = merging.merge((source,))
+    assert {a: int(u.name[1:]) for a, u in merged.users.items()} == kept
+    assert list(merged.users) == list(kept)
+    flagged = len(accounts) - len(kept)
+    assert len([p for p in problems if p.path[-1] == "account"]) == 2 * flagged

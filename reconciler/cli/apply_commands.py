@@ -99,7 +99,8 @@ def plan(options: PlanOptions, *, now: dt.datetime) -> int:
     made = planfile.with_digest(made, encoded)
     saved = planfile.dumps(made, encoded) if options.out is not None else None
     if options.fmt is PlanFormat.JSON and not options.redact:
-        sys.stdout.write(saved if saved is not None else planfile.dumps(made, encoded))
+        # Written in pieces when not saved: the whole text is never held (100k changes: 70 MB).
+        sys.stdout.writelines((saved,) if saved is not None else planfile.pieces(made, encoded))
     else:
         shown = _redact(made, options.redact)
         sys.stdout.write(

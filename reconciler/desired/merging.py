@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,21 +248,74 @@ def _flag_both(
 def _merge_users(
     files: tuple[loading.SourceFile, ...], roles: dict[str, Role], problems: list[Pending]
 ) -> dict[str, User]:
-    users: dict[str, User] = {}
+    """The users by account (the first entry of each). Built without asking, user by user,
+    whether an account or email was seen before; only when one was (or an email is long
+    enough to check its parts) does a second, lighter pass flag them and drop the later
+    entries (the problems come in another order; they are sorted once located)."""
+    users, entries = _users(files, roles, problems)
+    if not _all_distinct(users, entries):
+        _drop_repeats(files, users, problems)
+    return users
+
+
+def _all_distinct(users: dict[str, User], entries: int) -> bool:
+    """Each of ``entries`` its own account and email (case-folded), no email over 64
+    characters: nothing :class:`_FirstSeen` could report."""
+    emails = [user.email for user in users.values() if "@" in user.email]
+    return (
+        len(users) == entries
+        and len(set(map(str.lower, users))) == entries
+        and len(set(map(str.lower, emails))) == len(emails)
+        and max(map(len, emails), default=0) <= 64
+    )
+
+
+def _drop_repeats(
+    files: tuple[loading.SourceFile, ...], users: dict[str, User], problems: list[Pending]
+) -> None:
+    """Flag repeated accounts and emails (and emails' parts) at both places, and drop from
+    ``users`` each account whose first entry (case-folded) is spelt otherwise."""
     seen = _FirstSeen(files=files, problems=problems)
+    for file_index, index, account, email in _text_entries(files):
+        first = seen.account(file_index, index, account)
+        if "@" in email:
+            seen.email(file_index, index, email)
+        if not first and seen.first_spelling(account) != account:
+            users.pop(account, None)
+
+
+def _text_entries(files: tuple[loading.SourceFile, ...]) -> Iterator[tuple[int, int, str, str]]:
+    """(file, index, account, email) of each user entry with a text account, name, email."""
+    for file_index, source in enumerate(files):
+        for index, entry in enumerate(_list(_dict(source.data).get("users"))):
+            if not isinstance(entry, dict):
+                continue
+            account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
+            if isinstance(account, str) and isinstance(name, str) and isinstance(email, str):
+                yield file_index, index, account, email
+
+
+def _users(
+    files: tuple[loading.SourceFile, ...],
+    roles: dict[str, Role],
+    problems: list[Pending],
+) -> tuple[dict[str, User], int]:
+    """The users by account (an account's first entry), and how many entries had a text
+    account, name and email. Repeats are :func:`_drop_repeats`'s."""
+    users: dict[str, User] = {}
+    entries = 0
     resolver = _RoleResolver(roles=roles, declared=_declared_roles(files), problems=problems)
+    resolved = resolver.resolved
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for file_index, source in enumerate(files):
-        lines = source.account_lines
+        lines, display = source.account_lines, source.display
         for index, entry in enumerate(_list(_dict(source.data).get("users"))):
             if not isinstance(entry, dict):
                 continue
             account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
             if not (isinstance(account, str) and isinstance(name, str) and isinstance(email, str)):
                 continue
-            first = seen.account(file_index, index, account)
-            if "@" in email:
-                seen.email(file_index, index, email)
+            entries += 1
             raw_roles = _list(entry.get("roles"))
             names = tuple([r for r in raw_roles if isinstance(r, str)])
             names = shared.setdefault(names, names)  # users share a few combinations
@@ -269,12 +323,12 @@ def _merge_users(
             if len(names) != len(raw_roles):  # {role, until} grants (or what the schema refuses)
                 grants = _read_grants(raw_roles, file_index, index, problems)
                 names = grants.names
-            role_ids = resolver.role_ids(names, file_index, index)
+            role_ids = resolved.get(names) or resolver.role_ids(names, file_index, index)
             expires = None
             if "expires" in entry:
                 expires = _read_expires(entry["expires"], file_index, index, problems)
-            if not first:
-                continue  # a duplicate: reported by seen.account, never planned
+            if account in users:
+                continue  # a duplicate: reported by _drop_repeats, never planned
             users[account] = User(
                 account=account,
                 name=name,
@@ -282,11 +336,11 @@ def _merge_users(
                 roles=names,
                 role_ids=role_ids or (),
                 enabled=entry.get("enabled", True) is not False,
-                source=Source(file=source.display, line=lines.get(id(entry), 0)),
+                source=Source(file=display, line=lines.get(id(entry), 0)),
                 expires=expires,
                 timed=grants.timed if grants is not None else (),
             )
-    return users
+    return users, entries
 
 
 def _read_grants(
@@ -370,6 +424,10 @@ class _FirstSeen:
             f"{self.files[file_index].display} (users[{index}]){same}",
         )
         return False
+
+    def first_spelling(self, account: str) -> str:
+        """The exact text of the first entry of ``account`` (case-folded), once recorded."""
+        return self._at(self.accounts[_folded(account)], "account")[2]
 
     def email(self, file_index: int, index: int, email: str) -> None:
         """Check the parts of ``email`` and flag it at both places when used before."""

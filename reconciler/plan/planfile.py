@@ -14,7 +14,7 @@ import collections
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,17 +62,17 @@ def encode(plan: Plan) -> Encoded:
     """
     hasher = hashlib.sha256(b"[")
     lines: list[str] = []
+    canonical, update, append = _canonical, hasher.update, lines.append
     for index, change in enumerate(plan.changes):
-        document = change_json(change, plan)
-        text = _canonical(reviewed(document))
+        text = canonical(_reviewed_json(change))
         if index:
-            hasher.update(b",")
-        hasher.update(text.encode("ascii"))
-        front = '{"source":' + _canonical(document["source"])
-        if "why" in document:
-            front += ',"why":' + _canonical(document["why"])
-        lines.append(front + "," + text[1:])
-    hasher.update(b"]")
+            update(b",")
+        update(text.encode("ascii"))
+        front = '{"source":' + canonical(_source(change.source))
+        if change.expired:
+            front += ',"why":' + canonical(list(plan.why(change)))
+        append(front + "," + text[1:])
+    update(b"]")
     _hash_retries(hasher, _retry_items(_event_json(e) for e in plan.events))
     return Encoded(lines=tuple(lines), digest="sha256:" + hasher.hexdigest())
 
@@ -91,10 +91,17 @@ def dumps(plan: Plan, encoded: Encoded | None = None) -> str:
     7x slower on 100k changes). ``encoded`` is :func:`encode` of ``plan`` when the caller
     has it already.
     """
+    return "".join(pieces(plan, encoded))
+
+
+def pieces(plan: Plan, encoded: Encoded | None = None) -> Iterator[str]:
+    """:func:`dumps`'s text in pieces, for writing it without holding it whole: the
+    changes come a block of lines at a time."""
     encoded = encoded if encoded is not None else encode(plan)
     document = _head(plan, encoded.digest)
-    document["changes"] = [_Raw(line) for line in encoded.lines]
-    return _laid_out(document, 0) + "\n"
+    document["changes"] = _Lines(encoded.lines)
+    yield from _laid_out(document, 0)
+    yield "\n"
 
 
 def to_json(plan: Plan) -> dict[str, Any]:
@@ -105,29 +112,63 @@ def to_json(plan: Plan) -> dict[str, Any]:
     return document
 
 
-class _Raw(str):
-    """JSON text already encoded: laid out as it is."""
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """List items already encoded (one compact JSON text each): laid out as they are."""
 
-    __slots__ = ()
-
-
-# One encoder each, made once: json.dumps with options builds a new encoder per call, which
-# costs more than encoding a change. Canonical: sorted keys, no spaces, ASCII (what the
-# changes digest hashes); compact: the same, but readable text stays as it is.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-_compact = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+    items: tuple[str, ...]
 
 
-def _laid_out(value: Any, depth: int) -> str:
+_BLOCK = 2048  # lines joined per piece: few writes, no copy of the whole list
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _one_shot(*, ascii_only: bool) -> Callable[[Any], str]:
+    """A compact, sorted-keys JSON encoder made once: ``json.dumps`` with options builds a
+    new encoder per call (and so does ``JSONEncoder.encode``), which costs more than
+    encoding a change. The C encoder is called directly where the interpreter has it."""
+    make: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
+        json.encoder, "c_make_encoder", None
+    )
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(
+            sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only
+        ).encode
+    strings = json.encoder.encode_basestring_ascii if ascii_only else json.encoder.encode_basestring
+    encoder = make(None, _refuse, strings, None, ":", ",", True, False, True)
+    return lambda value: encoder(value, 0)[0]
+
+
+# Canonical: sorted keys, no spaces, ASCII (what the changes digest hashes); compact: the
+# same, but readable text stays as it is.
+_canonical = _one_shot(ascii_only=True)
+_compact = _one_shot(ascii_only=False)
+
+
+def _laid_out(value: Any, depth: int) -> Iterator[str]:
     """An object's keys one per line (recursively); a list's items one per line, compact."""
     inner, outer = "  " * (depth + 1), "  " * depth
     if isinstance(value, dict) and value:
-        items = (f"{inner}{_compact(k)}: {_laid_out(value[k], depth + 1)}" for k in sorted(value))
-        return "{\n" + ",\n".join(items) + f"\n{outer}}}"
-    if isinstance(value, list) and value:
-        lines = (inner + (v if isinstance(v, _Raw) else _compact(v)) for v in value)
-        return "[\n" + ",\n".join(lines) + f"\n{outer}]"
-    return _compact(value)
+        opening = "{\n"
+        for key in sorted(value):
+            yield f"{opening}{inner}{_compact(key)}: "
+            yield from _laid_out(value[key], depth + 1)
+            opening = ",\n"
+        yield f"\n{outer}}}"
+    elif isinstance(value, _Lines) and value.items:
+        between = ",\n" + inner
+        items = value.items
+        for start in range(0, len(items), _BLOCK):
+            yield "[\n" + inner if start == 0 else between
+            yield between.join(items[start : start + _BLOCK])
+        yield f"\n{outer}]"
+    elif isinstance(value, list) and value:
+        yield "[\n" + ",\n".join(inner + _compact(v) for v in value) + f"\n{outer}]"
+    else:
+        yield _compact([] if isinstance(value, _Lines) else value)
 
 
 def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
@@ -230,24 +271,33 @@ def _access_row(row: access.RoleAccess) -> dict[str, Any]:
 
 def change_json(change: Change, plan: Plan | None = None) -> dict[str, Any]:
     """One change as the saved plan writes it (``why`` names roles by ``plan``'s names)."""
-    document = {
-        "action": change.action.value,
+    document = {"source": _source(change.source), **_reviewed_json(change)}
+    if change.expired and plan is not None:
+        document["why"] = list(plan.why(change))
+    return document
+
+
+_ACTIONS = {action: action.value for action in Action}  # not an enum lookup per change
+_REASONS = {reason: reason.name.lower() for reason in Reason}
+_FIELDS = {field: field.value for field in Field}
+
+
+def _reviewed_json(change: Change) -> dict[str, Any]:
+    """One change's document without ``source`` and ``why``: what the digest covers."""
+    return {
+        "action": _ACTIONS[change.action],
         "account": change.account,
-        "reason": change.reason.name.lower(),
-        "source": _source(change.source),
-        "before": _record(change.before),
-        "after": _record(change.after),
+        "reason": _REASONS[change.reason],
+        "before": None if change.before is None else state_codec.attributes_to_json(change.before),
+        "after": state_codec.attributes_to_json(change.after),
         "fields": [
-            {"field": f.field.value, "before": f.before, "after": f.after} for f in change.fields
+            {"field": _FIELDS[f.field], "before": f.before, "after": f.after} for f in change.fields
         ],
         "roles_added": list(change.roles_added),
         "roles_removed": list(change.roles_removed),
         "expired": [{"role_id": e.role_id, "on": e.on.isoformat()} for e in change.expired],
         "wire": change.wire(),
     }
-    if change.expired and plan is not None:
-        document["why"] = list(plan.why(change))
-    return document
 
 
 _UNREVIEWED = ("source", "why")  # provenance, and the end dates in words: shown, not compared
@@ -309,10 +359,6 @@ def changes_digest(plan: Plan) -> str:
         (change_json(change) for change in plan.changes),
         _retry_items(_event_json(e) for e in plan.events),
     )
-
-
-def _record(record: AccountRecord | None) -> dict[str, Any] | None:
-    return None if record is None else state_codec.attributes_to_json(record)
 
 
 def _source(source: Source | None) -> dict[str, Any] | None:

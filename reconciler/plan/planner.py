@@ -13,6 +13,8 @@ do not count as managed for the disable limit: a big import must not raise the l
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import replace
 
 from reconciler.desired.model import DesiredState, Policy, User
@@ -31,7 +33,8 @@ from reconciler.plan.model import (
 )
 from reconciler.stores.model import AccountRecord, State
 
-_ORDER = {Action.CREATE: 0, Action.MODIFY: 1, Action.DISABLE: 2}
+_ORDER = (Action.CREATE, Action.MODIFY, Action.DISABLE)  # the send order
+_ACCOUNT = operator.attrgetter("account")
 
 
 def _target(user: User, before: AccountRecord | None) -> AccountRecord:
@@ -91,17 +94,25 @@ def _user_change(user: User, before: AccountRecord | None) -> Change | None:
             roles_removed=before.role_ids,
             source=user.source,
         )
-    if before is None or not before.enabled:
+    if before is None:  # the first apply: every account
         return Change(
             action=Action.CREATE,
             account=user.account,
-            reason=Reason.NEW if before is None else Reason.REENABLE,
+            reason=Reason.NEW,
+            before=None,
+            after=_target(user, None),
+            roles_added=_distinct(user.role_ids),
+            source=user.source,
+        )
+    if not before.enabled:
+        return Change(
+            action=Action.CREATE,
+            account=user.account,
+            reason=Reason.REENABLE,
             before=before,
             after=_target(user, before),
-            roles_added=tuple(sorted(set(user.role_ids) - set(before.role_ids if before else ()))),
-            roles_removed=tuple(sorted(set(before.role_ids) - set(user.role_ids)))
-            if before
-            else (),
+            roles_added=tuple(sorted(set(user.role_ids) - set(before.role_ids))),
+            roles_removed=tuple(sorted(set(before.role_ids) - set(user.role_ids))),
             source=user.source,
         )
     same_roles = before.role_ids == user.role_ids or sorted(before.role_ids) == list(user.role_ids)
@@ -122,17 +133,37 @@ def _user_change(user: User, before: AccountRecord | None) -> Change | None:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # users share a few role combinations
+def _distinct(role_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """``role_ids`` sorted, each once."""
+    return tuple(sorted(set(role_ids)))
+
+
 def changes(desired: DesiredState, recorded: State | None) -> tuple[Change, ...]:
-    """Every change needed to bring ``recorded`` to ``desired``, in send order."""
+    """Every change needed to bring ``recorded`` to ``desired``, in send order (by action,
+    then account: each action's changes are sorted apart, by the account alone)."""
     accounts = recorded.accounts if recorded else {}
-    found: list[Change] = []
+    by_action: dict[Action, list[Change]] = {action: [] for action in _ORDER}
+    recorded_as = accounts.get
     for account, user in desired.users.items():
-        change = _user_change(user, accounts.get(account))
+        before = recorded_as(account)
+        if (  # the common case, unchanged, decided here: no call per account
+            before is not None
+            and before.role_ids == user.role_ids
+            and before.name == user.name
+            and before.email == user.email
+            and before.enabled
+            and user.enabled
+            and not before.adopted
+        ):
+            continue
+        change = _user_change(user, before)
         if change is not None:
-            found.append(change)
+            by_action[change.action].append(change)
+    users = desired.users
     for account, record in accounts.items():
-        if account not in desired.users and record.enabled:
-            found.append(
+        if record.enabled and account not in users:
+            by_action[Action.DISABLE].append(
                 Change(
                     action=Action.DISABLE,
                     account=account,
@@ -142,7 +173,9 @@ def changes(desired: DesiredState, recorded: State | None) -> tuple[Change, ...]
                     roles_removed=record.role_ids,
                 )
             )
-    found.sort(key=lambda c: (_ORDER[c.action], c.account))
+    found: list[Change] = []
+    for action in _ORDER:
+        found += sorted(by_action[action], key=_ACCOUNT)
     return tuple(found)
 
 

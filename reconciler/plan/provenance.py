@@ -218,8 +218,10 @@ def annotate(
     With ``desired``, every user entry bounds its neighbours' spans, not only the
     changed ones (matters for entries written in flow style). ``blames``: as ``commits``.
     """
+    if not plan.changes or (blames is not None and blames.inside is False):
+        return plan  # nothing to look up: no source is listed (100k of them: 0.1-0.2 s)
     sources = [c.source for c in plan.changes if c.source is not None]
-    if desired is not None and plan.changes:
+    if desired is not None:
         sources.extend(user.source for user in desired.users.values())
     found = commits(dict.fromkeys(sources), path, blames)
     if not found:
