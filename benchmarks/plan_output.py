@@ -7,8 +7,9 @@ recorded state in which *every* account differs from the YAML (its name, its ema
 its roles), then times, each in a fresh process (best of ``--repeat``, peak RSS its own):
 
 - parse:      ``yaml.load(..., Loader=yaml.CSafeLoader)`` of the same files, GC paused;
-- modified:   ``python -m reconciler plan DIR --state FILE --no-refresh --format json``
-              (stdout discarded): every change is a MODIFY, target <= 1.5x the parse;
+- modified:   ``python -m reconciler plan DIR --state FILE --no-refresh --no-cache --format
+              json`` (stdout discarded; cold: the parse cache would make every run after the
+              first skip the parse): every change is a MODIFY, target <= 1.5x the parse;
 - json --out: the same with ``--out plan.json`` too: the JSON built once for both, its
               size printed (compact lines, the C encoder).
 
@@ -122,7 +123,7 @@ def main() -> int:
         state = generate(directory, args.users)
         files = sorted(str(p) for p in directory.glob("*.yaml"))
         plan = [sys.executable, "-m", "reconciler", "plan", str(directory), "--state", str(state)]
-        plan += ["--no-refresh", "--format", "json"]
+        plan += ["--no-refresh", "--no-cache", "--format", "json"]
         out = Path(tmp) / "plan.json"
         parse, _ = best([sys.executable, "-c", PARSE, *files], env, args.repeat)
         modified, peak = best(plan, env, args.repeat)
