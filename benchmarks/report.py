@@ -9,8 +9,9 @@ the report's end-date column work at scale. The folder is a git work tree with o
 so the report looks up each entry's commit as it does in a pipeline (``--no-git`` leaves
 git out). Each figure is a fresh process, best of N, timed from outside:
 
-- plan:   ``python -m reconciler plan DIR --state FILE --no-refresh --format json``;
-- report: ``python -m reconciler report access DIR --state FILE --format F`` per format.
+- plan:   ``python -m reconciler plan DIR --state FILE --no-refresh --no-cache --format json``;
+- report: ``python -m reconciler report access DIR --state FILE --no-cache --format F`` per
+          format (both cold: best-of-N runs would otherwise hit the parse cache).
 
 Target: the report within about the time of a plan (1.5x) at 100k users.
 """
@@ -75,11 +76,13 @@ def main() -> int:
                 commit(data.directory)
             where = [str(data.directory), "--state", str(data.state), "--at", AT]
             plan = plan_bench.best(
-                [*python, "plan", *where, "--no-refresh", "--format", "json"], args.repeat
+                [*python, "plan", *where, "--no-refresh", "--no-cache", "--format", "json"],
+                args.repeat,
             )
             runs = {
                 fmt: plan_bench.best(
-                    [*python, "report", "access", *where, "--format", fmt], args.repeat
+                    [*python, "report", "access", *where, "--no-cache", "--format", fmt],
+                    args.repeat,
                 )
                 for fmt in ("csv", "markdown", "json")
             }
