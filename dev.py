@@ -262,7 +262,7 @@ def demo() -> int:
             env,
             ok=(2,),
         )
-        _step("apply exactly the saved plan", ["apply", plan_file], env)
+        _step("apply exactly the saved plan", ["apply", plan_file, rel], env)
         event = _control(
             url,
             "/_sandbox/cloudidentity/events",
