@@ -281,6 +281,33 @@ def test_a_run_stopped_with_batches_queued_takes_back_their_intents(
     _check_converged(world, specs)
 
 
+def test_a_stop_after_the_last_batch_was_sent_leaves_its_task_recorded(
+    make_world: Callable[..., World],
+) -> None:
+    """A signal once every batch is out still stops the run: the task in flight is left
+    recorded for `refresh` (not followed to its end) and the run reports the stop, so the
+    command exits 130/143 and sends no provisioning retry after it."""
+    specs = fx.users(50)  # one batch
+    world = make_world(specs)
+    calls = world.box.federation.stats
+    applier = engine.Applier(
+        world.store,
+        world.client,
+        sleep=world.sleep,
+        monotonic=world.clock,
+        stop=lambda: "SIGTERM" if calls().calls.get("createTask", 0) >= 1 else None,
+    )
+    report = applier.run(world.plan())
+    assert report.interrupted == "SIGTERM"
+    state = world.store.read()
+    assert state is not None
+    assert len(state.pending) == 1, state.pending
+    assert state.pending[0].task_id is not None
+    assert report.unresolved, "the task in flight is not named"
+    world.converge()
+    _check_converged(world, specs)
+
+
 # -- retries and failures at the engine level --------------------------------------------
 
 

@@ -328,6 +328,17 @@ def test_yes_needs_force(workdir: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "hint: reconciler state push pushed.json --force --yes" in err
 
 
+def test_yes_needs_force_hint_keeps_the_path(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hint is the command to run: with the PATH operand that was given."""
+    _document(workdir, BEFORE)
+    (workdir / "desired").mkdir()
+    code, _, err = run(capsys, "state", "push", "pushed.json", "desired", "--yes")
+    assert code == 1
+    assert "hint: reconciler state push pushed.json desired --force --yes" in err
+
+
 def test_a_policy_difference_is_a_difference(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -276,7 +276,10 @@ class Applier:
         # send again only once one of ours is DONE, instead of one refused call per poll.
         held = False
         while True:
-            may_send = bool(queue) and sending and not self._stopping()
+            # Asked on every round, not only while batches are queued: a signal after the
+            # last send stops following too (in flight stays recorded for `refresh`).
+            stopping = self._stopping()
+            may_send = bool(queue) and sending and not stopping
             if self.report.interrupted is not None:
                 self.report.unresolved += following.leave(in_flight)
                 break

@@ -500,9 +500,10 @@ def _state_pull_options(ns: argparse.Namespace, notes: Notes) -> StatePullOption
 def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOptions:
     path = arguments.located(ns, notes, ["state", "push", str(ns.file)])
     if ns.yes and not ns.force:
+        where = [] if ns.path is None and ns.legacy_path is None else [str(path)]
         raise UsageError(
             "--yes confirms a forced push; without --force there is nothing to confirm",
-            hint=f"reconciler state push {shlex.quote(str(ns.file))} --force --yes",
+            hint=shlex.join([PROG, "state", "push", str(ns.file), *where, "--force", "--yes"]),
         )
     return StatePushOptions(
         path=path, file=ns.file, force=ns.force, yes=ns.yes, common=arguments.common(ns)
