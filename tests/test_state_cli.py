@@ -8,6 +8,7 @@ that is still running here; every command works on a database that never saw rec
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -261,7 +262,8 @@ def test_force_unlock_asks_on_a_terminal(
     code, _, err = run(capsys, "force-unlock", info.lock_id)
     assert code == 1
     assert "no terminal to ask on" in err
-    assert f"reconciler force-unlock {info.lock_id} [PATH] --force" in err
+    unlock = f"reconciler force-unlock {info.lock_id} --force"
+    assert f"hint: make sure its holder is gone, then add --force: {unlock}\n" in err
     monkeypatch.setattr(sys, "stdin", _Terminal("no\n"))
     code, out, _ = run(capsys, "force-unlock", info.lock_id)
     assert code == 1
@@ -273,6 +275,30 @@ def test_force_unlock_asks_on_a_terminal(
     assert code == 0
     assert out.endswith(f"Lock {info.lock_id} released on {STATE}.\n")
     assert not store.lock_path.exists()
+
+
+def test_every_force_unlock_hint_names_the_path_state_and_workspace_given(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hints are commands to paste: run from another folder, a bare
+    `reconciler force-unlock ID` would look at another state."""
+    state = Path("states") / "prod team.json"
+    store = LocalStore(workdir / state)
+    store.write(dataclasses.replace(sample_state(), pending=()))
+    (workdir / "desired").mkdir()
+    given = ("desired", "--state", str(state))
+    where = "desired --state 'states/prod team.json'"
+    # a state locked by a run, met by another command: the store's hint, completed by the CLI
+    with store.lock("apply") as lock:
+        code, _, err = run(capsys, "state", "rm", "--account", "alice", *given, "--force")
+    assert code == 1
+    assert f"or if that process is gone: reconciler force-unlock {lock.lock_id} {where}\n" in err
+    # force-unlock itself, without a terminal to confirm on
+    info = _left_lock(store, host="ci-runner-7", pid=_dead_pid())
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = run(capsys, "force-unlock", info.lock_id, *given)
+    assert code == 1
+    assert f"then add --force: reconciler force-unlock {info.lock_id} {where} --force\n" in err
 
 
 def test_force_unlock_with_force_asks_nothing(

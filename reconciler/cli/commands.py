@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import stat
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +44,7 @@ from reconciler.plan import expiry, planfile
 from reconciler.plan.model import Plan
 from reconciler.render import common, markdown, text
 from reconciler.stores import Store, open_store
+from reconciler.stores.location import mask
 from reconciler.stores.model import AccountRecord, State, utc_now
 
 # The shared inputs, re-exported: the command modules use them as ``commands.X``.
@@ -73,6 +76,20 @@ def store_for(path: Path, common: Common) -> Store:
         environ=os.environ,
         check_record=seal(common.cache, what="state check record"),
     )
+
+
+def command_line(words: Sequence[str], path: Path | None, common: Common | None) -> str:
+    """A command to paste as is: ``words``, then the PATH (unless ``.``) and the
+    ``--state``/``--workspace`` this run was given, so it acts on the same state (a DSN's
+    password shown masked, as everywhere)."""
+    line = [shlex.quote(word) for word in words]
+    if path is not None and os.path.normpath(path) != ".":
+        line.append(shlex.quote(str(path)))
+    if common is not None and common.state is not None:
+        line += ["--state", shlex.quote(mask(common.state))]
+    if common is not None and common.workspace is not None:
+        line += ["--workspace", shlex.quote(common.workspace)]
+    return " ".join(line)
 
 
 def workspace_of(store: Store) -> str | None:

@@ -122,6 +122,21 @@ def report(error: ReconcilerError, *, debug: bool, secrets: Sequence[str] = ()) 
     return error.exit_code
 
 
+def _pasteable(error: ReconcilerError, options: Options) -> ReconcilerError:
+    """A lock error's force-unlock hint with this run's PATH, --state and --workspace:
+    the store that raised it does not know them, and without them the command pasted from
+    another folder would look at another state."""
+    if not isinstance(error, StateLocked) or not error.lock_id or not error.hint:
+        return error
+    from reconciler.cli import commands  # noqa: PLC0415 - only on this error's path
+
+    bare = f"reconciler force-unlock {error.lock_id}"
+    words = ["reconciler", "force-unlock", error.lock_id]
+    path, common = getattr(options, "path", None), getattr(options, "common", None)
+    hint = error.hint.replace(bare, commands.command_line(words, path, common))
+    return StateLocked(error.message, lock_id=error.lock_id, hint=hint)
+
+
 def _secrets(options: Options) -> tuple[str, ...]:
     """The secrets of this run: the environment's, and a DSN password given as --state."""
     common = getattr(options, "common", None)
@@ -158,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(parsed.options, now=dt.datetime.now(dt.UTC))
     except ReconcilerError as error:
-        return report(error, debug=parsed.debug, secrets=secrets)
+        return report(_pasteable(error, parsed.options), debug=parsed.debug, secrets=secrets)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return EXIT_SIGNAL_BASE + signal.SIGINT

@@ -29,7 +29,6 @@ from reconciler.plan import integrity
 from reconciler.plan.model import Plan
 from reconciler.stores import Store
 from reconciler.stores.location import Backend as LocationBackend
-from reconciler.stores.location import mask
 from reconciler.stores.model import State
 
 
@@ -129,15 +128,7 @@ def check_out(out: Path) -> None:
 
 def apply_command(out: Path, path: Path, common: Common) -> str:
     """The command that applies the plan saved at ``out`` (the same PATH and state flags)."""
-    words = ["reconciler", "apply", _quote(out)]
-    if os.path.normpath(path) != ".":
-        words.append(_quote(path))
-    if common.state is not None:
-        shown = mask(common.state)
-        words += ["--state", _quote(shown)]
-    if common.workspace is not None:
-        words += ["--workspace", _quote(common.workspace)]
-    return " ".join(words)
+    return commands.command_line(["reconciler", "apply", str(out)], path, common)
 
 
 def _same_path(recorded: str, path: Path) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler.cli import state_diff
-from reconciler.cli.commands import flush, max_bytes, out, parse_cache, store_for
+from reconciler.cli.commands import command_line, flush, max_bytes, out, parse_cache, store_for
 from reconciler.cli.options import (
     CacheOptions,
     ForceUnlockOptions,
@@ -220,14 +220,20 @@ def force_unlock(options: ForceUnlockOptions, *, stdin: TextIO | None = None) ->
                 f"{holder.describe()}: that process is still running on this host; "
                 "unlocking would let a second run write the state and send changes beside it",
                 hint=f"let it finish or stop it (kill {holder.pid}); if it is truly stuck: "
-                f"reconciler force-unlock {holder.lock_id} [PATH] --force",
+                + _unlock(holder.lock_id, options),
             )
-        if not _confirmed(store, holder, stdin or sys.stdin):
+        if not _confirmed(store, holder, stdin or sys.stdin, options):
             out("Force-unlock cancelled.")
             return EXIT_ERROR
     store.force_unlock(options.lock_id)
     out(f"Lock {options.lock_id} released on {store.location.named()}.")
     return EXIT_OK
+
+
+def _unlock(lock_id: str, options: ForceUnlockOptions) -> str:
+    """The forced unlock of the same state, to paste as is."""
+    words = ["reconciler", "force-unlock", lock_id]
+    return command_line(words, options.path, options.common) + " --force"
 
 
 def running_here(holder: LockInfo) -> bool:
@@ -243,13 +249,13 @@ def running_here(holder: LockInfo) -> bool:
     return True
 
 
-def _confirmed(store: Store, holder: LockInfo, stdin: TextIO) -> bool:
+def _confirmed(store: Store, holder: LockInfo, stdin: TextIO, options: ForceUnlockOptions) -> bool:
     """Ask on the terminal, as Terraform does; refuse (with the --force hint) without one."""
     if not stdin.isatty():
         raise UsageError(
             "force-unlock needs confirmation, and there is no terminal to ask on",
             hint="make sure its holder is gone, then add --force: "
-            f"reconciler force-unlock {holder.lock_id} [PATH] --force",
+            + _unlock(holder.lock_id, options),
         )
     sys.stdout.write(
         f"Do you really want to force-unlock the state at {store.location.named()}?\n"
