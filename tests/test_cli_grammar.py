@@ -14,6 +14,7 @@ import pytest
 
 from reconciler import __version__
 from reconciler.cli import apply_commands, ci, commands, grammar
+from reconciler.cli.choices import PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.cli.main import main
 from reconciler.cli.options import (
     ApplyOptions,
@@ -22,15 +23,11 @@ from reconciler.cli.options import (
     ForceUnlockOptions,
     ImportOptions,
     Options,
-    PlanFormat,
     PlanOptions,
-    ReportFormat,
-    Shell,
     StateListOptions,
     StatePullOptions,
     StatePushOptions,
     StateShowOptions,
-    ValidateFormat,
     ValidateOptions,
     WhyOptions,
 )

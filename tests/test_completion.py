@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import completion, grammar
+from reconciler.cli.choices import Shell
 from reconciler.cli.main import main
-from reconciler.cli.options import Shell
 
 
 def _script(shell: str, capsys: pytest.CaptureFixture[str]) -> str:

@@ -76,6 +76,23 @@ def test_help_and_validate_load_no_heavy_module(tmp_path: Path, argv: tuple[str,
     assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
 
 
+def test_help_builds_the_parser_only(tmp_path: Path) -> None:
+    """`--help` needs the grammar and its choices, not the values a parsed command becomes
+    (frozen dataclasses cost ~10 ms to create) nor the completion scripts."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "--help"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    names = set(json.loads(done.stdout)["modules"])
+    assert "reconciler.cli.grammar" in names
+    assert names.isdisjoint({"reconciler.cli.options", "reconciler.cli.completion"})
+
+
 def test_validate_loads_only_the_desired_state_layer(tmp_path: Path) -> None:
     """validate needs no planner, renderer, store or API client of ours."""
     ours = _ours(tmp_path, "validate", str(ROOT / "examples"))

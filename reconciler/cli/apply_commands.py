@@ -18,14 +18,13 @@ from reconciler import jsontext
 from reconciler.apply import engine, ledger, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
 from reconciler.cli import commands, memory, saved_plan, signals
+from reconciler.cli.choices import PlanFormat, ReportFormat
 from reconciler.cli.commands import out
 from reconciler.cli.options import (
     ApplyOptions,
     Common,
-    PlanFormat,
     PlanOptions,
     RefreshOptions,
-    ReportFormat,
     ShowOptions,
     WhyOptions,
 )

@@ -11,27 +11,21 @@ import datetime as dt
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import parsing
-from reconciler.cli.options import (
-    AccessFormat,
-    CacheOptions,
-    Common,
-    Options,
-    PlanFormat,
-    ReportFormat,
-    Shell,
-    ValidateFormat,
-)
+from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.errors import UsageError
+
+if TYPE_CHECKING:  # the frozen values load once a command line was parsed (start-up)
+    from reconciler.cli.options import CacheOptions, Common, Options
 
 PROG = "reconciler"
 
 PATH_HELP = "the desired state: a .yaml/.yml file or a directory of them (default: .)"
 
 Notes = list[str]
-Builder = Callable[[argparse.Namespace, Notes], Options]
+Builder = Callable[[argparse.Namespace, Notes], "Options"]
 Subparsers = Any  # argparse's _SubParsersAction is private; its add_parser is all we use
 
 
@@ -104,6 +98,8 @@ def _positive_seconds(raw: str) -> float:
 
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
+    from reconciler.cli.options import Common  # noqa: PLC0415 - see the imports
+
     return Common(
         state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout, cache=cache(ns)
     )
@@ -121,6 +117,8 @@ def cache_option(parser: argparse.ArgumentParser) -> None:
 
 def cache(ns: argparse.Namespace) -> CacheOptions:
     """--no-cache (and --debug, which says why a cache entry was not used), read back."""
+    from reconciler.cli.options import CacheOptions  # noqa: PLC0415 - see the imports
+
     return CacheOptions(enabled=not ns.no_cache, debug=bool(getattr(ns, "debug", False)))
 
 

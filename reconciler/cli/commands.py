@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.cli.choices import PlanFormat
 from reconciler.cli.inputs import (
     AT_ENV,
     base_dir,
@@ -28,7 +29,7 @@ from reconciler.cli.inputs import (
     seal,
     today,
 )
-from reconciler.cli.options import Common, ImportOptions, PlanFormat
+from reconciler.cli.options import Common, ImportOptions
 from reconciler.desired import dates
 from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState

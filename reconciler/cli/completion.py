@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from reconciler.cli.options import Shell
+from reconciler.cli.choices import Shell
 from reconciler.errors import UsageError
 
 FILES = "@files"  # the table value that means "complete file names"

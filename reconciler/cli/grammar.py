@@ -18,37 +18,36 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import __version__
 from reconciler.cli import arguments, parsing
 from reconciler.cli.arguments import Builder, Notes, Subparsers
-from reconciler.cli.completion import CommandSpec
-from reconciler.cli.options import (
-    AccessFormat,
-    ApplyOptions,
-    CompletionOptions,
-    ForceUnlockOptions,
-    ImportOptions,
-    Options,
-    PlanFormat,
-    PlanOptions,
-    RefreshOptions,
-    ReportAccessOptions,
-    ReportFormat,
-    SandboxOptions,
-    Shell,
-    ShowOptions,
-    StateDiffOptions,
-    StateListOptions,
-    StatePullOptions,
-    StatePushOptions,
-    StateRmOptions,
-    StateShowOptions,
-    ValidateFormat,
-    ValidateOptions,
-    WhyOptions,
-)
+from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.errors import UsageError
+
+if TYPE_CHECKING:  # loaded once a command line was parsed: `--help` needs none of them
+    from reconciler.cli.completion import CommandSpec
+    from reconciler.cli.options import (
+        ApplyOptions,
+        CompletionOptions,
+        ForceUnlockOptions,
+        ImportOptions,
+        Options,
+        PlanOptions,
+        RefreshOptions,
+        ReportAccessOptions,
+        SandboxOptions,
+        ShowOptions,
+        StateDiffOptions,
+        StateListOptions,
+        StatePullOptions,
+        StatePushOptions,
+        StateRmOptions,
+        StateShowOptions,
+        ValidateOptions,
+        WhyOptions,
+    )
 
 PROG = arguments.PROG
 
@@ -146,6 +145,8 @@ _AT_HELP = (
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
+    from reconciler.cli.options import ValidateOptions  # noqa: PLC0415 - start-up
+
     return ValidateOptions(
         path=ns.path or Path("."),
         fmt=ValidateFormat(ns.format),
@@ -172,6 +173,8 @@ def _plan(sub: Subparsers) -> None:
 
 
 def _plan_options(ns: argparse.Namespace, notes: Notes) -> PlanOptions:
+    from reconciler.cli.options import PlanOptions  # noqa: PLC0415 - start-up
+
     return PlanOptions(
         path=ns.path or Path("."),
         common=arguments.common(ns),
@@ -204,6 +207,8 @@ def _show(sub: Subparsers) -> None:
 
 
 def _show_options(ns: argparse.Namespace, notes: Notes) -> ShowOptions:
+    from reconciler.cli.options import ShowOptions  # noqa: PLC0415 - start-up
+
     return ShowOptions(
         file=ns.file, fmt=PlanFormat(ns.format), show_batches=ns.show_batches, redact=ns.redact
     )
@@ -262,6 +267,8 @@ def _apply(sub: Subparsers) -> None:
 
 
 def _apply_options(ns: argparse.Namespace, notes: Notes) -> ApplyOptions:
+    from reconciler.cli.options import ApplyOptions  # noqa: PLC0415 - start-up
+
     return ApplyOptions(
         target=ns.target,
         path=ns.path,
@@ -297,6 +304,8 @@ def _refresh(sub: Subparsers) -> None:
 
 
 def _refresh_options(ns: argparse.Namespace, notes: Notes) -> RefreshOptions:
+    from reconciler.cli.options import RefreshOptions  # noqa: PLC0415 - start-up
+
     return RefreshOptions(
         path=ns.path or Path("."),
         common=arguments.common(ns),
@@ -330,6 +339,8 @@ def _import_options(ns: argparse.Namespace, notes: Notes) -> ImportOptions:
             f"{ns.path}: no such desired-state path; import names accounts with --account",
             hint=_import_spelling(None, (str(ns.path), *accounts)),
         )
+    from reconciler.cli.options import ImportOptions  # noqa: PLC0415 - start-up
+
     return ImportOptions(
         path=ns.path or Path("."),
         common=arguments.common(ns),
@@ -376,6 +387,8 @@ def _why(sub: Subparsers) -> None:
 
 
 def _why_options(ns: argparse.Namespace, notes: Notes) -> WhyOptions:
+    from reconciler.cli.options import WhyOptions  # noqa: PLC0415 - start-up
+
     return WhyOptions(path=ns.path or Path("."), account=ns.account, common=arguments.common(ns))
 
 
@@ -394,6 +407,8 @@ def _force_unlock(sub: Subparsers) -> None:
 
 def _force_unlock_options(ns: argparse.Namespace, notes: Notes) -> ForceUnlockOptions:
     path = arguments.located(ns, notes, ["force-unlock", ns.lock_id])
+    from reconciler.cli.options import ForceUnlockOptions  # noqa: PLC0415 - start-up
+
     return ForceUnlockOptions(
         path=path, lock_id=ns.lock_id, force=ns.force, common=arguments.common(ns)
     )
@@ -471,6 +486,8 @@ def _state_diff(inner: Subparsers) -> None:
 
 
 def _state_diff_options(ns: argparse.Namespace, notes: Notes) -> StateDiffOptions:
+    from reconciler.cli.options import StateDiffOptions  # noqa: PLC0415 - start-up
+
     return StateDiffOptions(
         left=ns.left,
         right=ns.right,
@@ -481,6 +498,8 @@ def _state_diff_options(ns: argparse.Namespace, notes: Notes) -> StateDiffOption
 
 
 def _state_list_options(ns: argparse.Namespace, notes: Notes) -> StateListOptions:
+    from reconciler.cli.options import StateListOptions  # noqa: PLC0415 - start-up
+
     return StateListOptions(
         path=arguments.located(ns, notes, ["state", "list"]), common=arguments.common(ns)
     )
@@ -488,10 +507,14 @@ def _state_list_options(ns: argparse.Namespace, notes: Notes) -> StateListOption
 
 def _state_show_options(ns: argparse.Namespace, notes: Notes) -> StateShowOptions:
     path = arguments.located(ns, notes, ["state", "show", ns.account])
+    from reconciler.cli.options import StateShowOptions  # noqa: PLC0415 - start-up
+
     return StateShowOptions(path=path, account=ns.account, common=arguments.common(ns))
 
 
 def _state_pull_options(ns: argparse.Namespace, notes: Notes) -> StatePullOptions:
+    from reconciler.cli.options import StatePullOptions  # noqa: PLC0415 - start-up
+
     return StatePullOptions(
         path=arguments.located(ns, notes, ["state", "pull"]), common=arguments.common(ns)
     )
@@ -505,6 +528,8 @@ def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOption
             "--yes confirms a forced push; without --force there is nothing to confirm",
             hint=shlex.join([PROG, "state", "push", str(ns.file), *where, "--force", "--yes"]),
         )
+    from reconciler.cli.options import StatePushOptions  # noqa: PLC0415 - start-up
+
     return StatePushOptions(
         path=path, file=ns.file, force=ns.force, yes=ns.yes, common=arguments.common(ns)
     )
@@ -519,6 +544,8 @@ def _state_rm_options(ns: argparse.Namespace, notes: Notes) -> StateRmOptions:
             hint=_rm_spelling(None, (str(ns.path), *accounts)),
         )
     path = arguments.located(ns, notes, ["state", "rm", *_account_flags(accounts)])
+    from reconciler.cli.options import StateRmOptions  # noqa: PLC0415 - start-up
+
     return StateRmOptions(path=path, accounts=accounts, force=ns.force, common=arguments.common(ns))
 
 
@@ -564,6 +591,8 @@ def _report(sub: Subparsers) -> None:
 
 
 def _report_access_options(ns: argparse.Namespace, notes: Notes) -> ReportAccessOptions:
+    from reconciler.cli.options import ReportAccessOptions  # noqa: PLC0415 - start-up
+
     return ReportAccessOptions(
         path=ns.path or Path("."),
         common=arguments.common(ns),
@@ -593,6 +622,8 @@ def _sandbox(sub: Subparsers) -> None:
 
 
 def _sandbox_options(ns: argparse.Namespace, notes: Notes) -> SandboxOptions:
+    from reconciler.cli.options import SandboxOptions  # noqa: PLC0415 - start-up
+
     return SandboxOptions(
         host=ns.host, port=ns.port, roles_from=ns.roles_from, allow_remote=ns.allow_remote
     )
@@ -609,4 +640,6 @@ def _completion(sub: Subparsers) -> None:
 
 
 def _completion_options(ns: argparse.Namespace, notes: Notes) -> CompletionOptions:
+    from reconciler.cli.options import CompletionOptions  # noqa: PLC0415 - start-up
+
     return CompletionOptions(shell=Shell(ns.shell))

@@ -14,29 +14,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from reconciler.cli import completion, grammar, masking, signals
-from reconciler.cli.options import (
-    LONG_RUNNING,
-    ApplyOptions,
-    CompletionOptions,
-    ForceUnlockOptions,
-    ImportOptions,
-    Options,
-    PlanOptions,
-    RefreshOptions,
-    ReportAccessOptions,
-    SandboxOptions,
-    ShowOptions,
-    StateDiffOptions,
-    StateListOptions,
-    StatePullOptions,
-    StatePushOptions,
-    StateRmOptions,
-    StateShowOptions,
-    ValidateOptions,
-    WhyOptions,
-)
+from reconciler.cli import grammar, masking, signals
 from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -45,11 +25,29 @@ from reconciler.errors import (
     StateLocked,
 )
 
+if TYPE_CHECKING:  # the values load once a command line was parsed: `--help` needs none
+    from reconciler.cli.options import Options
+
 
 def _dispatch(options: Options, now: dt.datetime) -> int:
     # Each command's modules load only when it runs (start-up: `--help` and `validate`
     # load neither httpx nor deepdiff); tests/test_startup.py holds that.
     # Each `noqa: PLC0415` below: the import inside a function is the point.
+    from reconciler.cli.options import (  # noqa: PLC0415 - loaded after parsing: see above
+        CompletionOptions,
+        ForceUnlockOptions,
+        ImportOptions,
+        ReportAccessOptions,
+        SandboxOptions,
+        StateDiffOptions,
+        StateListOptions,
+        StatePullOptions,
+        StatePushOptions,
+        StateRmOptions,
+        StateShowOptions,
+        ValidateOptions,
+    )
+
     match options:
         case ValidateOptions():
             from reconciler.cli import validate_command  # noqa: PLC0415
@@ -86,6 +84,8 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
 
             return sandbox_command.sandbox(options)
         case CompletionOptions():
+            from reconciler.cli import completion  # noqa: PLC0415
+
             sys.stdout.write(completion.script(options.shell, grammar.spec(), grammar.PROG))
             return EXIT_OK
     return _dispatch_planning(options, now)
@@ -94,6 +94,13 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
 def _dispatch_planning(options: Options, now: dt.datetime) -> int:
     """The commands that plan or apply: their module loads the API clients (httpx)."""
     from reconciler.cli import apply_commands  # noqa: PLC0415 - see _dispatch
+    from reconciler.cli.options import (  # noqa: PLC0415 - see _dispatch
+        ApplyOptions,
+        PlanOptions,
+        RefreshOptions,
+        ShowOptions,
+        WhyOptions,
+    )
 
     match options:
         case PlanOptions():
@@ -166,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Short, bounded commands run with the cyclic GC off: the desired state is a large
     # acyclic graph that every full collection would rescan (~20% of a 100k-user plan).
     # Long-running ones (apply, refresh, sandbox) keep it.
+    from reconciler.cli.options import LONG_RUNNING  # noqa: PLC0415 - see _dispatch
+
     pause_gc = not isinstance(parsed.options, LONG_RUNNING) and gc.isenabled()
     if pause_gc:
         gc.disable()

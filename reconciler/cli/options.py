@@ -7,52 +7,12 @@ Handlers receive these, never an ``argparse.Namespace``: the command line's shap
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
+from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.errors import UsageError
-
-
-class ValidateFormat(enum.StrEnum):
-    """How ``validate`` reports problems."""
-
-    TEXT = "text"
-    JSON = "json"
-    GITHUB = "github"
-    SARIF = "sarif"
-
-
-class PlanFormat(enum.StrEnum):
-    """How ``plan`` and ``show`` render a plan."""
-
-    TEXT = "text"
-    JSON = "json"
-    MARKDOWN = "markdown"
-
-
-class ReportFormat(enum.StrEnum):
-    """How ``apply`` and ``refresh`` report."""
-
-    TEXT = "text"
-    JSON = "json"
-
-
-class AccessFormat(enum.StrEnum):
-    """How ``report access`` writes the access review."""
-
-    MARKDOWN = "markdown"
-    CSV = "csv"
-    JSON = "json"
-
-
-class Shell(enum.StrEnum):
-    """Shells ``completion`` writes a script for."""
-
-    BASH = "bash"
-    ZSH = "zsh"
-    FISH = "fish"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from reconciler.cli.completion import CommandSpec, Option, Positional
 from reconciler.errors import UsageError
+
+if TYPE_CHECKING:  # completion loads only for `completion` (start-up)
+    from reconciler.cli.completion import CommandSpec, Option
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -77,6 +79,8 @@ def unrecognized(chosen: argparse.ArgumentParser, extras: Sequence[str]) -> Usag
 
 def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> CommandSpec:
     """The parser as data for completion: flags, operands and subcommands, recursively."""
+    from reconciler.cli.completion import CommandSpec, Positional  # noqa: PLC0415 - start-up
+
     options: list[Option] = []
     positionals: list[Positional] = []
     subcommands: list[CommandSpec] = []
@@ -117,6 +121,8 @@ def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> Co
 
 
 def _option(action: argparse.Action) -> Option:
+    from reconciler.cli.completion import Option  # noqa: PLC0415 - start-up
+
     return Option(
         names=tuple(action.option_strings),
         help=action.help or "",

@@ -6,7 +6,8 @@ import datetime as dt
 import sys
 
 from reconciler.cli import commands
-from reconciler.cli.options import AccessFormat, ReportAccessOptions
+from reconciler.cli.choices import AccessFormat
+from reconciler.cli.options import ReportAccessOptions
 from reconciler.errors import EXIT_OK
 from reconciler.plan import git, provenance, report
 from reconciler.render import access

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.choices import ReportFormat
 from reconciler.cli.commands import out
-from reconciler.cli.options import ReportFormat, StateDiffOptions
+from reconciler.cli.options import StateDiffOptions
 from reconciler.errors import EXIT_CHANGES, EXIT_OK, ConfigError, StateError
 from reconciler.stores import STATE_ENV, Store, comparing, open_store
 from reconciler.stores.location import Backend, classify
