@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from reconciler import jsontext
 from reconciler.desired.model import DesiredState, Policy
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import planfile, planner
@@ -451,7 +452,7 @@ def test_plan_file_in_pieces_is_the_same_text_across_blocks() -> None:
     pieces = list(planfile.pieces(many))
     text = planfile.dumps(many)
     assert "".join(pieces) == text
-    assert len(pieces) > 5000 // planfile._BLOCK + 2  # written a block at a time
+    assert len(pieces) > 5000 // jsontext.BLOCK + 2  # written a block at a time
     assert planfile.dumps(planfile.loads(text, where="p.json")) == text
     empty = replace(many, changes=(), batches=())
     assert "".join(planfile.pieces(empty)) == planfile.dumps(empty)
@@ -472,14 +473,16 @@ def test_the_encoders_made_once_match_json_dumps(value: Any) -> None:
     what ``json.dumps`` writes with the same options: the digest's definition holds."""
     options: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
     assert planfile._canonical(value) == json.dumps(value, **options)
-    assert planfile._compact(value) == json.dumps(value, ensure_ascii=False, **options)
-    assert planfile._one_shot(ascii_only=True)(value) == json.dumps(value, **options)
+    assert jsontext.encoder(ascii_only=False, sort_keys=True)(value) == json.dumps(
+        value, ensure_ascii=False, **options
+    )
+    assert jsontext.encoder(ascii_only=True, sort_keys=True)(value) == json.dumps(value, **options)
 
 
 def test_the_encoder_falls_back_without_the_c_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without ``c_make_encoder`` the standard encoder writes the same text."""
     monkeypatch.setattr(json.encoder, "c_make_encoder", None)
-    fallback = planfile._one_shot(ascii_only=False)
+    fallback = jsontext.encoder(ascii_only=False, sort_keys=True)
     assert fallback({"b": "Zoë", "a": [1]}) == '{"a":[1],"b":"Zoë"}'
 
 

@@ -14,11 +14,11 @@ import collections
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler import __version__, formats
+from reconciler import __version__, formats, jsontext
 from reconciler.desired.model import Commit, Source
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import access, policy_json
@@ -99,8 +99,8 @@ def pieces(plan: Plan, encoded: Encoded | None = None) -> Iterator[str]:
     changes come a block of lines at a time."""
     encoded = encoded if encoded is not None else encode(plan)
     document = _head(plan, encoded.digest)
-    document["changes"] = _Lines(encoded.lines)
-    yield from _laid_out(document, 0)
+    document["changes"] = jsontext.Lines(encoded.lines)
+    yield from jsontext.pieces(document, sort_keys=True)
     yield "\n"
 
 
@@ -112,63 +112,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
     return document
 
 
-@dataclass(frozen=True, slots=True)
-class _Lines:
-    """List items already encoded (one compact JSON text each): laid out as they are."""
-
-    items: tuple[str, ...]
-
-
-_BLOCK = 2048  # lines joined per piece: few writes, no copy of the whole list
-
-
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _one_shot(*, ascii_only: bool) -> Callable[[Any], str]:
-    """A compact, sorted-keys JSON encoder made once: ``json.dumps`` with options builds a
-    new encoder per call (and so does ``JSONEncoder.encode``), which costs more than
-    encoding a change. The C encoder is called directly where the interpreter has it."""
-    make: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
-        json.encoder, "c_make_encoder", None
-    )
-    if make is None:  # an interpreter without the C accelerator
-        return json.JSONEncoder(
-            sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only
-        ).encode
-    strings = json.encoder.encode_basestring_ascii if ascii_only else json.encoder.encode_basestring
-    encoder = make(None, _refuse, strings, None, ":", ",", True, False, True)
-    return lambda value: encoder(value, 0)[0]
-
-
-# Canonical: sorted keys, no spaces, ASCII (what the changes digest hashes); compact: the
-# same, but readable text stays as it is.
-_canonical = _one_shot(ascii_only=True)
-_compact = _one_shot(ascii_only=False)
-
-
-def _laid_out(value: Any, depth: int) -> Iterator[str]:
-    """An object's keys one per line (recursively); a list's items one per line, compact."""
-    inner, outer = "  " * (depth + 1), "  " * depth
-    if isinstance(value, dict) and value:
-        opening = "{\n"
-        for key in sorted(value):
-            yield f"{opening}{inner}{_compact(key)}: "
-            yield from _laid_out(value[key], depth + 1)
-            opening = ",\n"
-        yield f"\n{outer}}}"
-    elif isinstance(value, _Lines) and value.items:
-        between = ",\n" + inner
-        items = value.items
-        for start in range(0, len(items), _BLOCK):
-            yield "[\n" + inner if start == 0 else between
-            yield between.join(items[start : start + _BLOCK])
-        yield f"\n{outer}]"
-    elif isinstance(value, list) and value:
-        yield "[\n" + ",\n".join(inner + _compact(v) for v in value) + f"\n{outer}]"
-    else:
-        yield _compact([] if isinstance(value, _Lines) else value)
+# Canonical: sorted keys, no spaces, ASCII (what the changes digest hashes).
+_canonical = jsontext.encoder(ascii_only=True, sort_keys=True)
 
 
 def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
