@@ -29,9 +29,11 @@ from pathlib import Path
 KEY_BYTES = 32
 FOLDER = "reconciler"
 KEY_NAME = "cache.key"
-# Never block on a FIFO (its fstat then refuses it), never follow a symlinked key.
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+# How a private file (the key, a cache entry, a check record) is opened to be trusted: never
+# blocking on a FIFO (its fstat then refuses it), never through a symlink; a folder likewise,
+# its status checked on the open descriptor.
+READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ def load(path: Path) -> Seal | str:
             os.makedirs(folder.parent, mode=0o700, exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 folder.mkdir(mode=0o700)
-        directory = os.open(folder, _DIRECTORY_FLAGS)
+        directory = os.open(folder, DIRECTORY_FLAGS)
     except OSError as exc:
         return f"cannot use the key folder {folder}: {exc.strerror}"
     try:
@@ -89,10 +91,10 @@ def load(path: Path) -> Seal | str:
 def _read_or_make(directory: int, path: Path) -> Seal | str:
     """The key in the open folder ``directory``; made atomically when it is missing."""
     try:
-        fd = os.open(path.name, _READ_FLAGS, dir_fd=directory)
+        fd = os.open(path.name, READ_FLAGS, dir_fd=directory)
     except FileNotFoundError:
         _make(directory, path.name)
-        fd = os.open(path.name, _READ_FLAGS, dir_fd=directory)
+        fd = os.open(path.name, READ_FLAGS, dir_fd=directory)
     with os.fdopen(fd, "rb") as handle:
         why = _untrusted_key(os.fstat(fd))
         if why:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__, schemas
+from reconciler import __version__, schemas, seals
 from reconciler.seals import Seal
 
 FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
@@ -53,10 +53,6 @@ _MAX_ENTRY_BYTES = 512 * 1024 * 1024  # a larger file is not an entry this code 
 _MAX_HEADER_BYTES = 4096
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _TEXT = frozenset({str})
-# Never block on a FIFO (its fstat then refuses it), never follow a symlinked entry.
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
-# The folder itself, never through a symlink: its status is checked on the open descriptor.
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 Path_ = tuple[str | int, ...]
 
@@ -327,7 +323,7 @@ class ParseCache:
 
     def _read(self, path: Path) -> bytes | None:
         try:
-            directory = os.open(self.directory, _DIRECTORY_FLAGS)
+            directory = os.open(self.directory, seals.DIRECTORY_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -339,7 +335,7 @@ class ParseCache:
                 self._refused(f"{self.directory} {why}: not used")
                 return None
             # Through the folder just checked: a folder swapped in since is never read.
-            fd = os.open(path.name, _READ_FLAGS, dir_fd=directory)
+            fd = os.open(path.name, seals.READ_FLAGS, dir_fd=directory)
         except FileNotFoundError:
             return None
         except OSError as exc:

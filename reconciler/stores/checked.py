@@ -25,15 +25,13 @@ import secrets
 import stat
 from pathlib import Path
 
-from reconciler import __version__, schemas
+from reconciler import __version__, schemas, seals
 from reconciler.seals import Seal
 
 FORMAT = 2  # 2: sealed with the user's key, no longer a plain digest
 SUFFIX = ".checked"
 _MAX_BYTES = 4096
 _FIELDS = ("format", "snapshot", "schema", "tool")
-# Never block on a FIFO at the record's path (its fstat then refuses it), never follow a symlink.
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 
 
 def snapshot_digest(snapshot: bytes | list[bytes]) -> str:
@@ -92,7 +90,7 @@ def known(state_file: Path, snapshot: str, seal: Seal) -> bool:
     """Whether the record beside ``state_file`` says ``snapshot`` passed (never raises)."""
     path = record_path(state_file)
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, seals.READ_FLAGS)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as handle:
