@@ -24,7 +24,7 @@ import pytest
 from reconciler.errors import StateLocked
 from reconciler.stores.postgres import PostgresStore
 from tests.support.builders import sample_state
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace
+from tests.support.pg import drop_workspaces, pg_dsn, unique_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 30.0  # generous deadline for a process to report; reached only when broken
@@ -158,8 +158,7 @@ def workspace() -> Iterator[tuple[str, str]]:
     dsn = pg_dsn()
     name = unique_workspace()
     yield dsn, name
-    for table in ("reconciler_states", "reconciler_locks"):
-        pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (name,))
+    drop_workspaces(dsn, name)
 
 
 @pytest.fixture

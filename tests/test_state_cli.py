@@ -26,7 +26,7 @@ from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import State
 from tests.support.builders import sample_state
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace
+from tests.support.pg import drop_workspaces, pg_dsn, pg_execute, unique_workspace
 from tests.support.stores import with_account
 
 STATE = Path(".reconciler") / "state.json"
@@ -161,8 +161,7 @@ def test_state_commands_name_a_postgres_state_with_the_password_masked(
             assert ", serial 1" in err
             assert SECRET not in out + err
     finally:
-        for table in ("reconciler_states", "reconciler_locks"):
-            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
+        drop_workspaces(dsn, workspace)
 
 
 # -- moving a state -------------------------------------------------------------------
@@ -197,8 +196,7 @@ def test_migrating_to_postgres_keeps_the_serial_and_refuses_an_old_copy(
         assert stored is not None
         assert (stored.serial, set(stored.accounts)) == (47, {"renamed"})
     finally:
-        for table in ("reconciler_states", "reconciler_locks"):
-            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
+        drop_workspaces(dsn, workspace)
 
 
 # -- force-unlock ---------------------------------------------------------------------
@@ -334,8 +332,7 @@ def test_a_live_postgres_holder_is_refused_then_fenced_when_forced(
             with pytest.raises(StateLockLost):
                 store.write(with_account(first, "bob"))
     finally:
-        for table in ("reconciler_states", "reconciler_locks"):
-            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
+        drop_workspaces(dsn, workspace)
 
 
 # -- a database that never saw reconciler ---------------------------------------------

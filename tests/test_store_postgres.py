@@ -29,7 +29,7 @@ from reconciler.stores import pg_dsn as dsn_rules
 pytest.importorskip("psycopg")
 from reconciler.stores.postgres import PostgresStore
 from tests.support.builders import sample_state
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace
+from tests.support.pg import drop_workspaces, pg_dsn, pg_execute, unique_workspace
 from tests.support.stores import with_account
 
 
@@ -46,8 +46,7 @@ def workspace() -> Iterator[str]:
     dsn = pg_dsn()
     name = unique_workspace()
     yield with_params(dsn, workspace=name)
-    for table in ("reconciler_states", "reconciler_locks"):
-        pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (name,))
+    drop_workspaces(dsn, name)
 
 
 # -- a new database: whatever comes first works ---------------------------------------
@@ -107,8 +106,7 @@ def test_pg_workspaces_are_independent() -> None:
         with one.lock("apply"), two.lock("apply") as lock:
             assert lock.operation == "apply"
     finally:
-        for table in ("reconciler_states", "reconciler_locks"):
-            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = ANY(%s)", (list(names),))
+        drop_workspaces(dsn, *names)
 
 
 def test_pg_describe_and_errors_never_show_the_password() -> None:

@@ -64,6 +64,14 @@ def pg_execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
         return cursor.fetchall() if cursor.description else []
 
 
+def drop_workspaces(dsn: str, *workspaces: str) -> None:
+    """Remove what tests stored under ``workspaces`` (a test that never wrote leaves a
+    database that never saw reconciler without tables: nothing to remove then)."""
+    for table in ("reconciler_states", "reconciler_locks"):
+        if pg_execute(dsn, "SELECT to_regclass(%s)", (table,))[0][0] is not None:
+            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = ANY(%s)", (list(workspaces),))
+
+
 def unique_workspace() -> str:
     """A workspace name no other test (or run) uses."""
     return f"test-{uuid.uuid4().hex[:16]}"

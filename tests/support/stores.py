@@ -15,7 +15,7 @@ from pathlib import Path
 from reconciler.stores import LockInfo, Store
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
-from tests.support.pg import pg_dsn, pg_execute, unique_workspace
+from tests.support.pg import drop_workspaces, pg_dsn, pg_execute, unique_workspace
 
 
 @dataclass(slots=True)
@@ -175,7 +175,4 @@ def backend(kind: str, tmp_path: Path) -> Iterator[Backend]:
     dsn = pg_dsn()
     workspace = unique_workspace()
     yield pg_backend(dsn, workspace)
-    for table in ("reconciler_states", "reconciler_locks"):
-        # A test that never wrote leaves a database that never saw reconciler without tables.
-        if pg_execute(dsn, "SELECT to_regclass(%s)", (table,))[0][0] is not None:
-            pg_execute(dsn, f"DELETE FROM {table} WHERE workspace = %s", (workspace,))
+    drop_workspaces(dsn, workspace)
