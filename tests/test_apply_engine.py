@@ -674,6 +674,32 @@ def test_lost_create_that_never_ran_is_probed_then_created_in_the_same_run(
     assert set(world.box.federation.stats().created_per_account.values()) == {1}
 
 
+def test_a_probe_followed_by_the_next_run_is_still_an_answer_not_a_failure(
+    make_world: Callable[..., World],
+) -> None:
+    """Killed while its probe task ran: the next run follows that task, and the probe's
+    "no such account" is the answer it was sent for (noted, planned again), not 100
+    failures that make a converging apply exit 1."""
+    specs = fx.users(100)
+    world = make_world(specs)
+    world.box.federation.configure_faults(
+        {Endpoint.CREATE_TASK: EndpointFaults(fail_next=1, fail_status=504)}
+    )
+    with pytest.raises(Crash):  # the CREATE is lost unprocessed; its probe is sent, then death
+        world.applier(_CrashingApi(world.client, "query", 2, False), parallel=1).run(world.plan())
+    state = world.store.read()
+    assert state is not None
+    assert [b.task_id is not None for b in state.pending] == [True]  # the probe, recorded
+    applier = world.applier(parallel=1)
+    resumed = applier.resume()
+    assert resumed.failed == []
+    assert any("not confirmed by the probe" in line for line in resumed.notes)
+    report = applier.run(world.plan())
+    assert report.ok
+    _check_converged(world, specs)
+    assert set(world.box.federation.stats().created_per_account.values()) == {1}
+
+
 def test_resume_turns_unsent_intents_into_a_note(make_world: Callable[..., World]) -> None:
     """Intents written but never sent: resume probes them, notes it, and reports ok."""
     specs = fx.users(3)

@@ -39,7 +39,7 @@ from reconciler.errors import FederationError, ReconcilerError, TransportError
 from reconciler.plan.model import Plan
 from reconciler.providers.federation.replies import BatchRefused
 from reconciler.stores import Store, check_room
-from reconciler.stores.model import PendingBatch, State, utc_now
+from reconciler.stores.model import Action, PendingBatch, State, utc_now
 
 # Also exported: the report (report.py), the settings (pacing.py) and the API protocol
 # (tasks.py) callers hand it.
@@ -445,9 +445,18 @@ class Applier:
     def _record_done(self, done: Sequence[tuple[PendingBatch, Mapping[str, Failure]]]) -> None:
         """Stage the results of DONE tasks and count them."""
         counters = self.report.counters
+        # A probe of this run, or one an earlier run sent and recorded before it stopped: a
+        # MODIFY of an account the state does not record comes only from a probe (the
+        # planner modifies recorded accounts alone).
+        probed = {
+            e.account
+            for b, _ in done
+            for e in b.entries
+            if b.batch_id in self._probes
+            or (e.action is Action.MODIFY and e.account not in self.state.accounts)
+        }
         new_state, applied, failed = ledger.with_results(self.state, done, self.now())
         self._stage(new_state)
-        probed = {e.account for b, _ in done if b.batch_id in self._probes for e in b.entries}
         unconfirmed = [f for f in failed if f.account in probed]
         if unconfirmed:
             # A failed probe is an answer, not an error: the interrupted request did not
