@@ -12,8 +12,9 @@ referenced; once ``main()`` has returned, :func:`leave` does what the interprete
 exit does that anyone can see, in the same order (wait for no thread: it only leaves
 when no other non-daemon thread runs; the ``atexit`` handlers; stdout and stderr
 flushed), then ends the process with ``os._exit`` and the same exit status. When it
-cannot vouch for that (a thread still running, a flush that fails: a closed pipe), it
-takes the ordinary ``sys.exit`` path, which reports such a failure as it always did.
+cannot vouch for that (a thread still running, a flush that fails: a closed pipe), or a
+profiler or debugger is attached (``python -m cProfile -o`` writes its file after the
+script), it takes the ordinary ``sys.exit`` path, which does what it always did.
 
 Nothing is durable only in memory at that point: every state write was fsynced and the
 lock released before ``main()`` returned (the stores write through raw descriptors and
@@ -48,6 +49,8 @@ def main_then_leave(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
 
 def leave(code: int) -> NoReturn:
     """End the process with ``code`` as the interpreter would, without freeing its heap."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or debugger (cProfile -o writes its file after this)
     if any(
         t.is_alive() and not t.daemon
         for t in threading.enumerate()
