@@ -63,12 +63,14 @@ def poll(
             ]
             in_flight.clear()
             return Polled(done=tuple(done), let_go=tuple(let_go), error=error)
-        if status.status is TaskState.DONE:
-            del in_flight[batch_id]
-            pace.done(batch_id, now())
-            done.append((batch, status))
-            if first_done:
-                break
+        if status.status is not TaskState.DONE:
+            pace.running(batch_id, now())
+            continue
+        del in_flight[batch_id]
+        pace.done(batch_id, now())
+        done.append((batch, status))
+        if first_done:
+            break
     return Polled(done=tuple(done), let_go=tuple(let_go))
 
 
