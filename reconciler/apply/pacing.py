@@ -6,7 +6,8 @@ it may be DONE (``Pacer.first_ask``: the middle of what the earlier tasks showed
 the oldest age one was still running at and the youngest one was seen DONE at; never below
 ``EARLY`` of the latter), then at the youngest age one was seen DONE at, then closely with a
 growing delay. Each question is asked once per stage, so a poll asks only about the tasks
-whose time has come. Nothing learned yet, every task is asked about, with a growing delay;
+whose time has come. Nothing learned yet, the oldest task is asked about with a growing
+delay (and every task once it is ``poll_max`` old);
 at the task limit with none of our tasks in flight it backs off exponentially. A task
 followed longer than ``task_timeout`` is left for ``reconciler refresh``.
 """
@@ -98,9 +99,9 @@ class Pacer:
         quickest task seen so far, so those accepted more recently are left for later; one
         asked about at its first age is asked again at the quickest age, then at every poll."""
         quickest, first = self.task_seconds, self.first_ask()
-        if quickest is None or first is None:
-            return list(batch_ids)
         accepted, asked = self.accepted_at, self.asked
+        if quickest is None or first is None:
+            return self._first_due(batch_ids, now)
         due: list[str] = []
         for batch_id in batch_ids:
             at = accepted.get(batch_id)
@@ -111,6 +112,18 @@ class Pacer:
             if age >= quickest or (age >= first and last < first):
                 due.append(batch_id)
         return due
+
+    def _first_due(self, batch_ids: Collection[str], now: float) -> list[str]:
+        """Nothing learned yet: the oldest task of this run (a younger one is not expected
+        sooner, and one question a poll lets the polls come close), those followed from an
+        earlier run, and any older than ``poll_max`` (a slow oldest task holds none back)."""
+        accepted = self.accepted_at
+        ours = [b for b in batch_ids if b in accepted]
+        oldest = min(ours, key=accepted.__getitem__) if ours else None
+        limit = self.settings.poll_max
+        return [
+            b for b in batch_ids if b == oldest or b not in accepted or now - accepted[b] >= limit
+        ]
 
     def expired(self, batch_ids: Collection[str], now: float) -> list[str]:
         """The batches followed for ``task_timeout`` seconds or more."""
