@@ -116,3 +116,17 @@ def test_the_middle_is_never_below_ninety_percent_of_the_quickest() -> None:
     pace.running("first", 0.1)
     pace.done("first", 2.0)
     assert pace.first_ask() == pytest.approx(1.8)
+
+
+def test_a_slow_task_does_not_put_the_first_question_past_the_quickest_age() -> None:
+    """Times vary: one task still running at 50 s, another DONE in 10 s. The first question
+    stays at 90% of the quickest (there is no middle), and the wait never passes it."""
+    pace = Pacer(ApplySettings(poll_max=60.0))
+    pace.follow("slow", 0.0, accepted=True)
+    pace.follow("quick", 0.0, accepted=True)
+    pace.done("quick", 10.0)
+    pace.running("slow", 50.0)
+    pace.done("slow", 60.0)
+    assert pace.first_ask() == pytest.approx(9.0)
+    pace.follow("next", 100.0, accepted=True)
+    assert pace.poll_pause(["next"], 100.0) == pytest.approx(9.0)

@@ -89,10 +89,12 @@ class Pacer:
         shorter time than the first seen, which includes the wait before that poll); asking
         in the middle halves the gap each time it is answered.
         """
-        quickest = self.task_seconds
+        quickest, running = self.task_seconds, self.running_seconds
         if quickest is None:
             return None
-        return max((self.running_seconds + quickest) / 2, quickest * EARLY)
+        # A task still running older than another took (times vary): no middle to ask at.
+        middle = (running + quickest) / 2 if running < quickest else 0.0
+        return max(middle, quickest * EARLY)
 
     def due(self, batch_ids: Collection[str], now: float) -> list[str]:
         """The batches worth a queryTask now: none of this run's is DONE sooner than the
