@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
+
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("deepdiff", "httpx", "jsonschema", "psycopg")
 COMMANDS = {
@@ -70,6 +72,7 @@ def _heavy(argv: list[str]) -> str:
 
 def main() -> int:
     """Measure, print a table, exit 1 on a missed target."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     runs = parser.parse_args().runs
