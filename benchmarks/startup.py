@@ -28,7 +28,7 @@ from pathlib import Path
 import installed  # benchmarks/installed.py
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("deepdiff", "httpx", "jsonschema", "psycopg")
+HEAVY = ("deepdiff", "fastjsonschema", "httpx", "jsonschema", "psycopg")
 COMMANDS = {
     "bare": ["-c", "pass"],
     "help": ["-m", "reconciler", "--help"],

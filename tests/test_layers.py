@@ -30,6 +30,7 @@ LAYERS = {
     "formats": "base",
     "seals": "base",
     "jsontext": "base",
+    "checks": "base",
     "desired": "desired",
     "stores": "stores",
     "providers": "providers",

@@ -98,7 +98,7 @@ def _positive_seconds(raw: str) -> float:
 
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
-    from reconciler.cli.options import Common  # noqa: PLC0415 - see the imports
+    from reconciler.cli.options_base import Common  # noqa: PLC0415 - see the imports
 
     return Common(
         state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout, cache=cache(ns)
@@ -117,7 +117,7 @@ def cache_option(parser: argparse.ArgumentParser) -> None:
 
 def cache(ns: argparse.Namespace) -> CacheOptions:
     """--no-cache (and --debug, which says why a cache entry was not used), read back."""
-    from reconciler.cli.options import CacheOptions  # noqa: PLC0415 - see the imports
+    from reconciler.cli.options_base import CacheOptions  # noqa: PLC0415 - see the imports
 
     return CacheOptions(enabled=not ns.no_cache, debug=bool(getattr(ns, "debug", False)))
 

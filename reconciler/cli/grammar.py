@@ -145,7 +145,7 @@ _AT_HELP = (
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
-    from reconciler.cli.options import ValidateOptions  # noqa: PLC0415 - start-up
+    from reconciler.cli.options_base import ValidateOptions  # noqa: PLC0415 - start-up
 
     return ValidateOptions(
         path=ns.path or Path("."),

@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.cli.choices import ValidateFormat
 from reconciler.cli.inputs import flush, max_bytes, out, parse_cache, today
-from reconciler.cli.options import CacheOptions, ValidateOptions
+from reconciler.cli.options_base import CacheOptions, ValidateOptions
 from reconciler.desired import dates, loading, validation
 from reconciler.errors import EXIT_OK, Problem, Severity, ValidationFailed
 
