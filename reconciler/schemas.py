@@ -21,7 +21,6 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -50,10 +49,13 @@ class SchemaError:
 def schema_path(name: str) -> Path:
     """Where ``schemas/<name>.schema.json`` is: inside the wheel, or beside the package."""
     filename = f"{name}.schema.json"
-    packaged = resources.files("reconciler").joinpath("schemas", filename)
+    # The wheel installs schemas/ inside the package (pyproject's force-include). A plain
+    # path: importlib.resources would load zipfile, tempfile and threading to say the same.
+    here = Path(__file__).resolve().parent
+    packaged = here / "schemas" / filename
     if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "schemas" / filename
+        return packaged
+    return here.parent / "schemas" / filename
 
 
 @functools.cache
@@ -154,6 +156,9 @@ def generated_source(name: str, part: str | None = None) -> str:
     ):
         raise RuntimeError(f"the check of {name} needs more of fastjsonschema: {uses}")
     lines[uses[0]] = f"from {refusal.__name__} import {', '.join(names)}"
+    decimal = [index for index, line in enumerate(lines) if line == "from decimal import Decimal"]
+    for index in decimal:  # see refusal.Decimal: importing decimal was part of start-up
+        lines[index] = f"from {refusal.__name__} import Decimal"
     source = f"schemas/{name}.schema.json" + (f" ($defs/{part})" if part else "")
     header = [
         f"# Generated from {source} by fastjsonschema: do not edit.",

@@ -3,7 +3,7 @@
 # mypy: ignore-errors
 SCHEMA_DIGEST = "bb0bcfca5e4f4c5e0b9334e07db390c214e1887a05148864573926ae7eda3902"
 VERSION = "2.22.3"
-from decimal import Decimal
+from reconciler.checks.refusal import Decimal
 import re
 from reconciler.checks.refusal import JsonSchemaValueException, JsonSchemaValuesException
 

@@ -3,7 +3,7 @@
 # mypy: ignore-errors
 SCHEMA_DIGEST = "e225fc58ee3747e60394068684e1ec0b7f9c695f12f652a2e85fbc829d5df552"
 VERSION = "2.22.3"
-from decimal import Decimal
+from reconciler.checks.refusal import Decimal
 import re
 from reconciler.checks.refusal import JsonSchemaValueException, JsonSchemaValuesException
 

@@ -3,7 +3,7 @@
 # mypy: ignore-errors
 SCHEMA_DIGEST = "e5b071961f508c4de3b3d2d33a418cfbe67655f884f7d7c0a0181a5a763a6bd3"
 VERSION = "2.22.3"
-from decimal import Decimal
+from reconciler.checks.refusal import Decimal
 import re
 from reconciler.checks.refusal import JsonSchemaValueException, JsonSchemaValuesException
 

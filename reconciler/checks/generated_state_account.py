@@ -3,7 +3,7 @@
 # mypy: ignore-errors
 SCHEMA_DIGEST = "f43ff2eb58333aa4f77895abfcbbb6ce5645478ca7b1397278550865e9664d59"
 VERSION = "2.22.3"
-from decimal import Decimal
+from reconciler.checks.refusal import Decimal
 import re
 from reconciler.checks.refusal import JsonSchemaValueException, JsonSchemaValuesException
 

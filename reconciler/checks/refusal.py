@@ -2,7 +2,7 @@
 
 The generated source raises ``JsonSchemaValueException(message, value=, name=, definition=,
 rule=)`` as fastjsonschema's own does; these classes take the same arguments, so the
-generated modules need nothing of fastjsonschema at run time (importing it, and its
+generated modules need nothing of fastjsonschema (nor decimal) at run time (importing it, and its
 generator, was part of the start-up the generated checks remove).
 """
 
@@ -12,6 +12,13 @@ import re
 from typing import Any
 
 _SPLIT = re.compile(r"[\.\[\]]+")
+
+
+class Decimal:
+    """What the generated checks test numbers against in place of ``decimal.Decimal``
+    (``isinstance(x, (int, float, Decimal))``): the documents they check come from the
+    JSON and YAML parsers, which never make a Decimal, and importing decimal cost
+    start-up. Should one ever come, it is not a number here: refused, never let through."""
 
 
 class JsonSchemaValueException(ValueError):
