@@ -44,6 +44,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from reconciler.sandbox import app  # after the path fix above
@@ -332,6 +334,7 @@ def report(case: Case, outcome: Outcome, args: argparse.Namespace) -> bool:
 
 def main() -> int:
     """Run the chosen rows; exit 1 when a target is missed."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="new,modify", help="comma-separated: new, modify")
     parser.add_argument("--users", type=int, default=50_000, help="new users (row new)")

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
 import plan as plan_bench  # benchmarks/plan.py: the same data and the same way to measure
 
 FILES = 100
@@ -48,6 +49,7 @@ def split(directory: Path, files: int) -> int:
 
 def main() -> int:
     """Generate, measure and print the rows."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is shown)")

@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from reconciler.stores.local import LocalStore
@@ -403,6 +405,7 @@ def verdict(row: Row, run: Run, base: Run) -> tuple[str, bool]:
 
 def main() -> int:
     """Generate, measure and print the table."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000", help="comma-separated user counts")
     parser.add_argument("--million", action="store_true", help="add the 1M-user row (slow)")

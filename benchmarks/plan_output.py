@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from reconciler.stores.local import LocalStore  # after the path fix above
@@ -110,6 +112,7 @@ def best(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, floa
 
 def main() -> int:
     """Generate, measure, print a table; exit 1 on a missed target."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import installed  # benchmarks/installed.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
@@ -110,6 +111,7 @@ def _time_plan(url: str, env: dict[str, str], desired: Path) -> tuple[float, dic
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=10)

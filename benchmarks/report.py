@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
 import plan as plan_bench  # benchmarks/plan.py: the same data and the same way to measure
 
 AT = "2099-06-01"  # every end date lies after it: the same plan on any day the bench runs
@@ -56,6 +57,7 @@ def commit(directory: Path) -> None:
 
 def main() -> int:
     """Generate, measure and print the table."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000", help="comma-separated user counts")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best is shown)")

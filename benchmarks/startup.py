@@ -1,6 +1,6 @@
 """Time reconciler's start-up: `--help` and `validate examples/` over a bare interpreter.
 
-    python benchmarks/startup.py [--runs 20]
+    python benchmarks/startup.py [--runs 20] [--instructions]
 
 Each command runs ``--runs`` times in a fresh process (alternating, so a busy moment hits
 all three alike); the figure is the median wall time of each:
@@ -11,8 +11,12 @@ all three alike); the figure is the median wall time of each:
 
 and each command's start-up cost is its median minus the bare one, printed next to its
 target (help +40 ms, validate +80 ms). It also prints which heavy modules each command
-loaded (deepdiff, httpx, jsonschema, psycopg: none is expected). Exit status 1 when a
-target is missed or a heavy module is loaded.
+loaded (deepdiff, fastjsonschema, httpx, jsonschema, psycopg: none is expected). Exit
+status 1 when a target is missed or a heavy module is loaded.
+
+``--instructions`` also counts the instructions each command executes under valgrind's
+callgrind (one run each): the same count whatever else the machine is doing, so two
+versions compare on a busy machine where wall times do not.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
+
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("deepdiff", "httpx", "jsonschema", "psycopg")
+HEAVY = ("deepdiff", "fastjsonschema", "httpx", "jsonschema", "psycopg")
 COMMANDS = {
     "bare": ["-c", "pass"],
     "help": ["-m", "reconciler", "--help"],
@@ -68,11 +74,32 @@ def _heavy(argv: list[str]) -> str:
     return done.stdout.strip()
 
 
+def _instructions(argv: list[str]) -> int:
+    """Instructions ``python ARGV`` executes, counted by callgrind."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *argv],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    counted = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    if not counted:
+        raise SystemExit(f"callgrind counted nothing for {argv}: {done.stderr[-300:]}")
+    return int(counted[-1].split()[-1])
+
+
 def main() -> int:
     """Measure, print a table, exit 1 on a missed target."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
-    runs = parser.parse_args().runs
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
+    args = parser.parse_args()
+    runs = args.runs
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for argv in COMMANDS.values():
         _time(argv)  # warm the page cache and the .pyc files
@@ -95,6 +122,12 @@ def main() -> int:
             f"| `python {shown}` | {median[name]:.1f} | +{over:.1f} | "
             f"<= +{TARGET_MS[name]:.0f} ms | {'yes' if met else 'NO'} | {heavy or 'none'} |"
         )
+    if args.instructions:
+        counts = {name: _instructions(argv) for name, argv in COMMANDS.items()}
+        print(f"\ninstructions (callgrind, one run each): bare {counts['bare'] / 1e6:.0f}M", end="")
+        for name in ("help", "validate"):
+            print(f"; {name} +{(counts[name] - counts['bare']) / 1e6:.0f}M", end="")
+        print()
     return 1 if failed else 0
 
 

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import installed  # benchmarks/installed.py
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from reconciler.errors import BackendUnavailable  # after the path fix above
@@ -131,6 +133,7 @@ def pg_store(dsn: str) -> Iterator[tuple[Store, Callable[[], Store]]]:
 
 def main() -> int:
     """Run the benchmark and print a table."""
+    installed.like_an_install()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated accounts")
     parser.add_argument("--steps", type=int, default=20, help="batch-sized writes per size")

@@ -30,7 +30,10 @@ Messages never contain secrets: clients build them from codes and account names 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a frozen dataclass: `--help` loads errors, never dataclasses
+    from reconciler.problems import Problem
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -72,28 +75,10 @@ class Severity(enum.StrEnum):
     WARNING = "warning"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Problem:
-    """One validation problem, located at ``file:line:col`` (1-based; 0 = unknown)."""
-
-    file: str
-    line: int
-    col: int
-    message: str
-    path: tuple[str | int, ...] = ()
-    rule: str = "schema"
-    severity: Severity = Severity.ERROR
-
-    def render(self) -> str:
-        """``file:line:col: message``; a warning as ``file:line:col: warning: message``."""
-        marker = "warning: " if self.severity is Severity.WARNING else ""
-        return f"{self.file}:{self.line}:{self.col}: {marker}{self.message}"
-
-
 class ValidationFailed(InputError):
     """The desired state has errors; they (and any warnings) are in ``problems``."""
 
-    def __init__(self, problems: tuple[Problem, ...]) -> None:
+    def __init__(self, problems: tuple[Problem, ...]) -> None:  # problems.Problem
         count = sum(1 for problem in problems if problem.severity is Severity.ERROR)
         super().__init__(
             f"{count} problem{'s' if count != 1 else ''} in the desired state",

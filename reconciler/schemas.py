@@ -16,15 +16,15 @@ reported (fail closed). Patterns end in ``$(?!\\n)``: jsonschema searches with P
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import fastjsonschema
-
+from reconciler.checks import refusal
 from reconciler.errors import excerpt
 
 if TYPE_CHECKING:
@@ -49,10 +49,13 @@ class SchemaError:
 def schema_path(name: str) -> Path:
     """Where ``schemas/<name>.schema.json`` is: inside the wheel, or beside the package."""
     filename = f"{name}.schema.json"
-    packaged = resources.files("reconciler").joinpath("schemas", filename)
+    # The wheel installs schemas/ inside the package (pyproject's force-include). A plain
+    # path: importlib.resources would load zipfile, tempfile and threading to say the same.
+    here = Path(__file__).resolve().parent
+    packaged = here / "schemas" / filename
     if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "schemas" / filename
+        return packaged
+    return here.parent / "schemas" / filename
 
 
 @functools.cache
@@ -75,17 +78,95 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-@functools.cache
-def _compiled(name: str) -> Callable[[Any], Any]:
-    schema = dict(load(name))
-    schema["$schema"] = _DRAFT07
-    schema.pop("$id", None)
+# The fast checks generated ahead of time (``reconciler.checks``): (schema, $defs part or
+# None for the whole schema) -> module. Any other check is compiled when first asked for.
+GENERATED = {
+    ("desired-state", None): "generated_desired_state",
+    ("state", None): "generated_state",
+    ("state", "account"): "generated_state_account",
+    ("plan", None): "generated_plan",
+}
+_GENERATED_PACKAGE = "reconciler.checks"
+# validate, and what it raises (fastjsonschema's own class, or refusal's of the same shape)
+_Check = tuple[Callable[[Any], Any], type[ValueError]]
+
+
+class _Refused(Protocol):
+    """What both exception classes of a fast check tell: where, and which keyword."""
+
+    @property
+    def path(self) -> list[str]: ...  # "data", then the keys and indexes
+
+    @property
+    def rule(self) -> str | None: ...
+
+
+def fast_schema(name: str, part: str | None = None) -> dict[str, Any]:
+    """Schema ``name`` (or its ``$defs/<part>``) as the fast check compiles it: declared
+    draft-07, without ``$id``, every local ``$ref`` inlined."""
+    schema = load(name)
+    defs = schema.get("$defs", {})
+    if part is not None:
+        return {"$schema": _DRAFT07, **_inline(defs[part], defs)}
+    whole = dict(schema)
+    whole["$schema"] = _DRAFT07
+    whole.pop("$id", None)
     # fastjsonschema calls a function per $ref'd item and formats its error-path prefix
     # with str.format(**locals()) before validating: inlined, 100k users check 2x faster.
-    compiled: Callable[[Any], Any] = fastjsonschema.compile(
-        _inline(schema, schema.get("$defs", {}))
-    )
-    return compiled
+    inlined: dict[str, Any] = _inline(whole, defs)
+    return inlined
+
+
+def schema_digest(schema: dict[str, Any]) -> str:
+    """sha256 hex of ``schema`` in canonical JSON: what a generated check was made from."""
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@functools.cache
+def _fast(name: str, part: str | None = None) -> _Check:
+    """The fast check of schema ``name`` (or its part): the generated module when it was
+    generated from exactly this schema, else the schema compiled now."""
+    schema = fast_schema(name, part)
+    module_name = GENERATED.get((name, part))
+    if module_name is not None:
+        module = importlib.import_module(f"{_GENERATED_PACKAGE}.{module_name}")
+        if schema_digest(schema) == module.SCHEMA_DIGEST:
+            return module.validate, refusal.JsonSchemaValueException
+    import fastjsonschema  # noqa: PLC0415 - only a schema without a current generated check
+
+    return fastjsonschema.compile(schema), fastjsonschema.JsonSchemaValueException
+
+
+def generated_source(name: str, part: str | None = None) -> str:
+    """The source of the generated check of schema ``name`` (or its part): fastjsonschema's
+    code, raising :mod:`reconciler.checks.refusal`'s exceptions, headed by the digest of
+    the schema it checks. Raises RuntimeError when the code needs more of fastjsonschema."""
+    import fastjsonschema  # noqa: PLC0415 - generating is a development step
+
+    schema = fast_schema(name, part)
+    lines = fastjsonschema.compile_to_code(schema).splitlines()
+    uses = [index for index, line in enumerate(lines) if "fastjsonschema" in line]
+    prefix = "from fastjsonschema import "
+    names = lines[uses[0]].removeprefix(prefix).split(", ") if len(uses) == 1 else []
+    if (
+        not names
+        or not lines[uses[0]].startswith(prefix)
+        or not all(hasattr(refusal, imported) for imported in names)
+    ):
+        raise RuntimeError(f"the check of {name} needs more of fastjsonschema: {uses}")
+    lines[uses[0]] = f"from {refusal.__name__} import {', '.join(names)}"
+    decimal = [index for index, line in enumerate(lines) if line == "from decimal import Decimal"]
+    for index in decimal:  # see refusal.Decimal: importing decimal was part of start-up
+        lines[index] = f"from {refusal.__name__} import Decimal"
+    source = f"schemas/{name}.schema.json" + (f" ($defs/{part})" if part else "")
+    header = [
+        f"# Generated from {source} by fastjsonschema: do not edit.",
+        "# Regenerate: python3 dev.py test tests/test_schema_checks.py --update-golden",
+        "# mypy: ignore-errors",
+        f'SCHEMA_DIGEST = "{schema_digest(schema)}"',
+    ]
+    return "\n".join([*header, *lines]) + "\n"
 
 
 @functools.cache
@@ -98,11 +179,12 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=None)
 
 
-def _fast_error(name: str, document: Any) -> fastjsonschema.JsonSchemaValueException | None:
+def _fast_error(name: str, document: Any) -> _Refused | None:
+    validate, refused = _fast(name)
     try:
-        _compiled(name)(document)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        return exc
+        validate(document)
+    except refused as exc:
+        return cast(_Refused, exc)  # either class: both carry path and rule
     return None
 
 
@@ -118,14 +200,12 @@ def part_check(name: str, definition: str) -> Callable[[Any], bool]:
     For a reader that checks a document's many like parts as it decodes them (a state's
     account records); the document without them still goes through the whole schema.
     """
-    schema = load(name)
-    defs = schema.get("$defs", {})
-    compiled = fastjsonschema.compile({"$schema": _DRAFT07, **_inline(defs[definition], defs)})
+    validate, refused = _fast(name, definition)
 
     def fits(value: Any) -> bool:
         try:
-            compiled(value)
-        except fastjsonschema.JsonSchemaValueException:
+            validate(value)
+        except refused:
             return False
         return True
 

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,12 +107,13 @@ def _read_or_make(directory: int, path: Path) -> Seal | str:
 def _make(directory: int, name: str) -> None:
     """Write a new key to a temp file and link it into place: a reader never sees half a
     key, and when two runs race the first link wins and both use it."""
-    tmp = f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(tmp, flags, 0o600, dir_fd=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(KEY_BYTES))
+            # The OS's CSPRNG, as secrets.token_bytes (importing secrets loads random).
+            handle.write(os.urandom(KEY_BYTES))
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(FileExistsError):

@@ -430,7 +430,7 @@ def test_every_operand_has_help() -> None:
     """Each positional of each command (and of the CI glue) says what it is."""
     operands = [
         (parser.prog, action.dest, action.help)
-        for root in (grammar.build(), ci._parser())
+        for root in (grammar.build(whole=True), ci._parser())
         for parser in _parsers(root)
         for action in parser._actions
         if not action.option_strings and not isinstance(action, argparse._SubParsersAction)
@@ -467,3 +467,21 @@ def test_ci_usage_errors_exit_1_with_error_and_hint(
     first, second = capsys.readouterr().err.splitlines()
     assert first.startswith("error: ")
     assert second == f"hint: run 'python -m reconciler.ci{' ' + hint if hint else ''} --help'"
+
+
+def test_commands_are_built_only_once_chosen_and_read_the_same(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`reconciler --help` builds no command's arguments (start-up), and every command's
+    help, built when chosen, is the help of the whole grammar built at once."""
+    lazy, whole = grammar.build(), grammar.build(whole=True)
+    assert lazy.format_help() == whole.format_help()
+    commands = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+    assert {len(p._actions) for p in commands.choices.values()} == {1}  # -h alone
+    chosen = [p for p in _parsers(whole) if p is not whole]
+    assert len(chosen) >= 15
+    for parser in chosen:
+        words = parser.prog.split()[1:]
+        with pytest.raises(SystemExit):
+            grammar.build().parse_args([*words, "--help"])
+        assert capsys.readouterr().out == parser.format_help(), words

@@ -13,7 +13,8 @@ import pytest
 from reconciler.cli.main import main
 from reconciler.desired import dates, validation
 from reconciler.desired.model import Policy, TimedGrant
-from reconciler.errors import Problem, Severity, ValidationFailed
+from reconciler.errors import Severity, ValidationFailed
+from reconciler.problems import Problem
 
 ROLES = """\
 version: 1

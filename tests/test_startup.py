@@ -91,6 +91,26 @@ def test_help_builds_the_parser_only(tmp_path: Path) -> None:
     names = set(json.loads(done.stdout)["modules"])
     assert "reconciler.cli.grammar" in names
     assert names.isdisjoint({"reconciler.cli.options", "reconciler.cli.completion"})
+    # Importing dataclasses (with inspect, ast, dis, tokenize) was a third of --help's
+    # start-up: errors.py and grammar.py define none, Problem lives in problems.py.
+    assert "dataclasses" not in names
+
+
+def test_validate_creates_only_its_own_option_values(tmp_path: Path) -> None:
+    """validate builds its options from options_base: the other commands' frozen option
+    classes (each costs its creation at start-up) never load."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "validate", str(ROOT / "examples")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    names = set(json.loads(done.stdout)["modules"])
+    assert "reconciler.cli.options_base" in names
+    assert names.isdisjoint({"reconciler.cli.options", "reconciler.cli.completion"})
 
 
 def test_validate_loads_only_the_desired_state_layer(tmp_path: Path) -> None:

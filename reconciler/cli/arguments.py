@@ -11,7 +11,7 @@ import datetime as dt
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler.cli import parsing
 from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
@@ -27,6 +27,84 @@ PATH_HELP = "the desired state: a .yaml/.yml file or a directory of them (defaul
 Notes = list[str]
 Builder = Callable[[argparse.Namespace, Notes], "Options"]
 Subparsers = Any  # argparse's _SubParsersAction is private; its add_parser is all we use
+
+
+class _Sketched(Exception):
+    """Raised by :class:`_Sketch` once a command's builder named its parser."""
+
+
+class _Sketch:
+    """The ``sub`` a builder first runs against: it records the parser's name and help and
+    stops the builder there (nothing else of it runs)."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.kwargs: dict[str, Any] = {}
+
+    def add_parser(self, name: str, **kwargs: Any) -> NoReturn:
+        self.name, self.kwargs = name, kwargs
+        raise _Sketched
+
+
+class _Prepared:
+    """The ``sub`` a builder runs against when its command was chosen: the parser made at
+    sketch time, under the same name, for the builder to fill."""
+
+    def __init__(self, name: str, parser: parsing.Parser) -> None:
+        self._name, self._parser = name, parser
+
+    def add_parser(self, name: str, **kwargs: Any) -> parsing.Parser:
+        if name != self._name:  # a builder that adds two parsers: a bug of grammar's
+            raise AssertionError(f"builder of {self._name!r} added {name!r}")
+        return self._parser
+
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[parsing.Parser]
+else:
+    _SubParsers = argparse._SubParsersAction
+
+
+class Commands(_SubParsers):
+    """Subcommands whose arguments are added only once one is chosen on the command line.
+
+    ``reconciler --help`` lists every command (name and help) without building every
+    command's parser, which was a third of its start-up; ``reconciler plan ...`` builds
+    plan's only. What argparse chose is what gets built: nothing is guessed from argv.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fillers: dict[str, Callable[[], None]] = {}
+
+    def defer(self, add: Callable[[Subparsers], None]) -> None:
+        """Register the command ``add`` builds: its parser now, its arguments when chosen."""
+        sketch = _Sketch()
+        try:
+            add(sketch)
+        except _Sketched:
+            pass
+        else:  # pragma: no cover - a builder that adds no parser: a bug of grammar's
+            raise AssertionError(f"{add.__name__} added no parser")
+        parser: parsing.Parser = self.add_parser(sketch.name, **sketch.kwargs)
+        self._fillers[sketch.name] = lambda: add(_Prepared(sketch.name, parser))
+
+    def fill(self) -> None:
+        """Build every command's arguments (completion and tests need the whole grammar)."""
+        for name in list(self._fillers):
+            self._fillers.pop(name)()
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        filler = self._fillers.pop(values[0], None)
+        if filler is not None:
+            filler()
+        super().__call__(parser, namespace, values, option_string)
 
 
 def command(sub: Subparsers, name: str, help_text: str, builder: Builder) -> parsing.Parser:
@@ -98,7 +176,7 @@ def _positive_seconds(raw: str) -> float:
 
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
-    from reconciler.cli.options import Common  # noqa: PLC0415 - see the imports
+    from reconciler.cli.options_base import Common  # noqa: PLC0415 - see the imports
 
     return Common(
         state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout, cache=cache(ns)
@@ -117,7 +195,7 @@ def cache_option(parser: argparse.ArgumentParser) -> None:
 
 def cache(ns: argparse.Namespace) -> CacheOptions:
     """--no-cache (and --debug, which says why a cache entry was not used), read back."""
-    from reconciler.cli.options import CacheOptions  # noqa: PLC0415 - see the imports
+    from reconciler.cli.options_base import CacheOptions  # noqa: PLC0415 - see the imports
 
     return CacheOptions(enabled=not ns.no_cache, debug=bool(getattr(ns, "debug", False)))
 

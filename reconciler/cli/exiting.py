@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -51,11 +50,7 @@ def leave(code: int) -> NoReturn:
     """End the process with ``code`` as the interpreter would, without freeing its heap."""
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)  # a profiler or debugger (cProfile -o writes its file after this)
-    if any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
+    if _other_threads():
         sys.exit(code)  # the interpreter waits for them, as it always did
     atexit._run_exitfuncs()  # the interpreter's own first step of an exit
     try:
@@ -64,3 +59,13 @@ def leave(code: int) -> NoReturn:
     except (OSError, ValueError):
         sys.exit(code)  # the ordinary exit reports the failed flush (status 120), as before
     os._exit(code)
+
+
+def _other_threads() -> bool:
+    """Whether a non-daemon thread other than this one still runs. Without ``threading``
+    imported none was started through it (start-up keeps it off validate's path)."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return False
+    main = threading.main_thread()
+    return any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate())

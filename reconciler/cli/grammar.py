@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from reconciler import __version__
 from reconciler.cli import arguments, parsing
@@ -71,8 +70,7 @@ _SESSION_TOKEN / _REGION, RECONCILER_TASK_TIMEOUT, NO_COLOR.
 shell completion: source <(reconciler completion bash)   (also zsh, fish)"""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Parsed:
+class Parsed(NamedTuple):  # not a dataclass: `--help` imports no dataclasses (start-up)
     """A command line, understood: the command's options, --debug, deprecation notes."""
 
     options: Options
@@ -93,17 +91,23 @@ def parse(argv: Sequence[str] | None) -> Parsed:
 
 def spec() -> CommandSpec:
     """The grammar as data, for the completion scripts."""
-    return parsing.describe(build())
+    return parsing.describe(build(whole=True))
 
 
-def build() -> parsing.Parser:
-    """The whole parser: the program's flags, then one builder per command."""
+def build(*, whole: bool = False) -> parsing.Parser:
+    """The parser: the program's flags, then one builder per command, each run only once
+    its command is chosen (``whole``: all of them now)."""
     parser = parsing.Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks, and why a cache entry was not used"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = cast(  # add_subparsers makes an instance of the class given as action
+        arguments.Commands,
+        parser.add_subparsers(
+            dest="command", required=True, metavar="COMMAND", action=arguments.Commands
+        ),
+    )
     for add in (
         _validate,
         _plan,
@@ -118,7 +122,9 @@ def build() -> parsing.Parser:
         _sandbox,
         _completion,
     ):
-        add(sub)
+        sub.defer(add)
+    if whole:
+        sub.fill()
     return parser
 
 
@@ -145,7 +151,7 @@ _AT_HELP = (
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
-    from reconciler.cli.options import ValidateOptions  # noqa: PLC0415 - start-up
+    from reconciler.cli.options_base import ValidateOptions  # noqa: PLC0415 - start-up
 
     return ValidateOptions(
         path=ns.path or Path("."),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler import seals
-from reconciler.cli.options import CacheOptions, Common
+from reconciler.cli.options_base import CacheOptions, Common
 from reconciler.desired import dates, loading, validation
 from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState

@@ -33,6 +33,12 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
     # Each command's modules load only when it runs (start-up: `--help` and `validate`
     # load neither httpx nor deepdiff); tests/test_startup.py holds that.
     # Each `noqa: PLC0415` below: the import inside a function is the point.
+    from reconciler.cli.options_base import ValidateOptions  # noqa: PLC0415 - see above
+
+    if isinstance(options, ValidateOptions):  # before the other commands' option values load
+        from reconciler.cli import validate_command  # noqa: PLC0415
+
+        return validate_command.validate(options, now=now)
     from reconciler.cli.options import (  # noqa: PLC0415 - loaded after parsing: see above
         CompletionOptions,
         ForceUnlockOptions,
@@ -45,14 +51,9 @@ def _dispatch(options: Options, now: dt.datetime) -> int:
         StatePushOptions,
         StateRmOptions,
         StateShowOptions,
-        ValidateOptions,
     )
 
     match options:
-        case ValidateOptions():
-            from reconciler.cli import validate_command  # noqa: PLC0415
-
-            return validate_command.validate(options, now=now)
         case ImportOptions():
             from reconciler.cli import commands  # noqa: PLC0415
 
@@ -166,6 +167,17 @@ def entry() -> NoReturn:
     exiting.main_then_leave(main)
 
 
+def _long_running(options: Options) -> bool:
+    """Whether the command keeps the cyclic GC (apply, refresh, sandbox)."""
+    from reconciler.cli.options_base import ValidateOptions  # noqa: PLC0415 - see _dispatch
+
+    if isinstance(options, ValidateOptions):  # short, and loads no other option value
+        return False
+    from reconciler.cli.options import LONG_RUNNING  # noqa: PLC0415 - see _dispatch
+
+    return isinstance(options, LONG_RUNNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     try:
@@ -179,9 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Short, bounded commands run with the cyclic GC off: the desired state is a large
     # acyclic graph that every full collection would rescan (~20% of a 100k-user plan).
     # Long-running ones (apply, refresh, sandbox) keep it.
-    from reconciler.cli.options import LONG_RUNNING  # noqa: PLC0415 - see _dispatch
-
-    pause_gc = not isinstance(parsed.options, LONG_RUNNING) and gc.isenabled()
+    pause_gc = not _long_running(parsed.options) and gc.isenabled()
     if pause_gc:
         gc.disable()
     secrets = _secrets(parsed.options)

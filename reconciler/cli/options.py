@@ -11,36 +11,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
-from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
+from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell
+from reconciler.cli.options_base import CacheOptions, Common, ValidateOptions
 from reconciler.errors import UsageError
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CacheOptions:
-    """The parse cache and the state's check record: used unless ``--no-cache``."""
-
-    enabled: bool = True
-    debug: bool = False  # --debug: say on stderr why an entry was not used
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Common:
-    """Options every state-touching command shares."""
-
-    state: str | None = None
-    workspace: str | None = None
-    lock_timeout: float = 0.0
-    cache: CacheOptions = CacheOptions()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ValidateOptions:
-    """``reconciler validate [PATH]``."""
-
-    path: Path
-    fmt: ValidateFormat = ValidateFormat.TEXT
-    at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
-    cache: CacheOptions = CacheOptions()
+__all__ = [  # the three of options_base too: every option value is importable from here
+    "LONG_RUNNING",
+    "ApplyOptions",
+    "CacheOptions",
+    "Common",
+    "CompletionOptions",
+    "ForceUnlockOptions",
+    "ImportOptions",
+    "Options",
+    "PlanOptions",
+    "RefreshOptions",
+    "ReportAccessOptions",
+    "SandboxOptions",
+    "ShowOptions",
+    "StateDiffOptions",
+    "StateListOptions",
+    "StatePullOptions",
+    "StatePushOptions",
+    "StateRmOptions",
+    "StateShowOptions",
+    "ValidateOptions",
+    "WhyOptions",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -73,6 +72,8 @@ def _say(text: str) -> None:
 @contextlib.contextmanager
 def caught() -> Iterator[StopRequest]:
     """Catch SIGINT and SIGTERM for the block: the first stops, a second aborts."""
+    import threading  # noqa: PLC0415 - apply and refresh only: every command loads this module
+
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request  # signal handlers can only be set from the main thread

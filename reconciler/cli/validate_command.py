@@ -13,9 +13,10 @@ from typing import Any
 
 from reconciler.cli.choices import ValidateFormat
 from reconciler.cli.inputs import flush, max_bytes, out, parse_cache, today
-from reconciler.cli.options import CacheOptions, ValidateOptions
+from reconciler.cli.options_base import CacheOptions, ValidateOptions
 from reconciler.desired import dates, loading, validation
-from reconciler.errors import EXIT_OK, Problem, Severity, ValidationFailed
+from reconciler.errors import EXIT_OK, Severity, ValidationFailed
+from reconciler.problems import Problem
 
 
 def validate(options: ValidateOptions, *, now: dt.datetime) -> int:

@@ -33,7 +33,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -380,7 +379,7 @@ class ParseCache:
 
     def _write(self, name: str, blob: bytes) -> None:
         target = self.directory / name
-        tmp = self.directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = self.directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as handle:

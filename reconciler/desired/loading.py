@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.desired import yamlsafe
-from reconciler.errors import InputError, Problem, printable
+from reconciler.errors import InputError, printable
+from reconciler.problems import Problem
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")

@@ -7,7 +7,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.errors import Problem, printable
+from reconciler.errors import printable
+from reconciler.problems import Problem
 
 DEFAULT_MAX_DISABLE_COUNT = 10
 DEFAULT_MAX_DISABLE_PERCENT = 10.0

@@ -18,7 +18,8 @@ from reconciler import schemas
 from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
 from reconciler.desired.cache import Entry, ParseCache
 from reconciler.desired.model import DesiredState
-from reconciler.errors import Problem, Severity, ValidationFailed, excerpt
+from reconciler.errors import Severity, ValidationFailed, excerpt
+from reconciler.problems import Problem
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")

@@ -62,9 +62,9 @@ def encode(plan: Plan) -> Encoded:
     """
     hasher = hashlib.sha256(b"[")
     lines: list[str] = []
-    canonical, update, append = _canonical, hasher.update, lines.append
+    canonical, update, append = _canonical_presorted, hasher.update, lines.append
     for index, change in enumerate(plan.changes):
-        text = canonical(_reviewed_json(change))
+        text = canonical(_reviewed_sorted(change))
         if index:
             update(b",")
         update(text.encode("ascii"))
@@ -114,6 +114,11 @@ def to_json(plan: Plan) -> dict[str, Any]:
 
 # Canonical: sorted keys, no spaces, ASCII (what the changes digest hashes).
 _canonical = jsontext.encoder(ascii_only=True, sort_keys=True)
+# The same text for documents whose keys are in sorted order already (_reviewed_sorted):
+# sorting each object's keys was 40% of encoding 100k changes. A key out of order would
+# give another digest, which a reader (re-encoding with sorted keys) refuses: never a
+# plan that passes for another; tests compare the two encodings change by change.
+_canonical_presorted = jsontext.encoder(ascii_only=True, sort_keys=False)
 
 
 def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
@@ -242,6 +247,42 @@ def _reviewed_json(change: Change) -> dict[str, Any]:
         "roles_removed": list(change.roles_removed),
         "expired": [{"role_id": e.role_id, "on": e.on.isoformat()} for e in change.expired],
         "wire": change.wire(),
+    }
+
+
+def _reviewed_sorted(change: Change) -> dict[str, Any]:
+    """:func:`_reviewed_json` with every object's keys in sorted order, built so."""
+    return {
+        "account": change.account,
+        "action": _ACTIONS[change.action],
+        "after": _attributes_sorted(change.after),
+        "before": None if change.before is None else _attributes_sorted(change.before),
+        "expired": [{"on": e.on.isoformat(), "role_id": e.role_id} for e in change.expired],
+        "fields": [
+            {"after": f.after, "before": f.before, "field": _FIELDS[f.field]} for f in change.fields
+        ],
+        "reason": _REASONS[change.reason],
+        "roles_added": list(change.roles_added),
+        "roles_removed": list(change.roles_removed),
+        "wire": dict(sorted(change.wire().items())),
+    }
+
+
+def _attributes_sorted(record: AccountRecord) -> dict[str, Any]:
+    """``attributes_to_json(record)`` with its keys in sorted order."""
+    if record.adopted:
+        return {
+            "adopted": True,
+            "email": record.email,
+            "enabled": record.enabled,
+            "name": record.name,
+            "role_ids": list(record.role_ids),
+        }
+    return {
+        "email": record.email,
+        "enabled": record.enabled,
+        "name": record.name,
+        "role_ids": list(record.role_ids),
     }
 
 

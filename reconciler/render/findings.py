@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
-from reconciler.errors import Problem, printable
+from reconciler.errors import printable
+from reconciler.problems import Problem
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

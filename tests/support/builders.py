@@ -8,7 +8,8 @@ from pathlib import Path
 
 from reconciler.desired import loading, validation
 from reconciler.desired.model import DesiredState, Policy, Role, Source, TimedGrant, User
-from reconciler.errors import Problem, ValidationFailed
+from reconciler.errors import ValidationFailed
+from reconciler.problems import Problem
 from reconciler.stores.model import (
     AccountRecord,
     Action,

@@ -1,0 +1,41 @@
+"""The options ``validate`` needs, and those every state-touching command shares.
+
+Apart from ``options`` so that ``validate`` (a start-up target: it runs in editors and
+pre-commit hooks) creates these three frozen classes, not all of the CLI's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.cli.choices import ValidateFormat
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheOptions:
+    """The parse cache and the state's check record: used unless ``--no-cache``."""
+
+    enabled: bool = True
+    debug: bool = False  # --debug: say on stderr why an entry was not used
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Common:
+    """Options every state-touching command shares."""
+
+    state: str | None = None
+    workspace: str | None = None
+    lock_timeout: float = 0.0
+    cache: CacheOptions = CacheOptions()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidateOptions:
+    """``reconciler validate [PATH]``."""
+
+    path: Path
+    fmt: ValidateFormat = ValidateFormat.TEXT
+    at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
+    cache: CacheOptions = CacheOptions()

@@ -1,0 +1,27 @@
+"""A validation problem, located: apart from ``errors`` because it is a frozen dataclass,
+and every command (``--help`` too) loads ``errors`` while creating dataclasses (and
+importing their module) costs start-up only ``validate`` and the commands after it need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.errors import Severity
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One validation problem, located at ``file:line:col`` (1-based; 0 = unknown)."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    path: tuple[str | int, ...] = ()
+    rule: str = "schema"
+    severity: Severity = Severity.ERROR
+
+    def render(self) -> str:
+        """``file:line:col: message``; a warning as ``file:line:col: warning: message``."""
+        marker = "warning: " if self.severity is Severity.WARNING else ""
+        return f"{self.file}:{self.line}:{self.col}: {marker}{self.message}"

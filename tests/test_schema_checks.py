@@ -1,0 +1,200 @@
+"""The generated fast checks (reconciler/checks): current, used, and as strict as compiling.
+
+Each module in ``reconciler/checks/generated_*.py`` is fastjsonschema's code for one schema
+of ``schemas/``; ``--update-golden`` writes them again after a schema changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import pytest
+import yaml
+
+from reconciler import schemas
+from reconciler.checks import refusal
+from reconciler.stores import model
+from tests.support import builders
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKS = ROOT / "reconciler" / "checks"
+
+
+def _module_path(module: str) -> Path:
+    return CHECKS / f"{module}.py"
+
+
+@pytest.mark.parametrize(("key", "module"), list(schemas.GENERATED.items()), ids=str)
+def test_each_generated_check_is_current(
+    request: pytest.FixtureRequest, key: tuple[str, str | None], module: str
+) -> None:
+    """A check generated from another version of its schema fails here (regenerate it)."""
+    name, part = key
+    path = _module_path(module)
+    if request.config.getoption("--update-golden"):
+        path.write_text(schemas.generated_source(name, part), encoding="utf-8")
+    wanted = f'SCHEMA_DIGEST = "{schemas.schema_digest(schemas.fast_schema(name, part))}"'
+    assert path.is_file(), f"{path} is missing: run pytest {__file__} --update-golden"
+    assert wanted in path.read_text(encoding="utf-8").splitlines(), (
+        f"{path.name} was generated from another {name} schema: "
+        f"run `python3 dev.py test tests/test_schema_checks.py --update-golden`"
+    )
+
+
+def test_the_fast_path_uses_the_generated_modules() -> None:
+    """A current module is what answers, raising refusal's exception."""
+    for (name, part), module in schemas.GENERATED.items():
+        validate, refused = schemas._fast(name, part)
+        assert validate is importlib.import_module(f"reconciler.checks.{module}").validate
+        assert refused is refusal.JsonSchemaValueException
+
+
+def test_a_stale_module_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module generated from another schema never answers for this one: the schema is
+    compiled instead (a development checkout whose schema was edited)."""
+    module = importlib.import_module("reconciler.checks.generated_desired_state")
+    monkeypatch.setattr(module, "SCHEMA_DIGEST", "0" * 64)
+    schemas._fast.cache_clear()
+    try:
+        validate, refused = schemas._fast("desired-state")
+        assert validate is not module.validate
+        assert refused is fastjsonschema.JsonSchemaValueException
+        assert not schemas.is_valid("desired-state", {"version": 2})
+        assert schemas.is_valid("desired-state", {"version": 1})
+    finally:
+        schemas._fast.cache_clear()
+
+
+def test_generating_refuses_code_that_needs_more_of_fastjsonschema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Code importing anything but the two exceptions is not written as a check."""
+
+    def code(_: Any) -> str:
+        return "from fastjsonschema import something_else\ndef validate(data): return data\n"
+
+    monkeypatch.setattr(fastjsonschema, "compile_to_code", code)
+    with pytest.raises(RuntimeError, match="needs more of fastjsonschema"):
+        schemas.generated_source("desired-state")
+
+
+def test_validate_and_plan_load_no_fastjsonschema(tmp_path: Path) -> None:
+    """The generated checks need nothing of fastjsonschema (nor its code generator)."""
+    probe = (
+        "import contextlib, io, sys\n"
+        "from reconciler.cli.main import main\n"
+        "quiet = io.StringIO()\n"
+        "with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):\n"
+        "    code = main(sys.argv[1:])\n"
+        "print(code, 'fastjsonschema' in sys.modules)\n"
+    )
+    for argv in (
+        ["validate", str(ROOT / "examples")],
+        ["plan", str(ROOT / "examples"), "--no-refresh", "--state", str(tmp_path / "s.json")],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert done.stdout.split() == ["0", "False"], (argv, done.stdout, done.stderr)
+
+
+# -- the generated checks answer as the schema compiled now does ------------------------
+
+
+def _examples() -> list[dict[str, Any]]:
+    documents = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        documents.append(json.loads(json.dumps(data, default=str)))  # dates as text
+    return documents
+
+
+def _variants(document: Any, most: int = 400) -> Iterator[Any]:
+    """``document`` with one value at a time replaced by something of another type, empty,
+    too long or oddly spelt, or an unknown key added to a mapping; at most ``most`` of
+    them, spread over the document."""
+    odd: list[Any] = [None, True, 0, -1, 1.5, "", "x" * 600, "a\n", [], {}, "2026-13-45"]
+    unknown = object()  # marks "add a key" rather than "replace the value"
+
+    def walk(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        yield path
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from walk(value, (*path, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from walk(value, (*path, index))
+
+    edits = [(path, value) for path in walk(document, ()) if path for value in [*odd, unknown]]
+    for path, value in edits[:: max(1, len(edits) // most)]:
+        changed = copy.deepcopy(document)
+        target = changed
+        for step in path[:-1]:
+            target = target[step]
+        if value is not unknown:
+            target[path[-1]] = value
+        elif isinstance(target[path[-1]], dict):
+            target[path[-1]]["unexpected"] = 1
+        else:
+            continue
+        yield changed
+
+
+def _answer(validate: Any, refused: type[Exception], document: Any) -> tuple[Any, ...]:
+    try:
+        validate(document)
+    except refused as exc:
+        return (False, tuple(exc.path), exc.rule)  # type: ignore[attr-defined]  # both classes
+    return (True,)
+
+
+def _state_documents() -> list[dict[str, Any]]:
+    return [model.to_json(builders.sample_state())]
+
+
+def _records() -> list[dict[str, Any]]:
+    return list(_state_documents()[0]["accounts"].values())
+
+
+def _plan_documents() -> list[dict[str, Any]]:
+    golden = ROOT / "tests" / "golden"
+    return [json.loads((golden / f"plan-{n}.json").read_text()) for n in ("small",)]
+
+
+@pytest.mark.parametrize(
+    ("key", "documents"),
+    [
+        pytest.param(("desired-state", None), _examples(), id="desired-state"),
+        pytest.param(("state", None), _state_documents(), id="state"),
+        pytest.param(("state", "account"), _records(), id="state-account"),
+        pytest.param(("plan", None), _plan_documents(), id="plan"),
+    ],
+)
+def test_generated_and_compiled_checks_agree(
+    key: tuple[str, str | None], documents: list[Any]
+) -> None:
+    """On the examples and hundreds of variants of them, the generated check refuses what
+    the compiled schema refuses, at the same place, for the same rule."""
+    generated, refused = schemas._fast(*key)
+    compiled = fastjsonschema.compile(schemas.fast_schema(*key))
+    seen = 0
+    for document in documents:
+        for variant in [document, *_variants(document)]:
+            seen += 1
+            assert _answer(generated, refused, variant) == _answer(
+                compiled, fastjsonschema.JsonSchemaValueException, variant
+            )
+    assert seen > 50
