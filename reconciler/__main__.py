@@ -1,7 +1,5 @@
 """``python -m reconciler``."""
 
-import sys
+from reconciler.cli.main import entry
 
-from reconciler.cli.main import main
-
-sys.exit(main())
+entry()

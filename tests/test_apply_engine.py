@@ -255,6 +255,31 @@ def test_the_next_intents_are_written_while_the_slots_are_busy(
     _check_converged(world, specs)
 
 
+def test_a_freed_slot_is_refilled_before_the_other_tasks_are_asked_about(
+    make_world: Callable[..., World],
+) -> None:
+    """Two tasks DONE at once with batches queued: the poll stops at the first DONE one,
+    and its slot gets the next batch before the other task is asked about (each question
+    is a round trip the freed slot would otherwise wait for)."""
+    calls: list[tuple[str, bool]] = []
+
+    def log(request: httpx.Request, forward: Forward) -> httpx.Response:
+        response = forward(request)
+        done = b'"DONE"' in response.read()
+        calls.append((request.url.path.rsplit("/", 1)[-1], done))
+        return response
+
+    specs = fx.users(400)
+    world = make_world(specs, intercept=log)
+    report = world.applier(parallel=2).run(world.plan())
+    assert report.ok
+    done_at = [i for i, (name, done) in enumerate(calls) if name == "queryTask" and done]
+    assert len(done_at) == 4
+    # Batches 3 and 4 were queued when tasks 1 and 2 were seen DONE.
+    assert [calls[i + 1][0] for i in done_at[:2]] == ["createTask", "createTask"]
+    _check_converged(world, specs)
+
+
 def test_a_run_stopped_with_batches_queued_takes_back_their_intents(
     make_world: Callable[..., World],
 ) -> None:

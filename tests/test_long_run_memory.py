@@ -43,12 +43,18 @@ def test_the_gc_is_restored_when_the_command_fails() -> None:
     assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count(), gc.callbacks) == before
 
 
-def test_a_poll_asks_about_every_task_until_one_was_seen_done() -> None:
-    """Nothing learned yet: every task in flight may be DONE."""
-    pace = Pacer(ApplySettings())
-    for batch_id, at in (("a", 0.0), ("b", 0.5)):
+def test_a_poll_asks_about_the_oldest_task_until_one_was_seen_done() -> None:
+    """Nothing learned yet: the oldest task of this run is asked about (a younger one is not
+    expected sooner), a task followed from an earlier run always, and every task once it is
+    poll_max old (a slow oldest task holds none back for longer)."""
+    pace = Pacer(ApplySettings(poll_max=2.0))
+    for batch_id, at in (("b", 0.5), ("a", 0.0), ("c", 0.55)):
         pace.follow(batch_id, at, accepted=True)
-    assert pace.due(["a", "b"], 0.6) == ["a", "b"]
+    pace.follow("earlier-run", 0.1)
+    assert pace.due(["b", "a", "c", "earlier-run"], 0.6) == ["a", "earlier-run"]
+    assert pace.due(["b", "c", "earlier-run"], 0.6) == ["b", "earlier-run"]
+    assert pace.due(["b", "a", "c"], 2.52) == ["b", "a"]
+    assert pace.due(["b", "a", "c"], 2.6) == ["b", "a", "c"]
 
 
 def test_a_poll_skips_tasks_younger_than_the_quickest_done() -> None:
@@ -77,3 +83,50 @@ def test_the_task_time_estimate_comes_down_when_tasks_are_quicker_than_first_see
     pace.follow("third", 20.0, accepted=True)
     assert pace.due(["third"], 21.62) == ["third"]  # 90% of the 1.8 s seen since
     assert pace.poll_pause(["third"], 20.0) == pytest.approx(1.62)
+
+
+def test_a_task_is_asked_about_once_per_stage_of_what_earlier_tasks_showed() -> None:
+    """The first task was still running at 1.9 s and DONE by 2 s: the next is asked about
+    at 1.95 s (the middle), then at 2 s (the quickest seen DONE), then at every poll with a
+    growing delay; between two stages a poll leaves it alone and sleeps to the next one."""
+    pace = Pacer(ApplySettings(poll_initial=0.02))
+    pace.start()
+    pace.follow("first", 0.0, accepted=True)
+    pace.running("first", 1.9)
+    pace.done("first", 2.0)
+    assert pace.first_ask() == pytest.approx(1.95)
+    pace.follow("second", 10.0, accepted=True)
+    assert pace.due(["second"], 11.9) == []
+    assert pace.poll_pause(["second"], 11.9) == pytest.approx(0.05)
+    assert pace.due(["second"], 11.96) == ["second"]
+    pace.running("second", 11.96)
+    assert pace.due(["second"], 11.97) == []
+    assert pace.poll_pause(["second"], 11.97) == pytest.approx(0.03)
+    assert pace.due(["second"], 12.0) == ["second"]
+    pace.running("second", 12.0)
+    assert pace.due(["second"], 12.01) == ["second"]
+    assert pace.poll_pause(["second"], 12.01) == pytest.approx(0.02)
+    assert pace.poll_pause(["second"], 12.03) == pytest.approx(0.03)
+
+
+def test_the_middle_is_never_below_ninety_percent_of_the_quickest() -> None:
+    """Tasks seen running only young (here at 0.1 s) do not make the first question early."""
+    pace = Pacer(ApplySettings())
+    pace.follow("first", 0.0, accepted=True)
+    pace.running("first", 0.1)
+    pace.done("first", 2.0)
+    assert pace.first_ask() == pytest.approx(1.8)
+
+
+def test_a_slow_task_does_not_put_the_first_question_past_the_quickest_age() -> None:
+    """Times vary: one task still running at 50 s, another DONE in 10 s. The first question
+    stays at 90% of the quickest (there is no middle), and the wait never passes it."""
+    pace = Pacer(ApplySettings(poll_max=60.0))
+    pace.follow("slow", 0.0, accepted=True)
+    pace.follow("quick", 0.0, accepted=True)
+    pace.done("quick", 10.0)
+    pace.running("slow", 50.0)
+    pace.done("slow", 60.0)
+    assert pace.first_ask() == pytest.approx(9.0)
+    pace.follow("next", 100.0, accepted=True)
+    assert pace.poll_pause(["next"], 100.0) == pytest.approx(9.0)

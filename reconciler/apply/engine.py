@@ -295,7 +295,9 @@ class Applier:
                 if round_.limited:
                     waiting_for_slot = True
                     held = bool(in_flight)
-            if in_flight and self._poll(in_flight):
+            # With a batch to send, a task seen DONE frees its slot at once: the poll stops
+            # there, and the loop sends into it before asking about the other tasks.
+            if in_flight and self._poll(in_flight, first_done=may_send):
                 held = False
                 continue
             if may_send and not held:
@@ -429,9 +431,12 @@ class Applier:
         )
         return Refused(resend=isolation.resend)
 
-    def _poll(self, in_flight: dict[str, PendingBatch]) -> bool:
-        """Query every task in flight once; record DONE ones. True when any finished."""
-        polled = following.poll(self.api, in_flight, self._pace, self.monotonic)
+    def _poll(self, in_flight: dict[str, PendingBatch], *, first_done: bool = False) -> bool:
+        """Query the tasks in flight that are due (up to the first DONE one with
+        ``first_done``); record DONE ones. True when any finished."""
+        polled = following.poll(
+            self.api, in_flight, self._pace, self.monotonic, first_done=first_done
+        )
         self.report.unresolved += polled.let_go
         if polled.error is not None:
             self._halt(polled.error)  # the API is not answering: nothing more is sent

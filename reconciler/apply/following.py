@@ -32,10 +32,17 @@ class Polled:
 
 
 def poll(
-    api: TaskApi, in_flight: dict[str, PendingBatch], pace: Pacer, now: Callable[[], float]
+    api: TaskApi,
+    in_flight: dict[str, PendingBatch],
+    pace: Pacer,
+    now: Callable[[], float],
+    *,
+    first_done: bool = False,
 ) -> Polled:
-    """queryTask each task in flight that may be DONE by now (``Pacer.due``) once; DONE and
-    unqueryable ones leave ``in_flight``."""
+    """queryTask each task in flight that may be DONE by now (``Pacer.due``) once, oldest
+    first; DONE and unqueryable ones leave ``in_flight``. ``first_done``: stop at the first
+    DONE one, so that its slot is refilled before the younger tasks are asked about (each
+    question is a round trip: asking all ten first held the freed slot for all ten)."""
     done: list[tuple[PendingBatch, TaskStatus]] = []
     let_go: list[str] = []
     for batch_id in pace.due(in_flight, now()):
@@ -56,10 +63,14 @@ def poll(
             ]
             in_flight.clear()
             return Polled(done=tuple(done), let_go=tuple(let_go), error=error)
-        if status.status is TaskState.DONE:
-            del in_flight[batch_id]
-            pace.done(batch_id, now())
-            done.append((batch, status))
+        if status.status is not TaskState.DONE:
+            pace.running(batch_id, now())
+            continue
+        del in_flight[batch_id]
+        pace.done(batch_id, now())
+        done.append((batch, status))
+        if first_done:
+            break
     return Polled(done=tuple(done), let_go=tuple(let_go))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from reconciler import jsontext
 from reconciler.apply import engine, ledger, progress, provisioning
 from reconciler.apply.engine import ApplyReport, ApplySettings
-from reconciler.cli import commands, memory, saved_plan, signals
+from reconciler.cli import commands, exiting, memory, saved_plan, signals
 from reconciler.cli.choices import PlanFormat, ReportFormat
 from reconciler.cli.commands import out
 from reconciler.cli.options import (
@@ -209,6 +209,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
     with _client_and_lock(store, options.common, "apply") as client:
         applier = _applier(store, client, options)
         loaded()  # the desired and the recorded state: from here on the GC leaves them alone
+        exiting.keep(desired, applier)  # a console run leaves them to the OS when it ends
         _refuse_unexplained(applier.state, desired, store)
         resumed = _settle_earlier(applier, options.fmt) if applier.state.pending else None
         events = source(desired, applier.state) if source else ()
@@ -225,6 +226,7 @@ def _apply_desired(options: ApplyOptions, *, now: dt.datetime, loaded: Callable[
         )
         commands.flush(cache)  # the desired and the recorded state checked out
         made = provenance.annotate(_with_path(made, path, notes), path, desired)
+        exiting.keep(made)
         _show_text(made, options, now)
         commands.check_guard(made)
         if options.revocations_only:
@@ -328,6 +330,7 @@ def _apply_saved(
         # The applier reads the state once; the checks and the new plan use that same read.
         applier = _applier(store, client, options)
         loaded()  # the desired and the recorded state: from here on the GC leaves them alone
+        exiting.keep(desired, applier)  # a console run leaves them to the OS when it ends
         current = applier.state
         if current.pending:
             raise PlanError(
@@ -350,6 +353,7 @@ def _apply_saved(
             report=applier.report,
         )
         made = provenance.annotate(made, path, desired)
+        exiting.keep(made)
         _show_text(made, options, now)
         saved_plan.check_guard(made, saved)
         if options.revocations_only:
@@ -488,6 +492,7 @@ def refresh(options: RefreshOptions) -> int:
     with memory.long_run() as loaded, _client_and_lock(store, options.common, "refresh") as session:
         applier = _applier(store, session, options)
         loaded()  # from here on the GC leaves the recorded state alone
+        exiting.keep(applier)  # a console run leaves it to the OS when it ends
         if applier.state.pending:
             _refuse_unexplained(applier.state, commands.load(options.path), store)
         if fmt is ReportFormat.TEXT:

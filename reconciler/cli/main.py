@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from reconciler.cli import grammar, masking, signals
+from reconciler.cli import exiting, grammar, masking, signals
 from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -159,6 +159,12 @@ def _bug(error: Exception, secrets: Sequence[str]) -> int:
         "hint: please report it with the traceback above\n"
     )
     return EXIT_ERROR
+
+
+def entry() -> NoReturn:
+    """The console script and ``python -m reconciler``: ``main()``, then the process ends
+    without freeing what the command built (``exiting``)."""
+    exiting.main_then_leave(main)
 
 
 def _long_running(options: Options) -> bool:
