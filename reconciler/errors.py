@@ -30,8 +30,8 @@ Messages never contain secrets: clients build them from codes and account names 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # a frozen dataclass: `--help` loads errors, never dataclasses
     from reconciler.problems import Problem
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import __version__
-from reconciler.cli import apply_commands, ci, commands, grammar
+from reconciler.cli import apply_commands, ci, commands, grammar, parsing
 from reconciler.cli.choices import PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.cli.main import main
 from reconciler.cli.options import (
@@ -485,3 +485,19 @@ def test_commands_are_built_only_once_chosen_and_read_the_same(
         with pytest.raises(SystemExit):
             grammar.build().parse_args([*words, "--help"])
         assert capsys.readouterr().out == parser.format_help(), words
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"), [("120", 120), ("0", 80), ("-3", 80), ("wide", 80), (None, 80)]
+)
+def test_help_is_as_wide_as_columns_says_else_80(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None, expected: int
+) -> None:
+    """parsing.terminal_columns answers as shutil.get_terminal_size would: COLUMNS when a
+    positive number, else the terminal's width (none here: standard output is not one)."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.setattr("sys.__stdout__", None)
+    assert parsing.terminal_columns() == expected

@@ -11,13 +11,15 @@ import datetime as dt
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler.cli import parsing
 from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.errors import UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # the frozen values load once a command line was parsed (start-up)
+    from typing import Any, NoReturn
+
     from reconciler.cli.options import CacheOptions, Common, Options
 
 PROG = "reconciler"
@@ -26,7 +28,8 @@ PATH_HELP = "the desired state: a .yaml/.yml file or a directory of them (defaul
 
 Notes = list[str]
 Builder = Callable[[argparse.Namespace, Notes], "Options"]
-Subparsers = Any  # argparse's _SubParsersAction is private; its add_parser is all we use
+if TYPE_CHECKING:  # argparse's _SubParsersAction is private; its add_parser is all we use
+    Subparsers = Any
 
 
 class _Sketched(Exception):

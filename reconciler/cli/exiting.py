@@ -28,7 +28,10 @@ import atexit
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 _kept: list[object] | None = None  # a list while an entry point runs a command
 

@@ -17,15 +17,15 @@ import argparse
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, cast
 
 from reconciler import __version__
 from reconciler.cli import arguments, parsing
-from reconciler.cli.arguments import Builder, Notes, Subparsers
 from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
 from reconciler.errors import UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # loaded once a command line was parsed: `--help` needs none of them
+    from reconciler.cli.arguments import Builder, Notes, Subparsers
     from reconciler.cli.completion import CommandSpec
     from reconciler.cli.options import (
         ApplyOptions,
@@ -70,12 +70,16 @@ _SESSION_TOKEN / _REGION, RECONCILER_TASK_TIMEOUT, NO_COLOR.
 shell completion: source <(reconciler completion bash)   (also zsh, fish)"""
 
 
-class Parsed(NamedTuple):  # not a dataclass: `--help` imports no dataclasses (start-up)
-    """A command line, understood: the command's options, --debug, deprecation notes."""
+class Parsed:
+    """A command line, understood: the command's options, --debug, deprecation notes.
 
-    options: Options
-    debug: bool
-    notes: tuple[str, ...]
+    Neither a dataclass nor a NamedTuple: `--help` imports neither dataclasses nor typing.
+    """
+
+    __slots__ = ("debug", "notes", "options")
+
+    def __init__(self, *, options: Options, debug: bool, notes: tuple[str, ...]) -> None:
+        self.options, self.debug, self.notes = options, debug, notes
 
 
 def parse(argv: Sequence[str] | None) -> Parsed:
@@ -83,7 +87,7 @@ def parse(argv: Sequence[str] | None) -> Parsed:
     namespace, extras = build().parse_known_args(argv)
     if extras:
         raise _unclaimed(namespace, extras)
-    notes: Notes = []
+    notes: list[str] = []
     builder: Builder = namespace.build
     options = builder(namespace, notes)
     return Parsed(options=options, debug=namespace.debug, notes=tuple(notes))
@@ -102,12 +106,10 @@ def build(*, whole: bool = False) -> parsing.Parser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks, and why a cache entry was not used"
     )
-    sub = cast(  # add_subparsers makes an instance of the class given as action
-        arguments.Commands,
-        parser.add_subparsers(
-            dest="command", required=True, metavar="COMMAND", action=arguments.Commands
-        ),
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", action=arguments.Commands
     )
+    assert isinstance(sub, arguments.Commands)  # add_subparsers made the class given
     for add in (
         _validate,
         _plan,

@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
 
 from reconciler.cli import exiting, grammar, masking, signals
 from reconciler.errors import (
@@ -25,7 +24,10 @@ from reconciler.errors import (
     StateLocked,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # the values load once a command line was parsed: `--help` needs none
+    from typing import NoReturn
+
     from reconciler.cli.options import Options
 
 

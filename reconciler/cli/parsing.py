@@ -13,18 +13,33 @@ knows argparse, and turns a parser into the :class:`completion.CommandSpec` comp
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconciler.errors import UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # completion loads only for `completion` (start-up)
+    from typing import Any, NoReturn
+
     from reconciler.cli.completion import CommandSpec, Option
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's line breaks; shows a flag that tolerates a value as a flag."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:  # what argparse takes, without importing shutil (start-up)
+            width = terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
 
     def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
         if isinstance(action, FlagAction):
@@ -46,6 +61,27 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
         if isinstance(action, FlagAction):
             return ", ".join(action.option_strings)
         return super()._format_action_invocation(action)
+
+
+def terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: COLUMNS when a positive number, else the
+    width of the terminal on standard output, else 80. (argparse asks shutil, whose import
+    loads bz2, lzma and zlib: a fifth of `reconciler --help`.)"""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        measured = os.get_terminal_size(stdout.fileno()).columns if stdout else 0
+    except (AttributeError, ValueError, OSError):  # no descriptor, or not a terminal
+        return _FALLBACK_COLUMNS
+    return measured or _FALLBACK_COLUMNS
+
+
+_FALLBACK_COLUMNS = 80
 
 
 class FlagAction(argparse.Action):
