@@ -10,7 +10,6 @@ import argparse
 import datetime as dt
 import shlex
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from reconciler.cli import parsing
 from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell, ValidateFormat
@@ -18,6 +17,7 @@ from reconciler.errors import UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # the frozen values load once a command line was parsed (start-up)
+    from pathlib import Path
     from typing import Any, NoReturn
 
     from reconciler.cli.options import CacheOptions, Common, Options
@@ -128,11 +128,15 @@ def command(sub: Subparsers, name: str, help_text: str, builder: Builder) -> par
 
 def path_operand(parser: argparse.ArgumentParser) -> None:
     """The optional desired-state PATH, always the last operand (None when not given)."""
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     parser.add_argument("path", nargs="?", type=Path, metavar="PATH", help=PATH_HELP)
 
 
 def legacy_path(parser: argparse.ArgumentParser) -> None:
     """The deprecated ``--path DIR``: accepted, never shown, resolved by :func:`located`."""
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     parser.add_argument("--path", dest="legacy_path", type=Path, help=argparse.SUPPRESS)
 
 
@@ -205,6 +209,8 @@ def cache(ns: argparse.Namespace) -> CacheOptions:
 
 def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:
     """PATH from the operand, or from the deprecated ``--path`` (which must agree with it)."""
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     legacy: Path | None = ns.legacy_path
     if legacy is None:
         return ns.path or Path(".")

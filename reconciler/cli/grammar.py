@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Sequence
-from pathlib import Path
 
 from reconciler import __version__
 from reconciler.cli import arguments, parsing
@@ -25,6 +24,8 @@ from reconciler.errors import UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # loaded once a command line was parsed: `--help` needs none of them
+    from pathlib import Path
+
     from reconciler.cli.arguments import Builder, Notes, Subparsers
     from reconciler.cli.completion import CommandSpec
     from reconciler.cli.options import (
@@ -153,6 +154,8 @@ _AT_HELP = (
 
 
 def _validate_options(ns: argparse.Namespace, notes: Notes) -> ValidateOptions:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.options_base import ValidateOptions  # noqa: PLC0415 - start-up
 
     return ValidateOptions(
@@ -168,6 +171,8 @@ def _plan(sub: Subparsers) -> None:
     arguments.path_operand(p)
     arguments.state_options(p)
     arguments.plan_like(p)
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     p.add_argument("--out", type=Path, metavar="FILE", help="save the plan for apply")
     p.add_argument(
         "--format",
@@ -181,6 +186,8 @@ def _plan(sub: Subparsers) -> None:
 
 
 def _plan_options(ns: argparse.Namespace, notes: Notes) -> PlanOptions:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.options import PlanOptions  # noqa: PLC0415 - start-up
 
     return PlanOptions(
@@ -199,6 +206,8 @@ def _plan_options(ns: argparse.Namespace, notes: Notes) -> PlanOptions:
 
 def _show(sub: Subparsers) -> None:
     p = arguments.command(sub, "show", "render a saved plan", _show_options)
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     p.add_argument(
         "file", type=Path, metavar="FILE", help="a plan saved with `reconciler plan --out FILE`"
     )
@@ -226,6 +235,8 @@ def _apply(sub: Subparsers) -> None:
     p = arguments.command(
         sub, "apply", "apply a saved plan, or plan, confirm and apply", _apply_options
     )
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     p.add_argument(
         "target",
         nargs="?",
@@ -312,6 +323,8 @@ def _refresh(sub: Subparsers) -> None:
 
 
 def _refresh_options(ns: argparse.Namespace, notes: Notes) -> RefreshOptions:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.options import RefreshOptions  # noqa: PLC0415 - start-up
 
     return RefreshOptions(
@@ -340,6 +353,8 @@ def _import(sub: Subparsers) -> None:
 
 
 def _import_options(ns: argparse.Namespace, notes: Notes) -> ImportOptions:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     accounts: tuple[str, ...] = tuple(ns.accounts or ())
     if ns.path is not None and not ns.all and not ns.path.exists():
         # ``import li.wei`` was the old spelling: say so rather than "no such file".
@@ -395,6 +410,8 @@ def _why(sub: Subparsers) -> None:
 
 
 def _why_options(ns: argparse.Namespace, notes: Notes) -> WhyOptions:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.options import WhyOptions  # noqa: PLC0415 - start-up
 
     return WhyOptions(path=ns.path or Path("."), account=ns.account, common=arguments.common(ns))
@@ -445,6 +462,8 @@ def _state(sub: Subparsers) -> None:
     p = arguments.command(inner, "pull", "print the state document", _state_pull_options)
     arguments.path_operand(p)
     p = arguments.command(inner, "push", "replace the state with a document", _state_push_options)
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     p.add_argument("file", type=Path, metavar="FILE", help="a state document (from state pull)")
     arguments.path_operand(p)
     p.add_argument(
@@ -599,6 +618,8 @@ def _report(sub: Subparsers) -> None:
 
 
 def _report_access_options(ns: argparse.Namespace, notes: Notes) -> ReportAccessOptions:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.options import ReportAccessOptions  # noqa: PLC0415 - start-up
 
     return ReportAccessOptions(
@@ -614,6 +635,8 @@ def _sandbox(sub: Subparsers) -> None:
     p = arguments.command(sub, "sandbox", "serve the local fake APIs", _sandbox_options)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8780, help="port to listen on")
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     p.add_argument(
         "--roles-from",
         type=Path,

@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from reconciler.cli import exiting, grammar, masking, signals
+from reconciler.cli import exiting, grammar, signals
 from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -121,6 +121,8 @@ def _dispatch_planning(options: Options, now: dt.datetime) -> int:
 
 def report(error: ReconcilerError, *, debug: bool, secrets: Sequence[str] = ()) -> int:
     """Print ``error:`` (and ``hint:``) on stderr, secrets masked; the error's exit code."""
+    from reconciler.cli import masking  # noqa: PLC0415 - after parsing: `--help` needs none
+
     if debug:
         sys.stderr.write(masking.traceback_text(error, secrets))
     lines = [f"error: {error.message}"]
@@ -149,12 +151,16 @@ def _pasteable(error: ReconcilerError, options: Options) -> ReconcilerError:
 
 def _secrets(options: Options) -> tuple[str, ...]:
     """The secrets of this run: the environment's, and a DSN password given as --state."""
+    from reconciler.cli import masking  # noqa: PLC0415 - after parsing: `--help` needs none
+
     common = getattr(options, "common", None)
     return masking.known_secrets(os.environ, [getattr(common, "state", None)])
 
 
 def _bug(error: Exception, secrets: Sequence[str]) -> int:
     """Not a ReconcilerError: a bug. Its traceback (masked) is what a report needs."""
+    from reconciler.cli import masking  # noqa: PLC0415 - after parsing: `--help` needs none
+
     sys.stderr.write(masking.traceback_text(error, secrets))
     sys.stderr.write(
         f"error: unexpected {type(error).__name__}: this is a bug in reconciler\n"

@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from reconciler.errors import UsageError
 
@@ -115,6 +114,8 @@ def unrecognized(chosen: argparse.ArgumentParser, extras: Sequence[str]) -> Usag
 
 def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> CommandSpec:
     """The parser as data for completion: flags, operands and subcommands, recursively."""
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.completion import CommandSpec, Positional  # noqa: PLC0415 - start-up
 
     options: list[Option] = []
@@ -157,6 +158,8 @@ def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> Co
 
 
 def _option(action: argparse.Action) -> Option:
+    from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
+
     from reconciler.cli.completion import Option  # noqa: PLC0415 - start-up
 
     return Option(
