@@ -8,7 +8,7 @@ words; it must also actually be taken for an ordinary document, or it saves noth
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +240,38 @@ def test_a_snapshot_that_is_not_text_is_refused_as_not_json(tmp_path: Path) -> N
     with pytest.raises(StateCorrupt, match="is not valid JSON"):
         LocalStore(path).read()
     assert path.read_bytes() == b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Named:
+    account: str
+    name: str
+    email: str
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_records_take_the_equal_strings_of_the_names_given(chunk: int | None) -> None:
+    """Chunked or whole, a snapshot read with ``names`` is the same state, each record
+    holding their strings where equal (non-ASCII ones too); the key too when chunked."""
+    state = _non_ascii()
+    raw = _snapshot_bytes(state, indent=None)
+    named = state.accounts["ålice"]
+    names = {
+        "ålice": _Named(
+            account="".join(list("ålice")),
+            name="".join(list(named.name)),
+            email="".join(list(named.email)),
+        ),
+        "bob": _Named(account="".join(list("bob")), name="Other", email="other@example.com"),
+    }
+    data = raw if chunk is None else _chunked(raw, chunk)
+    loaded = journal.load(data, b"", where=_WHERE, repair_hint=_HINT, names=names)
+    assert loaded.state == state
+    record = loaded.state.accounts["ålice"]
+    assert record.account is names["ålice"].account
+    assert record.name is names["ålice"].name
+    assert record.email is names["ålice"].email
+    assert loaded.state.accounts["bob"].name == "Bob"
+    assert loaded.state.accounts["bob"].account is names["bob"].account
+    key = next(key for key in loaded.state.accounts if key == "ålice")
+    assert (key is names["ålice"].account) is (chunk is not None)

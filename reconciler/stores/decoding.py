@@ -65,20 +65,54 @@ _new = object.__new__
 ) = (getattr(AccountRecord, name).__set__ for name in AccountRecord.__slots__)
 
 
+def shared_names(names: model.Names, account: str, record: AccountRecord) -> str:
+    """``account`` (a key of ``accounts``) as the string ``names`` holds for it, and
+    ``record``'s name and email as the strings of ``names[account]`` where they are equal
+    (the record is one the decoder made a moment ago, not yet published).
+
+    The desired state and the recorded one mostly say the same: a plan of a million
+    accounts then holds one copy of each account, name and email instead of two, and the
+    decoded copies are freed as soon as they are replaced. The values never change: only
+    which of two equal strings is kept.
+    """
+    named = names.get(account)
+    if named is None:
+        return account
+    name, email, shared = named.name, named.email, named.account
+    if type(name) is str and record.name == name:
+        _set_name(record, name)
+    if type(email) is str and record.email == email:
+        _set_email(record, email)
+    return shared if type(shared) is str and shared == account else account
+
+
 class _Records:
     """The ``object_hook``: a record-shaped JSON object that fits becomes an AccountRecord.
 
     Its ``account`` is blank until :func:`state` names it after its key in ``accounts``.
     Role-id lists repeat (a few hundred combinations among a million accounts): each
     distinct one is a single tuple of interned ids, as are repeated task ids and times.
+    With ``names``, each record of ``accounts`` takes their strings (:func:`shared_names`)
+    as soon as it is decoded (:meth:`keyed`).
     """
 
-    __slots__ = ("_fits", "_role_ids", "_texts")
+    __slots__ = ("_fits", "_names", "_role_ids", "_texts")
 
-    def __init__(self, fits: Callable[[Any], bool] | None) -> None:
+    def __init__(
+        self, fits: Callable[[Any], bool] | None, names: model.Names | None = None
+    ) -> None:
         self._fits = fits
+        self._names = names
         self._role_ids: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._texts: dict[Any, Any] = {}
+
+    def keyed(self, account: str, value: Any) -> str:
+        """The key of ``value`` in ``accounts``: ``account``, or the equal string of the
+        names given (whose name and email ``value`` then takes where they are equal)."""
+        names = self._names
+        if names is None or type(value) is not AccountRecord:
+            return account
+        return shared_names(names, account, value)
 
     def __call__(self, obj: dict[str, Any]) -> Any:
         if "role_ids" not in obj or not (_REQUIRED_KEYS <= obj.keys() <= _RECORD_KEYS):
@@ -137,10 +171,19 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) -> State | None:
+def state(
+    document: Any,
+    *,
+    where: str,
+    repair_hint: str,
+    schema_checked: bool,
+    names: model.Names | None = None,
+) -> State | None:
     """The state in a document from :func:`loads`; None when the plain reader must decide.
 
-    Raises StateCorrupt (``model.from_json``'s) when the rest of the document is refused.
+    With ``names``, each record takes their equal strings (:func:`shared_names`; its key
+    in ``accounts`` stays the decoded one). Raises StateCorrupt (``model.from_json``'s)
+    when the rest of the document is refused.
     """
     if type(document) is not dict:
         return None
@@ -151,7 +194,7 @@ def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) 
         if type(record) is not AccountRecord:
             return None
         # Not yet published: the decoder made it, blank, a moment ago (see _Records).
-        _set_account(record, account)
+        _set_account(record, account if names is None else shared_names(names, account, record))
     skeleton = _skeleton(document)
     if skeleton is None:
         return None
@@ -202,7 +245,8 @@ def _holds_record(value: Any) -> bool:
 CHUNK_BYTES = 4 * 1024 * 1024
 # Objects parsed here key by key, so that their members (records above all) are made
 # while the chunks behind them are freed; every other value goes to json's C scanner whole.
-_STREAMED = frozenset({(), ("state",), ("accounts",), ("state", "accounts")})
+_ACCOUNTS = frozenset({("accounts",), ("state", "accounts")})
+_STREAMED = frozenset({(), ("state",), *_ACCOUNTS})
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -272,13 +316,15 @@ class _Window:
                 return ""
 
 
-def stream(chunks: Chunks, *, schema_checked: bool) -> Any:
-    """What :func:`loads` makes of the chunks' bytes, never holding all of their text.
+def stream(chunks: Chunks, *, schema_checked: bool, names: model.Names | None = None) -> Any:
+    """What :func:`loads` makes of the chunks' bytes, never holding all of their text; with
+    ``names``, each record of ``accounts`` takes their equal strings as it is decoded
+    (:func:`shared_names`), keyed by the same string as its ``account``.
 
     Raises Irregular for anything that is not plain JSON (the plain reader then decides).
     """
     fits = None if schema_checked else schemas.part_check("state", "account")
-    hook = _Records(fits)
+    hook = _Records(fits, names)
     decoder = json.JSONDecoder(object_hook=hook)
     scan = json.scanner.make_scanner(decoder)  # type: ignore[arg-type]  # typeshed: a class
     window = _Window(chunks)
@@ -321,7 +367,8 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
         if window.next_char() != ":":
             raise Irregular
         window.pos += 1
-        members[key] = _value(window, (*path, key), scan, hook)
+        value = _value(window, (*path, key), scan, hook)
+        members[hook.keyed(key, value) if path in _ACCOUNTS else key] = value
         match window.next_char():
             case ",":
                 window.pos += 1

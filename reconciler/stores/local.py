@@ -58,7 +58,7 @@ from reconciler.stores import (
 from reconciler.stores import delta as deltas
 from reconciler.stores import journal as journals
 from reconciler.stores.location import Backend, Location
-from reconciler.stores.model import State
+from reconciler.stores.model import Names, State
 
 _POLL_SECONDS = 0.1
 GITIGNORE = "*\n"
@@ -135,11 +135,13 @@ class LocalStore:
 
     # -- reading --------------------------------------------------------------------
 
-    def read(self) -> State | None:
-        """The snapshot and its journal replayed; StateCorrupt when they cannot be trusted."""
+    def read(self, *, names: Names | None = None) -> State | None:
+        """The snapshot and its journal replayed; StateCorrupt when they cannot be trusted.
+
+        ``names``: the snapshot's records take their equal strings as they are decoded."""
         try:
             with files.locked(self.file, exclusive=False) as fd:
-                known = None if fd is None else self._load(fd)
+                known = None if fd is None else self._load(fd, names)
         except OSError as exc:
             raise StateError(f"cannot read state {self.path}: {exc.strerror}") from exc
         if known is None:
@@ -147,8 +149,9 @@ class LocalStore:
             return None
         return known.state
 
-    def _load(self, fd: int) -> _Known:
-        """Read both files through the locked snapshot ``fd`` (no re-read if unchanged)."""
+    def _load(self, fd: int, names: Names | None = None) -> _Known:
+        """Read both files through the locked snapshot ``fd`` (no re-read if unchanged);
+        ``names``: see :meth:`read`."""
         signature = files.signature(os.fstat(fd), self.journal_path)
         known = self._known
         if known is not None and known.signature == signature:
@@ -165,13 +168,20 @@ class LocalStore:
         del pair
         try:
             loaded = journals.load(
-                chunks, journal, where=where, repair_hint=repair_hint, schema_checked=passed
+                chunks,
+                journal,
+                where=where,
+                repair_hint=repair_hint,
+                schema_checked=passed,
+                names=names,
             )
         except decoding.Irregular:
             # Not plain enough for the chunked path: the plain reader decides, on the bytes
             # read again (the same locked file) and checked in full, whatever the record says.
             whole = files.read_whole(fd)
-            loaded = journals.load(whole, journal, where=where, repair_hint=repair_hint)
+            loaded = journals.load(
+                whole, journal, where=where, repair_hint=repair_hint, names=names
+            )
             # Only the bytes that were checked earn a record (an edit in place between the
             # two reads would otherwise lend the checked bytes' pass to the first ones).
             passed = passed or checked.snapshot_digest(whole) != digest
