@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Container, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from typing import Any
 
 from reconciler.desired import dates, loading
@@ -261,13 +262,35 @@ def _merge_users(
 def _all_distinct(users: dict[str, User], entries: int) -> bool:
     """Each of ``entries`` its own account and email (case-folded), no email over 64
     characters: nothing :class:`_FirstSeen` could report."""
+    if len(users) != entries or not _apart_folded(users, users):
+        return False
     emails = [user.email for user in users.values() if "@" in user.email]
-    return (
-        len(users) == entries
-        and len(set(map(str.lower, users))) == entries
-        and len(set(map(str.lower, emails))) == len(emails)
-        and max(map(len, emails), default=0) <= 64
-    )
+    if max(map(len, emails), default=0) > 64:
+        return False
+    exact = set(emails)
+    return len(exact) == len(emails) and _apart_folded(emails, exact)
+
+
+def _apart_folded(texts: Collection[str], exact: Container[str]) -> bool:
+    """Whether ``texts`` (distinct, all in ``exact``) stay distinct in lower case.
+
+    Without a lower-case copy of each (a million users made two million of them on top of
+    the desired state: the peak of its load): text in ASCII without a capital letter is
+    its own lower case, so only the others are folded, each checked against the rest and
+    against the texts themselves. False may be said of texts that are apart (one folds to
+    a text that is not its own lower case): the caller then checks them one by one.
+    """
+    if all(map(str.isascii, texts)):
+        others: Iterable[str] = filterfalse(str.islower, texts)
+    else:
+        others = [text for text in texts if not (text.isascii() and text.islower())]
+    folded: set[str] = set()
+    for text in others:
+        lower = text.lower()
+        if lower in folded or (lower != text and lower in exact):
+            return False
+        folded.add(lower)
+    return True
 
 
 def _drop_repeats(
