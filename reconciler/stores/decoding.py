@@ -255,17 +255,29 @@ class Irregular(Exception):
 
 
 class Chunks:
-    """A snapshot's bytes as consecutive chunks, taken (and so freed) from the front."""
+    """A snapshot's bytes as consecutive chunks, taken (and so let go of) from the front:
+    from a list, emptied as they are taken, or from an iterator that reads each only when
+    it is asked for (then the bytes never stand in memory whole)."""
 
-    __slots__ = ("_left", "size")
+    __slots__ = ("_next", "size")
 
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._left = chunks[::-1]  # popped from the end: the first chunk last
-        self.size = sum(len(chunk) for chunk in chunks)
+    def __init__(self, chunks: list[bytes] | Iterator[bytes]) -> None:
+        self._next = _popping(chunks) if isinstance(chunks, list) else chunks
+        self.size = 0  # of the chunks taken so far: all of them once the decoder is done
 
     def take(self) -> bytes | None:
         """The next chunk, which this no longer holds; None after the last."""
-        return self._left.pop() if self._left else None
+        chunk = next(self._next, None)
+        if chunk is not None:
+            self.size += len(chunk)
+        return chunk
+
+
+def _popping(chunks: list[bytes]) -> Iterator[bytes]:
+    """The chunks of ``chunks`` in order, each removed from the list as it is taken."""
+    chunks.reverse()
+    while chunks:
+        yield chunks.pop()
 
 
 class _Window:

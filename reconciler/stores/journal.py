@@ -98,13 +98,11 @@ def load(
     """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted.
 
     ``snapshot_data``: the snapshot's bytes, or its chunks, each let go of once decoded
-    (then decoding.Irregular means: read the bytes again and load them plainly).
+    (then decoding.Irregular means: read the bytes again and load them plainly), and
+    perhaps read only as they are decoded.
     ``schema_checked``: they passed the state schema before. ``names``: the snapshot's
     records take their equal strings (``decoding.shared_names``).
     """
-    data = snapshot_data
-    size = data.size if isinstance(data, decoding.Chunks) else len(data)
-    del data
     journal, folded, state = _decode(
         snapshot_data,
         where=where,
@@ -112,6 +110,8 @@ def load(
         schema_checked=schema_checked,
         names=names,
     )
+    # Decoded, the chunks were all taken (the decoder reads on to the end of the bytes).
+    size = _size(snapshot_data)
     lines, valid = _lines(journal_data)
     sizes = {"snapshot_bytes": size, "journal_bytes": valid}
     cut = valid < len(journal_data)
@@ -133,6 +133,13 @@ def load(
         del payload["journal"]
         replay.apply(deltas.from_json(payload, where=where), where=where)
     return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
+
+
+def _size(snapshot_data: bytes | decoding.Chunks) -> int:
+    """The snapshot's size in bytes (of chunks: those taken, all of them once decoded)."""
+    if isinstance(snapshot_data, decoding.Chunks):
+        return snapshot_data.size
+    return len(snapshot_data)
 
 
 def _decode(

@@ -156,16 +156,25 @@ class LocalStore:
         known = self._known
         if known is not None and known.signature == signature:
             return known
-        pair = files.read_pair(fd, self.journal_path, chunk_bytes=decoding.CHUNK_BYTES)
         seal = self._check_record
-        digest = checked.snapshot_digest(pair.snapshot) if seal is not None else ""
-        passed = seal is not None and checked.known(self.file, digest, seal)
         where, repair_hint = str(self.path), self._repair_hint()
-        journal, read_at = pair.journal, pair.signature
-        # Each chunk is let go of once decoded: a million accounts' peak is their records
-        # and what is left of the bytes, not the bytes, their text and the records.
-        chunks = decoding.Chunks(pair.snapshot)
-        del pair
+        read_at: files.Signature | None = None
+        if seal is None:
+            # No check record to look up, so nothing needs the bytes before they are
+            # decoded: each chunk is read only when the decoder asks for it, and a million
+            # accounts' peak is their records, never their bytes (266 MB) as well.
+            journal = files.read_journal(self.journal_path)
+            chunks = decoding.Chunks(files.snapshot_chunks(fd, chunk_bytes=decoding.CHUNK_BYTES))
+            digest, passed = "", False
+        else:
+            pair = files.read_pair(fd, self.journal_path, chunk_bytes=decoding.CHUNK_BYTES)
+            digest = checked.snapshot_digest(pair.snapshot)
+            passed = checked.known(self.file, digest, seal)
+            journal, read_at = pair.journal, pair.signature
+            # Each chunk is let go of once decoded: the peak is the records and what is
+            # left of the bytes, not the bytes, their text and the records.
+            chunks = decoding.Chunks(pair.snapshot)
+            del pair
         try:
             loaded = journals.load(
                 chunks,
@@ -187,6 +196,8 @@ class LocalStore:
             passed = passed or checked.snapshot_digest(whole) != digest
         if seal is not None and not passed:
             checked.remember(self.file, digest, seal)
+        if read_at is None:  # where both files stand, once read (under the lock: unchanged)
+            read_at = files.signature(os.fstat(fd), self.journal_path)
         self._known = _Known(state=loaded.state, loaded=loaded, signature=read_at)
         return self._known
 
