@@ -8,6 +8,7 @@ import pytest
 
 from reconciler import schemas
 from reconciler.desired import loading, merging, validation
+from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, ValidationFailed
 from tests.support.builders import problems_of, rendered
 
@@ -798,7 +799,7 @@ def test_merged_users_keep_each_accounts_first_entry(
         relative="u.yaml",
         text="",
         data={"users": users},
-        account_lines={},
+        account_lines=AccountLines(),
         problems=(),
     )
     merged, problems = merging.merge((source,))
@@ -842,7 +843,7 @@ def test_accounts_apart_only_in_a_non_ascii_capital_are_flagged() -> None:
         relative="u.yaml",
         text="",
         data={"users": users},
-        account_lines={},
+        account_lines=AccountLines(),
         problems=(),
     )
     merged, problems = merging.merge((source,))

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, schemas, seals
+from reconciler.desired.lines import AccountLines
 from reconciler.seals import Seal
 
 FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
@@ -77,7 +78,7 @@ class Entry:
     """A file's data as the parser gave it (dates as text), and each user entry's line."""
 
     data: Any
-    account_lines: dict[int, int]  # id(user mapping) -> line, as yamlsafe.Parsed has it
+    account_lines: AccountLines  # id(user mapping) -> line, as yamlsafe.Parsed has it
 
 
 def tool_version() -> str:
@@ -193,7 +194,7 @@ class _NotPlain(Exception):
     """The data holds something JSON would not give back as it is."""
 
 
-def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | None:
+def _line_paths(data: Any, account_lines: AccountLines) -> list[list[Any]] | None:
     """[*path, line] of each mapping ``account_lines`` names, in document order; None
     unless ``data`` is made of JSON values with text keys and every mapping is found once.
 
@@ -201,7 +202,9 @@ def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | N
     back as two equal copies: the same data. A shared user entry would be found twice and
     is refused, as its line could only go to one of the copies.
     """
-    found: list[list[Any]] = []
+    # Every mapping the parser records has an ``account`` key: those are the candidates,
+    # in document order (the order they were recorded in, so each lookup is one comparison).
+    candidates: list[tuple[list[str | int], dict[Any, Any]]] = []
     path: list[str | int] = []
 
     def visit(value: Any) -> None:
@@ -211,9 +214,8 @@ def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | N
             # Type checks through map(type, ...) run in C: this walk is on the cold path.
             if not _TEXT.issuperset(map(type, value)):
                 raise _NotPlain  # JSON would turn a key of 1 into "1"
-            line = account_lines.get(id(value))
-            if line is not None:
-                found.append([*path, line])
+            if "account" in value:
+                candidates.append((list(path), value))
             for key, child in value.items():
                 if type(child) not in _SCALARS:
                     path.append(key)
@@ -235,16 +237,18 @@ def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | N
             visit(data)
     except (_NotPlain, RecursionError):
         return None
+    lines = account_lines.lines_of(value for _, value in candidates)
+    found = [[*where, line] for (where, _), line in zip(candidates, lines, strict=True) if line]
     if len(found) != len(account_lines):
         return None
     return found
 
 
-def _account_lines(data: Any, lines: Any) -> dict[int, int] | None:
+def _account_lines(data: Any, lines: Any) -> AccountLines | None:
     """id(mapping) -> line for each [*path, line] of ``lines``; None if one does not fit."""
     if not isinstance(lines, list):
         return None
-    out: dict[int, int] = {}
+    out = AccountLines()
     for item in lines:
         if not isinstance(item, list) or not item:
             return None
@@ -258,7 +262,7 @@ def _account_lines(data: Any, lines: Any) -> dict[int, int] | None:
             node = node[part]
         if type(node) is not dict:
             return None
-        out[id(node)] = line
+        out.add(id(node), line)
     return out
 
 

@@ -331,8 +331,10 @@ def _users(
     resolved = resolver.resolved
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for file_index, source in enumerate(files):
-        lines, display = source.account_lines, source.display
-        for index, entry in enumerate(_list(_dict(source.data).get("users"))):
+        display, listed = source.display, _list(_dict(source.data).get("users"))
+        # Each entry's line, in order: one comparison each (desired.lines).
+        lines = source.account_lines.lines_of(listed)
+        for index, entry in enumerate(listed):
             if not isinstance(entry, dict):
                 continue
             account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
@@ -359,7 +361,7 @@ def _users(
                 roles=names,
                 role_ids=role_ids or (),
                 enabled=entry.get("enabled", True) is not False,
-                source=Source(file=display, line=lines.get(id(entry), 0)),
+                source=Source(file=display, line=lines[index] or 0),
                 expires=expires,
                 timed=grants.timed if grants is not None else (),
             )

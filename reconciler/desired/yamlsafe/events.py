@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
@@ -82,7 +83,7 @@ class _Builder:
 
     def __init__(self) -> None:
         self.problems: list[YamlProblem] = []
-        self.account_lines: dict[int, int] = {}
+        self.account_lines = AccountLines()
         self.end = 0  # index of the character after the document's content
 
     def key_problem(self, key: Any, event: Any) -> None:
@@ -125,7 +126,7 @@ class _Builder:
                     self.key_problem(key, event)
             elif kind is _MAP_END:
                 if "account" in made:
-                    self.account_lines[id(made)] = start.start_mark.line + 1
+                    self.account_lines.add(id(made), start.start_mark.line + 1)
                 self.end = event.end_mark.index
                 return made
             elif kind is _MAP_START or kind is _SEQ_START:
@@ -185,7 +186,7 @@ def _scalar(event: Any) -> Any:
     return value
 
 
-def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
+def build(parser: Any) -> tuple[Any, AccountLines, list[YamlProblem], int]:
     """The document's value from ``parser`` (positioned after DocumentStart), the line
     of each mapping with an ``account`` key (by id), the problems reported, and the
     index of the character after the value."""
