@@ -167,9 +167,15 @@ def test_an_entry_that_does_not_check_out_is_refused(spoil: Any, why: str) -> No
     assert why in reason
 
 
-def test_lines_that_do_not_fit_the_data_are_refused() -> None:
-    """A payload whose sealed line paths lead nowhere is not an entry."""
-    payload = json.dumps({"data": {"users": []}, "lines": [["users", 0, 3]]}).encode()
+@pytest.mark.parametrize(
+    ("users", "line"),
+    [([], 3), ([{"account": "ana"}], 0), ([{"account": "ana"}], 2**64)],
+    ids=["leads-nowhere", "line-0", "line-past-any-file"],
+)
+def test_lines_that_do_not_fit_the_data_are_refused(users: list[Any], line: int) -> None:
+    """A payload whose sealed line paths lead nowhere, or name no line a file can have, is
+    not an entry."""
+    payload = json.dumps({"data": {"users": users}, "lines": [["users", 0, line]]}).encode()
     blob = _sealed(payload)
     assert cache.decode(KEY, blob, SEAL) == "the payload's lines do not fit its data"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 import pytest
@@ -545,6 +546,10 @@ def test_account_lines_answer_in_any_order_as_a_dict_would() -> None:
     assert lines.lines_of(entries[2:]) == [12, 13, 14, 15]
     assert lines.lines_of([]) == []
     assert lines.as_dict() == {id(entry): 10 + i for i, entry in enumerate(entries)}
+    ids = array("Q", map(id, entries))
+    assert AccountLines.of(ids, array("Q", range(6))).lines_of(entries[:2]) == [0, 1]
+    with pytest.raises(ValueError, match="same length"):
+        AccountLines.of(ids, array("Q", [1]))
 
 
 def test_each_user_entry_has_its_line_from_the_parse() -> None:

@@ -35,6 +35,7 @@ import json
 import os
 import secrets
 import stat
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,12 +249,12 @@ def _account_lines(data: Any, lines: Any) -> AccountLines | None:
     """id(mapping) -> line for each [*path, line] of ``lines``; None if one does not fit."""
     if not isinstance(lines, list):
         return None
-    out = AccountLines()
+    ids, found = array("Q"), array("Q")
     for item in lines:
         if not isinstance(item, list) or not item:
             return None
         *path, line = item
-        if type(line) is not int or line < 1:
+        if type(line) is not int or not 1 <= line < 2**64:  # no file has more lines
             return None
         node = data
         for part in path:
@@ -262,8 +263,9 @@ def _account_lines(data: Any, lines: Any) -> AccountLines | None:
             node = node[part]
         if type(node) is not dict:
             return None
-        out.add(id(node), line)
-    return out
+        ids.append(id(node))
+        found.append(line)
+    return AccountLines.of(ids, found)
 
 
 def _holds(node: Any, part: Any) -> bool:

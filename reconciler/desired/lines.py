@@ -26,6 +26,15 @@ class AccountLines:
         for mapping_id, line in pairs:
             self.add(mapping_id, line)
 
+    @classmethod
+    def of(cls, ids: array[int], lines: array[int]) -> AccountLines:
+        """The lines recorded as two arrays (``Q``) of the same length: kept, not copied."""
+        if ids.typecode != "Q" or lines.typecode != "Q" or len(ids) != len(lines):
+            raise ValueError("two arrays of unsigned 64-bit ints, of the same length")
+        made = cls()
+        made._ids, made._lines = ids, lines
+        return made
+
     def add(self, mapping_id: int, line: int) -> None:
         """Record the line of the mapping whose ``id`` is ``mapping_id``."""
         self._ids.append(mapping_id)

@@ -92,27 +92,21 @@ class _Records:
     Its ``account`` is blank until :func:`state` names it after its key in ``accounts``.
     Role-id lists repeat (a few hundred combinations among a million accounts): each
     distinct one is a single tuple of interned ids, as are repeated task ids and times.
-    With ``names``, each record of ``accounts`` takes their strings (:func:`shared_names`)
-    as soon as it is decoded (:meth:`keyed`).
+    With ``names``, the record of an account that ``named`` is set to (the decoder sets it
+    while it decodes that account's value) takes its name and email where they are equal,
+    as :func:`shared_names` does.
     """
 
-    __slots__ = ("_fits", "_names", "_role_ids", "_texts")
+    __slots__ = ("_fits", "_role_ids", "_texts", "named", "names")
 
     def __init__(
         self, fits: Callable[[Any], bool] | None, names: model.Names | None = None
     ) -> None:
         self._fits = fits
-        self._names = names
+        self.names = names
+        self.named: model.Named | None = None
         self._role_ids: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._texts: dict[Any, Any] = {}
-
-    def keyed(self, account: str, value: Any) -> str:
-        """The key of ``value`` in ``accounts``: ``account``, or the equal string of the
-        names given (whose name and email ``value`` then takes where they are equal)."""
-        names = self._names
-        if names is None or type(value) is not AccountRecord:
-            return account
-        return shared_names(names, account, value)
 
     def __call__(self, obj: dict[str, Any]) -> Any:
         if "role_ids" not in obj or not (_REQUIRED_KEYS <= obj.keys() <= _RECORD_KEYS):
@@ -133,10 +127,16 @@ class _Records:
             self._role_ids[listed] = role_ids
         last_task_id, created_at = get("last_task_id"), get("created_at")
         updated_at = get("updated_at")
+        name, email, named = obj["name"], obj["email"], self.named
+        if named is not None:  # equal texts held once (see shared_names)
+            if name == named.name:
+                name = named.name
+            if email == named.email:
+                email = named.email
         record: AccountRecord = _new(AccountRecord)
         _set_account(record, "")
-        _set_name(record, obj["name"])
-        _set_email(record, obj["email"])
+        _set_name(record, name)
+        _set_email(record, email)
         _set_role_ids(record, role_ids)
         _set_enabled(record, obj["enabled"])
         _set_last_task_id(record, texts.setdefault(last_task_id, last_task_id))
@@ -369,6 +369,7 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
     """A JSON object member by member (the window is on its ``{``)."""
     window.pos += 1
     members: dict[str, Any] = {}
+    names = hook.names if path in _ACCOUNTS else None  # the records take their strings
     if window.next_char() == "}":
         window.pos += 1
         return hook(members)
@@ -379,8 +380,11 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
         if window.next_char() != ":":
             raise Irregular
         window.pos += 1
-        value = _value(window, (*path, key), scan, hook)
-        members[hook.keyed(key, value) if path in _ACCOUNTS else key] = value
+        if names is None:
+            members[key] = _value(window, (*path, key), scan, hook)
+        else:
+            key, value = _named(window, (*path, key), scan, hook, names.get(key))
+            members[key] = value
         match window.next_char():
             case ",":
                 window.pos += 1
@@ -389,6 +393,22 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
                 return hook(members)
             case _:
                 raise Irregular
+
+
+def _named(
+    window: _Window, path: tuple[str, ...], scan: Any, hook: _Records, named: model.Named | None
+) -> tuple[str, Any]:
+    """(the account, its value) of the ``accounts`` member at ``path``, its record made with
+    ``named``'s equal strings, and the account as ``named``'s string when equal."""
+    account = path[-1]
+    hook.named = named
+    try:
+        value = _value(window, path, scan, hook)
+    finally:
+        hook.named = None
+    if named is not None and type(value) is AccountRecord and named.account == account:
+        account = named.account
+    return account, value
 
 
 def _key(window: _Window) -> str:
