@@ -238,7 +238,7 @@ def _line_paths(data: Any, account_lines: AccountLines) -> list[list[Any]] | Non
             visit(data)
     except (_NotPlain, RecursionError):
         return None
-    lines = account_lines.lines_of(value for _, value in candidates)
+    lines = account_lines.lines_of([value for _, value in candidates])
     found = [[*where, line] for (where, _), line in zip(candidates, lines, strict=True) if line]
     if len(found) != len(account_lines):
         return None

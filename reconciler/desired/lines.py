@@ -11,7 +11,7 @@ answer is the same, from a dict made for that one call.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 
@@ -47,9 +47,11 @@ class AccountLines:
         """id(mapping) -> line, every one recorded."""
         return dict(zip(self._ids, self._lines, strict=True))
 
-    def lines_of(self, values: Iterable[Any]) -> list[int | None]:
+    def lines_of(self, values: Collection[Any]) -> list[int | None]:
         """The line of each of ``values`` (by identity; None: not a mapping recorded)."""
         ids, lines = self._ids, self._lines
+        if array("Q", map(id, values)) == ids:
+            return list(lines)  # each one recorded, in order (the usual case): all in C
         count, at = len(ids), 0
         found: list[int | None] = []
         by_id: dict[int, int] | None = None

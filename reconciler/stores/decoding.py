@@ -382,8 +382,12 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
         window.pos += 1
         if names is None:
             members[key] = _value(window, (*path, key), scan, hook)
-        else:
-            key, value = _named(window, (*path, key), scan, hook, names.get(key))
+        else:  # the record made takes named's equal strings, keyed by its account's
+            named = hook.named = names.get(key)
+            value = _value(window, (*path, key), scan, hook)
+            hook.named = None  # (left set when that raises: the decoding is given up)
+            if named is not None and type(value) is AccountRecord and named.account == key:
+                key = named.account
             members[key] = value
         match window.next_char():
             case ",":
@@ -393,22 +397,6 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
                 return hook(members)
             case _:
                 raise Irregular
-
-
-def _named(
-    window: _Window, path: tuple[str, ...], scan: Any, hook: _Records, named: model.Named | None
-) -> tuple[str, Any]:
-    """(the account, its value) of the ``accounts`` member at ``path``, its record made with
-    ``named``'s equal strings, and the account as ``named``'s string when equal."""
-    account = path[-1]
-    hook.named = named
-    try:
-        value = _value(window, path, scan, hook)
-    finally:
-        hook.named = None
-    if named is not None and type(value) is AccountRecord and named.account == account:
-        account = named.account
-    return account, value
 
 
 def _key(window: _Window) -> str:
