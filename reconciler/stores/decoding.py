@@ -352,6 +352,11 @@ def _value(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) ->
     char = window.next_char()
     if char == "{" and path in _STREAMED:
         return _object(window, path, scan, hook)
+    return _scanned(window, scan)
+
+
+def _scanned(window: _Window, scan: Any) -> Any:
+    """The JSON value at the window's position, by json's C scanner."""
     while True:
         try:
             value, end = scan(window.text, window.pos)
@@ -369,7 +374,10 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
     """A JSON object member by member (the window is on its ``{``)."""
     window.pos += 1
     members: dict[str, Any] = {}
-    names = hook.names if path in _ACCOUNTS else None  # the records take their strings
+    # The members of ``accounts`` (records) are never streamed: each goes to the scanner
+    # without a path of its own; with names, each record takes their strings.
+    records = path in _ACCOUNTS
+    names = hook.names if records else None
     if window.next_char() == "}":
         window.pos += 1
         return hook(members)
@@ -380,11 +388,15 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
         if window.next_char() != ":":
             raise Irregular
         window.pos += 1
-        if names is None:
+        if not records:
             members[key] = _value(window, (*path, key), scan, hook)
+        elif names is None:
+            window.next_char()
+            members[key] = _scanned(window, scan)
         else:  # the record made takes named's equal strings, keyed by its account's
             named = hook.named = names.get(key)
-            value = _value(window, (*path, key), scan, hook)
+            window.next_char()
+            value = _scanned(window, scan)
             hook.named = None  # (left set when that raises: the decoding is given up)
             if named is not None and type(value) is AccountRecord and named.account == key:
                 key = named.account
