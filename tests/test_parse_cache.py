@@ -18,6 +18,7 @@ from reconciler.cli import main as cli
 from reconciler.cli.options import CacheOptions, Common
 from reconciler.desired import cache, loading, validation, yamlsafe
 from reconciler.desired.cache import Entry, Key, ParseCache
+from reconciler.desired.lines import AccountLines
 from reconciler.errors import ValidationFailed
 from reconciler.seals import Seal
 from reconciler.stores.local import LocalStore
@@ -52,7 +53,8 @@ def entry_of(text: str) -> Entry:
 def lines_by_account(entry: Entry) -> dict[str, int]:
     """account -> line, through the ids of ``account_lines``."""
     users = entry.data.get("users", [])
-    return {u["account"]: entry.account_lines[id(u)] for u in users if id(u) in entry.account_lines}
+    lines = entry.account_lines.as_dict()
+    return {u["account"]: lines[id(u)] for u in users if id(u) in lines}
 
 
 def team_repo(directory: Path, teams: int) -> Path:
@@ -117,14 +119,17 @@ def test_round_trip_keeps_the_data_and_the_line_of_each_entry() -> None:
 )
 def test_data_json_would_change_is_never_encoded(data: Any) -> None:
     """A value JSON would not give back as it is makes no entry."""
-    assert cache.encode(KEY, Entry(data=data, account_lines={}), SEAL) is None
+    assert cache.encode(KEY, Entry(data=data, account_lines=AccountLines()), SEAL) is None
 
 
 def test_a_shared_user_entry_is_never_encoded() -> None:
     """An alias shares one user mapping twice: its line could go to one copy only."""
     user = {"account": "ana"}
     data = {"users": [user, user]}
-    assert cache.encode(KEY, Entry(data=data, account_lines={id(user): 3}), SEAL) is None
+    assert (
+        cache.encode(KEY, Entry(data=data, account_lines=AccountLines([(id(user), 3)])), SEAL)
+        is None
+    )
 
 
 def _tampered(blob: bytes) -> bytes:
@@ -162,9 +167,15 @@ def test_an_entry_that_does_not_check_out_is_refused(spoil: Any, why: str) -> No
     assert why in reason
 
 
-def test_lines_that_do_not_fit_the_data_are_refused() -> None:
-    """A payload whose sealed line paths lead nowhere is not an entry."""
-    payload = json.dumps({"data": {"users": []}, "lines": [["users", 0, 3]]}).encode()
+@pytest.mark.parametrize(
+    ("users", "line"),
+    [([], 3), ([{"account": "ana"}], 0), ([{"account": "ana"}], 2**64)],
+    ids=["leads-nowhere", "line-0", "line-past-any-file"],
+)
+def test_lines_that_do_not_fit_the_data_are_refused(users: list[Any], line: int) -> None:
+    """A payload whose sealed line paths lead nowhere, or name no line a file can have, is
+    not an entry."""
+    payload = json.dumps({"data": {"users": users}, "lines": [["users", 0, line]]}).encode()
     blob = _sealed(payload)
     assert cache.decode(KEY, blob, SEAL) == "the payload's lines do not fit its data"
 
@@ -393,7 +404,9 @@ def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> Non
             store = ParseCache(directory, seal=SEAL, debug=notes.append)
             for raw, source in zip(raws, sources, strict=True):
                 assert raw.raw is not None
-                store.store(store.key(raw.raw), Entry(data=source.data, account_lines={}))
+                store.store(
+                    store.key(raw.raw), Entry(data=source.data, account_lines=AccountLines())
+                )
             store.flush()
 
     def read() -> None:
@@ -594,7 +607,8 @@ def forge(directory: Path, raw: bytes, text: str, **header: Any) -> None:
 
     source = parsed(text)
     users = source.data.get("users", [])
-    lines = [["users", i, source.account_lines[id(u)]] for i, u in enumerate(users)]
+    found = source.account_lines.as_dict()
+    lines = [["users", i, found[id(u)]] for i, u in enumerate(users)]
     payload = json.dumps({"data": source.data, "lines": lines}).encode()
     key = cache.key_for(raw, tool=cache.tool_version(), schema=cache.schema_digest())
     fields = {

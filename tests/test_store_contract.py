@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -565,3 +565,49 @@ def test_records_read_share_repeated_values(backend: Backend) -> None:
     bob, carol = read.accounts["bob"], read.accounts["carol"]
     assert bob.role_ids is carol.role_ids
     assert bob.last_task_id is carol.last_task_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Named:
+    """A desired user as the stores see one (``model.Named``)."""
+
+    account: str
+    name: str
+    email: str
+
+
+def _fresh(text: str) -> str:
+    """An equal string that is no other string object."""
+    return "".join(list(text))
+
+
+def test_records_read_take_the_equal_strings_of_the_names_given(backend: Backend) -> None:
+    """Read with ``names``, a record holds their account, name and email where equal (one
+    copy of each, not two): the state read is the same, only which equal string is kept."""
+    first = sample_state()
+    alice = first.accounts["alice"]
+    state = replace(
+        first,
+        accounts={
+            account: replace(alice, account=account, name=account.title(), email=f"{account}@x")
+            for account in ("alice", "bob", "carol")
+        },
+    )
+    backend.store.write(state)
+    names = {
+        "alice": _Named(account=_fresh("alice"), name=_fresh("Alice"), email=_fresh("alice@x")),
+        "bob": _Named(account=_fresh("bob"), name="Robert", email=_fresh("bob@x")),
+        "dave": _Named(account="dave", name="Dave", email="dave@x"),
+    }
+    read = backend.reopen().read(names=names)
+    assert read == state
+    assert read.accounts.keys() == state.accounts.keys()
+    alice_read, bob_read = read.accounts["alice"], read.accounts["bob"]
+    assert alice_read.account is names["alice"].account
+    assert alice_read.name is names["alice"].name
+    assert alice_read.email is names["alice"].email
+    assert bob_read.name == "Bob"  # not equal: the recorded name stays
+    assert bob_read.email is names["bob"].email
+    if backend.kind == "local":  # decoded as it streams: the key is the shared string too
+        assert next(key for key in read.accounts if key == "alice") is names["alice"].account
+    assert backend.reopen().read() == state  # without names: the same state

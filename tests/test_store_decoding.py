@@ -8,14 +8,15 @@ words; it must also actually be taken for an ordinary document, or it saves noth
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.errors import StateCorrupt
-from reconciler.stores import decoding, journal, model
+from reconciler.stores import decoding, files, journal, model
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
 from tests.support.builders import sample_state
@@ -240,3 +241,103 @@ def test_a_snapshot_that_is_not_text_is_refused_as_not_json(tmp_path: Path) -> N
     with pytest.raises(StateCorrupt, match="is not valid JSON"):
         LocalStore(path).read()
     assert path.read_bytes() == b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Named:
+    account: str
+    name: str
+    email: str
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_records_take_the_equal_strings_of_the_names_given(chunk: int | None) -> None:
+    """Chunked or whole, a snapshot read with ``names`` is the same state, each record
+    holding their strings where equal (non-ASCII ones too); the key too when chunked."""
+    state = _non_ascii()
+    raw = _snapshot_bytes(state, indent=None)
+    named = state.accounts["ålice"]
+    names = {
+        "ålice": _Named(
+            account="".join(list("ålice")),
+            name="".join(list(named.name)),
+            email="".join(list(named.email)),
+        ),
+        "bob": _Named(account="".join(list("bob")), name="Other", email="other@example.com"),
+    }
+    data = raw if chunk is None else _chunked(raw, chunk)
+    loaded = journal.load(data, b"", where=_WHERE, repair_hint=_HINT, names=names)
+    assert loaded.state == state
+    record = loaded.state.accounts["ålice"]
+    assert record.account is names["ålice"].account
+    assert record.name is names["ålice"].name
+    assert record.email is names["ålice"].email
+    assert loaded.state.accounts["bob"].name == "Bob"
+    assert loaded.state.accounts["bob"].account is names["bob"].account
+    key = next(key for key in loaded.state.accounts if key == "ålice")
+    assert (key is names["ålice"].account) is (chunk is not None)
+
+
+class _Logged(dict[str, _Named]):
+    """Names that log each account the decoder asks about (as it makes its record)."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.log.append(f"record {key}")
+        return super().get(key, default)
+
+
+def test_chunks_from_an_iterator_are_read_only_as_the_decoder_needs_them() -> None:
+    """Chunks read as they are asked for: the first records are made before the last
+    chunk is read (the bytes never stand whole), and the size is that of all of them."""
+    first = sample_state()
+    alice = first.accounts["alice"]
+    state = replace(
+        first,
+        accounts={f"user{i:04d}": replace(alice, account=f"user{i:04d}") for i in range(200)},
+    )
+    raw = _snapshot_bytes(state, indent=None)
+    log: list[str] = []
+
+    def read() -> Iterator[bytes]:
+        for start in range(0, len(raw), 1000):
+            log.append("chunk")
+            yield raw[start : start + 1000]
+
+    loaded = journal.load(
+        decoding.Chunks(read()), b"", where=_WHERE, repair_hint=_HINT, names=_Logged(log)
+    )
+    assert loaded.state == state
+    assert loaded.snapshot_bytes == len(raw)
+    assert log.count("chunk") == -(-len(raw) // 1000) > 10
+    last_chunk = len(log) - 1 - log[::-1].index("chunk")
+    assert log.index("record user0000") < log.index("record user0100") < last_chunk
+
+
+def test_without_a_check_record_the_file_is_read_as_it_is_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No check record to look up: the snapshot is decoded from the file chunk by chunk
+    (never read whole first), the same state and the same size; its journal is replayed."""
+    path = tmp_path / "state.json"
+    store = LocalStore(path)
+    state = sample_state()
+    store.write(state)
+    later = state.successor(
+        accounts={**state.accounts, "zed": replace(state.accounts["alice"], account="zed")}
+    )
+    store.write(later)  # a journal record
+    assert path.with_name("state.json.journal").stat().st_size > 0
+
+    def read_whole_first(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the snapshot was read whole before decoding")
+
+    monkeypatch.setattr(files, "read_pair", read_whole_first)
+    monkeypatch.setattr(decoding, "CHUNK_BYTES", 64)
+    fresh = LocalStore(path)
+    assert fresh.read() == later
+    fresh.write(later.successor())  # the signature it read at lets it append
+    assert LocalStore(path).read() == later.successor()

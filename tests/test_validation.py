@@ -8,6 +8,7 @@ import pytest
 
 from reconciler import schemas
 from reconciler.desired import loading, merging, validation
+from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, ValidationFailed
 from tests.support.builders import problems_of, rendered
 
@@ -798,7 +799,7 @@ def test_merged_users_keep_each_accounts_first_entry(
         relative="u.yaml",
         text="",
         data={"users": users},
-        account_lines={},
+        account_lines=AccountLines(),
         problems=(),
     )
     merged, problems = merging.merge((source,))
@@ -806,3 +807,45 @@ def test_merged_users_keep_each_accounts_first_entry(
     assert list(merged.users) == list(kept)
     flagged = len(accounts) - len(kept)
     assert len([p for p in problems if p.path[-1] == "account"]) == 2 * flagged
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["alice", "bob", "carol"],
+        ["alice", "Alice"],
+        ["ALICE", "Alice"],
+        ["Alice", "bob"],
+        ["12", "alice"],  # no letter: not lower, its own lower case all the same
+        ["ålice", "Ålice"],
+        ["Ålice", "ÅLICE", "bob"],
+        ["ǅemal", "ǆemal"],  # a title-case letter
+        ["İstanbul", "i̇stanbul"],  # U+0130 folds to two characters
+        ["straße", "STRASSE"],  # apart in lower case (casefold would join them)
+        ["a@example.com", "A@example.com", "b@example.com"],
+    ],
+)
+def test_texts_apart_in_lower_case_are_told_without_folding_each(texts: list[str]) -> None:
+    """The merge's shortcut never calls texts apart that are not (lower case, as the
+    one-by-one check folds them); for these it also says so of those that are."""
+    apart = len({text.lower() for text in texts}) == len(texts)
+    assert merging._apart_folded(texts, set(texts)) is apart
+
+
+def test_accounts_apart_only_in_a_non_ascii_capital_are_flagged() -> None:
+    """Ålice and ålice are one account, also when no ASCII capital tells them apart."""
+    users = [
+        {"account": account, "name": "N", "email": f"e{i}@example.com", "roles": []}
+        for i, account in enumerate(["Ålice", "ålice"])
+    ]
+    source = loading.SourceFile(
+        display="u.yaml",
+        relative="u.yaml",
+        text="",
+        data={"users": users},
+        account_lines=AccountLines(),
+        problems=(),
+    )
+    merged, problems = merging.merge((source,))
+    assert list(merged.users) == ["Ålice"]
+    assert len([p for p in problems if p.path[-1] == "account"]) == 2

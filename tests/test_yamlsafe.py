@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 import pytest
 
 from reconciler.desired import loading, validation, yamlsafe
+from reconciler.desired.lines import AccountLines
 from reconciler.desired.loading import RawFile
 from reconciler.errors import InputError
 
@@ -488,7 +490,9 @@ def test_built_from_events_as_the_composing_loader_builds(raw: bytes) -> None:
     assert sorted(parsed.problems, key=str) == sorted(composed.problems, key=str)
     if built is not None:
         assert built.data == composed.data
-        assert sorted(built.account_lines.values()) == sorted(composed.account_lines.values())
+        assert sorted(built.account_lines.as_dict().values()) == sorted(
+            composed.account_lines.as_dict().values()
+        )
 
 
 def test_keys_and_role_names_are_one_copy_each() -> None:
@@ -519,7 +523,7 @@ def test_marks_inside_user_entries_agree_with_one_pass_over_the_file() -> None:
     parsed = yamlsafe.parse(text.encode(), text)
     assert parsed is not None
     users = parsed.data["users"]
-    entries = [parsed.account_lines.get(id(entry)) for entry in users]
+    entries = parsed.account_lines.lines_of(users)
     wanted = [
         (("users", index, *rest), on_key)
         for index, entry in enumerate(users[:6])
@@ -527,3 +531,39 @@ def test_marks_inside_user_entries_agree_with_one_pass_over_the_file() -> None:
         for on_key in (False, True)
     ]
     assert yamlsafe.marks_at(text, wanted, entries) == yamlsafe.marks_at(text, wanted)
+
+
+def test_account_lines_answer_in_any_order_as_a_dict_would() -> None:
+    """The lines of mappings asked in the recorded order, in another order, with values
+    never recorded among them: each answer is the recorded line (None when not recorded)."""
+    entries = [{"account": f"a{i}"} for i in range(6)]
+    lines = AccountLines((id(entry), 10 + i) for i, entry in enumerate(entries))
+    other = {"account": "x"}
+    assert len(lines) == 6
+    assert lines.lines_of(entries) == [10, 11, 12, 13, 14, 15]
+    assert lines.lines_of(entries[::-1]) == [15, 14, 13, 12, 11, 10]
+    assert lines.lines_of([entries[0], other, entries[1], "text"]) == [10, None, 11, None]
+    assert lines.lines_of(entries[2:]) == [12, 13, 14, 15]
+    assert lines.lines_of([]) == []
+    assert lines.as_dict() == {id(entry): 10 + i for i, entry in enumerate(entries)}
+    ids = array("Q", map(id, entries))
+    assert AccountLines.of(ids, array("Q", range(6))).lines_of(entries[:2]) == [0, 1]
+    with pytest.raises(ValueError, match="same length"):
+        AccountLines.of(ids, array("Q", [1]))
+
+
+def test_each_user_entry_has_its_line_from_the_parse() -> None:
+    """The parser records the first line of every mapping with an account, in document
+    order (nested ones too), and the users' lines read back entry by entry."""
+    text = (
+        "version: 1\nusers:\n"
+        "  - account: a\n    name: A\n"
+        "  - name: no account\n"
+        "  - account: b\n    manager: {account: m}\n"
+    )
+    parsed = yamlsafe.parse(text.encode(), text)
+    assert parsed is not None
+    users = parsed.data["users"]
+    assert parsed.account_lines.lines_of(users) == [3, None, 6]
+    assert len(parsed.account_lines) == 3
+    assert parsed.account_lines.lines_of([users[2]["manager"]]) == [7]

@@ -197,7 +197,8 @@ def make_plan(
     """Load (end dates at ``when``, through ``cache`` if given), read the state, list failed
     events when given a source, and plan."""
     desired = load(path, when, cache=cache)
-    recorded = store.read()
+    # The records take the desired users' strings where equal: one copy of each, not two.
+    recorded = store.read(names=desired.users)
     plan = expiry.plan_at(
         desired,
         recorded,

@@ -34,12 +34,14 @@ import hashlib
 import json
 import os
 import stat
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, schemas, seals
+from reconciler.desired.lines import AccountLines
 from reconciler.seals import Seal
 
 FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
@@ -76,7 +78,7 @@ class Entry:
     """A file's data as the parser gave it (dates as text), and each user entry's line."""
 
     data: Any
-    account_lines: dict[int, int]  # id(user mapping) -> line, as yamlsafe.Parsed has it
+    account_lines: AccountLines  # id(user mapping) -> line, as yamlsafe.Parsed has it
 
 
 def tool_version() -> str:
@@ -192,7 +194,7 @@ class _NotPlain(Exception):
     """The data holds something JSON would not give back as it is."""
 
 
-def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | None:
+def _line_paths(data: Any, account_lines: AccountLines) -> list[list[Any]] | None:
     """[*path, line] of each mapping ``account_lines`` names, in document order; None
     unless ``data`` is made of JSON values with text keys and every mapping is found once.
 
@@ -200,7 +202,9 @@ def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | N
     back as two equal copies: the same data. A shared user entry would be found twice and
     is refused, as its line could only go to one of the copies.
     """
-    found: list[list[Any]] = []
+    # Every mapping the parser records has an ``account`` key: those are the candidates,
+    # in document order (the order they were recorded in, so each lookup is one comparison).
+    candidates: list[tuple[list[str | int], dict[Any, Any]]] = []
     path: list[str | int] = []
 
     def visit(value: Any) -> None:
@@ -210,9 +214,8 @@ def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | N
             # Type checks through map(type, ...) run in C: this walk is on the cold path.
             if not _TEXT.issuperset(map(type, value)):
                 raise _NotPlain  # JSON would turn a key of 1 into "1"
-            line = account_lines.get(id(value))
-            if line is not None:
-                found.append([*path, line])
+            if "account" in value:
+                candidates.append((list(path), value))
             for key, child in value.items():
                 if type(child) not in _SCALARS:
                     path.append(key)
@@ -234,21 +237,23 @@ def _line_paths(data: Any, account_lines: dict[int, int]) -> list[list[Any]] | N
             visit(data)
     except (_NotPlain, RecursionError):
         return None
+    lines = account_lines.lines_of([value for _, value in candidates])
+    found = [[*where, line] for (where, _), line in zip(candidates, lines, strict=True) if line]
     if len(found) != len(account_lines):
         return None
     return found
 
 
-def _account_lines(data: Any, lines: Any) -> dict[int, int] | None:
+def _account_lines(data: Any, lines: Any) -> AccountLines | None:
     """id(mapping) -> line for each [*path, line] of ``lines``; None if one does not fit."""
     if not isinstance(lines, list):
         return None
-    out: dict[int, int] = {}
+    ids, found = array("Q"), array("Q")
     for item in lines:
         if not isinstance(item, list) or not item:
             return None
         *path, line = item
-        if type(line) is not int or line < 1:
+        if type(line) is not int or not 1 <= line < 2**64:  # no file has more lines
             return None
         node = data
         for part in path:
@@ -257,8 +262,9 @@ def _account_lines(data: Any, lines: Any) -> dict[int, int] | None:
             node = node[part]
         if type(node) is not dict:
             return None
-        out[id(node)] = line
-    return out
+        ids.append(id(node))
+        found.append(line)
+    return AccountLines.of(ids, found)
 
 
 def _holds(node: Any, part: Any) -> bool:

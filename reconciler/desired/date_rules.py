@@ -41,13 +41,9 @@ def check(
     if not wanted:
         return []
     problems: list[Pending] = []
-    for file_index, index, entry in _entries(files, wanted):
+    for file_index, index, entry, line in _entries(files, wanted):
         user = desired.users[entry["account"]]
-        source = files[file_index]
-        if (user.source.file, user.source.line) != (
-            source.display,
-            source.account_lines.get(id(entry), 0),
-        ):
+        if (user.source.file, user.source.line) != (files[file_index].display, line):
             continue  # a duplicate of the account: reported already, never planned
         problems.extend(_user_problems(user, (file_index, index), entry, limits, at))
     return problems
@@ -55,16 +51,20 @@ def check(
 
 def _entries(
     files: tuple[loading.SourceFile, ...], wanted: set[str]
-) -> Iterator[tuple[int, int, dict[Any, Any]]]:
-    """(file index, users index, entry) of each user entry whose account is ``wanted``."""
+) -> Iterator[tuple[int, int, dict[Any, Any], int]]:
+    """(file index, users index, entry, its line or 0) of each user entry whose account
+    is ``wanted``."""
     for file_index, source in enumerate(files):
         data = source.data
         users = data.get("users") if isinstance(data, dict) else None
         if not isinstance(users, list):
             continue
+        lines: list[int | None] | None = None  # of the file's entries, once one is wanted
         for index, entry in enumerate(users):
             if type(entry) is dict and entry.get("account") in wanted:
-                yield file_index, index, entry
+                if lines is None:
+                    lines = source.account_lines.lines_of(users)
+                yield file_index, index, entry, lines[index] or 0
 
 
 def _role_index(entry: dict[Any, Any], role: str) -> int:

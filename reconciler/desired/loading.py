@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.desired import yamlsafe
+from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, printable
 from reconciler.problems import Problem
 
@@ -80,7 +81,7 @@ class SourceFile:
     relative: str
     text: str  # kept to locate problems on demand
     data: Any  # None when the file could not be parsed
-    account_lines: dict[int, int]  # id(user mapping) -> line
+    account_lines: AccountLines  # id(user mapping) -> line
     problems: tuple[Problem, ...]
 
 
@@ -313,7 +314,7 @@ def parse_file(file: RawFile) -> SourceFile:
         relative=file.relative,
         text="",
         data=None,
-        account_lines={},
+        account_lines=AccountLines(),
         problems=(),
     )
     if file.raw is None:
@@ -347,7 +348,7 @@ def parse_file(file: RawFile) -> SourceFile:
                 relative=file.relative,
                 text=text,
                 data=None,
-                account_lines={},
+                account_lines=AccountLines(),
                 problems=(),
             ),
             _problem(file.display, exc.message, exc.mark.line, exc.mark.col),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Container, Iterator
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import ne
 from typing import Any
 
 from reconciler.desired import dates, loading
@@ -261,13 +263,33 @@ def _merge_users(
 def _all_distinct(users: dict[str, User], entries: int) -> bool:
     """Each of ``entries`` its own account and email (case-folded), no email over 64
     characters: nothing :class:`_FirstSeen` could report."""
+    if len(users) != entries or not _apart_folded(users, users):
+        return False
     emails = [user.email for user in users.values() if "@" in user.email]
-    return (
-        len(users) == entries
-        and len(set(map(str.lower, users))) == entries
-        and len(set(map(str.lower, emails))) == len(emails)
-        and max(map(len, emails), default=0) <= 64
-    )
+    if max(map(len, emails), default=0) > 64:
+        return False
+    exact = set(emails)
+    return len(exact) == len(emails) and _apart_folded(emails, exact)
+
+
+def _apart_folded(texts: Collection[str], exact: Container[str]) -> bool:
+    """Whether ``texts`` (distinct, all in ``exact``) stay distinct in lower case.
+
+    Without a set of the lower-case copies (a million users made two million of them on
+    top of the desired state: the peak of its load): each copy is compared with its text
+    and let go at once (in C), and only the texts that are not their own lower case are
+    folded and kept, each checked against the rest and against the texts themselves.
+    False may be said of texts that are apart (one folds to a text that is not its own
+    lower case): the caller then checks them one by one.
+    """
+    others = compress(texts, map(ne, map(str.lower, texts), texts))
+    folded: set[str] = set()
+    for text in others:
+        lower = text.lower()
+        if lower in folded or (lower != text and lower in exact):
+            return False
+        folded.add(lower)
+    return True
 
 
 def _drop_repeats(
@@ -308,8 +330,10 @@ def _users(
     resolved = resolver.resolved
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for file_index, source in enumerate(files):
-        lines, display = source.account_lines, source.display
-        for index, entry in enumerate(_list(_dict(source.data).get("users"))):
+        display, listed = source.display, _list(_dict(source.data).get("users"))
+        # Each entry's line, in order: one comparison each (desired.lines).
+        lines = source.account_lines.lines_of(listed)
+        for index, entry in enumerate(listed):
             if not isinstance(entry, dict):
                 continue
             account, name, email = entry.get("account"), entry.get("name"), entry.get("email")
@@ -336,7 +360,7 @@ def _users(
                 roles=names,
                 role_ids=role_ids or (),
                 enabled=entry.get("enabled", True) is not False,
-                source=Source(file=display, line=lines.get(id(entry), 0)),
+                source=Source(file=display, line=lines[index] or 0),
                 expires=expires,
                 timed=grants.timed if grants is not None else (),
             )

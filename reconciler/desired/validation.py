@@ -155,8 +155,7 @@ def _locate(
     for index, items in by_file.items():
         source = files[index]
         users = source.data.get("users") if isinstance(source.data, dict) else None
-        lines = source.account_lines
-        entries = [lines.get(id(entry)) for entry in users] if type(users) is list else []
+        entries = source.account_lines.lines_of(users) if type(users) is list else []
         wanted = [(item.path, item.on_key) for item in items]
         marks = yamlsafe.marks_at(source.text, wanted, entries)
         for item, mark in zip(items, marks, strict=True):

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from reconciler.errors import ConfigError, StateConflict, StateError, StateLocked, StateLockLost
 from reconciler.seals import Seal
 from reconciler.stores.location import Backend, Location, classify
-from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, State, utc_now
+from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, Names, State, utc_now
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 STATE_ENV = "RECONCILER_STATE"
@@ -192,8 +192,12 @@ class Store(Protocol):
         """Where the state lives, without secrets, as one string (``location.describe()``)."""
         ...
 
-    def read(self) -> State | None:
-        """The current state, or None when none was ever written."""
+    def read(self, *, names: Names | None = None) -> State | None:
+        """The current state, or None when none was ever written.
+
+        ``names`` (the desired users, by account): the records take the equal strings of
+        these as they are decoded, so that equal texts are held once; nothing else changes.
+        """
         ...
 
     def write(self, state: State, *, force: bool = False, expected: Expected | None = None) -> None:

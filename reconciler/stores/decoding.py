@@ -65,18 +65,46 @@ _new = object.__new__
 ) = (getattr(AccountRecord, name).__set__ for name in AccountRecord.__slots__)
 
 
+def shared_names(names: model.Names, account: str, record: AccountRecord) -> str:
+    """``account`` (a key of ``accounts``) as the string ``names`` holds for it, and
+    ``record``'s name and email as the strings of ``names[account]`` where they are equal
+    (the record is one the decoder made a moment ago, not yet published).
+
+    The desired state and the recorded one mostly say the same: a plan of a million
+    accounts then holds one copy of each account, name and email instead of two, and the
+    decoded copies are freed as soon as they are replaced. The values never change: only
+    which of two equal strings is kept.
+    """
+    named = names.get(account)
+    if named is None:
+        return account
+    name, email, shared = named.name, named.email, named.account
+    if type(name) is str and record.name == name:
+        _set_name(record, name)
+    if type(email) is str and record.email == email:
+        _set_email(record, email)
+    return shared if type(shared) is str and shared == account else account
+
+
 class _Records:
     """The ``object_hook``: a record-shaped JSON object that fits becomes an AccountRecord.
 
     Its ``account`` is blank until :func:`state` names it after its key in ``accounts``.
     Role-id lists repeat (a few hundred combinations among a million accounts): each
     distinct one is a single tuple of interned ids, as are repeated task ids and times.
+    With ``names``, the record of an account that ``named`` is set to (the decoder sets it
+    while it decodes that account's value) takes its name and email where they are equal,
+    as :func:`shared_names` does.
     """
 
-    __slots__ = ("_fits", "_role_ids", "_texts")
+    __slots__ = ("_fits", "_role_ids", "_texts", "named", "names")
 
-    def __init__(self, fits: Callable[[Any], bool] | None) -> None:
+    def __init__(
+        self, fits: Callable[[Any], bool] | None, names: model.Names | None = None
+    ) -> None:
         self._fits = fits
+        self.names = names
+        self.named: model.Named | None = None
         self._role_ids: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self._texts: dict[Any, Any] = {}
 
@@ -99,10 +127,16 @@ class _Records:
             self._role_ids[listed] = role_ids
         last_task_id, created_at = get("last_task_id"), get("created_at")
         updated_at = get("updated_at")
+        name, email, named = obj["name"], obj["email"], self.named
+        if named is not None:  # equal texts held once (see shared_names)
+            if name == named.name:
+                name = named.name
+            if email == named.email:
+                email = named.email
         record: AccountRecord = _new(AccountRecord)
         _set_account(record, "")
-        _set_name(record, obj["name"])
-        _set_email(record, obj["email"])
+        _set_name(record, name)
+        _set_email(record, email)
         _set_role_ids(record, role_ids)
         _set_enabled(record, obj["enabled"])
         _set_last_task_id(record, texts.setdefault(last_task_id, last_task_id))
@@ -137,10 +171,19 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) -> State | None:
+def state(
+    document: Any,
+    *,
+    where: str,
+    repair_hint: str,
+    schema_checked: bool,
+    names: model.Names | None = None,
+) -> State | None:
     """The state in a document from :func:`loads`; None when the plain reader must decide.
 
-    Raises StateCorrupt (``model.from_json``'s) when the rest of the document is refused.
+    With ``names``, each record takes their equal strings (:func:`shared_names`; its key
+    in ``accounts`` stays the decoded one). Raises StateCorrupt (``model.from_json``'s)
+    when the rest of the document is refused.
     """
     if type(document) is not dict:
         return None
@@ -151,7 +194,7 @@ def state(document: Any, *, where: str, repair_hint: str, schema_checked: bool) 
         if type(record) is not AccountRecord:
             return None
         # Not yet published: the decoder made it, blank, a moment ago (see _Records).
-        _set_account(record, account)
+        _set_account(record, account if names is None else shared_names(names, account, record))
     skeleton = _skeleton(document)
     if skeleton is None:
         return None
@@ -202,7 +245,8 @@ def _holds_record(value: Any) -> bool:
 CHUNK_BYTES = 4 * 1024 * 1024
 # Objects parsed here key by key, so that their members (records above all) are made
 # while the chunks behind them are freed; every other value goes to json's C scanner whole.
-_STREAMED = frozenset({(), ("state",), ("accounts",), ("state", "accounts")})
+_ACCOUNTS = frozenset({("accounts",), ("state", "accounts")})
+_STREAMED = frozenset({(), ("state",), *_ACCOUNTS})
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -211,17 +255,29 @@ class Irregular(Exception):
 
 
 class Chunks:
-    """A snapshot's bytes as consecutive chunks, taken (and so freed) from the front."""
+    """A snapshot's bytes as consecutive chunks, taken (and so let go of) from the front:
+    from a list, emptied as they are taken, or from an iterator that reads each only when
+    it is asked for (then the bytes never stand in memory whole)."""
 
-    __slots__ = ("_left", "size")
+    __slots__ = ("_next", "size")
 
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._left = chunks[::-1]  # popped from the end: the first chunk last
-        self.size = sum(len(chunk) for chunk in chunks)
+    def __init__(self, chunks: list[bytes] | Iterator[bytes]) -> None:
+        self._next = _popping(chunks) if isinstance(chunks, list) else chunks
+        self.size = 0  # of the chunks taken so far: all of them once the decoder is done
 
     def take(self) -> bytes | None:
         """The next chunk, which this no longer holds; None after the last."""
-        return self._left.pop() if self._left else None
+        chunk = next(self._next, None)
+        if chunk is not None:
+            self.size += len(chunk)
+        return chunk
+
+
+def _popping(chunks: list[bytes]) -> Iterator[bytes]:
+    """The chunks of ``chunks`` in order, each removed from the list as it is taken."""
+    chunks.reverse()
+    while chunks:
+        yield chunks.pop()
 
 
 class _Window:
@@ -272,13 +328,15 @@ class _Window:
                 return ""
 
 
-def stream(chunks: Chunks, *, schema_checked: bool) -> Any:
-    """What :func:`loads` makes of the chunks' bytes, never holding all of their text.
+def stream(chunks: Chunks, *, schema_checked: bool, names: model.Names | None = None) -> Any:
+    """What :func:`loads` makes of the chunks' bytes, never holding all of their text; with
+    ``names``, each record of ``accounts`` takes their equal strings as it is decoded
+    (:func:`shared_names`), keyed by the same string as its ``account``.
 
     Raises Irregular for anything that is not plain JSON (the plain reader then decides).
     """
     fits = None if schema_checked else schemas.part_check("state", "account")
-    hook = _Records(fits)
+    hook = _Records(fits, names)
     decoder = json.JSONDecoder(object_hook=hook)
     scan = json.scanner.make_scanner(decoder)  # type: ignore[arg-type]  # typeshed: a class
     window = _Window(chunks)
@@ -294,6 +352,11 @@ def _value(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) ->
     char = window.next_char()
     if char == "{" and path in _STREAMED:
         return _object(window, path, scan, hook)
+    return _scanned(window, scan)
+
+
+def _scanned(window: _Window, scan: Any) -> Any:
+    """The JSON value at the window's position, by json's C scanner."""
     while True:
         try:
             value, end = scan(window.text, window.pos)
@@ -311,6 +374,10 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
     """A JSON object member by member (the window is on its ``{``)."""
     window.pos += 1
     members: dict[str, Any] = {}
+    # The members of ``accounts`` (records) are never streamed: each goes to the scanner
+    # without a path of its own; with names, each record takes their strings.
+    records = path in _ACCOUNTS
+    names = hook.names if records else None
     if window.next_char() == "}":
         window.pos += 1
         return hook(members)
@@ -321,7 +388,19 @@ def _object(window: _Window, path: tuple[str, ...], scan: Any, hook: _Records) -
         if window.next_char() != ":":
             raise Irregular
         window.pos += 1
-        members[key] = _value(window, (*path, key), scan, hook)
+        if not records:
+            members[key] = _value(window, (*path, key), scan, hook)
+        elif names is None:
+            window.next_char()
+            members[key] = _scanned(window, scan)
+        else:  # the record made takes named's equal strings, keyed by its account's
+            named = hook.named = names.get(key)
+            window.next_char()
+            value = _scanned(window, scan)
+            hook.named = None  # (left set when that raises: the decoding is given up)
+            if named is not None and type(value) is AccountRecord and named.account == key:
+                key = named.account
+            members[key] = value
         match window.next_char():
             case ",":
                 window.pos += 1

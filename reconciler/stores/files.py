@@ -134,14 +134,27 @@ def read_pair(fd: int, journal: Path, *, chunk_bytes: int) -> Pair:
         handle.seek(0)
         while chunk := handle.read(chunk_bytes):
             snapshot.append(chunk)
+    journal_data = read_journal(journal)
+    return Pair(snapshot=snapshot, journal=journal_data, signature=signature(os.fstat(fd), journal))
+
+
+def read_journal(journal: Path) -> bytes:
+    """The journal's bytes (none when there is no journal)."""
     try:
         journal_fd = open_regular(journal, os.O_RDONLY)
     except FileNotFoundError:
-        journal_data = b""
-    else:
-        with open(journal_fd, "rb") as handle:
-            journal_data = handle.read()
-    return Pair(snapshot=snapshot, journal=journal_data, signature=signature(os.fstat(fd), journal))
+        return b""
+    with open(journal_fd, "rb") as handle:
+        return handle.read()
+
+
+def snapshot_chunks(fd: int, *, chunk_bytes: int) -> Iterator[bytes]:
+    """The snapshot's bytes through its locked ``fd``, in chunks of ``chunk_bytes``, each
+    read only when the next is asked for (and kept by the caller only)."""
+    with open(fd, "rb", closefd=False) as handle:
+        handle.seek(0)
+        while chunk := handle.read(chunk_bytes):
+            yield chunk
 
 
 def read_whole(fd: int) -> bytes:

@@ -93,19 +93,25 @@ def load(
     where: str,
     repair_hint: str,
     schema_checked: bool = False,
+    names: model.Names | None = None,
 ) -> Loaded:
     """The state in a snapshot and its journal; StateCorrupt when they cannot be trusted.
 
     ``snapshot_data``: the snapshot's bytes, or its chunks, each let go of once decoded
-    (then decoding.Irregular means: read the bytes again and load them plainly).
-    ``schema_checked``: they passed the state schema before.
+    (then decoding.Irregular means: read the bytes again and load them plainly), and
+    perhaps read only as they are decoded.
+    ``schema_checked``: they passed the state schema before. ``names``: the snapshot's
+    records take their equal strings (``decoding.shared_names``).
     """
-    data = snapshot_data
-    size = data.size if isinstance(data, decoding.Chunks) else len(data)
-    del data
     journal, folded, state = _decode(
-        snapshot_data, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+        snapshot_data,
+        where=where,
+        repair_hint=repair_hint,
+        schema_checked=schema_checked,
+        names=names,
     )
+    # Decoded, the chunks were all taken (the decoder reads on to the end of the bytes).
+    size = _size(snapshot_data)
     lines, valid = _lines(journal_data)
     sizes = {"snapshot_bytes": size, "journal_bytes": valid}
     cut = valid < len(journal_data)
@@ -129,17 +135,30 @@ def load(
     return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
 
 
+def _size(snapshot_data: bytes | decoding.Chunks) -> int:
+    """The snapshot's size in bytes (of chunks: those taken, all of them once decoded)."""
+    if isinstance(snapshot_data, decoding.Chunks):
+        return snapshot_data.size
+    return len(snapshot_data)
+
+
 def _decode(
-    snapshot_data: bytes | decoding.Chunks, *, where: str, repair_hint: str, schema_checked: bool
+    snapshot_data: bytes | decoding.Chunks,
+    *,
+    where: str,
+    repair_hint: str,
+    schema_checked: bool,
+    names: model.Names | None,
 ) -> tuple[str | None, str | None, State]:
     """(journal id, folded journal id, the state) of a snapshot file's bytes or text.
 
     Records are decoded as they are parsed (``decoding``); a document that path cannot take
     whole is decoded again the plain way, which decides and words any refusal.
     """
+    streamed = isinstance(snapshot_data, decoding.Chunks)
     try:
         if isinstance(snapshot_data, decoding.Chunks):
-            data = decoding.stream(snapshot_data, schema_checked=schema_checked)
+            data = decoding.stream(snapshot_data, schema_checked=schema_checked, names=names)
         else:
             data = decoding.loads(snapshot_data, schema_checked=schema_checked)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -147,7 +166,11 @@ def _decode(
     journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
     del data
     state = decoding.state(
-        document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
+        document,
+        where=where,
+        repair_hint=repair_hint,
+        schema_checked=schema_checked,
+        names=None if streamed else names,  # streamed: shared as they were decoded
     )
     if state is not None:
         return journal, folded, state

@@ -58,7 +58,7 @@ from reconciler.stores import (
 from reconciler.stores import delta as deltas
 from reconciler.stores import journal as journals
 from reconciler.stores.location import Backend, Location
-from reconciler.stores.model import State
+from reconciler.stores.model import Names, State
 
 _POLL_SECONDS = 0.1
 GITIGNORE = "*\n"
@@ -135,11 +135,13 @@ class LocalStore:
 
     # -- reading --------------------------------------------------------------------
 
-    def read(self) -> State | None:
-        """The snapshot and its journal replayed; StateCorrupt when they cannot be trusted."""
+    def read(self, *, names: Names | None = None) -> State | None:
+        """The snapshot and its journal replayed; StateCorrupt when they cannot be trusted.
+
+        ``names``: the snapshot's records take their equal strings as they are decoded."""
         try:
             with files.locked(self.file, exclusive=False) as fd:
-                known = None if fd is None else self._load(fd)
+                known = None if fd is None else self._load(fd, names)
         except OSError as exc:
             raise StateError(f"cannot read state {self.path}: {exc.strerror}") from exc
         if known is None:
@@ -147,36 +149,55 @@ class LocalStore:
             return None
         return known.state
 
-    def _load(self, fd: int) -> _Known:
-        """Read both files through the locked snapshot ``fd`` (no re-read if unchanged)."""
+    def _load(self, fd: int, names: Names | None = None) -> _Known:
+        """Read both files through the locked snapshot ``fd`` (no re-read if unchanged);
+        ``names``: see :meth:`read`."""
         signature = files.signature(os.fstat(fd), self.journal_path)
         known = self._known
         if known is not None and known.signature == signature:
             return known
-        pair = files.read_pair(fd, self.journal_path, chunk_bytes=decoding.CHUNK_BYTES)
         seal = self._check_record
-        digest = checked.snapshot_digest(pair.snapshot) if seal is not None else ""
-        passed = seal is not None and checked.known(self.file, digest, seal)
         where, repair_hint = str(self.path), self._repair_hint()
-        journal, read_at = pair.journal, pair.signature
-        # Each chunk is let go of once decoded: a million accounts' peak is their records
-        # and what is left of the bytes, not the bytes, their text and the records.
-        chunks = decoding.Chunks(pair.snapshot)
-        del pair
+        read_at: files.Signature | None = None
+        if seal is None:
+            # No check record to look up, so nothing needs the bytes before they are
+            # decoded: each chunk is read only when the decoder asks for it, and a million
+            # accounts' peak is their records, never their bytes (266 MB) as well.
+            journal = files.read_journal(self.journal_path)
+            chunks = decoding.Chunks(files.snapshot_chunks(fd, chunk_bytes=decoding.CHUNK_BYTES))
+            digest, passed = "", False
+        else:
+            pair = files.read_pair(fd, self.journal_path, chunk_bytes=decoding.CHUNK_BYTES)
+            digest = checked.snapshot_digest(pair.snapshot)
+            passed = checked.known(self.file, digest, seal)
+            journal, read_at = pair.journal, pair.signature
+            # Each chunk is let go of once decoded: the peak is the records and what is
+            # left of the bytes, not the bytes, their text and the records.
+            chunks = decoding.Chunks(pair.snapshot)
+            del pair
         try:
             loaded = journals.load(
-                chunks, journal, where=where, repair_hint=repair_hint, schema_checked=passed
+                chunks,
+                journal,
+                where=where,
+                repair_hint=repair_hint,
+                schema_checked=passed,
+                names=names,
             )
         except decoding.Irregular:
             # Not plain enough for the chunked path: the plain reader decides, on the bytes
             # read again (the same locked file) and checked in full, whatever the record says.
             whole = files.read_whole(fd)
-            loaded = journals.load(whole, journal, where=where, repair_hint=repair_hint)
+            loaded = journals.load(
+                whole, journal, where=where, repair_hint=repair_hint, names=names
+            )
             # Only the bytes that were checked earn a record (an edit in place between the
             # two reads would otherwise lend the checked bytes' pass to the first ones).
             passed = passed or checked.snapshot_digest(whole) != digest
         if seal is not None and not passed:
             checked.remember(self.file, digest, seal)
+        if read_at is None:  # where both files stand, once read (under the lock: unchanged)
+            read_at = files.signature(os.fstat(fd), self.journal_path)
         self._known = _Known(state=loaded.state, loaded=loaded, signature=read_at)
         return self._known
 

@@ -23,7 +23,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler import formats
 from reconciler.stores import recorded_policy
@@ -78,6 +78,30 @@ class EventState(enum.StrEnum):
 def utc_now() -> str:
     """The current UTC time as an RFC 3339 string (seconds precision)."""
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Named(Protocol):
+    """An account as something else knows it (the desired state's user): a state read may
+    give its records this one's strings where they are equal, so that equal texts are held
+    once (:func:`reconciler.stores.decoding.shared_names`)."""
+
+    @property
+    def account(self) -> str:
+        """The account."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Its name."""
+        ...
+
+    @property
+    def email(self) -> str:
+        """Its email."""
+        ...
+
+
+Names = Mapping[str, Named]  # by account
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,8 +48,16 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def read(conn: Connection, workspace: str, *, where: str, repair_hint: str) -> Stored | None:
-    """The workspace's state (one statement: one snapshot); None when it has none."""
+def read(
+    conn: Connection,
+    workspace: str,
+    *,
+    where: str,
+    repair_hint: str,
+    names: model.Names | None = None,
+) -> Stored | None:
+    """The workspace's state (one statement: one snapshot); None when it has none.
+    ``names``: its records take their equal strings (``decoding.shared_names``)."""
     row = conn.execute(pg_sql.READ_STATE, (workspace,)).fetchone()
     if row is None:
         return None
@@ -57,7 +65,9 @@ def read(conn: Connection, workspace: str, *, where: str, repair_hint: str) -> S
     # Records decoded as they are parsed (``decoding``); a document that path cannot take
     # whole is assembled again the plain way, whose checks decide and word any refusal.
     data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=True)
-    loaded = decoding.state(data, where=where, repair_hint=repair_hint, schema_checked=False)
+    loaded = decoding.state(
+        data, where=where, repair_hint=repair_hint, schema_checked=False, names=names
+    )
     if loaded is None:
         data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=False)
         loaded = model.from_json(data, where=where, repair_hint=repair_hint)

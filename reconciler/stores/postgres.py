@@ -62,7 +62,7 @@ from reconciler.stores import (
     pg_tables,
 )
 from reconciler.stores.location import Backend, Location
-from reconciler.stores.model import State
+from reconciler.stores.model import Names, State
 
 try:
     import psycopg
@@ -244,11 +244,16 @@ class PostgresStore:
             f"'{ws}' and then push a good state"
         )
 
-    def read(self) -> State | None:
-        """The workspace's state; None when none was ever written."""
+    def read(self, *, names: Names | None = None) -> State | None:
+        """The workspace's state; None when none was ever written. ``names``: its records
+        take their equal strings once decoded (``decoding.shared_names``)."""
         with self._session() as conn:
             stored = pg_state.read(
-                conn, self.workspace, where=self.describe(), repair_hint=self._corrupt_hint()
+                conn,
+                self.workspace,
+                where=self.describe(),
+                repair_hint=self._corrupt_hint(),
+                names=names,
             )
         self._known = stored
         return None if stored is None else stored.state

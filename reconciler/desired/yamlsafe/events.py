@@ -21,11 +21,13 @@ never one per problem.
 from __future__ import annotations
 
 import sys
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
+from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
@@ -78,11 +80,12 @@ def _reading(value: str, mark: Any) -> Any:
 class _Builder:
     """The state of one build: problems, account lines, the frames of open collections."""
 
-    __slots__ = ("account_lines", "end", "problems")
+    __slots__ = ("end", "ids", "lines", "problems")
 
     def __init__(self) -> None:
         self.problems: list[YamlProblem] = []
-        self.account_lines: dict[int, int] = {}
+        # id and first line of each mapping with an ``account`` key (AccountLines)
+        self.ids, self.lines = array("Q"), array("Q")
         self.end = 0  # index of the character after the document's content
 
     def key_problem(self, key: Any, event: Any) -> None:
@@ -125,7 +128,8 @@ class _Builder:
                     self.key_problem(key, event)
             elif kind is _MAP_END:
                 if "account" in made:
-                    self.account_lines[id(made)] = start.start_mark.line + 1
+                    self.ids.append(id(made))
+                    self.lines.append(start.start_mark.line + 1)
                 self.end = event.end_mark.index
                 return made
             elif kind is _MAP_START or kind is _SEQ_START:
@@ -185,13 +189,14 @@ def _scalar(event: Any) -> Any:
     return value
 
 
-def build(parser: Any) -> tuple[Any, dict[int, int], list[YamlProblem], int]:
+def build(parser: Any) -> tuple[Any, AccountLines, list[YamlProblem], int]:
     """The document's value from ``parser`` (positioned after DocumentStart), the line
     of each mapping with an ``account`` key (by id), the problems reported, and the
     index of the character after the value."""
     builder = _Builder()
     data = builder.node(parser.get_event)
-    return data, builder.account_lines, builder.problems, builder.end
+    lines = AccountLines.of(builder.ids, builder.lines)
+    return data, lines, builder.problems, builder.end
 
 
 Wanted = Sequence[tuple[tuple[str | int, ...], bool]]  # (path, on_key) of each problem

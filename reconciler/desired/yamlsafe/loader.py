@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import text
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
 from reconciler.errors import excerpt
@@ -74,7 +75,7 @@ class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at i
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.problems: list[YamlProblem] = []
-        self.account_lines: dict[int, int] = {}
+        self.account_lines = AccountLines()
 
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
         # Called by the C composer for every node: BaseResolver.resolve's answer (this
@@ -147,7 +148,7 @@ class Loader(BaseLoader):  # type: ignore[valid-type,misc]  # a base chosen at i
         yield data
         data.update(self.construct_mapping(node))
         if "account" in data:
-            self.account_lines[id(data)] = node.start_mark.line + 1
+            self.account_lines.add(id(data), node.start_mark.line + 1)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """PyYAML's, for plain tags only, with a located error for unreadable values."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import events, loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
@@ -38,7 +39,7 @@ class Parsed:
     key (by ``id`` of the dict), and problems that did not stop parsing."""
 
     data: Any
-    account_lines: dict[int, int]
+    account_lines: AccountLines
     problems: tuple[YamlProblem, ...]
 
 
