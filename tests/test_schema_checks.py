@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,31 +82,6 @@ def test_generating_refuses_code_that_needs_more_of_fastjsonschema(
     monkeypatch.setattr(fastjsonschema, "compile_to_code", code)
     with pytest.raises(RuntimeError, match="needs more of fastjsonschema"):
         schemas.generated_source("desired-state")
-
-
-def test_validate_and_plan_load_no_fastjsonschema(tmp_path: Path) -> None:
-    """The generated checks need nothing of fastjsonschema (nor its code generator)."""
-    probe = (
-        "import contextlib, io, sys\n"
-        "from reconciler.cli.main import main\n"
-        "quiet = io.StringIO()\n"
-        "with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):\n"
-        "    code = main(sys.argv[1:])\n"
-        "print(code, 'fastjsonschema' in sys.modules)\n"
-    )
-    for argv in (
-        ["validate", str(ROOT / "examples")],
-        ["plan", str(ROOT / "examples"), "--no-refresh", "--state", str(tmp_path / "s.json")],
-    ):
-        done = subprocess.run(
-            [sys.executable, "-c", probe, *argv],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        assert done.stdout.split() == ["0", "False"], (argv, done.stdout, done.stderr)
 
 
 # -- the generated checks answer as the schema compiled now does ------------------------

@@ -46,8 +46,8 @@ def _loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
     return result["code"], {name.split(".")[0] for name in result["modules"]}
 
 
-def _ours(tmp_path: Path, *argv: str) -> set[str]:
-    """The packages of reconciler (``reconciler.plan``…) that ``reconciler ARGV`` loads."""
+def _modules(tmp_path: Path, *argv: str) -> set[str]:
+    """Every module ``reconciler ARGV`` loads (dotted names), in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         cwd=tmp_path,
@@ -57,7 +57,12 @@ def _ours(tmp_path: Path, *argv: str) -> set[str]:
         check=True,
         timeout=120,
     )
-    names = json.loads(done.stdout)["modules"]
+    return set(json.loads(done.stdout)["modules"])
+
+
+def _ours(tmp_path: Path, *argv: str) -> set[str]:
+    """The packages of reconciler (``reconciler.plan``…) that ``reconciler ARGV`` loads."""
+    names = _modules(tmp_path, *argv)
     return {".".join(n.split(".")[:2]) for n in names if n.startswith("reconciler.")}
 
 
@@ -79,16 +84,7 @@ def test_help_and_validate_load_no_heavy_module(tmp_path: Path, argv: tuple[str,
 def test_help_builds_the_parser_only(tmp_path: Path) -> None:
     """`--help` needs the grammar and its choices, not the values a parsed command becomes
     (frozen dataclasses cost ~10 ms to create) nor the completion scripts."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "--help"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    names = set(json.loads(done.stdout)["modules"])
+    names = _modules(tmp_path, "--help")
     assert "reconciler.cli.grammar" in names
     assert names.isdisjoint({"reconciler.cli.options", "reconciler.cli.completion"})
     # Importing dataclasses (with inspect, ast, dis, tokenize) was a third of --help's
@@ -103,16 +99,7 @@ def test_help_builds_the_parser_only(tmp_path: Path) -> None:
 def test_validate_creates_only_its_own_option_values(tmp_path: Path) -> None:
     """validate builds its options from options_base: the other commands' frozen option
     classes (each costs its creation at start-up) never load."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "validate", str(ROOT / "examples")],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    names = set(json.loads(done.stdout)["modules"])
+    names = _modules(tmp_path, "validate", str(ROOT / "examples"))
     assert "reconciler.cli.options_base" in names
     assert names.isdisjoint({"reconciler.cli.options", "reconciler.cli.completion"})
 
@@ -143,3 +130,14 @@ def test_invalid_input_still_loads_jsonschema(tmp_path: Path) -> None:
     code, modules = _loaded(tmp_path, "validate", str(tmp_path))
     assert code == 1
     assert "jsonschema" in modules
+
+
+def test_validate_and_plan_load_no_fastjsonschema(tmp_path: Path) -> None:
+    """The schemas' generated checks (reconciler/checks) need nothing of fastjsonschema,
+    nor its code generator."""
+    state = tmp_path / "state.json"
+    for argv in (
+        ("validate", str(ROOT / "examples")),
+        ("plan", str(ROOT / "examples"), "--no-refresh", "--state", str(state)),
+    ):
+        assert "fastjsonschema" not in _modules(tmp_path, *argv), argv
