@@ -1,0 +1,103 @@
+"""An output that refuses what is written (a full device, an I/O error) is an ordinary
+error naming the output, exit 1, never reported as a bug; an OSError from anywhere else
+still is one."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main as cli
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+class _Full(io.RawIOBase):
+    """A device with no room: every write fails as a full disk does."""
+
+    def writable(self) -> bool:
+        """It takes writes (and refuses each)."""
+        return True
+
+    def write(self, _: object) -> int:
+        """Refuse, as /dev/full does."""
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", str(EXAMPLES)],
+        ["plan", str(EXAMPLES), "--no-refresh", "--state", "{state}"],
+        ["plan", str(EXAMPLES), "--no-refresh", "--state", "{state}", "--format", "json"],
+    ],
+)
+def test_a_full_output_is_an_error_naming_it(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """validate and plan into a full device: exit 1, the output named, no traceback."""
+    argv = [a.replace("{state}", str(tmp_path / "state.json")) for a in argv]
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(_Full(), 16)))
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot write the output" in err
+    assert "Traceback" not in err
+    assert "bug" not in err
+    assert not (tmp_path / "state.json").exists()  # a plan writes no state
+
+
+def test_the_same_errno_from_elsewhere_is_still_a_bug(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC raised while the output works is not blamed on the output: a bug, reported."""
+
+    def full_elsewhere(*_: object, **__: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cli, "_dispatch", full_elsewhere)
+    assert cli.main(["validate", str(EXAMPLES)]) == 1
+    err = capsys.readouterr().err
+    assert "this is a bug in reconciler" in err
+    assert "cannot write the output" not in err
+
+
+def test_an_error_naming_a_file_is_never_the_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OSError that names its file came from opening that file, even with the output full."""
+
+    def full_file(*_: object, **__: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/elsewhere/file")
+
+    monkeypatch.setattr(cli, "_dispatch", full_file)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(_Full(), 16)))
+    assert cli.main(["validate", str(EXAMPLES)]) == 1
+    assert "this is a bug in reconciler" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_the_console_entry_into_dev_full(tmp_path: Path) -> None:
+    """`reconciler validate examples/ > /dev/full`: exit 1, one error, the exit clean."""
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "validate", str(EXAMPLES)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 1
+    assert "error: cannot write the output" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr
