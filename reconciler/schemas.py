@@ -1,14 +1,16 @@
 """The JSON Schemas in ``schemas/``: the only module that imports jsonschema or fastjsonschema.
 
 Fast path: the schema compiled by fastjsonschema answers "valid?" in a fraction of the
-time jsonschema takes on 100k users. Only when that says no does jsonschema walk the
-document to report every error with its path. fastjsonschema knows draft-07, so the
+time jsonschema takes on 100k users. Only when that says no is the document walked to
+report every error with its path: by ``schema_walk`` for a schema whose keywords it knows
+(the desired state's, the state's: no jsonschema import, which costs more than the walk),
+else by jsonschema (the plan's). fastjsonschema knows draft-07, so the
 compiled copy is declared draft-07; the schemas use only keywords both drafts share.
 
 Messages are ours, never the validators' text: ``x-messages`` in the schemas (keyed by
 keyword), else a generic one made from jsonschema's keyword, its value and the instance,
-every echoed value clipped (``errors.excerpt``). The two validators must agree: should
-jsonschema ever find nothing where fastjsonschema refused, the fast one's finding is
+every echoed value clipped (``errors.excerpt``). The two must agree: should the walk
+ever find nothing where fastjsonschema refused, the fast one's finding is
 reported (fail closed). Patterns end in ``$(?!\\n)``: jsonschema searches with Python's
 ``$``, which also matches before a final newline (fastjsonschema rewrites it to ``\\Z``).
 """
@@ -19,7 +21,7 @@ import functools
 import hashlib
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -179,6 +181,39 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=None)
 
 
+class _Violation(Protocol):
+    """What ``errors`` reads of a violation: jsonschema's ValidationError, or
+    ``schema_walk.Violation`` (the same attributes)."""
+
+    @property
+    def validator(self) -> Any: ...  # the keyword
+    @property
+    def validator_value(self) -> Any: ...
+    @property
+    def instance(self) -> Any: ...
+    @property
+    def schema(self) -> Any: ...  # the schema holding the keyword
+    @property
+    def absolute_path(self) -> Sequence[str | int]: ...
+    @property
+    def absolute_schema_path(self) -> Iterable[Any]: ...
+    @property
+    def context(self) -> Sequence[_Violation]: ...  # anyOf/oneOf: each branch's violations
+
+
+@functools.cache
+def _every_error(name: str) -> Callable[[Any], Iterable[_Violation]]:
+    """What walks a document for every violation of schema ``name``: reconciler's own
+    walker (``schema_walk``) when the schema uses only keywords it knows, else jsonschema,
+    whose import costs more than validating 20k users' 200 problems."""
+    from reconciler import schema_walk  # noqa: PLC0415 - only an invalid document needs it
+
+    schema = load(name)
+    if schema_walk.walks(schema):
+        return functools.partial(schema_walk.iter_errors, schema)
+    return cast(Callable[[Any], Iterable[_Violation]], _validator(name).iter_errors)
+
+
 def _fast_error(name: str, document: Any) -> _Refused | None:
     validate, refused = _fast(name)
     try:
@@ -231,7 +266,7 @@ _GENERIC = {
 }
 
 
-def _message(error: jsonschema.ValidationError) -> str:
+def _message(error: _Violation) -> str:
     keyword, expected = str(error.validator), error.validator_value
     custom = error.schema.get("x-messages", {}) if isinstance(error.schema, dict) else {}
     template = custom.get(keyword) or _GENERIC.get(keyword)
@@ -242,7 +277,7 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{excerpt(error.instance)} breaks the schema rule `{keyword}`"
 
 
-def _unknown_keys(error: jsonschema.ValidationError) -> str:
+def _unknown_keys(error: _Violation) -> str:
     extra = sorted(str(key) for key in error.instance if key not in error.schema["properties"])
     allowed = ", ".join(sorted(error.schema["properties"]))
     return f"unknown key {', '.join(excerpt(k) for k in extra)} (allowed: {allowed})"
@@ -264,7 +299,7 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _found(leaf: jsonschema.ValidationError) -> list[SchemaError]:
+def _found(leaf: _Violation) -> list[SchemaError]:
     """The SchemaErrors of one of jsonschema's errors, located at what is wrong."""
     path = tuple(leaf.absolute_path)
     facts = {"keyword": str(leaf.validator), "expected": leaf.validator_value}
@@ -299,8 +334,14 @@ def errors(name: str, document: Any) -> tuple[SchemaError, ...]:
     fast = _fast_error(name, document)
     if fast is None:
         return ()
+    return report(_every_error(name)(document), fast)
+
+
+def report(violations: Iterable[_Violation], fast: _Refused) -> tuple[SchemaError, ...]:
+    """The SchemaErrors of ``violations`` (a walk of a document the fast check refused,
+    as ``fast``), sorted by path, each once; the fast finding when there is none."""
     found: dict[tuple[tuple[str | int, ...], str], SchemaError] = {}
-    for error in _validator(name).iter_errors(document):
+    for error in violations:
         # One level of "anyOf/oneOf" context is enough to say what is wrong.
         leaves = [error]
         if error.context:

@@ -17,7 +17,7 @@ import fastjsonschema
 import pytest
 import yaml
 
-from reconciler import schemas
+from reconciler import schema_walk, schemas
 from reconciler.checks import refusal
 from reconciler.stores import model
 from tests.support import builders
@@ -171,3 +171,114 @@ def test_generated_and_compiled_checks_agree(
                 compiled, fastjsonschema.JsonSchemaValueException, variant
             )
     assert seen > 50
+
+
+# -- every error: schema_walk reports what jsonschema reports ---------------------------
+
+HOSTILE_DESIRED: list[Any] = [
+    {"version": True, "users": [], "roles": {}},
+    {"version": 1.0, "policy": {"max_disable": {}, "expiry_notice_days": 5.0}},
+    {
+        "version": 1,
+        "roles": {"-bad": {"id": 7}, "ok": {"id": "1", "sensitive": "yes", "x": 1}, "e": 5},
+        "policy": {
+            "max_grant_days": {"ok": True, "-bad": 0, "big": 3661, "whole": 5.0, "f": 1.5},
+            "max_disable": {"count": -1, "percent": 101, "other": 1},
+            "protected_accounts": ["ok", "", "a b", 5],
+            "timezone": "",
+        },
+        "provisioning": {"retry_failed": 1, "max_attempts": 0, "x": None},
+    },
+    {
+        "version": 2,
+        "users": [
+            {"account": "", "name": "", "email": "", "roles": "agent"},
+            {"account": "a" * 51, "name": "n<", "email": "x@y", "roles": [1, {}, {"role": 1}]},
+            {"account": "ok", "name": "n", "email": "a@b.c", "roles": ["r"] * 11, "e": 1},
+            {"roles": [{"role": "r", "until": "2026-1-1", "x": 1}, {"until": 5}], "expires": 1},
+            {"account": True, "name": 5, "email": None, "roles": None, "enabled": "no"},
+            "not a mapping",
+            None,
+        ],
+    },
+    [],
+    "text",
+]
+
+
+def _violations(walk: Any) -> list[tuple[Any, ...]]:
+    """A walk's violations as comparable facts, in a fixed order."""
+    facts = [
+        (
+            tuple(str(part) for part in error.absolute_path),
+            str(error.validator),
+            "propertyNames" in error.absolute_schema_path,
+            repr(error.validator_value),
+            repr(error.instance),
+            json.dumps(error.schema, sort_keys=True),
+            len(error.context),
+        )
+        for error in walk
+    ]
+    return sorted(facts)
+
+
+def _combined(document: Any) -> Iterator[Any]:
+    """Several variants' edits at once: documents with many problems together."""
+    merged = copy.deepcopy(document)
+    for index, variant in enumerate(_variants(document, most=120)):
+        if index % 9 == 0 and isinstance(variant, dict) and isinstance(merged, dict):
+            for key, value in variant.items():
+                if merged.get(key) != value:
+                    merged[key] = copy.deepcopy(value)
+            yield copy.deepcopy(merged)
+
+
+@pytest.mark.parametrize(
+    ("name", "documents"),
+    [
+        pytest.param("desired-state", [*_examples(), *HOSTILE_DESIRED], id="desired-state"),
+        pytest.param("state", _state_documents(), id="state"),
+    ],
+)
+def test_the_walker_reports_what_jsonschema_reports(name: str, documents: list[Any]) -> None:
+    """On the examples, hostile documents and hundreds of variants, schema_walk yields
+    jsonschema's violations (place, keyword, value, schema) and the same SchemaErrors."""
+    schema = schemas.load(name)
+    assert schema_walk.walks(schema)
+    jsonschema_walk = schemas._validator(name).iter_errors
+    refused = 0
+    for document in documents:
+        for variant in [document, *_variants(document), *_combined(document)]:
+            ours = _violations(schema_walk.iter_errors(schema, variant))
+            assert ours == _violations(jsonschema_walk(variant))
+            fast = schemas._fast_error(name, variant)
+            assert (fast is None) == (not ours)
+            if fast is not None:
+                refused += 1
+                assert schemas.report(schema_walk.iter_errors(schema, variant), fast) == (
+                    schemas.report(jsonschema_walk(variant), fast)
+                )
+    assert refused > 50
+
+
+def test_a_schema_the_walker_does_not_know_goes_to_jsonschema() -> None:
+    """A keyword, a type or a $ref the walker does not know: jsonschema walks that schema."""
+    assert not schema_walk.walks(schemas.load("plan"))  # oneOf
+    for unknown in (
+        {"type": "object", "anyOf": [{"required": ["a"]}]},
+        {"type": "decimal"},
+        {"$ref": "https://example.com/other.json"},
+        {"$ref": "#/$defs/missing"},
+        {"properties": {"a": {"format": "email"}}},
+        {"items": True},
+    ):
+        assert not schema_walk.walks(unknown)
+    assert schema_walk.walks({"type": ["string", "null"], "x-messages": {}, "title": "t"})
+
+
+@pytest.mark.parametrize("name", ["desired-state", "state", "plan"])
+def test_each_schema_is_valid_for_its_draft(name: str) -> None:
+    """Each shipped schema passes its metaschema (jsonschema's check_schema, which a run
+    no longer does for the schemas the walker reports on)."""
+    assert schemas._validator(name).schema == schemas.load(name)  # _validator checks it

@@ -124,12 +124,14 @@ def test_plan_path_never_loads_deepdiff(tmp_path: Path) -> None:
     assert "jsonschema" not in modules
 
 
-def test_invalid_input_still_loads_jsonschema(tmp_path: Path) -> None:
-    """The probe can see a lazy import happen: an invalid file needs jsonschema's messages."""
+def test_invalid_input_loads_the_walker_not_jsonschema(tmp_path: Path) -> None:
+    """The probe sees a lazy import happen: an invalid file's every problem is found by
+    reconciler's schema walker, and jsonschema (the costlier import) is not loaded."""
     (tmp_path / "bad.yaml").write_text("version: 1\nteams: []\n", encoding="utf-8")
     code, modules = _loaded(tmp_path, "validate", str(tmp_path))
     assert code == 1
-    assert "jsonschema" in modules
+    assert "jsonschema" not in modules
+    assert "reconciler.schema_walk" in _modules(tmp_path, "validate", str(tmp_path))
 
 
 def test_validate_and_plan_load_no_fastjsonschema(tmp_path: Path) -> None:

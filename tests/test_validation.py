@@ -849,3 +849,26 @@ def test_accounts_apart_only_in_a_non_ascii_capital_are_flagged() -> None:
     merged, problems = merging.merge((source,))
     assert list(merged.users) == ["Ålice"]
     assert len([p for p in problems if p.path[-1] == "account"]) == 2
+
+
+@pytest.mark.parametrize("repeated", [False, True], ids=["all-distinct", "an-account-repeated"])
+def test_long_emails_are_checked_whether_or_not_an_entry_repeats(
+    tmp_path: Path, repeated: bool
+) -> None:
+    """An email's parts too long are flagged once each, at its entry: when every entry is
+    its own (a pass over the long ones only) as when one repeats (the pass over all)."""
+    local, label = "l" * 65 + "@x.io", "x@" + "d" * 64 + ".com"
+    users = [("a", local), ("b", label), ("c", "c@x.io"), ("d", "l" * 60 + "@short.io")]
+    if repeated:
+        users.append(("c", "c2@x.io"))
+    lines = ["version: 1", "users:"]
+    for account, email in users:
+        lines += [f"  - account: {account}", "    name: N", f"    email: {email}", "    roles: []"]
+    (tmp_path / "team.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    found = [(p.line, p.message) for p in problems_of(tmp_path) if "longer than" in p.message]
+    assert [(line, message.split(": ", 1)[1]) for line, message in found] == [
+        (5, "the part before @ is longer than 64 characters (API 100-214)"),
+        (9, "the first domain label is longer than 63 characters (API 100-214)"),
+    ]
+    accounts = [p for p in problems_of(tmp_path) if "also declared" in p.message]
+    assert len(accounts) == (2 if repeated else 0)

@@ -256,20 +256,30 @@ def _merge_users(
     entries (the problems come in another order; they are sorted once located)."""
     users, entries = _users(files, roles, problems)
     if not _all_distinct(users, entries):
-        _drop_repeats(files, users, problems)
+        _drop_repeats(files, users, problems)  # the long emails' parts checked there too
+    elif any(len(user.email) > 64 for user in users.values()):
+        _check_long_emails(files, problems)
     return users
 
 
 def _all_distinct(users: dict[str, User], entries: int) -> bool:
-    """Each of ``entries`` its own account and email (case-folded), no email over 64
-    characters: nothing :class:`_FirstSeen` could report."""
+    """Each of ``entries`` its own account and email (case-folded): no repeat
+    :class:`_FirstSeen` could report."""
     if len(users) != entries or not _apart_folded(users, users):
         return False
     emails = [user.email for user in users.values() if "@" in user.email]
-    if max(map(len, emails), default=0) > 64:
-        return False
     exact = set(emails)
     return len(exact) == len(emails) and _apart_folded(emails, exact)
+
+
+def _check_long_emails(files: tuple[loading.SourceFile, ...], problems: list[Pending]) -> None:
+    """Flag the parts too long in each email of over 64 characters (as ``_FirstSeen.email``
+    does), when no entry repeats another: a long address is no reason for that pass."""
+    for file_index, index, _, email in _text_entries(files):
+        if len(email) > 64 and "@" in email and (message := _email_problem(email)) is not None:
+            problems.append(
+                Pending(file=file_index, path=("users", index, "email"), message=message)
+            )
 
 
 def _apart_folded(texts: Collection[str], exact: Container[str]) -> bool:
