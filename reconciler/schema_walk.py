@@ -126,8 +126,8 @@ class _Walk:
             if walk is not None:
                 yield from walk(self, schema, instance, path, spath)
                 continue
-            check = _CHECKS.get(keyword)
-            if check is not None and not check(value, instance):
+            fails = _FAILS.get(keyword)
+            if fails is not None and fails(value, instance):
                 yield Violation(keyword, schema, instance, path, spath)
 
     def ref(
@@ -205,7 +205,7 @@ _APPLICATORS: dict[str, Callable[..., Iterator[Violation]]] = {
 }
 
 
-# -- the leaf keywords: (the keyword's value, the instance) -> passes ---------------------
+# -- the leaf keywords: (the keyword's value, the instance) -> fails ---------------------
 
 
 def _is_type(instance: Any, kind: str) -> bool:
@@ -263,26 +263,26 @@ def _pattern(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-_CHECKS: dict[str, Callable[[Any, Any], bool]] = {
-    "type": _type,
-    "const": lambda value, instance: _equal(instance, value),
-    "enum": lambda value, instance: any(_equal(each, instance) for each in value),
+# Each says when the keyword FAILS, in jsonschema's own terms (``instance < minimum``, not
+# ``not instance >= minimum``: NaN is neither, and jsonschema lets it pass).
+_FAILS: dict[str, Callable[[Any, Any], bool]] = {
+    "type": lambda value, instance: not _type(value, instance),
+    "const": lambda value, instance: not _equal(instance, value),
+    "enum": lambda value, instance: all(not _equal(each, instance) for each in value),
     "pattern": lambda value, instance: (
-        not isinstance(instance, str) or _pattern(value).search(instance) is not None
+        isinstance(instance, str) and not _pattern(value).search(instance)
     ),
-    "minLength": lambda value, instance: not isinstance(instance, str) or len(instance) >= value,
-    "maxLength": lambda value, instance: not isinstance(instance, str) or len(instance) <= value,
-    "minItems": lambda value, instance: not isinstance(instance, list) or len(instance) >= value,
-    "maxItems": lambda value, instance: not isinstance(instance, list) or len(instance) <= value,
+    "minLength": lambda value, instance: isinstance(instance, str) and len(instance) < value,
+    "maxLength": lambda value, instance: isinstance(instance, str) and len(instance) > value,
+    "minItems": lambda value, instance: isinstance(instance, list) and len(instance) < value,
+    "maxItems": lambda value, instance: isinstance(instance, list) and len(instance) > value,
     "uniqueItems": lambda value, instance: (
-        not value or not isinstance(instance, list) or _unique(instance)
+        bool(value) and isinstance(instance, list) and not _unique(instance)
     ),
-    "minProperties": lambda value, instance: (
-        not isinstance(instance, dict) or len(instance) >= value
-    ),
-    "minimum": lambda value, instance: not _number(instance) or instance >= value,
-    "maximum": lambda value, instance: not _number(instance) or instance <= value,
+    "minProperties": lambda value, instance: isinstance(instance, dict) and len(instance) < value,
+    "minimum": lambda value, instance: _number(instance) and instance < value,
+    "maximum": lambda value, instance: _number(instance) and instance > value,
 }
 _TYPES = frozenset({"string", "object", "array", "boolean", "null", "integer", "number"})
 _SUBSCHEMA = frozenset({"additionalProperties", "items", "propertyNames"})
-_KEYWORDS = frozenset({*_CHECKS, *_APPLICATORS})
+_KEYWORDS = frozenset({*_FAILS, *_APPLICATORS})

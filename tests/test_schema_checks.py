@@ -201,6 +201,17 @@ HOSTILE_DESIRED: list[Any] = [
             None,
         ],
     },
+    {"version": 1, 5: "x", None: 1, True: [], "roles": {7: {"id": "1"}, 1.5: {"id": 2}}},
+    {"version": 1, "users": [{1: "a", "account": "a", "name": "n", "email": "a@b.c", "roles": []}]},
+    {
+        "version": 1,
+        "policy": {
+            "max_disable": {"percent": float("nan"), "count": float("inf")},
+            "expiry_notice_days": float("-inf"),
+            "max_grant_days": {"a": float("nan"), "b": 1e400},
+        },
+        "provisioning": {"max_attempts": float("nan")},
+    },
     [],
     "text",
 ]
