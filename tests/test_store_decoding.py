@@ -341,3 +341,31 @@ def test_without_a_check_record_the_file_is_read_as_it_is_decoded(
     assert fresh.read() == later
     fresh.write(later.successor())  # the signature it read at lets it append
     assert LocalStore(path).read() == later.successor()
+
+
+@pytest.mark.parametrize("size", [1, 5, 64, 10_000])
+def test_keys_written_with_escapes_decode_as_the_plain_reader_does(size: int) -> None:
+    """Keys spelt with \\u escapes (an account's, a record's, the state's own) take the
+    step-by-step path and mean what the plain reader reads: the same state."""
+    state = _non_ascii()
+    raw = _snapshot_bytes(state, indent=2, encoding="utf-8")
+    for plain, escaped in (
+        (b'"accounts":', b'"\\u0061ccounts":'),
+        (b'"alice":', b'"\\u0061lice" :'),
+        (b'"name":', b'"n\\u0061me":'),
+        (b'"lineage":', b'"lineag\\u0065"\n:'),
+    ):
+        assert plain in raw
+        raw = raw.replace(plain, escaped)
+    loaded = journal.load(_chunked(raw, size), b"", where=_WHERE, repair_hint=_HINT)
+    assert loaded.state == journal.load(raw, b"", where=_WHERE, repair_hint=_HINT).state
+    assert loaded.state == state
+
+
+def test_a_key_with_a_raw_control_character_is_refused() -> None:
+    """A control character inside a key is not JSON: never read as a plain key."""
+    raw = _snapshot_bytes(_non_ascii(), indent=None, encoding="utf-8").replace(
+        b'"alice":', b'"al\x01ice":'
+    )
+    with pytest.raises((decoding.Irregular, StateCorrupt)):
+        journal.load(_chunked(raw, 10_000), b"", where=_WHERE, repair_hint=_HINT)
