@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -872,3 +873,38 @@ def test_long_emails_are_checked_whether_or_not_an_entry_repeats(
     ]
     accounts = [p for p in problems_of(tmp_path) if "also declared" in p.message]
     assert len(accounts) == (2 if repeated else 0)
+
+
+def test_the_hot_constructors_build_what_the_dataclasses_build() -> None:
+    """merging's User and Source, built slot by slot, equal (and hash, print, refuse
+    assignment as) the dataclasses' own: every field in its place."""
+    import dataclasses  # noqa: PLC0415 - only this test looks at the fields
+
+    from reconciler.desired.model import Source, TimedGrant, User  # noqa: PLC0415
+
+    timed = (TimedGrant(role="r", until=dt.date(2027, 1, 2)),)
+    expected = User(
+        account="a",
+        name="N",
+        email="a@x.io",
+        roles=("r", "s"),
+        role_ids=("1", "2"),
+        enabled=False,
+        source=Source(file="f.yaml", line=7),
+        expires=dt.date(2027, 3, 4),
+        timed=timed,
+    )
+    assert [f.name for f in dataclasses.fields(User)] == [
+        "account", "name", "email", "roles", "role_ids", "enabled", "source", "expires", "timed"
+    ]  # fmt: skip
+    assert [f.name for f in dataclasses.fields(Source)] == ["file", "line", "commit"]
+    source = merging._source("f.yaml", 7)
+    assert source == expected.source
+    made = merging._user(
+        "a", "N", "a@x.io", ("r", "s"), ("1", "2"), False, source, dt.date(2027, 3, 4), timed
+    )
+    assert made == expected
+    assert hash(made) == hash(expected)
+    assert repr(made) == repr(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.name = "other"  # type: ignore[misc]
