@@ -180,6 +180,70 @@ def test_lines_that_do_not_fit_the_data_are_refused(users: list[Any], line: int)
     assert cache.decode(KEY, blob, SEAL) == "the payload's lines do not fit its data"
 
 
+@pytest.mark.parametrize(
+    ("text", "form"),
+    [
+        pytest.param(
+            "version: 1\nusers:\n  - {account: ana, name: A}\n  - {account: bo, name: B}\n",
+            b'"user_lines":[3,4]',
+            id="every-entry-a-user-in-order",
+        ),
+        pytest.param(
+            "version: 1\nusers:\n  - {account: ana, name: A}\n  - just text\n",
+            b'"lines":[["users",0,3]]',
+            id="an-entry-that-is-no-mapping",
+        ),
+    ],
+)
+def test_the_lines_of_a_users_list_are_kept_as_ints_alone(text: str, form: bytes) -> None:
+    """A file whose entries are exactly its users keeps their lines as one list of ints;
+    any other shape keeps each line's path. Both decode to the same lines."""
+    original = entry_of(text)
+    blob = cache.encode(KEY, original, SEAL)
+    assert blob is not None
+    assert form in blob
+    decoded = cache.decode(KEY, blob, SEAL)
+    assert isinstance(decoded, Entry)
+    assert decoded.data == original.data
+    assert lines_by_account(decoded) == lines_by_account(original)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": {"users": [{"account": "a"}]}, "user_lines": []},
+        {"data": {"users": [{"account": "a"}]}, "user_lines": [0]},
+        {"data": {"users": [{"account": "a"}]}, "user_lines": [2**64]},
+        {"data": {"users": [{"account": "a"}]}, "user_lines": [True]},
+        {"data": {"users": [{"account": "a"}]}, "user_lines": [3.0]},
+        {"data": {"users": ["a"]}, "user_lines": [3]},
+        {"data": {"users": {"a": 1}}, "user_lines": [3]},
+        {"data": [], "user_lines": []},
+        {"data": {"users": [{"account": "a"}]}, "user_lines": 3},
+    ],
+    ids=[
+        "too-few",
+        "line-0",
+        "past-any-file",
+        "a-boolean",
+        "a-float",
+        "not-a-mapping",
+        "users-not-a-list",
+        "data-not-a-mapping",
+        "not-a-list",
+    ],
+)
+def test_user_lines_that_do_not_fit_are_refused(body: dict[str, Any]) -> None:
+    """A sealed list of lines that does not name one line (an int from 1) per user mapping
+    is not an entry; nor is a payload with both shapes."""
+    blob = _sealed(json.dumps(body).encode())
+    assert cache.decode(KEY, blob, SEAL) == "the payload's lines do not fit its data"
+    both = {"data": {"users": []}, "user_lines": [], "lines": []}
+    assert cache.decode(KEY, _sealed(json.dumps(both).encode()), SEAL) == (
+        "the payload is not an entry"
+    )
+
+
 def _sealed(payload: bytes) -> bytes:
     import hashlib  # noqa: PLC0415 - only this helper forges entries
 
@@ -427,6 +491,23 @@ def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> Non
     reader.join()
     assert notes == []
     assert sorted(p.suffix for p in directory.iterdir()) == ["", *[".json"] * 6]
+
+
+def test_a_folder_another_run_made_meanwhile_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs make the cache folder at once: the one whose mkdir finds it made uses it
+    (checked as found), not 'cannot use ... File exists'."""
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setattr(cache.os.path, "lexists", lambda _: False)  # it did not exist a moment ago
+    notes: list[str] = []
+    store = ParseCache(directory, seal=SEAL, debug=notes.append)
+    raw = TEAM.format(account="ana", index=1).encode()
+    store.store(store.key(raw), entry_of(raw.decode()))
+    store.flush()
+    assert notes == []
+    assert store.writes == 1
 
 
 # -- the command line ------------------------------------------------------------------

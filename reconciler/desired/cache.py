@@ -44,9 +44,10 @@ from reconciler import __version__, schemas, seals
 from reconciler.desired.lines import AccountLines
 from reconciler.seals import Seal
 
-FORMAT = 3  # bump when what an entry means changes (the parser's output, the payload)
+FORMAT = 4  # bump when what an entry means changes (the parser's output, the payload)
 # 2: merge keys and bidirectional controls are refused (entries of 1 may hold such files)
 # 3: sealed with the user's key (an HMAC in the header), no longer a bare digest
+# 4: a file whose entries are exactly its ``users`` keeps their lines as one list of ints
 SCHEMA = "desired-state"
 GITIGNORE = "*\n"
 _SUFFIX = ".json"
@@ -54,6 +55,10 @@ _MAX_ENTRY_BYTES = 512 * 1024 * 1024  # a larger file is not an entry this code 
 _MAX_HEADER_BYTES = 4096
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _TEXT = frozenset({str})
+_DICT = frozenset({dict})
+_INT = frozenset({int})
+_USER_LINES = "user_lines"
+_BODIES = ({"data", "lines"}, {"data", _USER_LINES})  # the payload's two shapes
 
 Path_ = tuple[str | int, ...]
 
@@ -130,9 +135,15 @@ def encode(key: Key, entry: Entry, seal: Seal) -> bytes | None:
     lines = _line_paths(entry.data, entry.account_lines)
     if lines is None:
         return None
+    user_lines = _users_in_order(entry.data, lines)
+    body = (
+        {"data": entry.data, "lines": lines}
+        if user_lines is None
+        else {"data": entry.data, _USER_LINES: user_lines}
+    )
     try:
         payload = json.dumps(
-            {"data": entry.data, "lines": lines},
+            body,
             separators=(",", ":"),
             check_circular=False,  # _line_paths walked all of it: no cycle
         ).encode()  # ASCII: \u escapes keep every string exact, lone surrogates too
@@ -182,9 +193,12 @@ def decode(key: Key, blob: bytes, seal: Seal) -> Entry | str:
         body = json.loads(bytes(payload))
     except ValueError:
         return "the payload is not JSON"
-    if not isinstance(body, dict) or set(body) != {"data", "lines"}:
+    if not isinstance(body, dict) or set(body) not in _BODIES:
         return "the payload is not an entry"
-    account_lines = _account_lines(body["data"], body["lines"])
+    if _USER_LINES in body:
+        account_lines = _user_lines(body["data"], body[_USER_LINES])
+    else:
+        account_lines = _account_lines(body["data"], body["lines"])
     if account_lines is None:
         return "the payload's lines do not fit its data"
     return Entry(data=body["data"], account_lines=account_lines)
@@ -244,6 +258,17 @@ def _line_paths(data: Any, account_lines: AccountLines) -> list[list[Any]] | Non
     return found
 
 
+def _users_in_order(data: Any, lines: list[list[Any]]) -> list[int] | None:
+    """The lines alone when ``lines`` are exactly those of ``data["users"]``'s entries, in
+    order (a file that passed its checks); None otherwise (the paths are kept)."""
+    users = data.get("users") if type(data) is dict else None
+    if type(users) is not list or len(lines) != len(users):
+        return None
+    if any(where != ["users", index] for index, (*where, _) in enumerate(lines)):
+        return None
+    return [line for *_, line in lines]
+
+
 def _account_lines(data: Any, lines: Any) -> AccountLines | None:
     """id(mapping) -> line for each [*path, line] of ``lines``; None if one does not fit."""
     if not isinstance(lines, list):
@@ -265,6 +290,19 @@ def _account_lines(data: Any, lines: Any) -> AccountLines | None:
         ids.append(id(node))
         found.append(line)
     return AccountLines.of(ids, found)
+
+
+def _user_lines(data: Any, lines: Any) -> AccountLines | None:
+    """id(mapping) -> line for each entry of ``data["users"]``, in order, from a list of
+    as many lines (ints from 1); None if they do not fit. All in C: no path to walk."""
+    users = data.get("users") if type(data) is dict else None
+    if type(users) is not list or type(lines) is not list or len(lines) != len(users):
+        return None
+    if not _DICT.issuperset(map(type, users)) or not _INT.issuperset(map(type, lines)):
+        return None  # (bool is not int here: type(), not isinstance)
+    if lines and not (min(lines) >= 1 and max(lines) < 2**64):
+        return None
+    return AccountLines.of(array("Q", map(id, users)), array("Q", lines))
 
 
 def _holds(node: Any, part: Any) -> bool:
@@ -407,10 +445,13 @@ class ParseCache:
         try:
             if not os.path.lexists(directory):
                 # Never its parent: the state's folder is made by the state's first write.
-                directory.mkdir(mode=0o700)
-                self._announce(
-                    f"created the parse cache {directory} (safe to delete; --no-cache bypasses it)"
-                )
+                # A concurrent run may make it first: then it is checked as found.
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir(mode=0o700)
+                    self._announce(
+                        f"created the parse cache {directory} (safe to delete; --no-cache "
+                        "bypasses it)"
+                    )
             # Checked before anything is written into it: never through a symlink.
             why = _untrusted_directory(os.lstat(directory))
             if not why:
