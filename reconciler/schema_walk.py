@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
+from itertools import pairwise
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on validate's path
 if TYPE_CHECKING:
@@ -162,9 +163,9 @@ class _Walk:
                 yield Violation("additionalProperties", schema, instance, path, spath)
             return
         for key in extras:
-            yield from self.errors(
-                rule, instance[key], (*path, key), (*spath, "additionalProperties")
-            )
+            # jsonschema drops a None key from the path (its descend takes None for "no step")
+            where = path if key is None else (*path, key)
+            yield from self.errors(rule, instance[key], where, (*spath, "additionalProperties"))
 
     def items(
         self, schema: dict[str, Any], instance: Any, path: Path_, spath: Path_
@@ -240,7 +241,8 @@ def _number(value: Any) -> bool:
 
 
 def _equal(one: Any, two: Any) -> bool:
-    """jsonschema's equality: true is not 1, false is not 0, 1.0 is 1, deep for containers."""
+    """jsonschema's equality (``_utils.equal``): true is not 1, false is not 0, 1.0 is 1,
+    deep for containers."""
     if one is two:
         return True
     if isinstance(one, str) or isinstance(two, str):
@@ -248,14 +250,37 @@ def _equal(one: Any, two: Any) -> bool:
     if isinstance(one, list) and isinstance(two, list):
         return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
     if isinstance(one, Mapping) and isinstance(two, Mapping):
-        return one.keys() == two.keys() and all(_equal(one[k], two[k]) for k in one)
-    if isinstance(one, bool) or isinstance(two, bool):
-        return type(one) is type(two) and one == two
-    return bool(one == two)
+        return len(one) == len(two) and all(
+            key in two and _equal(value, two[key]) for key, value in one.items()
+        )
+    return bool(_unbool(one) == _unbool(two))
+
+
+_TRUE, _FALSE = object(), object()
+
+
+def _unbool(value: Any) -> Any:
+    """jsonschema's ``unbool``: true and false as values no number equals."""
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    return value
 
 
 def _unique(items: list[Any]) -> bool:
-    return not any(_equal(a, b) for i, a in enumerate(items) for b in items[i + 1 :])
+    """jsonschema's ``uniq``, step for step: neighbours of the sorted items compared (a NaN
+    among them hides a repeat there too), all pairs when the items do not sort."""
+    try:
+        ordered = sorted(_unbool(item) for item in items)
+        return not any(_equal(a, b) for a, b in pairwise(ordered))
+    except (NotImplementedError, TypeError):
+        seen: list[Any] = []
+        for item in map(_unbool, items):
+            if any(_equal(other, item) for other in seen):
+                return False
+            seen.append(item)
+        return True
 
 
 @lru_cache(maxsize=64)

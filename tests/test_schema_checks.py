@@ -212,8 +212,15 @@ HOSTILE_DESIRED: list[Any] = [
         },
         "provisioning": {"max_attempts": float("nan")},
     },
+    {"version": 1, "roles": {None: {"id": 5}}, "policy": {"max_grant_days": {None: 0}}},
     [],
     "text",
+]
+HOSTILE_STATE: list[Any] = [
+    {"policy": {"protected_accounts": [1, float("nan"), 1]}},
+    {"policy": {"protected_accounts": [[1], [float("nan")], [1]]}},
+    {"policy": {"protected_accounts": ["a", True, 1, "a"], "sensitive_roles": [1, 1.0]}},
+    {"policy": {"protected_accounts": [{"a": 1}, {"a": 1.0}, [True], [1]]}},
 ]
 
 
@@ -221,7 +228,7 @@ def _violations(walk: Any) -> list[tuple[Any, ...]]:
     """A walk's violations as comparable facts, in a fixed order."""
     facts = [
         (
-            tuple(str(part) for part in error.absolute_path),
+            tuple(repr(part) for part in error.absolute_path),
             str(error.validator),
             "propertyNames" in error.absolute_schema_path,
             repr(error.validator_value),
@@ -249,7 +256,11 @@ def _combined(document: Any) -> Iterator[Any]:
     ("name", "documents"),
     [
         pytest.param("desired-state", [*_examples(), *HOSTILE_DESIRED], id="desired-state"),
-        pytest.param("state", _state_documents(), id="state"),
+        pytest.param(
+            "state",
+            [*_state_documents(), *({**_state_documents()[0], **h} for h in HOSTILE_STATE)],
+            id="state",
+        ),
     ],
 )
 def test_the_walker_reports_what_jsonschema_reports(name: str, documents: list[Any]) -> None:
