@@ -57,8 +57,9 @@ def leave(code: int) -> NoReturn:
         sys.exit(code)  # the interpreter waits for them, as it always did
     atexit._run_exitfuncs()  # the interpreter's own first step of an exit
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: its descriptor was closed before the start
+                stream.flush()
     except (OSError, ValueError):
         sys.exit(code)  # the ordinary exit reports the failed flush (status 120), as before
     os._exit(code)

@@ -9,14 +9,13 @@ number (130 for Ctrl-C); a bug prints its masked traceback and exits 1.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import gc
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
-from reconciler.cli import exiting, grammar, signals
+from reconciler.cli import exiting, grammar, output, signals
 from reconciler.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -24,10 +23,6 @@ from reconciler.errors import (
     ReconcilerError,
     StateLocked,
 )
-
-# A write to the standard output failed: no room (a full disk, /dev/full, a quota, a file
-# size limit) or the device's I/O error. A closed pipe is BrokenPipeError, apart.
-_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # the values load once a command line was parsed: `--help` needs none
@@ -174,31 +169,6 @@ def _bug(error: Exception, secrets: Sequence[str]) -> int:
     return EXIT_ERROR
 
 
-def _output_lost(error: OSError) -> bool:
-    """Whether ``error`` is the standard output refusing what was written to it (a full
-    device, an I/O error), checked by writing to it again: a working output is never
-    blamed for another file's fault. When it is, its buffer goes nowhere, so that
-    leaving the process does not fail on it again."""
-    if error.errno not in _OUTPUT_ERRNOS or error.filename is not None:
-        return False  # an open() or a path's call names its file: not the output's write
-    try:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    except OSError:
-        pass
-    else:
-        return False
-    try:  # what is still buffered goes nowhere; the process's exit flushes it cleanly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
-    except (OSError, ValueError):
-        pass  # no descriptor of its own (a test's stream): nothing exits through it
-    return True
-
-
 def entry() -> NoReturn:
     """The console script and ``python -m reconciler``: ``main()``, then the process ends
     without freeing what the command built (``exiting``)."""
@@ -233,10 +203,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pause_gc:
         gc.disable()
     secrets = _secrets(parsed.options)
+    stdout = sys.stdout
+    if stdout is None:  # descriptor 1 closed (`>&-`): the output has nowhere to go
+        sys.stderr.write(
+            "error: the standard output is closed\n"
+            "hint: run the command with its output going somewhere: the terminal, a file "
+            "(`> FILE`) or a pipe\n"
+        )
+        return EXIT_ERROR
+    sys.stdout = output.Guarded(stdout)  # a TextIO in all it does (its __getattr__)
     try:
         code = _dispatch(parsed.options, now=dt.datetime.now(dt.UTC))
         sys.stdout.flush()  # output that does not fit fails here, named (below), not at exit
         return code
+    except output.OutputLost as lost:
+        output.drop(stdout)
+        sys.stderr.write(
+            f"error: cannot write the output: {lost}\n"
+            "hint: the standard output refused what was written (a full disk, a file size "
+            "limit, a device error): make room or send the output elsewhere, then run the "
+            "command again\n"
+        )
+        return EXIT_ERROR
     except ReconcilerError as error:
         return report(_pasteable(error, parsed.options), debug=parsed.debug, secrets=secrets)
     except KeyboardInterrupt:
@@ -252,17 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SIGNAL_BASE + aborted.signal_number
     except BrokenPipeError:
         return EXIT_ERROR
-    except OSError as error:
-        if not _output_lost(error):
-            return _bug(error, secrets)
-        sys.stderr.write(
-            f"error: cannot write the output: {error.strerror or error}\n"
-            "hint: the standard output's device refused it (full, or gone): free space there "
-            "or redirect the output elsewhere, then run the command again\n"
-        )
-        return EXIT_ERROR
     except Exception as error:  # the one place a bug is reported: its traceback, masked
         return _bug(error, secrets)
     finally:
+        sys.stdout = stdout
         if pause_gc:
             gc.enable()
