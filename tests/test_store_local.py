@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import StateCorrupt, StateLocked, StateLockLost
+from reconciler.errors import StateCorrupt, StateError, StateLocked, StateLockLost
 from reconciler.stores import DEFAULT_STATE, open_store
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
@@ -179,3 +179,46 @@ def test_git_add_of_the_desired_folder_never_commits_the_state(tmp_path: Path) -
     git("add", "desired")
     assert git("diff", "--cached", "--name-only").split() == ["desired/users.yaml"]
     assert (desired / DEFAULT_STATE).exists()
+
+
+@pytest.mark.parametrize("call", ["pwrite", "fsync", "ftruncate"])
+def test_a_full_disk_while_taking_the_lock_is_a_state_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """No room to record the lock's holder: a StateError naming the lock file (not a bug),
+    the lock released, and the state as it was."""
+    import errno  # noqa: PLC0415 - only this test makes an errno
+
+    store = LocalStore(tmp_path / "state.json")
+    store.write(sample_state())
+    before = (tmp_path / "state.json").read_bytes()
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, call, full)
+    with pytest.raises(StateError) as raised, store.lock("apply"):
+        pass
+    monkeypatch.undo()
+    assert "cannot record the holder" in str(raised.value)
+    assert str(tmp_path / "state.json.lock") in str(raised.value)
+    assert (tmp_path / "state.json").read_bytes() == before
+    with store.lock("apply"):  # released: the next run takes it
+        pass
+
+
+def test_a_lock_file_that_cannot_be_made_is_a_state_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock file cannot be created (no room, no permission): a StateError, not a bug."""
+    import errno  # noqa: PLC0415 - only this test makes an errno
+
+    from reconciler.stores import files  # noqa: PLC0415 - the call made to fail
+
+    def refused(*_: object, **__: object) -> int:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(files, "open_regular", refused)
+    store = LocalStore(tmp_path / "state.json")
+    with pytest.raises(StateError, match="cannot lock state"), store.lock("apply"):
+        pass

@@ -358,15 +358,27 @@ class LocalStore:
         """Hold an exclusive flock on ``<state>.lock`` recording the holder."""
         if self._held is not None:
             raise StateError(f"state {self.path} is already locked by this process")
-        self._prepare_directory()
-        fd = files.open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._prepare_directory()
+            fd = files.open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot lock state {self.path}: cannot open {self.lock_path}: {exc.strerror}; "
+                "nothing was modified"
+            ) from exc
         try:
             self._take(fd, timeout)
             info = LockInfo.new(operation)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info.to_json()).encode(), 0)
-            os.fsync(fd)
-            st = os.fstat(fd)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info.to_json()).encode(), 0)
+                os.fsync(fd)
+                st = os.fstat(fd)
+            except OSError as exc:  # a full disk where the state lives, say
+                raise StateError(
+                    f"cannot lock state {self.path}: cannot record the holder in "
+                    f"{self.lock_path}: {exc.strerror}; nothing was modified"
+                ) from exc
             self._held = _Held(fd=fd, inode=(st.st_dev, st.st_ino), lock_id=info.lock_id)
             self._remove_stale_temp_files()
             try:
