@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -908,3 +909,22 @@ def test_the_hot_constructors_build_what_the_dataclasses_build() -> None:
     assert repr(made) == repr(expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("account", ["[1]", "{a: 1}"], ids=["a-list", "a-mapping"])
+def test_an_account_that_is_no_text_beside_a_dated_grant_is_a_problem(
+    tmp_path: Path, account: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One entry's account written as a list or a mapping, another's grant dated: the
+    schema's problem at that account, never a crash of the end-date rules."""
+    (tmp_path / "team.yaml").write_text(
+        'version: 1\nroles:\n  agent: {id: "1"}\nusers:\n'
+        "- {account: m, name: M, email: m@x.io, roles: [{role: agent, until: 2027-07-01}]}\n"
+        f"- {{account: {account}, name: T, email: t@x.io, roles: [agent]}}\n",
+        encoding="utf-8",
+    )
+    from reconciler.cli import main as cli  # noqa: PLC0415 - the end-date rules run with a date
+
+    assert cli.main(["validate", str(tmp_path), "--no-cache", "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [(p["line"], p["path"]) for p in report["problems"]] == [(6, ["users", 1, "account"])]

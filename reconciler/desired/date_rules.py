@@ -61,7 +61,13 @@ def _entries(
             continue
         lines: list[int | None] | None = None  # of the file's entries, once one is wanted
         for index, entry in enumerate(users):
-            if type(entry) is dict and entry.get("account") in wanted:
+            # Only a text account can be wanted (one written as a list or a mapping is the
+            # schema's problem, and unhashable).
+            if (
+                type(entry) is dict
+                and type(account := entry.get("account")) is str
+                and account in wanted
+            ):
                 if lines is None:
                     lines = source.account_lines.lines_of(users)
                 yield file_index, index, entry, lines[index] or 0
