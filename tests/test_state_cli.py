@@ -368,3 +368,28 @@ def test_every_command_works_first_on_a_new_database(
     if expected:
         assert "no state at" in err or "no recorded lock holder" in err
     assert pg_execute(fresh_database, "SELECT value FROM reconciler_meta") == [("2",)]
+
+
+def test_a_state_with_nan_is_refused_by_plan_and_push(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state file edited to hold NaN (Python's json reads it, JSON has no NaN): plan
+    refuses it as not valid JSON and `state push` will not store it; no crash, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "users.yaml").write_text("version: 1\nusers: []\n", encoding="utf-8")
+    state = tmp_path / "state.json"
+    LocalStore(state).write(sample_state())
+    document = json.loads(state.read_bytes())
+    document["state"]["serial"] = float("nan")
+    state.write_text(json.dumps(document), encoding="utf-8")
+    code, _, err = run(capsys, "plan", "--no-refresh", "--state", str(state))
+    assert code == 1
+    assert "not valid JSON (NaN is not a JSON number)" in err
+    assert "bug" not in err
+    pushed = tmp_path / "pushed.json"
+    pushed.write_text(json.dumps(document["state"]), encoding="utf-8")
+    other = tmp_path / "other.json"
+    code, _, err = run(capsys, "state", "push", str(pushed), "--state", str(other))
+    assert code == 1
+    assert "NaN is not a JSON number" in err
+    assert not other.exists()

@@ -369,3 +369,29 @@ def test_a_key_with_a_raw_control_character_is_refused() -> None:
     )
     with pytest.raises((decoding.Irregular, StateCorrupt)):
         journal.load(_chunked(raw, 10_000), b"", where=_WHERE, repair_hint=_HINT)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("chunk", [None, 3, 10_000], ids=["plain", "chunk-3", "chunk-10k"])
+def test_a_number_json_has_not_is_refused_as_not_json(constant: str, chunk: int | None) -> None:
+    """NaN or an infinity anywhere in a snapshot (a hand edit: Python's json reads them, JSON
+    has none, and a NaN percent passes every guard-rail comparison): not valid JSON, on the
+    plain and the chunked path alike, never a crash later in plan."""
+    raw = _snapshot_bytes(sample_state(), indent=None)
+    document = json.loads(raw)
+    document["state"]["serial"] = float("nan")  # any number: refused before any check
+    spoilt = json.dumps(document).encode().replace(b"NaN", constant.encode())
+    data = spoilt if chunk is None else _chunked(spoilt, chunk)
+    with pytest.raises(StateCorrupt, match=f"not valid JSON .{constant} is not a JSON number"):
+        journal.load(data, b"", where=_WHERE, repair_hint=_HINT)
+
+
+def test_a_journal_record_with_nan_is_refused() -> None:
+    """A journal line holding NaN (its CRC recomputed, so it reads as intact) is refused."""
+    import zlib  # noqa: PLC0415 - only this test forges a journal line
+
+    raw = _snapshot_bytes(sample_state(), indent=None)
+    payload = b'{"journal":"j","serial":NaN}'
+    line = b"%d %08x %s\n" % (len(payload), zlib.crc32(payload), payload)
+    with pytest.raises(StateCorrupt, match="record 1 of its journal"):
+        journal.load(raw, line, where=_WHERE, repair_hint=_HINT)

@@ -34,7 +34,7 @@ from reconciler.errors import (
     StateError,
     UsageError,
 )
-from reconciler.stores import LockInfo, Store, transfer
+from reconciler.stores import LockInfo, Store, decoding, transfer
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import State
 
@@ -142,7 +142,8 @@ def state_push(options: StatePushOptions, *, stdin: TextIO | None = None) -> int
     """
     source, common = options.file, options.common
     try:
-        document = json.loads(source.read_bytes())
+        # NaN and the infinities are not JSON: a pushed state holds none (decoding.NotJson).
+        document = json.loads(source.read_bytes(), parse_constant=decoding.refuse_constant)
     except (OSError, ValueError) as exc:
         raise StateError(
             f"cannot read {source} as a JSON state document: {exc}",

@@ -48,6 +48,16 @@ _RECORD_KEYS = frozenset(
 _REQUIRED_KEYS = frozenset(model.ATTRIBUTES)
 
 
+class NotJson(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, JSON has no such number (and a
+    NaN limit would pass every comparison of a guard rail)."""
+
+
+def refuse_constant(name: str) -> Any:
+    """json's ``parse_constant``: a state holds no NaN nor infinity."""
+    raise NotJson(f"{name} is not a JSON number")
+
+
 # The decoder's constructor: each slot set through its descriptor, as ``__init__`` would,
 # without a frozen dataclass's ``object.__setattr__`` per field (half the cost of a record).
 _new = object.__new__
@@ -150,11 +160,12 @@ class _Records:
 def loads(data: bytes | str, *, schema_checked: bool) -> Any:
     """``json.loads(data)`` with account records decoded as they are parsed.
 
-    Raises what ``json.loads`` raises on bytes that are not JSON.
+    Raises what ``json.loads`` raises on bytes that are not JSON, NotJson for NaN or an
+    infinity.
     """
     fits = None if schema_checked else schemas.part_check("state", "account")
     with _collector_paused():
-        return json.loads(data, object_hook=_Records(fits))
+        return json.loads(data, object_hook=_Records(fits), parse_constant=refuse_constant)
 
 
 @contextlib.contextmanager
@@ -340,7 +351,7 @@ def stream(chunks: Chunks, *, schema_checked: bool, names: model.Names | None = 
     """
     fits = None if schema_checked else schemas.part_check("state", "account")
     hook = _Records(fits, names)
-    decoder = json.JSONDecoder(object_hook=hook)
+    decoder = json.JSONDecoder(object_hook=hook, parse_constant=refuse_constant)
     scan = json.scanner.make_scanner(decoder)  # type: ignore[arg-type]  # typeshed: a class
     window = _Window(chunks)
     with _collector_paused():

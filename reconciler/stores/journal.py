@@ -161,7 +161,7 @@ def _decode(
             data = decoding.stream(snapshot_data, schema_checked=schema_checked, names=names)
         else:
             data = decoding.loads(snapshot_data, schema_checked=schema_checked)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, decoding.NotJson) as exc:
         raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
     journal, folded, document = _unwrap(data, where=where, repair_hint=repair_hint)
     del data
@@ -178,7 +178,9 @@ def _decode(
         raise decoding.Irregular  # its bytes are gone: the caller reads them again
     del document
     journal, folded, document = _unwrap(
-        json.loads(snapshot_data), where=where, repair_hint=repair_hint
+        json.loads(snapshot_data, parse_constant=decoding.refuse_constant),
+        where=where,
+        repair_hint=repair_hint,
     )
     plain = model.from_json(
         document, where=where, repair_hint=repair_hint, schema_checked=schema_checked
@@ -218,7 +220,7 @@ def _payload(line: bytes, number: int, *, where: str) -> dict[str, Any]:
     crc, _, payload = rest.partition(b" ")
     try:
         intact = int(head) == len(payload) and int(crc, 16) == zlib.crc32(payload)
-        data = json.loads(payload) if intact else None
+        data = json.loads(payload, parse_constant=decoding.refuse_constant) if intact else None
     except (ValueError, UnicodeDecodeError):
         data = None
     if not isinstance(data, dict):

@@ -87,12 +87,16 @@ def _assemble(
     into rows; ``fast``: account records decoded as they are parsed (``decoding.loads``)."""
 
     def loads(text: str) -> Any:
-        return decoding.loads(text, schema_checked=False) if fast else json.loads(text)
+        try:
+            if fast:
+                return decoding.loads(text, schema_checked=False)
+            return json.loads(text, parse_constant=decoding.refuse_constant)
+        except (json.JSONDecodeError, decoding.NotJson) as exc:
+            raise StateCorrupt(
+                f"state {where} is not valid JSON ({exc})", hint=repair_hint
+            ) from exc
 
-    try:
-        data = loads(document)
-    except json.JSONDecodeError as exc:
-        raise StateCorrupt(f"state {where} is not valid JSON ({exc})", hint=repair_hint) from exc
+    data = loads(document)
     split = isinstance(data, dict) and not any(part in data for part in _PARTS)
     if isinstance(data, dict):
         for part, text in zip(_PARTS, parts, strict=True):
