@@ -395,3 +395,17 @@ def test_a_journal_record_with_nan_is_refused() -> None:
     line = b"%d %08x %s\n" % (len(payload), zlib.crc32(payload), payload)
     with pytest.raises(StateCorrupt, match="record 1 of its journal"):
         journal.load(raw, line, where=_WHERE, repair_hint=_HINT)
+
+
+@pytest.mark.parametrize("depth", [600, 100_000])
+@pytest.mark.parametrize("chunk", [None, 10_000], ids=["plain", "chunked"])
+def test_a_state_nested_too_deeply_is_refused(depth: int, chunk: int | None) -> None:
+    """Lists nested deeper than the readers can recurse (in the policy, where the schema
+    walks them; or past json's own limit): StateCorrupt saying so, never a RecursionError."""
+    document = json.loads(_snapshot_bytes(sample_state(), indent=None))
+    document["state"]["policy"] = {"protected_accounts": ["NEST", "NEST"]}
+    nest = "[" * depth + '"a"' + "]" * depth
+    raw = json.dumps(document).replace('"NEST"', nest).encode()
+    data = raw if chunk is None else _chunked(raw, chunk)
+    with pytest.raises(StateCorrupt, match="nests its lists or objects too deeply"):
+        journal.load(data, b"", where=_WHERE, repair_hint=_HINT)

@@ -39,6 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler import schemas
+from reconciler.errors import StateCorrupt
 from reconciler.stores import model
 from reconciler.stores.model import AccountRecord, State
 
@@ -56,6 +57,19 @@ class NotJson(ValueError):
 def refuse_constant(name: str) -> Any:
     """json's ``parse_constant``: a state holds no NaN nor infinity."""
     raise NotJson(f"{name} is not a JSON number")
+
+
+@contextlib.contextmanager
+def not_too_deep(where: str, repair_hint: str) -> Iterator[None]:
+    """StateCorrupt for a document nested deeper than Python's recursion lets its readers
+    (json's decoder, the schema, the records' walk) go: no state nests that far."""
+    try:
+        yield
+    except RecursionError:
+        raise StateCorrupt(
+            f"state {where} nests its lists or objects too deeply to be a state",
+            hint=repair_hint,
+        ) from None
 
 
 # The decoder's constructor: each slot set through its descriptor, as ``__init__`` would,

@@ -103,13 +103,14 @@ def load(
     ``schema_checked``: they passed the state schema before. ``names``: the snapshot's
     records take their equal strings (``decoding.shared_names``).
     """
-    journal, folded, state = _decode(
-        snapshot_data,
-        where=where,
-        repair_hint=repair_hint,
-        schema_checked=schema_checked,
-        names=names,
-    )
+    with decoding.not_too_deep(where, repair_hint):
+        journal, folded, state = _decode(
+            snapshot_data,
+            where=where,
+            repair_hint=repair_hint,
+            schema_checked=schema_checked,
+            names=names,
+        )
     # Decoded, the chunks were all taken (the decoder reads on to the end of the bytes).
     size = _size(snapshot_data)
     lines, valid = _lines(journal_data)
@@ -117,7 +118,8 @@ def load(
     cut = valid < len(journal_data)
     if not lines:
         return Loaded(state=state, journal=journal, cut=cut, folded=False, **sizes)
-    records = [_payload(line, number, where=where) for number, line in enumerate(lines, 1)]
+    with decoding.not_too_deep(where, repair_hint):
+        records = [_payload(line, number, where=where) for number, line in enumerate(lines, 1)]
     ids = {str(payload.get("journal")) for payload in records}
     if folded is not None and ids == {folded}:
         return Loaded(state=state, journal=journal, cut=True, folded=True, **sizes)
@@ -129,9 +131,10 @@ def load(
             "aside (it holds the writes made after that copy); nothing was modified",
         )
     replay = deltas.Replay(state)
-    for payload in records:
-        del payload["journal"]
-        replay.apply(deltas.from_json(payload, where=where), where=where)
+    with decoding.not_too_deep(where, repair_hint):
+        for payload in records:
+            del payload["journal"]
+            replay.apply(deltas.from_json(payload, where=where), where=where)
     return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
 
 

@@ -64,13 +64,16 @@ def read(
     xmin, lineage, serial, document, *parts = row
     # Records decoded as they are parsed (``decoding``); a document that path cannot take
     # whole is assembled again the plain way, whose checks decide and word any refusal.
-    data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=True)
-    loaded = decoding.state(
-        data, where=where, repair_hint=repair_hint, schema_checked=False, names=names
-    )
-    if loaded is None:
-        data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=False)
-        loaded = model.from_json(data, where=where, repair_hint=repair_hint)
+    with decoding.not_too_deep(where, repair_hint):
+        data, split = _assemble(document, parts, where=where, repair_hint=repair_hint, fast=True)
+        loaded = decoding.state(
+            data, where=where, repair_hint=repair_hint, schema_checked=False, names=names
+        )
+        if loaded is None:
+            data, split = _assemble(
+                document, parts, where=where, repair_hint=repair_hint, fast=False
+            )
+            loaded = model.from_json(data, where=where, repair_hint=repair_hint)
     if (loaded.lineage, loaded.serial) != (lineage, serial):
         raise StateCorrupt(
             f"state {where}: the document says lineage {loaded.lineage} serial "
