@@ -94,6 +94,8 @@ def test_help_builds_the_parser_only(tmp_path: Path) -> None:
     # (parsing.Formatter measures the terminal itself), pathlib (imported where a chosen
     # command is built) or urllib.parse (masking loads after parsing).
     assert names.isdisjoint({"typing", "shutil", "pathlib", "urllib.parse"})
+    # Nor signal (its enums: main and cli.signals import it where a signal is named).
+    assert "signal" not in names
 
 
 def test_validate_creates_only_its_own_option_values(tmp_path: Path) -> None:

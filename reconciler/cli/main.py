@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -209,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(_pasteable(error, parsed.options), debug=parsed.debug, secrets=secrets)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
+        # Imported here: creating `signal`'s enums is a tenth of `--help`'s start-up.
+        import signal  # noqa: PLC0415
+
         return EXIT_SIGNAL_BASE + signal.SIGINT
     except signals.Aborted as aborted:
         sys.stderr.write(f"error: {aborted.message}\n")
