@@ -22,13 +22,22 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from reconciler.checks import refusal
 from reconciler.errors import excerpt
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
+    from typing import Any
+
+    import fastjsonschema
     import jsonschema
+
+    # What a fast check raises: fastjsonschema's own class, or refusal's of the same shape
+    # (both carry the path and the keyword).
+    _Refused = refusal.JsonSchemaValueException | fastjsonschema.JsonSchemaValueException
+    # validate, and what it raises
+    _Check = tuple[Callable[[Any], Any], type[_Refused]]
 
 _DRAFT07 = "http://json-schema.org/draft-07/schema#"
 
@@ -87,18 +96,6 @@ GENERATED = {
     ("plan", None): "generated_plan",
 }
 _GENERATED_PACKAGE = "reconciler.checks"
-# validate, and what it raises (fastjsonschema's own class, or refusal's of the same shape)
-_Check = tuple[Callable[[Any], Any], type[ValueError]]
-
-
-class _Refused(Protocol):
-    """What both exception classes of a fast check tell: where, and which keyword."""
-
-    @property
-    def path(self) -> list[str]: ...  # "data", then the keys and indexes
-
-    @property
-    def rule(self) -> str | None: ...
 
 
 def fast_schema(name: str, part: str | None = None) -> dict[str, Any]:
@@ -184,7 +181,7 @@ def _fast_error(name: str, document: Any) -> _Refused | None:
     try:
         validate(document)
     except refused as exc:
-        return cast(_Refused, exc)  # either class: both carry path and rule
+        return exc
     return None
 
 

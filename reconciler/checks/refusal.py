@@ -9,7 +9,10 @@ generator, was part of the start-up the generated checks remove).
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 _SPLIT = re.compile(r"[\.\[\]]+")
 

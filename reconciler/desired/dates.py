@@ -19,10 +19,13 @@ import re
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from reconciler.desired.model import TimedGrant
 from reconciler.errors import excerpt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # Files of the zone database that name this machine's setting, not a zone: "today" would

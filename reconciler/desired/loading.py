@@ -21,12 +21,15 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reconciler.desired import yamlsafe
 from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, printable
 from reconciler.problems import Problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")

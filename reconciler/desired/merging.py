@@ -12,7 +12,6 @@ from collections.abc import Collection, Container, Iterator
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import ne
-from typing import Any
 
 from reconciler.desired import dates, loading
 from reconciler.desired.model import (
@@ -26,6 +25,10 @@ from reconciler.desired.model import (
     User,
 )
 from reconciler.errors import Severity, excerpt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 Path_ = tuple[str | int, ...]
 _SHOWN_ROLES = 10  # "not defined" lists this many defined roles

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 from reconciler import schemas
 from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
-from reconciler.desired.cache import Entry, ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import Severity, ValidationFailed, excerpt
 from reconciler.problems import Problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    # The parse cache (and its key) loads only when a run has one to use.
+    from reconciler.desired.cache import Entry, ParseCache
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
@@ -219,6 +224,8 @@ def _parse_cached(
     """Each file from the cache, else parsed (and cached when it passes its own checks);
     the indexes of the files that passed them. Each file's bytes are let go once read
     (``raw`` ends empty)."""
+    from reconciler.desired.cache import Entry  # noqa: PLC0415 - see the imports
+
     parsed: list[loading.SourceFile] = []
     checked: set[int] = set()
     raw.reverse()
