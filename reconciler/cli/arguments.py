@@ -183,7 +183,7 @@ def _positive_seconds(raw: str) -> float:
 
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
-    from reconciler.cli.options_base import Common  # noqa: PLC0415 - see the imports
+    from reconciler.cli.options import Common  # noqa: PLC0415 - see the imports
 
     return Common(
         state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout, cache=cache(ns)

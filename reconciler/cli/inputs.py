@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from reconciler.cli.options_base import CacheOptions, Common
+from reconciler.cli.options_base import CacheOptions
 from reconciler.desired import dates, loading, validation
 from reconciler.desired.model import DesiredState
 from reconciler.errors import UsageError, ValidationFailed
@@ -20,6 +20,8 @@ from reconciler.errors import UsageError, ValidationFailed
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import TextIO
+
+    from reconciler.cli.options import Common  # the state's options: validate has none
 
     # The key and the parse cache load only when there is a cache to use: `validate` of a
     # folder without a state creates neither's frozen classes (start-up).
