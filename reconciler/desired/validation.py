@@ -23,8 +23,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from typing import Any
 
-    # The parse cache (and its key) loads only when a run has one to use.
+    # The parse cache (and its key) loads only when a run has one to use; a schema's
+    # report of errors only for a refused document.
     from reconciler.desired.cache import Entry, ParseCache
+    from reconciler.schema_errors import SchemaError
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
@@ -94,7 +96,7 @@ def validate(
     )
 
 
-def _schema_errors(data: dict[Any, Any]) -> list[schemas.SchemaError]:
+def _schema_errors(data: dict[Any, Any]) -> list[SchemaError]:
     """The schema's errors in ``data``; for a long ``users`` list, only the entries that
     fail are walked by the slow, every-error validator (each item is checked on its own
     by the schema, so a chunk of them can be too)."""
@@ -109,9 +111,7 @@ def _schema_errors(data: dict[Any, Any]) -> list[schemas.SchemaError]:
     return found
 
 
-def _failing_users(
-    users: list[Any], start: int, stop: int, found: list[schemas.SchemaError]
-) -> None:
+def _failing_users(users: list[Any], start: int, stop: int, found: list[SchemaError]) -> None:
     """Add the schema's errors of ``users[start:stop]`` to ``found``, halving the range
     until each failing entry is checked on its own (valid halves cost one fast check)."""
     if schemas.is_valid(SCHEMA, {"version": 1, "users": users[start:stop]}):
@@ -125,7 +125,7 @@ def _failing_users(
         found.append(replace(error, path=("users", start, *error.path[2:])))
 
 
-def _schema_message(error: schemas.SchemaError) -> str:
+def _schema_message(error: SchemaError) -> str:
     """The schema's message, or how to write a boolean or number that YAML 1.1 alone reads
     from text like ``no``, ``on`` or ``010`` (the loader keeps those as text)."""
     spelled = error.instance
