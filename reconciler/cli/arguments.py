@@ -62,6 +62,16 @@ class _Prepared:
         return self._parser
 
 
+class _Later:
+    """What ``add_parser`` is given for a command not chosen yet: its parser is made from
+    these arguments once the command is chosen (each parser made costs ~0.8M instructions
+    of every start-up, `--help` too; argparse's own bookkeeping, the command's help line
+    and its name among the choices, is done at once)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[parsing.Parser]
 else:
@@ -69,9 +79,10 @@ else:
 
 
 class Commands(_SubParsers):
-    """Subcommands whose arguments are added only once one is chosen on the command line.
+    """Subcommands whose parsers are made, and their arguments added, only once one is
+    chosen on the command line.
 
-    ``reconciler --help`` lists every command (name and help) without building every
+    ``reconciler --help`` lists every command (name and help) without building any
     command's parser, which was a third of its start-up; ``reconciler plan ...`` builds
     plan's only. What argparse chose is what gets built: nothing is guessed from argv.
     """
@@ -81,7 +92,7 @@ class Commands(_SubParsers):
         self._fillers: dict[str, Callable[[], None]] = {}
 
     def defer(self, add: Callable[[Subparsers], None]) -> None:
-        """Register the command ``add`` builds: its parser now, its arguments when chosen."""
+        """Register the command ``add`` builds: its help line now, its parser when chosen."""
         sketch = _Sketch()
         try:
             add(sketch)
@@ -89,8 +100,21 @@ class Commands(_SubParsers):
             pass
         else:  # pragma: no cover - a builder that adds no parser: a bug of grammar's
             raise AssertionError(f"{add.__name__} added no parser")
-        parser: parsing.Parser = self.add_parser(sketch.name, **sketch.kwargs)
-        self._fillers[sketch.name] = lambda: add(_Prepared(sketch.name, parser))
+        name, made_by = sketch.name, self._parser_class
+        # add_parser, with the parser itself left for later: until the command is chosen,
+        # its entry among the choices holds what the parser will be made from.
+        self._parser_class = _Later  # type: ignore[assignment]
+        try:
+            later: _Later = self.add_parser(name, **sketch.kwargs)  # type: ignore[assignment]
+        finally:
+            self._parser_class = made_by
+
+        def build() -> None:
+            parser = made_by(**later.kwargs)
+            self._name_parser_map[name] = parser
+            add(_Prepared(name, parser))
+
+        self._fillers[name] = build
 
     def fill(self) -> None:
         """Build every command's arguments (completion and tests need the whole grammar)."""
