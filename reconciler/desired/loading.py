@@ -25,11 +25,12 @@ from pathlib import Path
 from reconciler.desired import yamlsafe
 from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, printable
-from reconciler.problems import Problem
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any
+
+    from reconciler.problems import Problem
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -307,6 +308,9 @@ def digest(files: tuple[RawFile, ...]) -> str:
 
 
 def _problem(display: str, message: str, line: int = 1, col: int = 1) -> Problem:
+    # Created with the first problem found: a valid input never loads its class.
+    from reconciler.problems import Problem  # noqa: PLC0415
+
     return Problem(file=display, line=line, col=col, message=message, rule="input")
 
 

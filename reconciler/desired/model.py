@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import printable
-from reconciler.problems import Problem
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # only git provenance (plan, report) makes one: validate never loads it
     from reconciler.desired.commit import Commit
+    from reconciler.problems import Problem  # created with the first problem found
 
 DEFAULT_MAX_DISABLE_COUNT = 10
 DEFAULT_MAX_DISABLE_PERCENT = 10.0

@@ -17,15 +17,15 @@ from reconciler import schemas
 from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
 from reconciler.desired.model import DesiredState
 from reconciler.errors import Severity, ValidationFailed, excerpt
-from reconciler.problems import Problem
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    # The parse cache (and its key) loads only when a run has one to use; a schema's
-    # report of errors only for a refused document.
+    # The parse cache (and its key) loads only when a run has one to use; a located
+    # problem, and a schema's report of errors, with the first problem found.
     from reconciler.desired.cache import Entry, ParseCache
+    from reconciler.problems import Problem
     from reconciler.schema_errors import SchemaError
 
 SCHEMA = "desired-state"
@@ -156,6 +156,11 @@ def _locate(
     by_file: dict[int, list[merging.Pending]] = {}
     for item in pending:
         by_file.setdefault(item.file, []).append(item)
+    if not by_file:
+        return []
+    # Created with the first problem found: a valid input never loads its class.
+    from reconciler.problems import Problem  # noqa: PLC0415
+
     out = []
     for index, items in by_file.items():
         source = files[index]
