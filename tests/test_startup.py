@@ -172,3 +172,16 @@ def test_validate_and_plan_load_no_fastjsonschema(tmp_path: Path) -> None:
         ("plan", str(ROOT / "examples"), "--no-refresh", "--state", str(state)),
     ):
         assert "fastjsonschema" not in _modules(tmp_path, *argv), argv
+
+
+def test_validate_in_utc_loads_no_zone_database(tmp_path: Path) -> None:
+    """A policy in UTC (the default) needs no zone database: zoneinfo (which loads
+    sysconfig) is imported only for another zone, as examples/ names Europe/Berlin."""
+    desired = tmp_path / "desired"
+    desired.mkdir()
+    for name in ("roles.yaml", "team-support.yaml"):
+        (desired / name).write_bytes((ROOT / "examples" / name).read_bytes())
+    code, _ = _loaded(tmp_path, "validate", str(desired))
+    assert code == 0
+    assert "zoneinfo" not in _modules(tmp_path, "validate", str(desired))
+    assert "zoneinfo" in _modules(tmp_path, "validate", str(ROOT / "examples"))

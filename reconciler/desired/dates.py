@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -57,6 +56,10 @@ def zone_of(name: str) -> dt.tzinfo | None:
         return dt.UTC
     if name in _MACHINE_ZONES:
         return None
+    # Imported for a zone other than UTC (the default): zoneinfo loads sysconfig to find
+    # the database, ~9M instructions of validate's start-up.
+    import zoneinfo  # noqa: PLC0415
+
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
