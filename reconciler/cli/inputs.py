@@ -75,7 +75,8 @@ def evaluated_at(desired: DesiredState) -> dt.date:
 STATE_ENV = "RECONCILER_STATE"
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 _POSTGRES = ("postgresql://", "postgres://")
-_NOT_A_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|[A-Za-z_][A-Za-z0-9_]*\s*=)")
+# Compiled where used (re caches it): only a state location given needs it.
+_NOT_A_PATH = r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|[A-Za-z_][A-Za-z0-9_]*\s*=)"
 POSTGRES_CACHE = Path(".reconciler") / "cache"
 CACHE_SUFFIX = ".cache"
 
@@ -101,7 +102,7 @@ def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | No
         location = str(base_dir(path) / DEFAULT_STATE)
     elif location.startswith(_POSTGRES):
         return base_dir(path) / POSTGRES_CACHE, True
-    elif not location or location != location.strip() or _NOT_A_PATH.match(location):
+    elif not location or location != location.strip() or re.match(_NOT_A_PATH, location):
         return None  # refused by stores.location wherever the state is opened
     state = Path(os.path.realpath(location))  # a symlinked state: beside its target
     if not state.is_file():
