@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shlex
 from collections.abc import Callable, Sequence
 
 from reconciler.cli import parsing
@@ -231,6 +230,13 @@ def cache(ns: argparse.Namespace) -> CacheOptions:
     return CacheOptions(enabled=not ns.no_cache, debug=bool(getattr(ns, "debug", False)))
 
 
+def shell_line(words: Sequence[str]) -> str:
+    """``words`` as one shell command line, each quoted as needed (for a hint to paste)."""
+    import shlex  # noqa: PLC0415 - only a hint needs it: every start-up loads this module
+
+    return shlex.join(words)
+
+
 def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:
     """PATH from the operand, or from the deprecated ``--path`` (which must agree with it)."""
     from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
@@ -238,7 +244,7 @@ def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:
     legacy: Path | None = ns.legacy_path
     if legacy is None:
         return ns.path or Path(".")
-    spelled = shlex.join([PROG, *words, str(ns.path or legacy)])
+    spelled = shell_line([PROG, *words, str(ns.path or legacy)])
     if ns.path is not None and ns.path.resolve() != legacy.resolve():
         raise UsageError(
             f"--path {legacy} disagrees with the PATH operand {ns.path}",
