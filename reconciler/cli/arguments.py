@@ -63,7 +63,7 @@ class _Prepared:
 
 class _Later:
     """What ``add_parser`` is given for a command not chosen yet: its parser is made from
-    these arguments once the command is chosen (each parser made costs ~0.8M instructions
+    these arguments once the command is chosen (each parser made cost ~0.7M instructions
     of every start-up, `--help` too; argparse's own bookkeeping, the command's help line
     and its name among the choices, is done at once)."""
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 # `signal` is imported where a signal is named or caught, not here: every command loads
 # this module (main catches Aborted), and importing `signal` creates its enums (~3M
-# instructions, a tenth of `--help`'s start-up over a bare interpreter). Ctrl-C needs no
-# import: the interpreter installs its SIGINT handler itself.
+# instructions of every start-up, `--help` included). Ctrl-C needs no import: the
+# interpreter installs its SIGINT handler itself.
 NAP = 0.05  # how often a sleeping applier looks at the flag
 
 
