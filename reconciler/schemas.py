@@ -1,16 +1,17 @@
-"""The JSON Schemas in ``schemas/``: the only module that imports jsonschema or fastjsonschema.
+"""The JSON Schemas in ``schemas/``: with ``schema_errors``, the only modules that import
+jsonschema or fastjsonschema.
 
 Fast path: the schema compiled by fastjsonschema answers "valid?" in a fraction of the
 time jsonschema takes on 100k users. Only when that says no is the document walked to
-report every error with its path: by ``schema_walk`` for a schema whose keywords it knows
-(the desired state's, the state's: no jsonschema import, which costs more than the walk),
-else by jsonschema (the plan's). fastjsonschema knows draft-07, so the
+report every error with its path (``schema_errors``): by ``schema_walk`` for a schema whose
+keywords it knows (the desired state's, the state's: no jsonschema import, which costs
+more than the walk), else by jsonschema (the plan's). fastjsonschema knows draft-07, so the
 compiled copy is declared draft-07; the schemas use only keywords both drafts share.
 
 Messages are ours, never the validators' text: ``x-messages`` in the schemas (keyed by
-keyword), else a generic one made from jsonschema's keyword, its value and the instance,
-every echoed value clipped (``errors.excerpt``). The two must agree: should the walk
-ever find nothing where fastjsonschema refused, the fast one's finding is
+keyword), else a generic one made from the keyword, its value and the instance, every
+echoed value clipped (``errors.excerpt``). The fast check and the walk must agree: should
+the walk ever find nothing where fastjsonschema refused, the fast one's finding is
 reported (fail closed). Patterns end in ``$(?!\\n)``: jsonschema searches with Python's
 ``$``, which also matches before a final newline (fastjsonschema rewrites it to ``\\Z``).
 """
@@ -21,31 +22,26 @@ import functools
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from reconciler.checks import refusal
-from reconciler.errors import excerpt
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    import jsonschema
+    from typing import Any
+
+    import fastjsonschema
+
+    from reconciler.schema_errors import SchemaError
+
+    # What a fast check raises: fastjsonschema's own class, or refusal's of the same shape
+    # (both carry the path and the keyword).
+    Refused = refusal.JsonSchemaValueException | fastjsonschema.JsonSchemaValueException
+    # validate, and what it raises
+    _Check = tuple[Callable[[Any], Any], type[Refused]]
 
 _DRAFT07 = "http://json-schema.org/draft-07/schema#"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SchemaError:
-    """One schema violation: where (a path into the document), what, and the facts behind
-    the message (the keyword, what it asks for, the value found) for callers to reword."""
-
-    path: tuple[str | int, ...]
-    message: str
-    on_key: bool = False  # the problem is the key itself (e.g. an unknown property)
-    keyword: str = ""  # the JSON Schema keyword that failed ("type", "pattern", ...)
-    expected: Any = None  # that keyword's value in the schema
-    instance: Any = None  # the value that failed it
 
 
 def schema_path(name: str) -> Path:
@@ -89,18 +85,6 @@ GENERATED = {
     ("plan", None): "generated_plan",
 }
 _GENERATED_PACKAGE = "reconciler.checks"
-# validate, and what it raises (fastjsonschema's own class, or refusal's of the same shape)
-_Check = tuple[Callable[[Any], Any], type[ValueError]]
-
-
-class _Refused(Protocol):
-    """What both exception classes of a fast check tell: where, and which keyword."""
-
-    @property
-    def path(self) -> list[str]: ...  # "data", then the keys and indexes
-
-    @property
-    def rule(self) -> str | None: ...
 
 
 def fast_schema(name: str, part: str | None = None) -> dict[str, Any]:
@@ -171,55 +155,12 @@ def generated_source(name: str, part: str | None = None) -> str:
     return "\n".join([*header, *lines]) + "\n"
 
 
-@functools.cache
-def _validator(name: str) -> jsonschema.protocols.Validator:
-    import jsonschema  # noqa: PLC0415 - only an invalid document needs it, not the fast path
-
-    schema = load(name)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema, format_checker=None)
-
-
-class _Violation(Protocol):
-    """What ``errors`` reads of a violation: jsonschema's ValidationError, or
-    ``schema_walk.Violation`` (the same attributes)."""
-
-    @property
-    def validator(self) -> Any: ...  # the keyword
-    @property
-    def validator_value(self) -> Any: ...
-    @property
-    def instance(self) -> Any: ...
-    @property
-    def schema(self) -> Any: ...  # the schema holding the keyword
-    @property
-    def absolute_path(self) -> Sequence[str | int]: ...
-    @property
-    def absolute_schema_path(self) -> Iterable[Any]: ...
-    @property
-    def context(self) -> Sequence[_Violation]: ...  # anyOf/oneOf: each branch's violations
-
-
-@functools.cache
-def _every_error(name: str) -> Callable[[Any], Iterable[_Violation]]:
-    """What walks a document for every violation of schema ``name``: reconciler's own
-    walker (``schema_walk``) when the schema uses only keywords it knows, else jsonschema,
-    whose import costs more than validating 20k users' 200 problems."""
-    from reconciler import schema_walk  # noqa: PLC0415 - only an invalid document needs it
-
-    schema = load(name)
-    if schema_walk.walks(schema):
-        return functools.partial(schema_walk.iter_errors, schema)
-    return cast(Callable[[Any], Iterable[_Violation]], _validator(name).iter_errors)
-
-
-def _fast_error(name: str, document: Any) -> _Refused | None:
+def _fast_error(name: str, document: Any) -> Refused | None:
     validate, refused = _fast(name)
     try:
         validate(document)
     except refused as exc:
-        return cast(_Refused, exc)  # either class: both carry path and rule
+        return exc
     return None
 
 
@@ -247,115 +188,15 @@ def part_check(name: str, definition: str) -> Callable[[Any], bool]:
     return fits
 
 
-# Our own words for each keyword: never the validator's message text, which changes
-# between releases. A schema's ``x-messages`` (keyed by keyword) overrides these.
-_GENERIC = {
-    "const": "must be {expected} (got {value})",
-    "enum": "must be one of {expected} (got {value})",
-    "minimum": "{value} is less than the minimum of {expected}",
-    "maximum": "{value} is more than the maximum of {expected}",
-    "exclusiveMinimum": "{value} must be more than {expected}",
-    "exclusiveMaximum": "{value} must be less than {expected}",
-    "minLength": "{value} is shorter than {expected} characters",
-    "maxLength": "{value} is longer than {expected} characters",
-    "pattern": "{value} is not in the allowed form",
-    "minItems": "needs at least {expected} items",
-    "maxItems": "has more than {expected} items",
-    "minProperties": "needs at least {expected} keys",
-    "not": "{value} is not allowed here",
-}
-
-
-def _message(error: _Violation) -> str:
-    keyword, expected = str(error.validator), error.validator_value
-    custom = error.schema.get("x-messages", {}) if isinstance(error.schema, dict) else {}
-    template = custom.get(keyword) or _GENERIC.get(keyword)
-    if template:
-        return str(template).format(value=excerpt(error.instance), expected=expected)
-    if keyword == "type":
-        return f"expected {expected}, got {_describe(error.instance)}"
-    return f"{excerpt(error.instance)} breaks the schema rule `{keyword}`"
-
-
-def _unknown_keys(error: _Violation) -> str:
-    extra = sorted(str(key) for key in error.instance if key not in error.schema["properties"])
-    allowed = ", ".join(sorted(error.schema["properties"]))
-    return f"unknown key {', '.join(excerpt(k) for k in extra)} (allowed: {allowed})"
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"number {excerpt(value)}"
-    if isinstance(value, str):
-        return f"string {excerpt(value)}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _found(leaf: _Violation) -> list[SchemaError]:
-    """The SchemaErrors of one of jsonschema's errors, located at what is wrong."""
-    path = tuple(leaf.absolute_path)
-    facts = {"keyword": str(leaf.validator), "expected": leaf.validator_value}
-    if leaf.validator == "required" and isinstance(leaf.instance, dict):
-        return [
-            SchemaError(path=path, message=f"{key!r} is required", **facts, instance=leaf.instance)
-            for key in leaf.validator_value
-            if key not in leaf.instance
-        ]
-    if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
-        props = leaf.schema.get("properties", {})
-        return [
-            SchemaError(
-                path=(*path, key), message=_unknown_keys(leaf), on_key=True, **facts, instance=key
-            )
-            for key in leaf.instance
-            if key not in props
-        ]
-    on_key = False
-    if "propertyNames" in leaf.absolute_schema_path:
-        # jsonschema reports a bad key at its parent; point at the key itself.
-        path, on_key = (*path, str(leaf.instance)), True
-    return [
-        SchemaError(
-            path=path, message=_message(leaf), on_key=on_key, **facts, instance=leaf.instance
-        )
-    ]
-
-
 def errors(name: str, document: Any) -> tuple[SchemaError, ...]:
     """Every violation of schema ``name`` in ``document`` (empty when valid)."""
     fast = _fast_error(name, document)
     if fast is None:
         return ()
-    return report(_every_error(name)(document), fast)
+    # Only a refused document loads the report (and SchemaError's class).
+    from reconciler import schema_errors  # noqa: PLC0415
 
-
-def report(violations: Iterable[_Violation], fast: _Refused) -> tuple[SchemaError, ...]:
-    """The SchemaErrors of ``violations`` (a walk of a document the fast check refused,
-    as ``fast``), sorted by path, each once; the fast finding when there is none."""
-    found: dict[tuple[tuple[str | int, ...], str], SchemaError] = {}
-    for error in violations:
-        # One level of "anyOf/oneOf" context is enough to say what is wrong.
-        leaves = [error]
-        if error.context:
-            deepest = max(len(sub.absolute_path) for sub in error.context)
-            leaves = [sub for sub in error.context if len(sub.absolute_path) == deepest] or leaves
-        for leaf in leaves:
-            for item in _found(leaf):
-                found.setdefault((item.path, item.message), item)
-    if not found:
-        # The two validators disagree: fail closed, at the place the fast one names.
-        path = tuple(part for part in fast.path[1:] if isinstance(part, (str, int)))
-        rule = str(fast.rule or "schema")
-        return (SchemaError(path=path, message=f"breaks the schema rule `{rule}`", keyword=rule),)
-    return tuple(sorted(found.values(), key=lambda e: [str(p) for p in e.path]))
+    return schema_errors.every(name, document, fast)
 
 
 def check(name: str, document: Any) -> tuple[str, ...]:

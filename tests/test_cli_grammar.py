@@ -472,12 +472,17 @@ def test_ci_usage_errors_exit_1_with_error_and_hint(
 def test_commands_are_built_only_once_chosen_and_read_the_same(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`reconciler --help` builds no command's arguments (start-up), and every command's
-    help, built when chosen, is the help of the whole grammar built at once."""
+    """`reconciler --help` builds no command's parser (start-up), a command line builds
+    its command's only, and every command's help, built when chosen, is the help of the
+    whole grammar built at once."""
     lazy, whole = grammar.build(), grammar.build(whole=True)
     assert lazy.format_help() == whole.format_help()
     commands = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
-    assert {len(p._actions) for p in commands.choices.values()} == {1}  # -h alone
+    assert len(commands.choices) >= 12
+    assert not any(isinstance(p, argparse.ArgumentParser) for p in commands.choices.values())
+    lazy.parse_known_args(["validate", "."])
+    made = [n for n, p in commands.choices.items() if isinstance(p, argparse.ArgumentParser)]
+    assert made == ["validate"]
     chosen = [p for p in _parsers(whole) if p is not whole]
     assert len(chosen) >= 15
     for parser in chosen:

@@ -17,7 +17,8 @@ from dataclasses import replace
 import pytest
 
 from reconciler.cli import ci
-from reconciler.desired.model import Commit, DesiredState, Policy, Source
+from reconciler.desired.commit import Commit
+from reconciler.desired.model import DesiredState, Policy, Source
 from reconciler.plan import expiry, planfile, planner, report
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import access, markdown, text

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "errors": "base",
     "schemas": "base",
+    "schema_errors": "base",
     "schema_walk": "base",
     "formats": "base",
     "seals": "base",

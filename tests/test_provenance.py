@@ -15,7 +15,8 @@ import pytest
 
 from reconciler.apply import ledger
 from reconciler.cli import main as cli
-from reconciler.desired.model import Commit, Source
+from reconciler.desired.commit import Commit
+from reconciler.desired.model import Source
 from reconciler.plan import git as plan_git
 from reconciler.plan import planfile, planner, provenance
 from reconciler.plan.model import Action, Change, Reason

@@ -17,7 +17,7 @@ import fastjsonschema
 import pytest
 import yaml
 
-from reconciler import schema_walk, schemas
+from reconciler import schema_errors, schema_walk, schemas
 from reconciler.checks import refusal
 from reconciler.stores import model
 from tests.support import builders
@@ -268,7 +268,7 @@ def test_the_walker_reports_what_jsonschema_reports(name: str, documents: list[A
     jsonschema's violations (place, keyword, value, schema) and the same SchemaErrors."""
     schema = schemas.load(name)
     assert schema_walk.walks(schema)
-    jsonschema_walk = schemas._validator(name).iter_errors
+    jsonschema_walk = schema_errors._validator(name).iter_errors
     refused = 0
     for document in documents:
         for variant in [document, *_variants(document), *_combined(document)]:
@@ -278,8 +278,8 @@ def test_the_walker_reports_what_jsonschema_reports(name: str, documents: list[A
             assert (fast is None) == (not ours)
             if fast is not None:
                 refused += 1
-                assert schemas.report(schema_walk.iter_errors(schema, variant), fast) == (
-                    schemas.report(jsonschema_walk(variant), fast)
+                assert schema_errors.report(schema_walk.iter_errors(schema, variant), fast) == (
+                    schema_errors.report(jsonschema_walk(variant), fast)
                 )
     assert refused > 50
 
@@ -303,4 +303,4 @@ def test_a_schema_the_walker_does_not_know_goes_to_jsonschema() -> None:
 def test_each_schema_is_valid_for_its_draft(name: str) -> None:
     """Each shipped schema passes its metaschema (jsonschema's check_schema, which a run
     no longer does for the schemas the walker reports on)."""
-    assert schemas._validator(name).schema == schemas.load(name)  # _validator checks it
+    assert schema_errors._validator(name).schema == schemas.load(name)  # _validator checks it

@@ -150,3 +150,36 @@ def test_a_signal_before_anything_is_sent_exits_at_once(served: Served, tmp_path
     assert "error: interrupted by SIGINT before anything was sent" in err
     assert box.federation.stats().calls["createTask"] == 0
     assert fx.state_document(path) is None
+
+
+# A command that installs no handler (validate here): Ctrl-C is the interpreter's own
+# KeyboardInterrupt, which main turns into 130. `signal` is not imported at start-up
+# (creating its enums cost every command ~3M instructions): the probe shows it was not
+# loaded before the signal came, and that Ctrl-C still ends the command as before.
+CTRL_C = """
+import os, sys, time
+from reconciler.cli import main, validate_command
+def interrupted(options, *, now):
+    sys.stdout.write(f"signal loaded: {'signal' in sys.modules}\\n")
+    sys.stdout.flush()
+    os.kill(os.getpid(), %d)  # what Ctrl-C sends
+    time.sleep(30)
+validate_command.validate = interrupted
+sys.exit(main.main(["validate", "."]))
+"""
+
+
+def test_ctrl_c_in_a_command_without_handlers_exits_130(tmp_path: Path) -> None:
+    """SIGINT during validate, with `signal` never imported: `error: interrupted`, exit 130."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C % signal.SIGINT],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout == "signal loaded: False\n"
+    assert (done.returncode, done.stderr) == (130, "error: interrupted\n")

@@ -26,17 +26,23 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
 
-def _loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
-    """(exit code, top-level packages loaded) of ``reconciler ARGV`` in a fresh process."""
+def _env() -> dict[str, str]:
+    """This environment without reconciler's own variables (a RECONCILER_STATE would give
+    validate a parse cache to load)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("RECONCILER_", "VOLCENGINE_"))
     }
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+def _loaded(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
+    """(exit code, top-level packages loaded) of ``reconciler ARGV`` in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env=_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -51,7 +57,7 @@ def _modules(tmp_path: Path, *argv: str) -> set[str]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -94,6 +100,9 @@ def test_help_builds_the_parser_only(tmp_path: Path) -> None:
     # (parsing.Formatter measures the terminal itself), pathlib (imported where a chosen
     # command is built) or urllib.parse (masking loads after parsing).
     assert names.isdisjoint({"typing", "shutil", "pathlib", "urllib.parse"})
+    # Nor signal (its enums: main and cli.signals import it where a signal is named), nor
+    # shlex (arguments.shell_line imports it for the hints that quote a command line).
+    assert names.isdisjoint({"signal", "shlex"})
 
 
 def test_validate_creates_only_its_own_option_values(tmp_path: Path) -> None:
@@ -102,6 +111,29 @@ def test_validate_creates_only_its_own_option_values(tmp_path: Path) -> None:
     names = _modules(tmp_path, "validate", str(ROOT / "examples"))
     assert "reconciler.cli.options_base" in names
     assert names.isdisjoint({"reconciler.cli.options", "reconciler.cli.completion"})
+
+
+def test_validate_of_a_valid_input_loads_only_what_it_uses(tmp_path: Path) -> None:
+    """`validate examples/` (valid, no state beside it) imports neither typing (only
+    annotations name it) nor signal; it creates no class of the parse cache or its key
+    (seals, hmac), of a located problem or a schema's report of errors (made with the
+    first problem), of git provenance (desired.commit) or of the state's options."""
+    code, _ = _loaded(tmp_path, "validate", str(ROOT / "examples"))
+    assert code == 0
+    names = _modules(tmp_path, "validate", str(ROOT / "examples"))
+    assert names.isdisjoint({"typing", "signal", "hmac", "shlex"}), sorted(
+        names & {"typing", "signal", "hmac", "shlex"}
+    )
+    unused = {
+        "reconciler.seals",
+        "reconciler.desired.cache",
+        "reconciler.desired.commit",
+        "reconciler.problems",
+        "reconciler.schema_errors",
+        "reconciler.cli.options",
+    }
+    assert names.isdisjoint(unused), sorted(names & unused)
+    # urllib.parse stays: pathlib (Python 3.11) imports it, and validate reads paths.
 
 
 def test_validate_loads_only_the_desired_state_layer(tmp_path: Path) -> None:
@@ -143,3 +175,16 @@ def test_validate_and_plan_load_no_fastjsonschema(tmp_path: Path) -> None:
         ("plan", str(ROOT / "examples"), "--no-refresh", "--state", str(state)),
     ):
         assert "fastjsonschema" not in _modules(tmp_path, *argv), argv
+
+
+def test_validate_in_utc_loads_no_zone_database(tmp_path: Path) -> None:
+    """A policy in UTC (the default) needs no zone database: zoneinfo (which loads
+    sysconfig) is imported only for another zone, as examples/ names Europe/Berlin."""
+    desired = tmp_path / "desired"
+    desired.mkdir()
+    for name in ("roles.yaml", "team-support.yaml"):
+        (desired / name).write_bytes((ROOT / "examples" / name).read_bytes())
+    code, _ = _loaded(tmp_path, "validate", str(desired))
+    assert code == 0
+    assert "zoneinfo" not in _modules(tmp_path, "validate", str(desired))
+    assert "zoneinfo" in _modules(tmp_path, "validate", str(ROOT / "examples"))

@@ -9,9 +9,12 @@ generator, was part of the start-up the generated checks remove).
 from __future__ import annotations
 
 import re
-from typing import Any
 
-_SPLIT = re.compile(r"[\.\[\]]+")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+_SPLIT = r"[\.\[\]]+"  # compiled where used (re caches it): only a refusal needs it
 
 
 class Decimal:
@@ -43,7 +46,7 @@ class JsonSchemaValueException(ValueError):
     @property
     def path(self) -> list[str]:
         """``name`` split into its parts (``data.users[3].email`` -> data, users, 3, email)."""
-        return [part for part in _SPLIT.split(self.name or "") if part]
+        return [part for part in re.split(_SPLIT, self.name or "") if part]
 
 
 class JsonSchemaValuesException(ValueError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shlex
 from collections.abc import Callable, Sequence
 
 from reconciler.cli import parsing
@@ -62,6 +61,16 @@ class _Prepared:
         return self._parser
 
 
+class _Later:
+    """What ``add_parser`` is given for a command not chosen yet: its parser is made from
+    these arguments once the command is chosen (each parser made cost ~0.7M instructions
+    of every start-up, `--help` too; argparse's own bookkeeping, the command's help line
+    and its name among the choices, is done at once)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[parsing.Parser]
 else:
@@ -69,9 +78,10 @@ else:
 
 
 class Commands(_SubParsers):
-    """Subcommands whose arguments are added only once one is chosen on the command line.
+    """Subcommands whose parsers are made, and their arguments added, only once one is
+    chosen on the command line.
 
-    ``reconciler --help`` lists every command (name and help) without building every
+    ``reconciler --help`` lists every command (name and help) without building any
     command's parser, which was a third of its start-up; ``reconciler plan ...`` builds
     plan's only. What argparse chose is what gets built: nothing is guessed from argv.
     """
@@ -81,7 +91,7 @@ class Commands(_SubParsers):
         self._fillers: dict[str, Callable[[], None]] = {}
 
     def defer(self, add: Callable[[Subparsers], None]) -> None:
-        """Register the command ``add`` builds: its parser now, its arguments when chosen."""
+        """Register the command ``add`` builds: its help line now, its parser when chosen."""
         sketch = _Sketch()
         try:
             add(sketch)
@@ -89,8 +99,21 @@ class Commands(_SubParsers):
             pass
         else:  # pragma: no cover - a builder that adds no parser: a bug of grammar's
             raise AssertionError(f"{add.__name__} added no parser")
-        parser: parsing.Parser = self.add_parser(sketch.name, **sketch.kwargs)
-        self._fillers[sketch.name] = lambda: add(_Prepared(sketch.name, parser))
+        name, made_by = sketch.name, self._parser_class
+        # add_parser, with the parser itself left for later: until the command is chosen,
+        # its entry among the choices holds what the parser will be made from.
+        self._parser_class = _Later  # type: ignore[assignment]
+        try:
+            later: _Later = self.add_parser(name, **sketch.kwargs)  # type: ignore[assignment]
+        finally:
+            self._parser_class = made_by
+
+        def build() -> None:
+            parser = made_by(**later.kwargs)
+            self._name_parser_map[name] = parser
+            add(_Prepared(name, parser))
+
+        self._fillers[name] = build
 
     def fill(self) -> None:
         """Build every command's arguments (completion and tests need the whole grammar)."""
@@ -183,7 +206,7 @@ def _positive_seconds(raw: str) -> float:
 
 def common(ns: argparse.Namespace) -> Common:
     """The state options, read back."""
-    from reconciler.cli.options_base import Common  # noqa: PLC0415 - see the imports
+    from reconciler.cli.options import Common  # noqa: PLC0415 - see the imports
 
     return Common(
         state=ns.state, workspace=ns.workspace, lock_timeout=ns.lock_timeout, cache=cache(ns)
@@ -207,6 +230,13 @@ def cache(ns: argparse.Namespace) -> CacheOptions:
     return CacheOptions(enabled=not ns.no_cache, debug=bool(getattr(ns, "debug", False)))
 
 
+def shell_line(words: Sequence[str]) -> str:
+    """``words`` as one shell command line, each quoted as needed (for a hint to paste)."""
+    import shlex  # noqa: PLC0415 - only a hint needs it: every start-up loads this module
+
+    return shlex.join(words)
+
+
 def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:
     """PATH from the operand, or from the deprecated ``--path`` (which must agree with it)."""
     from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
@@ -214,7 +244,7 @@ def located(ns: argparse.Namespace, notes: Notes, words: Sequence[str]) -> Path:
     legacy: Path | None = ns.legacy_path
     if legacy is None:
         return ns.path or Path(".")
-    spelled = shlex.join([PROG, *words, str(ns.path or legacy)])
+    spelled = shell_line([PROG, *words, str(ns.path or legacy)])
     if ns.path is not None and ns.path.resolve() != legacy.resolve():
         raise UsageError(
             f"--path {legacy} disagrees with the PATH operand {ns.path}",

@@ -14,7 +14,6 @@ What can no longer be parsed (``import ACCOUNT``) fails with the new spelling as
 from __future__ import annotations
 
 import argparse
-import shlex
 from collections.abc import Sequence
 
 from reconciler import __version__
@@ -374,7 +373,9 @@ def _import_options(ns: argparse.Namespace, notes: Notes) -> ImportOptions:
 
 def _import_spelling(path: Path | None, accounts: Sequence[str]) -> str:
     flags = _account_flags(accounts)
-    return shlex.join([PROG, "import", *([str(path)] if path is not None else []), *flags])
+    return arguments.shell_line(
+        [PROG, "import", *([str(path)] if path is not None else []), *flags]
+    )
 
 
 def _unclaimed(ns: argparse.Namespace, extras: Sequence[str]) -> UsageError:
@@ -553,7 +554,9 @@ def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOption
         where = [] if ns.path is None and ns.legacy_path is None else [str(path)]
         raise UsageError(
             "--yes confirms a forced push; without --force there is nothing to confirm",
-            hint=shlex.join([PROG, "state", "push", str(ns.file), *where, "--force", "--yes"]),
+            hint=arguments.shell_line(
+                [PROG, "state", "push", str(ns.file), *where, "--force", "--yes"]
+            ),
         )
     from reconciler.cli.options import StatePushOptions  # noqa: PLC0415 - start-up
 
@@ -582,7 +585,7 @@ def _account_flags(accounts: Sequence[str]) -> list[str]:
 
 def _rm_spelling(path: Path | None, accounts: Sequence[str]) -> str:
     where = [str(path)] if path is not None else []
-    return shlex.join([PROG, "state", "rm", *_account_flags(accounts), *where])
+    return arguments.shell_line([PROG, "state", "rm", *_account_flags(accounts), *where])
 
 
 def _report(sub: Subparsers) -> None:

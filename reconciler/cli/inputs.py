@@ -11,14 +11,22 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TextIO
 
-from reconciler import seals
-from reconciler.cli.options_base import CacheOptions, Common
+from reconciler.cli.options_base import CacheOptions
 from reconciler.desired import dates, loading, validation
-from reconciler.desired.cache import ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import UsageError, ValidationFailed
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    from reconciler.cli.options import Common  # the state's options: validate has none
+
+    # The key and the parse cache load only when there is a cache to use: `validate` of a
+    # folder without a state creates neither's frozen classes (start-up).
+    from reconciler.desired.cache import ParseCache
+    from reconciler.seals import Seal
 
 
 def out(line: str = "", *, stream: TextIO | None = None) -> None:
@@ -67,7 +75,8 @@ def evaluated_at(desired: DesiredState) -> dt.date:
 STATE_ENV = "RECONCILER_STATE"
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 _POSTGRES = ("postgresql://", "postgres://")
-_NOT_A_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|[A-Za-z_][A-Za-z0-9_]*\s*=)")
+# Compiled where used (re caches it): only a state location given needs it.
+_NOT_A_PATH = r"^(?:[A-Za-z][A-Za-z0-9+.-]*:|[A-Za-z_][A-Za-z0-9_]*\s*=)"
 POSTGRES_CACHE = Path(".reconciler") / "cache"
 CACHE_SUFFIX = ".cache"
 
@@ -93,7 +102,7 @@ def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | No
         location = str(base_dir(path) / DEFAULT_STATE)
     elif location.startswith(_POSTGRES):
         return base_dir(path) / POSTGRES_CACHE, True
-    elif not location or location != location.strip() or _NOT_A_PATH.match(location):
+    elif not location or location != location.strip() or re.match(_NOT_A_PATH, location):
         return None  # refused by stores.location wherever the state is opened
     state = Path(os.path.realpath(location))  # a symlinked state: beside its target
     if not state.is_file():
@@ -101,12 +110,14 @@ def cache_directory(path: Path, common: Common | None) -> tuple[Path, bool] | No
     return state.with_name(state.name + CACHE_SUFFIX), False
 
 
-def seal(options: CacheOptions, *, what: str) -> seals.Seal | None:
+def seal(options: CacheOptions, *, what: str) -> Seal | None:
     """This user's key for the parse cache and the state's check record (made on first
     use); None with ``--no-cache``, or when there is no usable key (``--debug`` says why):
     then ``what`` is not used and everything is checked."""
     if not options.enabled:
         return None
+    from reconciler import seals  # noqa: PLC0415 - see the imports
+
     where = seals.key_path(os.environ)
     found = seals.load(where) if where is not None else "neither XDG_CACHE_HOME nor HOME is set"
     if isinstance(found, str):
@@ -128,6 +139,7 @@ def parse_cache(
     if key is None:
         return None
     directory, elsewhere = where
+    from reconciler.desired.cache import ParseCache  # noqa: PLC0415 - see the imports
 
     def debug(line: str) -> None:
         sys.stderr.write(f"debug: {line}\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -229,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(_pasteable(error, parsed.options), debug=parsed.debug, secrets=secrets)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
+        # Imported here, not at start-up: importing `signal` creates its enums (~3M
+        # instructions of every command's start-up, `--help` included).
+        import signal  # noqa: PLC0415
+
         return EXIT_SIGNAL_BASE + signal.SIGINT
     except signals.Aborted as aborted:
         sys.stderr.write(f"error: {aborted.message}\n")

@@ -11,6 +11,7 @@ and ``RECONCILER_STATE`` — and anything shaped like a credential (a URL's pass
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -26,19 +27,25 @@ SECRET_VARIABLES = (
 SECRET_SUFFIXES = ("_SECRET", "_SECRET_KEY", "_TOKEN", "_PASSWORD")
 DSN_VARIABLES = ("RECONCILER_STATE",)
 
-_SHAPES = (
-    # scheme://user:PASSWORD@host
-    re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
-    # password=..., sslpassword=..., in a DSN's query or libpq's key=value form
-    re.compile(r"(?P<keep>\b\w*password\s*=\s*)[^\s&'\"]+", re.IGNORECASE),
-    # Authorization: Bearer TOKEN
-    re.compile(r"(?P<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]+"),
-    # "AccessToken": "…", "app_secret": "…", "X-Security-Token": "…"
-    re.compile(
-        r"(?P<keep>[\"']?(?:AccessToken|access_token|app_secret|secret_key|SecretKey|"
-        r"X-Security-Token|x-security-token)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,}]+",
-    ),
-)
+
+@functools.cache
+def _shapes() -> tuple[re.Pattern[str], ...]:
+    """What a credential looks like, compiled when a line is first masked: every command
+    loads this module after parsing, and a run that succeeds masks nothing (compiling these
+    at import cost validate's start-up ~5M instructions)."""
+    return (
+        # scheme://user:PASSWORD@host
+        re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
+        # password=..., sslpassword=..., in a DSN's query or libpq's key=value form
+        re.compile(r"(?P<keep>\b\w*password\s*=\s*)[^\s&'\"]+", re.IGNORECASE),
+        # Authorization: Bearer TOKEN
+        re.compile(r"(?P<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]+"),
+        # "AccessToken": "…", "app_secret": "…", "X-Security-Token": "…"
+        re.compile(
+            r"(?P<keep>[\"']?(?:AccessToken|access_token|app_secret|secret_key|SecretKey|"
+            r"X-Security-Token|x-security-token)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,}]+",
+        ),
+    )
 
 
 def known_secrets(env: Mapping[str, str], dsns: Iterable[str | None] = ()) -> tuple[str, ...]:
@@ -82,7 +89,7 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every known secret and every credential-shaped value replaced."""
     for secret in secrets:
         text = text.replace(secret, MASK)
-    for shape in _SHAPES:
+    for shape in _shapes():
         text = shape.sub(lambda match: match["keep"] + MASK, text)
     return text
 

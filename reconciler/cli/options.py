@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TypeAlias
 
 from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell
-from reconciler.cli.options_base import CacheOptions, Common, ValidateOptions
+from reconciler.cli.options_base import CacheOptions, ValidateOptions
 from reconciler.errors import UsageError
 
-__all__ = [  # the three of options_base too: every option value is importable from here
+__all__ = [  # the two of options_base too: every option value is importable from here
     "LONG_RUNNING",
     "ApplyOptions",
     "CacheOptions",
@@ -38,6 +38,16 @@ __all__ = [  # the three of options_base too: every option value is importable f
     "ValidateOptions",
     "WhyOptions",
 ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Common:
+    """Options every state-touching command shares."""
+
+    state: str | None = None
+    workspace: str | None = None
+    lock_timeout: float = 0.0
+    cache: CacheOptions = CacheOptions()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,8 @@
-"""The options ``validate`` needs, and those every state-touching command shares.
+"""The options ``validate`` needs.
 
 Apart from ``options`` so that ``validate`` (a start-up target: it runs in editors and
-pre-commit hooks) creates these three frozen classes, not all of the CLI's.
+pre-commit hooks) creates these two frozen classes, not all of the CLI's (``Common``, the
+state options, is one of those: validate reads no state).
 """
 
 from __future__ import annotations
@@ -19,16 +20,6 @@ class CacheOptions:
 
     enabled: bool = True
     debug: bool = False  # --debug: say on stderr why an entry was not used
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Common:
-    """Options every state-touching command shares."""
-
-    state: str | None = None
-    workspace: str | None = None
-    lock_timeout: float = 0.0
-    cache: CacheOptions = CacheOptions()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

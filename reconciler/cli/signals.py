@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
 
-CAUGHT = (signal.SIGINT, signal.SIGTERM)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from types import FrameType
+
+# `signal` is imported where a signal is named or caught, not here: every command loads
+# this module (main catches Aborted), and importing `signal` creates its enums (~3M
+# instructions of every start-up, `--help` included). Ctrl-C needs no import: the
+# interpreter installs its SIGINT handler itself.
 NAP = 0.05  # how often a sleeping applier looks at the flag
 
 
@@ -27,6 +32,8 @@ class Aborted(BaseException):
     """Leave now. A BaseException, so nothing on the way can swallow it."""
 
     def __init__(self, signal_number: int, *, started: bool) -> None:
+        import signal  # noqa: PLC0415 - see the imports
+
         name = signal.Signals(signal_number).name
         super().__init__(name)
         self.signal_number = signal_number
@@ -51,6 +58,8 @@ class StopRequest:
         self.started = True
         if self.signal_number is None:
             return None
+        import signal  # noqa: PLC0415 - see the imports
+
         return signal.Signals(self.signal_number).name
 
     def sleep(self, seconds: float) -> None:
@@ -72,6 +81,7 @@ def _say(text: str) -> None:
 @contextlib.contextmanager
 def caught() -> Iterator[StopRequest]:
     """Catch SIGINT and SIGTERM for the block: the first stops, a second aborts."""
+    import signal  # noqa: PLC0415 - see the imports
     import threading  # noqa: PLC0415 - apply and refresh only: every command loads this module
 
     request = StopRequest()
@@ -88,7 +98,7 @@ def caught() -> Iterator[StopRequest]:
             "what is in flight; send it again to abort at once\n"
         )
 
-    previous = {number: signal.signal(number, handle) for number in CAUGHT}
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield request
     finally:

@@ -9,14 +9,18 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from reconciler.cli.choices import ValidateFormat
 from reconciler.cli.inputs import flush, max_bytes, out, parse_cache, today
 from reconciler.cli.options_base import CacheOptions, ValidateOptions
 from reconciler.desired import dates, loading, validation
 from reconciler.errors import EXIT_OK, Severity, ValidationFailed
-from reconciler.problems import Problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    from reconciler.problems import Problem
 
 
 def validate(options: ValidateOptions, *, now: dt.datetime) -> int:

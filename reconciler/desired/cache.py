@@ -38,11 +38,14 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reconciler import __version__, schemas, seals
 from reconciler.desired.lines import AccountLines
 from reconciler.seals import Seal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = 4  # bump when what an entry means changes (the parser's output, the payload)
 # 2: merge keys and bidirectional controls are refused (entries of 1 may hold such files)

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from reconciler.desired import dates, loading
 from reconciler.desired.merging import Pending
 from reconciler.desired.model import DesiredState, User
 from reconciler.errors import Severity
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 RULE = "expiry"
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from reconciler.desired.model import TimedGrant
 from reconciler.errors import excerpt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # Files of the zone database that name this machine's setting, not a zone: "today" would
@@ -54,6 +56,10 @@ def zone_of(name: str) -> dt.tzinfo | None:
         return dt.UTC
     if name in _MACHINE_ZONES:
         return None
+    # Imported for a zone other than UTC (the default): zoneinfo loads sysconfig to find
+    # the database, ~9M instructions of validate's start-up.
+    import zoneinfo  # noqa: PLC0415
+
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Collection, Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class AccountLines:

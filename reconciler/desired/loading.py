@@ -21,12 +21,16 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reconciler.desired import yamlsafe
 from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, printable
-from reconciler.problems import Problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    from reconciler.problems import Problem
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -40,10 +44,11 @@ _OPEN_FLAGS = (
 _TARGET_CHARS = 120  # how much of a symlink's target a message shows
 # Embeddings, overrides and isolates (Trojan Source, CVE-2021-42574): they make text read
 # in another order than it is, so a reviewer could read a grant as a comment.
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Compiled where used (re caches it): only a file with such a character needs it.
+_BIDI = "[\u202a-\u202e\u2066-\u2069]"
 # Line breaks to YAML (NEL, LS, PS, a CR without LF) that editors, diffs and grep do not
 # show as one: text after one, even in a comment, is read as content.
-_HIDDEN_BREAK = re.compile("[\x85\u2028\u2029]|\r(?!\n)")
+_HIDDEN_BREAK = "[\x85\u2028\u2029]|\r(?!\n)"  # compiled where used, as _BIDI
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +309,9 @@ def digest(files: tuple[RawFile, ...]) -> str:
 
 
 def _problem(display: str, message: str, line: int = 1, col: int = 1) -> Problem:
+    # Created with the first problem found: a valid input never loads its class.
+    from reconciler.problems import Problem  # noqa: PLC0415
+
     return Problem(file=display, line=line, col=col, message=message, rule="input")
 
 
@@ -384,7 +392,7 @@ def _with(source: SourceFile, problem: Problem) -> SourceFile:
 def _hidden_text(text: str, raw: bytes) -> tuple[str, int, int] | None:
     """A problem (message, line, col) for a character that makes the file read otherwise
     than it is: a bidirectional control, or a line break only YAML sees."""
-    found = _BIDI.search(text) if b"\xe2\x80" in raw or b"\xe2\x81" in raw else None
+    found = re.search(_BIDI, text) if b"\xe2\x80" in raw or b"\xe2\x81" in raw else None
     if found is not None:
         message = (
             f"bidirectional control character U+{ord(found[0]):04X}: the file would read "
@@ -392,7 +400,7 @@ def _hidden_text(text: str, raw: bytes) -> tuple[str, int, int] | None:
         )
     else:
         maybe = b"\r" in raw or b"\xc2\x85" in raw or b"\xe2\x80" in raw
-        found = _HIDDEN_BREAK.search(text) if maybe else None
+        found = re.search(_HIDDEN_BREAK, text) if maybe else None
         if found is None:
             return None
         message = (

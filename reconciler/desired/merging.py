@@ -9,10 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Collection, Container, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress
 from operator import ne
-from typing import Any
 
 from reconciler.desired import dates, loading
 from reconciler.desired.model import (
@@ -27,6 +26,10 @@ from reconciler.desired.model import (
     User,
 )
 from reconciler.errors import Severity, excerpt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 Path_ = tuple[str | int, ...]
 _SHOWN_ROLES = 10  # "not defined" lists this many defined roles
@@ -474,18 +477,22 @@ def _folded(text: str) -> str:
     return text if lowered == text else lowered
 
 
-@dataclass(slots=True, kw_only=True)
 class _FirstSeen:
     """Where each account and email (case-folded) first appeared; later ones are flagged.
 
     A place is one int (file << 32 | index): a million users keep a million ints, not a
     million tuples; the exact text there is read back from the file's data when needed.
+    A working object of one merge, not a value: a plain class (creating a dataclass is
+    ~4M instructions of validate's start-up).
     """
 
-    files: tuple[loading.SourceFile, ...]
-    problems: list[Pending]
-    accounts: dict[str, int] = field(default_factory=dict)
-    emails: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("accounts", "emails", "files", "problems")
+
+    def __init__(self, *, files: tuple[loading.SourceFile, ...], problems: list[Pending]) -> None:
+        self.files = files
+        self.problems = problems
+        self.accounts: dict[str, int] = {}
+        self.emails: dict[str, int] = {}
 
     def _at(self, place: int, key: str) -> tuple[int, int, str]:
         """(file, index, the exact text of ``key``) of a recorded place."""
@@ -542,15 +549,20 @@ class _FirstSeen:
         )
 
 
-@dataclass(slots=True, kw_only=True)
 class _RoleResolver:
-    """Role names to sorted role ids; each clean combination is resolved once."""
+    """Role names to sorted role ids; each clean combination is resolved once. A working
+    object of one merge, a plain class as :class:`_FirstSeen`."""
 
-    roles: dict[str, Role]
-    declared: set[str]  # a reference to a refused role must not add "not defined"
-    problems: list[Pending]
-    # Most users share a few role combinations.
-    resolved: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    __slots__ = ("declared", "problems", "resolved", "roles")
+
+    def __init__(
+        self, *, roles: dict[str, Role], declared: set[str], problems: list[Pending]
+    ) -> None:
+        self.roles = roles
+        self.declared = declared  # a reference to a refused role must not add "not defined"
+        self.problems = problems
+        # Most users share a few role combinations.
+        self.resolved: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def role_ids(
         self, names: tuple[str, ...], file_index: int, index: int

@@ -8,33 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import printable
-from reconciler.problems import Problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:  # only git provenance (plan, report) makes one: validate never loads it
+    from reconciler.desired.commit import Commit
+    from reconciler.problems import Problem  # created with the first problem found
 
 DEFAULT_MAX_DISABLE_COUNT = 10
 DEFAULT_MAX_DISABLE_PERCENT = 10.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_EXPIRY_NOTICE_DAYS = 14
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Commit:
-    """The git commit that last touched an entry (``hash`` empty: uncommitted lines)."""
-
-    hash: str = ""  # short hash
-    author: str = ""
-    date: str = ""  # author date, ISO 8601 with the author's UTC offset
-
-    @property
-    def uncommitted(self) -> bool:
-        """Whether the entry has lines no commit holds yet."""
-        return not self.hash
-
-    def render(self) -> str:
-        """``1a2b3c4 Ada Lovelace 2024-03-01`` or ``uncommitted``."""
-        if self.uncommitted:
-            return "uncommitted"
-        return printable(f"{self.hash} {self.author} {self.date[:10]}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 from reconciler import schemas
 from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
-from reconciler.desired.cache import Entry, ParseCache
 from reconciler.desired.model import DesiredState
 from reconciler.errors import Severity, ValidationFailed, excerpt
-from reconciler.problems import Problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    # The parse cache (and its key) loads only when a run has one to use; a located
+    # problem, and a schema's report of errors, with the first problem found.
+    from reconciler.desired.cache import Entry, ParseCache
+    from reconciler.problems import Problem
+    from reconciler.schema_errors import SchemaError
 
 SCHEMA = "desired-state"
 _NUMBERS = ("integer", "number")
@@ -89,7 +96,7 @@ def validate(
     )
 
 
-def _schema_errors(data: dict[Any, Any]) -> list[schemas.SchemaError]:
+def _schema_errors(data: dict[Any, Any]) -> list[SchemaError]:
     """The schema's errors in ``data``; for a long ``users`` list, only the entries that
     fail are walked by the slow, every-error validator (each item is checked on its own
     by the schema, so a chunk of them can be too)."""
@@ -104,9 +111,7 @@ def _schema_errors(data: dict[Any, Any]) -> list[schemas.SchemaError]:
     return found
 
 
-def _failing_users(
-    users: list[Any], start: int, stop: int, found: list[schemas.SchemaError]
-) -> None:
+def _failing_users(users: list[Any], start: int, stop: int, found: list[SchemaError]) -> None:
     """Add the schema's errors of ``users[start:stop]`` to ``found``, halving the range
     until each failing entry is checked on its own (valid halves cost one fast check)."""
     if schemas.is_valid(SCHEMA, {"version": 1, "users": users[start:stop]}):
@@ -120,7 +125,7 @@ def _failing_users(
         found.append(replace(error, path=("users", start, *error.path[2:])))
 
 
-def _schema_message(error: schemas.SchemaError) -> str:
+def _schema_message(error: SchemaError) -> str:
     """The schema's message, or how to write a boolean or number that YAML 1.1 alone reads
     from text like ``no``, ``on`` or ``010`` (the loader keeps those as text)."""
     spelled = error.instance
@@ -151,6 +156,11 @@ def _locate(
     by_file: dict[int, list[merging.Pending]] = {}
     for item in pending:
         by_file.setdefault(item.file, []).append(item)
+    if not by_file:
+        return []
+    # Created with the first problem found: a valid input never loads its class.
+    from reconciler.problems import Problem  # noqa: PLC0415
+
     out = []
     for index, items in by_file.items():
         source = files[index]
@@ -219,6 +229,8 @@ def _parse_cached(
     """Each file from the cache, else parsed (and cached when it passes its own checks);
     the indexes of the files that passed them. Each file's bytes are let go once read
     (``raw`` ends empty)."""
+    from reconciler.desired.cache import Entry  # noqa: PLC0415 - see the imports
+
     parsed: list[loading.SourceFile] = []
     checked: set[int] = set()
     raw.reverse()

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler import __version__, formats, jsontext
-from reconciler.desired.model import Commit, Source
+from reconciler.desired.commit import Commit
+from reconciler.desired.model import Source
 from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import access, policy_json
 from reconciler.plan.model import (

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reconciler.desired.model import Commit, DesiredState, Source
+from reconciler.desired.commit import Commit
+from reconciler.desired.model import DesiredState, Source
 from reconciler.plan import git
 from reconciler.plan.model import Change, Plan
 from reconciler.stores.model import AccountRecord, State

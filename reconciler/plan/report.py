@@ -19,7 +19,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from reconciler.desired.model import Commit, DesiredState, Source, User
+from reconciler.desired.commit import Commit
+from reconciler.desired.model import DesiredState, Source, User
 from reconciler.plan import redaction
 from reconciler.plan.model import Action, Change, Kind, Plan, Reason
 from reconciler.stores.model import AccountRecord, State

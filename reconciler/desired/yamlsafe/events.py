@@ -23,7 +23,6 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Sequence
-from typing import Any
 
 import yaml
 
@@ -32,6 +31,10 @@ from reconciler.desired.yamlsafe import loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
 from reconciler.errors import excerpt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 _NULL, _BOOL = "tag:yaml.org,2002:null", text.BOOL
 # Plain scalars whose reading is made by PyYAML's constructor (numbers, dates).

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
@@ -27,6 +26,10 @@ from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import text
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
 from reconciler.errors import excerpt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     # The stubs do not make CSafeLoader a SafeLoader; it offers the same constructor API.

@@ -20,7 +20,6 @@ import gc
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
@@ -28,6 +27,10 @@ from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import events, loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_EXPANDED_NODES = 2_000_000
 _ALIAS = re.compile(r"(?:^|[\s\[{,:-])\*[^\s\]},]")

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from reconciler.errors import excerpt
 
 MAX_DEPTH = 256
+# Patterns kept as text are compiled where first used (re caches them): a valid file
+# rarely needs them, and compiling each at import cost start-up ~0.5M instructions.
 # Leading whitespace this wide can hold a few hundred block levels (each needs a column);
 # libyaml >= 0.2.6 refuses 1,000 levels itself, with a message of its own.
-_DEEP_INDENT = re.compile(rb"^[ \t]{256}", re.MULTILINE)
-_COMPACT_NESTING = re.compile(rb"(?:[-?][ \t]+){256}")
+_DEEP_INDENT = rb"(?m)^[ \t]{256}"
+_COMPACT_NESTING = rb"(?:[-?][ \t]+){256}"
 # Cheap necessary conditions for the two patterns above, which no literal prefix speeds
 # up: on 14 MB they take a third of a second, and almost never match.
 _TABS_AS_SPACES = bytes.maketrans(b"\t", b" ")
@@ -41,9 +43,9 @@ CORE_SPELLING = {
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
     ),
 }
-_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
-_DOCUMENT_MARKER = re.compile(r"^---(?=[ \t\r\n]|\Z)", re.MULTILINE)
-_NAME = re.compile(r"[^\s,\[\]{}]+")
+_LINE_BREAK = r"\r\n|[\r\n\x85\u2028\u2029]"  # compiled where used, as _DEEP_INDENT
+_DOCUMENT_MARKER = r"(?m)^---(?=[ \t\r\n]|\Z)"
+_NAME = r"[^\s,\[\]{}]+"
 _OPENED = {
     "[": "the [ ] list",
     "-": "the list",
@@ -94,9 +96,9 @@ def check_nesting(raw: bytes) -> None:
             break
     match = None
     if b" " * 256 in raw.translate(_TABS_AS_SPACES):
-        match = _DEEP_INDENT.search(raw)
+        match = re.compile(_DEEP_INDENT).search(raw)
     if match is None and _COMPACT_PAIR.search(raw):
-        match = _COMPACT_NESTING.search(raw)
+        match = re.compile(_COMPACT_NESTING).search(raw)
     if deepest > MAX_DEPTH or match:
         offset = match.start() if match else 0
         raise too_deep(Mark(line=raw.count(b"\n", 0, offset) + 1, col=1))
@@ -105,21 +107,21 @@ def check_nesting(raw: bytes) -> None:
 def position(text: str, index: int) -> Mark:
     """The line and column of character ``index`` (YAML's line breaks)."""
     line, start = 1, 0
-    for found in _LINE_BREAK.finditer(text, 0, index):
+    for found in re.compile(_LINE_BREAK).finditer(text, 0, index):
         line, start = line + 1, found.end()
     return Mark(line=line, col=index - start + 1)
 
 
 def line_starts(text: str) -> list[int]:
     """The index of the first character of each line (YAML's line breaks)."""
-    return [0, *(found.end() for found in _LINE_BREAK.finditer(text))]
+    return [0, *(found.end() for found in re.compile(_LINE_BREAK).finditer(text))]
 
 
 def document_start(source: str, after: int, content: int) -> Mark:
     """Where a document whose content starts at index ``content`` begins: its ``---`` line
     after index ``after`` (the end of the document before it), or its content."""
     start = content
-    for marker in _DOCUMENT_MARKER.finditer(source, after, content + 3):
+    for marker in re.compile(_DOCUMENT_MARKER).finditer(source, after, content + 3):
         if marker.start() <= content:
             start = marker.start()
     return position(source, start)
@@ -131,7 +133,7 @@ def _what(text: str, index: int) -> str:
     char = text[index]
     if char == "\t":
         return "tab (YAML indents with spaces, never tabs)"
-    if _LINE_BREAK.match(char):
+    if re.match(_LINE_BREAK, char):
         return "end of the line"
     return f"character {excerpt(char)}"
 
@@ -149,7 +151,7 @@ def syntax_message(text: str, index: int, opened: tuple[int, Mark] | None) -> st
 
 def reference_message(text: str, index: int) -> str:
     """The message for an anchor or alias the composer refused at ``index``."""
-    name = _NAME.match(text, index + 1)
+    name = re.compile(_NAME).match(text, index + 1)
     shown = excerpt(name.group() if name else "")
     match text[index : index + 1]:
         case "*":

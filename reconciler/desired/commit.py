@@ -1,0 +1,31 @@
+"""The git commit that last touched a desired-state entry: what provenance finds.
+
+Apart from ``model`` (a ``Source`` names one): only a plan or a report looks commits up,
+and ``validate`` creates no class it does not use (a frozen dataclass costs start-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.errors import printable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    """The git commit that last touched an entry (``hash`` empty: uncommitted lines)."""
+
+    hash: str = ""  # short hash
+    author: str = ""
+    date: str = ""  # author date, ISO 8601 with the author's UTC offset
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether the entry has lines no commit holds yet."""
+        return not self.hash
+
+    def render(self) -> str:
+        """``1a2b3c4 Ada Lovelace 2024-03-01`` or ``uncommitted``."""
+        if self.uncommitted:
+            return "uncommitted"
+        return printable(f"{self.hash} {self.author} {self.date[:10]}")
