@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.apply import following
 from reconciler.apply.pacing import GROWTH, LEARNING_GROWTH, ApplySettings, Pacer
-from reconciler.cli import memory
+from reconciler.cli import exiting, memory
 from reconciler.providers.federation.replies import CallCounts, TaskState, TaskStatus
 from reconciler.stores.model import PendingBatch
 
@@ -197,3 +197,20 @@ def test_a_task_is_learned_running_as_of_the_question_and_done_as_of_the_answer(
     assert following.poll(api, in_flight, pace, lambda: clock[0]).done
     assert (pace.running_seconds, pace.task_seconds) == pytest.approx((1.0, 2.5))
     assert pace.first_ask() == pytest.approx(0.9 * 2.5)  # the middle, 1.75, is below 90%
+
+
+def test_a_console_run_leaves_the_collector_off_when_the_command_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process ends once the command returns: thresholds and generations are restored,
+    but no collection runs between the report and the exit."""
+    monkeypatch.setattr(exiting, "_kept", [])
+    before = (gc.get_threshold(), gc.get_freeze_count(), list(gc.callbacks))
+    assert gc.isenabled()
+    try:
+        with memory.long_run() as settle:
+            settle()
+        assert not gc.isenabled()
+        assert (gc.get_threshold(), gc.get_freeze_count(), gc.callbacks) == before
+    finally:
+        gc.enable()
