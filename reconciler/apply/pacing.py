@@ -26,10 +26,10 @@ EARLY = 0.9
 MIN_WAIT = 0.001  # seconds: the shortest wait before a poll
 GROWTH = 1.5  # each close poll waits this much longer than the one before
 # Before any task of this run was seen DONE, the oldest one is asked about with waits that
-# grow by this instead: it is seen DONE up to a quarter of its age late, not half, and that
+# grow by this instead: it is seen DONE up to a fifth of its age late, not half, and that
 # age paces every later task (the estimate only comes down by a share per wave). A 0.15 s
-# task costs one more question; a long one, a few more before the waits reach poll_max.
-LEARNING_GROWTH = 1.25
+# task costs two more questions; one of 10 s or more, about 11 more (once per run).
+LEARNING_GROWTH = 1.2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
