@@ -206,11 +206,13 @@ def test_a_console_run_leaves_the_collector_off_when_the_command_ends(
     but no collection runs between the report and the exit."""
     monkeypatch.setattr(exiting, "_kept", [])
     before = (gc.get_threshold(), gc.get_freeze_count(), list(gc.callbacks))
-    assert gc.isenabled()
+    was_enabled = gc.isenabled()
+    gc.enable()  # as a console run of apply has it
     try:
         with memory.long_run() as settle:
             settle()
         assert not gc.isenabled()
         assert (gc.get_threshold(), gc.get_freeze_count(), gc.callbacks) == before
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
