@@ -10,7 +10,7 @@ the work. ``encoder`` makes that encoder once: ``json.dumps`` with options (and
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,17 @@ def encoder(*, ascii_only: bool, sort_keys: bool) -> Callable[[Any], str]:
     return lambda value: made(value, 0)[0]
 
 
+def string_objects(keys: Sequence[str], rows: Iterable[Sequence[str]]) -> Lines:
+    """List items that are objects of ``keys`` (in that order) with a string for each, as
+    the compact encoder writes them: each value through the same string encoder, the rest
+    of the text made once. 50,000 of them take a string format each instead of a dict and
+    an encoder call (an apply report's accounts: ~20 ms instead of ~150 ms)."""
+    strings = _STRINGS
+    members = ",".join(strings(key).replace("%", "%%") + ":%s" for key in keys)
+    template = "{" + members + "}"  # a %-template: one format call per row
+    return Lines(tuple(template % tuple(map(strings, row)) for row in rows))
+
+
 def pieces(value: Any, *, sort_keys: bool, depth: int = 0) -> Iterator[str]:
     """``value`` laid out in pieces (for writing it without holding it whole): an object's
     keys one per line (recursively), a list's items one per line, each compact."""
@@ -68,6 +79,7 @@ def pieces(value: Any, *, sort_keys: bool, depth: int = 0) -> Iterator[str]:
         yield compact([] if isinstance(value, Lines) else value)
 
 
+_STRINGS: Callable[[str], str] = json.encoder.encode_basestring  # what encoder() uses
 _SORTED = encoder(ascii_only=False, sort_keys=True)
 _ORDERED = encoder(ascii_only=False, sort_keys=False)
 

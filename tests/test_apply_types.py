@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -10,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from reconciler import schemas
+from reconciler import jsontext, schemas
 from reconciler.apply import tasks
 from reconciler.apply.engine import ApplyReport
 from reconciler.apply.ledger import EventRetry, Failure
 from reconciler.apply.tasks import NotSent, Refused, SendOutcome, Sent
+from reconciler.cli import apply_commands
 from reconciler.cli.apply_commands import report_json
+from reconciler.cli.choices import ReportFormat
 from reconciler.errors import StateCorrupt
 from reconciler.providers.federation.replies import TaskFailure, TaskState, TaskStatus
 from reconciler.stores import model as state_codec
@@ -278,3 +282,17 @@ def test_apply_never_loads_httpx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_json_report_prints_its_accounts_as_report_json_lays_them_out() -> None:
+    """The printed report (its accounts encoded a line at a time) is the text of
+    ``report_json`` laid out, byte for byte."""
+    report = ApplyReport(
+        applied=[("bob", Action.CREATE), ('zoë "x"', Action.MODIFY), ("c\\d", Action.DISABLE)],
+        failed=[Failure(account="eve", action=Action.MODIFY, code="c", message="m")],
+    )
+    for case in (report, ApplyReport()):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            apply_commands._emit(case, ReportFormat.JSON)
+        assert printed.getvalue() == jsontext.laid_out(report_json(case)) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from reconciler import jsontext
+from reconciler.stores.model import Action
 
 
 def test_the_text_reads_back_as_the_value_with_one_line_per_key_and_item() -> None:
@@ -28,3 +29,20 @@ def test_the_text_reads_back_as_the_value_with_one_line_per_key_and_item() -> No
         '"text"',
     ]
     assert "zoë" in text  # readable text stays as it is
+
+
+def test_string_objects_are_laid_out_as_the_objects_themselves() -> None:
+    """Objects made of strings, encoded once each from a template, print byte for byte as
+    the dicts would: quotes, backslashes, control characters, non-ASCII, a lone surrogate,
+    a percent sign, a str subclass (an enum member) and keys that need escaping alike."""
+    keys = ("account", 'we"ird %s')
+    rows = [
+        ("li.wei", Action.CREATE),
+        ('q"uote\\back', "100%s %d"),
+        ("tab\there\nnew\x01line", "zoë ☃"),
+        ("\ud800", ""),
+    ]
+    as_objects = [dict(zip(keys, row, strict=True)) for row in rows]
+    for value in ({"applied": as_objects}, {"applied": as_objects[:1]}, {"applied": []}):
+        lines = jsontext.string_objects(keys, (tuple(o.values()) for o in value["applied"]))
+        assert jsontext.laid_out({"applied": lines}) == jsontext.laid_out(value)

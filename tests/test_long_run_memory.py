@@ -9,8 +9,11 @@ import gc
 
 import pytest
 
-from reconciler.apply.pacing import ApplySettings, Pacer
-from reconciler.cli import memory
+from reconciler.apply import following
+from reconciler.apply.pacing import GROWTH, LEARNING_GROWTH, ApplySettings, Pacer
+from reconciler.cli import exiting, memory
+from reconciler.providers.federation.replies import CallCounts, TaskState, TaskStatus
+from reconciler.stores.model import PendingBatch
 
 
 def test_the_gc_is_off_while_loading_then_freezes_what_survives() -> None:
@@ -130,3 +133,86 @@ def test_a_slow_task_does_not_put_the_first_question_past_the_quickest_age() -> 
     assert pace.first_ask() == pytest.approx(9.0)
     pace.follow("next", 100.0, accepted=True)
     assert pace.poll_pause(["next"], 100.0) == pytest.approx(9.0)
+
+
+def test_until_a_task_of_this_run_is_seen_done_the_waits_grow_more_slowly() -> None:
+    """The age the first task is seen DONE at paces every later one: before it is known the
+    waits grow by LEARNING_GROWTH (it is seen at most a quarter of its age late), after it
+    (and for tasks followed from an earlier run alone, which teach nothing) by GROWTH."""
+    assert 1 < LEARNING_GROWTH < GROWTH
+    pace = Pacer(ApplySettings(poll_initial=0.02, poll_max=2.0))
+    pace.start()
+    pace.follow("ours", 0.0, accepted=True)
+    waits = [pace.poll_pause(["ours"], 0.1) for _ in range(3)]
+    assert waits == pytest.approx([0.02, 0.02 * LEARNING_GROWTH, 0.02 * LEARNING_GROWTH**2])
+    pace.start()
+    pace.follow("earlier-run", 0.0)
+    waits = [pace.poll_pause(["earlier-run"], 0.1) for _ in range(3)]
+    assert waits == pytest.approx([0.02, 0.02 * GROWTH, 0.02 * GROWTH**2])
+    pace.done("ours", 0.15)
+    pace.running("late", 0.0)  # not ours: nothing to learn
+    pace.follow("slow", 0.0, accepted=True)
+    pace.start()
+    waits = [pace.poll_pause(["slow"], 1.0) for _ in range(2)]  # past the quickest age
+    assert waits == pytest.approx([0.02, 0.02 * GROWTH])
+
+
+class _SlowQueries:
+    """A queryTask that takes ``seconds`` on ``clock`` and answers ``states`` in turn."""
+
+    def __init__(self, clock: list[float], seconds: float, states: list[TaskState]) -> None:
+        self.clock, self.seconds, self.states = clock, seconds, states
+
+    def authenticate(self) -> None:
+        """Nothing to do."""
+
+    def create_task(self, entries: object) -> str:
+        """Not used here."""
+        raise AssertionError("no createTask in a poll")
+
+    def query_task(self, task_id: str) -> TaskStatus:
+        """The next state, answered ``seconds`` after the question."""
+        self.clock[0] += self.seconds
+        return TaskStatus(task_id=task_id, status=self.states.pop(0), remark="")
+
+    def reached(self) -> CallCounts:
+        """Not counted here."""
+        return CallCounts()
+
+
+def test_a_task_is_learned_running_as_of_the_question_and_done_as_of_the_answer() -> None:
+    """A question answered 0.5 s after it was asked: still running holds for the age it was
+    asked at, DONE for the age the answer came at, so the pacer's ages bound the task's
+    time from both sides (the first question after is in their middle)."""
+    clock = [0.0]
+    pace = Pacer(ApplySettings())
+    pace.start()
+    pace.follow("b", 0.0, accepted=True)
+    in_flight = {"b": PendingBatch(batch_id="b", task_id="7", entries=())}
+    api = _SlowQueries(clock, 0.5, [TaskState.DOING, TaskState.DONE])
+    clock[0] = 1.0
+    assert not following.poll(api, in_flight, pace, lambda: clock[0]).done
+    assert pace.asked["b"] == pytest.approx(1.0)  # asked at 1.0, answered at 1.5
+    clock[0] = 2.0
+    assert following.poll(api, in_flight, pace, lambda: clock[0]).done
+    assert (pace.running_seconds, pace.task_seconds) == pytest.approx((1.0, 2.5))
+    assert pace.first_ask() == pytest.approx(0.9 * 2.5)  # the middle, 1.75, is below 90%
+
+
+def test_a_console_run_leaves_the_collector_off_when_the_command_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process ends once the command returns: thresholds and generations are restored,
+    but no collection runs between the report and the exit."""
+    monkeypatch.setattr(exiting, "_kept", [])
+    before = (gc.get_threshold(), gc.get_freeze_count(), list(gc.callbacks))
+    was_enabled = gc.isenabled()
+    gc.enable()  # as a console run of apply has it
+    try:
+        with memory.long_run() as settle:
+            settle()
+        assert not gc.isenabled()
+        assert (gc.get_threshold(), gc.get_freeze_count(), gc.callbacks) == before
+    finally:
+        if was_enabled:
+            gc.enable()

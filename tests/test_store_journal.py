@@ -9,6 +9,7 @@ the new snapshot instead of reading it without its journal.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -27,6 +28,7 @@ from reconciler.stores import journal as journals
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.stores.recorded_policy import PolicyRecord
 from tests.support.builders import sample_state
 from tests.support.stores import with_account
 
@@ -333,3 +335,59 @@ def test_a_write_naming_what_it_replaces_is_still_compared(path: Path) -> None:
     with pytest.raises(StateConflict):
         LocalStore(path).write(jump, expected=Expected.of(states[0]))
     assert (path.read_bytes(), _journal(path).read_bytes()) == before
+
+
+def _dumped(state: State, *, journal: str, folded: str | None) -> bytes:
+    """The snapshot's bytes as ``json.dumps`` of the whole wrapper writes them."""
+    wrapper = {
+        "format_version": journals.SNAPSHOT_FORMAT,
+        "snapshot": {"journal": journal, "folded": folded},
+        "state": state_codec.to_json(state),
+    }
+    return json.dumps(wrapper, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _every_field_set(account: str, **changes: object) -> AccountRecord:
+    """A record with every field holding a value (not its default), ``changes`` applied."""
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(AccountRecord):
+        kind = str(field.type)
+        if kind == "bool":
+            values[field.name] = True
+        elif kind.startswith("tuple"):
+            values[field.name] = ("1002", "1001")
+        else:
+            values[field.name] = f'{field.name} "é"\\\t\x01'
+    values["account"] = account
+    return AccountRecord(**{**values, **changes})  # type: ignore[arg-type]
+
+
+def test_a_snapshot_is_the_bytes_json_dumps_writes_for_the_whole_document() -> None:
+    """Put together a record at a time, the snapshot is byte for byte the one json.dumps
+    writes: records with every field set, none of the optional ones, adopted or not,
+    disabled, without roles, text needing escapes and not ASCII, records of other types
+    than declared (a list of roles, a number), a pending batch, an event, a policy."""
+    base = sample_state()
+    records = [
+        _every_field_set("all"),
+        _every_field_set("all-off", enabled=False, adopted=False, role_ids=()),
+        AccountRecord(account="bare", name="", email="", role_ids=(), enabled=True),
+        AccountRecord(account='q"uote é', name="Zoë\n", email="%s", role_ids=("1",), enabled=False),
+        AccountRecord(account="listed", name="L", email="l", role_ids=["1"], enabled=True),  # type: ignore[arg-type]
+        AccountRecord(account="numbered", name="N", email="n", role_ids=(), enabled=1),  # type: ignore[arg-type]
+        AccountRecord(
+            account="task", name="T", email="t", role_ids=(), enabled=True, last_task_id=7
+        ),  # type: ignore[arg-type]
+    ]
+    state = dataclasses.replace(
+        base,
+        accounts={**base.accounts, **{r.account: r for r in records}},
+        policy=PolicyRecord(protected_accounts=("alice",)),
+    )
+    for case in (state, base, State.empty(), dataclasses.replace(state, accounts={})):
+        for folded in (None, "old"):
+            assert journals.snapshot(case, journal="j", folded=folded) == _dumped(
+                case, journal="j", folded=folded
+            )
+    assert state_codec.account_text(records[0]) is not None  # the text path was taken
+    assert state_codec.account_text(records[4]) is None  # and the dict path for the others

@@ -48,6 +48,9 @@ def poll(
     for batch_id in pace.due(in_flight, now()):
         batch = in_flight[batch_id]
         assert batch.task_id is not None
+        # Still running is known as of the question, DONE as of the answer: the ages the
+        # pacer learns from bound a task's time from below and above, the round trip aside.
+        asked = now()
         try:
             status = api.query_task(batch.task_id)
         except (TransportError, FederationError) as error:
@@ -64,7 +67,7 @@ def poll(
             in_flight.clear()
             return Polled(done=tuple(done), let_go=tuple(let_go), error=error)
         if status.status is not TaskState.DONE:
-            pace.running(batch_id, now())
+            pace.running(batch_id, asked)
             continue
         del in_flight[batch_id]
         pace.done(batch_id, now())

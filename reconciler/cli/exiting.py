@@ -42,6 +42,11 @@ def keep(*values: object) -> None:
         _kept.extend(values)
 
 
+def leaving() -> bool:
+    """Whether the process ends once the command returns (an entry point runs it)."""
+    return _kept is not None
+
+
 def main_then_leave(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
     """Run ``main()`` keeping what its command hands to :func:`keep`, then :func:`leave`."""
     global _kept  # noqa: PLW0603 - one switch per process, set only by the entry points

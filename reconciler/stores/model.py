@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import sys
 import uuid
 from collections.abc import Mapping
@@ -208,12 +209,70 @@ def attributes_from_json(account: str, data: Mapping[str, Any]) -> AccountRecord
 
 
 def _record_to_json(record: AccountRecord) -> dict[str, Any]:
+    # account_text writes the same members as text: a change here is a change there.
     out = attributes_to_json(record)
-    for key in ("last_task_id", "created_at", "updated_at", "source_commit"):
+    for key in _OPTIONAL:
         value = getattr(record, key)
         if value is not None:
             out[key] = value
     return out
+
+
+_STRING = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) uses
+_OPTIONAL = ("last_task_id", "created_at", "updated_at", "source_commit")
+
+
+def account_text(record: AccountRecord) -> str | None:
+    """``_record_to_json(record)`` as compact JSON text, the bytes ``json.dumps`` with
+    separators ``(",", ":")`` and ``ensure_ascii=False`` writes for it, made without the
+    dict: a snapshot of 50,000 accounts, written when apply releases the lock, takes about
+    half the time. None for a record of other types than declared (the dict path writes it).
+    """
+    strings = _STRING
+    name, email, role_ids, enabled, adopted = (
+        record.name,
+        record.email,
+        record.role_ids,
+        record.enabled,
+        record.adopted,
+    )
+    if not (
+        type(name) is str
+        and type(email) is str
+        and type(role_ids) is tuple
+        and type(enabled) is bool
+        and type(adopted) is bool
+    ):
+        return None
+    for role_id in role_ids:
+        if type(role_id) is not str:
+            return None
+    text = '{"name":%s,"email":%s,"role_ids":[%s],"enabled":%s' % (  # noqa: UP031 - one call
+        strings(name),
+        strings(email),
+        ",".join(map(strings, role_ids)),
+        "true" if enabled else "false",
+    )
+    if adopted:
+        text += ',"adopted":true'
+    # _OPTIONAL, spelled out (a loop of getattr costs a third of the record)
+    if (value := record.last_task_id) is not None:
+        if type(value) is not str:
+            return None
+        text += ',"last_task_id":' + strings(value)
+    if (value := record.created_at) is not None:
+        if type(value) is not str:
+            return None
+        text += ',"created_at":' + strings(value)
+    if (value := record.updated_at) is not None:
+        if type(value) is not str:
+            return None
+        text += ',"updated_at":' + strings(value)
+    if (value := record.source_commit) is not None:
+        if type(value) is not str:
+            return None
+        text += ',"source_commit":' + strings(value)
+    return text + "}"
 
 
 def shared(value: Any) -> Any:
