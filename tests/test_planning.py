@@ -14,9 +14,9 @@ import pytest
 from reconciler import jsontext
 from reconciler.desired.model import DesiredState, Policy
 from reconciler.errors import PlanError, StalePlan
-from reconciler.plan import planfile, planner
-from reconciler.plan.model import Action, Guard, Plan, Reason
-from reconciler.stores.model import State
+from reconciler.plan import diffing, planfile, planner
+from reconciler.plan.model import Action, Field, FieldChange, Guard, Plan, Reason
+from reconciler.stores.model import AccountRecord, State
 from tests.support.builders import DIGEST, LINEAGE, desired, record, state, user
 
 CHANGES = [
@@ -504,3 +504,24 @@ def test_the_first_apply_creates_each_role_once_in_order() -> None:
         ("CREATE", "c", (), (), ()),
     ]
     assert [c.reason for c in made.changes] == [Reason.NEW] * 3
+
+
+@pytest.mark.parametrize("name", ["Li Wei", "Li Wei 2"])
+@pytest.mark.parametrize("email", ["li@example.com", "li.wei@example.com"])
+@pytest.mark.parametrize("roles", [("1",), ("1", "2"), ("2", "1"), ()])
+def test_field_changes_compares_every_field(name: str, email: str, roles: tuple[str, ...]) -> None:
+    """The fields spelled out in ``field_changes`` are every ``Field``, in its order, and
+    the role ids are compared as sets."""
+    before = AccountRecord(
+        account="li", name="Li Wei", email="li@example.com", role_ids=("1",), enabled=True
+    )
+    after = replace(before, name=name, email=email, role_ids=roles)
+    fields, added, removed = diffing.field_changes(before, after)
+    assert fields == tuple(
+        FieldChange(field=f, before=getattr(before, f), after=getattr(after, f))
+        for f in Field
+        if getattr(before, f) != getattr(after, f)
+    )
+    assert (set(added), set(removed)) == (set(roles) - {"1"}, {"1"} - set(roles))
+    assert list(added) == sorted(added)
+    assert list(removed) == sorted(removed)
