@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.desired.model import Source
+from reconciler.fastinit import fast_init
 from reconciler.stores.model import AccountRecord, Action
 from reconciler.stores.recorded_policy import PolicyRecord
 
@@ -84,6 +85,7 @@ class Kind(enum.Enum):
     DISABLE = "disable"
 
 
+@fast_init  # made per change (100k a plan)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldChange:
     """One attribute's before → after."""
@@ -112,6 +114,7 @@ class Expiring:
     source: Source
 
 
+@fast_init  # made per change (100k a plan)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """One account's change."""
