@@ -10,7 +10,6 @@ made again at apply time.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import json
@@ -177,7 +176,7 @@ def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
 def summary(plan: Plan) -> dict[str, Any]:
     """Counts by kind (an adopt is not counted as a modify), and of end dates."""
     ended = [e for change in plan.changes for e in change.expired]
-    kinds = collections.Counter(change.kind for change in plan.changes)  # one pass, not four
+    kinds = plan.tallies()  # one pass, not four
     return {
         "create": kinds[Kind.CREATE],
         "adopt": kinds[Kind.ADOPT],
