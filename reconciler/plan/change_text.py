@@ -37,9 +37,8 @@ class Unusual(Exception):
     """A change this builder leaves to the document encoder."""
 
 
-def _bool(value: object) -> str:
-    if value is True:
-        return "true"
+def _false(value: object) -> str:
+    """``false`` for False (True is tested first, inline); anything else is Unusual."""
     if value is False:
         return "false"
     raise Unusual  # a bool by type; anything else is encoded as it is
@@ -70,11 +69,17 @@ class Texts:
 
     def record(self, record: AccountRecord) -> str:
         """``_attributes_sorted(record)`` as text (an adopted record is Unusual)."""
+        return self._record(record, _string(record.email), _string(record.name))
+
+    def _record(self, record: AccountRecord, email: str, name: str) -> str:
+        """:meth:`record` given its email and name encoded already."""
         if record.adopted is not False:
             raise Unusual
+        enabled = record.enabled
+        role_ids = record.role_ids
         return (
-            f'{{"email":{_string(record.email)},"enabled":{_bool(record.enabled)},'
-            f'"name":{_string(record.name)},"role_ids":{self.ids(record.role_ids)}}}'
+            f'{{"email":{email},"enabled":{"true" if enabled is True else _false(enabled)},'
+            f'"name":{name},"role_ids":{self._ids.get(role_ids) or self.ids(role_ids)}}}'
         )
 
     def source(self, source: Source | None, commit_json: Callable[[Commit], Any]) -> str:
@@ -96,14 +101,21 @@ class Texts:
         return f"{head}{line}{tail}"
 
     def change(self, change: Change) -> str:
-        """``_reviewed_json(change)`` as canonical text (Unusual or TypeError: not built)."""
+        """``_reviewed_json(change)`` as canonical text (Unusual or TypeError: not built).
+
+        Written out in one piece, each string encoded once (a MODIFY's new value serves
+        its field change and its wire entry): calls cost more than the text here."""
         if change.expired:
             raise Unusual
+        known, ids = self._ids.get, self.ids
         account = _string(change.account)
         action = change.action
         named = _ACTIONS[id(action)]
         after = change.after
+        email, name = _string(after.email), _string(after.name)
+        after_text = self._record(after, email, name)
         before = change.before
+        before_text = "null" if before is None else self.record(before)
         fields = ""
         if action is Action.DISABLE:
             wire = f'{{"action":{named},"userAccount":{account}}}'
@@ -111,40 +123,44 @@ class Texts:
                 raise Unusual
         elif action is Action.CREATE or change.reason is Reason.ADOPT:
             # Every attribute is sent (a CREATE, or an adopt: the tenant's are unknown).
+            role_ids = after.role_ids
             wire = (
-                f'{{"action":{named},"email":{_string(after.email)},'
-                f'"roleIds":{self.ids(after.role_ids)},"userAccount":{account},'
-                f'"userName":{_string(after.name)}}}'
+                f'{{"action":{named},"email":{email},"roleIds":{known(role_ids) or ids(role_ids)},'
+                f'"userAccount":{account},"userName":{name}}}'
             )
-            fields = self._fields(change)
+            if change.fields:
+                fields = ",".join(
+                    f'{{"after":{_string(item.after)},"before":{_string(item.before)},'
+                    f'"field":{_FIELDS[id(item.field)]}}}'
+                    for item in change.fields
+                )
         else:
-            fields = self._fields(change)
-            email = name = ""
+            sets_email = sets_name = ""
             for item in change.fields:
-                if item.field is Field.EMAIL and not email:
-                    email = f',"email":{_string(item.after)}'
-                elif item.field is Field.NAME and not name:
-                    name = f',"userName":{_string(item.after)}'
+                value = _string(item.after)
+                if item.field is Field.EMAIL and not sets_email:
+                    sets_email = f',"email":{value}'
+                elif item.field is Field.NAME and not sets_name:
+                    sets_name = f',"userName":{value}'
                 else:
                     raise Unusual  # a field named twice: the wire entry keeps one
+                text = (
+                    f'{{"after":{value},"before":{_string(item.before)},'
+                    f'"field":{_FIELDS[id(item.field)]}}}'
+                )
+                fields = f"{fields},{text}" if fields else text
+            role_ids = after.role_ids
             roles = (
-                f',"roleIds":{self.ids(after.role_ids)}'
+                f',"roleIds":{known(role_ids) or ids(role_ids)}'
                 if change.roles_added or change.roles_removed
                 else ""
             )
-            wire = f'{{"action":{named}{email}{roles},"userAccount":{account}{name}}}'
+            wire = f'{{"action":{named}{sets_email}{roles},"userAccount":{account}{sets_name}}}'
+        added, removed = change.roles_added, change.roles_removed
         return (
-            f'{{"account":{account},"action":{named},"after":{self.record(after)},'
-            f'"before":{"null" if before is None else self.record(before)},"expired":[],'
+            f'{{"account":{account},"action":{named},"after":{after_text},'
+            f'"before":{before_text},"expired":[],'
             f'"fields":[{fields}],"reason":{_REASONS[id(change.reason)]},'
-            f'"roles_added":{self.ids(change.roles_added)},'
-            f'"roles_removed":{self.ids(change.roles_removed)},"wire":{wire}}}'
-        )
-
-    def _fields(self, change: Change) -> str:
-        """The ``fields`` list's items, comma-separated."""
-        return ",".join(
-            f'{{"after":{_string(item.after)},"before":{_string(item.before)},'
-            f'"field":{_FIELDS[id(item.field)]}}}'
-            for item in change.fields
+            f'"roles_added":{known(added) or ids(added)},'
+            f'"roles_removed":{known(removed) or ids(removed)},"wire":{wire}}}'
         )
