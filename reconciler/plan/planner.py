@@ -202,9 +202,12 @@ def guard(
     recorded: State | None,
     planned: tuple[Change, ...],
     allow_disables: int | None,
+    *,
+    managed: int | None = None,
 ) -> Guard:
-    """The guard-rail verdict for ``planned``."""
-    managed = managed_count(recorded)
+    """The guard-rail verdict for ``planned`` (``managed``: ``managed_count(recorded)``
+    when the caller has it already)."""
+    managed = managed_count(recorded) if managed is None else managed
     disabled = [c.account for c in planned if c.action is Action.DISABLE]
     policy = desired.policy
     return Guard(
@@ -270,6 +273,7 @@ def plan(
             f"{len(skipped)} account(s) marked enabled: false are not managed yet; "
             "nothing is sent for them"
         )
+    managed = managed_count(recorded)  # one pass over the accounts, not two
     return Plan(
         lineage=recorded.lineage if recorded and recorded.serial else None,
         serial=recorded.serial if recorded else 0,
@@ -277,8 +281,8 @@ def plan(
         changes=planned,
         batches=batch(planned),
         roles=roles_index(desired, recorded),
-        managed=managed_count(recorded),
-        guard=guard(desired, recorded, planned, allow_disables),
+        managed=managed,
+        guard=guard(desired, recorded, planned, allow_disables, managed=managed),
         events=events,
         events_refreshed=events_refreshed,
         outstanding=outstanding,
