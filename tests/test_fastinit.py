@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.fastinit import fast_init
+from reconciler.fastinit import fast_init, replacer
 from reconciler.plan.model import Change, FieldChange
 from reconciler.stores.model import AccountRecord
 
@@ -127,3 +127,25 @@ def test_refuses_a_class_that_does_more_in_init() -> None:
     for cls in (Post, Factory, WithInitVar, Thawed, NoSlots, Positional):
         _refused(cls)
     _refused(type("NotADataclass", (), {}))
+
+
+def test_replacer_is_replace_of_one_field() -> None:
+    """Every other field kept (each set to its own object, so none can be left out or
+    mixed up), the one named replaced: what ``dataclasses.replace`` gives."""
+    values = {f.name: object() for f in dataclasses.fields(Change)}
+    change = Change(**values)
+    new = object()
+    made = replacer(Change, "source")(change, new)
+    assert type(made) is Change
+    assert made == dataclasses.replace(change, source=new)
+    for f in dataclasses.fields(Change):
+        assert getattr(made, f.name) is (new if f.name == "source" else values[f.name])
+    assert change.source is values["source"]  # the original is unchanged
+
+
+def test_replacer_refuses_what_it_cannot_copy() -> None:
+    """A class without fast_init, and a field the class does not have."""
+    with pytest.raises(TypeError, match="replacer"):
+        replacer(Plain, "name")
+    with pytest.raises(TypeError, match="replacer"):
+        replacer(Fast, "other")
