@@ -33,20 +33,20 @@ def fast_init(cls: type[T]) -> type[T]:
     generated = cls.__init__
     params = dataclasses.fields(cls)
     settings = cls.__dataclass_params__  # type: ignore[attr-defined]
-    expected = [
-        inspect.Parameter(
-            field.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty
-            if field.default is dataclasses.MISSING
-            else field.default,
-        )
-        for field in params
-    ]
-    found = [
-        parameter.replace(annotation=inspect.Parameter.empty)
-        for parameter in list(inspect.signature(generated).parameters.values())[1:]
-    ]
+    # The generated __init__'s own signature, read from its code (inspect.signature costs
+    # more than the rest of the decorator, at every start-up): keyword-only parameters
+    # that are the fields in order, with the fields' defaults.
+    code = generated.__code__
+    names = code.co_varnames[1 : 1 + code.co_kwonlyargcount]
+    defaults = generated.__kwdefaults__ or {}
+    wanted = {f.name: f.default for f in params if f.default is not dataclasses.MISSING}
+    plain_signature = (
+        code.co_argcount == 1
+        and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+        and list(names) == [field.name for field in params]
+        and defaults.keys() == wanted.keys()
+        and all(defaults[name] is wanted[name] for name in wanted)
+    )
     if (
         not settings.frozen
         or not settings.init
@@ -54,7 +54,7 @@ def fast_init(cls: type[T]) -> type[T]:
         or any(
             not field.init or field.default_factory is not dataclasses.MISSING for field in params
         )
-        or found != expected  # an InitVar, a positional field, another __init__
+        or not plain_signature  # an InitVar, a positional field, another __init__
         or not all(isinstance(cls.__dict__.get(f.name), types.MemberDescriptorType) for f in params)
     ):
         raise TypeError(
