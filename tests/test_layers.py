@@ -32,6 +32,7 @@ LAYERS = {
     "formats": "base",
     "seals": "base",
     "jsontext": "base",
+    "fastinit": "base",
     "problems": "base",
     "checks": "base",
     "desired": "desired",

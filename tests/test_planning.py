@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +15,12 @@ import pytest
 from reconciler import jsontext
 from reconciler.desired.model import DesiredState, Policy
 from reconciler.errors import PlanError, StalePlan
-from reconciler.plan import planfile, planner
-from reconciler.plan.model import Action, Guard, Plan, Reason
-from reconciler.stores.model import State
+from reconciler.plan import diffing, planfile, planner
+from reconciler.plan.model import Action, Field, FieldChange, Guard, Kind, Plan, Reason
+from reconciler.stores.model import AccountRecord, State
 from tests.support.builders import DIGEST, LINEAGE, desired, record, state, user
+
+GOLDEN = Path(__file__).parent / "golden"
 
 CHANGES = [
     pytest.param(
@@ -504,3 +507,38 @@ def test_the_first_apply_creates_each_role_once_in_order() -> None:
         ("CREATE", "c", (), (), ()),
     ]
     assert [c.reason for c in made.changes] == [Reason.NEW] * 3
+
+
+@pytest.mark.parametrize("name", ["Li Wei", "Li Wei 2"])
+@pytest.mark.parametrize("email", ["li@example.com", "li.wei@example.com"])
+@pytest.mark.parametrize("roles", [("1",), ("1", "2"), ("2", "1"), ()])
+def test_field_changes_compares_every_field(name: str, email: str, roles: tuple[str, ...]) -> None:
+    """The fields spelled out in ``field_changes`` are every ``Field``, in its order, and
+    the role ids are compared as sets."""
+    before = AccountRecord(
+        account="li", name="Li Wei", email="li@example.com", role_ids=("1",), enabled=True
+    )
+    after = replace(before, name=name, email=email, role_ids=roles)
+    fields, added, removed = diffing.field_changes(before, after)
+    assert fields == tuple(
+        FieldChange(field=f, before=getattr(before, f), after=getattr(after, f))
+        for f in Field
+        if getattr(before, f) != getattr(after, f)
+    )
+    assert (set(added), set(removed)) == (set(roles) - {"1"}, {"1"} - set(roles))
+    assert list(added) == sorted(added)
+    assert list(removed) == sorted(removed)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN.glob("plan-*.json")))
+def test_tallies_count_each_change_by_its_kind(name: str) -> None:
+    """``tallies`` (counted by action, adopts apart) agrees with each change's ``kind``,
+    also where an adopt is a DISABLE (an imported account declared disabled)."""
+    plan = planfile.loads((GOLDEN / name).read_text(encoding="utf-8"), where=name)
+    disabling = tuple(
+        replace(c, action=Action.DISABLE) if c.reason is Reason.ADOPT else c for c in plan.changes
+    )
+    for made in (plan, replace(plan, changes=disabling)):
+        for kind in Kind:
+            assert made.tallies()[kind] == sum(1 for c in made.changes if c.kind is kind), kind
+            assert made.tally(kind) == made.tallies()[kind]

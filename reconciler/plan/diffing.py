@@ -12,18 +12,19 @@ from reconciler.plan.model import Field, FieldChange
 from reconciler.stores.model import AccountRecord
 
 COMPARED = ("name", "email", "role_ids")
-_FIELDS = tuple(Field)  # iterating an enum class costs more than comparing the fields
 
 
 def field_changes(
     before: AccountRecord, after: AccountRecord
 ) -> tuple[tuple[FieldChange, ...], tuple[str, ...], tuple[str, ...]]:
-    """(name/email changes, role ids added, role ids removed)."""
-    fields = tuple(
-        FieldChange(field=field, before=getattr(before, field), after=getattr(after, field))
-        for field in _FIELDS
-        if getattr(before, field) != getattr(after, field)
-    )
+    """(name/email changes, in ``Field`` order, role ids added, role ids removed)."""
+    # Each field spelled out: a loop over ``Field`` with getattr cost more than the
+    # comparisons on 100k modified accounts (a test keeps the two in step).
+    fields: tuple[FieldChange, ...] = ()
+    if before.name != after.name:
+        fields = (FieldChange(field=Field.NAME, before=before.name, after=after.name),)
+    if before.email != after.email:
+        fields += (FieldChange(field=Field.EMAIL, before=before.email, after=after.email),)
     if before.role_ids == after.role_ids:
         return fields, (), ()
     old, new = set(before.role_ids), set(after.role_ids)

@@ -6,13 +6,16 @@ apply; nothing here talks to the outside world.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import enum
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.desired.model import Source
+from reconciler.fastinit import fast_init
 from reconciler.stores.model import AccountRecord, Action
 from reconciler.stores.recorded_policy import PolicyRecord
 
@@ -44,6 +47,7 @@ __all__ = [
 # one recorded at the last apply (``policy``), which a policy-only change is a change of
 PLAN_FORMAT_VERSION = 4
 BATCH_SIZE = 100
+_ACTION_OF = operator.attrgetter("action")
 
 
 class Reason(enum.Enum):
@@ -84,6 +88,7 @@ class Kind(enum.Enum):
     DISABLE = "disable"
 
 
+@fast_init  # made per change (100k a plan)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldChange:
     """One attribute's before → after."""
@@ -112,6 +117,7 @@ class Expiring:
     source: Source
 
 
+@fast_init  # made per change (100k a plan)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """One account's change."""
@@ -333,7 +339,21 @@ class Plan:
 
     def tally(self, kind: Kind) -> int:
         """How many changes of ``kind`` (adopts apart from other modifies)."""
-        return sum(1 for change in self.changes if change.kind is kind)
+        return self.tallies()[kind]
+
+    def tallies(self) -> dict[Kind, int]:
+        """How many changes of each kind, in one pass: counted by action in C (an Action
+        hashes as its string; ``kind`` is a property and a Kind hashes in Python, 0.2 s
+        over 100k changes), the adopts apart."""
+        actions = collections.Counter(map(_ACTION_OF, self.changes))
+        adopt, modify = Reason.ADOPT, Action.MODIFY
+        adopts = sum(1 for c in self.changes if c.reason is adopt and c.action is modify)
+        return {
+            Kind.CREATE: actions[Action.CREATE],
+            Kind.ADOPT: adopts,
+            Kind.MODIFY: actions[modify] - adopts,
+            Kind.DISABLE: actions[Action.DISABLE],
+        }
 
     @property
     def state_exists(self) -> bool:

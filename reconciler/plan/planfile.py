@@ -10,7 +10,6 @@ made again at apply time.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +21,7 @@ from reconciler import __version__, formats, jsontext
 from reconciler.desired.commit import Commit
 from reconciler.desired.model import Source
 from reconciler.errors import PlanError, StalePlan
-from reconciler.plan import access, policy_json
+from reconciler.plan import access, change_text, policy_json
 from reconciler.plan.model import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -64,12 +63,20 @@ def encode(plan: Plan) -> Encoded:
     hasher = hashlib.sha256(b"[")
     lines: list[str] = []
     canonical, update, append = _canonical_presorted, hasher.update, lines.append
+    texts = change_text.Texts(canonical)
+    built, located, unusual = texts.change, texts.source, (change_text.Unusual, TypeError)
     for index, change in enumerate(plan.changes):
-        text = canonical(_reviewed_json(change))
+        try:  # the text put together from its pieces: no document built
+            text = built(change)
+        except unusual:
+            text = canonical(_reviewed_json(change))
         if index:
             update(b",")
         update(text.encode("ascii"))
-        front = '{"source":' + canonical(_source(change.source))
+        try:
+            front = '{"source":' + located(change.source, _commit_json)
+        except unusual:
+            front = '{"source":' + canonical(_source(change.source))
         if change.expired:
             front += ',"why":' + canonical(list(plan.why(change)))
         append(front + "," + text[1:])
@@ -170,7 +177,7 @@ def _head(plan: Plan, changes_digest: str) -> dict[str, Any]:
 def summary(plan: Plan) -> dict[str, Any]:
     """Counts by kind (an adopt is not counted as a modify), and of end dates."""
     ended = [e for change in plan.changes for e in change.expired]
-    kinds = collections.Counter(change.kind for change in plan.changes)  # one pass, not four
+    kinds = plan.tallies()  # one pass, not four
     return {
         "create": kinds[Kind.CREATE],
         "adopt": kinds[Kind.ADOPT],
@@ -337,12 +344,16 @@ def _source(source: Source | None) -> dict[str, Any] | None:
     out: dict[str, Any] = {"file": source.file, "line": source.line}
     commit = source.commit
     if commit is not None:  # absent outside git, so such plans are unchanged
-        out["commit"] = (
-            {"uncommitted": True}
-            if commit.uncommitted
-            else {"hash": commit.hash, "author": commit.author, "date": commit.date}
-        )
+        out["commit"] = _commit_json(commit)
     return out
+
+
+def _commit_json(commit: Commit) -> dict[str, Any]:
+    return (
+        {"uncommitted": True}
+        if commit.uncommitted
+        else {"hash": commit.hash, "author": commit.author, "date": commit.date}
+    )
 
 
 # -- reading -----------------------------------------------------------------------

@@ -115,10 +115,24 @@ def _user_change(user: User, before: AccountRecord | None) -> Change | None:
             roles_removed=tuple(sorted(set(before.role_ids) - set(user.role_ids))),
             source=user.source,
         )
+    return _modified(user, before)
+
+
+def _modified(user: User, before: AccountRecord) -> Change | None:
+    """The MODIFY of an enabled, verified account that stays enabled (None: no change)."""
     same_roles = before.role_ids == user.role_ids or sorted(before.role_ids) == list(user.role_ids)
-    if same_roles and (before.name, before.email) == (user.name, user.email):
+    if same_roles and before.name == user.name and before.email == user.email:
         return None  # the common case: no record built for it
-    after = _target(user, before)
+    after = AccountRecord(
+        account=user.account,
+        name=user.name,
+        email=user.email,
+        role_ids=user.role_ids,
+        enabled=True,
+        last_task_id=before.last_task_id,
+        created_at=before.created_at,
+        updated_at=before.updated_at,
+    )
     fields, added, removed = diffing.field_changes(before, after)
     return Change(
         action=Action.MODIFY,
@@ -145,17 +159,21 @@ def changes(desired: DesiredState, recorded: State | None) -> tuple[Change, ...]
     accounts = recorded.accounts if recorded else {}
     by_action: dict[Action, list[Change]] = {action: [] for action in _ORDER}
     recorded_as = accounts.get
+    modified = by_action[Action.MODIFY]
     for account, user in desired.users.items():
         before = recorded_as(account)
-        if (  # the common case, unchanged, decided here: no call per account
-            before is not None
-            and before.role_ids == user.role_ids
-            and before.name == user.name
-            and before.email == user.email
-            and before.enabled
-            and user.enabled
-            and not before.adopted
-        ):
+        # An enabled, verified account that stays enabled, decided here (_user_change's
+        # last case): unchanged without a call, changed without its other cases.
+        if before is not None and before.enabled and user.enabled and not before.adopted:
+            if (
+                before.role_ids == user.role_ids
+                and before.name == user.name
+                and before.email == user.email
+            ):
+                continue  # the common case
+            change = _modified(user, before)
+            if change is not None:
+                modified.append(change)
             continue
         change = _user_change(user, before)
         if change is not None:
@@ -184,9 +202,12 @@ def guard(
     recorded: State | None,
     planned: tuple[Change, ...],
     allow_disables: int | None,
+    *,
+    managed: int | None = None,
 ) -> Guard:
-    """The guard-rail verdict for ``planned``."""
-    managed = managed_count(recorded)
+    """The guard-rail verdict for ``planned`` (``managed``: ``managed_count(recorded)``
+    when the caller has it already)."""
+    managed = managed_count(recorded) if managed is None else managed
     disabled = [c.account for c in planned if c.action is Action.DISABLE]
     policy = desired.policy
     return Guard(
@@ -252,6 +273,7 @@ def plan(
             f"{len(skipped)} account(s) marked enabled: false are not managed yet; "
             "nothing is sent for them"
         )
+    managed = managed_count(recorded)  # one pass over the accounts, not two
     return Plan(
         lineage=recorded.lineage if recorded and recorded.serial else None,
         serial=recorded.serial if recorded else 0,
@@ -259,8 +281,8 @@ def plan(
         changes=planned,
         batches=batch(planned),
         roles=roles_index(desired, recorded),
-        managed=managed_count(recorded),
-        guard=guard(desired, recorded, planned, allow_disables),
+        managed=managed,
+        guard=guard(desired, recorded, planned, allow_disables, managed=managed),
         events=events,
         events_refreshed=events_refreshed,
         outstanding=outstanding,

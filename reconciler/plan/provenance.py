@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from reconciler import fastinit
 from reconciler.desired.commit import Commit
 from reconciler.desired.model import DesiredState, Source
 from reconciler.plan import git
@@ -259,8 +260,12 @@ def _with_commit(change: Change, found: Mapping[tuple[str, int], Commit]) -> Cha
     commit = found.get((source.file, source.line))
     if commit is None:
         return change
-    # Source built directly: dataclasses.replace dominates the cost on 100k changes
-    return replace(change, source=Source(file=source.file, line=source.line, commit=commit))
+    # Source built directly, the change copied slot by slot: dataclasses.replace of either
+    # dominated the cost on 100k changes (8 us each).
+    return _with_source(change, Source(file=source.file, line=source.line, commit=commit))
+
+
+_with_source = fastinit.replacer(Change, "source")
 
 
 # -- why ----------------------------------------------------------------------------

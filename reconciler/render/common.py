@@ -26,12 +26,13 @@ def summary_line(plan: Plan) -> str:
     Adopts are counted apart (``1 to adopt``), and only named when there are some.
     """
     retries = len(plan.retries)
-    parts = [f"{plan.tally(Kind.CREATE)} to create"]
-    if plan.tally(Kind.ADOPT):
-        parts.append(f"{plan.tally(Kind.ADOPT)} to adopt")
+    tallies = plan.tallies()
+    parts = [f"{tallies[Kind.CREATE]} to create"]
+    if tallies[Kind.ADOPT]:
+        parts.append(f"{tallies[Kind.ADOPT]} to adopt")
     parts += [
-        f"{plan.tally(Kind.MODIFY)} to modify",
-        f"{plan.tally(Kind.DISABLE)} to disable",
+        f"{tallies[Kind.MODIFY]} to modify",
+        f"{tallies[Kind.DISABLE]} to disable",
     ]
     if plan.events:
         parts.append(f"{retries} event{'s' if retries != 1 else ''} to retry")

@@ -78,9 +78,10 @@ def _render(plan: Plan, *, now: dt.datetime, show_batches: bool, max_rows: int |
             out.append("")
     out.append("| | accounts |")
     out.append("|---|---:|")
+    tallies = plan.tallies()
     for kind in Kind:
-        if kind is not Kind.ADOPT or plan.tally(kind):
-            out.append(f"| {_ICON[kind]} {kind.value} | {plan.tally(kind)} |")
+        if kind is not Kind.ADOPT or tallies[kind]:
+            out.append(f"| {_ICON[kind]} {kind.value} | {tallies[kind]} |")
     if plan.events:
         out.append(f"| 🔁 provisioning retries | {len(plan.retries)} |")
         out.append(f"| 👀 events reported only | {len(plan.events) - len(plan.retries)} |")
