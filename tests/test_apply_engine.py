@@ -44,6 +44,7 @@ from reconciler.stores import LockInfo
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, PendingBatch, PendingEntry, State
 from tests.support import sandbox as fx
+from tests.support.federation_world import StutteringClock
 
 START = 1_700_000_000.0
 
@@ -149,8 +150,9 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         tenant_users: Mapping[str, FederatedUser] | None = None,
         refuse_connect: Callable[[httpx.Request], bool] | None = None,
         intercept: Intercept | None = None,
+        clock: ManualClock | None = None,
     ) -> World:
-        clock = ManualClock(START)
+        clock = clock or ManualClock(START)
         federation, control = build_federation(
             settings or SandboxSettings(todo_seconds=1.0, doing_seconds=2.0), clock
         )
@@ -758,6 +760,35 @@ def test_resume_turns_unsent_intents_into_a_note(make_world: Callable[..., World
     assert report.ok
     assert report.failed == []
     assert "next plan sends them again" in report.notes[0]
+    world.converge()
+    _check_converged(world, specs)
+
+
+def test_a_probe_that_falls_due_while_it_is_queried_confirms_nothing_it_did_not_do(
+    make_world: Callable[..., World],
+) -> None:
+    """test_signals' lone failure made deterministic: intents never sent, then the probe's
+    queryTask is handled while the probe falls due. DONE must not come before the task ran
+    (its failDataList empty): resume would record accounts the tenant does not have."""
+    specs = fx.users(3)
+    clock = StutteringClock(START)
+
+    def mid_request(request: httpx.Request, forward: Forward) -> httpx.Response:
+        if not request.url.path.endswith("/queryTask"):
+            return forward(request)
+        with clock.passing(3.0):  # a whole task lifecycle passes while it is handled
+            return forward(request)
+
+    world = make_world(specs, clock=clock, intercept=mid_request)
+    store = _CrashingStore(world.store, 0, False)
+    with pytest.raises(Crash):  # killed as the first createTask went out: intents only
+        world.applier(_CrashingApi(world.client, "create", 1, False), store).run(world.plan())
+    resumed = world.applier().resume()
+    assert resumed.applied == []
+    assert any("not confirmed by the probe" in line for line in resumed.notes)
+    state = world.store.read()
+    assert state is not None
+    assert dict(state.accounts) == {} == fx.tenant_view(world.box)
     world.converge()
     _check_converged(world, specs)
 

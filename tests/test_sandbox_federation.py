@@ -25,6 +25,7 @@ from tests.support.federation_world import (
     ROLE_B,
     ROLES,
     START,
+    StutteringClock,
     entry,
     issue_token,
     make_world,
@@ -246,6 +247,25 @@ def test_task_goes_todo_doing_done_and_applies_only_when_done() -> None:
     assert world.sandbox.users(APP_KEY)["alice"] == FederatedUser(
         name="Alice", email="alice@example.com", role_ids=(ROLE_A,), enabled=True
     )
+
+
+def test_done_is_answered_only_once_the_task_ran_even_if_it_falls_due_mid_request() -> None:
+    """A queryTask handled while its task falls due answers DOING, not a DONE whose
+    failDataList is empty because the task has not run: DONE means every entry not
+    listed succeeded (docs/api.md), so that answer confirmed a MODIFY of a missing user."""
+    clock = StutteringClock(START)
+    world = make_world(FederationSettings(todo_seconds=2, doing_seconds=3), clock=clock)
+    task_id = world.create(entry(action="MODIFY", account="ghost"))["taskId"]
+    clock.advance(5 - 0.001)  # the request arrives 1 ms before the task is due
+    with clock.passing(0.001):  # and is handled while the due moment passes
+        during = world.query(task_id)
+    assert (during["taskInfo"]["status"], during["failDataList"]) == ("DOING", [])
+    after = world.query(task_id)
+    assert after["taskInfo"]["status"] == "DONE"
+    assert [(f["federationUser"]["userAccount"], f["failCode"]) for f in after["failDataList"]] == [
+        ("ghost", "100-302")
+    ]
+    assert "ghost" not in world.sandbox.users(APP_KEY)
 
 
 def test_due_tasks_run_in_creation_order_without_being_queried() -> None:

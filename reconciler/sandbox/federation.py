@@ -1,8 +1,9 @@
 """A faithful fake of the federation-user API: tokens, createTask, queryTask.
 
-One lock guards the whole model (the server is threaded). Task status is derived from
-the injected clock: TODO for ``todo_seconds``, DOING for ``doing_seconds``, then DONE,
-and a task's effects are applied when it becomes DONE, in creation order per tenant.
+One lock guards the whole model (the server is threaded). Task timing follows the
+injected clock: TODO for ``todo_seconds``, DOING for ``doing_seconds``, then it runs and
+is DONE: its effects and failures exist before any answer says DONE, in creation order
+per tenant.
 Before any request is handled every due task is brought to DONE, so effects land in
 order even when nobody polls. Rules are in ``federation_rules``, tenants and tasks in
 ``federation_model``, faults in ``federation_faults``, the test-only control endpoints

@@ -1,8 +1,10 @@
 """What the federation sandbox holds per tenant, and how its tasks run.
 
-A task's status is derived from the clock: TODO until ``doing_at``, DOING until
-``done_at``, then DONE. Its entries take effect when it is run (``Tenant.run_due``),
-in creation order; run-time failures are kept for queryTask's ``failDataList``.
+A task is TODO until ``doing_at`` and DOING after; it becomes DONE when it is run
+(``Tenant.run_due``, once ``done_at`` has passed, in creation order): its entries take
+effect and its run-time failures are kept for queryTask's ``failDataList`` then, never
+sooner. Not from the clock alone: a request reads the clock more than once, and one
+handled while its task fell due answered DONE with failures not yet known.
 Not thread-safe by itself: the sandbox holds its lock around every call.
 """
 
@@ -60,21 +62,22 @@ class TaskStatus(StrEnum):
 
 @dataclass(slots=True, kw_only=True)
 class Task:
-    """One accepted createTask; ``failures`` fills in when it runs."""
+    """One accepted createTask; ``failures`` fills in when it runs (``ran``)."""
 
     task_id: str
     entries: tuple[rules.Entry, ...]  # deep copies of the entries as sent
     doing_at: float
     done_at: float
     failures: list[dict[str, Any]] = field(default_factory=list)
+    ran: bool = False  # its entries took effect: DONE, and ``failures`` is complete
 
     def status(self, now: float) -> TaskStatus:
-        """The status at ``now``."""
+        """The status at ``now``: DONE only once it ran, whatever the clock says."""
+        if self.ran:
+            return TaskStatus.DONE
         if now < self.doing_at:
             return TaskStatus.TODO
-        if now < self.done_at:
-            return TaskStatus.DOING
-        return TaskStatus.DONE
+        return TaskStatus.DOING
 
     def report(self, now: float) -> dict[str, Any]:
         """queryTask's ``taskInfo`` and ``failDataList`` at ``now``."""
@@ -150,6 +153,7 @@ class Tenant:
                         "failMessage": rules.message(failure, role_id=_missing_role(entry, self)),
                     }
                 )
+            task.ran = True
         return created
 
     def _execute(self, entry: rules.Entry, settings: FederationSettings) -> Code | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,31 @@ def entry(action: Any = "CREATE", account: Any = "alice", **fields: Any) -> dict
     return {key: value for key, value in item.items() if value is not DROP}
 
 
+class StutteringClock(ManualClock):
+    """A manual clock that can move forward after each read: time passing while the
+    sandbox handles a request (a server thread preempted mid-request on a loaded machine)."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self._step = 0.0
+
+    def __call__(self) -> float:
+        """The current time; then, while :meth:`passing`, ``step`` seconds later."""
+        now = super().__call__()
+        if self._step:
+            self.advance(self._step)
+        return now
+
+    @contextmanager
+    def passing(self, step: float) -> Iterator[None]:
+        """For the block, every read of the clock is ``step`` seconds after the one before."""
+        self._step = step
+        try:
+            yield
+        finally:
+            self._step = 0.0
+
+
 @dataclass
 class World:
     """A seeded sandbox on a manual clock with a valid token."""
@@ -93,9 +120,11 @@ def make_world(
     *,
     space: str | None = None,
     users: dict[str, FederatedUser] | None = None,
+    clock: ManualClock | None = None,
 ) -> World:
-    """Build a sandbox with one tenant and fetch a token."""
-    clock = ManualClock(START)
+    """Build a sandbox with one tenant (on ``clock``, a new one at START by default) and
+    fetch a token."""
+    clock = clock or ManualClock(START)
     sandbox, control = build_federation(settings, clock)
     sandbox.seed_tenant(
         TenantSeed(
