@@ -278,9 +278,11 @@ def test_the_walker_reports_what_jsonschema_reports(name: str, documents: list[A
             assert (fast is None) == (not ours)
             if fast is not None:
                 refused += 1
-                assert schema_errors.report(schema_walk.iter_errors(schema, variant), fast) == (
-                    schema_errors.report(jsonschema_walk(variant), fast)
-                )
+                # By repr: a NaN instance is equal to itself only as the same object, and
+                # a dataclass's __eq__ compares fields with == from Python 3.13 on.
+                ours_report = schema_errors.report(schema_walk.iter_errors(schema, variant), fast)
+                theirs_report = schema_errors.report(jsonschema_walk(variant), fast)
+                assert list(map(repr, ours_report)) == list(map(repr, theirs_report))
     assert refused > 50
 
 
