@@ -157,6 +157,22 @@ def test_until_a_task_of_this_run_is_seen_done_the_waits_grow_more_slowly() -> N
     assert waits == pytest.approx([0.02, 0.02 * GROWTH])
 
 
+def test_a_longer_first_task_is_waited_for_as_before() -> None:
+    """Long tasks: once ours in flight are LEARNING_AGE of ``poll_max`` old, the waits grow by
+    GROWTH again (slower growth for long tasks multiplied the questions by the tasks in
+    flight, each asked about at every poll past ``poll_max``: a third more queryTask calls
+    for 5 s tasks)."""
+    pace = Pacer(ApplySettings(poll_initial=0.02, poll_max=2.0))
+    pace.start()
+    pace.follow("a", 0.0, accepted=True)
+    pace.follow("b", 0.1, accepted=True)
+    young = [pace.poll_pause(["a", "b"], 0.4) for _ in range(2)]
+    assert young == pytest.approx([0.02, 0.02 * LEARNING_GROWTH])
+    pace.start()
+    old = [pace.poll_pause(["a", "b"], 0.6) for _ in range(3)]
+    assert old == pytest.approx([0.02, 0.02 * GROWTH, 0.02 * GROWTH**2])
+
+
 class _SlowQueries:
     """A queryTask that takes ``seconds`` on ``clock`` and answers ``states`` in turn."""
 

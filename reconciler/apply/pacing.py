@@ -26,10 +26,13 @@ EARLY = 0.9
 MIN_WAIT = 0.001  # seconds: the shortest wait before a poll
 GROWTH = 1.5  # each close poll waits this much longer than the one before
 # Before any task of this run was seen DONE, the oldest one is asked about with waits that
-# grow by this instead: it is seen DONE up to a fifth of its age late, not half, and that
-# age paces every later task (the estimate only comes down by a share per wave). A 0.15 s
-# task costs two more questions; one of 10 s or more, about 11 more (once per run).
+# grow by this instead, while it is younger than LEARNING_AGE of ``poll_max`` (0.5 s by
+# default): it is seen DONE up to a fifth of its age late, not half, and that age paces
+# every later task (the estimate only comes down by a share per wave). A 0.15 s task costs
+# two more questions, once per run; a longer one, a few (after that age the waits grow by
+# GROWTH again, as they did before).
 LEARNING_GROWTH = 1.2
+LEARNING_AGE = 0.25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,10 +160,21 @@ class Pacer:
             self.delay = self.settings.poll_initial  # then poll closely: it is due about now
             return scheduled
         wait = self.delay
-        learning = self.task_seconds is None and any(b in self.accepted_at for b in in_flight)
-        growth = LEARNING_GROWTH if learning else GROWTH
+        growth = LEARNING_GROWTH if self._learning(in_flight, now) else GROWTH
         self.delay = min(self.delay * growth, self.settings.poll_max)
         return min(wait, scheduled)
+
+    def _learning(self, in_flight: Collection[str], now: float) -> bool:
+        """Whether the first task of this run to be seen DONE is being waited for, all of
+        ours in flight younger than ``LEARNING_AGE`` of ``poll_max``. A longer task is
+        seen late by little of its age either way, and past ``poll_max`` every one of ours
+        is asked about at each poll (``_first_due``): slower-growing waits there multiplied
+        the questions by the tasks in flight (5 s tasks: a third more queryTask calls)."""
+        if self.task_seconds is not None:
+            return False
+        accepted, limit = self.accepted_at, self.settings.poll_max * LEARNING_AGE
+        ages = [now - accepted[b] for b in in_flight if b in accepted]
+        return bool(ages) and max(ages) < limit
 
     def _next_ask(self, in_flight: Collection[str], now: float) -> tuple[float, bool]:
         """Seconds until a task in flight is next due at an age learned (at most
