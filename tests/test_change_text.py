@@ -186,6 +186,16 @@ def test_role_ids_equal_to_other_types_do_not_share_a_text() -> None:
     assert texts.ids(("1",)) == '["1"]'
 
 
+def test_commits_equal_to_others_of_another_type_do_not_share_a_text() -> None:
+    """A commit whose date is 1 and one whose date is True are equal keys: only commits of
+    strings are kept, so neither reuses the other's text."""
+    texts = change_text.Texts(planfile._canonical_presorted)
+    one = Source(file="t.yaml", line=3, commit=Commit(hash="abc", author="A", date=1))  # type: ignore[arg-type]
+    true = Source(file="t.yaml", line=3, commit=Commit(hash="abc", author="A", date=True))  # type: ignore[arg-type]
+    assert '"date":1' in texts.source(one, planfile._commit_json)
+    assert '"date":true' in texts.source(true, planfile._commit_json)
+
+
 def test_a_odd_source_line_is_left_to_the_document_encoder() -> None:
     """A line that is not an int is not built."""
     texts = change_text.Texts(planfile._canonical_presorted)

@@ -98,7 +98,15 @@ class Texts:
             return f"{head}{line}}}"
         tail = self._tails.get(commit)
         if tail is None:
-            tail = self._tails[commit] = ',"commit":' + self._encode(commit_json(commit)) + "}"
+            tail = ',"commit":' + self._encode(commit_json(commit)) + "}"
+            # Only a commit of strings is kept, as the role ids are: one whose field is equal
+            # to another of another type (1 and True) must not reuse its text.
+            if (
+                type(commit.hash) is str
+                and type(commit.author) is str
+                and (type(commit.date) is str)
+            ):
+                self._tails[commit] = tail
         return f"{head}{line}{tail}"
 
     def change(self, change: Change) -> str:
