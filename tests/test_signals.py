@@ -158,6 +158,9 @@ def test_a_signal_before_anything_is_sent_exits_at_once(served: Served, tmp_path
 # loaded before the signal came, and that Ctrl-C still ends the command as before.
 CTRL_C = """
 import os, sys, time
+import _signal  # the interpreter's own (not `signal`): a run started with SIGINT ignored
+if _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN:  # (nohup, a background job) is
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # given a terminal's Ctrl-C
 from reconciler.cli import main, validate_command
 def interrupted(options, *, now):
     sys.stdout.write(f"signal loaded: {'signal' in sys.modules}\\n")
