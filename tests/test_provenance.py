@@ -27,6 +27,8 @@ from tests.support import builders
 from tests.support import sandbox as fx
 from tests.support.builders import desired, user
 
+GOLDEN_DAY = "2026-12-01"  # the date the review goldens name: never today's
+
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")
 
@@ -314,7 +316,7 @@ def test_markdown_golden_with_provenance(
     )
     LocalStore(history / ".reconciler" / "state.json").write(recorded, force=True)
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown", "--at", GOLDEN_DAY]) == 0
     golden("review/plan-with-provenance.md", capsys.readouterr().out)
 
 
@@ -327,7 +329,7 @@ def test_markdown_golden_without_git(
     """Outside git the comment shows file:line only."""
     isolated_git.setenv("GIT_CEILING_DIRECTORIES", str(workdir.parent))
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown", "--at", GOLDEN_DAY]) == 0
     golden("review/plan-without-git.md", capsys.readouterr().out)
 
 
@@ -474,7 +476,7 @@ def test_markdown_golden_large_plan_with_provenance(
     git(workdir, "add", ".")
     git(workdir, "commit", "-q", "-m", "Onboard the contact centre")
     capsys.readouterr()
-    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown"]) == 0
+    assert cli.main(["plan", ".", "--no-refresh", "--format", "markdown", "--at", GOLDEN_DAY]) == 0
     comment = capsys.readouterr().out
     assert len(comment) <= 65_536
     golden("review/plan-large-with-provenance.md", comment)
