@@ -393,3 +393,28 @@ def test_a_state_with_nan_is_refused_by_plan_and_push(
     assert code == 1
     assert "NaN is not a JSON number" in err
     assert not other.exists()
+
+
+def test_a_state_with_a_lone_surrogate_is_refused_by_plan_and_push(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state file edited to hold "\\ud800" (JSON reads it; it is not Unicode): plan says
+    the state holds a lone surrogate (it crashed the JSON plan once) and push refuses it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "users.yaml").write_text("version: 1\nusers: []\n", encoding="utf-8")
+    state = tmp_path / "state.json"
+    LocalStore(state).write(sample_state())
+    spoilt = state.read_bytes().replace(b'"Alice', b'"\\ud800Alice')
+    assert spoilt != state.read_bytes()
+    state.write_bytes(spoilt)
+    code, _, err = run(capsys, "plan", "--no-refresh", "--format", "json", "--state", str(state))
+    assert code == 1
+    assert "holds text that is not Unicode (a lone surrogate" in err
+    assert "bug" not in err
+    pushed = tmp_path / "pushed.json"
+    pushed.write_bytes(json.dumps(json.loads(spoilt)["state"]).encode())
+    other = tmp_path / "other.json"
+    code, _, err = run(capsys, "state", "push", str(pushed), "--state", str(other))
+    assert code == 1
+    assert "lone surrogate" in err
+    assert not other.exists()

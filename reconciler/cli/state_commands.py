@@ -143,12 +143,19 @@ def state_push(options: StatePushOptions, *, stdin: TextIO | None = None) -> int
     source, common = options.file, options.common
     try:
         # NaN and the infinities are not JSON: a pushed state holds none (decoding.NotJson).
-        document = json.loads(source.read_bytes(), parse_constant=decoding.refuse_constant)
+        raw = source.read_bytes()
+        document = json.loads(raw, parse_constant=decoding.refuse_constant)
     except (OSError, ValueError) as exc:
         raise StateError(
             f"cannot read {source} as a JSON state document: {exc}",
             hint="push a file written by `reconciler state pull`",
         ) from exc
+    if decoding.may_hold_surrogates(raw) and decoding.holds_surrogates(document):
+        raise StateError(
+            f"cannot push {source}: its text holds a lone surrogate (U+D800 to U+DFFF), "
+            "which is not Unicode and no reconciler writes",
+            hint="push a file written by `reconciler state pull`",
+        )
     store = store_for(options.path, common)
     terminal = stdin or sys.stdin
     asking = options.force and not options.yes and terminal.isatty()

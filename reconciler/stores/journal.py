@@ -131,7 +131,39 @@ def load(
     perhaps read only as they are decoded.
     ``schema_checked``: they passed the state schema before. ``names``: the snapshot's
     records take their equal strings (``decoding.shared_names``).
+    A state whose text holds a lone surrogate is refused (its bytes scanned as they are
+    read; only when the scan finds one that may be does the whole state get encoded).
     """
+    loaded = _load(
+        snapshot_data,
+        journal_data,
+        where=where,
+        repair_hint=repair_hint,
+        schema_checked=schema_checked,
+        names=names,
+    )
+    suspect = (
+        snapshot_data.suspect
+        if isinstance(snapshot_data, decoding.Chunks)
+        else decoding.may_hold_surrogates(snapshot_data)
+    )
+    if (suspect or decoding.may_hold_surrogates(journal_data)) and decoding.holds_surrogates(
+        model.to_json(loaded.state)
+    ):
+        raise decoding.surrogate_refusal(where, repair_hint)
+    return loaded
+
+
+def _load(
+    snapshot_data: bytes | decoding.Chunks,
+    journal_data: bytes,
+    *,
+    where: str,
+    repair_hint: str,
+    schema_checked: bool,
+    names: model.Names | None,
+) -> Loaded:
+    """:func:`load` but for the check of lone surrogates."""
     with decoding.not_too_deep(where, repair_hint):
         journal, folded, state = _decode(
             snapshot_data,
