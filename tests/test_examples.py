@@ -85,6 +85,7 @@ def test_example_plans_then_imports_to_no_changes(
     where = str(folder.relative_to(ROOT))
     state = ["--state", str(tmp_path / "state.json")]
     plan = ["plan", where, *state, "--no-refresh", "--detailed-exitcode", "--format", "json"]
+    plan += ["--at", "2026-12-01"]  # the examples' end dates are in the future of this day
     assert main(plan) == 2
     document = json.loads(capsys.readouterr().out)
     assert document["summary"]["create"] > 0
