@@ -159,3 +159,16 @@ def test_a_full_error_stream_adds_nothing_to_the_output(tmp_path: Path) -> None:
     _shell(f"RECONCILER validate '{EXAMPLES}' > out.txt 2>/dev/full", tmp_path)
     written = (tmp_path / "out.txt").read_text(encoding="utf-8")
     assert written in ("", (tmp_path / "clean.txt").read_text(encoding="utf-8"))
+
+
+def test_a_closed_output_in_process_leaves_the_collector_as_it_was(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """main() with no stdout returns 1 before pausing the collector (it was left off)."""
+    import gc  # noqa: PLC0415 - only this test looks at the collector
+
+    monkeypatch.setattr(sys, "stdout", None)
+    assert gc.isenabled()
+    assert cli.main(["validate", str(EXAMPLES)]) == 1
+    assert gc.isenabled()
+    assert "the standard output is closed" in capsys.readouterr().err

@@ -195,13 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else EXIT_OK
     for note in parsed.notes:
         sys.stderr.write(f"note: {note}\n")
-    # Short, bounded commands run with the cyclic GC off: the desired state is a large
-    # acyclic graph that every full collection would rescan (~20% of a 100k-user plan).
-    # Long-running ones (apply, refresh, sandbox) keep it.
-    pause_gc = not _long_running(parsed.options) and gc.isenabled()
-    if pause_gc:
-        gc.disable()
-    secrets = _secrets(parsed.options)
     stdout = sys.stdout
     if stdout is None:  # descriptor 1 closed (`>&-`): the output has nowhere to go
         sys.stderr.write(
@@ -210,6 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(`> FILE`) or a pipe\n"
         )
         return EXIT_ERROR
+    # Short, bounded commands run with the cyclic GC off: the desired state is a large
+    # acyclic graph that every full collection would rescan (~20% of a 100k-user plan).
+    # Long-running ones (apply, refresh, sandbox) keep it.
+    pause_gc = not _long_running(parsed.options) and gc.isenabled()
+    if pause_gc:
+        gc.disable()
+    secrets = _secrets(parsed.options)
     sys.stdout = output.Guarded(stdout)  # a TextIO in all it does (its __getattr__)
     try:
         code = _dispatch(parsed.options, now=dt.datetime.now(dt.UTC))

@@ -15,7 +15,7 @@ import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 
@@ -38,31 +38,16 @@ class Guarded:
 
     def write(self, data: Any) -> int:
         """The stream's write."""
-        try:
-            written: int = self._stream.write(data)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputLost(exc) from exc
+        written: int = _guarded(self._stream.write, data)
         return written
 
     def writelines(self, lines: Iterable[Any]) -> None:
         """The stream's writelines."""
-        try:
-            self._stream.writelines(lines)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputLost(exc) from exc
+        _guarded(self._stream.writelines, lines)
 
     def flush(self) -> None:
         """The stream's flush."""
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputLost(exc) from exc
+        _guarded(self._stream.flush)
 
     @property
     def buffer(self) -> Guarded:
@@ -71,6 +56,16 @@ class Guarded:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _guarded(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``, an OSError of it (but a closed pipe's) raised as OutputLost."""
+    try:
+        return call(*args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputLost(exc) from exc
 
 
 def drop(stream: Any) -> None:
