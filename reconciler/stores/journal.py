@@ -134,14 +134,15 @@ def load(
     A state whose text holds a lone surrogate is refused (its bytes scanned as they are
     read; only when the scan finds one that may be does the whole state get encoded).
     """
-    loaded = _load(
-        snapshot_data,
-        journal_data,
-        where=where,
-        repair_hint=repair_hint,
-        schema_checked=schema_checked,
-        names=names,
-    )
+    with decoding.not_too_deep(where, repair_hint):
+        loaded = _load(
+            snapshot_data,
+            journal_data,
+            where=where,
+            repair_hint=repair_hint,
+            schema_checked=schema_checked,
+            names=names,
+        )
     suspect = (
         snapshot_data.suspect
         if isinstance(snapshot_data, decoding.Chunks)
@@ -163,15 +164,14 @@ def _load(
     schema_checked: bool,
     names: model.Names | None,
 ) -> Loaded:
-    """:func:`load` but for the check of lone surrogates."""
-    with decoding.not_too_deep(where, repair_hint):
-        journal, folded, state = _decode(
-            snapshot_data,
-            where=where,
-            repair_hint=repair_hint,
-            schema_checked=schema_checked,
-            names=names,
-        )
+    """:func:`load` but for the check of lone surrogates and of nesting."""
+    journal, folded, state = _decode(
+        snapshot_data,
+        where=where,
+        repair_hint=repair_hint,
+        schema_checked=schema_checked,
+        names=names,
+    )
     # Decoded, the chunks were all taken (the decoder reads on to the end of the bytes).
     size = _size(snapshot_data)
     lines, valid = _lines(journal_data)
@@ -179,8 +179,7 @@ def _load(
     cut = valid < len(journal_data)
     if not lines:
         return Loaded(state=state, journal=journal, cut=cut, folded=False, **sizes)
-    with decoding.not_too_deep(where, repair_hint):
-        records = [_payload(line, number, where=where) for number, line in enumerate(lines, 1)]
+    records = [_payload(line, number, where=where) for number, line in enumerate(lines, 1)]
     ids = {str(payload.get("journal")) for payload in records}
     if folded is not None and ids == {folded}:
         return Loaded(state=state, journal=journal, cut=True, folded=True, **sizes)
@@ -192,10 +191,9 @@ def _load(
             "aside (it holds the writes made after that copy); nothing was modified",
         )
     replay = deltas.Replay(state)
-    with decoding.not_too_deep(where, repair_hint):
-        for payload in records:
-            del payload["journal"]
-            replay.apply(deltas.from_json(payload, where=where), where=where)
+    for payload in records:
+        del payload["journal"]
+        replay.apply(deltas.from_json(payload, where=where), where=where)
     return Loaded(state=replay.state(), journal=journal, cut=cut, folded=False, **sizes)
 
 
