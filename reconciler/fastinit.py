@@ -21,9 +21,12 @@ import dataclasses
 import inspect
 import types
 from collections.abc import Callable
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on validate's path
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 def fast_init(cls: type[T]) -> type[T]:

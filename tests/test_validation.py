@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -796,6 +797,15 @@ def test_merged_users_keep_each_accounts_first_entry(
         {"account": a, "name": f"N{i}", "email": f"e{i}@example.com", "roles": []}
         for i, a in enumerate(accounts)
     ]
+    merged, problems = _merged(users)
+    assert {a: int(u.name[1:]) for a, u in merged.users.items()} == kept
+    assert list(merged.users) == list(kept)
+    flagged = len(accounts) - len(kept)
+    assert len([p for p in problems if p.path[-1] == "account"]) == 2 * flagged
+
+
+def _merged(users: list[dict[str, object]]) -> tuple[Any, list[merging.Pending]]:
+    """The merge of one file holding ``users`` (no text: nothing to locate)."""
     source = loading.SourceFile(
         display="u.yaml",
         relative="u.yaml",
@@ -804,11 +814,7 @@ def test_merged_users_keep_each_accounts_first_entry(
         account_lines=AccountLines(),
         problems=(),
     )
-    merged, problems = merging.merge((source,))
-    assert {a: int(u.name[1:]) for a, u in merged.users.items()} == kept
-    assert list(merged.users) == list(kept)
-    flagged = len(accounts) - len(kept)
-    assert len([p for p in problems if p.path[-1] == "account"]) == 2 * flagged
+    return merging.merge((source,))
 
 
 @pytest.mark.parametrize(
@@ -840,15 +846,7 @@ def test_accounts_apart_only_in_a_non_ascii_capital_are_flagged() -> None:
         {"account": account, "name": "N", "email": f"e{i}@example.com", "roles": []}
         for i, account in enumerate(["Ålice", "ålice"])
     ]
-    source = loading.SourceFile(
-        display="u.yaml",
-        relative="u.yaml",
-        text="",
-        data={"users": users},
-        account_lines=AccountLines(),
-        problems=(),
-    )
-    merged, problems = merging.merge((source,))
+    merged, problems = _merged(users)
     assert list(merged.users) == ["Ålice"]
     assert len([p for p in problems if p.path[-1] == "account"]) == 2
 
@@ -876,37 +874,35 @@ def test_long_emails_are_checked_whether_or_not_an_entry_repeats(
     assert len(accounts) == (2 if repeated else 0)
 
 
-def test_the_hot_constructors_build_what_the_dataclasses_build() -> None:
-    """merging's User and Source, built slot by slot, equal (and hash, print, refuse
-    assignment as) the dataclasses' own: every field in its place."""
+def test_users_and_sources_are_built_by_fast_init() -> None:
+    """User and Source, one of each per desired user, take fast_init's ``__init__``: every
+    field in its place, equal, hashed and frozen as the dataclasses' values."""
     import dataclasses  # noqa: PLC0415 - only this test looks at the fields
 
     from reconciler.desired.model import Source, TimedGrant, User  # noqa: PLC0415
 
-    timed = (TimedGrant(role="r", until=dt.date(2027, 1, 2)),)
-    expected = User(
-        account="a",
-        name="N",
-        email="a@x.io",
-        roles=("r", "s"),
-        role_ids=("1", "2"),
-        enabled=False,
-        source=Source(file="f.yaml", line=7),
-        expires=dt.date(2027, 3, 4),
-        timed=timed,
-    )
-    assert [f.name for f in dataclasses.fields(User)] == [
-        "account", "name", "email", "roles", "role_ids", "enabled", "source", "expires", "timed"
-    ]  # fmt: skip
-    assert [f.name for f in dataclasses.fields(Source)] == ["file", "line", "commit"]
-    source = merging._source("f.yaml", 7)
-    assert source == expected.source
-    made = merging._user(
-        "a", "N", "a@x.io", ("r", "s"), ("1", "2"), False, source, dt.date(2027, 3, 4), timed
-    )
-    assert made == expected
-    assert hash(made) == hash(expected)
-    assert repr(made) == repr(expected)
+    assert getattr(User.__init__, "__fast_init__", False)
+    assert getattr(Source.__init__, "__fast_init__", False)
+    source = Source(file="f.yaml", line=7)
+    assert (source.file, source.line, source.commit) == ("f.yaml", 7, None)
+    fields = {
+        "account": "a",
+        "name": "N",
+        "email": "a@x.io",
+        "roles": ("r", "s"),
+        "role_ids": ("1", "2"),
+        "enabled": False,
+        "source": source,
+        "expires": dt.date(2027, 3, 4),
+        "timed": (TimedGrant(role="r", until=dt.date(2027, 1, 2)),),
+    }
+    made = User(**fields)  # type: ignore[arg-type]
+    assert [f.name for f in dataclasses.fields(User)] == list(fields)
+    assert {name: getattr(made, name) for name in fields} == fields
+    again = dataclasses.replace(made)
+    assert made == again
+    assert hash(made) == hash(again)
+    assert repr(made) == repr(again)
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.name = "other"  # type: ignore[misc]
 

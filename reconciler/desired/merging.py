@@ -22,7 +22,6 @@ from reconciler.desired.model import (
     Provisioning,
     Role,
     Source,
-    TimedGrant,
     User,
 )
 from reconciler.errors import Severity, excerpt
@@ -367,71 +366,18 @@ def _users(
                 expires = _read_expires(entry["expires"], file_index, index, problems)
             if account in users:
                 continue  # a duplicate: reported by _drop_repeats, never planned
-            users[account] = _user(
-                account,
-                name,
-                email,
-                names,
-                role_ids or (),
-                entry.get("enabled", True) is not False,
-                _source(display, lines[index] or 0),
-                expires,
-                grants.timed if grants is not None else (),
+            users[account] = User(
+                account=account,
+                name=name,
+                email=email,
+                roles=names,
+                role_ids=role_ids or (),
+                enabled=entry.get("enabled", True) is not False,
+                source=Source(file=display, line=lines[index] or 0),
+                expires=expires,
+                timed=grants.timed if grants is not None else (),
             )
     return users, entries
-
-
-# The hot constructors of the users of a large desired state: each slot set through its
-# descriptor, as the dataclass's ``__init__`` would, without ``object.__setattr__`` per
-# field (a frozen dataclass's way: two thirds of building a User and its Source). The
-# unpacking fails at import if a field is added; tests compare with the dataclasses' own.
-_new = object.__new__
-_set_file, _set_line, _set_commit = (getattr(Source, name).__set__ for name in Source.__slots__)
-(
-    _set_account,
-    _set_name,
-    _set_email,
-    _set_roles,
-    _set_role_ids,
-    _set_enabled,
-    _set_source,
-    _set_expires,
-    _set_timed,
-) = (getattr(User, name).__set__ for name in User.__slots__)
-
-
-def _source(file: str, line: int) -> Source:
-    """``Source(file=file, line=line)``, built as :data:`_new` says."""
-    source: Source = _new(Source)
-    _set_file(source, file)
-    _set_line(source, line)
-    _set_commit(source, None)
-    return source
-
-
-def _user(  # noqa: PLR0917 - positional: one per field of User, in its order (hot path)
-    account: str,
-    name: str,
-    email: str,
-    roles: tuple[str, ...],
-    role_ids: tuple[str, ...],
-    enabled: bool,
-    source: Source,
-    expires: dt.date | None,
-    timed: tuple[TimedGrant, ...],
-) -> User:
-    """``User(...)`` of these fields, built as :data:`_new` says."""
-    user: User = _new(User)
-    _set_account(user, account)
-    _set_name(user, name)
-    _set_email(user, email)
-    _set_roles(user, roles)
-    _set_role_ids(user, role_ids)
-    _set_enabled(user, enabled)
-    _set_source(user, source)
-    _set_expires(user, expires)
-    _set_timed(user, timed)
-    return user
 
 
 def _read_grants(

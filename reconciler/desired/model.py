@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import printable
+from reconciler.fastinit import fast_init
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # only git provenance (plan, report) makes one: validate never loads it
@@ -21,6 +22,7 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_EXPIRY_NOTICE_DAYS = 14
 
 
+@fast_init  # one per desired user
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """Where an entry was declared: ``file:line`` (line 0 when unknown), and its commit."""
@@ -53,6 +55,7 @@ class TimedGrant:
     until: dt.date
 
 
+@fast_init  # one per desired user
 @dataclass(frozen=True, slots=True, kw_only=True)
 class User:
     """A desired federated user."""
