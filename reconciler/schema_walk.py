@@ -1,24 +1,24 @@
 """Every violation of a schema in a document, for the keywords reconciler's schemas use.
 
-``schemas.errors`` reports every problem of a document the fast check refused. jsonschema
+``schema_errors`` reports every problem of a document the fast check refused. jsonschema
 walks it for that, but importing it (referencing, attrs, rpds, every draft's metaschema)
 and checking the schema cost more than a validate of 20k users spends on 200 problems.
 This walker knows the keywords ``schemas/desired-state`` and ``schemas/state`` use, with
 jsonschema's meaning (draft 2020-12): it yields what jsonschema's ``iter_errors`` yields
 — the failing keyword, its value, the instance, the schema holding the keyword, the path
 — in the same order. A schema with any other keyword (or a ``$ref`` that is not local) is
-not its: :func:`walks` says so, and jsonschema is used (``schemas._validator``).
+not its: :func:`walks` says so, and jsonschema is used (``schema_errors._validator``).
 
 It never decides validity: the fast check does, and a document it refused is reported
-even if this finds nothing (``schemas.errors`` fails closed). tests/test_schema_walk.py
-compares it with jsonschema on the examples, a state, and hundreds of variants of each.
+even if this finds nothing (``schema_errors.report`` fails closed).
+tests/test_schema_checks.py compares it with jsonschema on the examples, a state, hostile
+documents and hundreds of variants of each.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from functools import lru_cache
 from itertools import pairwise
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on validate's path
@@ -36,7 +36,7 @@ _DEFS = "#/$defs/"
 
 class Violation:
     """One failed keyword, with the attributes of jsonschema's ValidationError that
-    ``schemas`` reads."""
+    ``schema_errors`` reads."""
 
     __slots__ = (
         "absolute_path",
@@ -236,10 +236,6 @@ def _type(kinds: Any, instance: Any) -> bool:
     return any(_is_type(instance, kind) for kind in kinds)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _equal(one: Any, two: Any) -> bool:
     """jsonschema's equality (``_utils.equal``): true is not 1, false is not 0, 1.0 is 1,
     deep for containers."""
@@ -283,11 +279,6 @@ def _unique(items: list[Any]) -> bool:
         return True
 
 
-@lru_cache(maxsize=64)
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 # Each says when the keyword FAILS, in jsonschema's own terms (``instance < minimum``, not
 # ``not instance >= minimum``: NaN is neither, and jsonschema lets it pass).
 _FAILS: dict[str, Callable[[Any, Any], bool]] = {
@@ -295,7 +286,7 @@ _FAILS: dict[str, Callable[[Any, Any], bool]] = {
     "const": lambda value, instance: not _equal(instance, value),
     "enum": lambda value, instance: all(not _equal(each, instance) for each in value),
     "pattern": lambda value, instance: (
-        isinstance(instance, str) and not _pattern(value).search(instance)
+        isinstance(instance, str) and not re.search(value, instance)  # re caches it
     ),
     "minLength": lambda value, instance: isinstance(instance, str) and len(instance) < value,
     "maxLength": lambda value, instance: isinstance(instance, str) and len(instance) > value,
@@ -305,8 +296,8 @@ _FAILS: dict[str, Callable[[Any, Any], bool]] = {
         bool(value) and isinstance(instance, list) and not _unique(instance)
     ),
     "minProperties": lambda value, instance: isinstance(instance, dict) and len(instance) < value,
-    "minimum": lambda value, instance: _number(instance) and instance < value,
-    "maximum": lambda value, instance: _number(instance) and instance > value,
+    "minimum": lambda value, instance: _is_type(instance, "number") and instance < value,
+    "maximum": lambda value, instance: _is_type(instance, "number") and instance > value,
 }
 _TYPES = frozenset({"string", "object", "array", "boolean", "null", "integer", "number"})
 _SUBSCHEMA = frozenset({"additionalProperties", "items", "propertyNames"})
