@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from reconciler import schemas
 from reconciler.errors import PlanError, ReconcilerError, StateCorrupt
+from reconciler.values import frozen
 
 _SHOWN_CHARS = 40  # a hand-edited version could be anything: name it, briefly
 
@@ -98,7 +98,7 @@ def check(
     raise _refusal(kind, message, newer=False, repair_hint=repair_hint)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class VersionCheck:
     """The verdict on one document and, unless supported, what is wrong with it."""
 

@@ -6,12 +6,11 @@ this class."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from reconciler.errors import Severity
+from reconciler.values import frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Problem:
     """One validation problem, located at ``file:line:col`` (1-based; 0 = unknown)."""
 

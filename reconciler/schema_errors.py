@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from reconciler import schema_walk, schemas
 from reconciler.errors import excerpt
+from reconciler.values import frozen
 
 if TYPE_CHECKING:
     import jsonschema
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from reconciler.schemas import Refused
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class SchemaError:
     """One schema violation: where (a path into the document), what, and the facts behind
     the message (the keyword, what it asks for, the value found) for callers to reword."""

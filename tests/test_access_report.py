@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from reconciler.plan.report import Status
 from reconciler.render import access
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 
 Golden = Callable[[str, str], None]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from reconciler.sandbox.federation_model import FederatedUser, TenantSeed
 from reconciler.sandbox.federation_rules import Code, FederationSettings
 from reconciler.sandbox.server import RunningSandbox
 from reconciler.stores.model import PendingBatch, PendingEntry
+from reconciler.values import replace
 from tests.support import sandbox as fx
 from tests.support.builders import desired, record, state, user
 from tests.support.sandbox import UserSpec

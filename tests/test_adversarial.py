@@ -6,13 +6,13 @@ what is applied, and hostile names must never forge output lines, cells or formu
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from reconciler import values
 from reconciler.apply import ledger
 from reconciler.cli import main as cli
 from reconciler.sandbox import app
@@ -90,7 +90,7 @@ def _state_at(path: Path, serial: int) -> None:
     store = LocalStore(path / ".reconciler" / "state.json")
     current = store.read()
     assert current is not None
-    store.write(dataclasses.replace(current, serial=serial), force=True)
+    store.write(values.replace(current, serial=serial), force=True)
 
 
 @pytest.mark.parametrize("room", [1, 2, 5, 2**32 - 1])
@@ -214,7 +214,7 @@ def _inject(path: Path, entry: PendingEntry) -> None:
     batch = PendingBatch(
         batch_id="b-injected", recorded_at="2025-01-01T00:00:00Z", entries=(entry,)
     )
-    store.write(dataclasses.replace(current, pending=(batch,)), force=True)
+    store.write(values.replace(current, pending=(batch,)), force=True)
 
 
 @pytest.mark.parametrize("command", ["apply", "refresh"])
@@ -238,7 +238,7 @@ def test_a_grant_injected_into_the_state_is_never_sent(
             action=Action.MODIFY,
             account=account,
             wire={"action": "MODIFY", "userAccount": account, "roleIds": list(escalated)},
-            target=dataclasses.replace(before, role_ids=escalated),
+            target=values.replace(before, role_ids=escalated),
         ),
     )
     calls = dict(box.federation.stats().calls)
@@ -268,12 +268,12 @@ def test_an_interrupted_batch_the_desired_state_explains_is_still_settled() -> N
         target=record("zed", enabled=False),
     )
     batch = PendingBatch(batch_id="b", recorded_at="t", entries=(entry, gone))
-    assert ledger.unexplained(dataclasses.replace(recorded, pending=(batch,)), wanted) == ()
-    forged = dataclasses.replace(
+    assert ledger.unexplained(values.replace(recorded, pending=(batch,)), wanted) == ()
+    forged = values.replace(
         gone, wire={"action": "CREATE", "userAccount": "zed", "roleIds": ["109"]}
     )
     batch = PendingBatch(batch_id="b", recorded_at="t", entries=(forged,))
-    (line,) = ledger.unexplained(dataclasses.replace(recorded, pending=(batch,)), wanted)
+    (line,) = ledger.unexplained(values.replace(recorded, pending=(batch,)), wanted)
     assert (
         line == "batch b: DISABLE zed: its request names another action or account than the entry"
     )

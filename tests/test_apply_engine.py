@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from reconciler.sandbox.federation_rules import FederationSettings as SandboxSet
 from reconciler.stores import LockInfo
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, PendingBatch, PendingEntry, State
+from reconciler.values import replace
 from tests.support import sandbox as fx
 from tests.support.federation_world import StutteringClock
 

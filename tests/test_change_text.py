@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from reconciler.plan.model import (
     Reason,
 )
 from reconciler.stores.model import AccountRecord
+from reconciler.values import replace
 
 GOLDEN = Path(__file__).parent / "golden"
 # Quotes, backslashes, control characters, non-ASCII and a character beyond the BMP.

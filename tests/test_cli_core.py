@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from reconciler.cli.main import main
 from reconciler.desired import validation
 from reconciler.plan import policy_review
 from reconciler.stores.local import LocalStore
+from reconciler.values import replace
 
 STATE = Path(".reconciler") / "state.json"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -14,6 +13,7 @@ from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import expiry, integrity, planfile, planner, review
 from reconciler.plan.model import Action, Plan, Reason
 from reconciler.stores.model import AccountRecord
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 
 D = dt.date

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from reconciler.providers.federation.client import DEFAULT_RETRY
 from reconciler.sandbox import app
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.sandbox.server import RunningSandbox
+from reconciler.values import replace
 from tests.support import sandbox as fx
 
 Served = tuple[app.Sandbox, RunningSandbox]

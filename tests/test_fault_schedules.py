@@ -29,7 +29,7 @@ import json
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from reconciler.sandbox.federation_rules import FederationSettings as SandboxSet
 from reconciler.sandbox.wire import Request
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import State
+from reconciler.values import replace
 from tests.support import sandbox as fx
 
 SEED = int(os.environ.get("RECONCILER_FAULT_SEED", "20240611"))

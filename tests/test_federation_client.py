@@ -13,6 +13,7 @@ import certifi
 import httpx
 import pytest
 
+from reconciler import values
 from reconciler.errors import ConfigError, FederationError, ReconcilerError, TransportError
 from reconciler.providers import urls
 from reconciler.providers.federation.client import (
@@ -791,7 +792,7 @@ def test_without_ca_bundle_verify_is_true() -> None:
     """Without a bundle httpx verifies against the system CAs; there is no way to say False."""
     verify = urls.tls_verify(make_settings().ca_bundle, variable="RECONCILER_FEDERATION_CA_BUNDLE")
     assert verify is True
-    assert not {"verify", "insecure"} & set(FederationSettings.__dataclass_fields__)
+    assert not {"verify", "insecure"} & set(values.fields(FederationSettings))
 
 
 def test_unreadable_ca_bundle_fails_before_anything_is_sent(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ part: a version-1 state is migrated on read, a plan of an older format is refuse
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -18,6 +17,7 @@ from reconciler.formats import Verdict
 from reconciler.plan import planfile, planner
 from reconciler.stores import model as state_codec
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 from tests.support.format_versions import PLAN_VERSIONS, VERSIONS, Mutate, check_answer
 

@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 import io
 import re
-from dataclasses import replace
 
 import pytest
 
@@ -23,6 +22,7 @@ from reconciler.plan import expiry, planfile, planner, report
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import access, markdown, text
 from reconciler.stores.model import State
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)

@@ -3,7 +3,6 @@ and which saved retries a fresh listing still confirms."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from reconciler.errors import PlanError
 from reconciler.plan import integrity, planfile, planner
 from reconciler.plan.model import Decision, EventDecision
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 
 SAVED = planner.plan(

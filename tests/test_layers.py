@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from reconciler.values import frozen
 
 PACKAGE = "reconciler"
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ LAYERS = {
     "formats": "base",
     "seals": "base",
     "jsontext": "base",
-    "fastinit": "base",
+    "values": "base",
     "problems": "base",
     "checks": "base",
     "desired": "desired",
@@ -63,7 +64,7 @@ HTTPX = "httpx"
 ALLOWED_FOR_NOW: set[tuple[str, str]] = set()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Import:
     """One import statement's target, as the importing module sees it."""
 
@@ -73,7 +74,7 @@ class Import:
     at_import_time: bool  # False inside a function or under TYPE_CHECKING
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Violation:
     """One import that breaks the contract."""
 

@@ -39,6 +39,7 @@ import yaml
 
 from reconciler.cli import ci
 from reconciler.sandbox import app
+from reconciler.values import frozen
 from tests.support import fake_forge
 from tests.support.fake_forge import OWNER_REPO, PROJECT_ID, TOKEN, Forge
 from tests.support.pg import pg_dsn, unique_workspace, with_query
@@ -85,7 +86,7 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class History:
     """The commits of the test repository."""
 
@@ -147,7 +148,7 @@ def checkout(history: History | DatedHistory, commit: str, workdir: Path) -> Pat
 # -- running scripts as the runner does ---------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Ran:
     """One script's result."""
 
@@ -313,7 +314,7 @@ def bootstrap(history: History, tmp: Path, env: Mapping[str, str]) -> None:
     assert done.code == 0, done.stderr
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class World:
     """What every GitHub job of one test shares."""
 
@@ -557,7 +558,7 @@ def test_gitlab_ci_pipeline(
 # -- the scheduled pipelines ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class DatedHistory:
     """A main branch with end dates, and a later commit that grants without being applied."""
 
@@ -631,7 +632,7 @@ def _check_revoked(box: app.Sandbox, sandbox_url: str, event_id: str) -> None:
     assert stats["retries"].get(event_id) == 1, stats
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Schedule:
     """What every scheduled GitHub run of one test shares."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from reconciler.errors import PlanError, StalePlan
 from reconciler.plan import diffing, planfile, planner
 from reconciler.plan.model import Action, Field, FieldChange, Guard, Kind, Plan, Reason
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import replace
 from tests.support.builders import DIGEST, LINEAGE, desired, record, state, user
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -15,6 +14,7 @@ from reconciler.plan.model import Plan
 from reconciler.render import markdown, text
 from reconciler.stores.model import State
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 
 AT = dt.date(2026, 12, 1)

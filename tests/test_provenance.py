@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from reconciler.plan.model import Action, Change, Reason
 from reconciler.sandbox.federation_rules import FederationSettings
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import replace
 from tests.support import builders
 from tests.support import sandbox as fx
 from tests.support.builders import desired, user

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 
@@ -14,6 +13,7 @@ from reconciler.desired.model import Policy
 from reconciler.plan import access, expiry, planfile, planner, policy_review
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.render import common, markdown, text
+from reconciler.values import replace
 from tests.support.builders import desired, record, state, user
 
 Golden = Callable[[str, str], None]

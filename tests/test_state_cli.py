@@ -8,7 +8,6 @@ that is still running here; every command works on a database that never saw rec
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import values
 from reconciler.cli.main import main
 from reconciler.errors import StateLockLost
 from reconciler.stores import LockInfo
@@ -282,7 +282,7 @@ def test_every_force_unlock_hint_names_the_path_state_and_workspace_given(
     `reconciler force-unlock ID` would look at another state."""
     state = Path("states") / "prod team.json"
     store = LocalStore(workdir / state)
-    store.write(dataclasses.replace(sample_state(), pending=()))
+    store.write(values.replace(sample_state(), pending=()))
     (workdir / "desired").mkdir()
     given = ("desired", "--state", str(state))
     where = "desired --state 'states/prod team.json'"

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import replace
 from tests.support.blocking import returns_within
 from tests.support.pg import pg_dsn, unique_workspace, with_query
 from tests.support.terminal import Terminal

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from reconciler.cli.main import main
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import Action, PendingBatch, PendingEntry, State
+from reconciler.values import replace
 from tests.support.builders import record
 from tests.support.stores import held_in_thread
 

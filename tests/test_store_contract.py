@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import uuid
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +36,7 @@ from reconciler.stores.model import (
     State,
 )
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import frozen, replace
 from tests.support.builders import sample_state
 from tests.support.format_versions import VERSIONS, Mutate, check_answer
 from tests.support.stores import Backend, FakeClock, held_in_thread, with_account
@@ -567,7 +567,7 @@ def test_records_read_share_repeated_values(backend: Backend) -> None:
     assert bob.last_task_id is carol.last_task_id
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Named:
     """A desired user as the stores see one (``model.Named``)."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from reconciler.errors import StateCorrupt
 from reconciler.stores import decoding, files, journal, model
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import frozen, replace
 from tests.support.builders import sample_state
 
 _WHERE, _HINT = "state.json", "restore it"
@@ -243,7 +243,7 @@ def test_a_snapshot_that_is_not_text_is_refused_as_not_json(tmp_path: Path) -> N
     assert path.read_bytes() == b'{"format_version": 2, "lineage": "\xff\xfe\xfa"}'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Named:
     account: str
     name: str

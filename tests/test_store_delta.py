@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from reconciler.stores import delta as deltas
 from reconciler.stores import model as state_codec
 from reconciler.stores import revisions
 from reconciler.stores.model import AccountRecord, Action, State
+from reconciler.values import replace
 from tests.support.builders import sample_state
 from tests.support.stores import Backend
 

@@ -9,7 +9,6 @@ the new snapshot instead of reading it without its journal.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import formats
+from reconciler import formats, values
 from reconciler.errors import StateConflict, StateCorrupt
 from reconciler.formats import Verdict
 from reconciler.stores import Expected, revisions, transfer
@@ -349,17 +348,17 @@ def _dumped(state: State, *, journal: str, folded: str | None) -> bytes:
 
 def _every_field_set(account: str, **changes: object) -> AccountRecord:
     """A record with every field holding a value (not its default), ``changes`` applied."""
-    values: dict[str, object] = {}
-    for field in dataclasses.fields(AccountRecord):
-        kind = str(field.type)
+    given: dict[str, object] = {}
+    for name in values.fields(AccountRecord):
+        kind = AccountRecord.__annotations__[name]
         if kind == "bool":
-            values[field.name] = True
+            given[name] = True
         elif kind.startswith("tuple"):
-            values[field.name] = ("1002", "1001")
+            given[name] = ("1002", "1001")
         else:
-            values[field.name] = f'{field.name} "é"\\\t\x01'
-    values["account"] = account
-    return AccountRecord(**{**values, **changes})  # type: ignore[arg-type]
+            given[name] = f'{name} "é"\\\t\x01'
+    given["account"] = account
+    return AccountRecord(**{**given, **changes})  # type: ignore[arg-type]
 
 
 def test_a_snapshot_is_the_bytes_json_dumps_writes_for_the_whole_document() -> None:
@@ -379,12 +378,12 @@ def test_a_snapshot_is_the_bytes_json_dumps_writes_for_the_whole_document() -> N
             account="task", name="T", email="t", role_ids=(), enabled=True, last_task_id=7
         ),  # type: ignore[arg-type]
     ]
-    state = dataclasses.replace(
+    state = values.replace(
         base,
         accounts={**base.accounts, **{r.account: r for r in records}},
         policy=PolicyRecord(protected_accounts=("alice",)),
     )
-    for case in (state, base, State.empty(), dataclasses.replace(state, accounts={})):
+    for case in (state, base, State.empty(), values.replace(state, accounts={})):
         for folded in (None, "old"):
             assert journals.snapshot(case, journal="j", folded=folded) == _dumped(
                 case, journal="j", folded=folded

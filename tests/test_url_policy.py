@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import certifi
@@ -24,11 +23,12 @@ from reconciler.providers.federation.client import (
     FederationSettings,
     settings_from_env,
 )
+from reconciler.values import frozen
 
 SECRET = "SeCrEt-in-the-url-0042"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Provider:
     """One provider's settings, seen through the environment and through construction."""
 

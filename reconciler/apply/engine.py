@@ -27,7 +27,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 from reconciler.apply import following, ledger, refusals, tasks
@@ -40,6 +39,7 @@ from reconciler.plan.model import Plan
 from reconciler.providers.federation.replies import BatchRefused
 from reconciler.stores import Store, check_room
 from reconciler.stores.model import Action, PendingBatch, State, utc_now
+from reconciler.values import replace
 
 # Also exported: the report (report.py), the settings (pacing.py) and the API protocol
 # (tasks.py) callers hand it.

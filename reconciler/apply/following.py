@@ -11,18 +11,18 @@ and the applier sends nothing more), and on a stop request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from reconciler.apply.pacing import Pacer
 from reconciler.apply.tasks import TaskApi
 from reconciler.errors import ApiError, FederationError, TransportError
 from reconciler.providers.federation.replies import TaskState, TaskStatus
 from reconciler.stores.model import PendingBatch
+from reconciler.values import frozen
 
 LATER = "it stays recorded, `reconciler refresh` follows it later"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Polled:
     """One round of queryTask over the tasks in flight."""
 

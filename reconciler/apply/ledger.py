@@ -16,13 +16,13 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.desired.model import DesiredState
 from reconciler.plan.model import Change
 from reconciler.stores import revisions
 from reconciler.stores.model import AccountRecord, Action, PendingBatch, PendingEntry, State
+from reconciler.values import frozen, replace
 
 # The failCode of a MODIFY/DISABLE of an account the tenant does not have. The API
 # publishes no run-time failCodes (they are opaque [ASSUME]); this is the sandbox's
@@ -37,7 +37,7 @@ class EventRetry(enum.StrEnum):
     RETRY = "RETRY"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Failure:
     """An entry that failed, and why (codes are the API's)."""
 

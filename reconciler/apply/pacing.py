@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from reconciler.values import frozen
+
 LIMIT_WAIT_MAX = 30.0  # seconds: the longest back-off at the tenant's task limit
 # A task is asked about once it is this share as old as the quickest task seen DONE. Asking
 # only at the full age could never learn a shorter time than the one first seen (which
@@ -35,7 +37,7 @@ LEARNING_GROWTH = 1.2
 LEARNING_AGE = 0.25
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ApplySettings:
     """How apply paces itself."""
 

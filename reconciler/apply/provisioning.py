@@ -8,7 +8,6 @@ the federated account it manages (exact match first, then case-insensitive).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any, Protocol, Self
 
 from reconciler.apply.engine import Applier, ApplyReport
@@ -18,6 +17,7 @@ from reconciler.errors import CloudIdentityError, TransportError
 from reconciler.plan.model import Decision, EventDecision, Plan
 from reconciler.stores import revisions
 from reconciler.stores.model import EventRecord, EventState, State
+from reconciler.values import replace
 
 EventsSource = Callable[[DesiredState, State | None], tuple[EventDecision, ...]]
 NOT_FOUND = "UserProvisionEventNotFound"

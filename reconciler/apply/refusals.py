@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from reconciler.apply.ledger import Failure
 from reconciler.providers.federation.replies import RESULT_CODES, BatchRefused
 from reconciler.stores.model import PendingBatch, PendingEntry
+from reconciler.values import frozen
 
 ROLE_NOT_IN_TENANT = "100-217"
 REQUEST_BUGS = frozenset({"100-102", "100-103"})  # the request, not an entry, was wrong
@@ -35,7 +35,7 @@ SPENT = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Isolation:
     """What becomes of a refused batch: entries that failed, and new batches to send."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from reconciler.apply.ledger import Failure
 from reconciler.errors import ReconcilerError
 from reconciler.stores.model import Action
+from reconciler.values import frozen
 
 
 @dataclass(slots=True)
@@ -23,7 +24,7 @@ class Counters:
     query_calls: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class FailureGroup:
     """Accounts that failed the same way: one code, one message."""
 

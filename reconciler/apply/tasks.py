@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol, TypeAlias, assert_never
 
 from reconciler.apply.ledger import Failure
 from reconciler.providers.federation.replies import CallCounts, TaskStatus
 from reconciler.stores.model import PendingBatch
+from reconciler.values import frozen
 
 PENDING_LIMIT_CODE = "100-113"
 ROLE_SERVICE_FAILED_CODE = "100-216"  # transient, retried by the client; spent: halt
@@ -44,14 +44,14 @@ class TaskApi(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Sent:
     """createTask accepted the batch as task ``task_id``."""
 
     task_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Refused:
     """No task was created; the applier reported the blamed entries as failed.
 
@@ -72,7 +72,7 @@ class NotSent(enum.Enum):
 SendOutcome: TypeAlias = Sent | Refused | NotSent
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Round:
     """What one round of createTask calls came to, for the batches it took off the queue."""
 

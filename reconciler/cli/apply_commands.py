@@ -10,7 +10,6 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from reconciler.providers.cloudidentity import client as cloudidentity
 from reconciler.providers.federation import client as federation
 from reconciler.stores import Store
 from reconciler.stores.model import State
+from reconciler.values import frozen, replace
 
 
 def cloudidentity_connect(env: Mapping[str, str]) -> provisioning.Connect | None:
@@ -161,7 +161,7 @@ def task_timeout_from_env(env: Mapping[str, str]) -> float | None:
     return seconds
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Session:
     """What apply and refresh run with while they hold the state."""
 

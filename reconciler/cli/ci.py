@@ -30,7 +30,6 @@ import re
 import sys
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from reconciler.errors import (
     printable,
 )
 from reconciler.providers import http
+from reconciler.values import frozen
 
 _PAGE = 100
 _TIMEOUT = 30.0
@@ -58,7 +58,7 @@ class ForgeKind(enum.StrEnum):
     GITLAB = "gitlab"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Forge:
     """Where the forge's REST API is and how to talk to it."""
 

@@ -12,7 +12,6 @@ import shlex
 import stat
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,6 +46,7 @@ from reconciler.render import common, markdown, text
 from reconciler.stores import Store, open_store
 from reconciler.stores.location import mask
 from reconciler.stores.model import AccountRecord, State, utc_now
+from reconciler.values import replace
 
 # The shared inputs, re-exported: the command modules use them as ``commands.X``.
 __all__ = [

@@ -11,17 +11,17 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from reconciler.cli.choices import Shell
 from reconciler.errors import UsageError
+from reconciler.values import frozen
 
 FILES = "@files"  # the table value that means "complete file names"
 
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.@,:/=+-]+$")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Option:
     """One flag: its spellings, whether it takes a value, and what that value can be."""
 
@@ -33,7 +33,7 @@ class Option:
     hidden: bool = False  # a deprecated spelling: its value is skipped, the flag never offered
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Positional:
     """One operand, in order: a choice, a file, or free text (nothing to complete)."""
 
@@ -42,7 +42,7 @@ class Positional:
     files: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class CommandSpec:
     """A command (the program itself has ``words == ()``) and what it accepts."""
 

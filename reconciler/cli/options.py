@@ -7,13 +7,13 @@ Handlers receive these, never an ``argparse.Namespace``: the command line's shap
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
 from reconciler.cli.choices import AccessFormat, PlanFormat, ReportFormat, Shell
 from reconciler.cli.options_base import CacheOptions, ValidateOptions
 from reconciler.errors import UsageError
+from reconciler.values import frozen
 
 __all__ = [  # the two of options_base too: every option value is importable from here
     "LONG_RUNNING",
@@ -40,7 +40,7 @@ __all__ = [  # the two of options_base too: every option value is importable fro
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Common:
     """Options every state-touching command shares."""
 
@@ -50,7 +50,7 @@ class Common:
     cache: CacheOptions = CacheOptions()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class PlanOptions:
     """``reconciler plan [PATH]``."""
 
@@ -66,7 +66,7 @@ class PlanOptions:
     at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ShowOptions:
     """``reconciler show FILE``."""
 
@@ -76,7 +76,7 @@ class ShowOptions:
     redact: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ApplyOptions:
     """``reconciler apply [PLANFILE [PATH] | PATH]``."""
 
@@ -94,7 +94,7 @@ class ApplyOptions:
     revocations_only: bool = False  # refuse (exit 3) a plan that grants or changes anything
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class RefreshOptions:
     """``reconciler refresh [PATH]``."""
 
@@ -104,7 +104,7 @@ class RefreshOptions:
     task_timeout: float | None = None  # None: RECONCILER_TASK_TIMEOUT, else the default
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ImportOptions:
     """``reconciler import [PATH] (--account NAME ... | --all)``: one of the two is set."""
 
@@ -124,7 +124,7 @@ class ImportOptions:
             )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class WhyOptions:
     """``reconciler why ACCOUNT [PATH]``."""
 
@@ -133,7 +133,7 @@ class WhyOptions:
     common: Common = Common()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ForceUnlockOptions:
     """``reconciler force-unlock LOCK_ID [PATH] [--force]``."""
 
@@ -143,7 +143,7 @@ class ForceUnlockOptions:
     common: Common = Common()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StateListOptions:
     """``reconciler state list [PATH]``."""
 
@@ -151,7 +151,7 @@ class StateListOptions:
     common: Common = Common()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StateShowOptions:
     """``reconciler state show ACCOUNT [PATH]``."""
 
@@ -160,7 +160,7 @@ class StateShowOptions:
     common: Common = Common()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StatePullOptions:
     """``reconciler state pull [PATH]``."""
 
@@ -168,7 +168,7 @@ class StatePullOptions:
     common: Common = Common()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StatePushOptions:
     """``reconciler state push FILE [PATH]``."""
 
@@ -179,7 +179,7 @@ class StatePushOptions:
     common: Common = Common()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StateDiffOptions:
     """``reconciler state diff A B``: two state locations, read only."""
 
@@ -190,7 +190,7 @@ class StateDiffOptions:
     state: str | None = None  # the PostgreSQL URL ``workspace:NAME`` operands refer to
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StateRmOptions:
     """``reconciler state rm --account NAME [--account NAME ...] [PATH] [--force]``."""
 
@@ -208,7 +208,7 @@ class StateRmOptions:
             )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ReportAccessOptions:
     """``reconciler report access [PATH]``."""
 
@@ -219,7 +219,7 @@ class ReportAccessOptions:
     at: dt.date | None = None  # None: RECONCILER_AT, else today in policy.timezone
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class SandboxOptions:
     """``reconciler sandbox``."""
 
@@ -229,7 +229,7 @@ class SandboxOptions:
     allow_remote: bool = False  # listen on a non-loopback address (it accepts fake credentials)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class CompletionOptions:
     """``reconciler completion SHELL``."""
 

@@ -8,13 +8,13 @@ state options, is one of those: validate reads no state).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.cli.choices import ValidateFormat
+from reconciler.values import frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class CacheOptions:
     """The parse cache and the state's check record: used unless ``--no-cache``."""
 
@@ -22,7 +22,7 @@ class CacheOptions:
     debug: bool = False  # --debug: say on stderr why an entry was not used
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ValidateOptions:
     """``reconciler validate [PATH]``."""
 

@@ -14,7 +14,6 @@ import ipaddress
 import shlex
 import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.cli import commands
@@ -22,9 +21,10 @@ from reconciler.cli.commands import out
 from reconciler.cli.options import SandboxOptions
 from reconciler.desired import loading
 from reconciler.errors import EXIT_OK, InputError, UsageError, ValidationFailed
+from reconciler.values import frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Seeded:
     """The role ids the sandbox tenant starts with, where they came from, and why none."""
 

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import shlex
-from dataclasses import replace
 from pathlib import Path
 
 from reconciler.apply import provisioning
@@ -30,6 +29,7 @@ from reconciler.plan.model import Plan
 from reconciler.stores import Store
 from reconciler.stores.location import Backend as LocationBackend
 from reconciler.stores.model import State
+from reconciler.values import replace
 
 
 def is_desired_state(target: Path) -> bool:

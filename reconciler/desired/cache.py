@@ -36,12 +36,12 @@ import os
 import stat
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import __version__, schemas, seals
 from reconciler.desired.lines import AccountLines
 from reconciler.seals import Seal
+from reconciler.values import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ _BODIES = ({"data", "lines"}, {"data", _USER_LINES})  # the payload's two shapes
 Path_ = tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Key:
     """What an entry's data depends on: the file's bytes, the reconciler, the schema."""
 
@@ -81,7 +81,7 @@ class Key:
         return hashlib.sha256(joined).hexdigest() + _SUFFIX
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Entry:
     """A file's data as the parser gave it (dates as text), and each user entry's line."""
 
@@ -184,8 +184,8 @@ def decode(key: Key, blob: bytes, seal: Seal) -> Entry | str:
         "tool": key.tool,
         "schema": key.schema,
     }
-    for field, value in expected.items():
-        if header.get(field) != value:
+    for field, wanted in expected.items():
+        if header.get(field) != wanted:
             return f"another {field} ({str(header.get(field))[:80]!r})"
     payload = memoryview(blob)[end + 1 :]
     if header.get("bytes") != len(payload):

@@ -6,12 +6,11 @@ and ``validate`` creates no class it does not use (a frozen dataclass costs star
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from reconciler.errors import printable
+from reconciler.values import frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Commit:
     """The git commit that last touched an entry (``hash`` empty: uncommitted lines)."""
 

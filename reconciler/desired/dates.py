@@ -17,10 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from reconciler.desired.model import TimedGrant
 from reconciler.errors import excerpt
+from reconciler.values import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ _MACHINE_ZONES = frozenset({"localtime", "posixrules"})
 _KEYS = ("expires", "until")  # what a file must contain for a date to be worth looking for
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Today:
     """When end dates are evaluated: the given ``--at`` date, else the clock's instant."""
 
@@ -109,7 +109,7 @@ def as_text(data: Any, source: str) -> None:
                     item["until"] = item["until"].isoformat()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Grants:
     """A user's ``roles`` list read: the role names in order, and those with an end date."""
 

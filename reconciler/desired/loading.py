@@ -19,12 +19,12 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.desired import yamlsafe
 from reconciler.desired.lines import AccountLines
 from reconciler.errors import InputError, printable
+from reconciler.values import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ _BIDI = "[\u202a-\u202e\u2066-\u2069]"
 _HIDDEN_BREAK = "[\x85\u2028\u2029]|\r(?!\n)"  # compiled where used, as _BIDI
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class RawFile:
     """One input file's bytes and the name it is reported under."""
 
@@ -61,7 +61,7 @@ class RawFile:
     problem: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Ignored:
     """A directory entry that is not read, and why."""
 
@@ -69,7 +69,7 @@ class Ignored:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Listing:
     """What PATH holds: the desired-state files in order, and every entry left out."""
 
@@ -78,7 +78,7 @@ class Listing:
     ignored: tuple[Ignored, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class SourceFile:
     """One parsed input file."""
 

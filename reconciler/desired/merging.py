@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Collection, Container, Iterator
-from dataclasses import dataclass
 from itertools import compress
 from operator import ne
 
@@ -25,6 +24,7 @@ from reconciler.desired.model import (
     User,
 )
 from reconciler.errors import Severity, excerpt
+from reconciler.values import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ Path_ = tuple[str | int, ...]
 _SHOWN_ROLES = 10  # "not defined" lists this many defined roles
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Pending:
     """A problem before it is located in its file."""
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from reconciler.errors import printable
-from reconciler.fastinit import fast_init
+from reconciler.values import field, frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:  # only git provenance (plan, report) makes one: validate never loads it
@@ -22,8 +21,7 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_EXPIRY_NOTICE_DAYS = 14
 
 
-@fast_init  # one per desired user
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Source:
     """Where an entry was declared: ``file:line`` (line 0 when unknown), and its commit."""
 
@@ -37,7 +35,7 @@ class Source:
         return printable(f"{self.file}:{self.line}" if self.line else self.file)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Role:
     """A role of the tenant, by the name the YAML uses."""
 
@@ -47,7 +45,7 @@ class Role:
     sensitive: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class TimedGrant:
     """A role grant with an end date: ``until`` is the first day without the role."""
 
@@ -55,8 +53,7 @@ class TimedGrant:
     until: dt.date
 
 
-@fast_init  # one per desired user
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class User:
     """A desired federated user."""
 
@@ -73,7 +70,7 @@ class User:
     timed: tuple[TimedGrant, ...] = ()  # the grants of ``roles`` that have an end date
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Policy:
     """Guard rails."""
 
@@ -113,7 +110,7 @@ class Policy:
         return "policy.max_disable: " + " and ".join(parts)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Provisioning:
     """Settings for retrying failed provisioning events."""
 
@@ -121,7 +118,7 @@ class Provisioning:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class DesiredState:
     """Everything the YAML asks for, merged across files."""
 

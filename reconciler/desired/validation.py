@@ -11,12 +11,12 @@ past) are located the same way and kept on the DesiredState; only errors make it
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 
 from reconciler import schemas
 from reconciler.desired import date_rules, dates, loading, merging, yamlsafe
 from reconciler.desired.model import DesiredState
 from reconciler.errors import Severity, ValidationFailed, excerpt
+from reconciler.values import replace
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:

@@ -5,12 +5,11 @@ Grants of ``sensitive`` roles are privilege escalations and come first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from reconciler.plan.model import Action, Plan
+from reconciler.values import frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class RoleAccess:
     """One role's gains and losses in a plan."""
 

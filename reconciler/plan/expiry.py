@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.desired.model import DesiredState, Source, User
 from reconciler.plan import planner, policy_review, review
 from reconciler.plan.model import Action, Change, Expired, Expiring, Plan, Reason
 from reconciler.stores.model import State
+from reconciler.values import field, frozen, replace
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Ended:
     """An end date on or before the evaluated date: a role (by name) or the account."""
 
@@ -34,7 +34,7 @@ class Ended:
     source: Source
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Evaluation:
     """The desired state in effect at ``at``, what has ended by then, and what ends soon."""
 

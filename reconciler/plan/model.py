@@ -11,13 +11,12 @@ import datetime as dt
 import enum
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.desired.model import Source
-from reconciler.fastinit import fast_init
 from reconciler.stores.model import AccountRecord, Action
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import field, frozen
 
 # Action is defined with the state (a recorded batch entry carries it) and exported here.
 __all__ = [
@@ -88,8 +87,7 @@ class Kind(enum.Enum):
     DISABLE = "disable"
 
 
-@fast_init  # made per change (100k a plan)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class FieldChange:
     """One attribute's before → after."""
 
@@ -98,7 +96,7 @@ class FieldChange:
     after: Any
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Expired:
     """An end date that has passed, carried out by a change: a role removed, or a disable."""
 
@@ -106,7 +104,7 @@ class Expired:
     on: dt.date  # the first day without access
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Expiring:
     """A grant, or an account, that ends within ``policy.expiry_notice_days``."""
 
@@ -117,8 +115,7 @@ class Expiring:
     source: Source
 
 
-@fast_init  # made per change (100k a plan)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Change:
     """One account's change."""
 
@@ -194,7 +191,7 @@ class Change:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class RoleInfo:
     """How a role id is shown."""
 
@@ -203,7 +200,7 @@ class RoleInfo:
     sensitive: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Guard:
     """The guard-rail verdict of a plan."""
 
@@ -235,7 +232,7 @@ class Guard:
         return self.over_limit or bool(self.protected_hits)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class PolicyChange:
     """One policy setting that differs from the one recorded at the last apply."""
 
@@ -251,7 +248,7 @@ class PolicyChange:
         return f"policy.{self.setting}: {self.before} -> {self.after}{mark}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class PolicyUse:
     """A change of the plan that passes only because the policy loosened since the last apply."""
 
@@ -259,7 +256,7 @@ class PolicyUse:
     why: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class PolicyReview:
     """The desired policy against the one recorded at the last apply."""
 
@@ -290,7 +287,7 @@ class Decision(enum.Enum):
     REPORT = "report only"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class EventDecision:
     """One failed provisioning event and what the plan decided for it."""
 
@@ -306,7 +303,7 @@ class EventDecision:
     target_id: str = ""  # the member account's id
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Plan:
     """A complete, saveable plan."""
 

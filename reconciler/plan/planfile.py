@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler import __version__, formats, jsontext
@@ -40,11 +39,12 @@ from reconciler.plan.model import (
 )
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import frozen, replace
 
 # -- writing -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Encoded:
     """A plan's changes encoded once: the lines of the file, and their digest."""
 

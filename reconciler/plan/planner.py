@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import replace
 
 from reconciler.desired.model import DesiredState, Policy, User
 from reconciler.plan import diffing
@@ -32,6 +31,7 @@ from reconciler.plan.model import (
     batch,
 )
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import replace
 
 _ORDER = (Action.CREATE, Action.MODIFY, Action.DISABLE)  # the send order
 _ACCOUNT = operator.attrgetter("account")

@@ -10,12 +10,12 @@ otherwise pass its own guard rail and be reviewed as an ordinary plan.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from reconciler.desired.model import DesiredState, Policy
 from reconciler.plan.model import Action, Change, PolicyChange, PolicyReview, PolicyUse
 from reconciler.stores.model import State
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import frozen
 
 # A limit may be looser for another size of the state than this plan's: judged at the
 # plan's managed count and at two others, so "count 5" -> "percent 50" is caught either way.
@@ -138,7 +138,7 @@ def _change(setting: str, before: str, after: str, loosened: bool) -> PolicyChan
     return PolicyChange(setting=setting, before=before, after=after, loosened=loosened)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Context:
     before: PolicyRecord
     wanted: PolicyRecord

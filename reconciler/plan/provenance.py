@@ -13,15 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reconciler import fastinit
+from reconciler import values
 from reconciler.desired.commit import Commit
 from reconciler.desired.model import DesiredState, Source
 from reconciler.plan import git
 from reconciler.plan.model import Change, Plan
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import frozen, replace
 
 _UNCOMMITTED = "0" * 40
 
@@ -29,7 +29,7 @@ _UNCOMMITTED = "0" * 40
 # -- pure: blame output and entry spans --------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class BlameCommit:
     """What ``git blame --porcelain`` says of one commit."""
 
@@ -45,7 +45,7 @@ class BlameCommit:
         return self.sha == _UNCOMMITTED
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Blame:
     """One file's blame: per line (1-based, index 0 unused) its commit sha and text."""
 
@@ -265,7 +265,7 @@ def _with_commit(change: Change, found: Mapping[tuple[str, int], Commit]) -> Cha
     return _with_source(change, Source(file=source.file, line=source.line, commit=commit))
 
 
-_with_source = fastinit.replacer(Change, "source")
+_with_source = values.replacer(Change, "source")
 
 
 # -- why ----------------------------------------------------------------------------

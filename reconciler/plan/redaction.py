@@ -10,13 +10,13 @@ from a casual reader, not from someone who can guess it and hash the guess.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from typing import Any
 
 from reconciler.errors import UsageError
 from reconciler.plan import planfile
 from reconciler.plan.model import Change, FieldChange, Plan
 from reconciler.stores.model import AccountRecord
+from reconciler.values import replace
 
 FIELDS = {"emails": "email", "names": "name"}  # --redact word -> record field
 _HASH_DIGITS = 8

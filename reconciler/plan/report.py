@@ -17,13 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
 from reconciler.desired.commit import Commit
 from reconciler.desired.model import DesiredState, Source, User
 from reconciler.plan import redaction
 from reconciler.plan.model import Action, Change, Kind, Plan, Reason
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import frozen, replace
 
 
 class Status(enum.Enum):
@@ -35,7 +35,7 @@ class Status(enum.Enum):
     NOT_APPLIED = "not applied yet"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Holding:
     """One account holding one role (or about to: status NOT_APPLIED, pending a grant)."""
 
@@ -48,7 +48,7 @@ class Holding:
     pending: str = ""  # what the plan would change about this holding ("" when nothing)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class RoleSection:
     """One role and its holders, by account."""
 
@@ -58,7 +58,7 @@ class RoleSection:
     holders: tuple[Holding, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class AccountRow:
     """One account: what is recorded of it, and what the plan would change."""
 
@@ -74,7 +74,7 @@ class AccountRow:
     pending: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class AccessReport:
     """The whole access review."""
 

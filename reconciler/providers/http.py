@@ -21,15 +21,15 @@ import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 import httpx
 
 from reconciler.errors import TransportError
+from reconciler.values import frozen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ApiCall:
     """One call as messages name it, and what to tell the user when it fails on the wire."""
 
@@ -40,7 +40,7 @@ class ApiCall:
     lost_means: str | None = None  # what a maybe-received request means for this call
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Failure:
     """What went wrong on the wire, in plain words, and whether the server may have the request."""
 

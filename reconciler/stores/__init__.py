@@ -30,7 +30,6 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,12 +37,13 @@ from reconciler.errors import ConfigError, StateConflict, StateError, StateLocke
 from reconciler.seals import Seal
 from reconciler.stores.location import Backend, Location, classify
 from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, Names, State, utc_now
+from reconciler.values import frozen
 
 DEFAULT_STATE = Path(".reconciler") / "state.json"
 STATE_ENV = "RECONCILER_STATE"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class LockInfo:
     """Who holds a state lock."""
 
@@ -126,7 +126,7 @@ def locked_error(where: str, holder: LockInfo | None, *, detail: str = "") -> St
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Lock:
     """The lock a store holds for a block: who holds it, and a check it still does."""
 
@@ -158,7 +158,7 @@ def lock_lost(where: str, lock_id: str, why: str) -> StateLockLost:
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Expected:
     """What a write expects to find stored (its compare-and-swap): nothing, or a version."""
 

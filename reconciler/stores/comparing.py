@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from reconciler.stores import model, recorded_policy
 from reconciler.stores.model import State
+from reconciler.values import frozen
 
 _SHOWN = 120  # characters of a value shown in a difference
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Difference:
     """One place where two JSON documents differ: its path, and each side's value there."""
 
@@ -34,7 +34,7 @@ class Difference:
         return f"{where}: {self.left} ({left}) → {self.right} ({right})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Keyed:
     """Keys only on the left, only on the right, and on both with different values."""
 
@@ -56,7 +56,7 @@ class Keyed:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class StateComparison:
     """Two states side by side: their versions, and what differs between them."""
 

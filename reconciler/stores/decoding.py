@@ -35,13 +35,13 @@ import json.decoder
 import json.scanner
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
-from reconciler import schemas
+from reconciler import schemas, values
 from reconciler.errors import StateCorrupt
 from reconciler.stores import model
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import replace
 
 _RECORD_KEYS = frozenset(
     (*model.ATTRIBUTES, "last_task_id", "created_at", "updated_at", "source_commit", "adopted")
@@ -105,7 +105,7 @@ _new = object.__new__
     _set_updated_at,
     _set_source_commit,
     _set_adopted,
-) = (getattr(AccountRecord, name).__set__ for name in AccountRecord.__slots__)
+) = (getattr(AccountRecord, name).__set__ for name in values.fields(AccountRecord))
 
 
 def shared_names(names: model.Names, account: str, record: AccountRecord) -> str:

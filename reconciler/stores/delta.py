@@ -18,7 +18,6 @@ with the state's own schema); :class:`Replay` applies such records to a snapshot
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from reconciler import schemas
@@ -26,11 +25,12 @@ from reconciler.errors import StateCorrupt
 from reconciler.stores import model, recorded_policy, revisions
 from reconciler.stores.model import AccountRecord, EventRecord, PendingBatch, State
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import field, frozen, replace
 
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Marks:
     """A pending batch's own fields, which change while its entries stay as they are."""
 
@@ -44,7 +44,7 @@ class Marks:
         return Marks(task_id=batch.task_id, recorded_at=batch.recorded_at, sent_at=batch.sent_at)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Delta:
     """The change from the state at serial ``prev`` to the one at ``serial``."""
 
@@ -92,10 +92,10 @@ def _mapping(old: Mapping[str, V], new: Mapping[str, V]) -> tuple[dict[str, V], 
         return known
     get = old.get
     changed: dict[str, V] = {}
-    for key, value in new.items():
+    for key, now in new.items():
         before = get(key)
-        if before is not value and before != value:
-            changed[key] = value
+        if before is not now and before != now:
+            changed[key] = now
     return changed, [key for key in old if key not in new]
 
 

@@ -18,10 +18,10 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import StateError
+from reconciler.values import frozen
 
 # (st_ino, st_mtime_ns, st_size) of the snapshot, and of the journal or None
 Mark = tuple[int, int, int]
@@ -31,7 +31,7 @@ Signature = tuple[Mark, Mark | None]
 _NO_WAIT = os.O_NONBLOCK | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Pair:
     """The bytes of a snapshot (in chunks) and its journal, read together, and where they
     stood. Chunks, so that a reader can let go of each once it has decoded it."""

@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.errors import StateCorrupt
 from reconciler.stores import decoding, model
 from reconciler.stores import delta as deltas
 from reconciler.stores.model import State
+from reconciler.values import frozen, replace
 
 SNAPSHOT_FORMAT = 4  # the wrapper, not the document inside it (model.FORMAT_VERSION)
 # Wrappers read: 3 (a format-2 document inside, before the recorded policy) and this one.
@@ -49,7 +49,7 @@ SNAPSHOT_FORMAT = 4  # the wrapper, not the document inside it (model.FORMAT_VER
 WRAPPERS = (3, SNAPSHOT_FORMAT)  # a tuple: a hand-edited version may be unhashable
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Loaded:
     """A state as read from a snapshot and its journal, and what a writer must know of them."""
 
@@ -77,8 +77,8 @@ def snapshot(state: State, *, journal: str, folded: str | None) -> bytes:
     """
     document = model.to_json(replace(state, accounts={}))
     members = []
-    for key, value in document.items():
-        text = _accounts_text(state) if key == "accounts" else _COMPACT(value)
+    for key, member in document.items():
+        text = _accounts_text(state) if key == "accounts" else _COMPACT(member)
         members.append(f"{_STRING(key)}:{text}")
     head = _COMPACT(
         {"format_version": SNAPSHOT_FORMAT, "snapshot": {"journal": journal, "folded": folded}}

@@ -38,7 +38,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.errors import StateConflict, StateCorrupt, StateError
@@ -59,6 +58,7 @@ from reconciler.stores import delta as deltas
 from reconciler.stores import journal as journals
 from reconciler.stores.location import Backend, Location
 from reconciler.stores.model import Names, State
+from reconciler.values import frozen
 
 _POLL_SECONDS = 0.1
 GITIGNORE = "*\n"
@@ -68,7 +68,7 @@ _RUN_FACTOR = 4
 _RUN_FLOOR = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Held:
     """The lock this store holds: its open descriptor, the inode it locked, its id."""
 
@@ -77,7 +77,7 @@ class _Held:
     lock_id: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Known:
     """What this store last read or wrote, and where the files stood just after."""
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
 from reconciler.errors import ConfigError
+from reconciler.values import frozen
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _KEY_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
@@ -41,7 +41,7 @@ class Backend(enum.Enum):
     POSTGRES = "postgres"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Location:
     """A state's location as messages show it: never a password.
 

@@ -23,13 +23,12 @@ import json
 import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from reconciler import formats
-from reconciler.fastinit import fast_init
 from reconciler.stores import recorded_policy
 from reconciler.stores.recorded_policy import PolicyRecord
+from reconciler.values import field, frozen, replace
 
 FORMAT_VERSION = 3
 # The largest serial a state can have: PostgreSQL's bigint, and the same for files so a
@@ -106,8 +105,7 @@ class Named(Protocol):
 Names = Mapping[str, Named]  # by account
 
 
-@fast_init  # made per account read and per change (100k a plan)
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class AccountRecord:
     """What was last applied to one federated account."""
 
@@ -125,7 +123,7 @@ class AccountRecord:
     adopted: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class PendingEntry:
     """One user change inside a batch that may have been sent but has no recorded result."""
 
@@ -135,7 +133,7 @@ class PendingEntry:
     target: AccountRecord  # the record to store when the entry succeeds
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class PendingBatch:
     """A createTask batch recorded before sending (intent) and after (task id)."""
 
@@ -146,7 +144,7 @@ class PendingBatch:
     sent_at: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class EventRecord:
     """What reconciler knows of one failed provisioning event (attempts survive runs)."""
 
@@ -160,7 +158,7 @@ class EventRecord:
     seen_at: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class State:
     """The whole recorded state."""
 

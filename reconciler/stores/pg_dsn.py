@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from reconciler.errors import ConfigError
+from reconciler.values import frozen
 
 _CONNECT_TIMEOUT = ("connect_timeout", "10")
 _DURATION = re.compile(r"^[0-9]{1,9}(?:us|ms|s|min|h|d)?$")
@@ -35,7 +35,7 @@ ENV_LOCK_TIMEOUT = "RECONCILER_PG_LOCK_TIMEOUT"
 ENV_STATEMENT_TIMEOUT = "RECONCILER_PG_STATEMENT_TIMEOUT"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Timeouts:
     """PostgreSQL's ``lock_timeout`` and ``statement_timeout`` for every store session."""
 
@@ -54,7 +54,7 @@ class Timeouts:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Dsn:
     """A state DSN, understood."""
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.errors import StateCorrupt
@@ -28,6 +27,7 @@ from reconciler.stores import decoding, model, pg_sql
 from reconciler.stores import delta as deltas
 from reconciler.stores.model import AccountRecord, EventRecord, State
 from reconciler.stores.pg_tables import Connection
+from reconciler.values import frozen, replace
 
 _PARTS = ("accounts", "pending", "events")  # the document's members that are rows
 
@@ -35,7 +35,7 @@ _PARTS = ("accounts", "pending", "events")  # the document's members that are ro
 Bulk = Callable[[str, Sequence[str], Iterable[tuple[Any, ...]]], None]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Stored:
     """A workspace's state as read, and what a writer needs to know of its rows."""
 

@@ -38,7 +38,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import (
@@ -63,6 +62,7 @@ from reconciler.stores import (
 )
 from reconciler.stores.location import Backend, Location
 from reconciler.stores.model import Names, State
+from reconciler.values import frozen
 
 try:
     import psycopg
@@ -78,7 +78,7 @@ _POLL_SECONDS = 0.2
 _UNLOCK_WAIT_SECONDS = 10.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Held:
     """The lock this store holds: the session that holds it, and its lock id."""
 

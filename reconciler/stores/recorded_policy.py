@@ -10,11 +10,12 @@ to drop its ``sensitive`` flag is the same role to the tenant.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.values import field, frozen
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@frozen
 class PolicyRecord:
     """The guard-rail-relevant policy an apply ran under."""
 

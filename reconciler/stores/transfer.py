@@ -22,16 +22,16 @@ The caller holds the store's lock around :func:`push`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.errors import StateConflict, StateError
 from reconciler.stores import Expected, Store
 from reconciler.stores import model as state_codec
 from reconciler.stores.model import LAST_STARTING_SERIAL, MAX_SERIAL, State
+from reconciler.values import frozen, replace
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Pushed:
     """What a push did: the state written, and the one it replaced (None: was empty)."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from reconciler.sandbox.server import RunningSandbox
 from reconciler.sandbox.wire import Request
 from reconciler.stores import model as state_codec
 from reconciler.stores.local import LocalStore
+from reconciler.values import frozen
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ ENV_KEY = "RECONCILER_FEDERATION_APP_KEY"
 ENV_SECRET = "RECONCILER_FEDERATION_APP_SECRET"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class UserSpec:
     """One user of a generated desired state."""
 

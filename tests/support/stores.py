@@ -15,6 +15,7 @@ from pathlib import Path
 from reconciler.stores import LockInfo, Store
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import frozen
 from tests.support.pg import drop_workspaces, pg_dsn, pg_execute, unique_workspace
 
 
@@ -42,7 +43,7 @@ class FakeClock:
             self.on_sleep(len(self.slept))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Backend:
     """A store under test plus what the contract needs to poke at its storage."""
 
@@ -115,7 +116,7 @@ def with_account(state: State, account: str) -> State:
     return state.successor(accounts={**state.accounts, account: record})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Holder:
     """A lock held by another thread: its details, and the events that end it."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import yaml
 
@@ -26,6 +25,7 @@ from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import text
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
 from reconciler.errors import excerpt
+from reconciler.values import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ _KIND_OF_NODE = {
 UNREADABLE = (ValueError, TypeError, AttributeError, LookupError, ArithmeticError)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class YamlProblem:
     """A problem found while parsing, with its position when known."""
 

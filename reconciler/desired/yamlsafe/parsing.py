@@ -19,7 +19,6 @@ import contextlib
 import gc
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import yaml
 
@@ -27,6 +26,7 @@ from reconciler.desired.lines import AccountLines
 from reconciler.desired.yamlsafe import events, loader, text
 from reconciler.desired.yamlsafe.loader import YamlProblem
 from reconciler.desired.yamlsafe.text import HostileInput, Mark
+from reconciler.values import frozen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ MAX_EXPANDED_NODES = 2_000_000
 _ALIAS = re.compile(r"(?:^|[\s\[{,:-])\*[^\s\]},]")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Parsed:
     """The data of one YAML document, the line of each mapping with an ``account``
     key (by ``id`` of the dict), and problems that did not stop parsing."""

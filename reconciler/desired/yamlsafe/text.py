@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 
 from reconciler.errors import excerpt
+from reconciler.values import frozen
 
 MAX_DEPTH = 256
 # Patterns kept as text are compiled where first used (re caches them): a valid file
@@ -57,7 +57,7 @@ _OPENED = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Mark:
     """A 1-based line and column."""
 

@@ -26,11 +26,13 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from reconciler import values
 from reconciler.errors import CloudIdentityError, ConfigError, TransportError
 from reconciler.providers import http, urls
 from reconciler.providers.cloudidentity.auth import V4Auth
 from reconciler.providers.cloudidentity.signing import Credentials, utc_now
 from reconciler.providers.retry import RetryPolicy, with_retries
+from reconciler.values import frozen
 
 ENV_URL = "RECONCILER_CLOUDIDENTITY_URL"
 ENV_CA_BUNDLE = "RECONCILER_CLOUDIDENTITY_CA_BUNDLE"
@@ -75,7 +77,7 @@ class Action(enum.StrEnum):
         return self.value.startswith("List")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class CloudIdentitySettings:
     """Where and as whom to call CloudIdentity (from the environment, see ``from_env``)."""
 
@@ -125,7 +127,7 @@ def _timeout(raw: str | None) -> float:
         raise ConfigError(f"{ENV_TIMEOUT} must be a number of seconds, not {raw!r}") from None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ProvisioningEvent:
     """One provisioning failure record, as ListUserProvisioningEvents returns it."""
 
@@ -149,12 +151,12 @@ class ProvisioningEvent:
             **_fields(
                 item,
                 {"event_id": "UserProvisioningEventId", "provisioning_id": "UserProvisioningId"},
-                cls.__slots__,
+                values.fields(cls),
             )
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class UserProvisioning:
     """One provisioning of a principal into a member account (ListUserProvisionings)."""
 
@@ -175,7 +177,7 @@ class UserProvisioning:
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> UserProvisioning:
         """Build from one item of ``Result.UserProvisionings``."""
-        return cls(**_fields(item, {"provisioning_id": "UserProvisioningId"}, cls.__slots__))
+        return cls(**_fields(item, {"provisioning_id": "UserProvisioningId"}, values.fields(cls)))
 
 
 def _fields(

@@ -14,7 +14,8 @@ import hmac
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+
+from reconciler.values import field, frozen
 
 ALGORITHM = "HMAC-SHA256"
 X_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -29,7 +30,7 @@ _AUTHORIZATION = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Credentials:
     """An access key pair (plus optional STS token); the secret parts never show in repr."""
 
@@ -161,7 +162,7 @@ class Verdict(enum.Enum):
     MISMATCH = "mismatch"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class Verification:
     """The verdict plus what the Authorization header named (empty when unparseable)."""
 

@@ -13,18 +13,17 @@ log line: messages are built from codes, paths and account names.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import enum
 import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
+from reconciler import values
 from reconciler.errors import FederationError, TransportError
 from reconciler.providers import http, urls
 from reconciler.providers.federation.replies import (
@@ -46,6 +45,7 @@ from reconciler.providers.federation.settings import (
     settings_from_env,
 )
 from reconciler.providers.retry import RetryPolicy, with_retries
+from reconciler.values import field, frozen
 
 __all__ = [
     "BatchRefused",
@@ -79,13 +79,13 @@ class Endpoint(enum.Enum):
         return self.value.rsplit("/", 1)[1]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Token:
     value: str = field(repr=False)
     renew_at: float  # local clock
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class _Reply:
     status: int
     body: Any  # the parsed JSON, or None when the body is not JSON
@@ -126,7 +126,7 @@ def _api_call(endpoint: Endpoint) -> http.ApiCall:
     if endpoint is not Endpoint.CREATE_TASK:
         return call
     # createTask is not idempotent: a lost answer is never a reason to send it again.
-    return dataclasses.replace(
+    return values.replace(
         call,
         lost_hint="refresh (query the recorded outstanding tasks) before applying again; "
         "never resend the batch blindly",

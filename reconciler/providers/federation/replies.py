@@ -13,11 +13,11 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from reconciler.errors import FederationError, TransportError
+from reconciler.values import frozen
 
 Entry = Mapping[str, object]
 
@@ -73,7 +73,7 @@ def _empty_email(entry: Entry) -> bool:
     return _uses_details(entry) and "email" in entry and not email
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class ResultCode:
     """One documented createTask code: what it means, what to do, which entry breaks it."""
 
@@ -241,7 +241,7 @@ class BatchRefused(FederationError):
         self.role_id = role_id
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class CallCounts:
     """Requests that reached the federation API (answered, or possibly received), per call.
 
@@ -331,7 +331,7 @@ class TaskState(enum.Enum):
     DONE = "DONE"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class TaskFailure:
     """One entry of a task that failed at run time; codes and messages are opaque strings."""
 
@@ -341,7 +341,7 @@ class TaskFailure:
     entry: Mapping[str, object]  # the entry as sent, read-only (lists become tuples)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class TaskStatus:
     """What queryTask reports; when DONE, every entry not in ``failures`` succeeded."""
 
@@ -387,14 +387,14 @@ def task_status(task_id: str, body: Mapping[str, Any]) -> TaskStatus:
         account = entry.get("userAccount") if isinstance(entry, dict) else None
         if not isinstance(account, str) or not account:
             raise unusable("a failDataList item has no federationUser.userAccount")
-        frozen = _freeze(entry)
-        assert isinstance(frozen, Mapping)  # a dict freezes to a mapping
+        fixed = _freeze(entry)
+        assert isinstance(fixed, Mapping)  # a dict freezes to a mapping
         failures.append(
             TaskFailure(
                 account=account,
                 fail_code=_opaque(item.get("failCode")),
                 fail_message=_opaque(item.get("failMessage")),
-                entry=frozen,
+                entry=fixed,
             )
         )
     remark = info.get("remark") if isinstance(info, dict) else None

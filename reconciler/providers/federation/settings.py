@@ -8,10 +8,10 @@ the only TLS knob is an extra CA bundle for private PKI.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from reconciler.errors import ConfigError
 from reconciler.providers import urls
+from reconciler.values import field, frozen
 
 ENV_URL = "RECONCILER_FEDERATION_URL"
 ENV_APP_KEY = "RECONCILER_FEDERATION_APP_KEY"
@@ -24,7 +24,7 @@ EXAMPLE_URL = "https://service.besclouds.com"
 MAX_TOKEN_TTL = 3600  # [DOC] maximum X-Token-Expire
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen
 class FederationSettings:
     """Where the federation API is and how to authenticate; TLS verification is always on."""
 
