@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import installed  # benchmarks/installed.py
@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State  # after the path fix above
+from reconciler.values import replace
 
 TEAM_FILES = 10
 TARGET_FROM_USERS = 100_000  # below this, start-up time dominates every figure

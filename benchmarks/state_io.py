@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import installed  # benchmarks/installed.py
@@ -40,6 +40,7 @@ from reconciler.errors import BackendUnavailable  # after the path fix above
 from reconciler.stores import Store, revisions
 from reconciler.stores.local import LocalStore
 from reconciler.stores.model import AccountRecord, State
+from reconciler.values import replace
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 BATCH = 100  # accounts one step changes: one createTask's results

@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
-if TYPE_CHECKING:  # a frozen dataclass: `--help` loads errors, never dataclasses
+if TYPE_CHECKING:  # a frozen value: `--help` loads errors and creates no value class
     from reconciler.problems import Problem
 
 EXIT_OK = 0

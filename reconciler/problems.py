@@ -1,6 +1,6 @@
-"""A validation problem, located: apart from ``errors`` because it is a frozen dataclass,
-and every command (``--help`` too) loads ``errors`` while creating dataclasses (and
-importing their module) costs start-up only ``validate`` and the commands after it need.
+"""A validation problem, located: apart from ``errors`` because it is a frozen value, and
+every command (``--help`` too) loads ``errors`` while creating a value class costs
+start-up only ``validate`` and the commands after it need.
 The desired-state layer imports it where a problem is made: a valid input never creates
 this class."""
 

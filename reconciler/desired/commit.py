@@ -1,7 +1,7 @@
 """The git commit that last touched a desired-state entry: what provenance finds.
 
 Apart from ``model`` (a ``Source`` names one): only a plan or a report looks commits up,
-and ``validate`` creates no class it does not use (a frozen dataclass costs start-up).
+and ``validate`` creates no class it does not use (each frozen class costs start-up).
 """
 
 from __future__ import annotations

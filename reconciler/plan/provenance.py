@@ -260,7 +260,7 @@ def _with_commit(change: Change, found: Mapping[tuple[str, int], Commit]) -> Cha
     commit = found.get((source.file, source.line))
     if commit is None:
         return change
-    # Source built directly, the change copied slot by slot: dataclasses.replace of either
+    # Source built directly, the change copied slot by slot: values.replace of either
     # dominated the cost on 100k changes (8 us each).
     return _with_source(change, Source(file=source.file, line=source.line, commit=commit))
 

@@ -91,8 +91,9 @@ def not_too_deep(where: str, repair_hint: str) -> Iterator[None]:
         ) from None
 
 
-# The decoder's constructor: each slot set through its descriptor, as ``__init__`` would,
-# without a frozen dataclass's ``object.__setattr__`` per field (half the cost of a record).
+# The decoder's constructor: each slot set through its descriptor, as ``__init__`` does,
+# without passing every field by keyword (from when a frozen dataclass's ``__init__`` called
+# ``object.__setattr__`` per field: half the cost of a record).
 _new = object.__new__
 (
     _set_account,
