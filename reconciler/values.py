@@ -20,6 +20,11 @@ What it does not do is refused when the class is defined, never guessed: inherit
 base with fields, ``ClassVar``/``InitVar`` annotations, a mutable default.
 
 mypy sees :func:`frozen` as a dataclass maker through ``typing.dataclass_transform``.
+
+Every frozen value of the package is made here. ``dataclasses`` stays for what this does not
+make: mutable working objects (``apply.pacing.Pacer``, the apply report), positional ones
+(``seals.Seal``, ``jsontext.Lines``), and the sandbox, a fake of the vendor APIs that imports
+nothing of reconciler but the providers.
 """
 
 from __future__ import annotations
