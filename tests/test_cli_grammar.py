@@ -372,6 +372,68 @@ def test_no_prefix_abbreviations(
     assert err.startswith("error: unrecognized arguments: ")
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["plan", ".", "--no-refrsh"], "did you mean --no-refresh? reconciler plan . --no-refresh"),
+        (
+            ["plan", "--stat", "s.json", "."],
+            "did you mean --state? reconciler plan --state s.json .",
+        ),
+        (["plan", "--stat=s.json"], "did you mean --state? reconciler plan --state=s.json"),
+        (
+            ["plan", "--form", "json", "--detailed-exitcod"],
+            "did you mean --format, --detailed-exitcode? "
+            "reconciler plan --format json --detailed-exitcode",
+        ),
+        (
+            ["apply", "--auto-aprove"],
+            "did you mean --auto-approve? reconciler apply --auto-approve",
+        ),
+        (["--deb", "validate"], "did you mean --debug? reconciler --debug validate"),
+        (
+            ["state", "list", "--workspac", "w x"],
+            "did you mean --workspace? reconciler state list --workspace 'w x'",
+        ),
+        (
+            ["plan", "--state", "postgresql://u:hunter2@db/x", "--no-refrsh"],
+            "did you mean --no-refresh? reconciler plan --state postgresql://u:***@db/x "
+            "--no-refresh",
+        ),
+    ],
+)
+def test_a_misspelt_flag_gets_the_command_line_it_meant(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
+) -> None:
+    """Every unknown word a long flag close to one of the command's (or a value after one):
+    still refused, and the hint is the command line with the flags spelt right, quoted for
+    the shell, its secrets masked."""
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "")
+    first, second = err.splitlines()
+    assert first.startswith("error: unrecognized arguments: ")
+    assert second == f"hint: {hint}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", ".", "--no-refrsh", "--zzz"],  # one of them is no typo of a flag
+        ["plan", ".", "--no-refrsh", "extra"],  # --no-refresh takes no value apart
+        ["plan", ".", "--stat", "a", "b"],  # one value too many
+        ["plan", ".", "--lock-timeot", "5", "-x"],  # a short flag is not guessed at
+        ["--state", "s.json", "plan", "."],  # the command's own flag, in the wrong place
+    ],
+)
+def test_no_guess_unless_every_unknown_word_is_a_typo_of_a_flag(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Anything else unclaimed: refused with the command's help as the hint, no guess."""
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert err.splitlines()[1].startswith("hint: run 'reconciler ")
+
+
 def test_parsed_options_never_come_from_a_prefix() -> None:
     """The parser itself refuses abbreviations, whatever the command."""
     with pytest.raises(UsageError):

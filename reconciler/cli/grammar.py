@@ -14,6 +14,7 @@ What can no longer be parsed (``import ACCOUNT``) fails with the new spelling as
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
@@ -84,9 +85,10 @@ class Parsed:
 
 def parse(argv: Sequence[str] | None) -> Parsed:
     """Parse ``argv``; UsageError (exit 1, with a hint) for anything that does not fit."""
-    namespace, extras = build().parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    namespace, extras = build().parse_known_args(words)
     if extras:
-        raise _unclaimed(namespace, extras)
+        raise _unclaimed(namespace, extras, words)
     notes: list[str] = []
     builder: Builder = namespace.build
     options = builder(namespace, notes)
@@ -378,8 +380,9 @@ def _import_spelling(path: Path | None, accounts: Sequence[str]) -> str:
     )
 
 
-def _unclaimed(ns: argparse.Namespace, extras: Sequence[str]) -> UsageError:
-    """Words no argument claimed; for ``import PATH ACCOUNT...`` (the old form), the new one."""
+def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], words: Sequence[str]) -> UsageError:
+    """Words no argument claimed; for ``import PATH ACCOUNT...`` (the old form), the new one;
+    for a misspelt flag, the command line with the flag it is a typo of."""
     if ns.command == "import" and not any(word.startswith("-") for word in extras):
         path: Path | None = ns.path
         words = [str(path)] if path is not None and not path.exists() else []
@@ -398,9 +401,15 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str]) -> UsageError:
             f"state rm takes one PATH; name accounts with --account: {' '.join(accounts)}",
             hint=_rm_spelling(known, accounts),
         )
-    return UsageError(
-        f"unrecognized arguments: {' '.join(extras)}", hint=f"run '{ns.command_prog} --help'"
-    )
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    fixes = parsing.near_flags(ns.command_parser, extras)
+    if fixes:
+        meant = ", ".join(dict.fromkeys(fix.partition("=")[0] for fix in fixes.values()))
+        fixed = [fixes.get(word, word) for word in words]
+        return UsageError(
+            message, hint=f"did you mean {meant}? {arguments.shell_line([PROG, *fixed])}"
+        )
+    return UsageError(message, hint=f"run '{ns.command_prog} --help'")
 
 
 def _why(sub: Subparsers) -> None:
@@ -453,7 +462,7 @@ def _state(sub: Subparsers) -> None:
         default=argparse.SUPPRESS,
         help="show tracebacks, and why a cache entry was not used",
     )
-    parent.set_defaults(command_prog=parent.prog)
+    parent.set_defaults(command_prog=parent.prog, command_parser=parent)
     inner = parent.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
     p = arguments.command(inner, "list", "managed accounts, one a line", _state_list_options)
     arguments.path_operand(p)
@@ -600,7 +609,7 @@ def _report(sub: Subparsers) -> None:
         default=argparse.SUPPRESS,
         help="show tracebacks, and why a cache entry was not used",
     )
-    parent.set_defaults(command_prog=parent.prog)
+    parent.set_defaults(command_prog=parent.prog, command_parser=parent)
     inner = parent.add_subparsers(dest="report_command", required=True, metavar="REPORT")
     p = arguments.command(
         inner,

@@ -100,16 +100,30 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"run '{self.prog} --help'")
 
 
-def parse(parser: Parser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """Parse ``argv``; (namespace, words nobody claimed) — the caller decides how to refuse."""
-    return parser.parse_known_args(argv)
+def near_flags(parser: argparse.ArgumentParser, extras: Sequence[str]) -> dict[str, str]:
+    """Each unknown flag of ``extras`` spelt as the flag of ``parser`` it is a typo of
+    (``--no-refrsh`` -> ``--no-refresh``, ``--stat=x`` -> ``--state=x``); empty unless every
+    extra is an unknown long flag with a close match, or the value right after one that
+    takes a value (``--stat x``), so a hint never guesses at the rest."""
+    import difflib  # noqa: PLC0415 - only a refused command line needs it
 
-
-def unrecognized(chosen: argparse.ArgumentParser, extras: Sequence[str]) -> UsageError:
-    """The usage error for words no argument claimed, pointing at the chosen command's help."""
-    return UsageError(
-        f"unrecognized arguments: {' '.join(extras)}", hint=f"run '{chosen.prog} --help'"
-    )
+    actions = parser._option_string_actions
+    known = [flag for flag in actions if flag.startswith("--")]
+    fixes: dict[str, str] = {}
+    awaits_value = False  # the previous extra was a flag that takes a value, given apart
+    for word in extras:
+        name, equals, value = word.partition("=")
+        if not name.startswith("--"):
+            if not awaits_value:
+                return {}
+            awaits_value = False
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if name in actions or not close:
+            return {}
+        fixes[word] = close[0] + equals + value
+        awaits_value = not equals and actions[close[0]].nargs is None
+    return fixes
 
 
 def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> CommandSpec:
