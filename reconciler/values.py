@@ -17,7 +17,12 @@ defaults and errors, ``field(default=..., default_factory=..., repr=False)``,
 as a tuple, the hash of that tuple, ``Name(field=value, ...)`` as repr, assignment and
 deletion refused with :class:`FrozenInstanceError` (an ``AttributeError``), copy and pickle.
 What it does not do is refused when the class is defined, never guessed: inheritance from a
-base with fields, ``ClassVar``/``InitVar`` annotations, a mutable default.
+base with fields, ``ClassVar``/``InitVar`` annotations, a mutable default, a method it makes
+defined in the class body (the dataclass would keep a custom ``__repr__``; this would replace
+it, and one written to hide a secret would show it), ``dataclasses.field`` (whose
+``repr=False`` it would not read), a field without an annotation, a field named ``self`` or
+``__frozen_...`` (the generated ``__init__``'s own names). mypy checks each ``replace`` call
+against the fields, as it checks ``dataclasses.replace``.
 
 mypy sees :func:`frozen` as a dataclass maker through ``typing.dataclass_transform``.
 
@@ -53,6 +58,7 @@ class _Field:
     """A field's declared default: ``field(...)``'s result, read by :func:`frozen`."""
 
     __slots__ = ("default", "factory", "repr")
+    __hash__ = None  # type: ignore[assignment]  # a dataclass refuses it as a mutable default
 
     def __init__(self, default: object, factory: object, shown: bool) -> None:
         self.default = default
@@ -60,7 +66,37 @@ class _Field:
         self.repr = shown
 
 
-_MISSING: Any = object()  # no default given
+class _Sentinel:
+    """A marker shown by name (``inspect.signature`` shows a factory's default as the
+    dataclass's ``<factory>``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_MISSING: Any = _Sentinel("<missing>")  # no default given
+_FACTORY: Any = _Sentinel("<factory>")  # the default of a field with a default_factory
+# What the class body may not define, as the dataclass keeps, refuses or would need told:
+# the class's own would be replaced without a word (a custom __repr__ hiding a secret).
+_MADE_HERE = (
+    "__init__",
+    "__repr__",
+    "__eq__",
+    "__hash__",
+    "__setattr__",
+    "__delattr__",
+    "__getstate__",
+    "__setstate__",
+    "__replace__",
+    "__slots__",
+    "__match_args__",
+)
+_PREFIX = "__frozen_"  # the generated __init__'s own names; no field may start with it
 
 
 def _field(
@@ -77,18 +113,30 @@ def _field(
 
 def _frozen(cls: type[T]) -> type[T]:
     """``cls`` as ``@dataclass(frozen=True, slots=True, kw_only=True)`` would make it."""
-    # the class's own annotations: inspect.get_annotations would import inspect
-    annotations: dict[str, object] = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
+    where = cls.__qualname__
+    # The class's own annotations (from Python 3.10 on, not a base's; inspect.get_annotations
+    # would import inspect).
+    annotations: dict[str, object] = cls.__annotations__
     for base in cls.__mro__[1:-1]:
         if _FIELDS in base.__dict__ or "__dataclass_fields__" in base.__dict__:
-            raise TypeError(f"frozen: {cls.__qualname__} inherits fields from {base.__qualname__}")
+            raise TypeError(f"frozen: {where} inherits fields from {base.__qualname__}")
+    for name in _MADE_HERE:
+        if name in cls.__dict__:
+            raise TypeError(f"frozen: {where} defines {name}, which frozen makes")
+    for name, item in cls.__dict__.items():
+        if _is_field(item) and name not in annotations:
+            raise TypeError(f"frozen: {where}.{name} is a field but has no type annotation")
     names = tuple(annotations)
     specs: dict[str, _Field] = {}
     for name, annotation in annotations.items():
         kind = str(annotation).partition("[")[0].rpartition(".")[2]
         if kind in ("ClassVar", "InitVar"):
-            raise TypeError(f"frozen: {cls.__qualname__}.{name}: {kind} is not supported")
+            raise TypeError(f"frozen: {where}.{name}: {kind} is not supported")
+        if name.startswith(_PREFIX) or name == "self":
+            raise TypeError(f"frozen: {where}.{name}: a name the generated __init__ uses")
         declared = cls.__dict__.get(name, _MISSING)
+        if _is_field(declared) and not isinstance(declared, _Field):
+            raise TypeError(f"frozen: {where}.{name}: dataclasses.field; use values.field")
         spec = declared if isinstance(declared, _Field) else _Field(declared, _MISSING, True)
         if spec.default is not _MISSING and type(spec.default).__hash__ is None:
             raise ValueError(
@@ -111,6 +159,7 @@ def _frozen(cls: type[T]) -> type[T]:
         __delattr__=_delattr,
         __getstate__=_getstate,
         __setstate__=_setstate,
+        __replace__=_replace,  # copy.replace (Python 3.13)
     )
     namespace[_FIELDS] = names
     namespace[_KEY] = _key(names)
@@ -142,6 +191,13 @@ else:
     frozen = _frozen
 
 
+def _is_field(item: object) -> bool:
+    """``values.field(...)`` or ``dataclasses.field(...)`` (told apart without importing
+    dataclasses)."""
+    kind = type(item)
+    return kind is _Field or (kind.__name__ == "Field" and kind.__module__ == "dataclasses")
+
+
 def fields(cls: type[object] | object) -> tuple[str, ...]:
     """The field names of a value class (or of a value), in order."""
     names: tuple[str, ...] | None = getattr(cls, _FIELDS, None)
@@ -156,12 +212,18 @@ def as_dict(obj: object) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in fields(obj)}
 
 
-def replace(obj: T, /, **changes: object) -> T:
+def _replace(obj: T, /, **changes: object) -> T:
     """A copy of ``obj`` with ``changes`` (``dataclasses.replace``): made by its ``__init__``."""
     for name in fields(obj):
         if name not in changes:
             changes[name] = getattr(obj, name)
     return type(obj)(**changes)
+
+
+if TYPE_CHECKING:  # mypy's dataclasses plugin checks each change's name and type
+    from dataclasses import replace
+else:
+    replace = _replace
 
 
 def replacer(cls: type[T], name: str) -> Callable[[T, Any], T]:
@@ -195,31 +257,35 @@ def _key(names: tuple[str, ...]) -> Callable[[object], tuple[object, ...]]:
 
 def _init(cls: type[object], specs: dict[str, _Field]) -> Callable[..., None]:
     """The ``__init__`` of ``cls``: keyword-only parameters, each slot set through its
-    descriptor, then ``__post_init__`` if the class has one."""
-    namespace: dict[str, object] = {"_MISSING": _MISSING}
+    descriptor, then ``__post_init__`` if the class has one. Its own names start with
+    ``__frozen_`` (no field may), so no field name can shadow one."""
+    me, unset = f"{_PREFIX}self__", f"{_PREFIX}factory__"
+    namespace: dict[str, object] = {unset: _FACTORY}
     params = []
     body = []
     for name, spec in specs.items():
-        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
+        setter, default, factory = (f"{_PREFIX}{what}_{name}" for what in ("set", "d", "f"))
+        namespace[setter] = cls.__dict__[name].__set__
         if spec.factory is not _MISSING:
-            namespace[f"_factory_{name}"] = spec.factory
-            params.append(f"{name}=_MISSING")
-            body.append(f"_set_{name}(self, _factory_{name}() if {name} is _MISSING else {name})")
+            namespace[factory] = spec.factory
+            params.append(f"{name}={unset}")
+            body.append(f"{setter}({me}, {factory}() if {name} is {unset} else {name})")
+            continue
+        if spec.default is not _MISSING:
+            namespace[default] = spec.default
+            params.append(f"{name}={default}")
         else:
-            if spec.default is not _MISSING:
-                namespace[f"_default_{name}"] = spec.default
-                params.append(f"{name}=_default_{name}")
-            else:
-                params.append(name)
-            body.append(f"_set_{name}(self, {name})")
+            params.append(name)
+        body.append(f"{setter}({me}, {name})")
     if hasattr(cls, "__post_init__"):
-        body.append("self.__post_init__()")
-    signature = f"self, *, {', '.join(params)}" if params else "self"
+        body.append(f"{me}.__post_init__()")
+    signature = f"{me}, *, {', '.join(params)}" if params else me
     lines = "".join(f"\n    {line}" for line in body) or "\n    pass"
-    exec(f"def __init__({signature}) -> None:{lines}\n", namespace)
+    exec(f"def __init__({signature}):{lines}\n", namespace)
     made: Callable[..., None] = namespace["__init__"]  # type: ignore[assignment]
     made.__qualname__ = f"{cls.__qualname__}.__init__"  # TypeErrors name the class
     made.__module__ = cls.__module__
+    made.__annotations__ = {**{n: cls.__annotations__[n] for n in specs}, "return": None}
     return made
 
 
@@ -237,7 +303,7 @@ def _hash(self: object) -> int:
 def _repr(self: object) -> str:
     cls = self.__class__
     shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in getattr(cls, _SHOWN))
-    return f"{cls.__qualname__}({shown})"
+    return f"{cls.__qualname__}({shown})"  # no recursion guard: a frozen value holds no cycle
 
 
 def _setattr(self: object, name: str, value: object) -> None:

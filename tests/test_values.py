@@ -9,6 +9,8 @@ import importlib
 import inspect
 import pickle
 import pkgutil
+import sys
+import typing
 from typing import Any, ClassVar
 
 import pytest
@@ -154,9 +156,10 @@ def test_the_same_signature() -> None:
     for name, param in made.items():
         assert param.kind is inspect.Parameter.KEYWORD_ONLY
         if name == "tags":
-            assert param.default is not inspect.Parameter.empty
+            assert repr(param.default) == repr(twin[name].default) == "<factory>"
         else:
             assert param.default == twin[name].default
+    assert typing.get_type_hints(Made.__init__) == typing.get_type_hints(Twin.__init__)
 
 
 def test_frozen_and_slotted() -> None:
@@ -265,6 +268,82 @@ def test_what_it_does_not_do_is_refused_when_the_class_is_made() -> None:
 
     with pytest.raises(ValueError, match="both default and default_factory"):
         values.field(default=1, default_factory=int)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def __repr__(self): return 'C(<redacted>)'",  # would be replaced: a secret shown
+        "def __eq__(self, other): return True",
+        "def __hash__(self): return 0",
+        "def __init__(self, a): pass",
+        "def __setattr__(self, name, value): pass",
+        "def __getstate__(self): return ()",
+        "__slots__ = ()",
+        "__match_args__ = ('a',)",
+    ],
+)
+def test_a_method_frozen_makes_is_refused_in_the_class_body(body: str) -> None:
+    """The class's own would be replaced without a word (the dataclass keeps some, refuses
+    others): refused when the class is made."""
+    namespace: dict[str, Any] = {"frozen": frozen}
+    source = f"@frozen\nclass C:\n    a: str = 'x'\n    {body}\n"
+    with pytest.raises(TypeError, match="which frozen makes"):
+        exec(source, namespace)
+
+
+def test_the_other_field_maker_is_refused_either_way() -> None:
+    """dataclasses.field in a frozen value (its repr=False would be lost), values.field in a
+    dataclass (refused there as a mutable default), a field() without an annotation."""
+    with pytest.raises(TypeError, match=r"dataclasses\.field"):
+
+        @frozen
+        class Secret:
+            secret: str = dataclasses.field(default="s", repr=False)
+
+    with pytest.raises(ValueError, match="mutable default"):
+
+        @dataclasses.dataclass(frozen=True)
+        class Mixed:
+            secret: str = values.field(default="s", repr=False)
+
+    with pytest.raises(TypeError, match="no type annotation"):
+
+        @frozen
+        class Unannotated:
+            a: str
+            b = values.field(default=1)
+
+
+@pytest.mark.parametrize("name", ["self", "__frozen_self__", "__frozen_factory__"])
+def test_a_field_named_as_the_generated_code_names_is_refused(name: str) -> None:
+    """``self`` and the ``__frozen_`` names of the generated ``__init__``."""
+    namespace: dict[str, Any] = {"frozen": frozen}
+    with pytest.raises(TypeError, match="generated __init__"):
+        exec(f"@frozen\nclass C:\n    a: int = 0\n    {name}: int = 0\n", namespace)
+
+
+def test_fields_named_like_the_old_generated_names_work() -> None:
+    """Names that once shadowed the generated code's (``_MISSING``, ``_set_a``, ``obj``)."""
+
+    @frozen
+    class Odd:
+        a: dict[str, int] = values.field(default_factory=dict)
+        _MISSING: int = 5  # the name under test
+        _set_a: int = 1
+        obj: int = 2
+
+    made = Odd(_MISSING=7)
+    assert made.a == {}
+    assert (made._MISSING, made._set_a, made.obj) == (7, 1, 2)
+    assert values.replacer(Odd, "obj")(made, 3).obj == 3
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="copy.replace is Python 3.13's")
+def test_copy_replace_is_replace() -> None:
+    """Python 3.13's copy.replace gives what values.replace gives."""
+    made = Hashed(name="a")
+    assert copy.replace(made, note="n") == values.replace(made, note="n")  # type: ignore[attr-defined]
 
 
 def _package_values() -> list[type]:
