@@ -416,6 +416,45 @@ def test_a_misspelt_flag_gets_the_command_line_it_meant(
 
 
 @pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["valdate", "."], "did you mean validate? reconciler validate ."),
+        (
+            ["--debug", "plna", "--no-refresh"],
+            "did you mean plan? reconciler --debug plan --no-refresh",
+        ),
+        (["state", "lst"], "did you mean list? reconciler state list"),
+        (["report", "acess", "d x"], "did you mean access? reconciler report access 'd x'"),
+    ],
+)
+def test_a_misspelt_command_gets_the_command_line_it_meant(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
+) -> None:
+    """A command or subcommand close to one: refused, the hint the line spelt right."""
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1] == f"hint: {hint}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["nonsense"], "reconciler --help"),
+        (["state", "--workspace", "shw", "list"], "reconciler state --help"),
+        (["plan", "--format", "jsn"], "reconciler plan --help"),
+    ],
+)
+def test_no_command_is_guessed_but_at_a_command_s_place(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
+) -> None:
+    """Far from every command, a flag's value (``shw``: not after --debug), a choice of a
+    flag: the help hint, no guess."""
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert err.splitlines()[1] == f"hint: run '{hint}'"
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["plan", ".", "--no-refrsh", "--zzz"],  # one of them is no typo of a flag

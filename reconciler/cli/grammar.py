@@ -86,13 +86,45 @@ class Parsed:
 def parse(argv: Sequence[str] | None) -> Parsed:
     """Parse ``argv``; UsageError (exit 1, with a hint) for anything that does not fit."""
     words = list(sys.argv[1:] if argv is None else argv)
-    namespace, extras = build().parse_known_args(words)
+    try:
+        namespace, extras = build().parse_known_args(words)
+    except UsageError as refused:
+        meant = _near_command(words)
+        if meant is None:
+            raise
+        raise UsageError(refused.message, hint=meant) from None
     if extras:
         raise _unclaimed(namespace, extras, words)
     notes: list[str] = []
     builder: Builder = namespace.build
     options = builder(namespace, notes)
     return Parsed(options=options, debug=namespace.debug, notes=tuple(notes))
+
+
+def _near_command(words: Sequence[str]) -> str | None:
+    """For a misspelt command or subcommand (``valdate``, ``state lst``): the command line
+    with it spelt right, as a hint; None when the words name no such typo."""
+    import difflib  # noqa: PLC0415 - only a refused command line needs it
+
+    level = spec()
+    fixed = list(words)
+    for index, word in enumerate(words):
+        if word == "--debug":
+            continue  # the one flag a command may follow (another could take a value)
+        if word.startswith("-"):
+            return None  # a flag out of place: which word is the command is not clear
+        names = {sub.words[-1]: sub for sub in level.subcommands}
+        if not names:
+            return None
+        if word in names:
+            level = names[word]
+            continue
+        close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.75)
+        if not close:
+            return None
+        fixed[index] = close[0]
+        return f"did you mean {close[0]}? {arguments.shell_line([PROG, *fixed])}"
+    return None
 
 
 def spec() -> CommandSpec:
