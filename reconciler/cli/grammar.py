@@ -94,7 +94,7 @@ def parse(argv: Sequence[str] | None) -> Parsed:
             raise
         raise UsageError(refused.message, hint=meant) from None
     if extras:
-        raise _unclaimed(namespace, extras, words)
+        raise _unclaimed(namespace, extras, argv=words)
     notes: list[str] = []
     builder: Builder = namespace.build
     options = builder(namespace, notes)
@@ -412,7 +412,7 @@ def _import_spelling(path: Path | None, accounts: Sequence[str]) -> str:
     )
 
 
-def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], words: Sequence[str]) -> UsageError:
+def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], *, argv: Sequence[str]) -> UsageError:
     """Words no argument claimed; for ``import PATH ACCOUNT...`` (the old form), the new one;
     for a misspelt flag, the command line with the flag it is a typo of."""
     if ns.command == "import" and not any(word.startswith("-") for word in extras):
@@ -437,7 +437,7 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], words: Sequence[st
     fixes = parsing.near_flags(ns.command_parser, extras)
     if fixes:
         meant = ", ".join(dict.fromkeys(fix.partition("=")[0] for fix in fixes.values()))
-        fixed = [fixes.get(word, word) for word in words]
+        fixed = [fixes.get(word, word) for word in argv]
         return UsageError(
             message, hint=f"did you mean {meant}? {arguments.shell_line([PROG, *fixed])}"
         )
