@@ -376,13 +376,10 @@ def test_no_prefix_abbreviations(
     ("argv", "hint"),
     [
         (["plan", ".", "--no-refrsh"], "did you mean --no-refresh? reconciler plan . --no-refresh"),
-        (
-            ["plan", "--stat", "s.json", "."],
-            "did you mean --state? reconciler plan --state s.json .",
-        ),
+        (["plan", ".", "--stat", "s"], "did you mean --state? reconciler plan . --state s"),
         (["plan", "--stat=s.json"], "did you mean --state? reconciler plan --state=s.json"),
         (
-            ["plan", "--form", "json", "--detailed-exitcod"],
+            ["plan", "--fromat", "json", "--detailed-exitcod"],
             "did you mean --format, --detailed-exitcode? "
             "reconciler plan --format json --detailed-exitcode",
         ),
@@ -390,7 +387,10 @@ def test_no_prefix_abbreviations(
             ["apply", "--auto-aprove"],
             "did you mean --auto-approve? reconciler apply --auto-approve",
         ),
-        (["--deb", "validate"], "did you mean --debug? reconciler --debug validate"),
+        (
+            ["--debug", "validate", "--dbug"],
+            "did you mean --debug? reconciler --debug validate --debug",
+        ),
         (
             ["state", "list", "--workspac", "w x"],
             "did you mean --workspace? reconciler state list --workspace 'w x'",
@@ -400,14 +400,19 @@ def test_no_prefix_abbreviations(
             "did you mean --no-refresh? reconciler plan --state postgresql://u:***@db/x "
             "--no-refresh",
         ),
+        (
+            ["plan", "--state", "postgresql://u:hun ter2@db/x", "--no-refrsh"],
+            "did you mean --no-refresh? reconciler plan --state 'postgresql://u:***@db/x' "
+            "--no-refresh",
+        ),
     ],
 )
 def test_a_misspelt_flag_gets_the_command_line_it_meant(
     workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
 ) -> None:
-    """Every unknown word a long flag close to one of the command's (or a value after one):
-    still refused, and the hint is the command line with the flags spelt right, quoted for
-    the shell, its secrets masked."""
+    """Every unknown word a long flag one or two edits from exactly one of the command's
+    (or a value after one): still refused, and the hint is the command line with the flags
+    spelt right, quoted for the shell, its secrets masked (a password with a space too)."""
     code, out, err = run(capsys, *argv)
     assert (code, out) == (1, "")
     first, second = err.splitlines()
@@ -419,10 +424,7 @@ def test_a_misspelt_flag_gets_the_command_line_it_meant(
     ("argv", "hint"),
     [
         (["valdate", "."], "did you mean validate? reconciler validate ."),
-        (
-            ["--debug", "plna", "--no-refresh"],
-            "did you mean plan? reconciler --debug plan --no-refresh",
-        ),
+        (["--debug", "plna", "-q"], "did you mean plan? reconciler --debug plan -q"),
         (["state", "lst"], "did you mean list? reconciler state list"),
         (["report", "acess", "d x"], "did you mean access? reconciler report access 'd x'"),
     ],
@@ -430,7 +432,8 @@ def test_a_misspelt_flag_gets_the_command_line_it_meant(
 def test_a_misspelt_command_gets_the_command_line_it_meant(
     workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
 ) -> None:
-    """A command or subcommand close to one: refused, the hint the line spelt right."""
+    """A command or subcommand one edit from exactly one: refused, the hint the line spelt
+    right."""
     code, out, err = run(capsys, *argv)
     assert (code, out) == (1, "")
     assert err.splitlines()[1] == f"hint: {hint}"
@@ -442,13 +445,16 @@ def test_a_misspelt_command_gets_the_command_line_it_meant(
         (["nonsense"], "reconciler --help"),
         (["state", "--workspace", "shw", "list"], "reconciler state --help"),
         (["plan", "--format", "jsn"], "reconciler plan --help"),
+        (["state", "pusl"], "reconciler state --help"),  # as near pull as push: no guess
+        (["state", "r"], "reconciler state --help"),  # one letter is no word to guess from
+        (["rmport"], "reconciler --help"),  # as near import as report
     ],
 )
 def test_no_command_is_guessed_but_at_a_command_s_place(
     workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
 ) -> None:
-    """Far from every command, a flag's value (``shw``: not after --debug), a choice of a
-    flag: the help hint, no guess."""
+    """Far from every command, as near two, a flag's value (``shw``: not after --debug), a
+    flag's choice: the help hint, no guess."""
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert err.splitlines()[1] == f"hint: run '{hint}'"
@@ -462,6 +468,18 @@ def test_no_command_is_guessed_but_at_a_command_s_place(
         ["plan", ".", "--stat", "a", "b"],  # one value too many
         ["plan", ".", "--lock-timeot", "5", "-x"],  # a short flag is not guessed at
         ["--state", "s.json", "plan", "."],  # the command's own flag, in the wrong place
+        ["--deb", "validate"],  # before the command: its flags are not read there
+        ["--forc", "force-unlock", "ID"],
+        ["state", "push", "f.json", "--no-force", "--yes"],  # "not" is never its opposite
+        ["force-unlock", "ID", "--noforce"],
+        ["apply", "--no-auto-approve"],
+        ["plan", "--no-allow-disables", "3"],
+        ["plan", ".", "--cache"],  # nor the opposite "not"
+        ["plan", "--path", "."],  # another command's flag, two edits from --at
+        ["state", "list", "--pth", "d"],  # a hidden, deprecated flag is never suggested
+        ["plan", "--no-refrsh", "--", "--no-refrsh"],  # after --, an operand
+        ["plan", "--stat", "--no-refresh"],  # the flag meant would have no value
+        ["plan", "--form", "json"],  # a prefix is not a typo (nor an abbreviation)
     ],
 )
 def test_no_guess_unless_every_unknown_word_is_a_typo_of_a_flag(
@@ -607,3 +625,38 @@ def test_help_is_as_wide_as_columns_says_else_80(
         monkeypatch.setenv("COLUMNS", columns)
     monkeypatch.setattr("sys.__stdout__", None)
     assert parsing.terminal_columns() == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "names", "meant"),
+    [
+        ("--no-refrsh", ["--no-refresh", "--refresh"], "--no-refresh"),  # a letter left out
+        ("--fromat", ["--format", "--force"], "--format"),  # two neighbours swapped
+        ("valdate", ["validate", "plan"], "validate"),
+        ("--detailed-exitcod", ["--detailed-exitcode"], "--detailed-exitcode"),
+        ("--detaled-exitcod", ["--detailed-exitcode"], "--detailed-exitcode"),  # two: long
+        ("puls", ["pull", "push"], "pull"),  # one edit from pull, two from push
+        ("pusl", ["pull", "push"], None),  # one edit from each: no guess
+        ("--no-force", ["--force"], None),  # "not" is never its opposite
+        ("--noforce", ["--force"], None),
+        ("--cache", ["--no-cache"], None),
+        ("--path", ["--at"], None),  # two edits from a short name
+        ("--stta", ["--at"], None),
+        ("r", ["rm"], None),  # as many edits as half the name: a resemblance, not a typo
+        ("--form", ["--format"], None),  # a prefix: two edits from a short name
+        ("--lock-timeot", ["--lock-timeout"], "--lock-timeout"),
+    ],
+)
+def test_nearest_is_one_name_a_typo_away(word: str, names: list[str], meant: str | None) -> None:
+    """One or two edits (two only for long names), fewer than half the name, no tie, never
+    across "not": what a misspelt flag or command is taken for."""
+    assert parsing.nearest(word, names) == meant
+
+
+def test_ci_reports_a_file_it_cannot_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """apply-summary --log naming a directory: an error naming it, exit 1, no traceback."""
+    code = ci.main(["apply-summary", "--exit-code", "1", "--report", "/nope", "--log", "."])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: cannot use .: ")
+    assert "Traceback" not in err

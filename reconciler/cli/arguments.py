@@ -115,6 +115,14 @@ class Commands(_SubParsers):
 
         self._fillers[name] = build
 
+    def chosen(self, name: str) -> argparse.ArgumentParser:
+        """The parser of command ``name`` (built now if it was not yet)."""
+        filler = self._fillers.pop(name, None)
+        if filler is not None:
+            filler()
+        parser: argparse.ArgumentParser = self._name_parser_map[name]
+        return parser
+
     def fill(self) -> None:
         """Build every command's arguments (completion and tests need the whole grammar)."""
         for name in list(self._fillers):

@@ -42,6 +42,7 @@ from reconciler.errors import (
     ApiError,
     ConfigError,
     ReconcilerError,
+    UsageError,
     printable,
 )
 from reconciler.providers import http
@@ -414,6 +415,14 @@ def main(
                 args.out.write_bytes(content)
     except ReconcilerError as error:
         return _report(error)
+    except OSError as error:  # a file given on the command line that cannot be read/written
+        where = error.filename if error.filename is not None else "a file"
+        return _report(
+            UsageError(
+                f"cannot use {where}: {error.strerror or error}",
+                hint="check the file paths given (--log, --report, --body-file, --out)",
+            )
+        )
     return EXIT_OK
 
 

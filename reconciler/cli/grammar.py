@@ -86,10 +86,11 @@ class Parsed:
 def parse(argv: Sequence[str] | None) -> Parsed:
     """Parse ``argv``; UsageError (exit 1, with a hint) for anything that does not fit."""
     words = list(sys.argv[1:] if argv is None else argv)
+    parser = build()
     try:
-        namespace, extras = build().parse_known_args(words)
+        namespace, extras = parser.parse_known_args(words)
     except UsageError as refused:
-        meant = _near_command(words)
+        meant = _near_command(parser, words)
         if meant is None:
             raise
         raise UsageError(refused.message, hint=meant) from None
@@ -101,29 +102,31 @@ def parse(argv: Sequence[str] | None) -> Parsed:
     return Parsed(options=options, debug=namespace.debug, notes=tuple(notes))
 
 
-def _near_command(words: Sequence[str]) -> str | None:
+def _near_command(parser: argparse.ArgumentParser, words: Sequence[str]) -> str | None:
     """For a misspelt command or subcommand (``valdate``, ``state lst``): the command line
-    with it spelt right, as a hint; None when the words name no such typo."""
-    import difflib  # noqa: PLC0415 - only a refused command line needs it
-
-    level = spec()
+    with it spelt right, as a hint; None unless the word at a command's place (after
+    nothing but --debug) is a typo of exactly one command (``parsing.nearest``)."""
     fixed = list(words)
+    level = parser
     for index, word in enumerate(words):
         if word == "--debug":
             continue  # the one flag a command may follow (another could take a value)
         if word.startswith("-"):
             return None  # a flag out of place: which word is the command is not clear
-        names = {sub.words[-1]: sub for sub in level.subcommands}
-        if not names:
+        commands = [a for a in level._actions if isinstance(a, argparse._SubParsersAction)]
+        if not commands:
             return None
-        if word in names:
-            level = names[word]
+        choices = commands[0].choices
+        assert isinstance(choices, dict)  # add_subparsers' map of name to parser
+        if word in choices:
+            inner = commands[0]
+            level = inner.chosen(word) if isinstance(inner, arguments.Commands) else choices[word]
             continue
-        close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.75)
-        if not close:
+        meant = parsing.nearest(word, list(choices))
+        if meant is None:
             return None
-        fixed[index] = close[0]
-        return f"did you mean {close[0]}? {arguments.shell_line([PROG, *fixed])}"
+        fixed[index] = meant
+        return f"did you mean {meant}? {arguments.shell_line([PROG, *fixed])}"
     return None
 
 
@@ -389,7 +392,7 @@ def _import_options(ns: argparse.Namespace, notes: Notes) -> ImportOptions:
     from pathlib import Path  # noqa: PLC0415 - start-up: `--help` imports no pathlib
 
     accounts: tuple[str, ...] = tuple(ns.accounts or ())
-    if ns.path is not None and not ns.all and not ns.path.exists():
+    if ns.path is not None and not ns.all and not _exists(ns.path):
         # ``import li.wei`` was the old spelling: say so rather than "no such file".
         raise UsageError(
             f"{ns.path}: no such desired-state path; import names accounts with --account",
@@ -412,13 +415,22 @@ def _import_spelling(path: Path | None, accounts: Sequence[str]) -> str:
     )
 
 
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False for a name the system refuses to look up (too long,
+    a NUL byte): the usage errors that ask this are about words that are no path."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], *, argv: Sequence[str]) -> UsageError:
     """Words no argument claimed; for ``import PATH ACCOUNT...`` (the old form), the new one;
     for a misspelt flag, the command line with the flag it is a typo of."""
     if ns.command == "import" and not any(word.startswith("-") for word in extras):
         path: Path | None = ns.path
-        words = [str(path)] if path is not None and not path.exists() else []
-        known = path if path is not None and path.exists() else None
+        words = [str(path)] if path is not None and not _exists(path) else []
+        known = path if path is not None and _exists(path) else None
         accounts = (*words, *extras, *(ns.accounts or ()))
         return UsageError(
             f"import takes one PATH; name accounts with --account: {' '.join(accounts)}",
@@ -426,22 +438,67 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], *, argv: Sequence[
         )
     if getattr(ns, "state_command", None) == "rm" and not any(w.startswith("-") for w in extras):
         path = ns.path
-        words = [str(path)] if path is not None and not path.exists() else []
-        known = path if path is not None and path.exists() else None
+        words = [str(path)] if path is not None and not _exists(path) else []
+        known = path if path is not None and _exists(path) else None
         accounts = (*words, *extras, *(ns.accounts or ()))
         return UsageError(
             f"state rm takes one PATH; name accounts with --account: {' '.join(accounts)}",
             hint=_rm_spelling(known, accounts),
         )
     message = f"unrecognized arguments: {' '.join(extras)}"
-    fixes = parsing.near_flags(ns.command_parser, extras)
-    if fixes:
-        meant = ", ".join(dict.fromkeys(fix.partition("=")[0] for fix in fixes.values()))
-        fixed = [fixes.get(word, word) for word in argv]
+    spelt = _flags_spelt_right(ns, extras, argv)
+    if spelt is not None:
+        fixed, meant = spelt
         return UsageError(
-            message, hint=f"did you mean {meant}? {arguments.shell_line([PROG, *fixed])}"
+            message,
+            hint=f"did you mean {', '.join(meant)}? {arguments.shell_line([PROG, *fixed])}",
         )
     return UsageError(message, hint=f"run '{ns.command_prog} --help'")
+
+
+def _flags_spelt_right(
+    ns: argparse.Namespace, extras: Sequence[str], argv: Sequence[str]
+) -> tuple[list[str], list[str]] | None:
+    """(``argv`` with each unclaimed word after the command a misspelt flag of the command
+    spelt right (``parsing.nearest``) or the value right after one that takes a value, the
+    flags meant); None when any unclaimed word is something else, comes before the command
+    (where the command's flags are not read) or after ``--``: a hint never guesses."""
+    if "--" in argv:
+        return None
+    start = 0  # just after the command's words (``state push``), --debug among them
+    for word in ns.command_prog.split()[1:]:
+        while start < len(argv) and argv[start] == "--debug":
+            start += 1
+        if start >= len(argv) or argv[start] != word:
+            return None
+        start += 1
+    if any(word in argv[:start] for word in extras):
+        return None  # an unclaimed word before the command
+    flags = parsing.visible_flags(ns.command_parser)
+    fixed, meant_flags = list(argv), []
+    at = start
+    value_of: int | None = None  # the index of the word a corrected flag takes as value
+    for word in extras:
+        try:
+            at = argv.index(word, at)
+        except ValueError:
+            return None
+        name, equals, value = word.partition("=")
+        if not name.startswith("--"):
+            if at != value_of:
+                return None
+        else:
+            meant = parsing.nearest(name, flags)
+            if meant is None:
+                return None
+            fixed[at] = meant + equals + value
+            meant_flags.append(meant)
+            if not equals and flags[meant].nargs is None:  # it takes the next word
+                value_of = at + 1
+                if value_of >= len(argv) or argv[value_of].startswith("-"):
+                    return None  # no value there: the line spelt right would fail again
+        at += 1
+    return fixed, list(dict.fromkeys(meant_flags))
 
 
 def _why(sub: Subparsers) -> None:
@@ -608,7 +665,7 @@ def _state_push_options(ns: argparse.Namespace, notes: Notes) -> StatePushOption
 
 def _state_rm_options(ns: argparse.Namespace, notes: Notes) -> StateRmOptions:
     accounts: tuple[str, ...] = tuple(ns.accounts or ())
-    if ns.path is not None and not ns.path.exists():
+    if ns.path is not None and not _exists(ns.path):
         # ``state rm li.wei``: the natural guess at the spelling; say how it is written.
         raise UsageError(
             f"{ns.path}: no such desired-state path; state rm names accounts with --account",

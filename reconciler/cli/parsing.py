@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from reconciler.errors import UsageError
 
@@ -100,30 +100,63 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"run '{self.prog} --help'")
 
 
-def near_flags(parser: argparse.ArgumentParser, extras: Sequence[str]) -> dict[str, str]:
-    """Each unknown flag of ``extras`` spelt as the flag of ``parser`` it is a typo of
-    (``--no-refrsh`` -> ``--no-refresh``, ``--stat=x`` -> ``--state=x``); empty unless every
-    extra is an unknown long flag with a close match, or the value right after one that
-    takes a value (``--stat x``), so a hint never guesses at the rest."""
-    import difflib  # noqa: PLC0415 - only a refused command line needs it
+# A word that starts like this says "not": --no-force is never a typo of --force.
+_NEGATIONS = ("no-", "no", "not-", "dont-", "without-")
 
-    actions = parser._option_string_actions
-    known = [flag for flag in actions if flag.startswith("--")]
-    fixes: dict[str, str] = {}
-    awaits_value = False  # the previous extra was a flag that takes a value, given apart
-    for word in extras:
-        name, equals, value = word.partition("=")
-        if not name.startswith("--"):
-            if not awaits_value:
-                return {}
-            awaits_value = False
-            continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-        if name in actions or not close:
-            return {}
-        fixes[word] = close[0] + equals + value
-        awaits_value = not equals and actions[close[0]].nargs is None
-    return fixes
+
+def nearest(word: str, names: Iterable[str]) -> str | None:
+    """The one of ``names`` that ``word`` is a typo of: one edit away (an insertion, a
+    deletion, a substitution or two neighbours swapped; two for names over 6 characters),
+    fewer edits than half the name's length, no other name as near, and neither one "not"
+    where the other is not (``--no-force`` is no typo of ``--force``). None otherwise: a
+    hint never guesses between two names, nor from a word that only resembles one."""
+    best: list[str] = []
+    least = 3
+    for name in names:
+        core = name.lstrip("-")
+        limit = 1 if len(core) <= 6 else 2
+        edits = _edits(word, name, limit)
+        if edits <= limit and edits * 2 < len(core) and edits <= least:
+            best = [*best, name] if edits == least else [name]
+            least = edits
+    if len(best) != 1 or _negated(word) != _negated(best[0]):
+        return None
+    return best[0]
+
+
+def _negated(word: str) -> bool:
+    return word.lstrip("-").startswith(_NEGATIONS)
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """The optimal-string-alignment distance of ``a`` and ``b``, or ``limit + 1`` once it
+    must exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before: list[int] | None = None
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        now = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            now[j] = min(row[j] + 1, now[j - 1] + 1, row[j - 1] + cost)
+            swapped = i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]
+            if swapped and before is not None:
+                now[j] = min(now[j], before[j - 2] + 1)
+        if min(now) > limit:
+            return limit + 1
+        before, row = row, now
+    return row[-1]
+
+
+def visible_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The long flags ``parser`` shows in its help (a hidden, deprecated one is never a
+    suggestion), with their actions."""
+    return {
+        flag: action
+        for flag, action in parser._option_string_actions.items()
+        if flag.startswith("--") and action.help is not argparse.SUPPRESS
+    }
 
 
 def describe(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> CommandSpec:
