@@ -153,7 +153,7 @@ def command(sub: Subparsers, name: str, help_text: str, builder: Builder) -> par
         default=argparse.SUPPRESS,
         help="show tracebacks, and why a cache entry was not used",
     )
-    parser.set_defaults(build=builder, command_prog=parser.prog, command_parser=parser)
+    parser.set_defaults(build=builder, command_parser=parser)
     return parser
 
 

@@ -429,8 +429,9 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], *, argv: Sequence[
     for a misspelt flag, the command line with the flag it is a typo of."""
     if ns.command == "import" and not any(word.startswith("-") for word in extras):
         path: Path | None = ns.path
-        words = [str(path)] if path is not None and not _exists(path) else []
-        known = path if path is not None and _exists(path) else None
+        found = path is not None and _exists(path)
+        words = [str(path)] if path is not None and not found else []
+        known = path if found else None
         accounts = (*words, *extras, *(ns.accounts or ()))
         return UsageError(
             f"import takes one PATH; name accounts with --account: {' '.join(accounts)}",
@@ -438,8 +439,9 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], *, argv: Sequence[
         )
     if getattr(ns, "state_command", None) == "rm" and not any(w.startswith("-") for w in extras):
         path = ns.path
-        words = [str(path)] if path is not None and not _exists(path) else []
-        known = path if path is not None and _exists(path) else None
+        found = path is not None and _exists(path)
+        words = [str(path)] if path is not None and not found else []
+        known = path if found else None
         accounts = (*words, *extras, *(ns.accounts or ()))
         return UsageError(
             f"state rm takes one PATH; name accounts with --account: {' '.join(accounts)}",
@@ -453,7 +455,7 @@ def _unclaimed(ns: argparse.Namespace, extras: Sequence[str], *, argv: Sequence[
             message,
             hint=f"did you mean {', '.join(meant)}? {arguments.shell_line([PROG, *fixed])}",
         )
-    return UsageError(message, hint=f"run '{ns.command_prog} --help'")
+    return UsageError(message, hint=f"run '{ns.command_parser.prog} --help'")
 
 
 def _flags_spelt_right(
@@ -466,7 +468,7 @@ def _flags_spelt_right(
     if "--" in argv:
         return None
     start = 0  # just after the command's words (``state push``), --debug among them
-    for word in ns.command_prog.split()[1:]:
+    for word in ns.command_parser.prog.split()[1:]:
         while start < len(argv) and argv[start] == "--debug":
             start += 1
         if start >= len(argv) or argv[start] != word:
@@ -551,7 +553,7 @@ def _state(sub: Subparsers) -> None:
         default=argparse.SUPPRESS,
         help="show tracebacks, and why a cache entry was not used",
     )
-    parent.set_defaults(command_prog=parent.prog, command_parser=parent)
+    parent.set_defaults(command_parser=parent)
     inner = parent.add_subparsers(dest="state_command", required=True, metavar="SUBCOMMAND")
     p = arguments.command(inner, "list", "managed accounts, one a line", _state_list_options)
     arguments.path_operand(p)
@@ -698,7 +700,7 @@ def _report(sub: Subparsers) -> None:
         default=argparse.SUPPRESS,
         help="show tracebacks, and why a cache entry was not used",
     )
-    parent.set_defaults(command_prog=parent.prog, command_parser=parent)
+    parent.set_defaults(command_parser=parent)
     inner = parent.add_subparsers(dest="report_command", required=True, metavar="REPORT")
     p = arguments.command(
         inner,

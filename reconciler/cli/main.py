@@ -148,12 +148,17 @@ def _pasteable(error: ReconcilerError, options: Options) -> ReconcilerError:
     return StateLocked(error.message, lock_id=error.lock_id, hint=hint)
 
 
-def _secrets(options: Options) -> tuple[str, ...]:
-    """The secrets of this run: the environment's, and a DSN password given as --state."""
+def _secrets(argv: Sequence[str] | None, options: Options | None = None) -> tuple[str, ...]:
+    """The secrets of this run: the environment's, a DSN password given as --state, and
+    the password of every URL on the command line (each word, and each word's part after
+    ``=``), which a usage error's hint or a note may repeat (``state pull --path DSN`` is
+    read as a path: its "://" becomes ":/", past the shapes masking looks for)."""
     from reconciler.cli import masking  # noqa: PLC0415 - after parsing: `--help` needs none
 
+    words = sys.argv[1:] if argv is None else argv
+    urls = [part for word in words for part in (word, word.partition("=")[2]) if "://" in part]
     common = getattr(options, "common", None)
-    return masking.known_secrets(os.environ, [getattr(common, "state", None)])
+    return masking.known_secrets(os.environ, [getattr(common, "state", None), *urls])
 
 
 def _parsed(argv: Sequence[str] | None) -> grammar.Parsed | int:
@@ -162,21 +167,11 @@ def _parsed(argv: Sequence[str] | None) -> grammar.Parsed | int:
         return grammar.parse(argv)
     except ReconcilerError as error:  # a usage error: exit 1, never argparse's 2
         # Its hint may repeat the command line: a DSN's password in it is a secret too.
-        return report(error, debug=False, secrets=_argv_secrets(argv))
+        return report(error, debug=False, secrets=_secrets(argv))
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else EXIT_OK
     except Exception as error:  # reported as every bug is, secrets masked
-        return _bug(error, _argv_secrets(argv))
-
-
-def _argv_secrets(argv: Sequence[str] | None) -> tuple[str, ...]:
-    """The environment's secrets and the passwords of every URL on the command line (each
-    word, and each word's part after ``=``): what a usage error or a note may repeat."""
-    from reconciler.cli import masking  # noqa: PLC0415 - after parsing: `--help` needs none
-
-    words = sys.argv[1:] if argv is None else argv
-    urls = [part for word in words for part in (word, word.partition("=")[2]) if "://" in part]
-    return masking.known_secrets(os.environ, urls)
+        return _bug(error, _secrets(argv))
 
 
 def _bug(error: Exception, secrets: Sequence[str]) -> int:
@@ -213,12 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = _parsed(argv)
     if isinstance(parsed, int):
         return parsed
+    secrets = _secrets(argv, parsed.options)
     if parsed.notes:
         from reconciler.cli import masking  # noqa: PLC0415 - after parsing: `--help` needs none
 
-        known = _argv_secrets(argv)
         for note in parsed.notes:
-            sys.stderr.write(masking.mask(f"note: {note}", known) + "\n")
+            sys.stderr.write(masking.mask(f"note: {note}", secrets) + "\n")
     stdout = sys.stdout
     if stdout is None:  # descriptor 1 closed (`>&-`): the output has nowhere to go
         sys.stderr.write(
@@ -233,11 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     pause_gc = not _long_running(parsed.options) and gc.isenabled()
     if pause_gc:
         gc.disable()
-    # --state's password, and any URL's on the command line (``state pull --path DSN`` is
-    # read as a path: its "://" becomes ":/", past the shapes masking looks for).
-    secrets = tuple(
-        sorted({*_secrets(parsed.options), *_argv_secrets(argv)}, key=len, reverse=True)
-    )
     sys.stdout = output.Guarded(stdout)  # a TextIO in all it does (its __getattr__)
     try:
         code = _dispatch(parsed.options, now=dt.datetime.now(dt.UTC))
